@@ -1,0 +1,57 @@
+"""Checks that turn bad input into errors saying what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+
+SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
+SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The PPO loss (hence the gradients) became nan or inf; training stopped before the step."""
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    return ", ".join(k.__name__ for k in kinds)
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, who: str = "recurrent_rl") -> None:
+    """Raise ``ValueError`` if a space is not one recurrent_rl supports."""
+    if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES):
+        raise ValueError(
+            f"{who} does not support the observation space {observation_space}; supported: "
+            f"{_names(SUPPORTED_OBSERVATION_SPACES)}. Wrap the env to convert its observations "
+            "(for example gymnasium.wrappers.FlattenObservation for a Tuple space)."
+        )
+    if isinstance(observation_space, spaces.Dict):
+        for key, sub in observation_space.spaces.items():
+            if isinstance(sub, spaces.Dict) or not isinstance(sub, SUPPORTED_OBSERVATION_SPACES):
+                raise ValueError(
+                    f"{who} does not support the Dict observation entry {key!r}: {sub}; each entry must be one "
+                    f"of {_names(SUPPORTED_OBSERVATION_SPACES[:-1])} (no nesting). Flatten it with a wrapper."
+                )
+    if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
+        raise ValueError(
+            f"{who} does not support the action space {action_space}; supported: "
+            f"{_names(SUPPORTED_ACTION_SPACES)}. Wrap the env to expose one of these."
+        )
+
+
+def check_finite_gradients(optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Optimizer pre-step hook: refuse to step on nan/inf gradients.
+
+    Raising before ``step`` keeps the parameters and the optimizer's moments as they were after
+    the last good update, so a model saved afterwards is the last good one.
+    """
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if grads and not th.isfinite(th.nn.utils.get_total_norm(grads)):
+        raise NonFiniteLossError(
+            "Training stopped: the loss became nan or inf, so the gradients are not finite. The policy keeps "
+            "its parameters from before this gradient step and nothing saved earlier was overwritten. "
+            "Usual fixes: lower learning_rate; normalise observations and rewards (VecNormalize); lower "
+            "max_grad_norm; check the env for nan/inf observations or rewards (SB3's VecCheckNan finds them)."
+        )

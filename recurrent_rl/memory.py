@@ -1,0 +1,183 @@
+"""Memory cores: GRU, LSTM and Elman RNN behind one interface, and helpers for their states.
+
+A memory *state* is a tuple of tensors, each ``(L, B, H)``: ``(h,)`` for ``gru`` and ``rnn``,
+``(h, c)`` for ``lstm``. Code outside this module never looks inside a state: it stores,
+indexes, masks and converts states with the helpers below, which work for any core (and for
+nested tuples of states, such as a policy's actor and critic states).
+
+Two ways to run a core, one meaning:
+
+- :meth:`MemoryCore.forward` takes a whole ``(T, B, F)`` batch with per-step ``episode_starts``
+  and makes one fused cuDNN/ATen call (the batch is cut into episode segments when an episode
+  starts after t = 0, see :class:`recurrent_rl.sequences.Segments`);
+- :meth:`MemoryCore.step` takes one ``(B, F)`` step, for rollouts and ``predict``.
+
+``episode_starts[t, b] = 1`` means "reset column b to the initial (zero) state before step t".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Union
+
+import numpy as np
+import torch as th
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from recurrent_rl.fast_gru import gru_sequence
+from recurrent_rl.sequences import Segments
+
+MemoryState = tuple[th.Tensor, ...]  # each (L, B, H)
+# A policy's state nests memory states (actor, critic); the helpers accept any such nesting.
+NestedState = Union[th.Tensor, tuple[Any, ...]]
+
+MEMORY_TYPES: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+
+
+class MemoryCore(nn.Module):
+    """A recurrent core (``gru``, ``lstm`` or ``rnn`` = Elman with tanh) of any depth.
+
+    :param memory: ``"gru"``, ``"lstm"`` or ``"rnn"``
+    :param input_size: features per step (F)
+    :param hidden_size: units per layer (H)
+    :param num_layers: stacked layers (L)
+    :param dropout: dropout between stacked layers (training mode only)
+    """
+
+    def __init__(self, memory: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        check_memory_options(memory, hidden_size, num_layers)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.memory = memory
+        # SB3 computes some feature sizes as numpy ints, which nn.RNNBase refuses
+        self.input_size = input_size = int(input_size)
+        self.hidden_size = hidden_size = int(hidden_size)
+        self.num_layers = num_layers = int(num_layers)
+        # batch_first=False: every tensor here is (T, B, ...)
+        self.rnn = MEMORY_TYPES[memory](input_size, hidden_size, num_layers, dropout=dropout)
+
+    @property
+    def n_state_tensors(self) -> int:
+        return 2 if self.memory == "lstm" else 1
+
+    def initial_state(self, batch_size: int, device: th.device | str | None = None) -> MemoryState:
+        """The state a column is reset to: zeros, ``n_state_tensors`` tensors of (L, B, H)."""
+        device = device if device is not None else next(self.parameters()).device
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        return tuple(th.zeros(shape, device=device) for _ in range(self.n_state_tensors))
+
+    def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
+        return [(self.num_layers, batch_size, self.hidden_size)] * self.n_state_tensors
+
+    def _call(self, x: th.Tensor | nn.utils.rnn.PackedSequence, state: MemoryState):
+        hx = state if self.memory == "lstm" else state[0]
+        out, hx = self.rnn(x, hx)
+        return out, (tuple(hx) if self.memory == "lstm" else (hx,))
+
+    def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
+        """One step: ``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state."""
+        state = mask_state(state, 1.0 - episode_start.float())
+        out, state = self._call(x.unsqueeze(0), state)  # (1, B, H)
+        return out.squeeze(0), state
+
+    def forward(
+        self,
+        x: th.Tensor,
+        state: MemoryState,
+        episode_starts: th.Tensor,
+        segments: Segments | None = None,
+        need_final_state: bool = True,
+    ) -> tuple[th.Tensor, MemoryState | None]:
+        """A whole batch: ``x`` (T, B, F), ``episode_starts`` (T, B) -> outputs (T, B, H), final state.
+
+        Equals calling :meth:`step` T times. ``segments`` may be passed when several cores share
+        the same ``episode_starts``; ``need_final_state=False`` (the PPO update) returns None
+        for the state and lets LSTM/RNN take a faster padded path.
+        """
+        if self.memory == "gru" and x.device.type == "cpu":
+            # hand-written kernel, resets as a mask: see recurrent_rl/fast_gru.py
+            out, final = gru_sequence(self.rnn, x, state[0], 1.0 - episode_starts.float())
+            return out, (final,)
+        state = mask_state(state, 1.0 - episode_starts[0].float())
+        if segments is None:
+            segments = Segments.from_episode_starts(episode_starts)
+        if not segments.has_inner_resets:
+            return self._call(x, state)
+        # Cut at episode starts: one padded column per segment; only the first segment of each
+        # column inherits the incoming state, the others start from zeros.
+        state0 = tuple(
+            s.new_zeros(s.shape[0], segments.n_segments, s.shape[2]).index_copy(1, segments.first_segment, s)
+            for s in state
+        )  # each (L, N, H)
+        padded = segments.pad(x)  # (T, N, F)
+        if not need_final_state:
+            # Padding only follows a segment's last step, so outputs are exact; the final state
+            # would include the padding. oneDNN's LSTM runs padded batches ~5x faster than packed.
+            out, _ = self._call(padded, state0)
+            return segments.unpad(out), None
+        packed = pack_padded_sequence(padded, segments.lengths, enforce_sorted=False)
+        out_packed, final = self._call(packed, state0)
+        out, _ = pad_packed_sequence(out_packed, total_length=segments.n_steps)  # (T, N, H)
+        return segments.unpad(out), select_state(final, segments.last_segment)
+
+
+def check_memory_options(memory: str, hidden_size: int, num_layers: int) -> None:
+    """Raise ``ValueError`` naming the bad option and its valid values."""
+    if memory not in MEMORY_TYPES:
+        raise ValueError(f"memory={memory!r} is not a memory type; choose one of {sorted(MEMORY_TYPES)}")
+    for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# --- state helpers: the only code that knows a state is a (nested) tuple of tensors ---------
+
+
+def map_state(fn: Callable[..., th.Tensor], *states: NestedState) -> NestedState:
+    """Apply ``fn`` leaf-wise to one or more states of the same structure."""
+    first = states[0]
+    if isinstance(first, th.Tensor):
+        return fn(*states)
+    items = [map_state(fn, *parts) for parts in zip(*states)]
+    return type(first)._make(items) if hasattr(first, "_make") else tuple(items)
+
+
+def mask_state(state: NestedState, keep: th.Tensor) -> NestedState:
+    """Multiply every column by ``keep`` (B,): 0 resets a column to the zero state."""
+    keep = keep.view(1, -1, 1)
+    return map_state(lambda s: s * keep, state)
+
+
+def select_state(state: NestedState, index: th.Tensor | slice | int) -> NestedState:
+    """Columns ``index`` of a state (batch dim 1)."""
+    if isinstance(index, int):
+        index = slice(index, index + 1)
+    return map_state(lambda s: s[:, index], state)
+
+
+def cat_states(states: list[NestedState]) -> NestedState:
+    """Concatenate states along the batch dim."""
+    return map_state(lambda *s: th.cat(s, dim=1), *states)
+
+
+def assign_state(target: NestedState, index: th.Tensor | slice, source: NestedState) -> None:
+    """In place: ``target[:, index] = source`` leaf-wise."""
+
+    def _assign(t: th.Tensor, s: th.Tensor) -> th.Tensor:
+        t[:, index] = s
+        return t
+
+    map_state(_assign, target, source)
+
+
+def state_to_numpy(state: NestedState) -> NestedState:
+    return map_state(lambda s: s.detach().cpu().numpy(), state)
+
+
+def state_leaves(state: NestedState) -> list[th.Tensor]:
+    """The tensors of a state, in a fixed order (for norms and byte counts)."""
+    if isinstance(state, th.Tensor):
+        return [state]
+    return [leaf for part in state for leaf in state_leaves(part)]

@@ -1,0 +1,359 @@
+"""Recurrent actor-critic policy on SB3's policy machinery.
+
+features extractor (SB3's Flatten / NatureCNN / Combined) -> memory core(s) -> MLP heads
+(SB3's ``MlpExtractor``) -> SB3 action distribution and value head.
+
+The critic reads the observation history through its own memory (``critic_memory="separate"``,
+the default), through the actor's memory (``"shared"``), or not at all (``"none"``: a linear
+projection of the current features replaces the memory, as in sb3-contrib).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    MlpExtractor,
+    NatureCNN,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from recurrent_rl.errors import check_spaces, check_finite_gradients
+from recurrent_rl.memory import MemoryCore, MemoryState, state_to_numpy
+from recurrent_rl.sequences import Segments
+
+CRITIC_MEMORY = ("separate", "shared", "none")
+
+
+class RecurrentState(NamedTuple):
+    """A policy's memory: the actor's state and the critic's (empty unless ``separate``)."""
+
+    actor: MemoryState
+    critic: MemoryState
+
+
+class SequenceObs(NamedTuple):
+    """What the update feeds the policy: a minibatch of whole chunks.
+
+    ``obs`` is flat ``(T*B, ...)`` in time-major order (step t of chunk b at ``t*B + b``),
+    ``state`` the memory at each chunk's first step, ``episode_starts`` ``(T, B)``.
+    """
+
+    obs: PyTorchObs
+    state: RecurrentState
+    episode_starts: th.Tensor
+
+
+class RecurrentActorCriticPolicy(ActorCriticPolicy):
+    """Actor-critic policy with a memory core between the features extractor and the heads.
+
+    :param memory: ``"gru"``, ``"lstm"`` or ``"rnn"`` (Elman, tanh)
+    :param hidden_size: units per memory layer
+    :param num_layers: stacked memory layers
+    :param critic_memory: ``"separate"`` (own core), ``"shared"`` (reads the actor's core) or
+        ``"none"`` (no memory for the critic)
+    Every other parameter is SB3's ``ActorCriticPolicy``'s (``net_arch``, ``activation_fn``,
+    ``ortho_init``, ``features_extractor_class``, ...). ``ortho_init`` re-initialises the
+    features extractor and heads, never the memory cores (they keep PyTorch's default init).
+    """
+
+    default_memory = "gru"
+    default_extractor: type[BaseFeaturesExtractor] = FlattenExtractor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        memory: str | None = None,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        critic_memory: str = "separate",
+        **kwargs: Any,
+    ):
+        check_spaces(observation_space, action_space, type(self).__name__)
+        memory = self.default_memory if memory is None else memory
+        if critic_memory not in CRITIC_MEMORY:
+            raise ValueError(f"critic_memory={critic_memory!r} is not valid; choose one of {list(CRITIC_MEMORY)}")
+        if critic_memory == "shared" and not kwargs.get("share_features_extractor", True):
+            raise ValueError(
+                "critic_memory='shared' reads the actor's memory, so the critic's own features extractor "
+                "would be unused: use share_features_extractor=True, or critic_memory='separate'"
+            )
+        kwargs.setdefault("features_extractor_class", self.default_extractor)
+        if isinstance(observation_space, spaces.Dict) and kwargs["features_extractor_class"] in (FlattenExtractor, NatureCNN):
+            raise ValueError(
+                "Dict observation spaces need a multi-input policy: use 'MultiInputGruPolicy', "
+                "'MultiInputLstmPolicy' or 'MultiInputRnnPolicy' (or features_extractor_class=CombinedExtractor)"
+            )
+        # Plain attributes may be set before nn.Module.__init__; _build (called by the parent
+        # constructor) needs them.
+        self.memory = memory
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.critic_memory = critic_memory
+        MemoryCore(memory, 1, hidden_size, num_layers)  # validates the options with a clear message
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    # --- construction -----------------------------------------------------------------------
+
+    def _build_mlp_extractor(self) -> None:
+        # Called by ActorCriticPolicy._build before the heads, ortho init and the optimizer, so
+        # the memory cores are in the optimizer and are left out of the ortho re-init.
+        self.actor_memory = MemoryCore(self.memory, self.features_dim, self.hidden_size, self.num_layers)
+        self.critic_core: MemoryCore | None = None
+        self.critic_projection: nn.Linear | None = None
+        if self.critic_memory == "separate":
+            self.critic_core = MemoryCore(self.memory, self.features_dim, self.hidden_size, self.num_layers)
+        elif self.critic_memory == "none":
+            self.critic_projection = nn.Linear(self.features_dim, self.hidden_size)
+        self.mlp_extractor = MlpExtractor(
+            self.hidden_size, net_arch=self.net_arch, activation_fn=self.activation_fn, device=self.device
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)
+        self.optimizer.register_step_pre_hook(check_finite_gradients)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            memory=self.memory,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            critic_memory=self.critic_memory,
+        )
+        return data
+
+    def initial_state(self, n_envs: int) -> RecurrentState:
+        """Zero memory for ``n_envs`` columns."""
+        critic = self.critic_core.initial_state(n_envs, self.device) if self.critic_core is not None else ()
+        return RecurrentState(self.actor_memory.initial_state(n_envs, self.device), critic)
+
+    # --- the two ways through the memory: one step (rollout) or whole chunks (update) -------
+
+    def _features(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        features = self.extract_features(obs)
+        if self.share_features_extractor:
+            return features, features  # type: ignore[return-value]
+        return features  # type: ignore[return-value]
+
+    def _critic_latent(self, vf_features: th.Tensor, actor_out: th.Tensor, critic_out: th.Tensor | None) -> th.Tensor:
+        if self.critic_memory == "separate":
+            return self.mlp_extractor.forward_critic(critic_out)
+        if self.critic_memory == "shared":
+            return self.mlp_extractor.forward_critic(actor_out)
+        return self.mlp_extractor.forward_critic(self.critic_projection(vf_features))
+
+    def _step_latents(
+        self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor, critic: bool = True
+    ) -> tuple[th.Tensor, th.Tensor | None, RecurrentState]:
+        """One step for B envs -> (latent_pi (B, P), latent_vf (B, V) or None, next state)."""
+        pi_features, vf_features = self._features(obs)  # (B, F)
+        actor_out, actor_state = self.actor_memory.step(pi_features, state.actor, episode_start)  # (B, H)
+        critic_state, critic_out = state.critic, None
+        if critic and self.critic_core is not None:
+            critic_out, critic_state = self.critic_core.step(vf_features, state.critic, episode_start)
+        latent_vf = self._critic_latent(vf_features, actor_out, critic_out) if critic else None
+        return self.mlp_extractor.forward_actor(actor_out), latent_vf, RecurrentState(actor_state, critic_state)
+
+    def _sequence_latents(self, seq: SequenceObs) -> tuple[th.Tensor, th.Tensor]:
+        """Whole chunks -> (latent_pi (T*B, P), latent_vf (T*B, V)), time-major like ``seq.obs``."""
+        T, B = seq.episode_starts.shape
+        # cut once, shared by both cores
+        segments = Segments.from_episode_starts(seq.episode_starts)
+        pi_features, vf_features = self._features(seq.obs)  # (T*B, F)
+        actor_out, _ = self.actor_memory(
+            pi_features.view(T, B, -1), seq.state.actor, seq.episode_starts, segments, need_final_state=False
+        )
+        actor_out = actor_out.reshape(T * B, -1)  # (T*B, H)
+        critic_out = None
+        if self.critic_core is not None:
+            critic_out, _ = self.critic_core(
+                vf_features.view(T, B, -1), seq.state.critic, seq.episode_starts, segments, need_final_state=False
+            )
+            critic_out = critic_out.reshape(T * B, -1)
+        return self.mlp_extractor.forward_actor(actor_out), self._critic_latent(vf_features, actor_out, critic_out)
+
+    # --- the SB3-facing API -------------------------------------------------------------------
+
+    def forward(  # type: ignore[override]
+        self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RecurrentState]:
+        """One rollout step: actions, values (B, 1), log-probs (B,), next state."""
+        latent_pi, latent_vf, state = self._step_latents(obs, state, episode_start)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        return actions, self.value_net(latent_vf), log_prob, state
+
+    def predict_values(  # type: ignore[override]
+        self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor
+    ) -> th.Tensor:
+        """Values (B, 1) of one step given the memory before it."""
+        pi_features, vf_features = self._features(obs)
+        if self.critic_memory == "separate":
+            critic_out, _ = self.critic_core.step(vf_features, state.critic, episode_start)
+            return self.value_net(self.mlp_extractor.forward_critic(critic_out))
+        actor_out = None
+        if self.critic_memory == "shared":
+            actor_out, _ = self.actor_memory.step(pi_features, state.actor, episode_start)
+        return self.value_net(self._critic_latent(vf_features, actor_out, None))
+
+    def evaluate_actions(  # type: ignore[override]
+        self, obs: SequenceObs, actions: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Values, log-probs and entropy for a minibatch of chunks (flat, time-major).
+
+        Takes the place of SB3's per-sample ``evaluate_actions`` so that SB3's ``PPO.train``
+        runs unchanged on sequences: the buffer hands it a :class:`SequenceObs`.
+        """
+        latent_pi, latent_vf = self._sequence_latents(obs)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        return self.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
+
+    def get_distribution(  # type: ignore[override]
+        self, obs: PyTorchObs, state: MemoryState, episode_start: th.Tensor
+    ) -> tuple[Distribution, MemoryState]:
+        """Action distribution of one step and the actor's next memory state."""
+        pi_features, _ = self._features(obs)
+        actor_out, actor_state = self.actor_memory.step(pi_features, state, episode_start)
+        return self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(actor_out)), actor_state
+
+    def _predict(  # type: ignore[override]
+        self, observation: PyTorchObs, state: MemoryState, episode_start: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, MemoryState]:
+        distribution, state = self.get_distribution(observation, state, episode_start)
+        return distribution.get_actions(deterministic=deterministic), state
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Actions for one step and the actor's next memory, as sb3-contrib's ``predict``.
+
+        :param state: what the previous call returned (a tuple of ``(num_layers, n_envs,
+            hidden_size)`` arrays: ``(h,)`` for gru/rnn, ``(h, c)`` for lstm), or None to start
+            every env from a fresh memory
+        :param episode_start: ``(n_envs,)`` flags; where set, that env's memory is reset first
+        """
+        self.set_training_mode(False)
+        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        first = obs_tensor if isinstance(obs_tensor, th.Tensor) else next(iter(obs_tensor.values()))
+        n_envs = first.shape[0]
+        with th.no_grad():
+            memory = self._state_from_numpy(state, n_envs)
+            if episode_start is None:
+                starts = th.zeros(n_envs, device=self.device)
+            else:
+                starts = th.as_tensor(np.asarray(episode_start, dtype=np.float32).reshape(-1), device=self.device)
+                if starts.numel() != n_envs:
+                    raise ValueError(
+                        f"episode_start has {starts.numel()} entries for {n_envs} observations; pass one flag per env"
+                    )
+            actions, memory = self._predict(obs_tensor, memory, starts, deterministic=deterministic)
+        actions = actions.cpu().numpy().reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        if isinstance(self.action_space, spaces.Box):
+            if self.squash_output:
+                actions = self.unscale_action(actions)
+            else:
+                actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        if not vectorized_env:
+            actions = actions.squeeze(axis=0)
+        return actions, state_to_numpy(memory)  # type: ignore[return-value]
+
+    def _state_from_numpy(self, state: Any, n_envs: int) -> MemoryState:
+        if state is None:
+            return self.actor_memory.initial_state(n_envs, self.device)
+        expected = self.actor_memory.state_shapes(n_envs)
+        shapes = [np.shape(s) for s in state] if isinstance(state, (tuple, list)) else None
+        if shapes != expected:
+            got = shapes if shapes is not None else f"a {type(state).__name__}"
+            raise ValueError(
+                f"predict() got a state of shape {got}, but this {self.memory} policy with {n_envs} "
+                f"observation(s) needs a tuple of {len(expected)} array(s) of shape {expected[0]} "
+                "(num_layers, n_envs, hidden_size). Pass the state returned by the previous predict() "
+                "call for the same envs, or state=None to start from a fresh memory."
+            )
+        return tuple(th.as_tensor(s, dtype=th.float32, device=self.device) for s in state)
+
+
+class MlpGruPolicy(RecurrentActorCriticPolicy):
+    """GRU policy on flattened observations."""
+
+
+class MlpLstmPolicy(RecurrentActorCriticPolicy):
+    """LSTM policy on flattened observations."""
+
+    default_memory = "lstm"
+
+
+class MlpRnnPolicy(RecurrentActorCriticPolicy):
+    """Elman RNN policy on flattened observations."""
+
+    default_memory = "rnn"
+
+
+class CnnGruPolicy(RecurrentActorCriticPolicy):
+    """GRU policy on images (NatureCNN)."""
+
+    default_extractor = NatureCNN
+
+
+class CnnLstmPolicy(CnnGruPolicy):
+    """LSTM policy on images (NatureCNN)."""
+
+    default_memory = "lstm"
+
+
+class CnnRnnPolicy(CnnGruPolicy):
+    """Elman RNN policy on images (NatureCNN)."""
+
+    default_memory = "rnn"
+
+
+class MultiInputGruPolicy(RecurrentActorCriticPolicy):
+    """GRU policy on Dict observations (CombinedExtractor)."""
+
+    default_extractor = CombinedExtractor
+
+
+class MultiInputLstmPolicy(MultiInputGruPolicy):
+    """LSTM policy on Dict observations (CombinedExtractor)."""
+
+    default_memory = "lstm"
+
+
+class MultiInputRnnPolicy(MultiInputGruPolicy):
+    """Elman RNN policy on Dict observations (CombinedExtractor)."""
+
+    default_memory = "rnn"
+
+
+POLICY_ALIASES: dict[str, type[RecurrentActorCriticPolicy]] = {
+    cls.__name__: cls
+    for cls in (
+        MlpGruPolicy,
+        MlpLstmPolicy,
+        MlpRnnPolicy,
+        CnnGruPolicy,
+        CnnLstmPolicy,
+        CnnRnnPolicy,
+        MultiInputGruPolicy,
+        MultiInputLstmPolicy,
+        MultiInputRnnPolicy,
+    )
+}

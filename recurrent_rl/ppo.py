@@ -1,0 +1,203 @@
+"""RecurrentPPO: SB3's PPO with memory carried through rollouts and updates over sequence chunks.
+
+What is recurrent lives here and in the policy and buffer; the rest is SB3's:
+- ``collect_rollouts`` carries each env's memory step to step (reset where an episode starts),
+  bootstraps time-limit truncations with the value computed from the memory at that step, and
+  stores the memory only at chunk starts;
+- the update is SB3's ``PPO.train`` unchanged: the buffer yields minibatches of whole chunks and
+  the policy's ``evaluate_actions`` runs each chunk batch through one fused RNN call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import maybe_make_env
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from recurrent_rl.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from recurrent_rl.errors import check_spaces
+from recurrent_rl.memory import select_state
+from recurrent_rl.policies import POLICY_ALIASES, RecurrentActorCriticPolicy, RecurrentState
+from recurrent_rl.sequences import check_sequence_sizes
+
+
+class RecurrentPPO(PPO):
+    """PPO with a recurrent (GRU / LSTM / Elman RNN) policy.
+
+    Every parameter is SB3 ``PPO``'s, with the same name and meaning, plus:
+
+    :param sequence_length: truncated-BPTT chunk length T. Each env's rollout of ``n_steps`` is
+        cut into chunks of T steps; gradients flow inside a chunk and the memory entering it is
+        the one recorded during the rollout. Default: ``n_steps`` (the whole rollout per env).
+        Must divide ``n_steps``; ``batch_size`` must be a multiple of it and divide
+        ``n_steps * n_envs``, so every minibatch holds the same number of whole chunks.
+    """
+
+    policy: RecurrentActorCriticPolicy
+    rollout_buffer: RecurrentRolloutBuffer
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = dict(POLICY_ALIASES)  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        policy: str | type[RecurrentActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        n_steps: int = 128,
+        batch_size: int = 128,
+        n_epochs: int = 10,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip_range: float | Schedule = 0.2,
+        clip_range_vf: float | Schedule | None = None,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        target_kl: float | None = None,
+        sequence_length: int | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        if isinstance(policy, str) and policy not in self.policy_aliases:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(self.policy_aliases)}")
+        if env is not None:
+            env = maybe_make_env(env, verbose)
+            check_spaces(env.observation_space, env.action_space, "RecurrentPPO")
+        self.sequence_length = sequence_length or n_steps
+        if env is not None:
+            n_envs = env.num_envs if isinstance(env, VecEnv) else 1
+            check_sequence_sizes(n_steps, n_envs, batch_size, self.sequence_length)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_range=clip_range,
+            clip_range_vf=clip_range_vf,
+            normalize_advantage=normalize_advantage,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            target_kl=target_kl,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        dict_obs = isinstance(self.observation_space, spaces.Dict)
+        self.rollout_buffer_class = RecurrentDictRolloutBuffer if dict_obs else RecurrentRolloutBuffer
+        self.rollout_buffer_kwargs = {"sequence_length": self.sequence_length}
+        super()._setup_model()  # PPO's: lr and clip schedules, buffer, policy
+        if not isinstance(self.policy, RecurrentActorCriticPolicy):
+            raise ValueError(
+                f"RecurrentPPO needs a RecurrentActorCriticPolicy (or subclass), got {type(self.policy).__name__}"
+            )
+        self._last_state: RecurrentState = self.policy.initial_state(self.n_envs)
+
+    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, reset_num_timesteps: bool = True,
+                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, BaseCallback]:  # fmt: skip
+        reset_env = reset_num_timesteps or self._last_obs is None
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if reset_env or not hasattr(self, "_last_state"):
+            self._last_state = self.policy.initial_state(self.n_envs)
+        return result
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RecurrentRolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """SB3's ``collect_rollouts`` with the memory carried (and reset) from step to step."""
+        assert self._last_obs is not None, "No previous observation was provided"
+        self.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+        callback.on_rollout_start()
+
+        state = self._last_state
+        for n_steps in range(n_rollout_steps):
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                self.policy.reset_noise(env.num_envs)
+            if n_steps % rollout_buffer.sequence_length == 0:
+                rollout_buffer.add_chunk_start_state(state)
+
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                starts = th.as_tensor(self._last_episode_starts, dtype=th.float32, device=self.device)
+                actions, values, log_probs, state = self.policy(obs_tensor, state, starts)
+            actions = actions.cpu().numpy()
+
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                if self.policy.squash_output:
+                    clipped_actions = self.policy.unscale_action(clipped_actions)
+                else:
+                    clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+
+            callback.update_locals(locals())
+            if not callback.on_step():
+                self._last_state = state
+                return False
+
+            self._update_info_buffer(infos, dones)
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+
+            # Time-limit truncation: bootstrap with the value of the terminal observation, computed
+            # from the memory *after* this step (the episode goes on in the critic's eyes).
+            for idx, done in enumerate(dones):
+                if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated"):
+                    terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
+                    with th.no_grad():
+                        terminal_value = self.policy.predict_values(
+                            terminal_obs, select_state(state, idx), th.zeros(1, device=self.device)
+                        )[0]
+                    rewards[idx] += self.gamma * terminal_value.item()
+
+            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)  # type: ignore[arg-type]
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+
+        self._last_state = state
+        with th.no_grad():
+            starts = th.as_tensor(dones, dtype=th.float32, device=self.device)
+            values = self.policy.predict_values(obs_as_tensor(new_obs, self.device), state, starts)  # type: ignore[arg-type]
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_state"]

@@ -1,0 +1,124 @@
+"""Pure functions on sequences: episode segments inside a batch, and fixed-length chunks.
+
+Shapes use one letter set for the whole package: T time, B batch (columns), N segments,
+F features, H hidden, L layers, K chunks per env row, E envs.
+
+A batch of sequences ``(T, B, ...)`` with per-step ``episode_starts`` contains *segments*:
+maximal runs of steps inside one column that belong to one episode. Running a recurrent core
+over each segment separately (zero initial state for segments that begin at an episode start)
+is exactly what stepping the core with resets computes, and it lets the whole batch go through
+one fused ``nn.GRU`` / ``nn.LSTM`` call instead of a Python loop over time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch as th
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Where each step of a ``(T, B)`` batch lands when the batch is cut at episode starts.
+
+    Steps are numbered column-major: step ``(t, b)`` has flat index ``b * T + t``.
+    """
+
+    time_index: th.Tensor  # (B*T,) position of the step inside its segment
+    segment_index: th.Tensor  # (B*T,) which segment the step belongs to
+    lengths: th.Tensor  # (N,) int64 on CPU, as pack_padded_sequence wants
+    first_segment: th.Tensor  # (B,) segment that opens each column (t = 0)
+    last_segment: th.Tensor  # (B,) segment that closes each column (t = T-1)
+    n_steps: int  # T
+    n_columns: int  # B
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.lengths.numel())
+
+    @property
+    def has_inner_resets(self) -> bool:
+        """True when some episode starts after t = 0 (else each column is one segment)."""
+        return self.n_segments > self.n_columns
+
+    @classmethod
+    def from_episode_starts(cls, episode_starts: th.Tensor) -> Segments:
+        """Cut a ``(T, B)`` batch at every episode start (any non-zero flag)."""
+        if episode_starts.dim() != 2:
+            raise ValueError(f"episode_starts must have shape (T, B), got {tuple(episode_starts.shape)}")
+        T, B = episode_starts.shape
+        starts = episode_starts.detach().to("cpu").t().reshape(-1) != 0  # (B*T,) column-major
+        starts[::T] = True  # every column opens a segment at t = 0
+        segment_index = th.cumsum(starts, 0) - 1  # (B*T,)
+        start_positions = th.nonzero(starts).squeeze(1)  # (N,)
+        time_index = th.arange(B * T) - start_positions[segment_index]
+        ends = th.cat([start_positions[1:], th.tensor([B * T])])
+        device = episode_starts.device
+        return cls(
+            time_index=time_index.to(device),
+            segment_index=segment_index.to(device),
+            lengths=ends - start_positions,
+            first_segment=segment_index[::T].to(device),
+            last_segment=segment_index[T - 1 :: T].to(device),
+            n_steps=T,
+            n_columns=B,
+        )
+
+    def pad(self, x: th.Tensor) -> th.Tensor:
+        """``(T, B, F)`` -> ``(T, N, F)``: each segment starts at t = 0, zero padded after."""
+        T, B = self.n_steps, self.n_columns
+        flat = x.transpose(0, 1).reshape(B * T, *x.shape[2:])  # (B*T, F)
+        padded = x.new_zeros(T, self.n_segments, *x.shape[2:])  # (T, N, F)
+        return padded.index_put((self.time_index, self.segment_index), flat)
+
+    def unpad(self, padded: th.Tensor) -> th.Tensor:
+        """Inverse of :meth:`pad`: ``(T, N, F)`` -> ``(T, B, F)``."""
+        T, B = self.n_steps, self.n_columns
+        flat = padded[self.time_index, self.segment_index]  # (B*T, F)
+        return flat.reshape(B, T, *padded.shape[2:]).transpose(0, 1)
+
+
+def chunk_rows(array: np.ndarray, sequence_length: int) -> np.ndarray:
+    """Cut a rollout array ``(S, E, ...)`` into chunks ``(T, K*E, ...)`` with T = sequence_length.
+
+    Chunk ``k * E + e`` holds steps ``[k*T, (k+1)*T)`` of env ``e``, in time order.
+    """
+    S, E = array.shape[:2]
+    if S % sequence_length:
+        raise ValueError(f"the rollout length {S} is not a multiple of sequence_length={sequence_length}")
+    K = S // sequence_length
+    rest = array.shape[2:]
+    chunks = array.reshape(K, sequence_length, E, *rest)  # (K, T, E, ...)
+    chunks = np.swapaxes(chunks, 0, 1)  # (T, K, E, ...)
+    return chunks.reshape(sequence_length, K * E, *rest)
+
+
+def check_sequence_sizes(n_steps: int, n_envs: int, batch_size: int, sequence_length: int) -> None:
+    """Check that rollouts cut into whole chunks and minibatches hold whole chunks.
+
+    Raises ``ValueError`` naming the setting to change.
+    """
+    if sequence_length < 1:
+        raise ValueError(f"sequence_length must be a positive integer, got {sequence_length}")
+    if n_steps % sequence_length:
+        divisors = [d for d in range(1, n_steps + 1) if n_steps % d == 0]
+        raise ValueError(
+            f"sequence_length={sequence_length} does not divide n_steps={n_steps}: each env's rollout "
+            f"must cut into whole chunks. Use a sequence_length among {divisors}, or change n_steps."
+        )
+    total = n_steps * n_envs
+    if batch_size % sequence_length:
+        raise ValueError(
+            f"batch_size={batch_size} is not a multiple of sequence_length={sequence_length}: minibatches "
+            f"are made of whole chunks. Use batch_size = m * {sequence_length} for some m "
+            f"(for example {sequence_length * max(1, batch_size // sequence_length)})."
+        )
+    if total % batch_size:
+        chunks = total // sequence_length
+        options = [m * sequence_length for m in range(1, chunks + 1) if chunks % m == 0]
+        raise ValueError(
+            f"batch_size={batch_size} does not divide the rollout size n_steps * n_envs = "
+            f"{n_steps} * {n_envs} = {total}; the minibatch size is kept fixed. "
+            f"Use a batch_size among {options}, or change n_steps or the number of envs."
+        )

@@ -1,0 +1,143 @@
+"""Memory cores: sequence = steps (resets included), no leakage across resets, fast GRU = nn.GRU."""
+
+import numpy as np
+import pytest
+import torch as th
+
+from recurrent_rl.fast_gru import gru_sequence
+from recurrent_rl.memory import MemoryCore, cat_states, mask_state, select_state, state_leaves
+from recurrent_rl.sequences import Segments, check_sequence_sizes, chunk_rows
+
+CORES = ["gru", "lstm", "rnn"]
+
+
+def random_batch(core: MemoryCore, T: int = 24, B: int = 6, p_reset: float = 0.15, seed: int = 0):
+    g = th.Generator().manual_seed(seed)
+    x = th.randn(T, B, core.input_size, generator=g)
+    starts = (th.rand(T, B, generator=g) < p_reset).float()
+    state = tuple(th.randn(s.shape, generator=g) for s in core.initial_state(B))
+    return x, starts, state
+
+
+def step_through(core: MemoryCore, x, state, starts):
+    outs = []
+    for t in range(x.shape[0]):
+        out, state = core.step(x[t], state, starts[t])
+        outs.append(out)
+    return th.stack(outs), state
+
+
+@pytest.mark.parametrize("memory", CORES)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_sequence_equals_steps_with_resets(memory, num_layers):
+    th.manual_seed(1)
+    core = MemoryCore(memory, input_size=5, hidden_size=12, num_layers=num_layers)
+    x, starts, state = random_batch(core)
+    assert starts[1:].sum() > 0, "the batch must contain resets after t = 0"
+    out, final = core(x, state, starts)
+    ref_out, ref_final = step_through(core, x, state, starts)
+    th.testing.assert_close(out, ref_out, atol=1e-5, rtol=0)
+    for a, b in zip(final, ref_final):
+        th.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    # the update's path (no final state) gives the same outputs
+    fast_out, none = core(x, state, starts, need_final_state=False)
+    assert memory == "gru" or none is None
+    th.testing.assert_close(fast_out, ref_out, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("memory", CORES)
+def test_nothing_crosses_a_reset(memory):
+    th.manual_seed(2)
+    core = MemoryCore(memory, input_size=4, hidden_size=8, num_layers=2)
+    x, starts, state = random_batch(core, T=16, B=3, p_reset=0.0)
+    starts[7, 1] = 1.0  # column 1 starts a new episode at t = 7
+    out, _ = core(x, state, starts)
+    # change everything column 1 saw before the reset: inputs and incoming state
+    x2 = x.clone()
+    x2[:7, 1] = th.randn(7, 4) * 5
+    state2 = tuple(s.clone() for s in state)
+    for s in state2:
+        s[:, 1] = 3.0
+    out2, _ = core(x2, state2, starts)
+    th.testing.assert_close(out2[7:, 1], out[7:, 1], atol=0, rtol=0)
+    assert not th.allclose(out2[:7, 1], out[:7, 1])
+    # and the reset equals starting fresh from the zero state at t = 7
+    fresh, _ = core(x[7:, 1:2], core.initial_state(1), th.zeros(9, 1))
+    th.testing.assert_close(out[7:, 1:2], fresh, atol=1e-6, rtol=0)
+
+
+def test_fast_gru_gradients_equal_nn_gru():
+    th.manual_seed(3)
+    T, B, F, H, L = 12, 4, 3, 7, 2
+    gru = th.nn.GRU(F, H, L).double()
+    x = th.randn(T, B, F, dtype=th.double, requires_grad=True)
+    h0 = th.randn(L, B, H, dtype=th.double, requires_grad=True)
+    keep = (th.rand(T, B) > 0.25).double()
+
+    def reference(x, h0):
+        h, outs = h0, []
+        for t in range(T):
+            out, h = gru(x[t : t + 1], h * keep[t].view(1, B, 1))
+            outs.append(out[0])
+        return th.stack(outs), h
+
+    out, final = gru_sequence(gru, x, h0, keep)
+    ref_out, ref_final = reference(x, h0)
+    w_out, w_final = th.randn_like(out), th.randn_like(final)
+    params = [x, h0, *gru.parameters()]
+    grads = th.autograd.grad((out * w_out).sum() + (final * w_final).sum(), params)
+    ref_grads = th.autograd.grad((ref_out * w_out).sum() + (ref_final * w_final).sum(), params)
+    th.testing.assert_close(out, ref_out)
+    for g, r in zip(grads, ref_grads):
+        th.testing.assert_close(g, r)
+
+
+def test_state_helpers_work_for_every_core():
+    for memory in CORES:
+        core = MemoryCore(memory, 3, 5, num_layers=2)
+        state = core.initial_state(4)
+        assert len(state) == core.n_state_tensors
+        assert all(s.shape == (2, 4, 5) for s in state_leaves(state))
+        ones = tuple(th.ones_like(s) for s in state)
+        masked = mask_state(ones, th.tensor([1.0, 0.0, 1.0, 0.0]))
+        assert all(s[:, [1, 3]].abs().sum() == 0 and s[:, [0, 2]].min() == 1 for s in masked)
+        both = cat_states([select_state(ones, 0), select_state(masked, slice(1, 2))])
+        assert all(s.shape == (2, 2, 5) and s[:, 1].abs().sum() == 0 for s in both)
+
+
+def test_bad_memory_options_are_named():
+    with pytest.raises(ValueError, match="memory='lsmt'.*gru"):
+        MemoryCore("lsmt", 3, 4)
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
+        MemoryCore("gru", 3, 0)
+    with pytest.raises(ValueError, match="num_layers must be a positive integer"):
+        MemoryCore("gru", 3, 4, num_layers=1.5)
+
+
+def test_segments_by_hand():
+    # T = 4, B = 2; column 0 resets at t = 2, column 1 never
+    starts = th.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    seg = Segments.from_episode_starts(starts)
+    assert seg.lengths.tolist() == [2, 2, 4]
+    assert seg.first_segment.tolist() == [0, 2] and seg.last_segment.tolist() == [1, 2]
+    x = th.arange(8.0).view(4, 2, 1)  # x[t, b] = 2t + b
+    padded = seg.pad(x)
+    assert padded[:, :, 0].t().tolist() == [[0, 2, 0, 0], [4, 6, 0, 0], [1, 3, 5, 7]]
+    th.testing.assert_close(seg.unpad(padded), x)
+
+
+def test_chunk_rows_order():
+    # rollout of S = 4 steps for E = 2 envs, values 10 * step + env
+    rollout = np.array([[10 * s + e for e in range(2)] for s in range(4)])
+    chunks = chunk_rows(rollout, 2)  # (T=2, K*E=4)
+    assert chunks.T.tolist() == [[0, 10], [1, 11], [20, 30], [21, 31]]
+
+
+def test_sequence_sizes_name_the_fix():
+    check_sequence_sizes(n_steps=32, n_envs=8, batch_size=256, sequence_length=16)
+    with pytest.raises(ValueError, match="sequence_length=5 does not divide n_steps=32"):
+        check_sequence_sizes(32, 8, 256, 5)
+    with pytest.raises(ValueError, match="batch_size=100 is not a multiple of sequence_length=16"):
+        check_sequence_sizes(32, 8, 100, 16)
+    with pytest.raises(ValueError, match="batch_size=96 does not divide the rollout size"):
+        check_sequence_sizes(32, 8, 96, 16)
