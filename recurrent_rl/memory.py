@@ -25,7 +25,7 @@ import torch as th
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recurrent_rl.fast_gru import gru_sequence
+from recurrent_rl.fast_gru import gru_sequence, gru_sequences
 from recurrent_rl.sequences import Segments
 
 MemoryState = tuple[th.Tensor, ...]  # each (L, B, H)
@@ -121,6 +121,32 @@ class MemoryCore(nn.Module):
         out_packed, final = self._call(packed, state0)
         out, _ = pad_packed_sequence(out_packed, total_length=segments.n_steps)  # (T, N, H)
         return segments.unpad(out), select_state(final, segments.last_segment)
+
+
+def forward_cores(
+    cores: list[MemoryCore],
+    xs: list[th.Tensor],
+    states: list[MemoryState],
+    episode_starts: th.Tensor,
+    need_final_state: bool = True,
+) -> list[tuple[th.Tensor, MemoryState | None]]:
+    """Run several cores over their own inputs with the same ``episode_starts`` (T, B).
+
+    Same result as calling each core; CPU GRUs of one shape run as one stacked kernel (an
+    actor's and a critic's memory then cost about as much as one).
+    """
+    first = cores[0]
+    if (
+        len(cores) > 1
+        and all(c.memory == "gru" and c.rnn.weight_hh_l0.shape == first.rnn.weight_hh_l0.shape for c in cores)
+        and all(c.num_layers == first.num_layers for c in cores)
+        and all(x.device.type == "cpu" and x.shape == xs[0].shape for x in xs)
+    ):
+        keep = 1.0 - episode_starts.float()
+        results = gru_sequences([c.rnn for c in cores], xs, [s[0] for s in states], keep)
+        return [(out, (final,)) for out, final in results]
+    segments = Segments.from_episode_starts(episode_starts)  # cut once for all cores
+    return [core(x, s, episode_starts, segments, need_final_state) for core, x, s in zip(cores, xs, states)]
 
 
 def check_memory_options(memory: str, hidden_size: int, num_layers: int) -> None:

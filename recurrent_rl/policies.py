@@ -28,8 +28,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from recurrent_rl.errors import check_spaces, check_finite_gradients
-from recurrent_rl.memory import MemoryCore, MemoryState, state_to_numpy
-from recurrent_rl.sequences import Segments
+from recurrent_rl.memory import MemoryCore, MemoryState, forward_cores, state_to_numpy
 
 CRITIC_MEMORY = ("separate", "shared", "none")
 
@@ -169,19 +168,15 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     def _sequence_latents(self, seq: SequenceObs) -> tuple[th.Tensor, th.Tensor]:
         """Whole chunks -> (latent_pi (T*B, P), latent_vf (T*B, V)), time-major like ``seq.obs``."""
         T, B = seq.episode_starts.shape
-        # cut once, shared by both cores
-        segments = Segments.from_episode_starts(seq.episode_starts)
         pi_features, vf_features = self._features(seq.obs)  # (T*B, F)
-        actor_out, _ = self.actor_memory(
-            pi_features.view(T, B, -1), seq.state.actor, seq.episode_starts, segments, need_final_state=False
-        )
-        actor_out = actor_out.reshape(T * B, -1)  # (T*B, H)
-        critic_out = None
+        cores, xs, states = [self.actor_memory], [pi_features.view(T, B, -1)], [seq.state.actor]
         if self.critic_core is not None:
-            critic_out, _ = self.critic_core(
-                vf_features.view(T, B, -1), seq.state.critic, seq.episode_starts, segments, need_final_state=False
-            )
-            critic_out = critic_out.reshape(T * B, -1)
+            cores.append(self.critic_core)
+            xs.append(vf_features.view(T, B, -1))
+            states.append(seq.state.critic)
+        outs = forward_cores(cores, xs, states, seq.episode_starts, need_final_state=False)
+        actor_out = outs[0][0].reshape(T * B, -1)  # (T*B, H)
+        critic_out = outs[1][0].reshape(T * B, -1) if self.critic_core is not None else None
         return self.mlp_extractor.forward_actor(actor_out), self._critic_latent(vf_features, actor_out, critic_out)
 
     # --- the SB3-facing API -------------------------------------------------------------------

@@ -1,0 +1,167 @@
+"""Core benchmark: ours (GRU, LSTM) against sb3-contrib's RecurrentPPO and SB3's MLP PPO.
+
+Settings: rl-baselines3-zoo's tuned RecurrentPPO hyperparameters for CartPoleNoVel-v1 (8 envs,
+n_steps 32, batch 256, 20 epochs, gae_lambda 0.8, gamma 0.98, linear lr 1e-3 and clip 0.2,
+hidden 64, separate critic memory, heads [64], ReLU, ortho_init off, VecNormalize).
+
+Everything is measured in one run, side by side, one torch thread per process:
+  1. training throughput (env-steps/s, end to end, learn() only);
+  2. learning: deterministic evaluation return at 100k steps over several seeds;
+  3. single-env ``predict`` latency per step;
+  4. rollout buffer memory.
+
+    python -m benchmarks.core                  # everything (about 15 min on 2 idle cores)
+    python -m benchmarks.core --skip-learning  # throughput, latency, memory only (~2 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch as th
+
+ENV_ID = "pomdp/CartPoleNoVel-v1"
+SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0)
+HEADS = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
+CONTENDERS = ("ours-gru", "ours-lstm", "sb3-contrib-lstm", "sb3-mlp")
+
+
+def linear(start: float):
+    return lambda progress: start * progress
+
+
+def make_model(name: str, seed: int, n_envs: int = 8):
+    """Build one contender on a fresh VecNormalize(CartPoleNoVel) env."""
+    th.set_num_threads(1)
+    import envs  # noqa: F401  registers pomdp/
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env(ENV_ID, n_envs=n_envs, seed=seed))
+    common: dict[str, Any] = dict(seed=seed, device="cpu", learning_rate=linear(1e-3), clip_range=linear(0.2), **SETTINGS)
+    common["batch_size"] = min(SETTINGS["batch_size"], SETTINGS["n_steps"] * n_envs)
+    if name.startswith("ours"):
+        from recurrent_rl import RecurrentPPO
+
+        memory = name.split("-")[1]
+        kwargs = dict(memory=memory, hidden_size=64, critic_memory="separate", **HEADS)
+        return RecurrentPPO("MlpGruPolicy", env, policy_kwargs=kwargs, **common)
+    if name == "sb3-contrib-lstm":
+        from sb3_contrib import RecurrentPPO as ContribRecurrentPPO
+
+        kwargs = dict(lstm_hidden_size=64, enable_critic_lstm=True, **HEADS)
+        return ContribRecurrentPPO("MlpLstmPolicy", env, policy_kwargs=kwargs, **common)
+    if name == "sb3-mlp":
+        return PPO("MlpPolicy", env, policy_kwargs=HEADS, **common)
+    raise ValueError(name)
+
+
+def throughput(name: str, steps: int, repeats: int) -> float:
+    """Best of ``repeats`` measurements of env-steps/s for ``steps`` training steps."""
+    best = 0.0
+    for r in range(repeats):
+        model = make_model(name, seed=r)
+        model.learn(2 * 256)  # warm-up: first rollouts, lazy inits
+        start = time.perf_counter()
+        model.learn(steps, reset_num_timesteps=False)
+        best = max(best, steps / (time.perf_counter() - start))
+    return best
+
+
+def evaluate(model, episodes: int = 20, seed: int = 10_000) -> float:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    eval_env = VecNormalize(make_vec_env(ENV_ID, n_envs=1, seed=seed), training=False, norm_reward=False)
+    eval_env.obs_rms = model.get_env().obs_rms
+    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    return float(mean)
+
+
+def learning_run(args: tuple[str, int, int]) -> tuple[str, int, float]:
+    name, seed, steps = args
+    model = make_model(name, seed)
+    model.learn(steps)
+    return name, seed, evaluate(model)
+
+
+def predict_latency(name: str, calls: int = 3000) -> float:
+    """Microseconds per single-env ``predict`` call, carrying the state."""
+    model = make_model(name, seed=0, n_envs=1)
+    obs = model.get_env().reset()
+    state, start = None, np.ones(1, dtype=bool)
+    for _ in range(100):
+        _, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        _, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+        start = np.zeros(1, dtype=bool)
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def buffer_bytes(name: str) -> int:
+    """Bytes of the filled rollout buffer (arrays and stored memory states)."""
+    model = make_model(name, seed=0)
+    model.learn(256)
+    buffer = model.rollout_buffer
+    if hasattr(buffer, "nbytes"):
+        return int(buffer.nbytes())
+    return int(sum(v.nbytes for v in vars(buffer).values() if isinstance(v, np.ndarray)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_480, help="training steps per throughput measurement")
+    parser.add_argument("--repeats", type=int, default=2, help="throughput measurements per contender (best kept)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per memory type for the learning check")
+    parser.add_argument("--learning-steps", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes for the learning runs")
+    parser.add_argument("--skip-learning", action="store_true")
+    args = parser.parse_args(argv)
+    th.set_num_threads(1)
+
+    rows: dict[str, dict[str, Any]] = {name: {} for name in CONTENDERS}
+    for name in CONTENDERS:
+        steps = args.steps if name != "sb3-contrib-lstm" else max(args.steps // 4, 2048)
+        rows[name]["steps/s"] = throughput(name, steps, args.repeats)
+        print(f"{name:18s} {rows[name]['steps/s']:8.0f} env-steps/s", flush=True)
+    for name in ("ours-gru", "ours-lstm", "sb3-contrib-lstm"):
+        rows[name]["predict us"] = predict_latency(name)
+        rows[name]["buffer KiB"] = buffer_bytes(name) / 1024
+    rows["sb3-mlp"]["buffer KiB"] = buffer_bytes("sb3-mlp") / 1024
+
+    if not args.skip_learning:
+        jobs = [(name, seed, args.learning_steps) for name in ("ours-gru", "ours-lstm") for seed in range(args.seeds)]
+        with ProcessPoolExecutor(args.workers) as pool:
+            for name, seed, score in pool.map(learning_run, jobs):
+                rows[name].setdefault("returns", []).append(score)
+                print(f"{name} seed {seed}: {score:.1f}", flush=True)
+
+    contrib, mlp = rows["sb3-contrib-lstm"], rows["sb3-mlp"]
+    print("\n| contender | env-steps/s | x sb3-contrib | x SB3 MLP PPO | predict (us/step) | rollout buffer (KiB) |"
+          f" eval return at {args.learning_steps // 1000}k steps, per seed |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name in CONTENDERS:
+        r = rows[name]
+        latency = f"{r['predict us']:.0f}" if "predict us" in r else "-"
+        returns = r.get("returns")
+        if returns:
+            passed = sum(x >= 475 for x in returns)
+            ret = ", ".join(f"{x:.0f}" for x in returns) + f" ({passed}/{len(returns)} >= 475)"
+        else:
+            ret = "-"
+        print(f"| {name} | {r['steps/s']:.0f} | {r['steps/s'] / contrib['steps/s']:.2f} | "
+              f"{r['steps/s'] / mlp['steps/s']:.2f} | {latency} | {r['buffer KiB']:.1f} | {ret} |")
+    print(f"\npredict latency ours/sb3-contrib: GRU {rows['ours-gru']['predict us'] / contrib['predict us']:.2f}, "
+          f"LSTM {rows['ours-lstm']['predict us'] / contrib['predict us']:.2f}; "
+          f"buffer memory ours/sb3-contrib: {rows['ours-lstm']['buffer KiB'] / contrib['buffer KiB']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
