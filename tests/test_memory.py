@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from recurrent_rl.fast_gru import gru_sequence
+from recurrent_rl.kernels import run_sequences
 from recurrent_rl.memory import MemoryCore, cat_states, forward_cores, mask_state, select_state, state_leaves
 from recurrent_rl.sequences import Segments, check_sequence_sizes, chunk_rows
 
@@ -29,9 +29,11 @@ def step_through(core: MemoryCore, x, state, starts):
 
 @pytest.mark.parametrize("memory", CORES)
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_sequence_equals_steps_with_resets(memory, num_layers):
+@pytest.mark.parametrize("use_kernels", [True, False], ids=["kernels", "segments"])
+def test_sequence_equals_steps_with_resets(memory, num_layers, use_kernels):
     th.manual_seed(1)
     core = MemoryCore(memory, input_size=5, hidden_size=12, num_layers=num_layers)
+    core.use_kernels = use_kernels
     x, starts, state = random_batch(core)
     assert starts[1:].sum() > 0, "the batch must contain resets after t = 0"
     out, final = core(x, state, starts)
@@ -40,15 +42,16 @@ def test_sequence_equals_steps_with_resets(memory, num_layers):
     for a, b in zip(final, ref_final):
         th.testing.assert_close(a, b, atol=1e-5, rtol=0)
     # the update's path (no final state) gives the same outputs
-    fast_out, none = core(x, state, starts, need_final_state=False)
-    assert memory == "gru" or none is None
+    fast_out, _ = core(x, state, starts, need_final_state=False)
     th.testing.assert_close(fast_out, ref_out, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("memory", CORES)
-def test_nothing_crosses_a_reset(memory):
+@pytest.mark.parametrize("use_kernels", [True, False], ids=["kernels", "segments"])
+def test_nothing_crosses_a_reset(memory, use_kernels):
     th.manual_seed(2)
     core = MemoryCore(memory, input_size=4, hidden_size=8, num_layers=2)
+    core.use_kernels = use_kernels
     x, starts, state = random_batch(core, T=16, B=3, p_reset=0.0)
     starts[7, 1] = 1.0  # column 1 starts a new episode at t = 7
     out, _ = core(x, state, starts)
@@ -66,27 +69,34 @@ def test_nothing_crosses_a_reset(memory):
     th.testing.assert_close(out[7:, 1:2], fresh, atol=1e-6, rtol=0)
 
 
-def test_fast_gru_gradients_equal_nn_gru():
+@pytest.mark.parametrize("module", [th.nn.GRU, th.nn.LSTM, th.nn.RNN])
+def test_kernel_gradients_equal_torch_modules(module):
     th.manual_seed(3)
     T, B, F, H, L = 12, 4, 3, 7, 2
-    gru = th.nn.GRU(F, H, L).double()
+    rnn = module(F, H, L).double()
     x = th.randn(T, B, F, dtype=th.double, requires_grad=True)
-    h0 = th.randn(L, B, H, dtype=th.double, requires_grad=True)
+    h0 = tuple(th.randn(L, B, H, dtype=th.double, requires_grad=True) for _ in range(2 if module is th.nn.LSTM else 1))
     keep = (th.rand(T, B) > 0.25).double()
 
     def reference(x, h0):
         h, outs = h0, []
         for t in range(T):
-            out, h = gru(x[t : t + 1], h * keep[t].view(1, B, 1))
+            h = tuple(s * keep[t].view(1, B, 1) for s in h)
+            out, h = rnn(x[t : t + 1], h if module is th.nn.LSTM else h[0])
+            h = h if module is th.nn.LSTM else (h,)
             outs.append(out[0])
         return th.stack(outs), h
 
-    out, final = gru_sequence(gru, x, h0, keep)
+    [(out, final)] = run_sequences([rnn], [x], [h0], keep)
     ref_out, ref_final = reference(x, h0)
-    w_out, w_final = th.randn_like(out), th.randn_like(final)
-    params = [x, h0, *gru.parameters()]
-    grads = th.autograd.grad((out * w_out).sum() + (final * w_final).sum(), params)
-    ref_grads = th.autograd.grad((ref_out * w_out).sum() + (ref_final * w_final).sum(), params)
+    w_out, w_final = th.randn_like(out), [th.randn_like(f) for f in final]
+    params = [x, *h0, *rnn.parameters()]
+
+    def loss(out, final):
+        return (out * w_out).sum() + sum((f * w).sum() for f, w in zip(final, w_final))
+
+    grads = th.autograd.grad(loss(out, final), params)
+    ref_grads = th.autograd.grad(loss(ref_out, ref_final), params)
     th.testing.assert_close(out, ref_out)
     for g, r in zip(grads, ref_grads):
         th.testing.assert_close(g, r)
@@ -145,6 +155,7 @@ def test_sequence_sizes_name_the_fix():
 
 @pytest.mark.parametrize("memory", CORES)
 def test_cores_run_together_equal_cores_run_alone(memory):
+    # alone: the torch modules on episode segments; together: one stacked CPU kernel
     """forward_cores (a stacked kernel for GRUs) = each core on its own, outputs and gradients."""
     th.manual_seed(4)
     cores = [MemoryCore(memory, 4, 9, num_layers=2).double() for _ in range(2)]
@@ -153,6 +164,8 @@ def test_cores_run_together_equal_cores_run_alone(memory):
     states = [tuple(th.randn(s.shape, dtype=th.double) for s in c.initial_state(B)) for c in cores]
     starts = (th.rand(T, B) < 0.2).double()
     together = forward_cores(cores, xs, states, starts)
+    for core in cores:
+        core.use_kernels = False
     alone = [core(x, s, starts) for core, x, s in zip(cores, xs, states)]
     weights = [th.randn_like(out) for out, _ in alone]
     params = [*xs, *(p for c in cores for p in c.parameters())]

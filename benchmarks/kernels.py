@@ -1,0 +1,60 @@
+"""Sequence paths through the memory cores, side by side: which is fastest for each core.
+
+Forward + backward of an actor and a critic core over a (T, B) batch with episode starts:
+  - kernel:  recurrent_rl/kernels.py, both cores stacked in one NumPy loop, resets as masks;
+  - padded:  torch modules (oneDNN for LSTM) on the batch cut into zero-padded episode segments;
+  - packed:  the same segments packed (the only torch path that also gives final states).
+
+    python -m benchmarks.kernels [--T 32 --B 8 --H 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch as th
+
+from recurrent_rl.memory import MemoryCore, forward_cores
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--T", type=int, default=32)
+    parser.add_argument("--B", type=int, default=8)
+    parser.add_argument("--H", type=int, default=64)
+    parser.add_argument("--F", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args(argv)
+    th.set_num_threads(1)
+    th.manual_seed(0)
+    starts = (th.rand(args.T, args.B) < 0.05).float()
+    starts[args.T // 2, 0] = 1.0  # at least one episode start inside the batch
+    print(f"T={args.T} B={args.B} H={args.H}: ms per actor+critic forward+backward (median of {args.rounds} rounds)")
+    print("| core | kernel | padded | packed |\n|---|---:|---:|---:|")
+    for memory in ("gru", "lstm", "rnn"):
+        cores = [MemoryCore(memory, args.F, args.H) for _ in range(2)]
+        xs = [th.randn(args.T, args.B, args.F, requires_grad=True) for _ in cores]
+        states = [c.initial_state(args.B) for c in cores]
+
+        def run(use_kernels: bool, need_final_state: bool) -> None:
+            for core in cores:
+                core.use_kernels = use_kernels
+            outs = forward_cores(cores, xs, states, starts, need_final_state=need_final_state)
+            sum(out.sum() for out, _ in outs).backward()
+
+        variants = {"kernel": (True, True), "padded": (False, False), "packed": (False, True)}
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.rounds):  # interleaved, so background load hits all variants alike
+            for name, (use, final) in variants.items():
+                start = time.perf_counter()
+                for _ in range(10):
+                    run(use, final)
+                times[name].append((time.perf_counter() - start) / 10 * 1e3)
+        row = " | ".join(f"{statistics.median(times[name]):.2f}" for name in variants)
+        print(f"| {memory} | {row} |")
+
+
+if __name__ == "__main__":
+    main()
