@@ -145,18 +145,25 @@ class _GRU(th.autograd.Function):
                 th.from_numpy(_weight_grad(grad_gh, prev)), th.from_numpy(grad_b_hh))  # fmt: skip
 
 
+def _swap_go(a: np.ndarray, h: int) -> np.ndarray:
+    """Swap the last two gate blocks: torch's (i, f, g, o) <-> (i, f, o, g), which puts the three
+    sigmoid gates side by side. The swap is its own inverse."""
+    return np.concatenate([a[..., : 2 * h], a[..., 3 * h :], a[..., 2 * h : 3 * h]], axis=-1)
+
+
 class _LSTM(th.autograd.Function):
-    """gates (T, C, B, 4H) = x W_ih^T + b_ih + b_hh in gate order (i, f, o, g); h0, c0 (C, B, H);
-    keep (T, 1, B, 1); w_hh (C, 4H, H) in the same gate order. Returns outputs h and the last c."""
+    """gx (T, C, B, 4H) = x W_ih^T + b_ih + b_hh; h0, c0 (C, B, H); keep (T, 1, B, 1);
+    w_hh (C, 4H, H). Gates in torch's order (i, f, g, o). Returns outputs h and the last c."""
 
     @staticmethod
     @_one_blas_thread
     def forward(  # type: ignore[override]
         ctx: FunctionCtx, gx: th.Tensor, h0: th.Tensor, c0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
-        gx_, h, c, keep_, w_t = _np(gx), _np(h0), _np(c0), _np(keep), _transposed(w_hh)
-        T, C, B, G = gx_.shape
+        T, C, B, G = gx.shape
         H = G // 4
+        gx_, h, c, keep_ = _swap_go(_np(gx), H), _np(h0), _np(c0), _np(keep)
+        w_t = np.ascontiguousarray(_swap_go(_np(w_hh).transpose(0, 2, 1), H))  # (C, H, 4H)
         prev_h = np.empty((T, C, B, H), dtype=gx_.dtype)
         prev_c = np.empty((T, C, B, H), dtype=gx_.dtype)
         acts = np.empty((T, C, B, G), dtype=gx_.dtype)  # activated gates i, f, o (sigmoid), g (tanh)
@@ -183,11 +190,12 @@ class _LSTM(th.autograd.Function):
     @_one_blas_thread
     def backward(ctx: Any, grad_out: th.Tensor, grad_c_last: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
         keep_t, w_hh = ctx.saved_tensors
-        keep, w = _np(keep_t), _np(w_hh)  # w (C, 4H, H)
         prev_h, prev_c, acts, tanh_c = ctx.arrays
         del ctx.arrays
-        d_out = _np(grad_out)
         T, C, B, H = tanh_c.shape
+        keep = _np(keep_t)
+        w = np.ascontiguousarray(_swap_go(_np(w_hh).transpose(0, 2, 1), H).transpose(0, 2, 1))  # (C, 4H, H), i f o g
+        d_out = _np(grad_out)
         i, f, o, g = acts[..., :H], acts[..., H : 2 * H], acts[..., 2 * H : 3 * H], acts[..., 3 * H :]
         # factors independent of the incoming gradient, for all steps at once
         to_o = tanh_c * o * (1 - o)  # dh -> d(o pre-activation)
@@ -210,8 +218,9 @@ class _LSTM(th.autograd.Function):
             dc *= to_prev_c[t]
             dh = np.matmul(grad_pre[t], w)
             dh *= keep[t]
-        return (th.from_numpy(grad_pre), th.from_numpy(dh), th.from_numpy(dc), None,
-                th.from_numpy(_weight_grad(grad_pre, prev_h)))  # fmt: skip
+        grad_w = _swap_go(_weight_grad(grad_pre, prev_h).transpose(0, 2, 1), H).transpose(0, 2, 1)
+        return (th.from_numpy(_swap_go(grad_pre, H)), th.from_numpy(dh), th.from_numpy(dc), None,
+                th.from_numpy(np.ascontiguousarray(grad_w)))  # fmt: skip
 
 
 class _RNN(th.autograd.Function):
@@ -256,11 +265,6 @@ class _RNN(th.autograd.Function):
         return th.from_numpy(grad_pre), th.from_numpy(dh), None, th.from_numpy(_weight_grad(grad_pre, prev))
 
 
-# LSTM gates are (i, f, g, o) in torch; the kernel wants the three sigmoids side by side.
-def _lstm_order(h: int) -> th.Tensor:
-    return th.cat([th.arange(0, 2 * h), th.arange(3 * h, 4 * h), th.arange(2 * h, 3 * h)])
-
-
 def run_sequences(
     rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...]]]:
@@ -291,10 +295,8 @@ def run_sequences(
             out = _GRU.apply(gx, h0, keep4, param("weight_hh"), param("bias_hh").unsqueeze(1))
             last: tuple[th.Tensor, ...] = (out[-1],)
         elif isinstance(first, nn.LSTM):
-            order = _lstm_order(first.hidden_size)
-            gx = (gx + param("bias_hh").unsqueeze(1))[..., order]
             c0 = th.stack([s[1][layer] for s in states])
-            out, c_last = _LSTM.apply(gx, h0, c0, keep4, param("weight_hh")[:, order])
+            out, c_last = _LSTM.apply(gx + param("bias_hh").unsqueeze(1), h0, c0, keep4, param("weight_hh"))
             last = (out[-1], c_last)
         else:
             out = _RNN.apply(gx + param("bias_hh").unsqueeze(1), h0, keep4, param("weight_hh"))
