@@ -199,5 +199,17 @@ class RecurrentPPO(PPO):
         callback.on_rollout_end()
         return True
 
+    def learn(  # type: ignore[override]
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "RecurrentPPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> RecurrentPPO:
+        """SB3's ``learn``; TensorBoard runs are named ``RecurrentPPO_<n>`` by default."""
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_state"]

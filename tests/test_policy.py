@@ -143,3 +143,15 @@ def test_evaluate_policy_and_vecnormalize_work(tmp_path):
     eval_env.training = False
     returns, lengths = evaluate_policy(model, eval_env, n_eval_episodes=4, return_episode_rewards=True)
     assert len(returns) == 4 and all(r == length for r, length in zip(returns, lengths))  # CartPole: +1 a step
+
+
+def test_eval_callback_and_progress_bar_work_unchanged(tmp_path):
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=5)
+    eval_env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=1, seed=6)
+    model = RecurrentPPO("MlpRnnPolicy", env, n_steps=16, batch_size=32, seed=5, tensorboard_log=str(tmp_path))
+    callback = EvalCallback(eval_env, n_eval_episodes=2, eval_freq=64, best_model_save_path=str(tmp_path), verbose=0)
+    model.learn(256, callback=callback, progress_bar=True)
+    assert callback.last_mean_reward > 0 and (tmp_path / "best_model.zip").exists()
+    assert list(tmp_path.glob("RecurrentPPO_1/events.out.tfevents.*"))

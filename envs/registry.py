@@ -1,0 +1,95 @@
+"""The ``pomdp/`` Gymnasium ids: masked-velocity control envs and the memory tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from envs.wrappers import MaskObservation
+
+NAMESPACE = "pomdp"
+
+# Same hidden dimensions as rl-baselines3-zoo's NoVel envs (rl_zoo3/wrappers.py, MaskVelocityWrapper).
+VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
+    "CartPole-v1": (1, 3),  # cart velocity, pole angular velocity
+    "MountainCar-v0": (1,),  # velocity
+    "MountainCarContinuous-v0": (1,),  # velocity
+    "Pendulum-v1": (2,),  # angular velocity
+    "Acrobot-v1": (4, 5),  # both joint angular velocities
+}
+
+# pomdp/ id -> (entry point, kwargs, difficulty). The ``-v0`` ids without a suffix are the
+# configurable base ids (class defaults, the easy setting); pass kwargs to gym.make to change them.
+MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "TMaze-v0": ("envs.tasks:TMaze", {}, "easy"),
+    "TMaze-L10-v0": ("envs.tasks:TMaze", {"corridor_length": 10}, "easy"),
+    "TMaze-L50-v0": ("envs.tasks:TMaze", {"corridor_length": 50}, "medium"),
+    "TMaze-L100-v0": ("envs.tasks:TMaze", {"corridor_length": 100}, "hard"),
+    "RepeatPrevious-v0": ("envs.tasks:RepeatPrevious", {}, "easy"),
+    "RepeatPrevious-k2-v0": ("envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 2, "episode_length": 32}, "easy"),
+    "RepeatPrevious-k4-v0": ("envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 4, "episode_length": 64}, "medium"),
+    "RepeatPrevious-k16-v0": ("envs.tasks:RepeatPrevious", {"num_symbols": 8, "delay": 16, "episode_length": 128}, "hard"),
+    "RepeatFirst-v0": ("envs.tasks:RepeatFirst", {}, "easy"),
+    "RepeatFirst-Easy-v0": ("envs.tasks:RepeatFirst", {"num_symbols": 4, "episode_length": 16}, "easy"),
+    "RepeatFirst-Medium-v0": ("envs.tasks:RepeatFirst", {"num_symbols": 8, "episode_length": 64}, "medium"),
+    "RepeatFirst-Hard-v0": ("envs.tasks:RepeatFirst", {"num_symbols": 16, "episode_length": 256}, "hard"),
+    "CountRecall-v0": ("envs.tasks:CountRecall", {}, "easy"),
+    "CountRecall-Easy-v0": ("envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 16, "max_count": 8}, "easy"),
+    "CountRecall-Medium-v0": ("envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 32, "max_count": 16}, "medium"),
+    "CountRecall-Hard-v0": ("envs.tasks:CountRecall", {"num_symbols": 8, "episode_length": 64, "max_count": 16}, "hard"),
+}
+
+
+def make_masked(env_id: str, indices: tuple[int, ...], **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id)`` with the given observation dimensions zeroed."""
+    return MaskObservation(gym.make(env_id, **kwargs), indices)
+
+
+def make_masked_raw(env_id: str, indices: tuple[int, ...], **kwargs: Any) -> gym.Env:
+    """Like :func:`make_masked`, but masks the bare env, without its own time limit.
+
+    The ``pomdp/*NoVel`` registrations then carry the base env's ``max_episode_steps`` in their
+    own spec, so ``gym.make(id, max_episode_steps=N)`` really changes the limit instead of being
+    cut short by a second, inner ``TimeLimit``.
+    """
+    return MaskObservation(gym.make(env_id, **kwargs).unwrapped, indices)
+
+
+def masked_id(base_id: str) -> str:
+    """The ``pomdp/`` id of a base env's masked-velocity variant: ``Pendulum-v1`` -> ``pomdp/PendulumNoVel-v1``."""
+    name, version = base_id.rsplit("-", 1)
+    return f"{NAMESPACE}/{name}NoVel-{version}"
+
+
+def masked_ids() -> list[str]:
+    """All registered masked-velocity ids (full, with namespace)."""
+    return [masked_id(base) for base in VELOCITY_INDICES]
+
+
+def memory_task_ids() -> list[str]:
+    """All registered memory-task ids (full, with namespace)."""
+    return [f"{NAMESPACE}/{name}" for name in MEMORY_TASKS]
+
+
+def register_all() -> None:
+    """Register every ``pomdp/`` id that is not registered yet (safe to call twice)."""
+    for base in VELOCITY_INDICES:
+        env_id = masked_id(base)
+        if env_id in gym.registry:
+            continue
+        if base == "CartPole-v1":
+            # the original registration, kept exactly as the core has always used it
+            gym.register(id=env_id, entry_point="envs:make_masked", kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]})
+        else:
+            gym.register(
+                id=env_id,
+                entry_point="envs.registry:make_masked_raw",
+                kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]},
+                max_episode_steps=gym.spec(base).max_episode_steps,
+            )
+    for name, (entry_point, kwargs, _) in MEMORY_TASKS.items():
+        env_id = f"{NAMESPACE}/{name}"
+        if env_id not in gym.registry:
+            # the tasks end their own episodes (fixed length, or TMaze's max_steps), so no TimeLimit
+            gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs))
