@@ -238,6 +238,13 @@ def test_renders() -> None:
     env.reset(seed=0)
     image = env.render()
     assert image.shape == (3 * 8, 11 * 8, 3) and image.dtype == np.uint8
+    # sequence tasks draw observation / last answer / score rows; SB3's make_vec_env asks for rgb_array
+    env = gym.make("pomdp/RepeatPrevious-k2-v0", render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    env.step(0)  # t = 0 < delay: unscored, drawn grey
+    image = env.render()
+    assert image.shape == (3 * 16, 4 * 16, 3)
+    assert (image[16, 0] == 128).all() and image[16, 16:].max() == 0
 
 
 # --- invalid parameters ------------------------------------------------------------------------
@@ -255,7 +262,7 @@ def test_renders() -> None:
         (lambda: RepeatFirst(episode_length=-4), r"episode_length must be an integer >= 2"),
         (lambda: CountRecall(max_count=0), r"max_count must be an integer \[1, 16\]"),
         (lambda: CountRecall(episode_length=8, max_count=9), r"max_count must be an integer \[1, 8\]"),
-        (lambda: CountRecall(render_mode="rgb_array"), r"render_mode"),
+        (lambda: CountRecall(render_mode="human"), r"render_mode"),
         (lambda: gym.make("pomdp/TMaze-v0", corridor_length=0), r"corridor_length"),
     ],
 )

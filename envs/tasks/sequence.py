@@ -24,7 +24,8 @@ from envs._checks import check_int, discrete_action
 class SequenceTask(gym.Env[np.ndarray, np.int64]):
     """Shared episode loop; subclasses draw the episode and define observations and targets."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    _CELL = 16  # pixels per cell in rgb_array renders
 
     def __init__(self, num_symbols: int, episode_length: int, num_actions: int, obs_size: int, render_mode: str | None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -96,13 +97,30 @@ class SequenceTask(gym.Env[np.ndarray, np.int64]):
             info["accuracy"] = self._correct / self._scored
         return obs, reward, terminated, False, info
 
-    def render(self) -> str | None:
-        """Text of the current step, the last answer and the running score (``"ansi"`` only)."""
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: text of the current step, the last answer and the running score.
+        ``"rgb_array"``: row 1 the observation (white = 1), row 2 the last action (green if it
+        earned a reward, red otherwise, grey if unscored), row 3 the fraction answered correctly."""
+        if self.render_mode == "rgb_array":
+            return self._render_rgb()
         if self.render_mode != "ansi":
             return None
         seen = self._describe(self._t) if self._t < self.episode_length else "(episode over)"
         last = "" if self._last is None else f" | last action={self._last[0]} target={self._last[1]} reward={self._last[2]:g}"
         return f"t={self._t}/{self.episode_length} {seen}{last} | correct {self._correct}/{self._scored}\n"
+
+    def _render_rgb(self) -> np.ndarray:
+        width = max(self.observation_space.shape[0], int(self.action_space.n))
+        grid = np.zeros((3, width, 3), dtype=np.uint8)
+        if self._t < self.episode_length:
+            obs = self._observation(self._t)
+            grid[0, : obs.shape[0]] = (obs[:, None] * 255).astype(np.uint8)
+        if self._last is not None:
+            action, target, reward = self._last
+            grid[1, action] = (128, 128, 128) if target is None else ((0, 200, 0) if reward > 0 else (220, 0, 0))
+        if self._scored:
+            grid[2, : round(width * self._correct / self._scored)] = (0, 120, 255)
+        return np.kron(grid, np.ones((self._CELL, self._CELL, 1), dtype=np.uint8))  # (3*CELL, width*CELL, 3)
 
     def _one_hot(self, index: int, size: int, extra: int = 0) -> np.ndarray:
         obs = np.zeros(size + extra, dtype=np.float32)
