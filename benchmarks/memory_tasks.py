@@ -1,0 +1,121 @@
+"""Learning on the memory tasks: GRU RecurrentPPO against MLP PPO and a 4-frame-stacked MLP PPO.
+
+For each task, the same budget and PPO settings for all three agents, several seeds; the score
+is the mean deterministic return (and success rate where the env defines one) over 100
+evaluation episodes, next to the task's exact optimal, random and best-memoryless returns.
+
+    python -m benchmarks.memory_tasks                      # every task, 3 seeds
+    python -m benchmarks.memory_tasks --tasks TMaze-L10-v0 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch as th
+
+# task -> (budget in env steps, PPO settings shared by all agents)
+SETTINGS = dict(n_envs=8, n_steps=128, batch_size=512, n_epochs=10, learning_rate=1e-3, gamma=0.99,
+                gae_lambda=0.95, ent_coef=0.01)  # fmt: skip
+POLICY = dict(net_arch=dict(pi=[64], vf=[64]))
+TASKS: dict[str, int] = {
+    "TMaze-L10-v0": 100_000,
+    "TMaze-L50-v0": 500_000,
+    "RepeatPrevious-k4-v0": 200_000,
+    "RepeatFirst-Easy-v0": 100_000,
+    "CountRecall-Easy-v0": 300_000,
+}
+AGENTS = ("gru", "mlp", "mlp-stack4")
+
+
+def run(job: tuple[str, str, int, int]) -> dict[str, Any]:
+    task, agent, seed, budget = job
+    th.set_num_threads(1)
+    import envs  # noqa: F401
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from recurrent_rl import RecurrentPPO
+
+    env_id = f"pomdp/{task}"
+    settings = dict(SETTINGS)
+    n_envs = settings.pop("n_envs")
+
+    def make(n: int, s: int):
+        env = make_vec_env(env_id, n_envs=n, seed=s)
+        return VecFrameStack(env, 4) if agent == "mlp-stack4" else env
+
+    start = time.perf_counter()
+    if agent == "gru":
+        model = RecurrentPPO("MlpGruPolicy", make(n_envs, seed), policy_kwargs=dict(hidden_size=64, **POLICY),
+                             seed=seed, **settings)  # fmt: skip
+    else:
+        model = PPO("MlpPolicy", make(n_envs, seed), policy_kwargs=POLICY, seed=seed, **settings)
+    model.learn(budget)
+    seconds = time.perf_counter() - start
+
+    env = make(1, seed + 10_000)
+    obs, state, starts = env.reset(), None, np.ones(1, dtype=bool)
+    returns, successes, total = [], [], 0.0
+    while len(returns) < 100:
+        if agent == "gru":
+            action, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
+        else:
+            action, _ = model.predict(obs, deterministic=True)
+        obs, reward, starts, infos = env.step(action)
+        total += float(reward[0])
+        if starts[0]:
+            returns.append(total)
+            total = 0.0
+            if "success" in infos[0]:
+                successes.append(float(infos[0]["success"]))
+    return dict(task=task, agent=agent, seed=seed, ret=float(np.mean(returns)),
+                success=float(np.mean(successes)) if successes else None, seconds=seconds)  # fmt: skip
+
+
+def mean_spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
+    parser.add_argument("--agents", nargs="*", default=list(AGENTS), choices=AGENTS)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (quick checks)")
+    args = parser.parse_args(argv)
+    from envs import reference_returns
+
+    jobs = [(task, agent, seed, int(TASKS[task] * args.budget_scale))
+            for task in args.tasks for agent in args.agents for seed in range(args.seeds)]  # fmt: skip
+    results: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(args.workers) as pool:
+        for result in pool.map(run, jobs):
+            results.append(result)
+            print(f"{result['task']:22s} {result['agent']:10s} seed {result['seed']}: return {result['ret']:.2f}"
+                  f" success {result['success']} ({result['seconds']:.0f} s)", flush=True)  # fmt: skip
+
+    print("\n| task | budget | optimal | random | memoryless | agent | return (mean ± sd) | success | fraction of optimal |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    for task in args.tasks:
+        ref = reference_returns(f"pomdp/{task}")
+        for agent in args.agents:
+            rows = [r for r in results if r["task"] == task and r["agent"] == agent]
+            rets = [r["ret"] for r in rows]
+            succ = [r["success"] for r in rows if r["success"] is not None]
+            print(f"| {task} | {int(TASKS[task] * args.budget_scale) // 1000}k | {ref['optimal']:g} | {ref['random']:.2f} | "
+                  f"{ref['memoryless']:.2f} | {agent} | {mean_spread(rets)} | "
+                  f"{mean_spread(succ) if succ else '-'} | {statistics.mean(rets) / ref['optimal']:.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
