@@ -154,15 +154,15 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         return self.mlp_extractor.forward_critic(self.critic_projection(vf_features))
 
     def _step_latents(
-        self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor, critic: bool = True
-    ) -> tuple[th.Tensor, th.Tensor | None, RecurrentState]:
-        """One step for B envs -> (latent_pi (B, P), latent_vf (B, V) or None, next state)."""
+        self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, RecurrentState]:
+        """One step for B envs -> (latent_pi (B, P), latent_vf (B, V), next state)."""
         pi_features, vf_features = self._features(obs)  # (B, F)
         actor_out, actor_state = self.actor_memory.step(pi_features, state.actor, episode_start)  # (B, H)
         critic_state, critic_out = state.critic, None
-        if critic and self.critic_core is not None:
+        if self.critic_core is not None:
             critic_out, critic_state = self.critic_core.step(vf_features, state.critic, episode_start)
-        latent_vf = self._critic_latent(vf_features, actor_out, critic_out) if critic else None
+        latent_vf = self._critic_latent(vf_features, actor_out, critic_out)
         return self.mlp_extractor.forward_actor(actor_out), latent_vf, RecurrentState(actor_state, critic_state)
 
     def _sequence_latents(self, seq: SequenceObs) -> tuple[th.Tensor, th.Tensor]:
