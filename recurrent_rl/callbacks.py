@@ -1,0 +1,270 @@
+"""Training callbacks: memory diagnostics, periodic evaluation, atomic checkpoints, graceful stop.
+
+They use SB3's callback lifecycle only (``on_training_start``, ``on_rollout_start``, ``on_step``,
+``on_rollout_end``), so they work with any RecurrentPPO.
+
+TensorBoard tags added to SB3's (``rollout/``, ``train/``, ``time/``):
+
+- ``memory/actor_state_norm``, ``memory/critic_state_norm``: mean L2 norm of the memory state
+  (over envs, layers and state tensors) during the rollout;
+- ``grad/actor_memory_norm``, ``grad/critic_memory_norm``, ``grad/heads_norm``,
+  ``grad/features_norm``, ``grad/total_norm``: gradient norms of the memory cores, of the MLP
+  heads (mlp_extractor, action_net, value_net), of the features extractor and of everything,
+  before clipping, as the root mean square over the last update's minibatches;
+- ``rollout/success_rate``: fraction of the last 100 training episodes that ended with
+  ``info["success"]`` true (envs that report it);
+- ``time/steps_per_second``: env steps per wall-clock second over the last rollout + update;
+- ``eval/mean_reward``, ``eval/std_reward``, ``eval/mean_ep_length``, ``eval/success_rate``,
+  ``eval/best_mean_reward``: periodic evaluation;
+- the run's config in the HParams tab (metrics ``eval/mean_reward``, ``rollout/ep_rew_mean``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HParam
+
+from recurrent_rl import runs
+from recurrent_rl.evaluation import EvalReport, run_episodes
+from recurrent_rl.memory import state_leaves
+
+HPARAM_METRICS = ("eval/mean_reward", "rollout/ep_rew_mean")
+
+# Scalar tags every training run writes (SB3's and these callbacks'). Also, when they apply:
+# grad/critic_memory_norm (critic_memory="separate"), grad/features_norm (an extractor with
+# parameters), rollout/success_rate and eval/success_rate (envs that report info["success"]),
+# train/std (Box actions), eval/final_* (after a finished run).
+ALWAYS_TAGS = (
+    "rollout/ep_rew_mean",
+    "rollout/ep_len_mean",
+    "time/fps",
+    "time/steps_per_second",
+    "train/learning_rate",
+    "train/entropy_loss",
+    "train/policy_gradient_loss",
+    "train/value_loss",
+    "train/approx_kl",
+    "train/clip_fraction",
+    "train/clip_range",
+    "train/loss",
+    "train/explained_variance",
+    "memory/actor_state_norm",
+    "grad/actor_memory_norm",
+    "grad/heads_norm",
+    "grad/total_norm",
+    "eval/mean_reward",
+    "eval/std_reward",
+    "eval/mean_ep_length",
+    "eval/best_mean_reward",
+)
+
+
+class StopFlag:
+    """Set from a signal handler; :class:`StopOnFlag` ends ``learn`` at the next env step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class StopOnFlag(BaseCallback):
+    """Return False from ``on_step`` once the flag is set, so SB3 leaves ``learn`` cleanly."""
+
+    def __init__(self, flag: StopFlag):
+        super().__init__()
+        self.flag = flag
+
+    def _on_step(self) -> bool:
+        return not self.flag.is_set()
+
+
+class MemoryDiagnostics(BaseCallback):
+    """Memory-state norms, per-module gradient norms, success rate, steps/s and HParams."""
+
+    def __init__(self, hparams: Mapping[str, Any] | None = None, success_window: int = 100):
+        super().__init__()
+        self.hparams = dict(hparams) if hparams else None
+        self.successes: deque[bool] = deque(maxlen=success_window)
+        self._norm_sums: dict[str, float] = {}
+        self._norm_steps = 0
+        self._grad_sumsq: dict[str, th.Tensor] = {}
+        self._grad_counts: dict[str, int] = {}
+        self._hooks: list[Any] = []
+        self._clock: tuple[float, int] | None = None
+
+    # --- lifecycle ---
+    def _on_training_start(self) -> None:
+        if self.hparams:
+            metrics = {tag: 0.0 for tag in HPARAM_METRICS}
+            self.logger.record("hparams", HParam(self.hparams, metrics), exclude=("stdout", "log", "json", "csv"))
+        self._register_gradient_hooks()
+        self._clock = (time.perf_counter(), self.num_timesteps)
+
+    def _on_training_end(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+
+    def _on_rollout_start(self) -> None:
+        # called after each update: the gradients of that update are complete
+        for group, count in self._grad_counts.items():
+            if count:
+                self.logger.record(f"grad/{group}_norm", float(th.sqrt(self._grad_sumsq[group] / count)))
+        self._grad_sumsq = {g: th.zeros(()) for g in self._grad_sumsq}
+        self._grad_counts = {g: 0 for g in self._grad_counts}
+        now = time.perf_counter()
+        if self._clock is not None and self.num_timesteps > self._clock[1]:
+            self.logger.record("time/steps_per_second", (self.num_timesteps - self._clock[1]) / max(now - self._clock[0], 1e-9))
+        self._clock = (now, self.num_timesteps)
+
+    def _on_step(self) -> bool:
+        state = self.locals.get("state")
+        if state is not None:
+            for name in ("actor", "critic"):
+                part = getattr(state, name, None)
+                leaves = state_leaves(part) if part else []
+                if leaves:  # each (L, B, H): norm over H, mean over layers, envs and tensors
+                    norm = th.stack([leaf.norm(dim=-1).mean() for leaf in leaves]).mean().item()
+                    self._norm_sums[name] = self._norm_sums.get(name, 0.0) + norm
+            self._norm_steps += 1
+        dones, infos = self.locals.get("dones"), self.locals.get("infos")
+        if dones is not None and infos is not None:
+            for done, info in zip(dones, infos, strict=False):
+                if done:
+                    success = info.get("success", info.get("is_success"))
+                    if success is not None:
+                        self.successes.append(bool(success))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._norm_steps:
+            for name, total in self._norm_sums.items():
+                self.logger.record(f"memory/{name}_state_norm", total / self._norm_steps)
+        self._norm_sums, self._norm_steps = {}, 0
+        if self.successes:
+            self.logger.record("rollout/success_rate", float(np.mean(self.successes)))
+
+    # --- gradients ---
+    def parameter_groups(self) -> dict[str, list[th.nn.Parameter]]:
+        """Named parameter groups of the policy (memory cores, heads, features extractor)."""
+        policy = self.model.policy
+        groups: dict[str, list[th.nn.Parameter]] = {"actor_memory": list(policy.actor_memory.parameters())}
+        if getattr(policy, "critic_core", None) is not None:
+            groups["critic_memory"] = list(policy.critic_core.parameters())
+        groups["heads"] = [p for m in (policy.mlp_extractor, policy.action_net, policy.value_net) for p in m.parameters()]
+        grouped = {id(p) for ps in groups.values() for p in ps}
+        groups["features"] = [p for p in policy.parameters() if id(p) not in grouped]
+        groups["total"] = list(policy.parameters())
+        return {name: [p for p in ps if p.requires_grad] for name, ps in groups.items() if ps}
+
+    def _register_gradient_hooks(self) -> None:
+        # Hooks see each parameter's gradient as backward computes it, before SB3 clips the
+        # gradients in place, so the norms are the loss's own (.grad after train() is clipped).
+        for group, params in self.parameter_groups().items():
+            if not params:
+                continue
+            self._grad_sumsq[group] = th.zeros(())
+            self._grad_counts[group] = 0
+            for index, param in enumerate(params):
+                self._hooks.append(param.register_hook(self._make_hook(group, first=index == 0)))
+
+    def _make_hook(self, group: str, first: bool) -> Callable[[th.Tensor], None]:
+        def hook(grad: th.Tensor) -> None:
+            self._grad_sumsq[group] = self._grad_sumsq[group] + grad.detach().float().pow(2).sum().cpu()
+            if first:  # one count per backward pass (minibatch)
+                self._grad_counts[group] += 1
+
+        return hook
+
+
+class PeriodicEvaluation(BaseCallback):
+    """Every ``freq`` env steps, evaluate on a separate env; keep the best model (atomically)."""
+
+    def __init__(self, make_env: Callable[[], Any], run_dir: Path, freq: int, episodes: int, deterministic: bool,
+                 seed: int, env_id: str, best_mean_reward: float = -np.inf):  # fmt: skip
+        super().__init__()
+        self.make_env, self.run_dir, self.freq = make_env, Path(run_dir), freq
+        self.episodes, self.deterministic, self.seed, self.env_id = episodes, deterministic, seed, env_id
+        self.best_mean_reward = best_mean_reward
+        self.last_eval_step: int | None = None
+        self.last_report: EvalReport | None = None
+        self._env: Any = None
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        if self.freq > 0:
+            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+
+    def _on_step(self) -> bool:
+        if self.freq > 0 and self.num_timesteps >= self._next:
+            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> EvalReport:
+        """Evaluate now, log ``eval/*``, save ``best_model.zip`` on a new best."""
+        if self._env is None:
+            self._env = self.make_env()
+        vec_normalize = self.model.get_vec_normalize_env()
+        report = run_episodes(
+            self.model, self._env, self.episodes, self.deterministic, self.seed,
+            normalize_obs=vec_normalize.normalize_obs if vec_normalize is not None else None, env_id=self.env_id,
+        )  # fmt: skip
+        self.last_eval_step, self.last_report = self.num_timesteps, report
+        self.logger.record("eval/mean_reward", report.mean_return)
+        self.logger.record("eval/std_reward", report.std_return)
+        self.logger.record("eval/mean_ep_length", float(np.mean(report.lengths)))
+        if report.success_rate is not None:
+            self.logger.record("eval/success_rate", report.success_rate)
+        if report.mean_return > self.best_mean_reward:
+            self.best_mean_reward = report.mean_return
+            if vec_normalize is not None:
+                runs.save_vecnormalize(vec_normalize, self.run_dir / runs.BEST_VECNORMALIZE)
+            runs.save_model(self.model, self.run_dir / runs.BEST_MODEL)
+            runs.update_run_info(self.run_dir, best_mean_reward=report.mean_return, best_step=self.num_timesteps)
+        self.logger.record("eval/best_mean_reward", self.best_mean_reward)
+        self.logger.dump(self.num_timesteps)
+        return report
+
+    def _on_training_end(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+class PeriodicCheckpoint(BaseCallback):
+    """Every ``freq`` env steps (checked after each update), write a checkpoint folder atomically."""
+
+    def __init__(self, save: Callable[[], Path], freq: int):
+        super().__init__()
+        self.save, self.freq = save, freq
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        if self.freq > 0:
+            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+
+    def _on_rollout_start(self) -> None:
+        # after an update and before the next rollout: parameters and step counter agree
+        if self.freq > 0 and self.num_timesteps >= self._next:
+            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+            self.save()
+
+    def _on_step(self) -> bool:
+        return True

@@ -1,0 +1,300 @@
+"""``recurrent-rl``: the command line, a thin layer over :mod:`recurrent_rl.training` and
+:mod:`recurrent_rl.evaluation`.
+
+``recurrent-rl`` with no arguments trains the default preset (the README's main job). Bad
+input (config, env id, preset, model file, run folder) gets one ``error:`` line and exit code 2,
+never a traceback, and nothing on disk is changed. Ctrl-C / SIGTERM during training writes a
+checkpoint and exits with 130 / 143.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recurrent_rl.config import UserInputError, config_keys, config_to_yaml
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recurrent_rl.presets import DEFAULT_PRESET
+
+    parser = argparse.ArgumentParser(
+        prog="recurrent-rl",
+        description="Memory-based RL (GRU / LSTM / Elman RNN PPO): train, evaluate, list presets and envs. "
+        f"With no command, trains the default preset ({DEFAULT_PRESET}) and prints its evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train an agent from a preset or a config file into a new run folder",
+        description="Train an agent into a new run folder (runs/<env>__<memory>__seed<seed>__<time>/), or continue "
+        f"one with --resume. Without --preset or --config: the default preset ({DEFAULT_PRESET}).",
+        epilog="config keys (for --set KEY=VALUE; VALUE is YAML, e.g. --set policy_kwargs.net_arch=[32,32]):\n  "
+        + "\n  ".join(config_keys()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--preset", metavar="NAME", help="a preset (recurrent-rl presets lists them)")
+    source.add_argument("--config", metavar="FILE", help="a YAML config file (e.g. a run's config.yaml)")
+    train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                       help="override a config key (dotted for nested keys, repeatable): --set n_steps=64")  # fmt: skip
+    train.add_argument("--timesteps", type=int, metavar="N", help="total env steps (= --set n_timesteps=N)")
+    train.add_argument("--seed", type=int, metavar="N", help="seed (= --set seed=N)")
+    train.add_argument("--memory", choices=["gru", "lstm", "rnn"], help="memory core (= --set policy_kwargs.memory=...)")
+    train.add_argument("--encoder", metavar="PATH", help="a pretrained encoder.pt (= --set encoder.path=PATH; "
+                       "add --set encoder.freeze=true to keep it fixed)")  # fmt: skip
+    train.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of the run folder (default: runs)")
+    train.add_argument("--name", metavar="NAME", help="run folder name (default: env, memory, seed and time)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint "
+                       "(with --timesteps N: up to N steps in total)")  # fmt: skip
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar (default: when stderr is a terminal)")  # fmt: skip
+    train.add_argument("-v", "--verbose", action="store_true", help="print SB3's log table after each rollout")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a run folder or a saved model in simulation",
+        description="Run N episodes (memory carried within and reset between episodes), print a table, and "
+        "optionally write a JSON report, a video/GIF and a PNG plot (returns, hidden-state activations).",
+    )
+    evaluate.add_argument("target", metavar="RUN_DIR_OR_MODEL", help="a run folder or a model .zip file")
+    evaluate.add_argument("--episodes", type=int, default=20, metavar="N", help="episodes (default: 20)")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions (default: deterministic)")
+    evaluate.add_argument("--seed", type=int, default=0, metavar="N", help="episode i is reset with seed N+i (default: 0)")
+    evaluate.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    evaluate.add_argument("--video", metavar="PATH", help="record episodes to a .gif (or .mp4 with imageio-ffmpeg)")
+    evaluate.add_argument("--video-episodes", type=int, default=1, metavar="N", help="episodes in the video (default: 1)")
+    evaluate.add_argument("--plot", metavar="PATH", help="PNG: return distribution and memory activations")
+    evaluate.add_argument("--best", action="store_true", help="evaluate the run's best_model.zip instead of model.zip")
+    evaluate.add_argument("--env", metavar="ID", help="env id (default: the one in the run's config.yaml)")
+    evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                          help="progress bar (default: when stderr is a terminal)")  # fmt: skip
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    presets = commands.add_parser("presets", help="list the presets, one line each (* = default)",
+                                  description="List the shipped presets: name, env, memory, steps, description.")  # fmt: skip
+    presets.set_defaults(handler=cmd_presets)
+    envs = commands.add_parser("envs", help="list the pomdp/ environments, one line each",
+                               description="List the registered pomdp/ environments with their spaces and presets.")  # fmt: skip
+    envs.set_defaults(handler=cmd_envs)
+
+    try:  # the supervised side's command, when it is installed
+        from recurrent_rl.supervised.cli import add_pretrain_command
+    except ImportError:
+        pass
+    else:
+        add_pretrain_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``recurrent-rl`` and ``python -m recurrent_rl``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["train", *argv]  # the main job: `recurrent-rl` alone trains the default preset
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserInputError as error:
+        print(f"recurrent-rl {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"recurrent-rl {args.command}: stopped at once (the latest checkpoint is intact)", file=sys.stderr)
+        return EXIT_SIGNAL["SIGINT"]
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from recurrent_rl.training import TrainingError, resume, train
+
+    if args.resume:
+        conflicting = [flag for flag, value in (("--preset", args.preset), ("--config", args.config),
+                       ("--set", args.overrides), ("--seed", args.seed), ("--memory", args.memory),
+                       ("--name", args.name), ("--encoder", args.encoder)) if value]  # fmt: skip
+        if conflicting:
+            raise UserInputError(
+                f"--resume continues a run with its own config.yaml; {', '.join(conflicting)} cannot change it "
+                "(only --timesteps can raise its total). Start a new run instead."
+            )
+        if args.dry_run:
+            print(Path(args.resume, "config.yaml").read_text(encoding="utf-8"), end="")
+            return 0
+        try:
+            result = resume(args.resume, args.timesteps, progress_bar=args.progress, verbose=int(args.verbose))
+        except TrainingError as error:
+            print(f"recurrent-rl train: error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        return _report_training(result)
+
+    config = resolve_train_config(args)
+    if args.dry_run:
+        from recurrent_rl.training import resolve_encoder
+
+        config = resolve_encoder(config)
+        print(config_to_yaml(config), end="")
+        return 0
+    try:
+        result = train(config, args.runs_dir, args.name, progress_bar=args.progress, verbose=int(args.verbose))
+    except TrainingError as error:
+        print(f"recurrent-rl train: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    return _report_training(result)
+
+
+def resolve_train_config(args: argparse.Namespace) -> Any:
+    """The config a ``train`` command line asks for: preset or file, then --set, --timesteps, --seed."""
+    from recurrent_rl.config import load_config
+    from recurrent_rl.presets import DEFAULT_PRESET, load_preset
+
+    overrides = list(args.overrides)
+    if args.memory is not None:
+        overrides.append(f"policy_kwargs.memory={args.memory}")
+    if args.encoder is not None:
+        overrides.append(f"encoder.path={json.dumps(str(Path(args.encoder).resolve()))}")
+    if args.timesteps is not None:
+        overrides.append(f"n_timesteps={args.timesteps}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.config:
+        return load_config(args.config, overrides)
+    return load_preset(args.preset or DEFAULT_PRESET, overrides)
+
+
+def _report_training(result: Any) -> int:
+    from recurrent_rl import runs
+
+    run = result.run_dir
+    if result.interrupted:
+        print(
+            f"stopped by {result.interrupted} at {result.num_timesteps} steps; checkpoint: {result.checkpoint}\n"
+            f"continue with: recurrent-rl train --resume {run}",
+            file=sys.stderr,
+        )
+        return EXIT_SIGNAL.get(result.interrupted, EXIT_FAILED)
+    if result.report is not None:
+        print(result.report.table())
+    print(result.summary())
+    print(f"run folder: {run}")
+    print(f"  TensorBoard: tensorboard --logdir {run}")
+    print(f"  evaluate:    recurrent-rl evaluate {run}   (report: {run / runs.EVAL_REPORT})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch as th
+
+    from recurrent_rl.evaluation import (
+        check_plot_path,
+        check_video_path,
+        evaluate,
+        load_agent,
+        save_plot,
+        save_report,
+        save_video,
+    )
+
+    th.set_num_threads(1)
+    if args.episodes < 1:
+        raise UserInputError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.video:  # fail before running any episode
+        check_video_path(args.video)
+        if args.video_episodes < 1:
+            raise UserInputError(f"--video-episodes must be at least 1, got {args.video_episodes}")
+    if args.plot:
+        check_plot_path(args.plot)
+    agent = load_agent(args.target, env_id=args.env, best=args.best)
+    video_episodes = min(args.video_episodes, args.episodes) if args.video else 0
+    report = evaluate(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
+                      video_episodes=video_episodes, progress=args.progress)  # fmt: skip
+    print(report.table())
+    if args.json:
+        save_report(report, args.json)
+        print(f"report: {args.json}")
+    if args.video:
+        save_video(report.frames, args.video, report.fps)
+        print(f"video: {args.video} ({len(report.frames)} frames)")
+    if args.plot:
+        save_plot(report, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    from recurrent_rl.presets import DEFAULT_PRESET, load_preset, preset_names
+
+    rows = []
+    for name in preset_names():
+        config = load_preset(name, check_env=False)
+        note = "" if config.env in gym.registry else "  [env not registered]"
+        rows.append(("*" if name == DEFAULT_PRESET else " ", name, config.env, config.memory,
+                     _steps(config.n_timesteps), config.description + note))  # fmt: skip
+    _print_rows(rows)
+    print("* default (what `recurrent-rl` trains); use one with: recurrent-rl train --preset NAME")
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import envs  # noqa: F401  registers pomdp/
+    from recurrent_rl.presets import presets_by_env
+
+    by_env = presets_by_env()
+    rows = []
+    for env_id in sorted(k for k in gym.registry if k.startswith("pomdp/")):
+        try:
+            env = gym.make(env_id)
+            spaces = f"obs {_space(env.observation_space)}  actions {_space(env.action_space)}"
+            env.close()
+        except Exception as error:  # an optional dependency missing: still list the id
+            spaces = f"(cannot be created here: {type(error).__name__}: {error})"
+        rows.append((env_id, spaces, "preset " + ", ".join(by_env.get(env_id, ["(none)"]))))
+    _print_rows(rows)
+    return 0
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _print_rows(rows: list[tuple[str, ...]]) -> None:
+    if not rows:
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+def _space(space: Any) -> str:
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Box):
+        return f"Box{tuple(space.shape)} {space.dtype}"
+    if isinstance(space, spaces.Discrete):
+        return f"Discrete({space.n})"
+    return str(space)
+
+
+def _steps(n: int) -> str:
+    return f"{n / 1e6:g}M steps" if n >= 1_000_000 else f"{n / 1e3:g}k steps" if n >= 1000 else f"{n} steps"
+
+
+def _version() -> str:
+    from recurrent_rl import __version__
+
+    return __version__

@@ -1,0 +1,438 @@
+"""Evaluation in simulation: seeded episodes with the memory carried and reset, and their report.
+
+:func:`run_episodes` plays whole episodes one after the other on one Gymnasium env, feeding
+``predict`` the state it returned at the previous step and ``episode_start=True`` at each first
+step (sb3-contrib's contract, so the memory never crosses an episode). Episode ``i`` is reset
+with seed ``seed + i``: the same seed gives the same episodes. ``info["success"]`` (or SB3's
+``info["is_success"]``) at an episode's last step gives the success rate.
+
+:func:`load_agent` finds a model, its VecNormalize statistics and its env from a run folder or
+a model file; :func:`evaluate` runs it; :func:`save_video` and :func:`save_plot` draw it (they
+need the ``viz`` extra: ``pip install 'recurrent_rl[viz]'``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recurrent_rl import runs
+from recurrent_rl.runs import RunError
+
+VIZ_HINT = "install the viz extra: pip install 'recurrent_rl[viz]'"
+
+
+@dataclass
+class EvalReport:
+    """Per-episode results of an evaluation, their summary, and optional recordings."""
+
+    env_id: str
+    deterministic: bool
+    seed: int | None
+    returns: list[float]
+    lengths: list[int]
+    successes: list[bool | None]
+    model: str = ""
+    num_timesteps: int | None = None
+    # top layer of the actor's memory over the first episode: (T, H); not in the JSON report
+    hidden_states: np.ndarray | None = field(default=None, repr=False)
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    fps: int = 30
+
+    @property
+    def episodes(self) -> int:
+        return len(self.returns)
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        return float(np.std(self.returns))
+
+    @property
+    def success_rate(self) -> float | None:
+        """Fraction of successful episodes among those that report success (None if none do)."""
+        known = [s for s in self.successes if s is not None]
+        return float(np.mean(known)) if known else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report (``eval.json``)."""
+        returns, lengths = np.asarray(self.returns, dtype=float), np.asarray(self.lengths, dtype=float)
+        return {
+            "env": self.env_id,
+            "model": self.model,
+            "num_timesteps": self.num_timesteps,
+            "episodes": self.episodes,
+            "deterministic": self.deterministic,
+            "seed": self.seed,
+            "mean_return": float(returns.mean()),
+            "std_return": float(returns.std()),
+            "median_return": float(np.median(returns)),
+            "min_return": float(returns.min()),
+            "max_return": float(returns.max()),
+            "success_rate": self.success_rate,
+            "mean_length": float(lengths.mean()),
+            "std_length": float(lengths.std()),
+            "episode_returns": [float(r) for r in self.returns],
+            "episode_lengths": [int(n) for n in self.lengths],
+            "episode_successes": list(self.successes),
+        }
+
+    def table(self) -> str:
+        """A plain-text summary table."""
+        data = self.to_dict()
+        mode = "deterministic" if self.deterministic else "stochastic"
+        lengths = np.asarray(self.lengths, dtype=float)
+        rows = [
+            ("return", data["mean_return"], data["std_return"], data["median_return"], data["min_return"], data["max_return"]),
+            ("length", lengths.mean(), lengths.std(), float(np.median(lengths)), lengths.min(), lengths.max()),
+        ]
+        lines = [
+            f"{self.env_id}: {self.episodes} episodes, {mode} actions, seed {self.seed}"
+            + (f", model at {self.num_timesteps} steps" if self.num_timesteps is not None else ""),
+            f"{'':<14}{'mean':>10}{'std':>10}{'median':>10}{'min':>10}{'max':>10}",
+        ]
+        lines += [f"{name:<14}" + "".join(f"{v:>10.2f}" for v in values) for name, *values in rows]
+        rate = self.success_rate
+        known = sum(s is not None for s in self.successes)
+        lines.append(f"{'success rate':<14}{'n/a (env reports no success)' if rate is None else f'{rate:>10.2f}  ({known} episodes report it)'}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Agent:
+    """A trained model with what it needs to act: its env and observation statistics."""
+
+    model: Any  # RecurrentPPO
+    env_id: str
+    env_kwargs: dict[str, Any]
+    normalizer: Any = None  # VecNormalize with the training statistics, or None
+    model_path: Path | None = None
+    run_dir: Path | None = None
+
+    def normalize_obs(self, obs: Any) -> Any:
+        return self.normalizer.normalize_obs(obs) if self.normalizer is not None else obs
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def stats_path_for(model_path: Path) -> Path:
+    """The VecNormalize file saved with a model: ``model.zip`` -> ``vecnormalize.pkl``, ``best_model.zip`` -> ``best_vecnormalize.pkl``."""
+    return model_path.with_name(model_path.name.removesuffix(".zip").replace("model", "vecnormalize") + ".pkl")
+
+
+def resolve_model_path(path: str | Path, best: bool = False) -> tuple[Path, Path | None, str]:
+    """(model file, run folder or None, a note) for a run folder or a model file."""
+    path = Path(path)
+    if path.is_dir():
+        if not runs.is_run_dir(path):
+            raise RunError(f"{path} is not a run folder (it has no {runs.CONFIG}) nor a model .zip file")
+        wanted = path / (runs.BEST_MODEL if best else runs.MODEL)
+        if wanted.is_file():
+            return wanted, path, ""
+        latest = runs.latest_checkpoint(path)
+        if best or latest is None:
+            raise RunError(
+                f"run folder {path} has no {wanted.name}"
+                + ("" if best else " and no checkpoint: the run saved no model yet (did it start training?)")
+            )
+        note = f"{path} has no {runs.MODEL} (training did not finish): evaluating the latest checkpoint {latest.name}"
+        return latest / runs.MODEL, path, note
+    if not path.exists():
+        raise RunError(f"model file {path} does not exist")
+    for parent in list(path.parents)[:3]:  # model.zip, best_model.zip, checkpoints/step_N/model.zip
+        if runs.is_run_dir(parent):
+            return path, parent, ""
+    return path, None, ""
+
+
+def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None,
+               best: bool = False, device: str = "auto") -> Agent:  # fmt: skip
+    """Load the agent in a run folder (its final model, or the best with ``best=True``) or a model file.
+
+    The env comes from the run's ``config.yaml`` unless ``env_id`` is given; the VecNormalize
+    statistics saved next to the model (``vecnormalize.pkl``) are used when present.
+    """
+    from recurrent_rl import RecurrentPPO
+    from recurrent_rl.config import check_env_id, load_config
+
+    model_path, run_dir, note = resolve_model_path(path, best)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    config = load_config(run_dir / runs.CONFIG) if run_dir is not None else None
+    if env_id is None:
+        if config is None:
+            raise RunError(f"cannot tell which env {model_path} was trained on (no run folder around it): pass --env ID")
+        env_id, env_kwargs = config.env, dict(config.env_kwargs) if env_kwargs is None else env_kwargs
+    check_env_id(env_id)
+    env_kwargs = dict(env_kwargs or {})
+    try:
+        model = RecurrentPPO.load(model_path, device=device)
+    except Exception as error:  # a zip of the wrong kind fails in many ways; all mean "not loadable"
+        raise RunError(
+            f"cannot load a RecurrentPPO model from {model_path}: {type(error).__name__}: {error}. "
+            "The file is damaged or is not a recurrent_rl model; in a run folder, "
+            "the checkpoints/ folder holds earlier copies."
+        ) from None
+    stats = stats_path_for(model_path)
+    normalizer = None
+    if stats.is_file():
+        normalizer = _load_normalizer(stats, env_id, env_kwargs)
+    elif config is not None and config.normalize.enabled and config.normalize.norm_obs:
+        raise RunError(f"{model_path} was trained with normalized observations but {stats} is missing")
+    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
+
+
+def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    venv = DummyVecEnv([lambda: make_env(env_id, env_kwargs)])
+    try:
+        normalizer = VecNormalize.load(str(path), venv)
+    except Exception as error:
+        venv.close()
+        raise RunError(f"cannot load the VecNormalize statistics {path}: {type(error).__name__}: {error}") from None
+    normalizer.training = False
+    normalizer.norm_reward = False
+    return normalizer
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode: str | None = None) -> Any:
+    """``gymnasium.make`` with errors from bad kwargs or missing render support as :class:`RunError`."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  registers pomdp/
+
+    kwargs = dict(env_kwargs or {})
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display needed
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    try:
+        with warnings.catch_warnings():
+            # an env without rgb_array only warns here; evaluate() says so as an error instead
+            warnings.filterwarnings("ignore", message=".*render_mode.*", category=UserWarning)
+            return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        raise RunError(f"{env_id} needs a package that is not installed ({error}); {VIZ_HINT}") from None
+    except (TypeError, ValueError, gym.error.Error) as error:
+        if render_mode is not None:
+            raise RunError(f"{env_id} cannot draw frames ({error}); a video needs render_mode {render_mode!r}") from None
+        raise RunError(f"cannot make env {env_id} with env_kwargs {env_kwargs}: {error}") from None
+
+
+def observation_adapter(model: Any, env: Any, env_id: str) -> Callable[[Any], Any]:
+    """How to feed ``env``'s observations to ``model``; :class:`RunError` if their spaces differ.
+
+    SB3 transposes channel-last images for CNN policies (VecTransposeImage); the same is done here.
+    """
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    def describe() -> str:
+        return (
+            f"the model was trained on observations {model.observation_space} and actions {model.action_space}, but "
+            f"{env_id} has observations {env.observation_space} and actions {env.action_space}. Evaluate it on the env it "
+            "was trained on (its run folder's config.yaml names it) or pass the matching --env"
+        )
+
+    if model.action_space != env.action_space:
+        raise RunError(describe())
+    if model.observation_space == env.observation_space:
+        return lambda obs: obs
+    try:
+        transposed = VecTransposeImage.transpose_space(env.observation_space)
+    except (AssertionError, AttributeError, ValueError):
+        transposed = None
+    if transposed is not None and transposed == model.observation_space:
+        return VecTransposeImage.transpose_image
+    raise RunError(describe())
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True, seed: int | None = 0,
+                 normalize_obs: Callable[[Any], Any] | None = None, env_id: str = "",
+                 record_frames: int = 0, max_frames: int = 2000, progress: bool = False) -> EvalReport:  # fmt: skip
+    """Play ``episodes`` whole episodes of ``env`` with ``model`` and report them.
+
+    :param seed: episode ``i`` is reset with ``seed + i``; stochastic actions are drawn from
+        torch's generator seeded with ``seed``. None: unseeded.
+    :param normalize_obs: applied to each observation before ``predict`` (VecNormalize statistics)
+    :param record_frames: keep ``env.render()`` frames of this many first episodes (the env must
+        have been made with ``render_mode="rgb_array"``), at most ``max_frames`` frames
+    """
+    import torch as th
+    from tqdm.auto import tqdm
+
+    if episodes < 1:
+        raise RunError(f"the number of episodes must be at least 1, got {episodes}")
+    adapt = observation_adapter(model, env, env_id or str(env.spec.id if env.spec else env))
+    if seed is not None and not deterministic:
+        th.manual_seed(seed)
+    returns, lengths, successes = [], [], []
+    hidden: list[np.ndarray] = []
+    frames: list[np.ndarray] = []
+    bar = tqdm(total=episodes, desc="evaluating", unit="episode", disable=not progress, leave=False)
+    try:
+        for episode in range(episodes):
+            obs, info = env.reset(seed=None if seed is None else seed + episode)
+            record = episode < record_frames
+            if record:
+                _add_frame(frames, env, max_frames)
+            state, start = None, np.ones((1,), dtype=bool)
+            total, length, done = 0.0, 0, False
+            while not done:
+                model_obs = adapt(normalize_obs(obs) if normalize_obs is not None else obs)
+                action, state = model.predict(model_obs, state=state, episode_start=start, deterministic=deterministic)
+                start = np.zeros((1,), dtype=bool)
+                if episode == 0:
+                    hidden.append(np.asarray(state[0])[-1, 0].copy())  # top layer, (H,)
+                obs, reward, terminated, truncated, info = env.step(action)
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+                if record:
+                    _add_frame(frames, env, max_frames)
+            success = info.get("success", info.get("is_success"))
+            returns.append(total)
+            lengths.append(length)
+            successes.append(None if success is None else bool(success))
+            bar.update(1)
+    finally:
+        bar.close()
+    fps = int((getattr(env, "metadata", None) or {}).get("render_fps") or 30)
+    return EvalReport(
+        env_id or "", deterministic, seed, returns, lengths, successes,
+        hidden_states=np.stack(hidden) if hidden else None, frames=frames, fps=fps,
+    )  # fmt: skip
+
+
+def _add_frame(frames: list[np.ndarray], env: Any, max_frames: int) -> None:
+    if len(frames) >= max_frames:
+        return
+    import gymnasium as gym
+
+    try:
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as error:
+        raise RunError(f"rendering {env.spec.id if env.spec else env} needs a package that is not installed ({error}); {VIZ_HINT}") from None
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+        raise RunError(f"{env.spec.id if env.spec else env} did not render an RGB frame (got {type(frame).__name__}); a video needs render_mode 'rgb_array'")
+    width = frame.shape[1]
+    if width > 480:  # keep GIFs small: at most ~480 px wide
+        step = math.ceil(width / 480)
+        frame = frame[::step, ::step]
+    elif width < 240:  # and large enough to see (nearest neighbour: pixel art stays sharp)
+        scale = math.ceil(240 / width)
+        frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)
+    frames.append(np.ascontiguousarray(frame))
+
+
+def evaluate(agent: Agent, episodes: int = 20, deterministic: bool = True, seed: int | None = 0,
+             video_episodes: int = 0, progress: bool | None = None) -> EvalReport:  # fmt: skip
+    """Evaluate a loaded :class:`Agent` on its env (see :func:`run_episodes`)."""
+    env = make_env(agent.env_id, agent.env_kwargs, render_mode="rgb_array" if video_episodes else None)
+    modes = (getattr(env, "metadata", None) or {}).get("render_modes", [])
+    if video_episodes and "rgb_array" not in modes:
+        env.close()
+        raise RunError(f"{agent.env_id} cannot draw frames (its render modes: {modes}); a video needs 'rgb_array'")
+    try:
+        report = run_episodes(
+            agent.model, env, episodes, deterministic, seed,
+            normalize_obs=agent.normalizer.normalize_obs if agent.normalizer is not None else None,
+            env_id=agent.env_id, record_frames=video_episodes,
+            progress=sys.stderr.isatty() if progress is None else progress,
+        )  # fmt: skip
+    finally:
+        env.close()
+    report.model = str(agent.model_path) if agent.model_path else ""
+    report.num_timesteps = int(agent.model.num_timesteps)
+    return report
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def save_report(report: EvalReport, path: str | Path) -> None:
+    """Write the JSON report atomically."""
+    runs.atomic_write_json(path, report.to_dict())
+
+
+def check_video_path(path: str | Path) -> None:
+    """Fail before any episode runs if a video cannot be written to ``path``."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise RunError(f"--video {path}: use a .gif or .mp4 file name")
+    try:
+        import imageio  # noqa: F401
+    except ImportError:
+        raise RunError(f"--video needs imageio and pillow; {VIZ_HINT}") from None
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise RunError(f"--video {path}: .mp4 needs imageio-ffmpeg (pip install imageio-ffmpeg), or use a .gif") from None
+
+
+def save_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> None:
+    """Write frames as a GIF (or MP4 with imageio-ffmpeg), atomically."""
+    check_video_path(path)
+    if not frames:
+        raise RunError("no frames were recorded")
+    import imageio.v3 as iio
+
+    path = Path(path)
+    with runs.atomic_path(path) as tmp:
+        if path.suffix.lower() == ".gif":
+            iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / max(fps, 1), loop=0)
+        else:
+            iio.imwrite(tmp, np.stack(frames), extension=".mp4", fps=fps)
+
+
+def check_plot_path(path: str | Path) -> None:
+    if Path(path).suffix.lower() != ".png":
+        raise RunError(f"--plot {path}: use a .png file name")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RunError(f"--plot needs matplotlib; {VIZ_HINT}") from None
+
+
+def save_plot(report: EvalReport, path: str | Path) -> None:
+    """PNG: the return distribution, and the memory's activations over the first episode."""
+    check_plot_path(path)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    returns_ax, hidden_ax = figure.subplots(1, 2, width_ratios=[1, 1.6])
+    returns = np.asarray(report.returns)
+    bins = max(5, min(30, len(returns) // 2)) if np.ptp(returns) > 0 else 1
+    returns_ax.hist(returns, bins=bins, color="tab:blue", alpha=0.8)
+    returns_ax.axvline(returns.mean(), color="black", linestyle="--", label=f"mean {returns.mean():.1f}")
+    returns_ax.axvline(np.median(returns), color="tab:orange", linestyle=":", label=f"median {np.median(returns):.1f}")
+    returns_ax.set(xlabel="episode return", ylabel="episodes", title=f"returns over {report.episodes} episodes")
+    returns_ax.legend(loc="best", fontsize="small")
+    if report.hidden_states is not None and len(report.hidden_states):
+        hidden = report.hidden_states.T  # (H, T)
+        limit = float(np.abs(hidden).max()) or 1.0
+        image = hidden_ax.imshow(hidden, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        figure.colorbar(image, ax=hidden_ax, label="activation")
+        hidden_ax.set(xlabel="step of episode 1", ylabel="hidden unit", title="actor memory (top layer) over episode 1")
+    mode = "deterministic" if report.deterministic else "stochastic"
+    figure.suptitle(f"{report.env_id}  ({mode}, seed {report.seed})")
+    with runs.atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)

@@ -1,0 +1,289 @@
+"""Run folders: naming, layout, atomic writes and checkpoints.
+
+A run folder (``runs/<env>__<memory>__seed<seed>__<time>/`` by default) holds everything a run
+leaves behind::
+
+    config.yaml                  resolved config: `recurrent-rl train --config config.yaml` reruns it
+    run.json                     status, step counter, versions, command line
+    tb/                          TensorBoard event files (resumed runs append to the same folder)
+    checkpoints/step_<N>/        model.zip (+ vecnormalize.pkl, state.json), newest = resume point
+    best_model.zip               best periodic evaluation (+ best_vecnormalize.pkl)
+    model.zip                    final model (+ vecnormalize.pkl)
+    eval.json                    final evaluation report
+    encoder.pt                   the pretrained encoder, when the config names one
+
+Every file is written to a temporary name in the same folder and renamed into place
+(``os.replace``), and a checkpoint is a whole folder renamed into place, so a crash during a
+write leaves the previous version intact and never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from recurrent_rl.config import UserInputError
+
+CONFIG = "config.yaml"
+RUN_INFO = "run.json"
+TENSORBOARD = "tb"
+CHECKPOINTS = "checkpoints"
+MODEL = "model.zip"
+VECNORMALIZE = "vecnormalize.pkl"
+BEST_MODEL = "best_model.zip"
+BEST_VECNORMALIZE = "best_vecnormalize.pkl"
+EVAL_REPORT = "eval.json"
+CHECKPOINT_STATE = "state.json"
+LOCK = ".lock"  # the pid of the process training this run
+ENCODER = "encoder.pt"
+
+# mkstemp/mkdtemp create private (0600/0700) entries; renamed into place they should look like
+# any other file the user writes, so they get the usual mode under the process umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_CHECKPOINT = re.compile(r"^step_(\d+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+
+
+class RunError(UserInputError):
+    """A run folder, model file or output path that cannot be used as asked."""
+
+
+def run_name(env_id: str, memory: str, seed: int, when: float | None = None) -> str:
+    """``<env>__<memory>__seed<seed>__<YYYYmmdd-HHMMSS>``, e.g. ``pomdp-CartPoleNoVel-v1__gru__seed0__20260101-120000``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    env = re.sub(r"[^A-Za-z0-9._-]+", "-", env_id)
+    return f"{env}__{memory}__seed{seed}__{stamp}"
+
+
+def check_run_name(name: str) -> None:
+    """A ``--name`` must be one plain folder name."""
+    if not _NAME.match(name) or name in (".", ".."):
+        raise RunError(
+            f"--name {name!r} is not a plain folder name: use letters, digits and . _ + = - (no slashes); "
+            "use --runs-dir to choose the parent folder"
+        )
+
+
+def create_run_dir(runs_dir: str | Path, name: str, unique: bool) -> Path:
+    """Create ``runs_dir/name`` and return it; never reuses an existing folder.
+
+    :param unique: add ``-2``, ``-3``, ... when the name is taken (automatic names); otherwise a
+        taken name is an error (a name the user chose).
+    """
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot create the runs folder {runs_dir}: {error}") from None
+    for attempt in range(1, 1000):
+        path = runs_dir / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            path.mkdir()  # atomic: fails if another process took the name first
+            return path
+        except FileExistsError:
+            if not unique:
+                raise RunError(
+                    f"run folder {path} already exists; nothing was changed. Choose another --name, "
+                    f"or continue that run with: recurrent-rl train --resume {path}"
+                ) from None
+    raise RunError(f"could not find a free run folder name for {name!r} in {runs_dir}")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+# --- atomic writes ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same suffix); on success it is renamed to ``path``.
+
+    On an exception the temporary file is removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)
+    try:
+        yield tmp_path
+        _fsync(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """``open`` for writing, atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as file:
+        yield file
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path) as file:
+        file.write(text)
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def save_model(model: Any, path: str | Path) -> None:
+    """``model.save`` atomically (SB3 writes the zip in place otherwise)."""
+    with atomic_open(path, "wb") as file:
+        model.save(file)
+
+
+def save_vecnormalize(vec_normalize: Any, path: str | Path) -> None:
+    """``VecNormalize.save`` atomically."""
+    with atomic_path(path) as tmp:
+        vec_normalize.save(str(tmp))
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+def checkpoint_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run as ``(step, folder)``, oldest first."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        match = _CHECKPOINT.match(child.name)
+        if match and (child / MODEL).is_file():
+            found.append((int(match[1]), child))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = checkpoint_dirs(run_dir)
+    return found[-1][1] if found else None
+
+
+def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], None], keep: int = 0) -> Path:
+    """Write a checkpoint folder ``checkpoints/step_<step>`` atomically and prune old ones.
+
+    :param write: fills a temporary folder (``model.zip``, ``vecnormalize.pkl``, ...); the folder
+        is renamed into place only after it returns, so a crash leaves the previous checkpoints
+        untouched and no partial one.
+    :param keep: how many checkpoints to keep, newest first (0: all)
+    """
+    folder = Path(run_dir) / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step_{step:010d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        write(tmp)
+        for child in tmp.iterdir():
+            _fsync(child)
+        if final.exists():  # the same step again (e.g. interrupted right after a periodic checkpoint)
+            old = folder / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep > 0:
+        for _, old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# --- run.json -----------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    """Versions of what a run depends on (recorded in run.json)."""
+    import platform
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for package in ("recurrent_rl", "torch", "stable-baselines3", "gymnasium", "numpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_INFO
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def update_run_info(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into run.json (written atomically) and return the result."""
+    info = read_run_info(run_dir)
+    info.update(fields)
+    atomic_write_json(Path(run_dir) / RUN_INFO, info)
+    return info
+
+
+# --- one trainer per run --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` while training: a second process (say, a --resume) is refused.
+
+    A lock left by a process that no longer exists (killed) is taken over.
+    """
+    path = Path(run_dir) / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise RunError(f"run {run_dir} is being trained by process {pid}; wait for it or stop it first") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as file:
+            file.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise RunError(f"cannot lock run {run_dir} ({path})")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

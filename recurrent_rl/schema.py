@@ -1,0 +1,329 @@
+"""Typed, frozen, validated dataclasses: the machinery under :mod:`recurrent_rl.config`.
+
+A :class:`Section` is a frozen dataclass whose fields are converted and checked after every
+construction (from a mapping, by ``replace``, or directly): type (int, float, bool, str,
+``Literal`` choices, ``X | None``, tuples, mappings, nested sections) and numeric range from the
+field's :func:`setting`. Errors are :class:`ConfigError` naming the dotted key, the expected type
+and the valid choices, with the closest valid name for a typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import field
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class UserInputError(ValueError):
+    """Bad input from the user (a config, a path, a name): the CLI prints it without a traceback."""
+
+
+class ConfigError(UserInputError):
+    """A config value is missing, unknown, of the wrong type or out of range."""
+
+    def __init__(self, message: str, key: str | None = None, source: str | None = None):
+        super().__init__(message)
+        self.message, self.key, self.source = message, key, source
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error for a key nested under ``prefix``."""
+        return ConfigError(self.message, f"{prefix}.{self.key}" if self.key else prefix, self.source)
+
+    def with_source(self, source: str) -> ConfigError:
+        return ConfigError(self.message, self.key, self.source or source)
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        key = f"config key '{self.key}': " if self.key else ""
+        return f"{where}{key}{self.message}"
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, low: float | None = None,
+           high: float | None = None, above: float | None = None, factory: Any = None) -> Any:  # fmt: skip
+    """A dataclass field with its help text and numeric range (``low <= x <= high``, ``x > above``)."""
+    metadata = {"help": help, "low": low, "high": high, "above": above}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+class Section:
+    """Base of the config dataclasses: converts and checks every field after construction."""
+
+    # A non-mapping value that stands for the whole section (``normalize: true``), if any.
+    @classmethod
+    def from_shorthand(cls, value: Any) -> dict[str, Any] | None:
+        return None
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Any:
+        if not isinstance(values, Mapping):
+            expanded = cls.from_shorthand(values)
+            if expanded is None:
+                raise ConfigError(f"expected a mapping with keys {_keys(cls)}, got {_show(values)}")
+            values = expanded
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for key in values:
+            if key not in names:
+                raise ConfigError(_unknown_key_message(str(key), names), key=str(key))
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]  # type: ignore[arg-type]
+        if missing:
+            raise ConfigError(f"missing required key ({_describe(_hints(cls)[missing[0]])})", key=missing[0])
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            try:
+                value = _convert(getattr(self, f.name), hints[f.name], f.metadata)
+                _check_range(value, f.metadata)
+            except ConfigError as error:
+                raise error.under(f.name) from None
+            object.__setattr__(self, f.name, value)
+        self._check()
+
+    def _check(self) -> None:
+        """Checks across fields (override)."""
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed (validated like any other construction)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready values (sections as mappings, tuples as lists)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+def describe_keys(root: type) -> list[str]:
+    """One line per key of section ``root`` (dotted), with its type, default and help."""
+    lines: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            tp, key = hints[f.name], prefix + f.name
+            if _is_section(tp):
+                walk(tp, key + ".")
+                continue
+            default = "required" if _required(f) else f"default {_default_text(f)}"
+            lines.append(f"{key} ({_describe(tp, f.metadata)}; {default}): {f.metadata.get('help', '')}")
+
+    walk(root, "")
+    return lines
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_number(text: str) -> float | None:
+    # PyYAML (YAML 1.1) reads 1e-3 and 1e5 as strings; the zoo writes them that way.
+    text = text.strip().replace("_", "")
+    return float(text) if _NUMBER.match(text) else None
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Section)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    plain = _plain(value)
+    return "null" if plain is None else yaml.safe_dump(plain, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _keys(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _unknown_key_message(key: str, valid: Iterable[str]) -> str:
+    valid = sorted(valid)
+    close = _suggest(key, valid)
+    hint = f" Did you mean '{close}'?" if close else ""
+    return f"unknown key.{hint} Valid keys here: {', '.join(valid)}"
+
+
+def _suggest(word: str, choices: list[str]) -> str | None:
+    """The closest choice to ``word`` (case-insensitive), if any is close."""
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
+
+
+def _describe(tp: Any, metadata: Mapping[str, Any] | None = None) -> str:
+    metadata = metadata or {}
+    rng = _range_text(metadata)
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        parts = [a for a in get_args(tp) if a is not type(None)]
+        if parts == [float, str]:
+            text = f"a number{rng} or lin_<number>"
+        else:
+            text = " or ".join(_describe(a, metadata) for a in parts)
+        return text + (" or null" if type(None) in get_args(tp) else "")
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) if a is not None else "null" for a in get_args(tp))
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return f"an integer{rng}"
+    if tp is float:
+        return f"a number{rng}"
+    if tp is str:
+        return "a string"
+    if origin is tuple:
+        return "a list of integers"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if _is_section(tp):
+        return f"a mapping with keys {_keys(tp)}"
+    return str(tp)
+
+
+def _range_text(metadata: Mapping[str, Any]) -> str:
+    low, high, above = metadata.get("low"), metadata.get("high"), metadata.get("above")
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    if low is not None:
+        return f" >= {low}"
+    if above is not None:
+        return f" > {above}"
+    return ""
+
+
+def _convert(value: Any, tp: Any, metadata: Mapping[str, Any]) -> Any:
+    """``value`` as type ``tp``, or a :class:`ConfigError` naming what was expected."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, metadata)
+            except ConfigError:
+                continue
+        raise ConfigError(f"expected {_describe(tp, metadata)}, got {_show(value)}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if isinstance(value, str) and value in choices:
+            return value
+        close = _suggest(str(value), [str(c) for c in choices])
+        hint = f" Did you mean '{close}'?" if close else ""
+        raise ConfigError(f"expected {_describe(tp)}, got {_show(value)}.{hint}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        number = parse_number(value) if isinstance(value, str) else value
+        if isinstance(number, float) and not isinstance(value, bool) and math.isfinite(number) and number.is_integer():
+            return int(number)  # 1e5 or 100000.0
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and parse_number(value) is not None:
+            return parse_number(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            (item,) = get_args(tp)[:1]
+            converted = []
+            for index, element in enumerate(value):
+                try:
+                    converted.append(_convert(element, item, {}))
+                except ConfigError as error:
+                    raise ConfigError(f"item {index}: {error.message}") from None
+            return tuple(converted)
+    elif origin is dict or tp is dict:
+        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+            return dict(value)
+    elif _is_section(tp):
+        if isinstance(value, tp):
+            return value
+        return tp.from_dict(value)
+    raise ConfigError(f"expected {_describe(tp, metadata)}, got {_show(value)}")
+
+
+def _check_range(value: Any, metadata: Mapping[str, Any]) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high, above = metadata.get("low"), metadata.get("high"), metadata.get("above")
+    if (
+        (low is not None and value < low)
+        or (high is not None and value > high)
+        or (above is not None and not value > above)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise ConfigError(f"expected a number{_range_text(metadata)}, got {value}")
+
+
+def set_path(values: dict[str, Any], parts: list[str], value: Any, cls: type, full_key: str) -> None:
+    """Set ``values[a][b]...`` = value along the schema ``cls``, expanding shorthands on the way."""
+    hints = _hints(cls)
+    head = parts[0]
+    if head not in hints:
+        prefix = full_key[: len(full_key) - len(".".join(parts))]
+        raise ConfigError(_unknown_key_message(head, hints), key=prefix + head)
+    if len(parts) == 1:
+        values[head] = value
+        return
+    tp = hints[head]
+    if tp == dict[str, Any]:  # env_kwargs.some_arg: free-form keys
+        inner = values.get(head)
+        values[head] = inner = dict(inner) if isinstance(inner, Mapping) else {}
+        _set_free(inner, parts[1:], value)
+        return
+    if not _is_section(tp):
+        raise ConfigError(f"'{head}' is not a section: set it with {head}=VALUE", key=full_key)
+    inner = values.get(head, {})
+    if not isinstance(inner, Mapping):
+        expanded = tp.from_shorthand(inner)
+        if expanded is None:
+            raise ConfigError(f"'{head}' holds {_show(inner)}, not a mapping", key=full_key)
+        inner = expanded
+    values[head] = inner = dict(inner)
+    set_path(inner, parts[1:], value, tp, full_key)
+
+
+def _set_free(values: dict[str, Any], parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        child = values.get(part)
+        values[part] = child = dict(child) if isinstance(child, Mapping) else {}
+        values = child
+    values[parts[-1]] = value
+
+
+def deep_copy(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: deep_copy(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,357 @@
+"""Training from a config: a new run folder, or more steps in an existing one.
+
+:func:`train` checks everything it can (config, env, model) before it creates the run folder,
+so bad input leaves nothing on disk. Then it writes ``config.yaml``, trains with TensorBoard
+logging, periodic evaluation (best model) and periodic checkpoints, and at the end writes the
+final model, a checkpoint and the evaluation report. Ctrl-C or SIGTERM stops at the next env
+step and writes a checkpoint; :func:`resume` continues from the latest checkpoint with the same
+step counter, the same learning-rate schedule and the same TensorBoard curves.
+
+Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.runs` for the folder layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from recurrent_rl import runs
+from recurrent_rl.callbacks import MemoryDiagnostics, PeriodicCheckpoint, PeriodicEvaluation, StopFlag, StopOnFlag
+from recurrent_rl.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
+from recurrent_rl.errors import NonFiniteLossError
+from recurrent_rl.evaluation import EvalReport, make_env, run_episodes, save_report
+from recurrent_rl.ppo import RecurrentPPO
+from recurrent_rl.runs import RunError
+
+# Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
+# at every evaluation, so they compare), the final evaluation seed + FINAL_EVAL_SEED + i.
+PERIODIC_EVAL_SEED = 1_000
+FINAL_EVAL_SEED = 10_000
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on an error the user can act on (non-finite loss); the run folder is intact."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: RecurrentPPO
+    num_timesteps: int
+    report: EvalReport | None = None  # the final evaluation (None if interrupted or disabled)
+    interrupted: str | None = None  # "SIGINT" or "SIGTERM" if a signal stopped training
+    checkpoint: Path | None = None  # the last checkpoint written
+    config: TrainConfig | None = None
+
+    def summary(self) -> str:
+        """One line: ``<env> <memory> seed <seed>: <steps> steps, evaluation over N episodes: mean +/- std``."""
+        head = f"{self.config.env} {self.config.memory} seed {self.config.seed}: " if self.config else ""
+        if self.report is None:
+            return f"{head}{self.num_timesteps} steps"
+        return (f"{head}{self.num_timesteps} steps, evaluation over {self.report.episodes} episodes: "
+                f"{self.report.mean_return:.1f} +/- {self.report.std_return:.1f}")  # fmt: skip
+
+
+# --- building blocks ----------------------------------------------------------------------------
+
+
+def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
+    """``config.n_envs`` envs (seeded ``seed``, ``seed + 1``, ...), in VecNormalize if configured."""
+    check_env_id(config.env)
+    try:
+        env: VecEnv = make_vec_env(config.env, n_envs=config.n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs") from None
+    norm = config.normalize
+    if norm.enabled:
+        extra = {} if norm.gamma is None else {"gamma": norm.gamma}
+        env = VecNormalize(env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, **extra)
+    return env
+
+
+def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentPPO:
+    """A new :class:`RecurrentPPO` as the config says (seeded with ``config.seed``), with its encoder if any."""
+    kwargs = config.algorithm_kwargs()
+    encoder = config.encoder
+    try:
+        if encoder.path is not None:
+            from recurrent_rl.encoder import encoder_policy_kwargs
+
+            rest = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in ("memory", "hidden_size", "num_layers")}
+            kwargs["policy_kwargs"] = encoder_policy_kwargs(encoder.path, **rest)
+        model = RecurrentPPO(env=env, seed=config.seed, verbose=verbose, **kwargs)
+        if encoder.path is not None:
+            from recurrent_rl.encoder import load_encoder
+
+            load_encoder(model, encoder.path, freeze=encoder.freeze, critic=encoder.critic)
+        return model
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"the config does not fit {config.env}: {error}") from None
+
+
+def resolve_encoder(config: TrainConfig) -> TrainConfig:
+    """``config`` with the memory options its encoder dictates (so that config.yaml tells the truth)."""
+    if config.encoder.path is None:
+        return config
+    from recurrent_rl.encoder import read_encoder
+
+    try:
+        encoder = read_encoder(config.encoder.path)
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"cannot read the encoder {config.encoder.path}: {error}", key="encoder.path") from None
+    memory = dict(memory=encoder["memory"], hidden_size=encoder["hidden_size"], num_layers=encoder["num_layers"])
+    return config.replace(policy_kwargs=config.policy_kwargs.replace(**memory))
+
+
+def hparams(config: TrainConfig) -> dict[str, bool | str | float | int]:
+    """The config flattened to ``key.sub: value`` scalars for TensorBoard's HParams tab."""
+    flat: dict[str, Any] = {}
+
+    def walk(values: dict[str, Any], prefix: str) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict) and key != "env_kwargs":
+                walk(value, f"{prefix}{key}.")
+            elif isinstance(value, (bool, int, float, str)):
+                flat[prefix + key] = value
+            else:
+                flat[prefix + key] = json.dumps(value)
+
+    walk(config.to_dict(), "")
+    return flat
+
+
+@contextlib.contextmanager
+def stop_on_signals(flag: StopFlag) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM set ``flag`` (a second Ctrl-C stops at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if flag.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.set(name)
+        print(f"\n{name}: stopping after this step and writing a checkpoint (Ctrl-C again stops at once)", file=sys.stderr)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
+    """``checkpoints/step_<N>/`` with model.zip, vecnormalize.pkl (if used) and state.json."""
+
+    def write(folder: Path) -> None:
+        model.save(folder / runs.MODEL)
+        vec_normalize = model.get_vec_normalize_env()
+        if vec_normalize is not None:
+            vec_normalize.save(str(folder / runs.VECNORMALIZE))
+        (folder / runs.CHECKPOINT_STATE).write_text(
+            json.dumps({"num_timesteps": int(model.num_timesteps), "time": time.time()}) + "\n", encoding="utf-8"
+        )
+
+    path = runs.write_checkpoint(run_dir, int(model.num_timesteps), write, keep)
+    runs.update_run_info(run_dir, num_timesteps=int(model.num_timesteps), last_checkpoint=str(path.relative_to(run_dir)))
+    return path
+
+
+# --- train and resume ---------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None, progress_bar: bool | None = None,
+          verbose: int = 0, callbacks: Sequence[BaseCallback] = ()) -> TrainResult:  # fmt: skip
+    """Train a new agent into a new run folder ``runs_dir/name`` (default name: env, memory, seed, time).
+
+    :param progress_bar: None: shown when stderr is a terminal
+    :param verbose: 1 prints SB3's log table after each rollout
+    :param callbacks: extra SB3 callbacks
+    """
+    if name is not None:
+        runs.check_run_name(name)
+        if (Path(runs_dir) / name).exists():
+            path = Path(runs_dir) / name
+            raise RunError(
+                f"run folder {path} already exists; nothing was changed. Choose another --name, "
+                f"or continue that run with: recurrent-rl train --resume {path}"
+            )
+    th.set_num_threads(config.torch_threads)  # small recurrent nets run fastest on one thread
+    config = resolve_encoder(config)
+    env = make_training_env(config, config.seed)
+    try:
+        model = make_model(config, env, verbose)
+        run_dir = runs.create_run_dir(runs_dir, name or runs.run_name(config.env, config.memory, config.seed), unique=name is None)
+    except BaseException:
+        env.close()
+        raise
+    if config.encoder.path is not None:  # the run keeps its own copy: config.yaml alone reproduces it
+        with runs.atomic_open(run_dir / runs.ENCODER, "wb") as file:
+            file.write(Path(config.encoder.path).read_bytes())
+    _save_run_config(run_dir, config)
+    runs.update_run_info(run_dir, status="created", created=time.strftime("%Y-%m-%dT%H:%M:%S"), command=sys.argv,
+                         versions=runs.versions(), num_timesteps=0)  # fmt: skip
+    with runs.run_lock(run_dir):
+        return _learn(run_dir, model, config, config.n_timesteps, fresh=True, progress_bar=progress_bar,
+                      verbose=verbose, callbacks=callbacks)  # fmt: skip
+
+
+def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool | None = None, verbose: int = 0,
+           callbacks: Sequence[BaseCallback] = ()) -> TrainResult:  # fmt: skip
+    """Continue a run from its latest checkpoint, up to ``timesteps`` in total (default: its config's)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"--resume {run_dir}: no such run folder")
+    if not runs.is_run_dir(run_dir):
+        raise RunError(f"--resume {run_dir}: not a run folder (no {runs.CONFIG})")
+    with runs.run_lock(run_dir):  # before anything is read or written: one trainer per run
+        return _resume(run_dir, timesteps, progress_bar, verbose, callbacks)
+
+
+def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, verbose: int,
+            callbacks: Sequence[BaseCallback]) -> TrainResult:  # fmt: skip
+    config = load_config(run_dir / runs.CONFIG)
+    checkpoint = runs.latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RunError(
+            f"--resume {run_dir}: the run has no checkpoint to continue from (it stopped before the first one). "
+            f"Start it again: recurrent-rl train --config {run_dir / runs.CONFIG}"
+        )
+    th.set_num_threads(config.torch_threads)
+    try:
+        done = int(json.loads((checkpoint / runs.CHECKPOINT_STATE).read_text(encoding="utf-8"))["num_timesteps"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(f"--resume {run_dir}: checkpoint {checkpoint} has no readable {runs.CHECKPOINT_STATE} ({error})") from None
+    total = config.n_timesteps if timesteps is None else timesteps
+    if total <= done:
+        raise RunError(
+            f"--resume {run_dir}: the run is already at {done} steps (target {total}); "
+            f"pass --timesteps N with N > {done} to train further"
+        )
+    # different env seeds than the first segment, the same for the same checkpoint
+    env = make_training_env(config, config.seed + done)
+    try:
+        if isinstance(env, VecNormalize):
+            stats = VecNormalize.load(str(checkpoint / runs.VECNORMALIZE), env.venv)
+            stats.training = True
+            env = stats
+        model = RecurrentPPO.load(checkpoint / runs.MODEL, env=env, device=config.device)
+    except Exception as error:
+        env.close()
+        raise RunError(f"--resume {run_dir}: cannot load checkpoint {checkpoint}: {type(error).__name__}: {error}") from None
+    model.set_random_seed(config.seed + done)
+    if config.encoder.path is not None and config.encoder.freeze:
+        from recurrent_rl.encoder import freeze_encoder
+
+        freeze_encoder(model, config.encoder.critic)  # requires_grad is not saved; Adam's moments are
+    if total != config.n_timesteps:
+        _save_run_config(run_dir, config.replace(n_timesteps=total),
+                         f"n_timesteps raised from {config.n_timesteps} to {total} by --resume.")  # fmt: skip
+        config = config.replace(n_timesteps=total)
+    info = runs.read_run_info(run_dir)
+    resumes = [*info.get("resumes", []), {"from_step": done, "checkpoint": checkpoint.name, "target": total,
+                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}]  # fmt: skip
+    runs.update_run_info(run_dir, resumes=resumes)
+    print(f"resuming {run_dir} from {checkpoint.name} ({done} of {total} steps)", file=sys.stderr)
+    return _learn(run_dir, model, config, total - done, fresh=False, progress_bar=progress_bar, verbose=verbose,
+                  callbacks=callbacks, best_mean_reward=info.get("best_mean_reward"))  # fmt: skip
+
+
+def _save_run_config(run_dir: Path, config: TrainConfig, note: str = "") -> None:
+    """Write the run's config.yaml (naming the run's own copy of its encoder, relative to it)."""
+    if config.encoder.path is not None:
+        config = config.replace(encoder=config.encoder.replace(path=runs.ENCODER))
+    header = (
+        f"Resolved config of run {run_dir.name} (recurrent_rl {runs.versions()['recurrent_rl']}).\n"
+        f"Rerun it: recurrent-rl train --config {run_dir / runs.CONFIG}\nContinue it: recurrent-rl train --resume {run_dir}"
+    )
+    save_config(config, run_dir / runs.CONFIG, header=header + (f"\n{note}" if note else ""))
+
+
+def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, fresh: bool, progress_bar: bool | None,
+           verbose: int, callbacks: Sequence[BaseCallback], best_mean_reward: float | None = None) -> TrainResult:  # fmt: skip
+    formats = ["tensorboard", "stdout"] if verbose else ["tensorboard"]
+    model.set_logger(configure(str(run_dir / runs.TENSORBOARD), formats))
+    flag = StopFlag()
+    evaluation = PeriodicEvaluation(
+        lambda: make_env(config.env, config.env_kwargs), run_dir, config.eval.freq, config.eval.episodes,
+        config.eval.deterministic, config.seed + PERIODIC_EVAL_SEED, config.env,
+        best_mean_reward=float("-inf") if best_mean_reward is None else best_mean_reward,
+    )  # fmt: skip
+    checkpoints = PeriodicCheckpoint(lambda: write_checkpoint(run_dir, model, config.checkpoint.keep), config.checkpoint.freq)
+    diagnostics = MemoryDiagnostics(hparams(config) if fresh else None)
+    callback = CallbackList([StopOnFlag(flag), diagnostics, evaluation, checkpoints, *callbacks])
+    runs.update_run_info(run_dir, status="running")
+    progress = sys.stderr.isatty() if progress_bar is None else progress_bar
+    with stop_on_signals(flag):
+        try:
+            model.learn(steps, callback=callback, reset_num_timesteps=fresh, progress_bar=progress)
+        except NonFiniteLossError as error:
+            model.logger.close()
+            path = write_checkpoint(run_dir, model, keep=0)  # the parameters are the last good ones
+            runs.update_run_info(run_dir, status="failed: non-finite loss")
+            raise TrainingError(f"{error}\nThe last good model is checkpoint {path}; the run folder is {run_dir}.") from None
+        except BaseException as error:
+            model.logger.close()
+            status = "killed (second Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"crashed: {type(error).__name__}"
+            runs.update_run_info(run_dir, status=status)
+            raise
+        if flag.is_set():
+            model.logger.close()
+            path = write_checkpoint(run_dir, model, config.checkpoint.keep)
+            runs.update_run_info(run_dir, status=f"interrupted ({flag.reason})")
+            return TrainResult(run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path,
+                               config=config)  # fmt: skip
+        try:
+            return _finish(run_dir, model, config, evaluation, flag)
+        finally:
+            model.logger.close()
+
+
+def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation: PeriodicEvaluation,
+            flag: StopFlag) -> TrainResult:  # fmt: skip
+    """After the last step: checkpoint, final and best models, final evaluation (skipped if a signal came)."""
+    path = write_checkpoint(run_dir, model, config.checkpoint.keep)
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        runs.save_vecnormalize(vec_normalize, run_dir / runs.VECNORMALIZE)
+    runs.save_model(model, run_dir / runs.MODEL)
+    try:
+        if evaluation.last_eval_step != model.num_timesteps and not flag.is_set():
+            evaluation.evaluate()  # so that best_model.zip exists and the final policy competes too
+    finally:
+        evaluation._on_training_end()  # closes its env
+    report = None
+    if config.eval.final_episodes and not flag.is_set():
+        env = make_env(config.env, config.env_kwargs)
+        try:
+            report = run_episodes(
+                model, env, config.eval.final_episodes, config.eval.deterministic, config.seed + FINAL_EVAL_SEED,
+                normalize_obs=vec_normalize.normalize_obs if vec_normalize is not None else None, env_id=config.env,
+            )  # fmt: skip
+        finally:
+            env.close()
+        report.model, report.num_timesteps = str(run_dir / runs.MODEL), int(model.num_timesteps)
+        model.logger.record("eval/final_mean_reward", report.mean_return)
+        if report.success_rate is not None:
+            model.logger.record("eval/final_success_rate", report.success_rate)
+        model.logger.dump(model.num_timesteps)
+        save_report(report, run_dir / runs.EVAL_REPORT)
+    runs.update_run_info(run_dir, status="finished", num_timesteps=int(model.num_timesteps))
+    return TrainResult(run_dir, model, int(model.num_timesteps), report=report, checkpoint=path, config=config)

@@ -1,0 +1,98 @@
+"""Evaluation: memory carried within and reset between episodes, seeding, success rate, report."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from recurrent_rl import RecurrentPPO
+from recurrent_rl.evaluation import EvalReport, RunError, run_episodes, save_plot, save_report
+
+
+class RecordingModel:
+    """Stands in for a model: records what ``run_episodes`` passes to ``predict``."""
+
+    def __init__(self, env: gym.Env, actions=None):
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        self.calls: list[tuple] = []
+        self.actions = actions
+        self.counter = 0
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        self.counter += 1
+        self.calls.append((None if state is None else float(state[0][0, 0, 0]), bool(episode_start[0])))
+        action = self.actions(obs, len(self.calls)) if self.actions else self.action_space.sample()
+        return np.asarray(action), (np.full((1, 1, 3), float(self.counter), dtype=np.float32),)
+
+
+def test_memory_is_carried_within_and_reset_between_episodes():
+    env = gym.make("pomdp/RepeatFirst-v0")  # fixed-length episodes of 16 steps
+    model = RecordingModel(env)
+    report = run_episodes(model, env, episodes=3, seed=0)
+    assert report.lengths == [16, 16, 16]
+    for episode in range(3):
+        calls = model.calls[episode * 16 : (episode + 1) * 16]
+        assert calls[0] == (None, True)  # a fresh memory, flagged as an episode start
+        for t in range(1, 16):
+            previous_output = episode * 16 + t  # predict call number that returned the state
+            assert calls[t] == (float(previous_output), False)  # the state returned at the step before
+    assert report.hidden_states.shape == (16, 3)  # the first episode's top-layer activations
+
+
+def test_no_leakage_across_episodes_with_a_real_model():
+    env = gym.make("pomdp/TMaze-L10-v0")
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, seed=0)
+    together = run_episodes(model, env, episodes=3, seed=10)
+    alone = run_episodes(model, env, episodes=1, seed=12)  # the third episode on its own
+    assert together.returns[2] == alone.returns[0] and together.lengths[2] == alone.lengths[0]
+    alone_first = run_episodes(model, env, episodes=1, seed=10)
+    np.testing.assert_allclose(alone_first.hidden_states, together.hidden_states)
+
+
+def test_same_seed_same_episodes_also_stochastic():
+    env = gym.make("pomdp/CartPoleNoVel-v1")
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, seed=0)
+    a = run_episodes(model, env, episodes=4, deterministic=False, seed=3)
+    b = run_episodes(model, env, episodes=4, deterministic=False, seed=3)
+    c = run_episodes(model, env, episodes=4, deterministic=False, seed=4)
+    assert a.returns == b.returns and a.returns != c.returns
+
+
+def test_success_rate_comes_from_info_success():
+    env = gym.make("pomdp/TMaze-L10-v0")
+    # forward to the junction, then always turn left: success exactly when the cue says left
+    model = RecordingModel(env, actions=lambda obs, n: 0 if obs[3] < 0.5 else 1)
+    report = run_episodes(model, env, episodes=20, seed=0)
+    cues_left = []
+    for i in range(20):
+        obs, _ = env.reset(seed=i)
+        cues_left.append(bool(obs[0] > 0.5))
+    assert report.successes == cues_left
+    assert report.success_rate == pytest.approx(np.mean(cues_left)) and 0 < report.success_rate < 1
+    assert report.returns == [1.0 if left else 0.0 for left in cues_left]
+
+
+def test_report_json_and_table(tmp_path):
+    report = EvalReport("env", True, 0, returns=[1.0, 2.0, 4.0], lengths=[3, 4, 5], successes=[True, None, False])
+    path = tmp_path / "eval.json"
+    save_report(report, path)
+    data = json.loads(path.read_text())
+    assert data["mean_return"] == pytest.approx(7 / 3) and data["median_return"] == 2.0
+    assert data["min_return"] == 1.0 and data["max_return"] == 4.0 and data["episode_lengths"] == [3, 4, 5]
+    assert data["success_rate"] == 0.5  # among the episodes that report it
+    table = report.table()
+    assert "median" in table and "0.50" in table
+    assert EvalReport("env", True, 0, [1.0], [1], [None]).to_dict()["success_rate"] is None
+
+
+def test_plot_without_hidden_states(tmp_path):
+    report = EvalReport("env", False, None, returns=[1.0, 1.0], lengths=[3, 4], successes=[None, None])
+    save_plot(report, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_spaces_must_match():
+    model = RecurrentPPO("MlpGruPolicy", gym.make("pomdp/CartPoleNoVel-v1"), n_steps=16, batch_size=16)
+    with pytest.raises(RunError, match="trained on observations"):
+        run_episodes(model, gym.make("pomdp/TMaze-L10-v0"), episodes=1)

@@ -1,0 +1,93 @@
+"""TensorBoard: the event files of a run, read back, and served by a real TensorBoard server."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from recurrent_rl import cli, runs
+from recurrent_rl.callbacks import ALWAYS_TAGS
+
+TINY = [
+    "--timesteps", "384", "--set", "n_envs=2", "--set", "n_steps=32", "--set", "batch_size=64",
+    "--set", "eval.freq=128", "--set", "eval.episodes=4", "--set", "eval.final_episodes=4", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tmaze_run(tmp_path_factory) -> Path:
+    # the T-maze reports info["success"], so the success-rate tags appear too
+    runs_dir = tmp_path_factory.mktemp("runs")
+    assert cli.main(["train", "--preset", "tmaze-l10-gru", "--runs-dir", str(runs_dir), "--name", "tmaze", *TINY]) == 0
+    return runs_dir / "tmaze"
+
+
+def test_event_files_hold_the_documented_tags(tmaze_run):
+    events = EventAccumulator(str(tmaze_run / runs.TENSORBOARD))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {*ALWAYS_TAGS, "rollout/success_rate", "eval/success_rate", "eval/final_mean_reward",
+                "eval/final_success_rate", "grad/critic_memory_norm", "memory/critic_state_norm"}  # fmt: skip
+    assert not expected - tags, sorted(expected - tags)
+    rates = [e.value for e in events.Scalars("eval/success_rate")]
+    assert all(0.0 <= r <= 1.0 for r in rates)
+    assert json.loads((tmaze_run / runs.EVAL_REPORT).read_text())["success_rate"] is not None
+    grads = [e.value for e in events.Scalars("grad/actor_memory_norm")]
+    assert all(g > 0 for g in grads)  # the memory core learns
+    hparams = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in hparams and b"policy_kwargs.hidden_size" in hparams["_hparams_/session_start_info"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
+        return json.loads(response.read())
+
+
+def test_a_tensorboard_server_serves_the_run(tmaze_run, tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "tensorboard.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmaze_run), "--host", "127.0.0.1",
+         "--port", str(port), "--reload_interval", "0"],  # fmt: skip
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline, tags = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:  # bounded wait for the server and its first load
+            assert server.poll() is None, (tmp_path / "tensorboard.log").read_text()
+            try:
+                tags = get_json(f"{base}/data/plugin/scalars/tags")
+            except OSError:
+                tags = {}
+            if runs.TENSORBOARD in tags and "eval/mean_reward" in tags[runs.TENSORBOARD]:
+                break
+            time.sleep(0.5)
+        assert runs.TENSORBOARD in tags, f"TensorBoard did not serve the run within 90 s: {tags}"
+        served = set(tags[runs.TENSORBOARD])
+        assert not set(ALWAYS_TAGS) - served, sorted(set(ALWAYS_TAGS) - served)
+        query = urllib.parse.urlencode({"run": runs.TENSORBOARD, "tag": "eval/mean_reward"})
+        points = get_json(f"{base}/data/plugin/scalars/scalars?{query}")
+        steps = [point[1] for point in points]  # [wall_time, step, value]
+        assert steps and steps == sorted(steps) and max(steps) >= 384
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
