@@ -133,6 +133,12 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         )
         return data
 
+    def set_training_mode(self, mode: bool) -> None:
+        # SB3 calls this on every predict(); walking the module tree each time costs more than
+        # the memory step itself, so only walk it when the mode changes.
+        if self.training != mode:
+            super().set_training_mode(mode)
+
     def initial_state(self, n_envs: int) -> RecurrentState:
         """Zero memory for ``n_envs`` columns."""
         critic = self.critic_core.initial_state(n_envs, self.device) if self.critic_core is not None else ()
@@ -248,13 +254,13 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.set_training_mode(False)
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         first = obs_tensor if isinstance(obs_tensor, th.Tensor) else next(iter(obs_tensor.values()))
-        n_envs = first.shape[0]
+        n_envs, device = first.shape[0], first.device
         with th.no_grad():
-            memory = self._state_from_numpy(state, n_envs)
+            memory = self._state_from_numpy(state, n_envs, device)
             if episode_start is None:
-                starts = th.zeros(n_envs, device=self.device)
+                starts = th.zeros(n_envs, device=device)
             else:
-                starts = th.as_tensor(np.asarray(episode_start, dtype=np.float32).reshape(-1), device=self.device)
+                starts = th.as_tensor(np.asarray(episode_start, dtype=np.float32).reshape(-1), device=device)
                 if starts.numel() != n_envs:
                     raise ValueError(
                         f"episode_start has {starts.numel()} entries for {n_envs} observations; pass one flag per env"
@@ -270,9 +276,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             actions = actions.squeeze(axis=0)
         return actions, state_to_numpy(memory)  # type: ignore[return-value]
 
-    def _state_from_numpy(self, state: Any, n_envs: int) -> MemoryState:
+    def _state_from_numpy(self, state: Any, n_envs: int, device: th.device) -> MemoryState:
         if state is None:
-            return self.actor_memory.initial_state(n_envs, self.device)
+            return self.actor_memory.initial_state(n_envs, device)
         expected = self.actor_memory.state_shapes(n_envs)
         shapes = [np.shape(s) for s in state] if isinstance(state, (tuple, list)) else None
         if shapes != expected:
@@ -283,7 +289,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
                 "(num_layers, n_envs, hidden_size). Pass the state returned by the previous predict() "
                 "call for the same envs, or state=None to start from a fresh memory."
             )
-        return tuple(th.as_tensor(s, dtype=th.float32, device=self.device) for s in state)
+        return tuple(th.as_tensor(s, dtype=th.float32, device=device) for s in state)
 
 
 class MlpGruPolicy(RecurrentActorCriticPolicy):
