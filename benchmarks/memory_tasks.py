@@ -1,8 +1,10 @@
 """Learning on the memory tasks: GRU RecurrentPPO against MLP PPO and a 4-frame-stacked MLP PPO.
 
-For each task, the same budget and PPO settings for all three agents, several seeds; the score
-is the mean deterministic return (and success rate where the env defines one) over 100
-evaluation episodes, next to the task's exact optimal, random and best-memoryless returns.
+For each task, the GRU agent is the shipped preset (``recurrent-rl presets``: its budget, PPO
+settings and heads); the MLP agents use the same budget, PPO settings and heads without the
+memory. Several seeds; the score is the mean deterministic return (and success rate where the
+env defines one) over 100 evaluation episodes, next to the task's exact optimal, random and
+best-memoryless returns.
 
     python -m benchmarks.memory_tasks                      # every task, 3 seeds
     python -m benchmarks.memory_tasks --tasks TMaze-L10-v0 --seeds 1
@@ -19,16 +21,13 @@ from typing import Any
 import numpy as np
 import torch as th
 
-# task -> (budget in env steps, PPO settings shared by all agents)
-SETTINGS = dict(n_envs=8, n_steps=128, batch_size=512, n_epochs=10, learning_rate=1e-3, gamma=0.99,
-                gae_lambda=0.95, ent_coef=0.01)  # fmt: skip
-POLICY = dict(net_arch=dict(pi=[64], vf=[64]))
-TASKS: dict[str, int] = {
-    "TMaze-L10-v0": 100_000,
-    "TMaze-L50-v0": 500_000,
-    "RepeatPrevious-k4-v0": 200_000,
-    "RepeatFirst-Easy-v0": 100_000,
-    "CountRecall-Easy-v0": 300_000,
+# task -> shipped preset
+TASKS: dict[str, str] = {
+    "TMaze-L10-v0": "tmaze-l10-gru",
+    "TMaze-L50-v0": "tmaze-l50-gru",
+    "RepeatPrevious-k4-v0": "repeat-previous-k4-gru",
+    "RepeatFirst-Easy-v0": "repeat-first-easy-gru",
+    "CountRecall-Easy-v0": "count-recall-easy-gru",
 }
 AGENTS = ("gru", "mlp", "mlp-stack4")
 
@@ -43,9 +42,12 @@ def run(job: tuple[str, str, int, int]) -> dict[str, Any]:
 
     from recurrent_rl import RecurrentPPO
 
-    env_id = f"pomdp/{task}"
-    settings = dict(SETTINGS)
-    n_envs = settings.pop("n_envs")
+    from recurrent_rl.presets import load_preset
+
+    config = load_preset(TASKS[task])
+    env_id, n_envs = config.env, config.n_envs
+    kwargs = config.algorithm_kwargs()
+    kwargs.pop("policy")
 
     def make(n: int, s: int):
         env = make_vec_env(env_id, n_envs=n, seed=s)
@@ -53,10 +55,12 @@ def run(job: tuple[str, str, int, int]) -> dict[str, Any]:
 
     start = time.perf_counter()
     if agent == "gru":
-        model = RecurrentPPO("MlpGruPolicy", make(n_envs, seed), policy_kwargs=dict(hidden_size=64, **POLICY),
-                             seed=seed, **settings)  # fmt: skip
+        model = RecurrentPPO(config.policy, make(n_envs, seed), seed=seed, **kwargs)
     else:
-        model = PPO("MlpPolicy", make(n_envs, seed), policy_kwargs=POLICY, seed=seed, **settings)
+        kwargs.pop("sequence_length")
+        memoryless = ("memory", "hidden_size", "num_layers", "critic_memory")
+        kwargs["policy_kwargs"] = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in memoryless}
+        model = PPO("MlpPolicy", make(n_envs, seed), seed=seed, **kwargs)
     model.learn(budget)
     seconds = time.perf_counter() - start
 
@@ -95,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from envs import reference_returns
 
-    jobs = [(task, agent, seed, int(TASKS[task] * args.budget_scale))
+    from recurrent_rl.presets import load_preset
+
+    budgets = {task: int(load_preset(preset).n_timesteps * args.budget_scale) for task, preset in TASKS.items()}
+    jobs = [(task, agent, seed, budgets[task])
             for task in args.tasks for agent in args.agents for seed in range(args.seeds)]  # fmt: skip
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(args.workers) as pool:
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = [r for r in results if r["task"] == task and r["agent"] == agent]
             rets = [r["ret"] for r in rows]
             succ = [r["success"] for r in rows if r["success"] is not None]
-            print(f"| {task} | {int(TASKS[task] * args.budget_scale) // 1000}k | {ref['optimal']:g} | {ref['random']:.2f} | "
+            print(f"| {task} | {budgets[task] // 1000}k | {ref['optimal']:g} | {ref['random']:.2f} | "
                   f"{ref['memoryless']:.2f} | {agent} | {mean_spread(rets)} | "
                   f"{mean_spread(succ) if succ else '-'} | {statistics.mean(rets) / ref['optimal']:.2f} |")  # fmt: skip
 
