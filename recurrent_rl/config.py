@@ -108,6 +108,7 @@ class PolicyConfig(Section):
     critic_memory: Literal["separate", "shared", "none"] = setting(
         "separate", "critic reads its own memory, the actor's, or none"
     )
+    gate_bias: float = setting(0.0, "added to the initial GRU update-gate / LSTM forget-gate bias (longer memory)")
     net_arch: NetArch = setting(help="head layers: a list, or {pi: [...], vf: [...]}", factory=NetArch)
     activation_fn: Literal[ACTIVATIONS] = setting("tanh", "activation of the head layers")  # type: ignore[valid-type]
     ortho_init: bool = setting(True, "orthogonal init of features extractor and heads (never the memory)")
@@ -223,6 +224,7 @@ class TrainConfig(Section):
             hidden_size=pk.hidden_size,
             num_layers=pk.num_layers,
             critic_memory=pk.critic_memory,
+            gate_bias=pk.gate_bias,
             net_arch=dict(pi=list(pk.net_arch.pi), vf=list(pk.net_arch.vf)),
             activation_fn=activations[pk.activation_fn],
             ortho_init=pk.ortho_init,

@@ -45,9 +45,21 @@ class MemoryCore(nn.Module):
     :param hidden_size: units per layer (H)
     :param num_layers: stacked layers (L)
     :param dropout: dropout between stacked layers (training mode only)
+    :param gate_bias: added to the initial bias of the gate that keeps the state: GRU's update
+        gate z, LSTM's forget gate f (Jozefowicz et al., 2015, use 1 for the LSTM). Positive
+        values make a fresh core remember longer, which helps tasks with long delays. Not
+        available for ``rnn``, which has no gates.
     """
 
-    def __init__(self, memory: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+    def __init__(
+        self,
+        memory: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        gate_bias: float = 0.0,
+    ):
         super().__init__()
         check_memory_options(memory, hidden_size, num_layers)
         if not 0.0 <= dropout < 1.0:
@@ -59,6 +71,13 @@ class MemoryCore(nn.Module):
         self.num_layers = num_layers = int(num_layers)
         # batch_first=False: every tensor here is (T, B, ...)
         self.rnn = MEMORY_TYPES[memory](input_size, hidden_size, num_layers, dropout=dropout)
+        if gate_bias:
+            if memory == "rnn":
+                raise ValueError("gate_bias needs a gated core (gru or lstm); the Elman rnn has no gates")
+            with th.no_grad():
+                for layer in range(num_layers):
+                    # gates are stacked (r, z, n) for GRU and (i, f, g, o) for LSTM: z and f are the 2nd block
+                    getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size] += gate_bias
         # CPU sequence kernels (kernels.py); off = torch modules on episode segments, as on GPUs
         self.use_kernels = True
 

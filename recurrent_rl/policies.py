@@ -60,6 +60,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     :param num_layers: stacked memory layers
     :param critic_memory: ``"separate"`` (own core), ``"shared"`` (reads the actor's core) or
         ``"none"`` (no memory for the critic)
+    :param gate_bias: initial bias added to the GRU update gate / LSTM forget gate (see
+        :class:`recurrent_rl.memory.MemoryCore`); 0 keeps PyTorch's initialisation
     Every other parameter is SB3's ``ActorCriticPolicy``'s (``net_arch``, ``activation_fn``,
     ``ortho_init``, ``features_extractor_class``, ...). ``ortho_init`` re-initialises the
     features extractor and heads, never the memory cores (they keep PyTorch's default init).
@@ -77,6 +79,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         hidden_size: int = 64,
         num_layers: int = 1,
         critic_memory: str = "separate",
+        gate_bias: float = 0.0,
         **kwargs: Any,
     ):
         check_spaces(observation_space, action_space, type(self).__name__)
@@ -100,7 +103,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.critic_memory = critic_memory
-        MemoryCore(memory, 1, hidden_size, num_layers)  # validates the options with a clear message
+        self.gate_bias = gate_bias
+        MemoryCore(memory, 1, hidden_size, num_layers, gate_bias=gate_bias)  # validates with a clear message
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     # --- construction -----------------------------------------------------------------------
@@ -108,11 +112,12 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     def _build_mlp_extractor(self) -> None:
         # Called by ActorCriticPolicy._build before the heads, ortho init and the optimizer, so
         # the memory cores are in the optimizer and are left out of the ortho re-init.
-        self.actor_memory = MemoryCore(self.memory, self.features_dim, self.hidden_size, self.num_layers)
+        core = (self.memory, self.features_dim, self.hidden_size, self.num_layers)
+        self.actor_memory = MemoryCore(*core, gate_bias=self.gate_bias)
         self.critic_core: MemoryCore | None = None
         self.critic_projection: nn.Linear | None = None
         if self.critic_memory == "separate":
-            self.critic_core = MemoryCore(self.memory, self.features_dim, self.hidden_size, self.num_layers)
+            self.critic_core = MemoryCore(*core, gate_bias=self.gate_bias)
         elif self.critic_memory == "none":
             self.critic_projection = nn.Linear(self.features_dim, self.hidden_size)
         self.mlp_extractor = MlpExtractor(
@@ -130,6 +135,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             critic_memory=self.critic_memory,
+            gate_bias=self.gate_bias,
         )
         return data
 

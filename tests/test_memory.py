@@ -177,3 +177,20 @@ def test_cores_run_together_equal_cores_run_alone(memory):
             th.testing.assert_close(a, b)
     for a, b in zip(g_together, g_alone):
         th.testing.assert_close(a, b)
+
+
+def test_gate_bias_opens_the_keep_gate():
+    th.manual_seed(5)
+    plain = MemoryCore("gru", 3, 4, num_layers=2)
+    th.manual_seed(5)
+    biased = MemoryCore("gru", 3, 4, num_layers=2, gate_bias=2.0)
+    for layer in range(2):
+        diff = getattr(biased.rnn, f"bias_ih_l{layer}") - getattr(plain.rnn, f"bias_ih_l{layer}")
+        th.testing.assert_close(diff, th.tensor([0.0] * 4 + [2.0] * 4 + [0.0] * 4))  # (r, z, n): only z moves
+    th.manual_seed(5)
+    lstm = MemoryCore("lstm", 3, 4, gate_bias=1.0)
+    th.manual_seed(5)
+    diff = lstm.rnn.bias_ih_l0 - MemoryCore("lstm", 3, 4).rnn.bias_ih_l0
+    th.testing.assert_close(diff, th.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 8))  # (i, f, g, o): only f moves
+    with pytest.raises(ValueError, match="gate_bias needs a gated core"):
+        MemoryCore("rnn", 3, 4, gate_bias=1.0)
