@@ -123,10 +123,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-steps", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2, help="parallel processes for the learning runs")
     parser.add_argument("--skip-learning", action="store_true")
+    parser.add_argument("--only-learning", action="store_true", help="skip throughput, latency and memory")
     args = parser.parse_args(argv)
     th.set_num_threads(1)
 
     rows: dict[str, dict[str, Any]] = {name: {} for name in CONTENDERS}
+    if args.only_learning:
+        jobs = [(name, seed, args.learning_steps) for name in ("ours-gru", "ours-lstm") for seed in range(args.seeds)]
+        with ProcessPoolExecutor(args.workers) as pool:
+            for name, seed, score in pool.map(learning_run, jobs):
+                print(f"{name} seed {seed}: {score:.1f}", flush=True)
+        return
     for name in CONTENDERS:
         steps = args.steps if name != "sb3-contrib-lstm" else max(args.steps // 4, 2048)
         rows[name]["steps/s"] = throughput(name, steps, args.repeats)
