@@ -58,7 +58,7 @@ def run(job: tuple[str, str, int, int]) -> dict[str, Any]:
         model = RecurrentPPO(config.policy, make(n_envs, seed), seed=seed, **kwargs)
     else:
         kwargs.pop("sequence_length")
-        memoryless = ("memory", "hidden_size", "num_layers", "critic_memory")
+        memoryless = ("memory", "hidden_size", "num_layers", "critic_memory", "gate_bias")
         kwargs["policy_kwargs"] = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in memoryless}
         model = PPO("MlpPolicy", make(n_envs, seed), seed=seed, **kwargs)
     model.learn(budget)
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     from recurrent_rl.presets import load_preset
 
     budgets = {task: int(load_preset(preset).n_timesteps * args.budget_scale) for task, preset in TASKS.items()}
+    # agent-major order: the memory agent's results come first
     jobs = [(task, agent, seed, budgets[task])
-            for task in args.tasks for agent in args.agents for seed in range(args.seeds)]  # fmt: skip
+            for agent in args.agents for task in args.tasks for seed in range(args.seeds)]  # fmt: skip
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(args.workers) as pool:
         for result in pool.map(run, jobs):
