@@ -25,6 +25,7 @@ is not saved, so call :func:`freeze_encoder` again after loading a frozen model 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ class EncoderFeaturesExtractor(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: gym.Space, input_layers: list[int] | tuple[int, ...] = (), activation: str = "tanh"):
+        if isinstance(observation_space, gym.spaces.Dict):
+            raise ValueError("an encoder reads flat observations; this env has a Dict observation space "
+                             "(flatten it with gymnasium.wrappers.FlattenObservation)")  # fmt: skip
         input_size = int(gym.spaces.flatdim(observation_space))
         inputs = InputLayers(input_size, tuple(input_layers), activation)
         super().__init__(observation_space, inputs.output_size)
@@ -202,34 +206,63 @@ def rebuild_optimizer(policy: Any) -> None:
     policy.optimizer.register_step_pre_hook(check_finite_gradients)
 
 
-def load_encoder(model: Any, path: str | Path, freeze: bool = False, critic: bool = False) -> dict[str, Any]:
+def load_encoder(
+    model: Any, path: str | Path, freeze: bool = False, critic: bool = False, observation_statistics: str = "encoder"
+) -> dict[str, Any]:
     """Copy the encoder in ``path`` into ``model``'s policy (after construction: see the module doc).
 
     :param model: a :class:`~recurrent_rl.RecurrentPPO` built with :func:`encoder_policy_kwargs`
     :param path: an ``encoder.pt`` (or a unidirectional sequence model ``.pt``)
     :param freeze: keep the encoder's weights fixed during ``learn()`` (else fine-tune them)
     :param critic: also load (and freeze) the critic's memory and input layers
+    :param observation_statistics: who standardises observations. ``"encoder"``: the encoder, with
+        the fixed statistics of its training data (use ``VecNormalize(norm_obs=False)``).
+        ``"vecnormalize"``: the env's ``VecNormalize(norm_obs=True)``, whose running statistics
+        start at the encoder's (so the encoder first sees inputs as in training) and then follow
+        the agent's own observations; the encoder's standardisation becomes the identity.
     :returns: the encoder's metadata (what it was trained on)
     :raises EncoderMismatchError: listing every size or type that does not match
     """
+    if observation_statistics not in ("encoder", "vecnormalize"):
+        raise ValueError(f"observation_statistics={observation_statistics!r}: choose 'encoder' or 'vecnormalize'")
     enc = read_encoder(path)
     problems = _mismatches(model.policy, enc)
+    normalizer = _vecnormalize(model.get_env())
+    if observation_statistics == "vecnormalize" and (normalizer is None or not normalizer.norm_obs):
+        problems.append("observation_statistics='vecnormalize' needs the env wrapped in VecNormalize(norm_obs=True)")
     if problems:
         raise EncoderMismatchError(f"the encoder {path} does not fit this policy:\n  - " + "\n  - ".join(problems))
     modules = _encoder_modules(model, critic)
+    mean, std = enc["inputs"]["input_mean"], enc["inputs"]["input_std"]
     with th.no_grad():
         for module in modules:
             source = enc["inputs"] if isinstance(module, InputLayers) else enc["core"]
             module.load_state_dict(source)
+        extractors = {model.policy.pi_features_extractor.inputs, model.policy.vf_features_extractor.inputs}
+        for inputs in extractors:  # a critic extractor that was not loaded gets the statistics all the same
+            inputs.set_standardization(mean, std)
+            if observation_statistics == "vecnormalize":
+                inputs.set_standardization(th.zeros_like(mean), th.ones_like(std))
+    if observation_statistics == "vecnormalize":
+        # start VecNormalize's running statistics at the encoder's training statistics, weighted as
+        # many observations as the encoder was trained on
+        normalizer.obs_rms.mean = mean.double().numpy().reshape(normalizer.obs_rms.mean.shape)
+        normalizer.obs_rms.var = (std.double() ** 2).numpy().reshape(normalizer.obs_rms.var.shape)
+        normalizer.obs_rms.count = float(enc.get("metadata", {}).get("transitions", 10_000))
+    elif normalizer is not None and normalizer.norm_obs:
+        warnings.warn(
+            "the env normalises observations (VecNormalize(norm_obs=True)), but the encoder standardises raw "
+            "observations itself: use VecNormalize(env, norm_obs=False), or load_encoder(..., "
+            "observation_statistics='vecnormalize') to let VecNormalize do it, starting from the encoder's statistics",
+            stacklevel=2,
+        )
     if freeze:
         freeze_encoder(model, critic)
     rebuild_optimizer(model.policy)
     return dict(enc.get("metadata", {}))
 
 
-def describe_encoder(path: str | Path) -> str:
-    """One line: what the encoder in ``path`` is."""
-    enc = read_encoder(path)
-    layers = f", input layers {enc['input_layers']}" if enc["input_layers"] else ""
-    return (f"{enc['memory']} encoder: {enc['input_size']} inputs{layers}, {enc['num_layers']} x {enc['hidden_size']} "
-            f"hidden, {int(sum(np.prod(v.shape) for v in enc['core'].values()))} core weights")  # fmt: skip
+def _vecnormalize(env: Any) -> Any:
+    from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_wrapper
+
+    return unwrap_vec_wrapper(env, VecNormalize) if env is not None else None

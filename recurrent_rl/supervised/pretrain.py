@@ -6,7 +6,7 @@ A config has four parts (every key optional except ``data.env_id``; unknown keys
     data:  env_id, n_steps, policy, target, target_indices, seed
     model: memory, hidden_size, num_layers, dropout, input_layers, activation
     train: epochs, batch_size, learning_rate, weight_decay, max_grad_norm, val_fraction,
-           patience, normalize, seed
+           patience, normalize_inputs, normalize_targets, seed
 
 ``pretrain(config)`` writes ``runs/pretrain__<env>__<memory>__seed<seed>__<time>/`` with
 ``config.json`` (resolved), ``trajectories.npz``, ``model.pt``, ``encoder.pt``, ``metrics.json``,
@@ -71,6 +71,9 @@ class EncoderModelConfig:
     dropout: float = 0.0
     input_layers: tuple[int, ...] = ()
     activation: str = "tanh"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_layers", tuple(int(n) for n in self.input_layers))
 
 
 @dataclass(frozen=True)

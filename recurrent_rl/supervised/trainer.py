@@ -36,8 +36,11 @@ class TrainConfig:
     :param max_grad_norm: clip the global gradient norm to this (0 turns clipping off)
     :param val_fraction: share of sequences held out for validation (0: no validation, no early stop)
     :param patience: epochs without a better validation loss before stopping
-    :param normalize: standardise inputs (and regression targets) with training-split statistics
-    :param seed: seeds the split, the shuffling, the initial weights and dropout
+    :param normalize_inputs: standardise inputs with training-split statistics (kept in the model and
+        in its encoder; turn off when the data covers a narrower range than the model will meet)
+    :param normalize_targets: learn regression targets standardised with training-split statistics
+    :param seed: seeds the split, the shuffling and dropout (seed torch with it before building the
+        model for the same initial weights too, as :func:`~recurrent_rl.supervised.pretrain.pretrain` does)
     """
 
     epochs: int = 50
@@ -47,7 +50,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     val_fraction: float = 0.2
     patience: int = 10
-    normalize: bool = True
+    normalize_inputs: bool = True
+    normalize_targets: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -156,13 +160,13 @@ def fit(
     check_compatible(model, dataset)
     th.manual_seed(config.seed)
     train_set, val_set = dataset.split(config.val_fraction, config.seed)
-    if config.normalize:
+    if config.normalize_inputs:
         mean, std = train_set.input_statistics()
         model.inputs.set_standardization(th.from_numpy(mean), th.from_numpy(std))
-        if model.config.objective == "regression":
-            mean, std = train_set.target_statistics()
-            model.target_mean.copy_(th.from_numpy(mean))
-            model.target_std.copy_(th.from_numpy(np.where(std < 1e-6, 1.0, std)))
+    if config.normalize_targets and model.config.objective == "regression":
+        mean, std = train_set.target_statistics()
+        model.target_mean.copy_(th.from_numpy(mean))
+        model.target_std.copy_(th.from_numpy(np.where(std < 1e-6, 1.0, std)))
     optimizer = th.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     writer = None

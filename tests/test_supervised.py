@@ -1,0 +1,255 @@
+"""Supervised side: sequence models, padding masks, the trainer, datasets, pretraining runs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+
+from recurrent_rl.supervised import (
+    SequenceDataset,
+    SequenceModel,
+    SequenceModelConfig,
+    TrainConfig,
+    Trajectories,
+    collate,
+    fit,
+    load_sequence_model,
+    record_trajectories,
+    save_sequence_model,
+)
+from recurrent_rl.supervised.cli import add_pretrain_command, run_pretrain_command
+from recurrent_rl.supervised.models import reverse_padded
+from recurrent_rl.supervised.pretrain import PretrainConfig, resolve_config
+from recurrent_rl.supervised.trainer import batch_loss
+
+VARIANTS = [
+    dict(task="many_to_many"),
+    dict(task="many_to_many", bidirectional=True, memory="lstm"),
+    dict(task="many_to_one", pooling="last", memory="rnn", num_layers=2),
+    dict(task="many_to_one", pooling="attention", bidirectional=True),
+]
+
+
+def recall_first_dataset(n: int, seed: int, n_symbols: int = 4) -> SequenceDataset:
+    """One-hot symbols, lengths 4..12; the label is the first symbol (chance: 1 / n_symbols)."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for _ in range(n):
+        symbols = rng.integers(n_symbols, size=rng.integers(4, 13))
+        seqs.append(np.eye(n_symbols, dtype=np.float32)[symbols])
+        labels.append(symbols[0])
+    return SequenceDataset.from_arrays(seqs, np.array(labels))
+
+
+def test_reverse_padded_keeps_padding_at_the_end():
+    x = th.arange(4.0).view(4, 1, 1).repeat(1, 2, 1)  # (T=4, B=2, 1)
+    out = reverse_padded(x, th.tensor([4, 2]))
+    assert out[:, 0, 0].tolist() == [3, 2, 1, 0] and out[:, 1, 0].tolist() == [1, 0, 2, 3]
+    assert th.equal(reverse_padded(out, th.tensor([4, 2])), x)
+
+
+@pytest.mark.parametrize("options", VARIANTS)
+def test_padded_steps_change_neither_outputs_nor_losses_nor_gradients(options):
+    th.manual_seed(0)
+    regression = options["task"] == "many_to_many"
+    config = SequenceModelConfig(input_size=3, output_size=2, hidden_size=8, input_layers=(5,),
+                                 objective="regression" if regression else "classification", **options)  # fmt: skip
+    model = SequenceModel(config)
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(n, 3)).astype(np.float32) for n in (7, 3, 5)]
+    targets = [rng.normal(size=(len(s), 2)) for s in seqs] if regression else [np.int64(i % 2) for i in range(3)]
+    batch = collate(SequenceDataset.from_arrays(seqs, targets), [0, 1, 2])
+    garbage = batch.x.clone()
+    pad = ~(th.arange(7).unsqueeze(1) < batch.lengths.unsqueeze(0))  # (T, B)
+    garbage[pad] = th.randn(int(pad.sum()), 3) * 100
+    results = []
+    for x in (batch.x, garbage):
+        model.zero_grad()
+        loss, _ = batch_loss(model, batch._replace(x=x))
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    th.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        th.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # a padded sequence gives what it gives alone
+    model.eval()
+    alone = model(batch.x[:3, 1:2], batch.lengths[1:2])
+    together = model(batch.x, batch.lengths)
+    th.testing.assert_close(alone[:, 0] if regression else alone[0], together[:3, 1] if regression else together[1],
+                            atol=1e-5, rtol=1e-5)  # fmt: skip
+
+
+def test_trainer_learns_to_recall_the_first_symbol_far_above_chance(tmp_path):
+    data = recall_first_dataset(400, seed=0)
+    config = SequenceModelConfig(input_size=4, output_size=4, hidden_size=32, task="many_to_one", objective="classification")
+    th.manual_seed(0)
+    model = SequenceModel(config)
+    result = fit(model, data, TrainConfig(epochs=25, batch_size=32, learning_rate=1e-2, patience=25, seed=0),
+                 run_dir=tmp_path, log=None)  # fmt: skip
+    assert result.history[-1]["val_accuracy"] > 0.9  # chance is 0.25
+    test = recall_first_dataset(200, seed=1)
+    batch = collate(test, range(len(test)))
+    accuracy = (model.predict(batch.x, batch.lengths) == batch.y).float().mean()
+    assert accuracy > 0.9
+    # the run folder: TensorBoard events, checkpoints, history
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert (tmp_path / "checkpoints" / "best.pt").is_file() and (tmp_path / "checkpoints" / "last.pt").is_file()
+    assert len(json.loads((tmp_path / "history.json").read_text())["history"]) == len(result.history)
+    reloaded = load_sequence_model(tmp_path / "checkpoints" / "best.pt")
+    th.testing.assert_close(reloaded(batch.x, batch.lengths), model(batch.x, batch.lengths))
+
+
+def test_training_is_reproducible_and_stops_early():
+    data = recall_first_dataset(60, seed=2)
+    config = SequenceModelConfig(input_size=4, output_size=4, hidden_size=8, task="many_to_one",
+                                 objective="classification", dropout=0.0, memory="lstm")  # fmt: skip
+    histories = []
+    for _ in range(2):
+        th.manual_seed(0)
+        model = SequenceModel(config)
+        train = TrainConfig(epochs=40, batch_size=8, learning_rate=0.3, patience=2, seed=3)  # too large: val stalls
+        histories.append(fit(model, data, train, log=None))
+    assert histories[0].history == histories[1].history
+    assert histories[0].stopped_early and len(histories[0].history) < 40
+
+
+def test_many_to_many_regression_with_target_standardisation_learns_a_running_sum():
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(rng.integers(5, 15), 1)).astype(np.float32) for _ in range(200)]
+    targets = [10 + 5 * np.cumsum(s, 0) for s in seqs]  # far from zero mean / unit scale
+    data = SequenceDataset.from_arrays(seqs, targets)
+    assert data.per_step and data.target_size == 1
+    th.manual_seed(0)
+    model = SequenceModel(SequenceModelConfig(input_size=1, output_size=1, hidden_size=16))
+    result = fit(model, data, TrainConfig(epochs=30, batch_size=16, learning_rate=1e-2, seed=0), log=None)
+    assert result.history[-1]["val_r2"] > 0.9
+    assert abs(float(model.target_mean[0]) - 10) < 3  # learnt in standard units, predicted in the data's
+
+
+def test_from_arrays_accepts_padded_arrays_with_lengths():
+    x = np.zeros((3, 5, 2), dtype=np.float32)
+    data = SequenceDataset.from_arrays(x, np.zeros((3, 5)), lengths=[5, 2, 3])
+    assert [len(s) for s in data.inputs] == [5, 2, 3] and data.per_step and [len(y) for y in data.targets] == [5, 2, 3]
+    per_sequence = SequenceDataset.from_arrays(x, np.array([0, 1, 2]), lengths=[5, 2, 3])
+    assert not per_sequence.per_step and per_sequence.is_classification and per_sequence.target_size == 3
+
+
+def test_bad_input_gets_errors_that_name_the_mismatch():
+    with pytest.raises(ValueError, match="empty"):
+        SequenceDataset.from_arrays([], [])
+    with pytest.raises(ValueError, match="sequence 1 has 3 features per step but sequence 0 has 2"):
+        SequenceDataset.from_arrays([np.zeros((4, 2)), np.zeros((4, 3))], [0, 1])
+    with pytest.raises(ValueError, match="sequence 0 is empty"):
+        SequenceDataset([np.zeros((0, 2))], [np.int64(0)], per_step=False)
+    with pytest.raises(ValueError, match="2 input sequences but 1 targets"):
+        SequenceDataset([np.zeros((3, 2))] * 2, [np.int64(0)], per_step=False)
+    data = SequenceDataset.from_arrays([np.zeros((3, 2))] * 4, np.array([0, 1, 2, 4]))
+    model = SequenceModel(SequenceModelConfig(input_size=2, output_size=3, task="many_to_one", objective="classification"))
+    with pytest.raises(ValueError, match=r"labels span 0..4 \(5 classes\) but the model has output_size=3"):
+        fit(model, data, log=None)
+    wide = SequenceModel(SequenceModelConfig(input_size=5, output_size=5, task="many_to_one", objective="classification"))
+    with pytest.raises(ValueError, match="2 features per step but the model's input_size is 5"):
+        fit(wide, data, log=None)
+    values = SequenceDataset.from_arrays([np.zeros((3, 2))] * 4, [np.zeros((3, 3))] * 4)
+    with pytest.raises(ValueError, match="targets have 3 values but the model's output_size is 1"):
+        fit(SequenceModel(SequenceModelConfig(input_size=2, output_size=1)), values, log=None)
+    with pytest.raises(ValueError, match="unknown sequence model option"):
+        SequenceModelConfig.from_dict(dict(input_size=2, output_size=1, hidden=3))
+    with pytest.raises(ValueError, match="memory='transformer' is not a memory type"):
+        SequenceModelConfig(input_size=2, output_size=1, memory="transformer")
+
+
+def test_recorded_trajectories_hold_episodes_states_and_next_observations(tmp_path):
+    traj = record_trajectories("pomdp/CartPoleNoVel-v1", 300, seed=0)
+    assert traj.n_transitions == 300 and traj.n_episodes > 3
+    assert all(traj.terminated[:-1]) and traj.truncated[-1]  # the budget cuts the last episode
+    first = traj.observations[0]
+    np.testing.assert_array_equal(first[:, [1, 3]], 0)  # velocities masked...
+    np.testing.assert_array_equal(traj.states[0][:, [0, 2]], first[:, [0, 2]])  # ...but in the state
+    assert np.abs(traj.states[0][:, [1, 3]]).sum() > 0
+    np.testing.assert_array_equal(traj.next_observations[0][:-1], first[1:])
+    data = traj.to_dataset("state", [1, 3])
+    assert data.input_size == 4 and data.target_size == 2 and data.n_steps == 300
+    traj.save(tmp_path / "t.npz")
+    again = Trajectories.load(tmp_path / "t.npz")
+    assert again.n_episodes == traj.n_episodes and np.array_equal(again.states[2], traj.states[2])
+    # the same seed records the same data; a callable policy works too
+    np.testing.assert_array_equal(record_trajectories("pomdp/CartPoleNoVel-v1", 300, seed=0).actions[1], traj.actions[1])
+    pushes = record_trajectories("pomdp/CartPoleNoVel-v1", 50, policy=lambda obs: 1, seed=0)
+    assert all((a == 1).all() for a in pushes.actions)
+    pendulum = record_trajectories("pomdp/PendulumNoVel-v1", 20, seed=0)
+    assert pendulum.to_dataset("state", [2]).target_size == 1
+    with pytest.raises(ValueError, match=r"target_indices \[7\] do not exist in a state of size 4"):
+        traj.to_dataset("state", [7])
+
+
+def test_pretrain_command_writes_a_run_folder_with_an_encoder(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_pretrain_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["pretrain", "--preset", "cartpole-novel", "--runs-dir", str(tmp_path),
+                              "--set", "data.n_steps=400", "--set", "train.epochs=2", "--set", "model.hidden_size=8"])  # fmt: skip
+    assert run_pretrain_command(args) == 0
+    (run,) = tmp_path.iterdir()
+    for name in ("config.json", "model.pt", "encoder.pt", "metrics.json", "trajectories.npz", "checkpoints", "tb"):
+        assert (run / name).exists(), name
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["hidden_size"] == 8 and saved["data"]["n_steps"] == 400
+    assert PretrainConfig.from_dict(saved) == resolve_config("cartpole-novel", None, ["data.n_steps=400", "train.epochs=2",
+                                                                                   "model.hidden_size=8"])  # fmt: skip
+
+
+def test_pretrain_config_errors_name_the_bad_key(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['train.epoch'\]; valid keys in train: \['epochs'"):
+        resolve_config("cartpole-novel", None, ["train.epoch=3"])
+    with pytest.raises(ValueError, match="unknown pretraining preset 'cartpole'"):
+        resolve_config("cartpole", None, [])
+    with pytest.raises(ValueError, match="data.env_id is required"):
+        PretrainConfig.from_dict({"data": {}})
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"model": {"memory": "lstm"}, "modle": {}}))
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['modle'\]"):
+        resolve_config("cartpole-novel", config, [])
+    import argparse
+
+    args = argparse.Namespace(preset=None, config=None, overrides=["model.memory=gru2"], runs_dir=str(tmp_path))
+    assert run_pretrain_command(args) == 2
+    assert "memory='gru2' is not a memory type" in capsys.readouterr().err
+
+
+def test_saved_model_round_trip(tmp_path):
+    model = SequenceModel(SequenceModelConfig(input_size=3, output_size=2, bidirectional=True, input_layers=(4,)))
+    save_sequence_model(model, tmp_path / "m.pt", {"note": "x"})
+    loaded = load_sequence_model(tmp_path / "m.pt")
+    x = th.randn(6, 2, 3)
+    th.testing.assert_close(loaded(x), model(x))
+    assert loaded.metadata == {"note": "x"}
+
+
+def test_digits_example_reads_rows_as_steps_and_beats_chance():
+    pytest.importorskip("sklearn")
+    from recurrent_rl.supervised.examples import digits_baselines, digits_dataset, run_digits_example
+
+    data = digits_dataset()
+    assert len(data) == 1797 and data.inputs[0].shape == (8, 8) and data.target_size == 10 and not data.per_step
+    result = run_digits_example(seed=0, epochs=3)
+    assert result["test_accuracy"] > 0.5  # chance is about 0.1
+    assert digits_baselines(seed=0)["majority_class"] < 0.2
+
+
+def test_trajectories_from_a_trained_model_and_a_self_supervised_target(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from recurrent_rl import RecurrentPPO
+    from recurrent_rl.supervised.pretrain import _load_policy
+
+    model = RecurrentPPO("MlpLstmPolicy", make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=1), n_steps=16, batch_size=16,
+                         policy_kwargs=dict(hidden_size=8))  # fmt: skip
+    model.save(tmp_path / "agent.zip")
+    traj = record_trajectories("pomdp/CartPoleNoVel-v1", 60, policy=_load_policy(str(tmp_path / "agent.zip")), seed=1)
+    assert traj.n_transitions == 60
+    data = traj.to_dataset("next_observation")
+    assert data.target_size == 4
+    np.testing.assert_array_equal(data.targets[0][:-1], data.inputs[0][1:])  # the next step's observation
