@@ -1,6 +1,7 @@
 """recurrent_rl: memory-based reinforcement learning (GRU, LSTM and Elman RNN PPO) on stable-baselines3."""
 
 import envs as _envs  # noqa: F401  registers the pomdp/ environments for gym.make and env ids
+from recurrent_rl.encoder import encoder_policy_kwargs, load_encoder
 from recurrent_rl.errors import NonFiniteLossError
 from recurrent_rl.memory import MemoryCore
 from recurrent_rl.policies import (
@@ -33,4 +34,6 @@ __all__ = [
     "NonFiniteLossError",
     "RecurrentActorCriticPolicy",
     "RecurrentPPO",
+    "encoder_policy_kwargs",
+    "load_encoder",
 ]

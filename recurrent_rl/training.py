@@ -97,7 +97,10 @@ def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentP
         if encoder.path is not None:
             from recurrent_rl.encoder import load_encoder
 
-            load_encoder(model, encoder.path, freeze=encoder.freeze, critic=encoder.critic)
+            # with VecNormalize on observations, let it standardise (starting from the encoder's
+            # statistics) rather than standardising twice
+            stats = "vecnormalize" if config.normalize.enabled and config.normalize.norm_obs else "encoder"
+            load_encoder(model, encoder.path, freeze=encoder.freeze, critic=encoder.critic, observation_statistics=stats)
         return model
     except (ValueError, OSError) as error:
         raise ConfigError(f"the config does not fit {config.env}: {error}") from None
