@@ -35,6 +35,15 @@ MODEL_FORMAT = "recurrent_rl/sequence-model"
 FORMAT_VERSION = 1
 
 
+def dataclass_from_dict(cls: Any, data: dict[str, Any], what: str) -> Any:
+    """``cls(**data)``, refusing unknown keys with the list of valid ones."""
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {unknown}; valid options: {valid}")
+    return cls(**data)
+
+
 @dataclass(frozen=True)
 class SequenceModelConfig:
     """What a :class:`SequenceModel` is made of.
@@ -90,11 +99,7 @@ class SequenceModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SequenceModelConfig:
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown sequence model option(s) {unknown}; valid options: {valid}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "sequence model")
 
 
 class InputLayers(nn.Module):

@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch as th
 import torch.nn.functional as F
 
 from recurrent_rl.supervised.data import Batch, SequenceDataset, collate
-from recurrent_rl.supervised.models import SequenceModel, save_sequence_model
+from recurrent_rl.supervised.models import SequenceModel, dataclass_from_dict, save_sequence_model
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown train option(s) {unknown}; valid options: {valid}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "train")
 
 
 @dataclass
