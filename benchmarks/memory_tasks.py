@@ -8,6 +8,7 @@ best-memoryless returns.
 
     python -m benchmarks.memory_tasks                      # every task, 3 seeds
     python -m benchmarks.memory_tasks --tasks TMaze-L10-v0 --seeds 1
+    python -m benchmarks.memory_tasks --tasks TMaze-L50-v0 --agents gru --set policy_kwargs.gate_bias=3
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ TASKS: dict[str, str] = {
 AGENTS = ("gru", "mlp", "mlp-stack4")
 
 
-def run(job: tuple[str, str, int, int]) -> dict[str, Any]:
-    task, agent, seed, budget = job
+def run(job: tuple[str, str, int, int, tuple[str, ...]]) -> dict[str, Any]:
+    task, agent, seed, budget, overrides = job
     th.set_num_threads(1)
     import envs  # noqa: F401
     from stable_baselines3 import PPO
@@ -44,7 +45,7 @@ def run(job: tuple[str, str, int, int]) -> dict[str, Any]:
 
     from recurrent_rl.presets import load_preset
 
-    config = load_preset(TASKS[task])
+    config = load_preset(TASKS[task], overrides)
     env_id, n_envs = config.env, config.n_envs
     kwargs = config.algorithm_kwargs()
     kwargs.pop("policy")
@@ -95,15 +96,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agents", nargs="*", default=list(AGENTS), choices=AGENTS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset key on every task, as in `recurrent-rl train --set` (tuning)")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (quick checks)")
     args = parser.parse_args(argv)
     from envs import reference_returns
 
     from recurrent_rl.presets import load_preset
 
-    budgets = {task: int(load_preset(preset).n_timesteps * args.budget_scale) for task, preset in TASKS.items()}
+    overrides = tuple(args.overrides)
+    budgets = {task: int(load_preset(TASKS[task], overrides).n_timesteps * args.budget_scale) for task in args.tasks}
     # agent-major order: the memory agent's results come first
-    jobs = [(task, agent, seed, budgets[task])
+    jobs = [(task, agent, seed, budgets[task], overrides)
             for agent in args.agents for task in args.tasks for seed in range(args.seeds)]  # fmt: skip
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(args.workers) as pool:

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from recurrent_rl import native
+
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -279,7 +281,13 @@ def run_sequences(
     Equals stepping each module with its state multiplied by ``keep[t]`` before each step.
     """
     first = rnns[0]
-    keep4 = keep.to(xs[0].dtype)[:, None, :, None]  # (T, 1, B, 1)
+    compiled = xs[0].dtype == th.float32 and native.available()
+    keep = keep.to(xs[0].dtype)
+    if compiled:  # recurrent_rl/native.py: arrays (C, T, B, ...), keep (T, B)
+        core_dim, keep_arg, (gru, lstm, rnn) = 0, keep.contiguous(), (native.GRU, native.LSTM, native.RNN)
+    else:  # the NumPy loops above: arrays (T, C, B, ...), keep (T, 1, B, 1)
+        core_dim, keep_arg, (gru, lstm, rnn) = 1, keep[:, None, :, None], (_GRU, _LSTM, _RNN)
+    time_dim = 1 - core_dim
     inputs = list(xs)
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
     for layer in range(first.num_layers):
@@ -287,21 +295,28 @@ def run_sequences(
         def param(name: str) -> th.Tensor:
             return th.stack([getattr(m, f"{name}_l{layer}") for m in rnns])  # (C, ...)
 
-        # one matmul per core for all steps
-        gx = th.stack([F.linear(x, getattr(m, f"weight_ih_l{layer}"), getattr(m, f"bias_ih_l{layer}"))
-                       for m, x in zip(rnns, inputs)], dim=1)  # (T, C, B, G)  # fmt: skip
+        def projections(with_b_hh: bool) -> th.Tensor:
+            """x W_ih^T + b_ih (+ b_hh) of every core for all steps: one matmul per core."""
+            parts = []
+            for m, x in zip(rnns, inputs):
+                bias = getattr(m, f"bias_ih_l{layer}")
+                parts.append(F.linear(x, getattr(m, f"weight_ih_l{layer}"),
+                                      bias + getattr(m, f"bias_hh_l{layer}") if with_b_hh else bias))  # fmt: skip
+            return th.stack(parts, dim=core_dim)
+
         h0 = th.stack([s[0][layer] for s in states])  # (C, B, H)
-        if isinstance(first, nn.GRU):
-            out = _GRU.apply(gx, h0, keep4, param("weight_hh"), param("bias_hh").unsqueeze(1))
-            last: tuple[th.Tensor, ...] = (out[-1],)
+        if isinstance(first, nn.GRU):  # b_hh stays apart: r multiplies W_hn h + b_hn
+            b_hh = param("bias_hh") if compiled else param("bias_hh").unsqueeze(1)
+            out = gru.apply(projections(False), h0, keep_arg, param("weight_hh"), b_hh)
+            last: tuple[th.Tensor, ...] = (out.select(time_dim, -1),)
         elif isinstance(first, nn.LSTM):
             c0 = th.stack([s[1][layer] for s in states])
-            out, c_last = _LSTM.apply(gx + param("bias_hh").unsqueeze(1), h0, c0, keep4, param("weight_hh"))
-            last = (out[-1], c_last)
+            out, c_last = lstm.apply(projections(True), h0, c0, keep_arg, param("weight_hh"))
+            last = (out.select(time_dim, -1), c_last)
         else:
-            out = _RNN.apply(gx + param("bias_hh").unsqueeze(1), h0, keep4, param("weight_hh"))
-            last = (out[-1],)
-        inputs = list(out.unbind(1))  # (T, B, H) per core
+            out = rnn.apply(projections(True), h0, keep_arg, param("weight_hh"))
+            last = (out.select(time_dim, -1),)
+        inputs = list(out.unbind(core_dim))  # (T, B, H) per core
         for c, m in enumerate(rnns):
             finals[c].append(tuple(s[c] for s in last))
             if m.training and m.dropout > 0 and layer < m.num_layers - 1:

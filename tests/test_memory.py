@@ -69,14 +69,17 @@ def test_nothing_crosses_a_reset(memory, use_kernels):
     th.testing.assert_close(out[7:, 1:2], fresh, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [th.double, th.float], ids=["float64-numpy", "float32-compiled"])
 @pytest.mark.parametrize("module", [th.nn.GRU, th.nn.LSTM, th.nn.RNN])
-def test_kernel_gradients_equal_torch_modules(module):
+def test_kernel_gradients_equal_torch_modules(module, dtype):
+    """Both kernel paths (NumPy for float64, the compiled C loops for float32) against stepping
+    torch's own modules: outputs, final states and the gradients of every input and weight."""
     th.manual_seed(3)
     T, B, F, H, L = 12, 4, 3, 7, 2
-    rnn = module(F, H, L).double()
-    x = th.randn(T, B, F, dtype=th.double, requires_grad=True)
-    h0 = tuple(th.randn(L, B, H, dtype=th.double, requires_grad=True) for _ in range(2 if module is th.nn.LSTM else 1))
-    keep = (th.rand(T, B) > 0.25).double()
+    rnn = module(F, H, L).to(dtype)
+    x = th.randn(T, B, F, dtype=dtype, requires_grad=True)
+    h0 = tuple(th.randn(L, B, H, dtype=dtype, requires_grad=True) for _ in range(2 if module is th.nn.LSTM else 1))
+    keep = (th.rand(T, B) > 0.25).to(dtype)
 
     def reference(x, h0):
         h, outs = h0, []

@@ -1,0 +1,115 @@
+"""The compiled kernels (recurrent_rl/native.py): built here, equal to the NumPy kernels, and a
+clear fallback when they cannot be built."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch as th
+
+from recurrent_rl import kernels, native
+from recurrent_rl.memory import MemoryCore, forward_cores
+
+
+def test_library_builds_on_this_machine():
+    """CI machines have a C compiler: the fast path must really be the one under test."""
+    assert native.compiler() is not None
+    assert native.available(), "the compiled kernels did not build; see the RuntimeWarning"
+
+
+@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("H", [5, 64, 70])  # below, at and off the vector width
+def test_compiled_equals_numpy_kernels(memory, H, monkeypatch):
+    """Stacked actor+critic cores, two layers, resets inside the batch: outputs, final states and
+    every gradient of the compiled loops equal the NumPy loops' (float32)."""
+    th.manual_seed(H)
+    T, B, F = 17, 6, 3
+    cores = [MemoryCore(memory, F, H, num_layers=2) for _ in range(2)]
+    xs = [th.randn(T, B, F, requires_grad=True) for _ in cores]
+    states = [tuple(th.randn_like(s) for s in c.initial_state(B)) for c in cores]
+    starts = (th.rand(T, B) < 0.2).float()
+    starts[5, 0] = 1.0
+    weights = [th.randn(T, B, H) for _ in cores]
+    params = [*xs, *(p for c in cores for p in c.parameters())]
+
+    def run():
+        outs = forward_cores(cores, xs, states, starts)
+        loss = sum((o * w).sum() + sum(s.square().sum() for s in final) for (o, final), w in zip(outs, weights))
+        return outs, th.autograd.grad(loss, params)
+
+    compiled_outs, compiled_grads = run()
+    monkeypatch.setattr(native, "available", lambda: False)
+    numpy_outs, numpy_grads = run()
+    for (a, fa), (b, fb) in zip(compiled_outs, numpy_outs):
+        th.testing.assert_close(a, b, atol=2e-6, rtol=1e-5)
+        for sa, sb in zip(fa, fb):
+            th.testing.assert_close(sa, sb, atol=2e-6, rtol=1e-5)
+    for ga, gb in zip(compiled_grads, numpy_grads):
+        th.testing.assert_close(ga, gb, atol=2e-5, rtol=1e-4)
+
+
+def test_saturated_gates_stay_finite():
+    """Pre-activations far outside the exp range (|x| > 88) give exact 0/1 gates, not inf/nan."""
+    T, C, B, H = 3, 1, 2, 16
+    gi = th.full((C, T, B, 3 * H), 500.0)
+    gi[..., ::2] = -500.0
+    out = native.GRU.apply(gi, th.zeros(C, B, H), th.ones(T, B), th.zeros(C, 3 * H, H), th.zeros(C, 3 * H))
+    ref = kernels._GRU.apply(gi.transpose(0, 1), th.zeros(C, B, H), th.ones(T, 1, B, 1), th.zeros(C, 3 * H, H),
+                             th.zeros(C, 1, 3 * H)).transpose(0, 1)  # fmt: skip
+    assert th.isfinite(out).all()
+    th.testing.assert_close(out, ref)
+
+
+def test_build_is_cached_and_atomic(tmp_path, monkeypatch):
+    """A build lands under a content-addressed name in the cache, with no temporary left behind;
+    a second build reuses it."""
+    monkeypatch.setenv("RECURRENT_RL_CACHE", str(tmp_path))
+    path = native.build()
+    assert path.parent == tmp_path and path.suffix == ".so"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    mtime = path.stat().st_mtime_ns
+    assert native.build() == path and path.stat().st_mtime_ns == mtime
+
+
+def test_without_a_compiler_numpy_kernels_run_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECURRENT_RL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    native.library.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="NumPy kernels.*C compiler"):
+            assert native.library() is None
+        assert not native.available()
+        # and the cores still run (NumPy path), equal to stepping
+        core = MemoryCore("gru", 3, 8)
+        x, starts = th.randn(6, 2, 3), th.zeros(6, 2)
+        out, _ = core(x, core.initial_state(2), starts)
+        state, steps = core.initial_state(2), []
+        for t in range(6):
+            o, state = core.step(x[t], state, starts[t])
+            steps.append(o)
+        th.testing.assert_close(out, th.stack(steps), atol=1e-5, rtol=0)
+    finally:
+        native.library.cache_clear()
+
+
+def test_a_failing_compiler_is_reported(tmp_path, monkeypatch):
+    fake = tmp_path / "cc"
+    fake.write_text("#!/bin/sh\necho 'fatal: no space left' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("RECURRENT_RL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(fake))
+    with pytest.raises(native.NativeBuildError, match="no space left"):
+        native.build()
+    assert not any((tmp_path / "cache").iterdir())  # no half-written library
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("RECURRENT_RL_NATIVE", "0")
+    native.library.cache_clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # switching it off on purpose is silent
+            assert native.library() is None
+    finally:
+        native.library.cache_clear()
