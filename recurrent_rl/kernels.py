@@ -280,48 +280,97 @@ def run_sequences(
     :return: per module, the top layer's outputs (T, B, H) and the final state
     Equals stepping each module with its state multiplied by ``keep[t]`` before each step.
     """
-    first = rnns[0]
-    compiled = xs[0].dtype == th.float32 and native.available()
-    keep = keep.to(xs[0].dtype)
-    if compiled:  # recurrent_rl/native.py: arrays (C, T, B, ...), keep (T, B)
-        core_dim, keep_arg, (gru, lstm, rnn) = 0, keep.contiguous(), (native.GRU, native.LSTM, native.RNN)
-    else:  # the NumPy loops above: arrays (T, C, B, ...), keep (T, 1, B, 1)
-        core_dim, keep_arg, (gru, lstm, rnn) = 1, keep[:, None, :, None], (_GRU, _LSTM, _RNN)
-    time_dim = 1 - core_dim
+    if xs[0].dtype == th.float32 and native.available():
+        return _run_compiled(rnns, xs, states, keep.float())
+    keep4 = keep.to(xs[0].dtype)[:, None, :, None]  # (T, 1, B, 1)
     inputs = list(xs)
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
-    for layer in range(first.num_layers):
+    for layer in range(rnns[0].num_layers):
 
         def param(name: str) -> th.Tensor:
             return th.stack([getattr(m, f"{name}_l{layer}") for m in rnns])  # (C, ...)
 
         def projections(with_b_hh: bool) -> th.Tensor:
-            """x W_ih^T + b_ih (+ b_hh) of every core for all steps: one matmul per core."""
+            """x W_ih^T + b_ih (+ b_hh) of every core for all steps, (T, C, B, G): one matmul per core."""
             parts = []
             for m, x in zip(rnns, inputs):
                 bias = getattr(m, f"bias_ih_l{layer}")
                 parts.append(F.linear(x, getattr(m, f"weight_ih_l{layer}"),
                                       bias + getattr(m, f"bias_hh_l{layer}") if with_b_hh else bias))  # fmt: skip
-            return th.stack(parts, dim=core_dim)
+            return th.stack(parts, dim=1)
 
         h0 = th.stack([s[0][layer] for s in states])  # (C, B, H)
-        if isinstance(first, nn.GRU):  # b_hh stays apart: r multiplies W_hn h + b_hn
-            b_hh = param("bias_hh") if compiled else param("bias_hh").unsqueeze(1)
-            out = gru.apply(projections(False), h0, keep_arg, param("weight_hh"), b_hh)
-            last: tuple[th.Tensor, ...] = (out.select(time_dim, -1),)
-        elif isinstance(first, nn.LSTM):
+        kind = _kind(rnns[0])
+        if kind == "gru":  # b_hh stays apart: r multiplies W_hn h + b_hn
+            out = _GRU.apply(projections(False), h0, keep4, param("weight_hh"), param("bias_hh").unsqueeze(1))
+            last: tuple[th.Tensor, ...] = (out[-1],)
+        elif kind == "lstm":
             c0 = th.stack([s[1][layer] for s in states])
-            out, c_last = lstm.apply(projections(True), h0, c0, keep_arg, param("weight_hh"))
-            last = (out.select(time_dim, -1), c_last)
+            out, c_last = _LSTM.apply(projections(True), h0, c0, keep4, param("weight_hh"))
+            last = (out[-1], c_last)
         else:
-            out = rnn.apply(projections(True), h0, keep_arg, param("weight_hh"))
-            last = (out.select(time_dim, -1),)
-        inputs = list(out.unbind(core_dim))  # (T, B, H) per core
+            out = _RNN.apply(projections(True), h0, keep4, param("weight_hh"))
+            last = (out[-1],)
+        inputs = list(out.unbind(1))  # (T, B, H) per core
         for c, m in enumerate(rnns):
             finals[c].append(tuple(s[c] for s in last))
             if m.training and m.dropout > 0 and layer < m.num_layers - 1:
                 inputs[c] = F.dropout(inputs[c], m.dropout, training=True)
     return [(inputs[c], tuple(th.stack(parts) for parts in zip(*finals[c]))) for c in range(len(rnns))]
+
+
+def _kind(rnn: nn.RNNBase) -> str:
+    return "gru" if isinstance(rnn, nn.GRU) else "lstm" if isinstance(rnn, nn.LSTM) else "rnn"
+
+
+def _run_compiled(
+    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor
+) -> list[tuple[th.Tensor, tuple[th.Tensor, ...]]]:
+    """:func:`run_sequences` through the compiled layers: one autograd node per layer, all cores."""
+    kind, n = _kind(rnns[0]), len(rnns)
+    keep = keep.contiguous()
+    inputs = [x.contiguous() for x in xs]
+    finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
+    for layer in range(rnns[0].num_layers):
+        weights = [getattr(m, f"{name}_l{layer}") for name in _WEIGHT_NAMES for m in rnns]
+        h0s = [s[0][layer] for s in states]
+        c0s = [s[1][layer] for s in states] if kind == "lstm" else []
+        results = native.Layer.apply(kind, keep, n, *inputs, *weights, *h0s, *c0s)
+        inputs = list(results[:n])
+        for c, m in enumerate(rnns):
+            finals[c].append((inputs[c][-1], results[n + c]) if kind == "lstm" else (inputs[c][-1],))
+            if m.training and m.dropout > 0 and layer < m.num_layers - 1:
+                inputs[c] = F.dropout(inputs[c], m.dropout, training=True)
+    return [(inputs[c], tuple(th.stack(parts) for parts in zip(*finals[c]))) for c in range(n)]
+
+
+def step_compiled(
+    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor
+) -> list[tuple[th.Tensor, tuple[th.Tensor, ...]]]:
+    """One step of each module, no autograd (rollouts, predict): ``xs`` (B, F) per module, ``keep``
+    (B,); returns per module the output (B, H) and the next state. Needs float32 and the
+    compiled library (:func:`recurrent_rl.native.available`)."""
+    kind, n = _kind(rnns[0]), len(rnns)
+    keep = keep.float().reshape(1, -1).contiguous()
+    inputs = [x.contiguous().unsqueeze(0) for x in xs]  # (1, B, F)
+    hs: list[list[th.Tensor]] = [[] for _ in range(n)]
+    cs: list[list[th.Tensor]] = [[] for _ in range(n)]
+    flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
+    for layer in range(rnns[0].num_layers):
+        i = 4 * layer
+        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]  # as _WEIGHT_NAMES
+        h0s = [s[0][layer].contiguous() for s in states]
+        c0s = [s[1][layer].contiguous() for s in states] if kind == "lstm" else None
+        inputs, c_lasts, _ = native.layer_forward(kind, keep, inputs, weights, h0s, c0s, save=False)
+        for c in range(n):
+            hs[c].append(inputs[c][0])
+            if c_lasts is not None:
+                cs[c].append(c_lasts[c])
+    return [(inputs[c][0], (th.stack(hs[c]), th.stack(cs[c])) if kind == "lstm" else (th.stack(hs[c]),))
+            for c in range(n)]  # fmt: skip
+
+
+_WEIGHT_NAMES = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
 
 
 def supported(rnn: nn.RNNBase, x: th.Tensor) -> bool:

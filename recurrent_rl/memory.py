@@ -25,7 +25,7 @@ import torch as th
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recurrent_rl import kernels
+from recurrent_rl import kernels, native
 from recurrent_rl.sequences import Segments
 
 MemoryState = tuple[th.Tensor, ...]  # each (L, B, H)
@@ -101,6 +101,8 @@ class MemoryCore(nn.Module):
 
     def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
         """One step: ``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state."""
+        if _steps_compiled(self, x):
+            return kernels.step_compiled([self.rnn], [x], [state], 1.0 - episode_start.float())[0]
         state = mask_state(state, 1.0 - episode_start.float())
         if self.training and self.rnn.dropout > 0:
             out, state = self._call(x.unsqueeze(0), state)  # (1, B, H), with inter-layer dropout
@@ -167,6 +169,39 @@ def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
     return core.use_kernels and kernels.supported(core.rnn, x)
 
 
+def _steps_compiled(core: MemoryCore, x: th.Tensor) -> bool:
+    """Whether a single step goes through the compiled layers: no gradient needed (rollouts,
+    predict), float32 on the CPU, and the library built. Else torch's cell functions."""
+    return (
+        not th.is_grad_enabled()
+        and x.dtype == th.float32
+        and not (core.training and core.rnn.dropout > 0)
+        and _takes_kernel(core, x)
+        and native.available()
+    )
+
+
+def step_cores(
+    cores: list[MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
+) -> list[tuple[th.Tensor, MemoryState]]:
+    """One step of several cores with the same ``episode_start`` (B,): one compiled call for all
+    when they are of one kind and shape (an actor's and a critic's memory), else core by core."""
+    first = cores[0]
+    if len(cores) > 1 and all(
+        _steps_compiled(c, x) and _same_shape(c, first) and x.shape == xs[0].shape for c, x in zip(cores, xs)
+    ):
+        return kernels.step_compiled([c.rnn for c in cores], xs, states, 1.0 - episode_start.float())  # type: ignore[return-value]
+    return [core.step(x, s, episode_start) for core, x, s in zip(cores, xs, states)]
+
+
+def _same_shape(core: MemoryCore, other: MemoryCore) -> bool:
+    return (
+        type(core.rnn) is type(other.rnn)
+        and core.rnn.weight_hh_l0.shape == other.rnn.weight_hh_l0.shape
+        and core.num_layers == other.num_layers
+    )
+
+
 def forward_cores(
     cores: list[MemoryCore],
     xs: list[th.Tensor],
@@ -181,11 +216,7 @@ def forward_cores(
     """
     first = cores[0]
     if all(
-        _takes_kernel(c, x)
-        and type(c.rnn) is type(first.rnn)
-        and c.rnn.weight_hh_l0.shape == first.rnn.weight_hh_l0.shape
-        and c.num_layers == first.num_layers
-        and x.shape == xs[0].shape
+        _takes_kernel(c, x) and _same_shape(c, first) and x.shape == xs[0].shape
         for c, x in zip(cores, xs)
     ):
         return kernels.run_sequences([c.rnn for c in cores], xs, states, 1.0 - episode_starts.float())  # type: ignore[return-value]

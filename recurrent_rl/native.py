@@ -34,14 +34,14 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 SOURCE = Path(__file__).parent / "csrc" / "recurrent.c"
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-std=gnu99", "-fPIC", "-shared")
-# (name, number of pointer arguments after the four sizes T, C, B, H)
+# C function -> number of pointer arguments after the sizes T, C, B, F, H
 _FUNCTIONS = {
-    "gru_forward": 11,
-    "gru_backward": 11,
-    "lstm_forward": 11,
-    "lstm_backward": 11,
-    "rnn_forward": 6,
-    "rnn_backward": 7,
+    "gru_forward": 15,
+    "gru_backward": 19,
+    "lstm_forward": 15,
+    "lstm_backward": 20,
+    "rnn_forward": 10,
+    "rnn_backward": 16,
 }
 
 
@@ -120,7 +120,7 @@ def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     for name, n_pointers in _FUNCTIONS.items():
         fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * n_pointers
+        fn.argtypes = [ctypes.c_int] * 5 + [ctypes.c_void_p] * n_pointers
         fn.restype = None
     return lib
 
@@ -146,127 +146,170 @@ def available() -> bool:
     return library() is not None
 
 
-def _p(t: th.Tensor) -> int:
-    return t.data_ptr()
+GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 
 
-def _c(t: th.Tensor) -> th.Tensor:
-    return t.detach().contiguous()
+def _ptrs(tensors: list[th.Tensor | None]) -> Any:
+    """A C array of the tensors' data pointers (NULL for None); keep it alive during the call."""
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() if t is not None else None for t in tensors))
 
 
-def _weight_grad(grad_pre: th.Tensor, prev: th.Tensor) -> th.Tensor:
-    """sum over T, B of grad_pre^T prev: (C, T, B, G), (C, T, B, H) -> (C, G, H), one batched matmul."""
-    C, T, B, G = grad_pre.shape
-    return th.bmm(grad_pre.view(C, T * B, G).transpose(1, 2), prev.view(C, T * B, -1))
+_WEIGHT_POINTERS: dict[tuple[int, ...], tuple[Any, ...]] = {}  # data pointers -> C arrays of them
 
 
-class GRU(th.autograd.Function):
-    """gi (C, T, B, 3H) = x W_ih^T + b_ih; h0 (C, B, H); keep (T, B); w_hh (C, 3H, H); b_hh (C, 3H)."""
+def _weight_pointers(kind: str, weights: list[list[th.Tensor]], F: int, G: int, H: int) -> tuple[Any, ...]:
+    """C arrays of the cores' w_ih, b_ih, w_hh, b_hh pointers, cached by address: a rollout asks
+    for the same weights at every step (Adam updates them in place)."""
+    if tuple(t.shape for w in weights for t in w) != ((G, F), (G,), (G, H), (G,)) * len(weights):
+        for w in weights:  # says which one
+            _check(kind, [(w[0], (G, F)), (w[1], (G,)), (w[2], (G, H)), (w[3], (G,))], F, H)
+    key = tuple(t.data_ptr() for w in weights for t in w)
+    found = _WEIGHT_POINTERS.get(key)
+    if found is None:  # new weights: check them fully once
+        for w in weights:
+            _check(kind, [(w[0], (G, F)), (w[1], (G,)), (w[2], (G, H)), (w[3], (G,))], F, H)
+        if len(_WEIGHT_POINTERS) > 256:
+            _WEIGHT_POINTERS.clear()
+        found = _WEIGHT_POINTERS[key] = tuple(_ptrs([w[i] for w in weights]) for i in range(4))
+    return found
+
+
+def layer_forward(
+    kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[list[th.Tensor]], h0s: list[th.Tensor],
+    c0s: list[th.Tensor] | None = None, save: bool = True,
+) -> tuple[list[th.Tensor], list[th.Tensor] | None, tuple[th.Tensor, ...]]:
+    """One layer of C cores of one kind and size over a (T, B) batch, no autograd.
+
+    :param kind: ``"gru"``, ``"lstm"`` or ``"rnn"``
+    :param keep: (T, B) float32, 0 where the state is zeroed before the step
+    :param xs: per core, the input (T, B, F)
+    :param weights: per core, ``[w_ih, b_ih, w_hh, b_hh]`` as in ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN``
+    :param h0s: per core, the state entering the batch (B, H); ``c0s`` the LSTM cells
+    :param save: keep the arrays the backward pass needs (else they live in a scratch buffer)
+    :return: per core the outputs (T, B, H), per core the last cells (LSTM) or None, and the
+        arrays the backward pass needs (empty if not ``save``)
+    All tensors float32, C-contiguous, on the CPU (checked: the C loops trust their sizes).
+    """
+    lib = library()
+    assert lib is not None, "recurrent_rl.native.layer_forward needs the compiled library"
+    T, B, F = xs[0].shape
+    C, H = len(xs), h0s[0].shape[-1]
+    G = GATES[kind] * H
+    if len(weights) != C or len(h0s) != C or (kind == "lstm" and (c0s is None or len(c0s) != C)):
+        raise ValueError(f"compiled {kind} layer: need inputs, weights and states for each of the {C} cores")
+    w_ih, b_ih, w_hh, b_hh = _weight_pointers(kind, weights, F, G, H)
+    _check(kind, [(keep, (T, B)), *((x, (T, B, F)) for x in xs), *((h, (B, H)) for h in h0s),
+                  *((c, (B, H)) for c in (c0s or []) if kind == "lstm")], F, H)  # fmt: skip
+    new = xs[0].new_empty
+    out_all = new(C, T, B, H)
+    outs = list(out_all.unbind(0))
+    x_p, h0_p, keep_p = _ptrs(xs), _ptrs(h0s), keep.data_ptr()
+    out_p = _offsets(out_all, [T * B * H] * C)
+    # saved arrays (per kind), then scratch; one allocation, C sees offsets into it
+    saved_sizes = {"gru": [H, 2 * H, H, H], "lstm": [H, H, G, H], "rnn": [H]}[kind]
+    saved_sizes = [C * T * B * n for n in saved_sizes]
+    scratch_sizes = {"gru": [T * B * G, max(F, H) * G, B * G], "lstm": [max(F, H) * G], "rnn": [max(F, H) * H]}[kind]
+    buffer = new(sum(saved_sizes) + sum(scratch_sizes))
+    ptr = _offsets(buffer, saved_sizes + scratch_sizes)
+    saved: tuple[th.Tensor, ...] = ()
+    if save:
+        shapes = {"gru": [(C, T, B, H), (C, T, B, 2 * H), (C, T, B, H), (C, T, B, H)],
+                  "lstm": [(C, T, B, H), (C, T, B, H), (C, T, B, G), (C, T, B, H)], "rnn": [(C, T, B, H)]}[kind]  # fmt: skip
+        saved = tuple(part.view(shape) for part, shape in zip(buffer.split(saved_sizes + [sum(scratch_sizes)]), shapes))
+    if kind == "gru":  # saved: prev, rz, cand, ghn; scratch: gi, wt, g
+        lib.gru_forward(T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[4], ptr[5], ptr[6], ptr[0],
+                        ptr[1], ptr[2], ptr[3], out_p)  # fmt: skip
+        return outs, None, saved
+    if kind == "lstm":  # saved: prev_h, prev_c, acts, tanh_c; scratch: wt
+        c_all = new(C, B, H)
+        lib.lstm_forward(T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, _ptrs(c0s), keep_p, ptr[4],  # type: ignore[arg-type]
+                         ptr[0], ptr[1], ptr[2], ptr[3], out_p, _offsets(c_all, [B * H] * C))  # fmt: skip
+        return outs, list(c_all.unbind(0)), saved
+    lib.rnn_forward(T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[1], ptr[0], out_p)
+    return outs, None, saved
+
+
+def _offsets(buffer: th.Tensor, sizes: list[int]) -> Any:
+    """C array of pointers to consecutive parts of ``buffer`` with these element counts."""
+    base, out, offset = buffer.data_ptr(), [], 0
+    for n in sizes:
+        out.append(base + 4 * offset)
+        offset += n
+    return (ctypes.c_void_p * len(out))(*out)
+
+
+def _check(kind: str, expected: list[tuple[th.Tensor, tuple[int, ...]]], F: int, H: int) -> None:
+    for t, shape in expected:
+        if t.shape != shape or t.dtype != th.float32 or not t.is_contiguous() or t.device.type != "cpu":
+            raise ValueError(
+                f"compiled {kind} layer: expected a contiguous float32 CPU tensor of shape {shape}, got "
+                f"{tuple(t.shape)} {t.dtype} on {t.device} (input features {F}, hidden size {H})"
+            )
+
+
+class Layer(th.autograd.Function):
+    """One layer of stacked cores as one autograd node (see :func:`layer_forward`).
+
+    ``Layer.apply(kind, keep, n_cores, *xs, *w_ih, *b_ih, *w_hh, *b_hh, *h0s[, *c0s])`` returns the
+    per-core outputs (T, B, H), then for the LSTM the per-core last cells (B, H).
+    """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx, gi: th.Tensor, h0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor, b_hh: th.Tensor
-    ) -> th.Tensor:
-        gi, h0, keep, w_hh, b_hh = _c(gi), _c(h0), _c(keep), _c(w_hh), _c(b_hh)
-        C, T, B, G = gi.shape
-        H = G // 3
-        w_t = w_hh.transpose(1, 2).contiguous()
-        prev, cand, ghn, out = (gi.new_empty(C, T, B, H) for _ in range(4))
-        rz = gi.new_empty(C, T, B, 2 * H)
-        scratch = gi.new_empty(B, G)
+    def forward(ctx: FunctionCtx, kind: str, keep: th.Tensor, n: int, *tensors: th.Tensor) -> tuple[th.Tensor, ...]:  # type: ignore[override]
+        t = [x.detach().contiguous() for x in tensors]
+        xs, w_ih, b_ih, w_hh, b_hh, h0s = (t[i * n : (i + 1) * n] for i in range(6))
+        c0s = t[6 * n : 7 * n] if kind == "lstm" else None
+        keep = keep.contiguous()
+        weights = [list(w) for w in zip(w_ih, b_ih, w_hh, b_hh)]
+        outs, c_lasts, saved = layer_forward(kind, keep, xs, weights, h0s, c0s)
+        ctx.kind, ctx.n = kind, n
+        ctx.needs_dx = [ctx.needs_input_grad[3 + i] for i in range(n)]
+        ctx.arrays = (keep, xs, w_ih, w_hh, outs, saved)
+        return (*outs, *(c_lasts or ()))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
         lib = library()
-        assert lib is not None
-        lib.gru_forward(T, C, B, H, _p(gi), _p(h0), _p(keep), _p(w_t), _p(b_hh), _p(prev), _p(rz), _p(cand),
-                        _p(ghn), _p(out), _p(scratch))  # fmt: skip
-        ctx.save_for_backward(keep, w_hh)
-        ctx.arrays = (prev, rz, cand, ghn)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
-        keep, w_hh = ctx.saved_tensors
-        prev, rz, cand, ghn = ctx.arrays
+        keep, xs, w_ih, w_hh, outs, saved = ctx.arrays
         del ctx.arrays
-        d_out = _c(grad_out)
-        C, T, B, H = cand.shape
-        grad_gi = d_out.new_empty(C, T, B, 3 * H)
-        grad_gh = d_out.new_empty(C, T, B, 3 * H)
-        dh0, scratch = d_out.new_empty(C, B, H), d_out.new_empty(C, B, H)
-        library().gru_backward(T, C, B, H, _p(d_out), _p(keep), _p(w_hh), _p(prev), _p(rz), _p(cand),  # type: ignore[union-attr]
-                               _p(ghn), _p(grad_gi), _p(grad_gh), _p(dh0), _p(scratch))  # fmt: skip
-        return grad_gi, dh0, None, _weight_grad(grad_gh, prev), grad_gh.sum(dim=(1, 2))
-
-
-class LSTM(th.autograd.Function):
-    """gx (C, T, B, 4H) = x W_ih^T + b_ih + b_hh (gates i f g o); h0, c0 (C, B, H); keep (T, B);
-    w_hh (C, 4H, H). Returns the outputs h (C, T, B, H) and the last cell (C, B, H)."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx, gx: th.Tensor, h0: th.Tensor, c0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor
-    ) -> tuple[th.Tensor, th.Tensor]:
-        gx, h0, c0, keep, w_hh = _c(gx), _c(h0), _c(c0), _c(keep), _c(w_hh)
-        C, T, B, G = gx.shape
-        H = G // 4
-        w_t = w_hh.transpose(1, 2).contiguous()
-        prev_h, prev_c, tanh_c, out = (gx.new_empty(C, T, B, H) for _ in range(4))
-        acts = gx.new_empty(C, T, B, G)
-        c_last = gx.new_empty(C, B, H)
-        library().lstm_forward(T, C, B, H, _p(gx), _p(h0), _p(c0), _p(keep), _p(w_t), _p(prev_h), _p(prev_c),  # type: ignore[union-attr]
-                               _p(acts), _p(tanh_c), _p(out), _p(c_last))  # fmt: skip
-        ctx.save_for_backward(keep, w_hh)
-        ctx.arrays = (prev_h, prev_c, acts, tanh_c)
-        return out, c_last
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: th.Tensor, grad_c_last: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
-        keep, w_hh = ctx.saved_tensors
-        prev_h, prev_c, acts, tanh_c = ctx.arrays
-        del ctx.arrays
-        d_out, dc_last = _c(grad_out), _c(grad_c_last)
-        C, T, B, H = tanh_c.shape
-        grad_gx = d_out.new_empty(C, T, B, 4 * H)
-        dh0, dc0, scratch = (d_out.new_empty(C, B, H) for _ in range(3))
-        library().lstm_backward(T, C, B, H, _p(d_out), _p(dc_last), _p(keep), _p(w_hh), _p(prev_c), _p(acts),  # type: ignore[union-attr]
-                                _p(tanh_c), _p(grad_gx), _p(dh0), _p(dc0), _p(scratch))  # fmt: skip
-        return grad_gx, dh0, dc0, None, _weight_grad(grad_gx, prev_h)
-
-
-class RNN(th.autograd.Function):
-    """gx (C, T, B, H) = x W_ih^T + b_ih + b_hh; h0 (C, B, H); keep (T, B); w_hh (C, H, H)."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx, gx: th.Tensor, h0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor
-    ) -> th.Tensor:
-        gx, h0, keep, w_hh = _c(gx), _c(h0), _c(keep), _c(w_hh)
-        C, T, B, H = gx.shape
-        w_t = w_hh.transpose(1, 2).contiguous()
-        prev, out = gx.new_empty(C, T, B, H), gx.new_empty(C, T, B, H)
-        library().rnn_forward(T, C, B, H, _p(gx), _p(h0), _p(keep), _p(w_t), _p(prev), _p(out))  # type: ignore[union-attr]
-        ctx.save_for_backward(keep, w_hh)
-        ctx.arrays = (prev, out)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
-        keep, w_hh = ctx.saved_tensors
-        prev, out = ctx.arrays
-        del ctx.arrays
-        d_out = _c(grad_out)
-        C, T, B, H = out.shape
-        grad_gx = d_out.new_empty(C, T, B, H)
-        dh0, scratch = d_out.new_empty(C, B, H), d_out.new_empty(C, B, H)
-        library().rnn_backward(T, C, B, H, _p(d_out), _p(keep), _p(w_hh), _p(out), _p(grad_gx), _p(dh0),  # type: ignore[union-attr]
-                               _p(scratch))  # fmt: skip
-        return grad_gx, dh0, None, _weight_grad(grad_gx, prev)
+        kind, n = ctx.kind, ctx.n
+        T, B, F = xs[0].shape
+        H = outs[0].shape[-1]
+        G = GATES[kind] * H
+        new = xs[0].new_empty
+        d_out = [g.contiguous() for g in grads[:n]]
+        dxs = [new(T, B, F) if need else None for need in ctx.needs_dx]
+        dw_ih, db_ih, dw_hh, db_hh = ([new(G, F) for _ in range(n)], [new(G) for _ in range(n)],
+                                      [new(G, H) for _ in range(n)], [new(G) for _ in range(n)])  # fmt: skip
+        dh0s = [new(B, H) for _ in range(n)]
+        common = (T, n, B, F, H, _ptrs(xs), _ptrs(w_ih), _ptrs(w_hh), keep.data_ptr())
+        out_ptrs = (_ptrs(dxs), _ptrs(dw_ih), _ptrs(db_ih), _ptrs(dw_hh), _ptrs(db_hh), _ptrs(dh0s))
+        tr, dh = new(max(F, H), G), new(B, H)
+        dc0s: list[th.Tensor] = []
+        if kind == "gru":
+            prev, rz, cand, ghn = saved
+            ggi, ggh = new(T, B, G), new(T, B, G)
+            lib.gru_backward(*common, prev.data_ptr(), rz.data_ptr(), cand.data_ptr(), ghn.data_ptr(), _ptrs(d_out),
+                             ggi.data_ptr(), ggh.data_ptr(), tr.data_ptr(), dh.data_ptr(), *out_ptrs)  # fmt: skip
+        elif kind == "lstm":
+            prev_h, prev_c, acts, tanh_c = saved
+            dc_last = [g.contiguous() for g in grads[n:]]
+            dc0s = [new(B, H) for _ in range(n)]
+            gp = new(T, B, G)
+            lib.lstm_backward(*common, prev_h.data_ptr(), prev_c.data_ptr(), acts.data_ptr(), tanh_c.data_ptr(),
+                              _ptrs(d_out), _ptrs(dc_last), gp.data_ptr(), tr.data_ptr(), dh.data_ptr(), *out_ptrs,
+                              _ptrs(dc0s))  # fmt: skip
+        else:
+            (prev,) = saved
+            ga = new(T, B, H)
+            lib.rnn_backward(*common, prev.data_ptr(), _ptrs(outs), _ptrs(d_out), ga.data_ptr(), tr.data_ptr(),
+                             dh.data_ptr(), *out_ptrs)  # fmt: skip
+        return (None, None, None, *dxs, *dw_ih, *db_ih, *dw_hh, *db_hh, *dh0s, *dc0s)
 
 
 def main() -> None:
-    """``python -m recurrent_rl.native``: build the library now (scripts/setup.sh does this)."""
+    """Build the library now and say where it is (scripts/setup.sh calls this)."""
     try:
         path = build()
     except NativeBuildError as exc:
@@ -276,5 +319,3 @@ def main() -> None:
     print(f"compiled kernels: {path}")
 
 
-if __name__ == "__main__":
-    main()

@@ -28,7 +28,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from recurrent_rl.errors import check_spaces, check_finite_gradients
-from recurrent_rl.memory import MemoryCore, MemoryState, forward_cores, state_to_numpy
+from recurrent_rl.memory import MemoryCore, MemoryState, forward_cores, state_to_numpy, step_cores
 
 CRITIC_MEMORY = ("separate", "shared", "none")
 
@@ -175,10 +175,14 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     ) -> tuple[th.Tensor, th.Tensor, RecurrentState]:
         """One step for B envs -> (latent_pi (B, P), latent_vf (B, V), next state)."""
         pi_features, vf_features = self._features(obs)  # (B, F)
-        actor_out, actor_state = self.actor_memory.step(pi_features, state.actor, episode_start)  # (B, H)
         critic_state, critic_out = state.critic, None
         if self.critic_core is not None:
-            critic_out, critic_state = self.critic_core.step(vf_features, state.critic, episode_start)
+            (actor_out, actor_state), (critic_out, critic_state) = step_cores(
+                [self.actor_memory, self.critic_core], [pi_features, vf_features], [state.actor, state.critic],
+                episode_start,
+            )
+        else:
+            actor_out, actor_state = self.actor_memory.step(pi_features, state.actor, episode_start)  # (B, H)
         latent_vf = self._critic_latent(vf_features, actor_out, critic_out)
         return self.mlp_extractor.forward_actor(actor_out), latent_vf, RecurrentState(actor_state, critic_state)
 

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch as th
 
-from recurrent_rl import kernels, native
+from recurrent_rl import native
 from recurrent_rl.memory import MemoryCore, forward_cores
 
 
@@ -49,15 +49,19 @@ def test_compiled_equals_numpy_kernels(memory, H, monkeypatch):
         th.testing.assert_close(ga, gb, atol=2e-5, rtol=1e-4)
 
 
-def test_saturated_gates_stay_finite():
-    """Pre-activations far outside the exp range (|x| > 88) give exact 0/1 gates, not inf/nan."""
-    T, C, B, H = 3, 1, 2, 16
-    gi = th.full((C, T, B, 3 * H), 500.0)
-    gi[..., ::2] = -500.0
-    out = native.GRU.apply(gi, th.zeros(C, B, H), th.ones(T, B), th.zeros(C, 3 * H, H), th.zeros(C, 3 * H))
-    ref = kernels._GRU.apply(gi.transpose(0, 1), th.zeros(C, B, H), th.ones(T, 1, B, 1), th.zeros(C, 3 * H, H),
-                             th.zeros(C, 1, 3 * H)).transpose(0, 1)  # fmt: skip
-    assert th.isfinite(out).all()
+@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])
+def test_saturated_gates_stay_finite(memory):
+    """Pre-activations far outside the exp range (|x| > 88) give exact 0/1 gates and +-1 tanh,
+    not inf/nan, and the same outputs as the NumPy loops."""
+    th.manual_seed(0)
+    core = MemoryCore(memory, 3, 16)
+    x = th.randn(5, 2, 3) * 1e4
+    starts = th.zeros(5, 2)
+    out, final = core(x, core.initial_state(2), starts)
+    assert th.isfinite(out).all() and all(th.isfinite(s).all() for s in final)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(native, "available", lambda: False)
+        ref, _ = core(x, core.initial_state(2), starts)
     th.testing.assert_close(out, ref)
 
 

@@ -1,19 +1,21 @@
-/* Time loops of the GRU, LSTM and Elman RNN layers, forward and backward, float32.
+/* Recurrent layers (GRU, LSTM, Elman RNN) forward and backward in float32, whole sequences.
  *
- * Built on first use by recurrent_rl/native.py (cc -O3 -march=native) and called through ctypes
- * from recurrent_rl/kernels.py, which keeps the NumPy loops as the reference and the fallback.
- * Each function runs one layer of C stacked cores over T steps; every array is C-contiguous and
- * per-step arrays are core-major, (C, T, B, X), so that each core's slice is one matrix (T*B, X)
- * for the weight gradients:
+ * Built on first use by recurrent_rl/native.py (cc -O3 -march=native) and called through ctypes;
+ * recurrent_rl/kernels.py keeps NumPy loops of the same math as the reference and the fallback.
  *
- *   T time, C cores, B batch, H hidden, G = gates * H
- *   x-projections gx (C, T, B, G)  already hold x W_ih^T + b_ih (and b_hh where noted)
- *   keep (T, B)      0 where the carried state is zeroed before step t (an episode start)
- *   w_t (C, H, G)    W_hh transposed, for the forward product h W_hh^T
- *   w (C, G, H)      W_hh itself, for the backward product d W_hh
+ * One call runs one layer of C cores of the same kind and size (an actor's and a critic's memory)
+ * over T steps of a batch of B columns, input projection and weight gradients included, so a
+ * whole layer is one autograd node and costs one call from Python. Per-core tensors (inputs,
+ * weights, states, outputs, gradients) are passed as arrays of C pointers; arrays saved for the
+ * backward pass are core-major, (C, T, B, X). Everything is C-contiguous:
  *
- * The math is torch's (gate order r z n for GRU, i f g o for LSTM). Weight gradients are left to
- * the caller (one large matmul over all steps); these loops produce the per-step gradients.
+ *   T time, C cores, B batch, F input features, H hidden, G = gates * H
+ *   x (T, B, F), w_ih (G, F), b_ih (G), w_hh (G, H), b_hh (G), h0 and c0 (B, H), out (T, B, H)
+ *   keep (T, B): 0 where the carried state is zeroed before step t (an episode start)
+ *
+ * The math is torch's: gate order r z n for GRU (n = tanh(x W_in + b_in + r (h W_hn + b_hn))),
+ * i f g o for LSTM, tanh for the Elman RNN; the results equal stepping nn.GRU / nn.LSTM / nn.RNN
+ * with the state multiplied by keep[t] before step t.
  */
 #include <stdint.h>
 #include <string.h>
@@ -59,72 +61,178 @@ typedef float vf __attribute__((vector_size(VW * 4), aligned(4)));
 static inline vf ld(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void st(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-/* y (B, N) += x (B, K) m (K, N), row-major. Register blocks of 4 rows x 2 vectors: each row of
- * m is loaded once per 4 rows of x, and y is read and written once. */
-static void matmul_acc(int B, int K, int N, const float *restrict x, const float *restrict m, float *restrict y) {
+typedef const float *const *cptrs; /* C pointers, read */
+typedef float *const *ptrs;        /* C pointers, written */
+
+/* y (M, N) += X m (K, N), where X (M, K) is read at x[i * rs + k * cs]: rs = K, cs = 1 for a
+ * row-major x (M, K); rs = 1, cs = M for x^T with x (K, M) row-major. Register blocks of 4 rows
+ * x 2 vectors: each row of m is loaded once per 4 rows of X, and y is read and written once. */
+static inline void gemm_acc(int M, int K, int N, const float *restrict x, int64_t rs, int64_t cs,
+                            const float *restrict m, float *restrict y) {
     int j = 0;
     for (; j + 2 * VW <= N; j += 2 * VW) {
-        int b = 0;
-        for (; b + 4 <= B; b += 4) {
+        int64_t b = 0;
+        for (; b + 4 <= M; b += 4) {
             vf a00 = ld(y + (b + 0) * N + j), a01 = ld(y + (b + 0) * N + j + VW);
             vf a10 = ld(y + (b + 1) * N + j), a11 = ld(y + (b + 1) * N + j + VW);
             vf a20 = ld(y + (b + 2) * N + j), a21 = ld(y + (b + 2) * N + j + VW);
             vf a30 = ld(y + (b + 3) * N + j), a31 = ld(y + (b + 3) * N + j + VW);
-            const float *x0 = x + (b + 0) * K, *x1 = x + (b + 1) * K, *x2 = x + (b + 2) * K, *x3 = x + (b + 3) * K;
+            const float *x0 = x + (b + 0) * rs, *x1 = x + (b + 1) * rs, *x2 = x + (b + 2) * rs, *x3 = x + (b + 3) * rs;
             for (int k = 0; k < K; k++) {
                 const vf m0 = ld(m + (int64_t)k * N + j), m1 = ld(m + (int64_t)k * N + j + VW);
-                a00 += x0[k] * m0; a01 += x0[k] * m1;
-                a10 += x1[k] * m0; a11 += x1[k] * m1;
-                a20 += x2[k] * m0; a21 += x2[k] * m1;
-                a30 += x3[k] * m0; a31 += x3[k] * m1;
+                const float s0 = x0[k * cs], s1 = x1[k * cs], s2 = x2[k * cs], s3 = x3[k * cs];
+                a00 += s0 * m0; a01 += s0 * m1;
+                a10 += s1 * m0; a11 += s1 * m1;
+                a20 += s2 * m0; a21 += s2 * m1;
+                a30 += s3 * m0; a31 += s3 * m1;
             }
             st(y + (b + 0) * N + j, a00); st(y + (b + 0) * N + j + VW, a01);
             st(y + (b + 1) * N + j, a10); st(y + (b + 1) * N + j + VW, a11);
             st(y + (b + 2) * N + j, a20); st(y + (b + 2) * N + j + VW, a21);
             st(y + (b + 3) * N + j, a30); st(y + (b + 3) * N + j + VW, a31);
         }
-        for (; b < B; b++) {
+        for (; b < M; b++) {
             vf a0 = ld(y + b * N + j), a1 = ld(y + b * N + j + VW);
-            const float *xb = x + b * K;
+            const float *xb = x + b * rs;
             for (int k = 0; k < K; k++) {
-                a0 += xb[k] * ld(m + (int64_t)k * N + j);
-                a1 += xb[k] * ld(m + (int64_t)k * N + j + VW);
+                a0 += xb[k * cs] * ld(m + (int64_t)k * N + j);
+                a1 += xb[k * cs] * ld(m + (int64_t)k * N + j + VW);
             }
             st(y + b * N + j, a0); st(y + b * N + j + VW, a1);
         }
     }
+    for (; j + VW <= N; j += VW)
+        for (int64_t b = 0; b < M; b++) {
+            vf a = ld(y + b * N + j);
+            for (int k = 0; k < K; k++) a += x[b * rs + k * cs] * ld(m + (int64_t)k * N + j);
+            st(y + b * N + j, a);
+        }
     for (; j < N; j++)
-        for (int b = 0; b < B; b++) {
+        for (int64_t b = 0; b < M; b++) {
             float a = y[b * N + j];
-            for (int k = 0; k < K; k++) a += x[b * K + k] * m[(int64_t)k * N + j];
+            for (int k = 0; k < K; k++) a += x[b * rs + k * cs] * m[(int64_t)k * N + j];
             y[b * N + j] = a;
         }
 }
 
+/* y (M, N) += x (M, K) m (K, N), all row-major */
+static void matmul_acc(int M, int K, int N, const float *restrict x, const float *restrict m, float *restrict y) {
+    gemm_acc(M, K, N, x, K, 1, m, y);
+}
+
+/* y (M, N) += x^T m (K, N), x (K, M) row-major */
+static void matmul_tn_acc(int M, int K, int N, const float *restrict x, const float *restrict m, float *restrict y) {
+    gemm_acc(M, K, N, x, 1, M, m, y);
+}
+
+/* y (M, N) = x (M, K) m^T, m (N, K) row-major, for narrow outputs (N < 2 vectors): dot products
+ * of contiguous rows. */
+static void matmul_nt(int64_t M, int K, int N, const float *restrict x, const float *restrict m, float *restrict y) {
+    for (int64_t r = 0; r < M; r++) {
+        const float *xr = x + r * K;
+        for (int n = 0; n < N; n++) {
+            const float *mn = m + (int64_t)n * K;
+            vf acc = {0};
+            int k = 0;
+            for (; k + VW <= K; k += VW) acc += ld(xr + k) * ld(mn + k);
+            float s = 0.0f;
+            for (int i = 0; i < VW; i++) s += acc[i];
+            for (; k < K; k++) s += xr[k] * mn[k];
+            y[r * N + n] = s;
+        }
+    }
+}
+
+/* at (K, R) = a (R, K)^T, in 16 x 16 tiles: a plain double loop writes with a stride of R floats,
+ * which for power-of-two-ish R maps every write to the same few cache sets (10x slower). */
+static void transpose(int64_t R, int K, const float *restrict a, float *restrict at) {
+    enum { TILE = 16 };
+    for (int64_t r0 = 0; r0 < R; r0 += TILE) {
+        const int64_t r1 = r0 + TILE < R ? r0 + TILE : R;
+        for (int k0 = 0; k0 < K; k0 += TILE) {
+            const int k1 = k0 + TILE < K ? k0 + TILE : K;
+            for (int64_t r = r0; r < r1; r++)
+                for (int k = k0; k < k1; k++) at[(int64_t)k * R + r] = a[r * K + k];
+        }
+    }
+}
+
+/* y (M, N) = x (M, K) w (N, K)^T + b (N) (+ b2 (N) if not NULL); wt is scratch (K, N). */
+static void linear(int64_t M, int K, int N, const float *restrict x, const float *restrict w, const float *restrict b,
+                   const float *restrict b2, float *restrict wt, float *restrict y) {
+    transpose(N, K, w, wt);
+    for (int64_t r = 0; r < M; r++)
+        for (int j = 0; j < N; j++) y[r * N + j] = b[j] + (b2 ? b2[j] : 0.0f);
+    matmul_acc((int)M, K, N, x, wt, y);
+}
+
+/* The weight and input gradients of y = x w^T + b, given dy (M, N); tr is scratch (K, N).
+ * dw (N, K) = dy^T x; db (N) = column sums of dy (skipped if NULL); dx (M, K) = dy w (if not NULL). */
+static void linear_backward(int64_t M, int K, int N, const float *restrict dy, const float *restrict x,
+                            const float *restrict w, float *restrict tr, float *restrict dw, float *restrict db,
+                            float *restrict dx) {
+    /* dw^T (K, N) = x^T dy: the wide gate dimension N is the vectorized one */
+    memset(tr, 0, sizeof(float) * (size_t)K * N);
+    matmul_tn_acc(K, (int)M, N, x, dy, tr);
+    transpose(K, N, tr, dw);
+    if (db) {
+        memset(db, 0, sizeof(float) * (size_t)N);
+        for (int64_t r = 0; r < M; r++)
+            for (int j = 0; j < N; j++) db[j] += dy[r * N + j];
+    }
+    if (dx) {
+        if (K >= 2 * VW) {
+            memset(dx, 0, sizeof(float) * (size_t)M * K);
+            matmul_acc((int)M, N, K, dy, w, dx);
+        } else {  /* few input features: dx[r, k] = dy[r, :] . w[:, k], with w^T in tr */
+            transpose(N, K, w, tr);
+            matmul_nt(M, N, K, dy, tr, dx);
+        }
+    }
+}
+
+/* hp (B, H) = h (B, H) * keep (B) row-wise */
+static void reset_rows(int B, int H, const float *restrict h, const float *restrict keep, float *restrict hp) {
+    for (int b = 0; b < B; b++) {
+        const float k = keep[b];
+        for (int j = 0; j < H; j++) hp[b * H + j] = h[b * H + j] * k;
+    }
+}
+
+/* h (B, H) *= keep (B) row-wise, in place */
+static void scale_rows(int B, int H, float *restrict h, const float *restrict keep) {
+    for (int b = 0; b < B; b++) {
+        const float k = keep[b];
+        for (int j = 0; j < H; j++) h[b * H + j] *= k;
+    }
+}
+
 /* ---------------------------------------------------------------- GRU */
 
-/* gi (C,T,B,3H) = x W_ih^T + b_ih; b_hh (C,3H).
- * Saves per step: prev (C,T,B,H) state after the reset, rz (C,T,B,2H) gates, cand (C,T,B,H) n,
- * ghn (C,T,B,H) = h W_hn^T + b_hn. Writes out (C,T,B,H). */
-void gru_forward(int T, int C, int B, int H, const float *restrict gi, const float *restrict h0, const float *restrict keep,
-                 const float *restrict w_t, const float *restrict b_hh, float *restrict prev, float *restrict rz, float *restrict cand, float *restrict ghn,
-                 float *restrict out, float *restrict g /* scratch (B, 3H) */) {
+/* Saves per core and step: prev (C,T,B,H) state after the reset, rz (C,T,B,2H) gates r and z,
+ * cand (C,T,B,H) n, ghn (C,T,B,H) = h W_hn^T + b_hn. Scratch: gi (T,B,3H), wt (max(F,H), 3H),
+ * g (B,3H). */
+void gru_forward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh, cptrs b_hh,
+                 cptrs h0, const float *restrict keep, float *restrict gi, float *restrict wt, float *restrict g,
+                 float *restrict prev, float *restrict rz, float *restrict cand, float *restrict ghn, ptrs out) {
     const int G = 3 * H;
-    for (int t = 0; t < T; t++) {
-        for (int c = 0; c < C; c++) {
-            const int64_t row = ((int64_t)c * T + t) * B;  /* first (t, c, b=0) row */
-            const float *restrict h = t == 0 ? h0 + (int64_t)c * B * H : out + (row - B) * H;
+    const int64_t TB = (int64_t)T * B;
+    for (int c = 0; c < C; c++) {
+        linear(TB, F, G, x[c], w_ih[c], b_ih[c], NULL, wt, gi);
+        transpose(G, H, w_hh[c], wt);  /* wt (H, G) from here on */
+        const float *restrict bh = b_hh[c];
+        float *restrict o = out[c];
+        for (int t = 0; t < T; t++) {
+            const int64_t row = (int64_t)c * TB + (int64_t)t * B;  /* (c, t, b=0) in the saved arrays */
             float *restrict hp = prev + row * H;
+            reset_rows(B, H, t == 0 ? h0[c] : o + (int64_t)(t - 1) * B * H, keep + (int64_t)t * B, hp);
+            for (int b = 0; b < B; b++) memcpy(g + (int64_t)b * G, bh, sizeof(float) * G);
+            matmul_acc(B, H, G, hp, wt, g);
             for (int b = 0; b < B; b++) {
-                const float k = keep[(int64_t)t * B + b];
-                for (int j = 0; j < H; j++) hp[b * H + j] = h[b * H + j] * k;
-                memcpy(g + (int64_t)b * G, b_hh + (int64_t)c * G, sizeof(float) * G);
-            }
-            matmul_acc(B, H, G, hp, w_t + (int64_t)c * H * G, g);
-            for (int b = 0; b < B; b++) {
-                const float *restrict gib = gi + (row + b) * G, *restrict gb = g + (int64_t)b * G, *restrict hpb = hp + (int64_t)b * H;
-                float *restrict rzb = rz + (row + b) * 2 * H, *restrict nb = cand + (row + b) * H, *restrict ghnb = ghn + (row + b) * H;
-                float *restrict ob = out + (row + b) * H;
+                const float *restrict gib = gi + ((int64_t)t * B + b) * G, *restrict gb = g + (int64_t)b * G;
+                const float *restrict hpb = hp + (int64_t)b * H;
+                float *restrict rzb = rz + (row + b) * 2 * H, *restrict nb = cand + (row + b) * H;
+                float *restrict ghnb = ghn + (row + b) * H, *restrict ob = o + ((int64_t)t * B + b) * H;
                 for (int j = 0; j < 2 * H; j++) rzb[j] = sigmoid_f(gib[j] + gb[j]);
                 for (int j = 0; j < H; j++) {
                     ghnb[j] = gb[2 * H + j];
@@ -137,172 +245,177 @@ void gru_forward(int T, int C, int B, int H, const float *restrict gi, const flo
     }
 }
 
-/* d_out (C,T,B,H) gradient wrt the outputs. Writes grad_gi (C,T,B,3H) wrt gi, grad_gh (C,T,B,3H)
- * wrt h W_hh^T + b_hh, dh0 (C,B,H) wrt h0. Uses the arrays saved by gru_forward and
- * w (C,3H,H). */
-void gru_backward(int T, int C, int B, int H, const float *restrict d_out, const float *restrict keep, const float *restrict w,
-                  const float *restrict prev, const float *restrict rz, const float *restrict cand, const float *restrict ghn, float *restrict grad_gi,
-                  float *restrict grad_gh, float *restrict dh0, float *restrict dh /* scratch (C,B,H) */) {
+/* d_out: per core (T,B,H), the gradient wrt the outputs. Writes per core dx (T,B,F) (entries may
+ * be NULL), dw_ih (3H,F), db_ih (3H), dw_hh (3H,H), db_hh (3H), dh0 (B,H). Scratch: ggi and ggh
+ * (T,B,3H), tr (max(F,H), 3H), dh (B,H). */
+void gru_backward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh, const float *restrict keep,
+                  const float *restrict prev, const float *restrict rz, const float *restrict cand,
+                  const float *restrict ghn, cptrs d_out, float *restrict ggi, float *restrict ggh,
+                  float *restrict tr, float *restrict dh, ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh,
+                  ptrs dh0) {
     const int G = 3 * H;
-    memset(dh, 0, sizeof(float) * (size_t)C * B * H);
-    for (int t = T - 1; t >= 0; t--) {
-        for (int c = 0; c < C; c++) {
-            const int64_t row = ((int64_t)c * T + t) * B;
-            float *restrict dhc = dh + (int64_t)c * B * H;
+    const int64_t TB = (int64_t)T * B;
+    for (int c = 0; c < C; c++) {
+        memset(dh, 0, sizeof(float) * (size_t)B * H);
+        for (int t = T - 1; t >= 0; t--) {
+            const int64_t row = (int64_t)c * TB + (int64_t)t * B;
             for (int b = 0; b < B; b++) {
-                const float *restrict dob = d_out + (row + b) * H, *restrict hpb = prev + (row + b) * H;
+                const int64_t tb = (int64_t)t * B + b;
+                const float *restrict dob = d_out[c] + tb * H, *restrict hpb = prev + (row + b) * H;
                 const float *restrict rb = rz + (row + b) * 2 * H, *restrict zb = rb + H;
                 const float *restrict nb = cand + (row + b) * H, *restrict ghnb = ghn + (row + b) * H;
-                float *restrict ggi = grad_gi + (row + b) * G, *restrict ggh = grad_gh + (row + b) * G, *restrict dhb = dhc + (int64_t)b * H;
+                float *restrict gi_b = ggi + tb * G, *restrict gh_b = ggh + tb * G, *restrict dhb = dh + (int64_t)b * H;
                 for (int j = 0; j < H; j++) {
                     const float d = dhb[j] + dob[j], r = rb[j], z = zb[j], n = nb[j];
                     const float dn = d * (1.0f - z) * (1.0f - n * n);  /* wrt n's pre-activation */
                     const float dr = dn * ghnb[j] * r * (1.0f - r);
                     const float dz = d * (hpb[j] - n) * z * (1.0f - z);
-                    ggi[j] = dr;
-                    ggi[H + j] = dz;
-                    ggi[2 * H + j] = dn;
-                    ggh[j] = dr;
-                    ggh[H + j] = dz;
-                    ggh[2 * H + j] = dn * r;
+                    gi_b[j] = dr;
+                    gi_b[H + j] = dz;
+                    gi_b[2 * H + j] = dn;
+                    gh_b[j] = dr;
+                    gh_b[H + j] = dz;
+                    gh_b[2 * H + j] = dn * r;
                     dhb[j] = d * z;  /* the direct path h_{t-1} -> h_t */
                 }
             }
-            matmul_acc(B, G, H, grad_gh + row * G, w + (int64_t)c * G * H, dhc);
-            for (int b = 0; b < B; b++) {
-                const float k = keep[(int64_t)t * B + b];
-                for (int j = 0; j < H; j++) dhc[b * H + j] *= k;
-            }
+            matmul_acc(B, G, H, ggh + (int64_t)t * B * G, w_hh[c], dh);
+            scale_rows(B, H, dh, keep + (int64_t)t * B);
         }
+        memcpy(dh0[c], dh, sizeof(float) * (size_t)B * H);
+        linear_backward(TB, H, G, ggh, prev + (int64_t)c * TB * H, w_hh[c], tr, dw_hh[c], db_hh[c], NULL);
+        linear_backward(TB, F, G, ggi, x[c], w_ih[c], tr, dw_ih[c], db_ih[c], dx[c]);
     }
-    memcpy(dh0, dh, sizeof(float) * (size_t)C * B * H);
 }
 
 /* ---------------------------------------------------------------- LSTM */
 
-/* gx (C,T,B,4H) = x W_ih^T + b_ih + b_hh, gates i f g o. Saves prev_h, prev_c (C,T,B,H) after the
- * reset, acts (C,T,B,4H) activated gates, tanh_c (C,T,B,H). Writes out (C,T,B,H), c_last (C,B,H). */
-void lstm_forward(int T, int C, int B, int H, const float *restrict gx, const float *restrict h0, const float *restrict c0,
-                  const float *restrict keep, const float *restrict w_t, float *restrict prev_h, float *restrict prev_c, float *restrict acts,
-                  float *restrict tanh_c, float *restrict out, float *restrict c_last) {
+/* Saves per core and step: prev_h, prev_c (C,T,B,H) after the reset, acts (C,T,B,4H) activated
+ * gates i f g o, tanh_c (C,T,B,H). Writes out (T,B,H) and c_last (B,H) per core. Scratch:
+ * wt (max(F,H), 4H), cc (B,H). */
+void lstm_forward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh, cptrs b_hh,
+                  cptrs h0, cptrs c0, const float *restrict keep, float *restrict wt, float *restrict prev_h,
+                  float *restrict prev_c, float *restrict acts, float *restrict tanh_c, ptrs out, ptrs c_last) {
     const int G = 4 * H;
-    memcpy(c_last, c0, sizeof(float) * (size_t)C * B * H);  /* c_last carries c through the loop */
-    for (int t = 0; t < T; t++) {
-        for (int c = 0; c < C; c++) {
-            const int64_t row = ((int64_t)c * T + t) * B;
-            const float *restrict h = t == 0 ? h0 + (int64_t)c * B * H : out + (row - B) * H;
-            float *restrict cc = c_last + (int64_t)c * B * H;
+    const int64_t TB = (int64_t)T * B;
+    for (int c = 0; c < C; c++) {
+        float *restrict a_c = acts + (int64_t)c * TB * G;  /* pre-activations first, in place */
+        linear(TB, F, G, x[c], w_ih[c], b_ih[c], b_hh[c], wt, a_c);
+        transpose(G, H, w_hh[c], wt);
+        float *restrict o = out[c], *restrict cc = c_last[c];
+        memcpy(cc, c0[c], sizeof(float) * (size_t)B * H);  /* c_last carries c through the loop */
+        for (int t = 0; t < T; t++) {
+            const int64_t row = (int64_t)c * TB + (int64_t)t * B;
             float *restrict hp = prev_h + row * H, *restrict cp = prev_c + row * H, *restrict a = acts + row * G;
+            reset_rows(B, H, t == 0 ? h0[c] : o + (int64_t)(t - 1) * B * H, keep + (int64_t)t * B, hp);
+            reset_rows(B, H, cc, keep + (int64_t)t * B, cp);
+            matmul_acc(B, H, G, hp, wt, a);
             for (int b = 0; b < B; b++) {
-                const float k = keep[(int64_t)t * B + b];
-                for (int j = 0; j < H; j++) {
-                    hp[b * H + j] = h[b * H + j] * k;
-                    cp[b * H + j] = cc[b * H + j] * k;
-                }
-            }
-            memcpy(a, gx + row * G, sizeof(float) * (size_t)B * G);
-            matmul_acc(B, H, G, hp, w_t + (int64_t)c * H * G, a);
-            for (int b = 0; b < B; b++) {
-                float *restrict ab = a + (int64_t)b * G, *restrict tcb = tanh_c + (row + b) * H, *restrict ob = out + (row + b) * H;
-                float *restrict ccb = cc + (int64_t)b * H;
+                float *restrict ab = a + (int64_t)b * G, *restrict tcb = tanh_c + (row + b) * H;
+                float *restrict ob = o + ((int64_t)t * B + b) * H, *restrict ccb = cc + (int64_t)b * H;
                 const float *restrict cpb = cp + (int64_t)b * H;
                 for (int j = 0; j < H; j++) {
                     const float i = sigmoid_f(ab[j]), f = sigmoid_f(ab[H + j]);
-                    const float gg = tanh_f(ab[2 * H + j]), o = sigmoid_f(ab[3 * H + j]);
+                    const float gg = tanh_f(ab[2 * H + j]), og = sigmoid_f(ab[3 * H + j]);
                     ab[j] = i;
                     ab[H + j] = f;
                     ab[2 * H + j] = gg;
-                    ab[3 * H + j] = o;
+                    ab[3 * H + j] = og;
                     const float cn = f * cpb[j] + i * gg;
                     ccb[j] = cn;
                     const float tc = tanh_f(cn);
                     tcb[j] = tc;
-                    ob[j] = o * tc;
+                    ob[j] = og * tc;
                 }
             }
         }
     }
 }
 
-/* d_out (C,T,B,H), dc_last (C,B,H) gradients wrt the outputs and the last cell. Writes grad_gx
- * (C,T,B,4H), dh0, dc0 (C,B,H). w (C,4H,H). */
-void lstm_backward(int T, int C, int B, int H, const float *restrict d_out, const float *restrict dc_last, const float *restrict keep,
-                   const float *restrict w, const float *restrict prev_c, const float *restrict acts, const float *restrict tanh_c,
-                   float *restrict grad_gx, float *restrict dh0, float *restrict dc0, float *restrict dh /* scratch (C,B,H) */) {
+/* d_out (T,B,H) and dc_last (B,H) per core. Writes per core dx (T,B,F) (entries may be NULL),
+ * dw_ih (4H,F), db_ih (4H), dw_hh (4H,H), db_hh (4H), dh0, dc0 (B,H). Scratch: gp (T,B,4H),
+ * tr (max(F,H), 4H), dh (B,H). */
+void lstm_backward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh, const float *restrict keep,
+                   const float *restrict prev_h, const float *restrict prev_c, const float *restrict acts,
+                   const float *restrict tanh_c, cptrs d_out, cptrs dc_last, float *restrict gp, float *restrict tr,
+                   float *restrict dh, ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh, ptrs dh0, ptrs dc0) {
     const int G = 4 * H;
-    memset(dh, 0, sizeof(float) * (size_t)C * B * H);
-    memcpy(dc0, dc_last, sizeof(float) * (size_t)C * B * H);  /* dc0 carries dc through the loop */
-    for (int t = T - 1; t >= 0; t--) {
-        for (int c = 0; c < C; c++) {
-            const int64_t row = ((int64_t)c * T + t) * B;
-            float *restrict dhc = dh + (int64_t)c * B * H, *restrict dcc = dc0 + (int64_t)c * B * H;
+    const int64_t TB = (int64_t)T * B;
+    for (int c = 0; c < C; c++) {
+        float *restrict dc = dc0[c];  /* carries dc through the loop */
+        memcpy(dc, dc_last[c], sizeof(float) * (size_t)B * H);
+        memset(dh, 0, sizeof(float) * (size_t)B * H);
+        for (int t = T - 1; t >= 0; t--) {
+            const int64_t row = (int64_t)c * TB + (int64_t)t * B;
+            const float *restrict kt = keep + (int64_t)t * B;
             for (int b = 0; b < B; b++) {
-                const float k = keep[(int64_t)t * B + b];
-                const float *restrict dob = d_out + (row + b) * H, *restrict ab = acts + (row + b) * G;
+                const int64_t tb = (int64_t)t * B + b;
+                const float k = kt[b];
+                const float *restrict dob = d_out[c] + tb * H, *restrict ab = acts + (row + b) * G;
                 const float *restrict tcb = tanh_c + (row + b) * H, *restrict cpb = prev_c + (row + b) * H;
-                float *restrict gp = grad_gx + (row + b) * G, *restrict dhb = dhc + (int64_t)b * H, *restrict dcb = dcc + (int64_t)b * H;
+                float *restrict gpb = gp + tb * G, *restrict dhb = dh + (int64_t)b * H, *restrict dcb = dc + (int64_t)b * H;
                 for (int j = 0; j < H; j++) {
-                    const float i = ab[j], f = ab[H + j], gg = ab[2 * H + j], o = ab[3 * H + j], tc = tcb[j];
+                    const float i = ab[j], f = ab[H + j], gg = ab[2 * H + j], og = ab[3 * H + j], tc = tcb[j];
                     const float d = dhb[j] + dob[j];
-                    const float dc = dcb[j] + d * o * (1.0f - tc * tc);
-                    gp[j] = dc * gg * i * (1.0f - i);
-                    gp[H + j] = dc * cpb[j] * f * (1.0f - f);
-                    gp[2 * H + j] = dc * i * (1.0f - gg * gg);
-                    gp[3 * H + j] = d * tc * o * (1.0f - o);
-                    dcb[j] = dc * f * k;
+                    const float dcj = dcb[j] + d * og * (1.0f - tc * tc);
+                    gpb[j] = dcj * gg * i * (1.0f - i);
+                    gpb[H + j] = dcj * cpb[j] * f * (1.0f - f);
+                    gpb[2 * H + j] = dcj * i * (1.0f - gg * gg);
+                    gpb[3 * H + j] = d * tc * og * (1.0f - og);
+                    dcb[j] = dcj * f * k;
                     dhb[j] = 0.0f;
                 }
             }
-            matmul_acc(B, G, H, grad_gx + row * G, w + (int64_t)c * G * H, dhc);
-            for (int b = 0; b < B; b++) {
-                const float k = keep[(int64_t)t * B + b];
-                for (int j = 0; j < H; j++) dhc[b * H + j] *= k;
-            }
+            matmul_acc(B, G, H, gp + (int64_t)t * B * G, w_hh[c], dh);
+            scale_rows(B, H, dh, kt);
         }
+        memcpy(dh0[c], dh, sizeof(float) * (size_t)B * H);
+        linear_backward(TB, H, G, gp, prev_h + (int64_t)c * TB * H, w_hh[c], tr, dw_hh[c], db_hh[c], NULL);
+        linear_backward(TB, F, G, gp, x[c], w_ih[c], tr, dw_ih[c], db_ih[c], dx[c]);
     }
-    memcpy(dh0, dh, sizeof(float) * (size_t)C * B * H);
 }
 
 /* ---------------------------------------------------------------- Elman RNN (tanh) */
 
-/* gx (C,T,B,H) = x W_ih^T + b_ih + b_hh. Saves prev (C,T,B,H); writes out (C,T,B,H). */
-void rnn_forward(int T, int C, int B, int H, const float *restrict gx, const float *restrict h0, const float *restrict keep,
-                 const float *restrict w_t, float *restrict prev, float *restrict out) {
-    for (int t = 0; t < T; t++) {
-        for (int c = 0; c < C; c++) {
-            const int64_t row = ((int64_t)c * T + t) * B;
-            const float *restrict h = t == 0 ? h0 + (int64_t)c * B * H : out + (row - B) * H;
-            float *restrict hp = prev + row * H, *restrict o = out + row * H;
-            for (int b = 0; b < B; b++) {
-                const float k = keep[(int64_t)t * B + b];
-                for (int j = 0; j < H; j++) hp[b * H + j] = h[b * H + j] * k;
-            }
-            memcpy(o, gx + row * H, sizeof(float) * (size_t)B * H);
-            matmul_acc(B, H, H, hp, w_t + (int64_t)c * H * H, o);
-            for (int j = 0; j < B * H; j++) o[j] = tanh_f(o[j]);
+/* Saves prev (C,T,B,H) after the reset; writes out (T,B,H) per core. Scratch: wt (max(F,H), H). */
+void rnn_forward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh, cptrs b_hh,
+                 cptrs h0, const float *restrict keep, float *restrict wt, float *restrict prev, ptrs out) {
+    const int64_t TB = (int64_t)T * B;
+    for (int c = 0; c < C; c++) {
+        float *restrict o = out[c];
+        linear(TB, F, H, x[c], w_ih[c], b_ih[c], b_hh[c], wt, o);  /* out holds the pre-activations */
+        transpose(H, H, w_hh[c], wt);
+        for (int t = 0; t < T; t++) {
+            float *restrict hp = prev + (int64_t)c * TB * H + (int64_t)t * B * H, *restrict ot = o + (int64_t)t * B * H;
+            reset_rows(B, H, t == 0 ? h0[c] : o + (int64_t)(t - 1) * B * H, keep + (int64_t)t * B, hp);
+            matmul_acc(B, H, H, hp, wt, ot);
+            for (int j = 0; j < B * H; j++) ot[j] = tanh_f(ot[j]);
         }
     }
 }
 
-/* Writes grad_gx (C,T,B,H) and dh0 (C,B,H). w (C,H,H). */
-void rnn_backward(int T, int C, int B, int H, const float *restrict d_out, const float *restrict keep, const float *restrict w,
-                  const float *restrict out, float *restrict grad_gx, float *restrict dh0, float *restrict dh /* scratch (C,B,H) */) {
-    memset(dh, 0, sizeof(float) * (size_t)C * B * H);
-    for (int t = T - 1; t >= 0; t--) {
-        for (int c = 0; c < C; c++) {
-            const int64_t row = ((int64_t)c * T + t) * B;
-            float *restrict dhc = dh + (int64_t)c * B * H, *restrict ga = grad_gx + row * H;
-            const float *restrict dob = d_out + row * H, *restrict ob = out + row * H;
+/* d_out, out (T,B,H) per core. Writes per core dx (T,B,F) (entries may be NULL), dw_ih (H,F),
+ * db_ih (H), dw_hh (H,H), db_hh (H), dh0 (B,H). Scratch: ga (T,B,H), tr (max(F,H), H), dh (B,H). */
+void rnn_backward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh, const float *restrict keep,
+                  const float *restrict prev, cptrs out, cptrs d_out, float *restrict ga, float *restrict tr,
+                  float *restrict dh, ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh, ptrs dh0) {
+    const int64_t TB = (int64_t)T * B;
+    for (int c = 0; c < C; c++) {
+        memset(dh, 0, sizeof(float) * (size_t)B * H);
+        for (int t = T - 1; t >= 0; t--) {
+            const int64_t off = (int64_t)t * B * H;
+            const float *restrict dob = d_out[c] + off, *restrict ob = out[c] + off;
+            float *restrict gat = ga + off;
             for (int j = 0; j < B * H; j++) {
-                ga[j] = (dhc[j] + dob[j]) * (1.0f - ob[j] * ob[j]);
-                dhc[j] = 0.0f;
+                gat[j] = (dh[j] + dob[j]) * (1.0f - ob[j] * ob[j]);
+                dh[j] = 0.0f;
             }
-            matmul_acc(B, H, H, ga, w + (int64_t)c * H * H, dhc);
-            for (int b = 0; b < B; b++) {
-                const float k = keep[(int64_t)t * B + b];
-                for (int j = 0; j < H; j++) dhc[b * H + j] *= k;
-            }
+            matmul_acc(B, H, H, gat, w_hh[c], dh);
+            scale_rows(B, H, dh, keep + (int64_t)t * B);
         }
+        memcpy(dh0[c], dh, sizeof(float) * (size_t)B * H);
+        linear_backward(TB, H, H, ga, prev + (int64_t)c * TB * H, w_hh[c], tr, dw_hh[c], NULL, NULL);
+        linear_backward(TB, F, H, ga, x[c], w_ih[c], tr, dw_ih[c], db_ih[c], dx[c]);
+        memcpy(db_hh[c], db_ih[c], sizeof(float) * (size_t)H);  /* both biases enter as one sum */
     }
-    memcpy(dh0, dh, sizeof(float) * (size_t)C * B * H);
 }
