@@ -1,7 +1,8 @@
 """Sequence paths through the memory cores, side by side: which is fastest for each core.
 
 Forward + backward of an actor and a critic core over a (T, B) batch with episode starts:
-  - kernel:  recurrent_rl/kernels.py, both cores stacked in one NumPy loop, resets as masks;
+  - compiled: recurrent_rl/native.py, one C call per layer for both cores, resets as masks;
+  - numpy:   recurrent_rl/kernels.py's NumPy loops (the fallback without a C compiler);
   - padded:  torch modules (oneDNN for LSTM) on the batch cut into zero-padded episode segments;
   - packed:  the same segments packed (the only torch path that also gives final states).
 
@@ -16,6 +17,7 @@ import time
 
 import torch as th
 
+from recurrent_rl import native
 from recurrent_rl.memory import MemoryCore, forward_cores
 
 
@@ -32,28 +34,32 @@ def main(argv: list[str] | None = None) -> None:
     starts = (th.rand(args.T, args.B) < 0.05).float()
     starts[args.T // 2, 0] = 1.0  # at least one episode start inside the batch
     print(f"T={args.T} B={args.B} H={args.H}: ms per actor+critic forward+backward (median of {args.rounds} rounds)")
-    print("| core | kernel | padded | packed |\n|---|---:|---:|---:|")
+    print("| core | compiled | numpy | padded | packed |\n|---|---:|---:|---:|---:|")
+    compiled_available = native.available
     for memory in ("gru", "lstm", "rnn"):
         cores = [MemoryCore(memory, args.F, args.H) for _ in range(2)]
         xs = [th.randn(args.T, args.B, args.F, requires_grad=True) for _ in cores]
         states = [c.initial_state(args.B) for c in cores]
 
-        def run(use_kernels: bool, need_final_state: bool) -> None:
+        def run(use_kernels: bool, compiled: bool, need_final_state: bool) -> None:
+            native.available = compiled_available if compiled else lambda: False  # type: ignore[assignment]
             for core in cores:
                 core.use_kernels = use_kernels
             outs = forward_cores(cores, xs, states, starts, need_final_state=need_final_state)
             sum(out.sum() for out, _ in outs).backward()
 
-        variants = {"kernel": (True, True), "padded": (False, False), "packed": (False, True)}
+        variants = {"compiled": (True, True, True), "numpy": (True, False, True), "padded": (False, False, False),
+                    "packed": (False, False, True)}  # fmt: skip
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):  # interleaved, so background load hits all variants alike
-            for name, (use, final) in variants.items():
+            for name, variant in variants.items():
                 start = time.perf_counter()
                 for _ in range(10):
-                    run(use, final)
+                    run(*variant)
                 times[name].append((time.perf_counter() - start) / 10 * 1e3)
         row = " | ".join(f"{statistics.median(times[name]):.2f}" for name in variants)
         print(f"| {memory} | {row} |")
+    native.available = compiled_available  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

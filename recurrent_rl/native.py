@@ -192,9 +192,12 @@ def layer_forward(
     """
     lib = library()
     assert lib is not None, "recurrent_rl.native.layer_forward needs the compiled library"
-    T, B, F = xs[0].shape
-    C, H = len(xs), h0s[0].shape[-1]
-    G = GATES[kind] * H
+    # the layer's sizes come from its first core's weights; everything else is checked against them
+    T, B = xs[0].shape[:2]
+    G, F = weights[0][0].shape
+    C, H = len(xs), weights[0][2].shape[-1]
+    if G != GATES[kind] * H:
+        raise ValueError(f"compiled {kind} layer: W_ih has {G} rows, expected {GATES[kind]} x hidden size {H}")
     if len(weights) != C or len(h0s) != C or (kind == "lstm" and (c0s is None or len(c0s) != C)):
         raise ValueError(f"compiled {kind} layer: need inputs, weights and states for each of the {C} cores")
     w_ih, b_ih, w_hh, b_hh = _weight_pointers(kind, weights, F, G, H)

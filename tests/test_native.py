@@ -117,3 +117,50 @@ def test_disabled_by_environment(monkeypatch):
             assert native.library() is None
     finally:
         native.library.cache_clear()
+
+
+@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])
+def test_compiled_steps_equal_torch_cells(memory, monkeypatch):
+    """Rollout steps (no grad): one compiled call for actor + critic equals torch's cell
+    functions core by core, outputs and states, over several steps with resets."""
+    from recurrent_rl.memory import step_cores
+
+    th.manual_seed(7)
+    cores = [MemoryCore(memory, 4, 24, num_layers=2) for _ in range(2)]
+    B = 5
+    states = [tuple(th.randn_like(s) for s in c.initial_state(B)) for c in cores]
+    ref_states = [tuple(s.clone() for s in st) for st in states]
+    with th.no_grad():
+        for t in range(6):
+            xs = [th.randn(B, 4) for _ in cores]
+            start = (th.rand(B) < 0.3).float()
+            got = step_cores(cores, xs, states, start)
+            with monkeypatch.context() as mp:
+                mp.setattr(native, "available", lambda: False)
+                ref = step_cores(cores, xs, ref_states, start)
+            for (out, st), (ref_out, ref_st) in zip(got, ref):
+                th.testing.assert_close(out, ref_out, atol=2e-6, rtol=1e-5)
+                for a, b in zip(st, ref_st):
+                    th.testing.assert_close(a, b, atol=2e-6, rtol=1e-5)
+            states = [st for _, st in got]
+            ref_states = [st for _, st in ref]
+
+
+def test_shapes_are_checked_before_the_c_call():
+    """The C loops trust their sizes; a mismatch is a ValueError naming the shapes, not a crash."""
+    core = MemoryCore("gru", 4, 8)
+    weights = [[core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]]
+    keep = th.ones(3, 2)
+    with th.no_grad():
+        with pytest.raises(ValueError, match=r"shape \(3, 2, 4\), got \(3, 2, 2\)"):
+            native.layer_forward("gru", keep, [th.zeros(3, 2, 2)], weights, [th.zeros(2, 8)])
+        with pytest.raises(ValueError, match=r"shape \(2, 8\), got \(2, 7\)"):
+            native.layer_forward("gru", keep, [th.zeros(3, 2, 4)], weights, [th.zeros(2, 7)])
+        with pytest.raises(ValueError, match="float32"):
+            native.layer_forward("gru", keep, [th.zeros(3, 2, 4, dtype=th.float64)], weights, [th.zeros(2, 8)])
+        with pytest.raises(ValueError, match="W_ih has 24 rows, expected 4 x hidden size 8"):
+            native.layer_forward("lstm", keep, [th.zeros(3, 2, 4)], weights, [th.zeros(2, 8)])
+        lstm = MemoryCore("lstm", 4, 8)
+        lstm_weights = [[lstm.rnn.weight_ih_l0, lstm.rnn.bias_ih_l0, lstm.rnn.weight_hh_l0, lstm.rnn.bias_hh_l0]]
+        with pytest.raises(ValueError, match="each of the 1 cores"):  # no cell state
+            native.layer_forward("lstm", keep, [th.zeros(3, 2, 4)], lstm_weights, [th.zeros(2, 8)])
