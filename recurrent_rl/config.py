@@ -108,7 +108,9 @@ class PolicyConfig(Section):
     critic_memory: Literal["separate", "shared", "none"] = setting(
         "separate", "critic reads its own memory, the actor's, or none"
     )
-    gate_bias: float = setting(0.0, "added to the initial GRU update-gate / LSTM forget-gate bias (longer memory)")
+    gate_bias: float | None = setting(
+        None, "added to the initial GRU update-gate / LSTM forget-gate bias (longer memory); null: 1 for lstm, 0 else"
+    )
     net_arch: NetArch = setting(help="head layers: a list, or {pi: [...], vf: [...]}", factory=NetArch)
     activation_fn: Literal[ACTIVATIONS] = setting("tanh", "activation of the head layers")  # type: ignore[valid-type]
     ortho_init: bool = setting(True, "orthogonal init of features extractor and heads (never the memory)")

@@ -61,7 +61,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     :param critic_memory: ``"separate"`` (own core), ``"shared"`` (reads the actor's core) or
         ``"none"`` (no memory for the critic)
     :param gate_bias: initial bias added to the GRU update gate / LSTM forget gate (see
-        :class:`recurrent_rl.memory.MemoryCore`); 0 keeps PyTorch's initialisation
+        :class:`recurrent_rl.memory.MemoryCore`); 0 keeps PyTorch's initialisation. Default
+        (None): 1.0 for ``lstm`` (the forget-gate bias of Gers et al., 2000 and Jozefowicz et al.,
+        2015), 0.0 for ``gru`` and ``rnn``
     Every other parameter is SB3's ``ActorCriticPolicy``'s (``net_arch``, ``activation_fn``,
     ``ortho_init``, ``features_extractor_class``, ...). ``ortho_init`` re-initialises the
     features extractor and heads, never the memory cores (they keep PyTorch's default init).
@@ -79,7 +81,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         hidden_size: int = 64,
         num_layers: int = 1,
         critic_memory: str = "separate",
-        gate_bias: float = 0.0,
+        gate_bias: float | None = None,
         **kwargs: Any,
     ):
         check_spaces(observation_space, action_space, type(self).__name__)
@@ -108,6 +110,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.critic_memory = critic_memory
+        if gate_bias is None:
+            # Measured on the core benchmark (CartPoleNoVel, zoo settings, 100k steps): LSTM
+            # seeds 0, 2, 4 reached 293, 299, 229 with PyTorch's init and 500, 500, ... with 1.0.
+            gate_bias = 1.0 if memory == "lstm" else 0.0
         self.gate_bias = gate_bias
         MemoryCore(memory, 1, hidden_size, num_layers, gate_bias=gate_bias)  # validates with a clear message
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)

@@ -155,3 +155,22 @@ def test_eval_callback_and_progress_bar_work_unchanged(tmp_path):
     model.learn(256, callback=callback, progress_bar=True)
     assert callback.last_mean_reward > 0 and (tmp_path / "best_model.zip").exists()
     assert list(tmp_path.glob("RecurrentPPO_1/events.out.tfevents.*"))
+
+
+def test_default_gate_bias_is_one_for_the_lstm_forget_gate_only():
+    """Policy default: LSTM forget gate bias +1 over PyTorch's init, GRU and RNN untouched;
+    an explicit value wins and survives save/load."""
+    env = make_vec_env("CartPole-v1", n_envs=2)
+    biases = {}
+    for alias, kwargs in [("MlpLstmPolicy", {}), ("MlpLstmPolicy", {"gate_bias": 0.0}), ("MlpGruPolicy", {})]:
+        th.manual_seed(0)
+        model = RecurrentPPO(alias, env, n_steps=16, batch_size=32, policy_kwargs=kwargs, seed=0)
+        biases[(alias, kwargs.get("gate_bias"))] = model.policy.actor_memory.rnn.bias_ih_l0.detach().clone()
+        assert model.policy.gate_bias == (1.0 if alias == "MlpLstmPolicy" and not kwargs else kwargs.get("gate_bias", 0.0))
+    H = 64
+    default, explicit_zero = biases[("MlpLstmPolicy", None)], biases[("MlpLstmPolicy", 0.0)]
+    th.testing.assert_close(default[H : 2 * H] - explicit_zero[H : 2 * H], th.ones(H))  # forget gate f
+    th.testing.assert_close(default[:H], explicit_zero[:H])  # input gate i untouched
+    th.testing.assert_close(default[2 * H :], explicit_zero[2 * H :])
+    gru = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32)
+    assert gru.policy.gate_bias == 0.0
