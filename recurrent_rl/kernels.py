@@ -1,14 +1,18 @@
-"""CPU kernels: GRU, LSTM and Elman RNN layers over whole sequences, with per-step resets.
+"""CPU sequence kernels: GRU, LSTM and Elman RNN layers over whole sequences, with per-step resets.
 
-Why: for the small batches of RL (T=32, B=8, H=64) a recurrent core costs what its per-step
-operator calls cost, not what its arithmetic costs. On CPU PyTorch runs ``nn.GRU`` through a
-generic loop whose autograd graph has about fifteen nodes per step; ``nn.LSTM`` goes through
-oneDNN, which is fast but cannot reset the state in the middle of a sequence, so batches with
-episode starts must be cut and padded first. These kernels keep the torch modules' parameters
-and math but record one autograd node per layer: the input projection is one matmul over all
-steps, and the time loop, forward and backward (written out by hand), runs in NumPy on the
-same memory, whose per-call overhead on tiny arrays is a fraction of torch's. Several cores of
-the same kind and shape fed the same resets (an actor's and a critic's memory) run stacked in
+:func:`run_sequences` is the entry point: float32 batches go to the compiled layers of
+:mod:`recurrent_rl.native` (one C call per layer for all cores) when the library is built;
+float64 batches, and every batch on a machine without a C compiler, run the NumPy loops below.
+
+Why kernels at all: for the small batches of RL (T=32, B=8, H=64) a recurrent core costs what
+its per-step operator calls cost, not what its arithmetic costs. On CPU PyTorch runs ``nn.GRU``
+through a generic loop whose autograd graph has about fifteen nodes per step; ``nn.LSTM`` goes
+through oneDNN, which is fast but cannot reset the state in the middle of a sequence, so batches
+with episode starts must be cut and padded first. These kernels keep the torch modules'
+parameters and math but record one autograd node per layer: the input projection is one matmul
+over all steps, and the time loop, forward and backward (written out by hand), runs in NumPy on
+the same memory, whose per-call overhead on tiny arrays is a fraction of torch's. Several cores
+of the same kind and shape fed the same resets (an actor's and a critic's memory) run stacked in
 one loop, so the per-step cost is paid once.
 
 Resets are a mask on the carried state (``keep[t] = 0`` zeroes it before step t). The loops run

@@ -163,8 +163,9 @@ def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
     """Whether a sequence call goes through the CPU kernels (else torch modules on segments).
 
     Measured with ``python -m benchmarks.kernels`` (T=32, B=8, H=64, actor+critic, forward and
-    backward, 2-core CPU): kernels 2.98 / 4.95 / 1.45 ms for gru / lstm / rnn against 10.40 /
-    5.43 / 4.31 ms for the torch modules on padded segments (oneDNN for the LSTM).
+    backward, 2-core CPU under load): compiled layers 2.41 / 3.07 / 1.28 ms for gru / lstm / rnn,
+    the NumPy fallback 6.41 / 7.91 / 3.07 ms, the torch modules on padded segments 24.0 / 11.9 /
+    8.9 ms (oneDNN for the LSTM).
     """
     return core.use_kernels and kernels.supported(core.rnn, x)
 
