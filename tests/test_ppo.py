@@ -134,8 +134,15 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_model(tmp_path):
     assert all(th.isfinite(p).all() for p in reloaded.policy.parameters())
 
 
-ZOO_SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, learning_rate=1e-3)
+def linear(start: float):
+    return lambda progress: start * progress
+
+
+# rl-baselines3-zoo's tuned CartPoleNoVel-v1 settings (the default preset and the core benchmark)
+ZOO_SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98,
+                    learning_rate=linear(1e-3), clip_range=linear(0.2))  # fmt: skip
 ZOO_POLICY = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
+LEARNING_BUDGET = 100_000
 
 
 def evaluate_on_cartpole_novel(model, train_env: VecNormalize) -> float:
@@ -146,18 +153,29 @@ def evaluate_on_cartpole_novel(model, train_env: VecNormalize) -> float:
 
 
 @pytest.mark.slow
-def test_gru_learns_cartpole_without_velocities_and_mlp_does_not():
-    """Memoryless ceiling is about 42 (DESIGN.md); memory must clearly pass it at the same budget."""
-    budget = 40_960
-    env = VecNormalize(make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=8, seed=0))
-    gru = RecurrentPPO("MlpGruPolicy", env, seed=0, policy_kwargs=dict(hidden_size=64, **ZOO_POLICY), **ZOO_SETTINGS)
-    gru.learn(budget)
-    gru_return = evaluate_on_cartpole_novel(gru, env)
+def test_gru_learns_cartpole_without_velocities():
+    """The memoryless ceiling is about 42 (DESIGN.md); a GRU must clearly pass it.
 
-    mlp_env = VecNormalize(make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=8, seed=0))
-    mlp = PPO("MlpPolicy", mlp_env, seed=0, policy_kwargs=ZOO_POLICY, **ZOO_SETTINGS)
-    mlp.learn(budget)
-    mlp_return = evaluate_on_cartpole_novel(mlp, mlp_env)
-    print(f"GRU {gru_return:.1f}  MLP {mlp_return:.1f}")
-    assert gru_return >= 150, gru_return
+    Two seeds, judged by their mean: results per seed move with float rounding (the compiled
+    layers are built for the CPU they run on), and at this budget single seeds measured here
+    ended between 153 and 500 (seeds 0-9, compiled and NumPy layers), most at 500.
+    """
+    returns = []
+    for seed in (0, 1):
+        env = VecNormalize(make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=8, seed=seed))
+        gru = RecurrentPPO("MlpGruPolicy", env, seed=seed, policy_kwargs=dict(hidden_size=64, **ZOO_POLICY), **ZOO_SETTINGS)
+        gru.learn(LEARNING_BUDGET)
+        returns.append(evaluate_on_cartpole_novel(gru, env))
+    print("GRU returns", returns)
+    assert np.mean(returns) >= 150, returns
+
+
+@pytest.mark.slow
+def test_mlp_ppo_stays_at_the_memoryless_ceiling_at_the_same_budget():
+    """The task needs memory: SB3's MLP PPO with the same settings and budget cannot solve it."""
+    env = VecNormalize(make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=8, seed=0))
+    mlp = PPO("MlpPolicy", env, seed=0, policy_kwargs=ZOO_POLICY, **ZOO_SETTINGS)
+    mlp.learn(LEARNING_BUDGET)
+    mlp_return = evaluate_on_cartpole_novel(mlp, env)
+    print(f"MLP {mlp_return:.1f}")
     assert mlp_return <= 80, mlp_return
