@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 
@@ -39,6 +40,25 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, wh
             f"{who} does not support the action space {action_space}; supported: "
             f"{_names(SUPPORTED_ACTION_SPACES)}. Wrap the env to expose one of these."
         )
+
+
+def check_finite_observations(obs: Any, where: str) -> None:
+    """Raise ``ValueError`` if a float observation batch holds nan or inf.
+
+    torch's distributions no longer validate their parameters here (see
+    ``RecurrentActorCriticPolicy._get_action_dist_from_latent``), so a nan observation would
+    otherwise surface as an error from deep inside torch's sampler, or as nan actions.
+    """
+    arrays = obs.items() if isinstance(obs, dict) else [(None, obs)]
+    for key, array in arrays:
+        array = np.asarray(array)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = sorted({int(i) for i in np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[:, 0]})
+            entry = f" entry {key!r}" if key is not None else ""
+            raise ValueError(
+                f"{where}: the observation{entry} holds nan or inf (batch rows {bad[:8]}). The env produced it: "
+                "find where with SB3's VecCheckNan wrapper, or clip the observation in a wrapper."
+            )
 
 
 def check_finite_gradients(optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:

@@ -353,16 +353,30 @@ def step_compiled(
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...]]]:
     """One step of each module, no autograd (rollouts, predict): ``xs`` (B, F) per module, ``keep``
     (B,); returns per module the output (B, H) and the next state. Needs float32 and the
-    compiled library (:func:`recurrent_rl.native.available`)."""
-    kind, n = _kind(rnns[0]), len(rnns)
-    keep = keep.float().reshape(1, -1).contiguous()
-    inputs = [x.contiguous().unsqueeze(0) for x in xs]  # (1, B, F)
+    compiled library (:func:`recurrent_rl.native.available`).
+
+    Every rollout step pays this path, so it avoids tensor operations it does not need: with
+    one layer, the (1, B, H) outputs of the compiled call are the next states as they are.
+    """
+    kind, n, L = _kind(rnns[0]), len(rnns), rnns[0].num_layers
+    keep = keep.reshape(1, -1)
+    if not keep.is_contiguous():
+        keep = keep.contiguous()
+    inputs = [x.unsqueeze(0) if x.is_contiguous() else x.contiguous().unsqueeze(0) for x in xs]  # (1, B, F)
+    flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
+    if L == 1:
+        weights = [[fw[0], fw[2], fw[1], fw[3]] for fw in flat]  # as _WEIGHT_NAMES
+        h0s = [s[0][0].contiguous() for s in states]  # (B, H)
+        c0s = [s[1][0].contiguous() for s in states] if kind == "lstm" else None
+        outs, c_lasts, _ = native.layer_forward(kind, keep, inputs, weights, h0s, c0s, save=False)
+        if c_lasts is None:
+            return [(outs[c][0], (outs[c],)) for c in range(n)]
+        return [(outs[c][0], (outs[c], c_lasts[c].unsqueeze(0))) for c in range(n)]
     hs: list[list[th.Tensor]] = [[] for _ in range(n)]
     cs: list[list[th.Tensor]] = [[] for _ in range(n)]
-    flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
-    for layer in range(rnns[0].num_layers):
+    for layer in range(L):
         i = 4 * layer
-        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]  # as _WEIGHT_NAMES
+        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]
         h0s = [s[0][layer].contiguous() for s in states]
         c0s = [s[1][layer].contiguous() for s in states] if kind == "lstm" else None
         inputs, c_lasts, _ = native.layer_forward(kind, keep, inputs, weights, h0s, c0s, save=False)
@@ -377,14 +391,12 @@ def step_compiled(
 _WEIGHT_NAMES = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
 
 
+def supported_module(rnn: nn.RNNBase) -> bool:
+    """Whether :func:`run_sequences` handles this module (any CPU float input)."""
+    kind_ok = isinstance(rnn, (nn.GRU, nn.LSTM)) or (isinstance(rnn, nn.RNN) and rnn.nonlinearity == "tanh")
+    return kind_ok and rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
+
+
 def supported(rnn: nn.RNNBase, x: th.Tensor) -> bool:
     """Whether :func:`run_sequences` handles this module and input."""
-    kind_ok = isinstance(rnn, (nn.GRU, nn.LSTM)) or (isinstance(rnn, nn.RNN) and rnn.nonlinearity == "tanh")
-    return (
-        kind_ok
-        and x.device.type == "cpu"
-        and x.dtype in (th.float32, th.float64)
-        and rnn.bias
-        and not rnn.bidirectional
-        and getattr(rnn, "proj_size", 0) == 0
-    )
+    return supported_module(rnn) and x.is_cpu and x.dtype in (th.float32, th.float64)

@@ -80,6 +80,7 @@ class MemoryCore(nn.Module):
                     getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size] += gate_bias
         # CPU sequence kernels (kernels.py); off = torch modules on episode segments, as on GPUs
         self.use_kernels = True
+        self._kernel_module = kernels.supported_module(self.rnn)  # fixed by the constructor
 
     @property
     def n_state_tensors(self) -> int:
@@ -167,17 +168,20 @@ def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
     the NumPy fallback 6.41 / 7.91 / 3.07 ms, the torch modules on padded segments 24.0 / 11.9 /
     8.9 ms (oneDNN for the LSTM).
     """
-    return core.use_kernels and kernels.supported(core.rnn, x)
+    return core.use_kernels and core._kernel_module and x.is_cpu and x.dtype in (th.float32, th.float64)
 
 
 def _steps_compiled(core: MemoryCore, x: th.Tensor) -> bool:
     """Whether a single step goes through the compiled layers: no gradient needed (rollouts,
-    predict), float32 on the CPU, and the library built. Else torch's cell functions."""
+    predict), float32 on the CPU, and the library built. Else torch's cell functions.
+    (Every rollout step asks, so only plain attributes are read.)"""
     return (
-        not th.is_grad_enabled()
-        and x.dtype == th.float32
+        core.use_kernels
+        and core._kernel_module
+        and x.dtype is th.float32
+        and x.is_cpu
+        and not th.is_grad_enabled()
         and not (core.training and core.rnn.dropout > 0)
-        and _takes_kernel(core, x)
         and native.available()
     )
 
@@ -197,8 +201,9 @@ def step_cores(
 
 def _same_shape(core: MemoryCore, other: MemoryCore) -> bool:
     return (
-        type(core.rnn) is type(other.rnn)
-        and core.rnn.weight_hh_l0.shape == other.rnn.weight_hh_l0.shape
+        core.memory == other.memory
+        and core.input_size == other.input_size
+        and core.hidden_size == other.hidden_size
         and core.num_layers == other.num_layers
     )
 

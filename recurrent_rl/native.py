@@ -33,8 +33,8 @@ import torch as th
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 SOURCE = Path(__file__).parent / "csrc" / "recurrent.c"
-FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-std=gnu99", "-fPIC", "-shared")
-# C function -> number of pointer arguments after the sizes T, C, B, F, H
+FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-std=gnu99", "-fPIC", "-shared", "-pthread")
+# C function -> number of pointer arguments after threads and the sizes T, C, B, F, H
 _FUNCTIONS = {
     "gru_forward": 15,
     "gru_backward": 19,
@@ -120,7 +120,7 @@ def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     for name, n_pointers in _FUNCTIONS.items():
         fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_int] * 5 + [ctypes.c_void_p] * n_pointers
+        fn.argtypes = [ctypes.c_int] * 6 + [ctypes.c_void_p] * n_pointers
         fn.restype = None
     return lib
 
@@ -147,6 +147,54 @@ def available() -> bool:
 
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+
+# Below this many (step, column) pairs per core, handing half the cores to the helper thread
+# costs more than it saves (measured with benchmarks/kernels.py; see threads_for).
+PARALLEL_MIN_ROWS = 64
+
+
+def threads_for(n_cores: int, rows: int) -> int:
+    """Threads for one call over ``n_cores`` cores of ``rows`` = T * B rows each (see
+    :func:`kernel_threads`): 1 for a single core or too little work."""
+    if n_cores < 2 or rows < PARALLEL_MIN_ROWS or kernel_threads() < 2:
+        return 1
+    if th.get_num_threads() > 1:
+        # torch's own thread pool then holds the second core: measured on the core benchmark,
+        # the update takes 104 ms per rollout with both against 49 ms with torch on one thread
+        _warn_once(
+            "recurrent_rl: kernel threads 2 needs torch on one thread (torch.set_num_threads(1)); torch has "
+            f"{th.get_num_threads()}, so the compiled layers run on one thread"
+        )
+        return 1
+    return 2
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+_THREADS: list[int] = []  # set by set_kernel_threads, else read from the environment once
+
+
+def kernel_threads() -> int:
+    """How many threads a compiled call may use: ``RECURRENT_RL_THREADS`` (default 1), or what
+    :func:`set_kernel_threads` set. Two threads run the actor's and the critic's cores side by
+    side; more than two add nothing (a call has at most that many independent cores here)."""
+    if not _THREADS:
+        value = os.environ.get("RECURRENT_RL_THREADS", "1").strip()
+        try:
+            _THREADS.append(max(1, int(value)))
+        except ValueError:
+            raise ValueError(f"RECURRENT_RL_THREADS={value!r} is not a number; set it to 1 or 2") from None
+    return _THREADS[0]
+
+
+def set_kernel_threads(n: int) -> None:
+    """Let the compiled layers use ``n`` threads (1: all cores on the calling thread)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"kernel threads must be a positive integer, got {n!r}")
+    _THREADS[:] = [n]
 
 
 def _ptrs(tensors: list[th.Tensor | None]) -> Any:
@@ -212,6 +260,8 @@ def layer_forward(
     saved_sizes = {"gru": [H, 2 * H, H, H], "lstm": [H, H, G, H], "rnn": [H]}[kind]
     saved_sizes = [C * T * B * n for n in saved_sizes]
     scratch_sizes = {"gru": [T * B * G, max(F, H) * G, B * G], "lstm": [max(F, H) * G], "rnn": [max(F, H) * H]}[kind]
+    scratch_sizes = [C * n for n in scratch_sizes]  # one block per core: the cores may run in parallel
+    threads = threads_for(C, T * B)
     buffer = new(sum(saved_sizes) + sum(scratch_sizes))
     ptr = _offsets(buffer, saved_sizes + scratch_sizes)
     saved: tuple[th.Tensor, ...] = ()
@@ -220,15 +270,15 @@ def layer_forward(
                   "lstm": [(C, T, B, H), (C, T, B, H), (C, T, B, G), (C, T, B, H)], "rnn": [(C, T, B, H)]}[kind]  # fmt: skip
         saved = tuple(part.view(shape) for part, shape in zip(buffer.split(saved_sizes + [sum(scratch_sizes)]), shapes))
     if kind == "gru":  # saved: prev, rz, cand, ghn; scratch: gi, wt, g
-        lib.gru_forward(T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[4], ptr[5], ptr[6], ptr[0],
+        lib.gru_forward(threads, T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[4], ptr[5], ptr[6], ptr[0],
                         ptr[1], ptr[2], ptr[3], out_p)  # fmt: skip
         return outs, None, saved
     if kind == "lstm":  # saved: prev_h, prev_c, acts, tanh_c; scratch: wt
         c_all = new(C, B, H)
-        lib.lstm_forward(T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, _ptrs(c0s), keep_p, ptr[4],  # type: ignore[arg-type]
+        lib.lstm_forward(threads, T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, _ptrs(c0s), keep_p, ptr[4],  # type: ignore[arg-type]
                          ptr[0], ptr[1], ptr[2], ptr[3], out_p, _offsets(c_all, [B * H] * C))  # fmt: skip
         return outs, list(c_all.unbind(0)), saved
-    lib.rnn_forward(T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[1], ptr[0], out_p)
+    lib.rnn_forward(threads, T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[1], ptr[0], out_p)
     return outs, None, saved
 
 
@@ -243,7 +293,7 @@ def _offsets(buffer: th.Tensor, sizes: list[int]) -> Any:
 
 def _check(kind: str, expected: list[tuple[th.Tensor, tuple[int, ...]]], F: int, H: int) -> None:
     for t, shape in expected:
-        if t.shape != shape or t.dtype != th.float32 or not t.is_contiguous() or t.device.type != "cpu":
+        if t.shape != shape or t.dtype is not th.float32 or not t.is_cpu or not t.is_contiguous():
             raise ValueError(
                 f"compiled {kind} layer: expected a contiguous float32 CPU tensor of shape {shape}, got "
                 f"{tuple(t.shape)} {t.dtype} on {t.device} (input features {F}, hidden size {H})"
@@ -286,26 +336,26 @@ class Layer(th.autograd.Function):
         dw_ih, db_ih, dw_hh, db_hh = ([new(G, F) for _ in range(n)], [new(G) for _ in range(n)],
                                       [new(G, H) for _ in range(n)], [new(G) for _ in range(n)])  # fmt: skip
         dh0s = [new(B, H) for _ in range(n)]
-        common = (T, n, B, F, H, _ptrs(xs), _ptrs(w_ih), _ptrs(w_hh), keep.data_ptr())
+        common = (threads_for(n, T * B), T, n, B, F, H, _ptrs(xs), _ptrs(w_ih), _ptrs(w_hh), keep.data_ptr())
         out_ptrs = (_ptrs(dxs), _ptrs(dw_ih), _ptrs(db_ih), _ptrs(dw_hh), _ptrs(db_hh), _ptrs(dh0s))
-        tr, dh = new(max(F, H), G), new(B, H)
+        tr, dh = new(n, max(F, H), G), new(n, B, H)  # scratch: one block per core
         dc0s: list[th.Tensor] = []
         if kind == "gru":
             prev, rz, cand, ghn = saved
-            ggi, ggh = new(T, B, G), new(T, B, G)
+            ggi, ggh = new(n, T, B, G), new(n, T, B, G)
             lib.gru_backward(*common, prev.data_ptr(), rz.data_ptr(), cand.data_ptr(), ghn.data_ptr(), _ptrs(d_out),
                              ggi.data_ptr(), ggh.data_ptr(), tr.data_ptr(), dh.data_ptr(), *out_ptrs)  # fmt: skip
         elif kind == "lstm":
             prev_h, prev_c, acts, tanh_c = saved
             dc_last = [g.contiguous() for g in grads[n:]]
             dc0s = [new(B, H) for _ in range(n)]
-            gp = new(T, B, G)
+            gp = new(n, T, B, G)
             lib.lstm_backward(*common, prev_h.data_ptr(), prev_c.data_ptr(), acts.data_ptr(), tanh_c.data_ptr(),
                               _ptrs(d_out), _ptrs(dc_last), gp.data_ptr(), tr.data_ptr(), dh.data_ptr(), *out_ptrs,
                               _ptrs(dc0s))  # fmt: skip
         else:
             (prev,) = saved
-            ga = new(T, B, H)
+            ga = new(n, T, B, H)
             lib.rnn_backward(*common, prev.data_ptr(), _ptrs(outs), _ptrs(d_out), ga.data_ptr(), tr.data_ptr(),
                              dh.data_ptr(), *out_ptrs)  # fmt: skip
         return (None, None, None, *dxs, *dw_ih, *db_ih, *dw_hh, *db_hh, *dh0s, *dc0s)

@@ -24,7 +24,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from recurrent_rl.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
-from recurrent_rl.errors import check_spaces
+from recurrent_rl.errors import check_finite_observations, check_spaces
 from recurrent_rl.memory import select_state
 from recurrent_rl.policies import POLICY_ALIASES, RecurrentActorCriticPolicy, RecurrentState
 from recurrent_rl.sequences import check_sequence_sizes
@@ -149,6 +149,7 @@ class RecurrentPPO(PPO):
             if n_steps % rollout_buffer.sequence_length == 0:
                 rollout_buffer.add_chunk_start_state(state)
 
+            check_finite_observations(self._last_obs, "RecurrentPPO rollout")
             with th.no_grad():
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
                 starts = th.as_tensor(self._last_episode_starts, dtype=th.float32, device=self.device)

@@ -29,7 +29,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from recurrent_rl import runs
+from recurrent_rl import native, runs
 from recurrent_rl.callbacks import MemoryDiagnostics, PeriodicCheckpoint, PeriodicEvaluation, StopFlag, StopOnFlag
 from recurrent_rl.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
 from recurrent_rl.errors import NonFiniteLossError
@@ -196,6 +196,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None =
                 f"or continue that run with: recurrent-rl train --resume {path}"
             )
     th.set_num_threads(config.torch_threads)  # small recurrent nets run fastest on one thread
+    native.set_kernel_threads(config.kernel_threads)
     config = resolve_encoder(config)
     env = make_training_env(config, config.seed)
     try:
@@ -237,6 +238,7 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
             f"Start it again: recurrent-rl train --config {run_dir / runs.CONFIG}"
         )
     th.set_num_threads(config.torch_threads)
+    native.set_kernel_threads(config.kernel_threads)
     try:
         done = int(json.loads((checkpoint / runs.CHECKPOINT_STATE).read_text(encoding="utf-8"))["num_timesteps"])
     except (OSError, ValueError, KeyError, TypeError) as error:

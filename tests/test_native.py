@@ -3,6 +3,7 @@ clear fallback when they cannot be built."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -47,6 +48,92 @@ def test_compiled_equals_numpy_kernels(memory, H, monkeypatch):
             th.testing.assert_close(sa, sb, atol=2e-6, rtol=1e-5)
     for ga, gb in zip(compiled_grads, numpy_grads):
         th.testing.assert_close(ga, gb, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("n_cores", [2, 3])
+def test_cores_on_two_threads_equal_one_thread(memory, n_cores):
+    """With two threads the helper runs some of the cores: outputs, final states and gradients
+    are bit-identical to one thread (each core's arithmetic is the same), for an odd split too."""
+    th.manual_seed(n_cores)
+    T, B, F, H = 16, 8, 3, 24  # T * B = 128 rows: above native.PARALLEL_MIN_ROWS
+    assert T * B >= native.PARALLEL_MIN_ROWS
+    cores = [MemoryCore(memory, F, H) for _ in range(n_cores)]
+    xs = [th.randn(T, B, F, requires_grad=True) for _ in cores]
+    states = [tuple(th.randn_like(s) for s in c.initial_state(B)) for c in cores]
+    starts = (th.rand(T, B) < 0.2).float()
+    params = [*xs, *(p for c in cores for p in c.parameters())]
+
+    def run(threads):
+        with kernel_threads(threads):
+            assert native.threads_for(n_cores, T * B) == threads
+            outs = forward_cores(cores, xs, states, starts)
+            loss = sum((o.square().sum() + sum(s.sum() for s in final)) for o, final in outs)
+            return [o for o, _ in outs] + [s for _, final in outs for s in final] + list(th.autograd.grad(loss, params))
+
+    for _ in range(3):  # the helper thread is reused across calls
+        for a, b in zip(run(1), run(2)):
+            assert th.equal(a, b)
+
+
+@contextlib.contextmanager
+def kernel_threads(n: int):
+    """Compiled layers on ``n`` threads (torch on one, as two kernel threads need)."""
+    previous_torch, previous = th.get_num_threads(), native.kernel_threads()
+    th.set_num_threads(1)
+    native.set_kernel_threads(n)
+    try:
+        yield
+    finally:
+        native.set_kernel_threads(previous)
+        th.set_num_threads(previous_torch)
+
+
+def test_two_kernel_threads_need_torch_on_one_thread():
+    """With torch's own pool on the second core the helper would fight it: warn, use one thread."""
+    previous_torch, previous = th.get_num_threads(), native.kernel_threads()
+    try:
+        native.set_kernel_threads(2)
+        th.set_num_threads(2)
+        native._warn_once.cache_clear()
+        with pytest.warns(RuntimeWarning, match=r"torch.set_num_threads\(1\)"):
+            assert native.threads_for(2, 256) == 1
+        th.set_num_threads(1)
+        assert native.threads_for(2, 256) == 2
+        assert native.threads_for(1, 256) == 1 and native.threads_for(2, native.PARALLEL_MIN_ROWS - 1) == 1
+    finally:
+        native.set_kernel_threads(previous)
+        th.set_num_threads(previous_torch)
+    with pytest.raises(ValueError, match="positive integer"):
+        native.set_kernel_threads(0)
+
+
+def _two_thread_forward(queue) -> None:
+    th.set_num_threads(1)
+    native.set_kernel_threads(2)
+    cores = [MemoryCore("gru", 3, 16) for _ in range(2)]
+    xs = [th.randn(32, 8, 3) for _ in cores]
+    with th.no_grad():
+        outs = forward_cores(cores, xs, [c.initial_state(8) for c in cores], th.zeros(32, 8))
+    queue.put(float(outs[1][0].abs().sum()))
+
+
+def test_a_forked_child_starts_its_own_helper_thread():
+    """A child forked after the helper thread started (SubprocVecEnv with fork, multiprocessing)
+    has no helper; its first two-thread call must start one instead of waiting forever."""
+    import multiprocessing
+
+    with kernel_threads(2):
+        _two_thread_forward(multiprocessing.Queue())  # the parent's helper is running now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_two_thread_forward, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in a two-thread kernel call")
+    assert child.exitcode == 0 and queue.get(timeout=5) > 0
 
 
 @pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])

@@ -134,6 +134,27 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_model(tmp_path):
     assert all(th.isfinite(p).all() for p in reloaded.policy.parameters())
 
 
+class NaNObservationAfter(NaNRewardAfter):
+    """Observations become nan after ``after`` steps in total."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        reward = 0.0
+        if self.total > self.after:
+            obs = np.full(2, np.nan, dtype=np.float32)
+        return obs, reward, terminated, truncated, info
+
+
+def test_a_nan_observation_is_named_in_rollouts_and_predict():
+    env = make_vec_env(lambda: NaNObservationAfter(after=40), n_envs=2)
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=0)
+    with pytest.raises(ValueError, match=r"rollout: the observation holds nan or inf \(batch rows \[0, 1\]\).*VecCheckNan"):
+        model.learn(200)
+    obs = np.array([[0.1, np.inf]], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"predict\(\): the observation holds nan or inf \(batch rows \[0\]\)"):
+        model.predict(obs)
+
+
 def linear(start: float):
     return lambda progress: start * progress
 

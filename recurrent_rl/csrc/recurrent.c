@@ -17,6 +17,7 @@
  * i f g o for LSTM, tanh for the Elman RNN; the results equal stepping nn.GRU / nn.LSTM / nn.RNN
  * with the state multiplied by keep[t] before step t.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -207,215 +208,498 @@ static void scale_rows(int B, int H, float *restrict h, const float *restrict ke
     }
 }
 
+/* ---------------------------------------------------------------- cores in parallel */
+
+/* The cores of one call (an actor's and a critic's memory) share nothing but the resets, so
+ * with threads > 1 the first half of them runs on a helper thread while the caller runs the
+ * rest: no synchronisation inside the time loop, one hand-off per call. Each core's arithmetic
+ * is the same either way, so results do not depend on the thread count.
+ *
+ * The hand-off must cost little next to a call (~150 us per core at T=32, B=8, H=64), and
+ * waking a sleeping thread costs tens of microseconds (more in a VM), so after each job the
+ * helper keeps polling for the next one for SPIN_NS (a PPO update calls every few hundred
+ * microseconds), yielding the CPU while it polls, and only then sleeps on a condition
+ * variable. A caller that finds the helper in use by another thread runs every core itself. */
+
+#include <sched.h>
+#include <time.h>
+
+typedef void (*core_fn)(const void *args, int c);
+
+enum { SPIN_NS = 3000000 };
+
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;  /* held by the caller using the helper */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;  /* guards sleeping / waking */
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static int pool_started = 0, pool_failed = 0, pool_sleeping = 0;
+static unsigned long pool_posted = 0, pool_finished = 0;      /* atomic */
+static core_fn pool_fn;
+static const void *pool_args;
+static int pool_first, pool_last;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void *pool_main(void *unused) {
+    (void)unused;
+    unsigned long seen = 0;
+    for (;;) {
+        /* poll for the next job for SPIN_NS, then sleep until one is posted */
+        int64_t deadline = now_ns() + SPIN_NS;
+        for (unsigned spins = 0; __atomic_load_n(&pool_posted, __ATOMIC_ACQUIRE) == seen; spins++) {
+            if (spins < 256) {
+                cpu_relax();
+                continue;
+            }
+            sched_yield();
+            if ((spins & 63) == 0 && now_ns() > deadline) {
+                pthread_mutex_lock(&pool_lock);
+                pool_sleeping = 1;
+                while (__atomic_load_n(&pool_posted, __ATOMIC_ACQUIRE) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+                pool_sleeping = 0;
+                pthread_mutex_unlock(&pool_lock);
+                break;
+            }
+        }
+        seen = __atomic_load_n(&pool_posted, __ATOMIC_ACQUIRE);
+        for (int c = pool_first; c < pool_last; c++) pool_fn(pool_args, c);
+        __atomic_store_n(&pool_finished, seen, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* A forked child has no helper thread: start a new one there on first use. */
+static void pool_after_fork_child(void) {
+    pthread_mutex_init(&pool_busy, NULL);
+    pthread_mutex_init(&pool_lock, NULL);
+    pthread_cond_init(&pool_wake, NULL);
+    pool_started = pool_failed = pool_sleeping = 0;
+    pool_posted = pool_finished = 0;
+}
+
+static int pool_start(void) {  /* called with pool_busy held */
+    if (pool_started) return 1;
+    if (pool_failed) return 0;
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    const int failed = pthread_create(&thread, &attr, pool_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (failed) {
+        pool_failed = 1;  /* no threads: run serially from now on */
+        return 0;
+    }
+    static int registered = 0;
+    if (!registered) {
+        pthread_atfork(NULL, NULL, pool_after_fork_child);
+        registered = 1;
+    }
+    pool_started = 1;
+    return 1;
+}
+
+static void for_cores(int C, int threads, core_fn fn, const void *args) {
+    if (threads < 2 || C < 2 || pthread_mutex_trylock(&pool_busy) != 0) {
+        for (int c = 0; c < C; c++) fn(args, c);
+        return;
+    }
+    if (!pool_start()) {
+        pthread_mutex_unlock(&pool_busy);
+        for (int c = 0; c < C; c++) fn(args, c);
+        return;
+    }
+    const int split = C / 2;  /* helper: cores [0, split), caller: [split, C) */
+    pool_fn = fn;
+    pool_args = args;
+    pool_first = 0;
+    pool_last = split;
+    const unsigned long id = __atomic_add_fetch(&pool_posted, 1, __ATOMIC_ACQ_REL);  /* publishes the fields */
+    pthread_mutex_lock(&pool_lock);
+    if (pool_sleeping) pthread_cond_signal(&pool_wake);
+    pthread_mutex_unlock(&pool_lock);
+    for (int c = split; c < C; c++) fn(args, c);
+    for (unsigned spins = 0; __atomic_load_n(&pool_finished, __ATOMIC_ACQUIRE) != id; spins++) {
+        if (spins < 256) cpu_relax();
+        else sched_yield();
+    }
+    pthread_mutex_unlock(&pool_busy);
+}
+
+/* Every entry point takes (threads, T, C, B, F, H) first; scratch arrays hold one block per core. */
+
 /* ---------------------------------------------------------------- GRU */
 
-/* Saves per core and step: prev (C,T,B,H) state after the reset, rz (C,T,B,2H) gates r and z,
- * cand (C,T,B,H) n, ghn (C,T,B,H) = h W_hn^T + b_hn. Scratch: gi (T,B,3H), wt (max(F,H), 3H),
- * g (B,3H). */
-void gru_forward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh, cptrs b_hh,
-                 cptrs h0, const float *restrict keep, float *restrict gi, float *restrict wt, float *restrict g,
-                 float *restrict prev, float *restrict rz, float *restrict cand, float *restrict ghn, ptrs out) {
+/* One core: x (T,B,F), weights, h0 (B,H); writes this core's saved arrays prev, cand, ghn
+ * (T,B,H), rz (T,B,2H) and out (T,B,H). Scratch: gi (T,B,3H), wt (max(F,H), 3H), g (B,3H).
+ * (Per-core arrays arrive as restrict parameters: GCC honours restrict on parameters, not on
+ * local pointers, and the gate loops only vectorize with it.) */
+static void gru_forward_one(int T, int B, int F, int H, const float *restrict x, const float *restrict w_ih,
+                            const float *restrict b_ih, const float *restrict w_hh, const float *restrict bh,
+                            const float *restrict h0, const float *restrict keep, float *restrict gi,
+                            float *restrict wt, float *restrict g, float *restrict prev, float *restrict rz,
+                            float *restrict cand, float *restrict ghn, float *restrict o) {
     const int G = 3 * H;
     const int64_t TB = (int64_t)T * B;
-    for (int c = 0; c < C; c++) {
-        linear(TB, F, G, x[c], w_ih[c], b_ih[c], NULL, wt, gi);
-        transpose(G, H, w_hh[c], wt);  /* wt (H, G) from here on */
-        const float *restrict bh = b_hh[c];
-        float *restrict o = out[c];
-        for (int t = 0; t < T; t++) {
-            const int64_t row = (int64_t)c * TB + (int64_t)t * B;  /* (c, t, b=0) in the saved arrays */
-            float *restrict hp = prev + row * H;
-            reset_rows(B, H, t == 0 ? h0[c] : o + (int64_t)(t - 1) * B * H, keep + (int64_t)t * B, hp);
-            for (int b = 0; b < B; b++) memcpy(g + (int64_t)b * G, bh, sizeof(float) * G);
-            matmul_acc(B, H, G, hp, wt, g);
-            for (int b = 0; b < B; b++) {
-                const float *restrict gib = gi + ((int64_t)t * B + b) * G, *restrict gb = g + (int64_t)b * G;
-                const float *restrict hpb = hp + (int64_t)b * H;
-                float *restrict rzb = rz + (row + b) * 2 * H, *restrict nb = cand + (row + b) * H;
-                float *restrict ghnb = ghn + (row + b) * H, *restrict ob = o + ((int64_t)t * B + b) * H;
-                for (int j = 0; j < 2 * H; j++) rzb[j] = sigmoid_f(gib[j] + gb[j]);
-                for (int j = 0; j < H; j++) {
-                    ghnb[j] = gb[2 * H + j];
-                    const float n = tanh_f(gib[2 * H + j] + rzb[j] * gb[2 * H + j]);
-                    nb[j] = n;
-                    ob[j] = n + rzb[H + j] * (hpb[j] - n);
-                }
+    linear(TB, F, G, x, w_ih, b_ih, NULL, wt, gi);
+    transpose(G, H, w_hh, wt);  /* wt (H, G) from here on */
+    for (int t = 0; t < T; t++) {
+        const int64_t row = (int64_t)t * B;
+        float *restrict hp = prev + row * H;
+        reset_rows(B, H, t == 0 ? h0 : o + (int64_t)(t - 1) * B * H, keep + row, hp);
+        for (int b = 0; b < B; b++) memcpy(g + (int64_t)b * G, bh, sizeof(float) * G);
+        matmul_acc(B, H, G, hp, wt, g);
+        for (int b = 0; b < B; b++) {
+            const float *restrict gib = gi + (row + b) * G, *restrict gb = g + (int64_t)b * G;
+            const float *restrict hpb = hp + (int64_t)b * H;
+            float *restrict rzb = rz + (row + b) * 2 * H, *restrict nb = cand + (row + b) * H;
+            float *restrict ghnb = ghn + (row + b) * H, *restrict ob = o + (row + b) * H;
+            for (int j = 0; j < 2 * H; j++) rzb[j] = sigmoid_f(gib[j] + gb[j]);
+            for (int j = 0; j < H; j++) {
+                ghnb[j] = gb[2 * H + j];
+                const float n = tanh_f(gib[2 * H + j] + rzb[j] * gb[2 * H + j]);
+                nb[j] = n;
+                ob[j] = n + rzb[H + j] * (hpb[j] - n);
             }
         }
     }
 }
 
-/* d_out: per core (T,B,H), the gradient wrt the outputs. Writes per core dx (T,B,F) (entries may
- * be NULL), dw_ih (3H,F), db_ih (3H), dw_hh (3H,H), db_hh (3H), dh0 (B,H). Scratch: ggi and ggh
- * (T,B,3H), tr (max(F,H), 3H), dh (B,H). */
-void gru_backward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh, const float *restrict keep,
-                  const float *restrict prev, const float *restrict rz, const float *restrict cand,
-                  const float *restrict ghn, cptrs d_out, float *restrict ggi, float *restrict ggh,
-                  float *restrict tr, float *restrict dh, ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh,
-                  ptrs dh0) {
+struct gru_fwd {
+    int T, B, F, H;
+    cptrs x, w_ih, b_ih, w_hh, b_hh, h0;
+    const float *keep;
+    float *gi, *wt, *g, *prev, *rz, *cand, *ghn;
+    ptrs out;
+};
+
+static void gru_forward_core(const void *args, int c) {
+    const struct gru_fwd *a = args;
+    const int64_t TB = (int64_t)a->T * a->B, G = 3 * a->H, K = a->F > a->H ? a->F : a->H, H = a->H;
+    gru_forward_one(a->T, a->B, a->F, a->H, a->x[c], a->w_ih[c], a->b_ih[c], a->w_hh[c], a->b_hh[c], a->h0[c],
+                    a->keep, a->gi + c * TB * G, a->wt + c * K * G, a->g + c * a->B * G, a->prev + c * TB * H,
+                    a->rz + c * TB * 2 * H, a->cand + c * TB * H, a->ghn + c * TB * H, a->out[c]);
+}
+
+/* Saves per core and step: prev (C,T,B,H) state after the reset, rz (C,T,B,2H) gates r and z,
+ * cand (C,T,B,H) n, ghn (C,T,B,H) = h W_hn^T + b_hn. Scratch per core: gi (T,B,3H),
+ * wt (max(F,H), 3H), g (B,3H). */
+void gru_forward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh,
+                 cptrs b_hh, cptrs h0, const float *keep, float *gi, float *wt, float *g, float *prev, float *rz,
+                 float *cand, float *ghn, ptrs out) {
+    const struct gru_fwd a = {T, B, F, H, x, w_ih, b_ih, w_hh, b_hh, h0, keep, gi, wt, g, prev, rz, cand, ghn, out};
+    for_cores(C, threads, gru_forward_core, &a);
+}
+
+/* One core's backward; the saved arrays are this core's. */
+static void gru_backward_one(int T, int B, int F, int H, const float *restrict x, const float *restrict w_ih,
+                             const float *restrict w_hh, const float *restrict keep, const float *restrict prev,
+                             const float *restrict rz, const float *restrict cand, const float *restrict ghn,
+                             const float *restrict d_out, float *restrict ggi, float *restrict ggh,
+                             float *restrict tr, float *restrict dh, float *restrict dx, float *restrict dw_ih,
+                             float *restrict db_ih, float *restrict dw_hh, float *restrict db_hh,
+                             float *restrict dh0) {
     const int G = 3 * H;
     const int64_t TB = (int64_t)T * B;
-    for (int c = 0; c < C; c++) {
-        memset(dh, 0, sizeof(float) * (size_t)B * H);
-        for (int t = T - 1; t >= 0; t--) {
-            const int64_t row = (int64_t)c * TB + (int64_t)t * B;
-            for (int b = 0; b < B; b++) {
-                const int64_t tb = (int64_t)t * B + b;
-                const float *restrict dob = d_out[c] + tb * H, *restrict hpb = prev + (row + b) * H;
-                const float *restrict rb = rz + (row + b) * 2 * H, *restrict zb = rb + H;
-                const float *restrict nb = cand + (row + b) * H, *restrict ghnb = ghn + (row + b) * H;
-                float *restrict gi_b = ggi + tb * G, *restrict gh_b = ggh + tb * G, *restrict dhb = dh + (int64_t)b * H;
-                for (int j = 0; j < H; j++) {
-                    const float d = dhb[j] + dob[j], r = rb[j], z = zb[j], n = nb[j];
-                    const float dn = d * (1.0f - z) * (1.0f - n * n);  /* wrt n's pre-activation */
-                    const float dr = dn * ghnb[j] * r * (1.0f - r);
-                    const float dz = d * (hpb[j] - n) * z * (1.0f - z);
-                    gi_b[j] = dr;
-                    gi_b[H + j] = dz;
-                    gi_b[2 * H + j] = dn;
-                    gh_b[j] = dr;
-                    gh_b[H + j] = dz;
-                    gh_b[2 * H + j] = dn * r;
-                    dhb[j] = d * z;  /* the direct path h_{t-1} -> h_t */
-                }
+    memset(dh, 0, sizeof(float) * (size_t)B * H);
+    for (int t = T - 1; t >= 0; t--) {
+        for (int b = 0; b < B; b++) {
+            const int64_t tb = (int64_t)t * B + b;
+            const float *restrict dob = d_out + tb * H, *restrict hpb = prev + tb * H;
+            const float *restrict rb = rz + tb * 2 * H, *restrict zb = rb + H;
+            const float *restrict nb = cand + tb * H, *restrict ghnb = ghn + tb * H;
+            float *restrict gi_b = ggi + tb * G, *restrict gh_b = ggh + tb * G, *restrict dhb = dh + (int64_t)b * H;
+            for (int j = 0; j < H; j++) {
+                const float d = dhb[j] + dob[j], r = rb[j], z = zb[j], n = nb[j];
+                const float dn = d * (1.0f - z) * (1.0f - n * n);  /* wrt n's pre-activation */
+                const float dr = dn * ghnb[j] * r * (1.0f - r);
+                const float dz = d * (hpb[j] - n) * z * (1.0f - z);
+                gi_b[j] = dr;
+                gi_b[H + j] = dz;
+                gi_b[2 * H + j] = dn;
+                gh_b[j] = dr;
+                gh_b[H + j] = dz;
+                gh_b[2 * H + j] = dn * r;
+                dhb[j] = d * z;  /* the direct path h_{t-1} -> h_t */
             }
-            matmul_acc(B, G, H, ggh + (int64_t)t * B * G, w_hh[c], dh);
-            scale_rows(B, H, dh, keep + (int64_t)t * B);
         }
-        memcpy(dh0[c], dh, sizeof(float) * (size_t)B * H);
-        linear_backward(TB, H, G, ggh, prev + (int64_t)c * TB * H, w_hh[c], tr, dw_hh[c], db_hh[c], NULL);
-        linear_backward(TB, F, G, ggi, x[c], w_ih[c], tr, dw_ih[c], db_ih[c], dx[c]);
+        matmul_acc(B, G, H, ggh + (int64_t)t * B * G, w_hh, dh);
+        scale_rows(B, H, dh, keep + (int64_t)t * B);
     }
+    memcpy(dh0, dh, sizeof(float) * (size_t)B * H);
+    linear_backward(TB, H, G, ggh, prev, w_hh, tr, dw_hh, db_hh, NULL);
+    linear_backward(TB, F, G, ggi, x, w_ih, tr, dw_ih, db_ih, dx);
+}
+
+struct gru_bwd {
+    int T, B, F, H;
+    cptrs x, w_ih, w_hh;
+    const float *keep, *prev, *rz, *cand, *ghn;
+    cptrs d_out;
+    float *ggi, *ggh, *tr, *dh;
+    ptrs dx, dw_ih, db_ih, dw_hh, db_hh, dh0;
+};
+
+static void gru_backward_core(const void *args, int c) {
+    const struct gru_bwd *a = args;
+    const int64_t TB = (int64_t)a->T * a->B, G = 3 * a->H, K = a->F > a->H ? a->F : a->H, H = a->H;
+    gru_backward_one(a->T, a->B, a->F, a->H, a->x[c], a->w_ih[c], a->w_hh[c], a->keep, a->prev + c * TB * H,
+                     a->rz + c * TB * 2 * H, a->cand + c * TB * H, a->ghn + c * TB * H, a->d_out[c],
+                     a->ggi + c * TB * G, a->ggh + c * TB * G, a->tr + c * K * G, a->dh + c * a->B * H, a->dx[c],
+                     a->dw_ih[c], a->db_ih[c], a->dw_hh[c], a->db_hh[c], a->dh0[c]);
+}
+
+/* d_out: per core (T,B,H), the gradient wrt the outputs. Writes per core dx (T,B,F) (entries may
+ * be NULL), dw_ih (3H,F), db_ih (3H), dw_hh (3H,H), db_hh (3H), dh0 (B,H). Scratch per core:
+ * ggi and ggh (T,B,3H), tr (max(F,H), 3H), dh (B,H). */
+void gru_backward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh,
+                  const float *keep, const float *prev, const float *rz, const float *cand, const float *ghn,
+                  cptrs d_out, float *ggi, float *ggh, float *tr, float *dh, ptrs dx, ptrs dw_ih, ptrs db_ih,
+                  ptrs dw_hh, ptrs db_hh, ptrs dh0) {
+    const struct gru_bwd a = {T, B, F, H, x, w_ih, w_hh, keep, prev, rz, cand, ghn, d_out, ggi, ggh, tr, dh,
+                              dx, dw_ih, db_ih, dw_hh, db_hh, dh0};
+    for_cores(C, threads, gru_backward_core, &a);
 }
 
 /* ---------------------------------------------------------------- LSTM */
 
-/* Saves per core and step: prev_h, prev_c (C,T,B,H) after the reset, acts (C,T,B,4H) activated
- * gates i f g o, tanh_c (C,T,B,H). Writes out (T,B,H) and c_last (B,H) per core. Scratch:
- * wt (max(F,H), 4H), cc (B,H). */
-void lstm_forward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh, cptrs b_hh,
-                  cptrs h0, cptrs c0, const float *restrict keep, float *restrict wt, float *restrict prev_h,
-                  float *restrict prev_c, float *restrict acts, float *restrict tanh_c, ptrs out, ptrs c_last) {
+/* One core: writes prev_h, prev_c, tanh_c (T,B,H), acts (T,B,4H), out (T,B,H), c_last (B,H).
+ * Scratch: wt (max(F,H), 4H). */
+static void lstm_forward_one(int T, int B, int F, int H, const float *restrict x, const float *restrict w_ih,
+                             const float *restrict b_ih, const float *restrict w_hh, const float *restrict b_hh,
+                             const float *restrict h0, const float *restrict c0, const float *restrict keep,
+                             float *restrict wt, float *restrict prev_h, float *restrict prev_c,
+                             float *restrict acts, float *restrict tanh_c, float *restrict o,
+                             float *restrict cc) {
     const int G = 4 * H;
     const int64_t TB = (int64_t)T * B;
-    for (int c = 0; c < C; c++) {
-        float *restrict a_c = acts + (int64_t)c * TB * G;  /* pre-activations first, in place */
-        linear(TB, F, G, x[c], w_ih[c], b_ih[c], b_hh[c], wt, a_c);
-        transpose(G, H, w_hh[c], wt);
-        float *restrict o = out[c], *restrict cc = c_last[c];
-        memcpy(cc, c0[c], sizeof(float) * (size_t)B * H);  /* c_last carries c through the loop */
-        for (int t = 0; t < T; t++) {
-            const int64_t row = (int64_t)c * TB + (int64_t)t * B;
-            float *restrict hp = prev_h + row * H, *restrict cp = prev_c + row * H, *restrict a = acts + row * G;
-            reset_rows(B, H, t == 0 ? h0[c] : o + (int64_t)(t - 1) * B * H, keep + (int64_t)t * B, hp);
-            reset_rows(B, H, cc, keep + (int64_t)t * B, cp);
-            matmul_acc(B, H, G, hp, wt, a);
-            for (int b = 0; b < B; b++) {
-                float *restrict ab = a + (int64_t)b * G, *restrict tcb = tanh_c + (row + b) * H;
-                float *restrict ob = o + ((int64_t)t * B + b) * H, *restrict ccb = cc + (int64_t)b * H;
-                const float *restrict cpb = cp + (int64_t)b * H;
-                for (int j = 0; j < H; j++) {
-                    const float i = sigmoid_f(ab[j]), f = sigmoid_f(ab[H + j]);
-                    const float gg = tanh_f(ab[2 * H + j]), og = sigmoid_f(ab[3 * H + j]);
-                    ab[j] = i;
-                    ab[H + j] = f;
-                    ab[2 * H + j] = gg;
-                    ab[3 * H + j] = og;
-                    const float cn = f * cpb[j] + i * gg;
-                    ccb[j] = cn;
-                    const float tc = tanh_f(cn);
-                    tcb[j] = tc;
-                    ob[j] = og * tc;
-                }
+    linear(TB, F, G, x, w_ih, b_ih, b_hh, wt, acts);  /* pre-activations first, in place */
+    transpose(G, H, w_hh, wt);
+    memcpy(cc, c0, sizeof(float) * (size_t)B * H);  /* c_last carries c through the loop */
+    for (int t = 0; t < T; t++) {
+        const int64_t row = (int64_t)t * B;
+        float *restrict hp = prev_h + row * H, *restrict cp = prev_c + row * H, *restrict a = acts + row * G;
+        reset_rows(B, H, t == 0 ? h0 : o + (int64_t)(t - 1) * B * H, keep + row, hp);
+        reset_rows(B, H, cc, keep + row, cp);
+        matmul_acc(B, H, G, hp, wt, a);
+        for (int b = 0; b < B; b++) {
+            float *restrict ab = a + (int64_t)b * G, *restrict tcb = tanh_c + (row + b) * H;
+            float *restrict ob = o + (row + b) * H, *restrict ccb = cc + (int64_t)b * H;
+            const float *restrict cpb = cp + (int64_t)b * H;
+            for (int j = 0; j < H; j++) {
+                const float i = sigmoid_f(ab[j]), f = sigmoid_f(ab[H + j]);
+                const float gg = tanh_f(ab[2 * H + j]), og = sigmoid_f(ab[3 * H + j]);
+                ab[j] = i;
+                ab[H + j] = f;
+                ab[2 * H + j] = gg;
+                ab[3 * H + j] = og;
+                const float cn = f * cpb[j] + i * gg;
+                ccb[j] = cn;
+                const float tc = tanh_f(cn);
+                tcb[j] = tc;
+                ob[j] = og * tc;
             }
         }
     }
 }
 
-/* d_out (T,B,H) and dc_last (B,H) per core. Writes per core dx (T,B,F) (entries may be NULL),
- * dw_ih (4H,F), db_ih (4H), dw_hh (4H,H), db_hh (4H), dh0, dc0 (B,H). Scratch: gp (T,B,4H),
- * tr (max(F,H), 4H), dh (B,H). */
-void lstm_backward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh, const float *restrict keep,
-                   const float *restrict prev_h, const float *restrict prev_c, const float *restrict acts,
-                   const float *restrict tanh_c, cptrs d_out, cptrs dc_last, float *restrict gp, float *restrict tr,
-                   float *restrict dh, ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh, ptrs dh0, ptrs dc0) {
+struct lstm_fwd {
+    int T, B, F, H;
+    cptrs x, w_ih, b_ih, w_hh, b_hh, h0, c0;
+    const float *keep;
+    float *wt, *prev_h, *prev_c, *acts, *tanh_c;
+    ptrs out, c_last;
+};
+
+static void lstm_forward_core(const void *args, int c) {
+    const struct lstm_fwd *a = args;
+    const int64_t TB = (int64_t)a->T * a->B, G = 4 * a->H, K = a->F > a->H ? a->F : a->H, H = a->H;
+    lstm_forward_one(a->T, a->B, a->F, a->H, a->x[c], a->w_ih[c], a->b_ih[c], a->w_hh[c], a->b_hh[c], a->h0[c],
+                     a->c0[c], a->keep, a->wt + c * K * G, a->prev_h + c * TB * H, a->prev_c + c * TB * H,
+                     a->acts + c * TB * G, a->tanh_c + c * TB * H, a->out[c], a->c_last[c]);
+}
+
+/* Saves per core and step: prev_h, prev_c (C,T,B,H) after the reset, acts (C,T,B,4H) activated
+ * gates i f g o, tanh_c (C,T,B,H). Writes out (T,B,H) and c_last (B,H) per core. Scratch per
+ * core: wt (max(F,H), 4H). */
+void lstm_forward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh,
+                  cptrs b_hh, cptrs h0, cptrs c0, const float *keep, float *wt, float *prev_h, float *prev_c,
+                  float *acts, float *tanh_c, ptrs out, ptrs c_last) {
+    const struct lstm_fwd a = {T, B, F, H, x, w_ih, b_ih, w_hh, b_hh, h0, c0, keep, wt, prev_h, prev_c, acts,
+                               tanh_c, out, c_last};
+    for_cores(C, threads, lstm_forward_core, &a);
+}
+
+static void lstm_backward_one(int T, int B, int F, int H, const float *restrict x, const float *restrict w_ih,
+                              const float *restrict w_hh, const float *restrict keep,
+                              const float *restrict prev_h, const float *restrict prev_c,
+                              const float *restrict acts, const float *restrict tanh_c,
+                              const float *restrict d_out, const float *restrict dc_last, float *restrict gp,
+                              float *restrict tr, float *restrict dh, float *restrict dx, float *restrict dw_ih,
+                              float *restrict db_ih, float *restrict dw_hh, float *restrict db_hh,
+                              float *restrict dh0, float *restrict dc) {
     const int G = 4 * H;
     const int64_t TB = (int64_t)T * B;
-    for (int c = 0; c < C; c++) {
-        float *restrict dc = dc0[c];  /* carries dc through the loop */
-        memcpy(dc, dc_last[c], sizeof(float) * (size_t)B * H);
-        memset(dh, 0, sizeof(float) * (size_t)B * H);
-        for (int t = T - 1; t >= 0; t--) {
-            const int64_t row = (int64_t)c * TB + (int64_t)t * B;
-            const float *restrict kt = keep + (int64_t)t * B;
-            for (int b = 0; b < B; b++) {
-                const int64_t tb = (int64_t)t * B + b;
-                const float k = kt[b];
-                const float *restrict dob = d_out[c] + tb * H, *restrict ab = acts + (row + b) * G;
-                const float *restrict tcb = tanh_c + (row + b) * H, *restrict cpb = prev_c + (row + b) * H;
-                float *restrict gpb = gp + tb * G, *restrict dhb = dh + (int64_t)b * H, *restrict dcb = dc + (int64_t)b * H;
-                for (int j = 0; j < H; j++) {
-                    const float i = ab[j], f = ab[H + j], gg = ab[2 * H + j], og = ab[3 * H + j], tc = tcb[j];
-                    const float d = dhb[j] + dob[j];
-                    const float dcj = dcb[j] + d * og * (1.0f - tc * tc);
-                    gpb[j] = dcj * gg * i * (1.0f - i);
-                    gpb[H + j] = dcj * cpb[j] * f * (1.0f - f);
-                    gpb[2 * H + j] = dcj * i * (1.0f - gg * gg);
-                    gpb[3 * H + j] = d * tc * og * (1.0f - og);
-                    dcb[j] = dcj * f * k;
-                    dhb[j] = 0.0f;
-                }
+    memcpy(dc, dc_last, sizeof(float) * (size_t)B * H);  /* dc0 carries dc through the loop */
+    memset(dh, 0, sizeof(float) * (size_t)B * H);
+    for (int t = T - 1; t >= 0; t--) {
+        const float *restrict kt = keep + (int64_t)t * B;
+        for (int b = 0; b < B; b++) {
+            const int64_t tb = (int64_t)t * B + b;
+            const float k = kt[b];
+            const float *restrict dob = d_out + tb * H, *restrict ab = acts + tb * G;
+            const float *restrict tcb = tanh_c + tb * H, *restrict cpb = prev_c + tb * H;
+            float *restrict gpb = gp + tb * G, *restrict dhb = dh + (int64_t)b * H, *restrict dcb = dc + (int64_t)b * H;
+            for (int j = 0; j < H; j++) {
+                const float i = ab[j], f = ab[H + j], gg = ab[2 * H + j], og = ab[3 * H + j], tc = tcb[j];
+                const float d = dhb[j] + dob[j];
+                const float dcj = dcb[j] + d * og * (1.0f - tc * tc);
+                gpb[j] = dcj * gg * i * (1.0f - i);
+                gpb[H + j] = dcj * cpb[j] * f * (1.0f - f);
+                gpb[2 * H + j] = dcj * i * (1.0f - gg * gg);
+                gpb[3 * H + j] = d * tc * og * (1.0f - og);
+                dcb[j] = dcj * f * k;
+                dhb[j] = 0.0f;
             }
-            matmul_acc(B, G, H, gp + (int64_t)t * B * G, w_hh[c], dh);
-            scale_rows(B, H, dh, kt);
         }
-        memcpy(dh0[c], dh, sizeof(float) * (size_t)B * H);
-        linear_backward(TB, H, G, gp, prev_h + (int64_t)c * TB * H, w_hh[c], tr, dw_hh[c], db_hh[c], NULL);
-        linear_backward(TB, F, G, gp, x[c], w_ih[c], tr, dw_ih[c], db_ih[c], dx[c]);
+        matmul_acc(B, G, H, gp + (int64_t)t * B * G, w_hh, dh);
+        scale_rows(B, H, dh, kt);
     }
+    memcpy(dh0, dh, sizeof(float) * (size_t)B * H);
+    linear_backward(TB, H, G, gp, prev_h, w_hh, tr, dw_hh, db_hh, NULL);
+    linear_backward(TB, F, G, gp, x, w_ih, tr, dw_ih, db_ih, dx);
+}
+
+struct lstm_bwd {
+    int T, B, F, H;
+    cptrs x, w_ih, w_hh;
+    const float *keep, *prev_h, *prev_c, *acts, *tanh_c;
+    cptrs d_out, dc_last;
+    float *gp, *tr, *dh;
+    ptrs dx, dw_ih, db_ih, dw_hh, db_hh, dh0, dc0;
+};
+
+static void lstm_backward_core(const void *args, int c) {
+    const struct lstm_bwd *a = args;
+    const int64_t TB = (int64_t)a->T * a->B, G = 4 * a->H, K = a->F > a->H ? a->F : a->H, H = a->H;
+    lstm_backward_one(a->T, a->B, a->F, a->H, a->x[c], a->w_ih[c], a->w_hh[c], a->keep, a->prev_h + c * TB * H,
+                      a->prev_c + c * TB * H, a->acts + c * TB * G, a->tanh_c + c * TB * H, a->d_out[c],
+                      a->dc_last[c], a->gp + c * TB * G, a->tr + c * K * G, a->dh + c * a->B * H, a->dx[c],
+                      a->dw_ih[c], a->db_ih[c], a->dw_hh[c], a->db_hh[c], a->dh0[c], a->dc0[c]);
+}
+
+/* d_out (T,B,H) and dc_last (B,H) per core. Writes per core dx (T,B,F) (entries may be NULL),
+ * dw_ih (4H,F), db_ih (4H), dw_hh (4H,H), db_hh (4H), dh0, dc0 (B,H). Scratch per core:
+ * gp (T,B,4H), tr (max(F,H), 4H), dh (B,H). */
+void lstm_backward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh,
+                   const float *keep, const float *prev_h, const float *prev_c, const float *acts,
+                   const float *tanh_c, cptrs d_out, cptrs dc_last, float *gp, float *tr, float *dh, ptrs dx,
+                   ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh, ptrs dh0, ptrs dc0) {
+    const struct lstm_bwd a = {T, B, F, H, x, w_ih, w_hh, keep, prev_h, prev_c, acts, tanh_c, d_out, dc_last,
+                               gp, tr, dh, dx, dw_ih, db_ih, dw_hh, db_hh, dh0, dc0};
+    for_cores(C, threads, lstm_backward_core, &a);
 }
 
 /* ---------------------------------------------------------------- Elman RNN (tanh) */
 
-/* Saves prev (C,T,B,H) after the reset; writes out (T,B,H) per core. Scratch: wt (max(F,H), H). */
-void rnn_forward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh, cptrs b_hh,
-                 cptrs h0, const float *restrict keep, float *restrict wt, float *restrict prev, ptrs out) {
+static void rnn_forward_one(int T, int B, int F, int H, const float *restrict x, const float *restrict w_ih,
+                            const float *restrict b_ih, const float *restrict w_hh, const float *restrict b_hh,
+                            const float *restrict h0, const float *restrict keep, float *restrict wt,
+                            float *restrict prev, float *restrict o) {
     const int64_t TB = (int64_t)T * B;
-    for (int c = 0; c < C; c++) {
-        float *restrict o = out[c];
-        linear(TB, F, H, x[c], w_ih[c], b_ih[c], b_hh[c], wt, o);  /* out holds the pre-activations */
-        transpose(H, H, w_hh[c], wt);
-        for (int t = 0; t < T; t++) {
-            float *restrict hp = prev + (int64_t)c * TB * H + (int64_t)t * B * H, *restrict ot = o + (int64_t)t * B * H;
-            reset_rows(B, H, t == 0 ? h0[c] : o + (int64_t)(t - 1) * B * H, keep + (int64_t)t * B, hp);
-            matmul_acc(B, H, H, hp, wt, ot);
-            for (int j = 0; j < B * H; j++) ot[j] = tanh_f(ot[j]);
-        }
+    linear(TB, F, H, x, w_ih, b_ih, b_hh, wt, o);  /* out holds the pre-activations */
+    transpose(H, H, w_hh, wt);
+    for (int t = 0; t < T; t++) {
+        float *restrict hp = prev + (int64_t)t * B * H, *restrict ot = o + (int64_t)t * B * H;
+        reset_rows(B, H, t == 0 ? h0 : o + (int64_t)(t - 1) * B * H, keep + (int64_t)t * B, hp);
+        matmul_acc(B, H, H, hp, wt, ot);
+        for (int j = 0; j < B * H; j++) ot[j] = tanh_f(ot[j]);
     }
 }
 
-/* d_out, out (T,B,H) per core. Writes per core dx (T,B,F) (entries may be NULL), dw_ih (H,F),
- * db_ih (H), dw_hh (H,H), db_hh (H), dh0 (B,H). Scratch: ga (T,B,H), tr (max(F,H), H), dh (B,H). */
-void rnn_backward(int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh, const float *restrict keep,
-                  const float *restrict prev, cptrs out, cptrs d_out, float *restrict ga, float *restrict tr,
-                  float *restrict dh, ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh, ptrs dh0) {
+struct rnn_fwd {
+    int T, B, F, H;
+    cptrs x, w_ih, b_ih, w_hh, b_hh, h0;
+    const float *keep;
+    float *wt, *prev;
+    ptrs out;
+};
+
+static void rnn_forward_core(const void *args, int c) {
+    const struct rnn_fwd *a = args;
+    const int64_t TB = (int64_t)a->T * a->B, K = a->F > a->H ? a->F : a->H, H = a->H;
+    rnn_forward_one(a->T, a->B, a->F, a->H, a->x[c], a->w_ih[c], a->b_ih[c], a->w_hh[c], a->b_hh[c], a->h0[c],
+                    a->keep, a->wt + c * K * H, a->prev + c * TB * H, a->out[c]);
+}
+
+/* Saves prev (C,T,B,H) after the reset; writes out (T,B,H) per core. Scratch per core:
+ * wt (max(F,H), H). */
+void rnn_forward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs b_ih, cptrs w_hh,
+                 cptrs b_hh, cptrs h0, const float *keep, float *wt, float *prev, ptrs out) {
+    const struct rnn_fwd a = {T, B, F, H, x, w_ih, b_ih, w_hh, b_hh, h0, keep, wt, prev, out};
+    for_cores(C, threads, rnn_forward_core, &a);
+}
+
+static void rnn_backward_one(int T, int B, int F, int H, const float *restrict x, const float *restrict w_ih,
+                             const float *restrict w_hh, const float *restrict keep, const float *restrict prev,
+                             const float *restrict out, const float *restrict d_out, float *restrict ga,
+                             float *restrict tr, float *restrict dh, float *restrict dx, float *restrict dw_ih,
+                             float *restrict db_ih, float *restrict dw_hh, float *restrict db_hh,
+                             float *restrict dh0) {
     const int64_t TB = (int64_t)T * B;
-    for (int c = 0; c < C; c++) {
-        memset(dh, 0, sizeof(float) * (size_t)B * H);
-        for (int t = T - 1; t >= 0; t--) {
-            const int64_t off = (int64_t)t * B * H;
-            const float *restrict dob = d_out[c] + off, *restrict ob = out[c] + off;
-            float *restrict gat = ga + off;
-            for (int j = 0; j < B * H; j++) {
-                gat[j] = (dh[j] + dob[j]) * (1.0f - ob[j] * ob[j]);
-                dh[j] = 0.0f;
-            }
-            matmul_acc(B, H, H, gat, w_hh[c], dh);
-            scale_rows(B, H, dh, keep + (int64_t)t * B);
+    memset(dh, 0, sizeof(float) * (size_t)B * H);
+    for (int t = T - 1; t >= 0; t--) {
+        const int64_t off = (int64_t)t * B * H;
+        const float *restrict dob = d_out + off, *restrict ob = out + off;
+        float *restrict gat = ga + off;
+        for (int j = 0; j < B * H; j++) {
+            gat[j] = (dh[j] + dob[j]) * (1.0f - ob[j] * ob[j]);
+            dh[j] = 0.0f;
         }
-        memcpy(dh0[c], dh, sizeof(float) * (size_t)B * H);
-        linear_backward(TB, H, H, ga, prev + (int64_t)c * TB * H, w_hh[c], tr, dw_hh[c], NULL, NULL);
-        linear_backward(TB, F, H, ga, x[c], w_ih[c], tr, dw_ih[c], db_ih[c], dx[c]);
-        memcpy(db_hh[c], db_ih[c], sizeof(float) * (size_t)H);  /* both biases enter as one sum */
+        matmul_acc(B, H, H, gat, w_hh, dh);
+        scale_rows(B, H, dh, keep + (int64_t)t * B);
     }
+    memcpy(dh0, dh, sizeof(float) * (size_t)B * H);
+    linear_backward(TB, H, H, ga, prev, w_hh, tr, dw_hh, NULL, NULL);
+    linear_backward(TB, F, H, ga, x, w_ih, tr, dw_ih, db_ih, dx);
+    memcpy(db_hh, db_ih, sizeof(float) * (size_t)H);  /* both biases enter as one sum */
+}
+
+struct rnn_bwd {
+    int T, B, F, H;
+    cptrs x, w_ih, w_hh;
+    const float *keep, *prev;
+    cptrs out, d_out;
+    float *ga, *tr, *dh;
+    ptrs dx, dw_ih, db_ih, dw_hh, db_hh, dh0;
+};
+
+static void rnn_backward_core(const void *args, int c) {
+    const struct rnn_bwd *a = args;
+    const int64_t TB = (int64_t)a->T * a->B, K = a->F > a->H ? a->F : a->H, H = a->H;
+    rnn_backward_one(a->T, a->B, a->F, a->H, a->x[c], a->w_ih[c], a->w_hh[c], a->keep, a->prev + c * TB * H,
+                     a->out[c], a->d_out[c], a->ga + c * TB * H, a->tr + c * K * H, a->dh + c * a->B * H, a->dx[c],
+                     a->dw_ih[c], a->db_ih[c], a->dw_hh[c], a->db_hh[c], a->dh0[c]);
+}
+
+/* d_out, out (T,B,H) per core. Writes per core dx (T,B,F) (entries may be NULL), dw_ih (H,F),
+ * db_ih (H), dw_hh (H,H), db_hh (H), dh0 (B,H). Scratch per core: ga (T,B,H), tr (max(F,H), H),
+ * dh (B,H). */
+void rnn_backward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh,
+                  const float *keep, const float *prev, cptrs out, cptrs d_out, float *ga, float *tr, float *dh,
+                  ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh, ptrs dh0) {
+    const struct rnn_bwd a = {T, B, F, H, x, w_ih, w_hh, keep, prev, out, d_out, ga, tr, dh, dx, dw_ih, db_ih,
+                              dw_hh, db_hh, dh0};
+    for_cores(C, threads, rnn_backward_core, &a);
 }
