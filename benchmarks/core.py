@@ -5,7 +5,9 @@ n_steps 32, batch 256, 20 epochs, gae_lambda 0.8, gamma 0.98, linear lr 1e-3 and
 hidden 64, separate critic memory, heads [64], ReLU, ortho_init off, VecNormalize).
 
 Everything is measured in one run, side by side, one torch thread per process:
-  1. training throughput (env-steps/s, end to end, learn() only);
+  1. training throughput (env-steps/s, end to end, learn() only); ours also with the compiled
+     layers on two threads (``-2t``: actor and critic memories side by side, same results), and
+     SB3's MLP PPO also with two torch threads, to show what a second core gives each;
   2. learning: deterministic evaluation return at 100k steps over several seeds;
   3. single-env ``predict`` latency per step;
   4. rollout buffer memory.
@@ -27,7 +29,13 @@ import torch as th
 ENV_ID = "pomdp/CartPoleNoVel-v1"
 SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0)
 HEADS = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
-CONTENDERS = ("ours-gru", "ours-lstm", "sb3-contrib-lstm", "sb3-mlp")
+CONTENDERS = ("ours-gru", "ours-lstm", "ours-gru-2t", "ours-lstm-2t", "sb3-contrib-lstm", "sb3-mlp", "sb3-mlp-2t")
+LABELS = {
+    "ours-gru": "ours, GRU", "ours-lstm": "ours, LSTM",
+    "ours-gru-2t": "ours, GRU, 2 kernel threads", "ours-lstm-2t": "ours, LSTM, 2 kernel threads",
+    "sb3-contrib-lstm": "sb3-contrib RecurrentPPO (LSTM)", "sb3-mlp": "SB3 PPO, MLP (no memory)",
+    "sb3-mlp-2t": "SB3 PPO, MLP, 2 torch threads",
+}
 
 
 def linear(start: float):
@@ -35,8 +43,13 @@ def linear(start: float):
 
 
 def make_model(name: str, seed: int, n_envs: int = 8):
-    """Build one contender on a fresh VecNormalize(CartPoleNoVel) env."""
-    th.set_num_threads(1)
+    """Build one contender on a fresh VecNormalize(CartPoleNoVel) env (and set its threads)."""
+    from recurrent_rl import native
+
+    two_threads = name.endswith("-2t")
+    name = name.removesuffix("-2t")
+    th.set_num_threads(2 if two_threads and name == "sb3-mlp" else 1)
+    native.set_kernel_threads(2 if two_threads and name.startswith("ours") else 1)
     import envs  # noqa: F401  registers pomdp/
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -61,16 +74,13 @@ def make_model(name: str, seed: int, n_envs: int = 8):
     raise ValueError(name)
 
 
-def throughput(name: str, steps: int, repeats: int) -> float:
-    """Best of ``repeats`` measurements of env-steps/s for ``steps`` training steps."""
-    best = 0.0
-    for r in range(repeats):
-        model = make_model(name, seed=r)
-        model.learn(2 * 256)  # warm-up: first rollouts, lazy inits
-        start = time.perf_counter()
-        model.learn(steps, reset_num_timesteps=False)
-        best = max(best, steps / (time.perf_counter() - start))
-    return best
+def throughput(name: str, steps: int, seed: int) -> float:
+    """Env-steps/s of ``steps`` training steps after a warm-up."""
+    model = make_model(name, seed=seed)
+    model.learn(2 * 256)  # warm-up: first rollouts, lazy inits
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - start)
 
 
 def evaluate(model, episodes: int = 20, seed: int = 10_000) -> float:
@@ -118,7 +128,7 @@ def buffer_bytes(name: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_480, help="training steps per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=2, help="throughput measurements per contender (best kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput measurements per contender, interleaved (best kept)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per memory type for the learning check")
     parser.add_argument("--learning-steps", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2, help="parallel processes for the learning runs")
@@ -134,14 +144,18 @@ def main(argv: list[str] | None = None) -> None:
             for name, seed, score in pool.map(learning_run, jobs):
                 print(f"{name} seed {seed}: {score:.1f}", flush=True)
         return
-    for name in CONTENDERS:
-        steps = args.steps if name != "sb3-contrib-lstm" else max(args.steps // 4, 2048)
-        rows[name]["steps/s"] = throughput(name, steps, args.repeats)
-        print(f"{name:18s} {rows[name]['steps/s']:8.0f} env-steps/s", flush=True)
+    for repeat in range(args.repeats):  # interleaved, so a slow moment of the machine hits everyone
+        for name in CONTENDERS:
+            steps = args.steps if name != "sb3-contrib-lstm" else max(args.steps // 4, 2048)
+            measured = throughput(name, steps, seed=repeat)
+            rows[name]["steps/s"] = max(rows[name].get("steps/s", 0.0), measured)
+            print(f"{name:18s} {measured:8.0f} env-steps/s (repeat {repeat})", flush=True)
     for name in ("ours-gru", "ours-lstm", "sb3-contrib-lstm"):
         rows[name]["predict us"] = predict_latency(name)
         rows[name]["buffer KiB"] = buffer_bytes(name) / 1024
     rows["sb3-mlp"]["buffer KiB"] = buffer_bytes("sb3-mlp") / 1024
+    for name in ("ours-gru-2t", "ours-lstm-2t"):  # the same model, so the same latency and memory
+        rows[name].update({k: rows[name.removesuffix("-2t")][k] for k in ("predict us", "buffer KiB")})
 
     if not args.skip_learning:
         jobs = [(name, seed, args.learning_steps) for name in ("ours-gru", "ours-lstm") for seed in range(args.seeds)]
@@ -157,14 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     for name in CONTENDERS:
         r = rows[name]
         latency = f"{r['predict us']:.0f}" if "predict us" in r else "-"
+        buffer = f"{r['buffer KiB']:.1f}" if "buffer KiB" in r else "-"
         returns = r.get("returns")
         if returns:
             passed = sum(x >= 475 for x in returns)
             ret = ", ".join(f"{x:.0f}" for x in returns) + f" ({passed}/{len(returns)} >= 475)"
         else:
             ret = "-"
-        print(f"| {name} | {r['steps/s']:.0f} | {r['steps/s'] / contrib['steps/s']:.2f} | "
-              f"{r['steps/s'] / mlp['steps/s']:.2f} | {latency} | {r['buffer KiB']:.1f} | {ret} |")
+        print(f"| {LABELS[name]} | {r['steps/s']:.0f} | {r['steps/s'] / contrib['steps/s']:.2f} | "
+              f"{r['steps/s'] / mlp['steps/s']:.2f} | {latency} | {buffer} | {ret} |")
     print(f"\npredict latency ours/sb3-contrib: GRU {rows['ours-gru']['predict us'] / contrib['predict us']:.2f}, "
           f"LSTM {rows['ours-lstm']['predict us'] / contrib['predict us']:.2f}; "
           f"buffer memory ours/sb3-contrib: {rows['ours-lstm']['buffer KiB'] / contrib['buffer KiB']:.2f}")

@@ -2,6 +2,7 @@
 
 Forward + backward of an actor and a critic core over a (T, B) batch with episode starts:
   - compiled: recurrent_rl/native.py, one C call per layer for both cores, resets as masks;
+  - compiled, 2 threads: the same with the critic's core on a helper thread (kernel threads 2);
   - numpy:   recurrent_rl/kernels.py's NumPy loops (the fallback without a C compiler);
   - padded:  torch modules (oneDNN for LSTM) on the batch cut into zero-padded episode segments;
   - packed:  the same segments packed (the only torch path that also gives final states).
@@ -34,22 +35,23 @@ def main(argv: list[str] | None = None) -> None:
     starts = (th.rand(args.T, args.B) < 0.05).float()
     starts[args.T // 2, 0] = 1.0  # at least one episode start inside the batch
     print(f"T={args.T} B={args.B} H={args.H}: ms per actor+critic forward+backward (median of {args.rounds} rounds)")
-    print("| core | compiled | numpy | padded | packed |\n|---|---:|---:|---:|---:|")
+    print("| core | compiled | compiled, 2 threads | numpy | padded | packed |\n|---|---:|---:|---:|---:|---:|")
     compiled_available = native.available
     for memory in ("gru", "lstm", "rnn"):
         cores = [MemoryCore(memory, args.F, args.H) for _ in range(2)]
         xs = [th.randn(args.T, args.B, args.F, requires_grad=True) for _ in cores]
         states = [c.initial_state(args.B) for c in cores]
 
-        def run(use_kernels: bool, compiled: bool, need_final_state: bool) -> None:
+        def run(use_kernels: bool, compiled: bool, need_final_state: bool, threads: int = 1) -> None:
             native.available = compiled_available if compiled else lambda: False  # type: ignore[assignment]
+            native.set_kernel_threads(threads)
             for core in cores:
                 core.use_kernels = use_kernels
             outs = forward_cores(cores, xs, states, starts, need_final_state=need_final_state)
             sum(out.sum() for out, _ in outs).backward()
 
-        variants = {"compiled": (True, True, True), "numpy": (True, False, True), "padded": (False, False, False),
-                    "packed": (False, False, True)}  # fmt: skip
+        variants = {"compiled": (True, True, True), "compiled-2t": (True, True, True, 2), "numpy": (True, False, True),
+                    "padded": (False, False, False), "packed": (False, False, True)}  # fmt: skip
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):  # interleaved, so background load hits all variants alike
             for name, variant in variants.items():
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         row = " | ".join(f"{statistics.median(times[name]):.2f}" for name in variants)
         print(f"| {memory} | {row} |")
     native.available = compiled_available  # type: ignore[assignment]
+    native.set_kernel_threads(1)
 
 
 if __name__ == "__main__":
