@@ -164,9 +164,9 @@ def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
     """Whether a sequence call goes through the CPU kernels (else torch modules on segments).
 
     Measured with ``python -m benchmarks.kernels`` (T=32, B=8, H=64, actor+critic, forward and
-    backward, 2-core CPU under load): compiled layers 2.41 / 3.07 / 1.28 ms for gru / lstm / rnn,
-    the NumPy fallback 6.41 / 7.91 / 3.07 ms, the torch modules on padded segments 24.0 / 11.9 /
-    8.9 ms (oneDNN for the LSTM).
+    backward, idle 2-core CPU): compiled layers 1.30 / 1.42 / 0.59 ms for gru / lstm / rnn, the
+    NumPy fallback 2.58 / 3.14 / 1.08 ms, the torch modules on padded segments 11.0 / 5.9 /
+    3.6 ms (oneDNN for the LSTM).
     """
     return core.use_kernels and core._kernel_module and x.is_cpu and x.dtype in (th.float32, th.float64)
 
