@@ -355,36 +355,30 @@ def step_compiled(
     (B,); returns per module the output (B, H) and the next state. Needs float32 and the
     compiled library (:func:`recurrent_rl.native.available`).
 
-    Every rollout step pays this path, so it avoids tensor operations it does not need: with
-    one layer, the (1, B, H) outputs of the compiled call are the next states as they are.
+    Every rollout step pays this path: with one layer, the (1, B, H) outputs of the compiled
+    call are the next states as they are (no stacking copy).
     """
     kind, n, L = _kind(rnns[0]), len(rnns), rnns[0].num_layers
-    keep = keep.reshape(1, -1)
-    if not keep.is_contiguous():
-        keep = keep.contiguous()
-    inputs = [x.unsqueeze(0) if x.is_contiguous() else x.contiguous().unsqueeze(0) for x in xs]  # (1, B, F)
+    keep = keep.reshape(1, -1).contiguous()
+    inputs = [x.contiguous().unsqueeze(0) for x in xs]  # (1, B, F)
     flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
-    if L == 1:
-        weights = [[fw[0], fw[2], fw[1], fw[3]] for fw in flat]  # as _WEIGHT_NAMES
-        h0s = [s[0][0].contiguous() for s in states]  # (B, H)
-        c0s = [s[1][0].contiguous() for s in states] if kind == "lstm" else None
-        outs, c_lasts, _ = native.layer_forward(kind, keep, inputs, weights, h0s, c0s, save=False)
-        if c_lasts is None:
-            return [(outs[c][0], (outs[c],)) for c in range(n)]
-        return [(outs[c][0], (outs[c], c_lasts[c].unsqueeze(0))) for c in range(n)]
-    hs: list[list[th.Tensor]] = [[] for _ in range(n)]
+    hs: list[list[th.Tensor]] = [[] for _ in range(n)]  # per core, per layer: (1, B, H)
     cs: list[list[th.Tensor]] = [[] for _ in range(n)]
     for layer in range(L):
         i = 4 * layer
-        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]
+        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]  # as _WEIGHT_NAMES
         h0s = [s[0][layer].contiguous() for s in states]
         c0s = [s[1][layer].contiguous() for s in states] if kind == "lstm" else None
         inputs, c_lasts, _ = native.layer_forward(kind, keep, inputs, weights, h0s, c0s, save=False)
         for c in range(n):
-            hs[c].append(inputs[c][0])
+            hs[c].append(inputs[c])
             if c_lasts is not None:
-                cs[c].append(c_lasts[c])
-    return [(inputs[c][0], (th.stack(hs[c]), th.stack(cs[c])) if kind == "lstm" else (th.stack(hs[c]),))
+                cs[c].append(c_lasts[c].unsqueeze(0))
+
+    def stacked(parts: list[th.Tensor]) -> th.Tensor:  # (L, B, H); one layer needs no copy
+        return parts[0] if L == 1 else th.cat(parts)
+
+    return [(inputs[c][0], (stacked(hs[c]), stacked(cs[c])) if kind == "lstm" else (stacked(hs[c]),))
             for c in range(n)]  # fmt: skip
 
 
@@ -397,6 +391,11 @@ def supported_module(rnn: nn.RNNBase) -> bool:
     return kind_ok and rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
 
 
+def supported_input(x: th.Tensor) -> bool:
+    """Whether :func:`run_sequences` handles this input (a CPU float32 or float64 tensor)."""
+    return x.is_cpu and x.dtype in (th.float32, th.float64)
+
+
 def supported(rnn: nn.RNNBase, x: th.Tensor) -> bool:
     """Whether :func:`run_sequences` handles this module and input."""
-    return supported_module(rnn) and x.is_cpu and x.dtype in (th.float32, th.float64)
+    return supported_module(rnn) and supported_input(x)

@@ -168,7 +168,7 @@ def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
     NumPy fallback 2.58 / 3.14 / 1.08 ms, the torch modules on padded segments 11.0 / 5.9 /
     3.6 ms (oneDNN for the LSTM).
     """
-    return core.use_kernels and core._kernel_module and x.is_cpu and x.dtype in (th.float32, th.float64)
+    return core.use_kernels and core._kernel_module and kernels.supported_input(x)
 
 
 def _steps_compiled(core: MemoryCore, x: th.Tensor) -> bool:

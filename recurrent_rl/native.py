@@ -156,7 +156,7 @@ PARALLEL_MIN_ROWS = 64
 def threads_for(n_cores: int, rows: int) -> int:
     """Threads for one call over ``n_cores`` cores of ``rows`` = T * B rows each (see
     :func:`kernel_threads`): 1 for a single core or too little work."""
-    if n_cores < 2 or rows < PARALLEL_MIN_ROWS or kernel_threads() < 2:
+    if n_cores < 2 or rows < PARALLEL_MIN_ROWS or kernel_threads() == 1:
         return 1
     if th.get_num_threads() > 1:
         # torch's own thread pool then holds the second core: measured on the core benchmark,
@@ -178,23 +178,24 @@ _THREADS: list[int] = []  # set by set_kernel_threads, else read from the enviro
 
 
 def kernel_threads() -> int:
-    """How many threads a compiled call may use: ``RECURRENT_RL_THREADS`` (default 1), or what
-    :func:`set_kernel_threads` set. Two threads run the actor's and the critic's cores side by
-    side; more than two add nothing (a call has at most that many independent cores here)."""
+    """How many threads a compiled call may use: what :func:`set_kernel_threads` set, else
+    ``RECURRENT_RL_THREADS`` (default 1). Two threads run the actor's and the critic's cores side
+    by side; a call has no more independent halves than that, so 1 and 2 are the choices."""
     if not _THREADS:
         value = os.environ.get("RECURRENT_RL_THREADS", "1").strip()
-        try:
-            _THREADS.append(max(1, int(value)))
-        except ValueError:
-            raise ValueError(f"RECURRENT_RL_THREADS={value!r} is not a number; set it to 1 or 2") from None
+        _THREADS.append(_valid_threads(int(value) if value.isdigit() else value, "RECURRENT_RL_THREADS"))
     return _THREADS[0]
 
 
 def set_kernel_threads(n: int) -> None:
-    """Let the compiled layers use ``n`` threads (1: all cores on the calling thread)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"kernel threads must be a positive integer, got {n!r}")
-    _THREADS[:] = [n]
+    """Let the compiled layers use ``n`` threads: 1 (all cores on the calling thread) or 2."""
+    _THREADS[:] = [_valid_threads(n, "kernel threads")]
+
+
+def _valid_threads(n: Any, what: str) -> int:
+    if isinstance(n, bool) or n not in (1, 2):
+        raise ValueError(f"{what} must be 1 or 2, got {n!r} (2 runs the actor's and critic's memories side by side)")
+    return int(n)
 
 
 def _ptrs(tensors: list[th.Tensor | None]) -> Any:

@@ -104,8 +104,9 @@ def test_two_kernel_threads_need_torch_on_one_thread():
     finally:
         native.set_kernel_threads(previous)
         th.set_num_threads(previous_torch)
-    with pytest.raises(ValueError, match="positive integer"):
-        native.set_kernel_threads(0)
+    for bad in (0, 3, True, "2"):
+        with pytest.raises(ValueError, match="must be 1 or 2"):
+            native.set_kernel_threads(bad)
 
 
 def _two_thread_forward(queue) -> None:
