@@ -34,7 +34,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from recurrent_rl.errors import check_finite_gradients
+from recurrent_rl.optim import refuse_non_finite_steps
 from recurrent_rl.supervised.models import FORMAT_VERSION, MODEL_FORMAT, InputLayers, SequenceModel, read_checkpoint
 
 ENCODER_FORMAT = "recurrent_rl/encoder"
@@ -203,7 +203,7 @@ def rebuild_optimizer(policy: Any) -> None:
     """
     lr = policy.optimizer.param_groups[0]["lr"]
     policy.optimizer = policy.optimizer_class(policy.parameters(), lr=lr, **policy.optimizer_kwargs)
-    policy.optimizer.register_step_pre_hook(check_finite_gradients)
+    refuse_non_finite_steps(policy.optimizer)
 
 
 def load_encoder(

@@ -61,17 +61,10 @@ def check_finite_observations(obs: Any, where: str) -> None:
             )
 
 
-def check_finite_gradients(optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """Optimizer pre-step hook: refuse to step on nan/inf gradients.
-
-    Raising before ``step`` keeps the parameters and the optimizer's moments as they were after
-    the last good update, so a model saved afterwards is the last good one.
-    """
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if grads and not th.isfinite(th.nn.utils.get_total_norm(grads)):
-        raise NonFiniteLossError(
-            "Training stopped: the loss became nan or inf, so the gradients are not finite. The policy keeps "
-            "its parameters from before this gradient step and nothing saved earlier was overwritten. "
-            "Usual fixes: lower learning_rate; normalise observations and rewards (VecNormalize); lower "
-            "max_grad_norm; check the env for nan/inf observations or rewards (SB3's VecCheckNan finds them)."
-        )
+def non_finite_gradients_message() -> str:
+    return (
+        "Training stopped: the loss became nan or inf, so the gradients are not finite. The policy keeps "
+        "its parameters from before this gradient step and nothing saved earlier was overwritten. "
+        "Usual fixes: lower learning_rate; normalise observations and rewards (VecNormalize); lower "
+        "max_grad_norm; check the env for nan/inf observations or rewards (SB3's VecCheckNan finds them)."
+    )
