@@ -272,8 +272,9 @@ class _RNN(th.autograd.Function):
 
 
 def run_sequences(
-    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor
-) -> list[tuple[th.Tensor, tuple[th.Tensor, ...]]]:
+    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor,
+    need_final_state: bool = True,
+) -> list[tuple[th.Tensor, tuple[th.Tensor, ...] | None]]:
     """Run torch RNN modules of one kind and shape, each on its own input, with shared resets.
 
     :param rnns: ``nn.GRU``, ``nn.LSTM`` or ``nn.RNN`` (tanh) modules, all of the same kind,
@@ -281,11 +282,12 @@ def run_sequences(
     :param xs: inputs (T, B, F), one per module
     :param states: initial states, one per module: ``(h,)`` or ``(h, c)``, each (L, B, H)
     :param keep: (T, B), 0 where the state is zeroed before the step
+    :param need_final_state: False returns None for the final states (the PPO update)
     :return: per module, the top layer's outputs (T, B, H) and the final state
     Equals stepping each module with its state multiplied by ``keep[t]`` before each step.
     """
     if xs[0].dtype == th.float32 and native.available():
-        return _run_compiled(rnns, xs, states, keep.float())
+        return _run_compiled(rnns, xs, states, keep.float(), need_final_state)
     keep4 = keep.to(xs[0].dtype)[:, None, :, None]  # (T, 1, B, 1)
     inputs = list(xs)
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
@@ -320,6 +322,8 @@ def run_sequences(
             finals[c].append(tuple(s[c] for s in last))
             if m.training and m.dropout > 0 and layer < m.num_layers - 1:
                 inputs[c] = F.dropout(inputs[c], m.dropout, training=True)
+    if not need_final_state:
+        return [(inputs[c], None) for c in range(len(rnns))]
     return [(inputs[c], tuple(th.stack(parts) for parts in zip(*finals[c]))) for c in range(len(rnns))]
 
 
@@ -328,8 +332,9 @@ def _kind(rnn: nn.RNNBase) -> str:
 
 
 def _run_compiled(
-    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor
-) -> list[tuple[th.Tensor, tuple[th.Tensor, ...]]]:
+    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor,
+    need_final_state: bool = True,
+) -> list[tuple[th.Tensor, tuple[th.Tensor, ...] | None]]:
     """:func:`run_sequences` through the compiled layers: one autograd node per layer, all cores."""
     kind, n = _kind(rnns[0]), len(rnns)
     keep = keep.contiguous()
@@ -342,9 +347,12 @@ def _run_compiled(
         results = native.Layer.apply(kind, keep, n, *inputs, *weights, *h0s, *c0s)
         inputs = list(results[:n])
         for c, m in enumerate(rnns):
-            finals[c].append((inputs[c][-1], results[n + c]) if kind == "lstm" else (inputs[c][-1],))
+            if need_final_state:
+                finals[c].append((inputs[c][-1], results[n + c]) if kind == "lstm" else (inputs[c][-1],))
             if m.training and m.dropout > 0 and layer < m.num_layers - 1:
                 inputs[c] = F.dropout(inputs[c], m.dropout, training=True)
+    if not need_final_state:
+        return [(inputs[c], None) for c in range(n)]
     return [(inputs[c], tuple(th.stack(parts) for parts in zip(*finals[c]))) for c in range(n)]
 
 
@@ -355,31 +363,30 @@ def step_compiled(
     (B,); returns per module the output (B, H) and the next state. Needs float32 and the
     compiled library (:func:`recurrent_rl.native.available`).
 
-    Every rollout step pays this path: with one layer, the (1, B, H) outputs of the compiled
-    call are the next states as they are (no stacking copy).
+    Every rollout step pays this path (:func:`recurrent_rl.native.layer_step`).
     """
     kind, n, L = _kind(rnns[0]), len(rnns), rnns[0].num_layers
-    keep = keep.reshape(1, -1).contiguous()
-    inputs = [x.contiguous().unsqueeze(0) for x in xs]  # (1, B, F)
+    keep = keep.contiguous()
+    inputs = [x.contiguous() for x in xs]  # (B, F)
     flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
+    lstm = kind == "lstm"
     hs: list[list[th.Tensor]] = [[] for _ in range(n)]  # per core, per layer: (1, B, H)
     cs: list[list[th.Tensor]] = [[] for _ in range(n)]
     for layer in range(L):
         i = 4 * layer
         weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]  # as _WEIGHT_NAMES
         h0s = [s[0][layer].contiguous() for s in states]
-        c0s = [s[1][layer].contiguous() for s in states] if kind == "lstm" else None
-        inputs, c_lasts, _ = native.layer_forward(kind, keep, inputs, weights, h0s, c0s, save=False)
+        c0s = [s[1][layer].contiguous() for s in states] if lstm else None
+        out_all, c_all = native.layer_step(kind, keep, inputs, weights, h0s, c0s)  # (n, 1, B, H), (n, B, H)
+        outs = out_all.unbind(0)
+        inputs = [o[0] for o in outs]
         for c in range(n):
-            hs[c].append(inputs[c])
-            if c_lasts is not None:
-                cs[c].append(c_lasts[c].unsqueeze(0))
-
-    def stacked(parts: list[th.Tensor]) -> th.Tensor:  # (L, B, H); one layer needs no copy
-        return parts[0] if L == 1 else th.cat(parts)
-
-    return [(inputs[c][0], (stacked(hs[c]), stacked(cs[c])) if kind == "lstm" else (stacked(hs[c]),))
-            for c in range(n)]  # fmt: skip
+            hs[c].append(outs[c])
+            if c_all is not None:
+                cs[c].append(c_all[c : c + 1])
+    if L == 1:  # the (1, B, H) outputs are the next states as they are (no stacking copy)
+        return [(inputs[c], (hs[c][0], cs[c][0]) if lstm else (hs[c][0],)) for c in range(n)]
+    return [(inputs[c], (th.cat(hs[c]), th.cat(cs[c])) if lstm else (th.cat(hs[c]),)) for c in range(n)]
 
 
 _WEIGHT_NAMES = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")

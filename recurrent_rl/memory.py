@@ -136,7 +136,7 @@ class MemoryCore(nn.Module):
         """
         if _takes_kernel(self, x):
             # CPU: hand-written kernels, resets as a mask (see recurrent_rl/kernels.py)
-            return kernels.run_sequences([self.rnn], [x], [state], 1.0 - episode_starts.float())[0]
+            return kernels.run_sequences([self.rnn], [x], [state], 1.0 - episode_starts.float(), need_final_state)[0]
         state = mask_state(state, 1.0 - episode_starts[0].float())
         if segments is None:
             segments = Segments.from_episode_starts(episode_starts)
@@ -225,7 +225,8 @@ def forward_cores(
         _takes_kernel(c, x) and _same_shape(c, first) and x.shape == xs[0].shape
         for c, x in zip(cores, xs)
     ):
-        return kernels.run_sequences([c.rnn for c in cores], xs, states, 1.0 - episode_starts.float())  # type: ignore[return-value]
+        keep = 1.0 - episode_starts.float()
+        return kernels.run_sequences([c.rnn for c in cores], xs, states, keep, need_final_state)  # type: ignore[return-value]
     segments = Segments.from_episode_starts(episode_starts)  # cut once for all cores
     return [core(x, s, episode_starts, segments, need_final_state) for core, x, s in zip(cores, xs, states)]
 
