@@ -164,8 +164,8 @@ def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
     """Whether a sequence call goes through the CPU kernels (else torch modules on segments).
 
     Measured with ``python -m benchmarks.kernels`` (T=32, B=8, H=64, actor+critic, forward and
-    backward, idle 2-core CPU): compiled layers 1.30 / 1.42 / 0.59 ms for gru / lstm / rnn, the
-    NumPy fallback 2.58 / 3.14 / 1.08 ms, the torch modules on padded segments 11.0 / 5.9 /
+    backward, idle 2-core CPU): compiled layers 0.93 / 1.12 / 0.51 ms for gru / lstm / rnn, the
+    NumPy fallback 2.54 / 3.26 / 1.07 ms, the torch modules on padded segments 9.7 / 6.0 /
     3.6 ms (oneDNN for the LSTM).
     """
     return core.use_kernels and core._kernel_module and kernels.supported_input(x)

@@ -252,3 +252,45 @@ def test_shapes_are_checked_before_the_c_call():
         lstm_weights = [[lstm.rnn.weight_ih_l0, lstm.rnn.bias_ih_l0, lstm.rnn.weight_hh_l0, lstm.rnn.bias_hh_l0]]
         with pytest.raises(ValueError, match="each of the 1 cores"):  # no cell state
             native.layer_forward("lstm", keep, [th.zeros(3, 2, 4)], lstm_weights, [th.zeros(2, 8)])
+
+
+def test_one_step_calls_check_shapes_like_sequence_calls():
+    """layer_step (rollouts, predict) falls back to layer_forward's checks on any mismatch."""
+    core = MemoryCore("gru", 4, 8)
+    weights = [[core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]]
+    keep = th.ones(2)
+    with th.no_grad():
+        out, cells = native.layer_step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 8)])
+        assert out.shape == (1, 1, 2, 8) and cells is None
+        with pytest.raises(ValueError, match=r"shape \(1, 2, 4\), got \(1, 2, 3\)"):
+            native.layer_step("gru", keep, [th.zeros(2, 3)], weights, [th.zeros(2, 8)])
+        with pytest.raises(ValueError, match=r"shape \(2, 8\), got \(2, 7\)"):
+            native.layer_step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 7)])
+        with pytest.raises(ValueError, match="float32"):
+            native.layer_step("gru", keep, [th.zeros(2, 4, dtype=th.float64)], weights, [th.zeros(2, 8)])
+        with pytest.raises(ValueError, match="W_ih has 24 rows, expected 4 x hidden size 8"):
+            native.layer_step("lstm", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 8)], [th.zeros(2, 8)])
+
+
+@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])
+def test_pooled_buffers_carry_nothing_between_calls(memory):
+    """Saved and scratch arrays are recycled between calls: results of a batch do not depend
+    on which batches ran before it (run in one order, then the other, bit for bit)."""
+    th.manual_seed(0)
+    cores = [MemoryCore(memory, 3, 16) for _ in range(2)]
+    batches = []
+    for seed in (1, 2):
+        g = th.Generator().manual_seed(seed)
+        xs = [th.randn(9, 4, 3, generator=g) for _ in cores]
+        states = [tuple(th.randn(s.shape, generator=g) for s in c.initial_state(4)) for c in cores]
+        batches.append((xs, states, (th.rand(9, 4, generator=g) < 0.2).float()))
+
+    def run(xs, states, starts):
+        outs = forward_cores(cores, xs, states, starts)
+        loss = sum((o.sin()).sum() for o, _ in outs)
+        return [o.detach() for o, _ in outs] + list(th.autograd.grad(loss, [p for c in cores for p in c.parameters()]))
+
+    first = [run(*b) for b in batches]
+    second = [run(*b) for b in reversed(batches)][::-1]
+    for a, b in zip(first, second):
+        assert all(th.equal(x, y) for x, y in zip(a, b))
