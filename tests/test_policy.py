@@ -174,3 +174,26 @@ def test_default_gate_bias_is_one_for_the_lstm_forget_gate_only():
     th.testing.assert_close(default[2 * H :], explicit_zero[2 * H :])
     gru = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32)
     assert gru.policy.gate_bias == 0.0
+
+
+@pytest.mark.parametrize("act", sorted(ACTION_SPACES))
+def test_action_distributions_skip_torchs_argument_checks_but_match_them(act):
+    """Validation is off at construction and in log_prob (paid at every step); the log-probs
+    equal those of the same distribution with validation on."""
+    env = DummyVecEnv([lambda: SpacesEnv(OBSERVATION_SPACES["box"], ACTION_SPACES[act])])
+    policy = RecurrentPPO("MlpGruPolicy", env, n_steps=8, batch_size=8, policy_kwargs={"hidden_size": 8}).policy
+    latent = th.randn(4, policy.mlp_extractor.latent_dim_pi)
+    distribution = policy._get_action_dist_from_latent(latent)
+    inner = distribution.distribution
+    parts = inner if isinstance(inner, list) else [inner]
+    assert parts and all(part._validate_args is False for part in parts)
+    actions = distribution.get_actions()
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(True)
+    try:  # SB3's own method, torch's checks on
+        checked = ActorCriticPolicy._get_action_dist_from_latent(policy, latent)
+        th.testing.assert_close(distribution.log_prob(actions), checked.log_prob(actions))
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
