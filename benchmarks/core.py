@@ -128,7 +128,7 @@ def buffer_bytes(name: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_480, help="training steps per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="throughput measurements per contender, interleaved (best kept)")
+    parser.add_argument("--repeats", type=int, default=5, help="throughput measurements per contender, interleaved (best kept)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per memory type for the learning check")
     parser.add_argument("--learning-steps", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2, help="parallel processes for the learning runs")

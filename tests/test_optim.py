@@ -96,3 +96,28 @@ def test_step_hooks_run_once_per_step():
     opt.register_step_post_hook(lambda *args: calls.append("post"))
     _train(net, opt, range(3), [1e-2] * 3)  # the first step creates the state (torch's path)
     assert calls == ["pre", "post"] * 3
+
+
+def test_a_closure_computes_the_gradients_that_are_checked_and_used():
+    ours, ref = _net(), _net()
+    opt = PolicyAdam(ours.parameters(), lr=1e-2)
+    ref_opt = th.optim.Adam(ref.parameters(), lr=1e-2, fused=True)
+    for step in range(3):
+        for net, optimizer in ((ours, opt), (ref, ref_opt)):
+            def closure(net=net, optimizer=optimizer, step=step):
+                optimizer.zero_grad()
+                loss = _loss(net, step)
+                loss.backward()
+                return loss
+            assert optimizer.step(closure) is not None
+    assert all(th.equal(a, b) for a, b in zip(ours.parameters(), ref.parameters()))
+
+    def bad_closure():
+        opt.zero_grad()
+        loss = _loss(ours, 9) * float("nan")
+        loss.backward()
+        return loss
+    before = [p.detach().clone() for p in ours.parameters()]
+    with pytest.raises(NonFiniteLossError):
+        opt.step(bad_closure)
+    assert all(th.equal(a, b) for a, b in zip(ours.parameters(), before))
