@@ -12,8 +12,8 @@ Everything is measured in one run, side by side, one torch thread per process:
   3. single-env ``predict`` latency per step;
   4. rollout buffer memory.
 
-    python -m benchmarks.core                  # everything (about 15 min on 2 idle cores)
-    python -m benchmarks.core --skip-learning  # throughput, latency, memory only (~2 min)
+    python -m benchmarks.core                  # everything (about 18 min on 2 idle cores)
+    python -m benchmarks.core --skip-learning  # throughput, latency, memory only (~5 min)
 """
 
 from __future__ import annotations
