@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch as th
 from gymnasium import spaces
 
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
@@ -61,10 +60,9 @@ def check_finite_observations(obs: Any, where: str) -> None:
             )
 
 
-def non_finite_gradients_message() -> str:
-    return (
-        "Training stopped: the loss became nan or inf, so the gradients are not finite. The policy keeps "
-        "its parameters from before this gradient step and nothing saved earlier was overwritten. "
-        "Usual fixes: lower learning_rate; normalise observations and rewards (VecNormalize); lower "
-        "max_grad_norm; check the env for nan/inf observations or rewards (SB3's VecCheckNan finds them)."
-    )
+NON_FINITE_GRADIENTS = (
+    "Training stopped: the loss became nan or inf, so the gradients are not finite. The policy keeps "
+    "its parameters from before this gradient step and nothing saved earlier was overwritten. "
+    "Usual fixes: lower learning_rate; normalise observations and rewards (VecNormalize); lower "
+    "max_grad_norm; check the env for nan/inf observations or rewards (SB3's VecCheckNan finds them)."
+)

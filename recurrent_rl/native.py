@@ -272,10 +272,15 @@ def _layout(kind: str, C: int, T: int, B: int, F: int, H: int) -> tuple[tuple[in
     return tuple(offsets), total
 
 
+def _fits(t: th.Tensor, shape: tuple[int, ...]) -> bool:
+    """What the C loops need of a tensor: this shape, float32, on the CPU, C-contiguous."""
+    return t.shape == shape and t.dtype is th.float32 and t.is_cpu and t.is_contiguous()
+
+
 def _check_all(kind: str, tensors: list[th.Tensor], shape: tuple[int, ...], F: int, H: int) -> None:
     """:func:`_check` for tensors of one expected shape, fast when they pass."""
     for t in tensors:
-        if t.shape != shape or t.dtype is not th.float32 or not t.is_cpu or not t.is_contiguous():
+        if not _fits(t, shape):
             _check(kind, [(t, shape)], F, H)
 
 
@@ -309,10 +314,25 @@ def layer_forward(
     lstm = kind == "lstm"
     if len(weights) != C or len(h0s) != C or (lstm and (c0s is None or len(c0s) != C)):
         raise ValueError(f"compiled {kind} layer: need inputs, weights and states for each of the {C} cores")
-    w_ih, b_ih, w_hh, b_hh = _weight_pointers(kind, weights, F, G, H)
     _check_all(kind, [keep], (T, B), F, H)
     _check_all(kind, xs, (T, B, F), F, H)
     _check_all(kind, h0s + (c0s if lstm else []), (B, H), F, H)  # type: ignore[operator]
+    out_all, c_all, saved = _run_forward(lib, kind, threads_for(C, T * B), T, xs, weights, h0s, c0s, keep, save)
+    outs = list(out_all.unbind(0))
+    return outs, (list(c_all.unbind(0)) if c_all is not None else None), saved
+
+
+def _run_forward(
+    lib: Any, kind: str, threads: int, T: int, xs: list[th.Tensor], weights: list[list[th.Tensor]],
+    h0s: list[th.Tensor], c0s: list[th.Tensor] | None, keep: th.Tensor, save: bool,
+) -> tuple[th.Tensor, th.Tensor | None, tuple[Any, ...]]:
+    """The C forward call of :func:`layer_forward` and :func:`layer_step`, on inputs and states
+    already checked (the weights are checked here, by :func:`_weight_pointers`): outputs (C, T, B, H), LSTM last cells (C, B, H) or None, and (buffer, offsets) of
+    the saved arrays if ``save`` (else the buffer goes back to the pool)."""
+    C, B = len(xs), h0s[0].shape[0]
+    (G, F), H = weights[0][0].shape, weights[0][2].shape[-1]
+    lstm = kind == "lstm"
+    w_ih, b_ih, w_hh, b_hh = _weight_pointers(kind, weights, F, G, H)
     out_all = xs[0].new_empty(C, T, B, H)
     c_all = xs[0].new_empty(C, B, H) if lstm else None
     offsets, size = _layout(kind, C, T, B, F, H)
@@ -326,7 +346,7 @@ def layer_forward(
         listed += [t.data_ptr() for t in c0s] + [c_all.data_ptr() + 4 * B * H * c for c in range(C)]  # type: ignore[union-attr]
     array = (ctypes.c_void_p * len(listed))(*listed)
     x_p, h0_p, out_p, c0_p, cl_p = (ctypes.addressof(array) + 8 * C * i for i in range(5))
-    threads, keep_p = threads_for(C, T * B), keep.data_ptr()
+    keep_p = keep.data_ptr()
     try:
         if kind == "gru":  # saved: prev, rz, cand, ghn; scratch: gi, wt, g
             lib.gru_forward(threads, T, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[4], ptr[5], ptr[6],
@@ -339,8 +359,7 @@ def layer_forward(
     finally:
         if not save:
             _POOL.give(buffer)
-    outs = list(out_all.unbind(0))
-    return outs, (list(c_all.unbind(0)) if c_all is not None else None), ((buffer, offsets) if save else ())
+    return out_all, c_all, ((buffer, offsets) if save else ())
 
 
 def _check(kind: str, expected: list[tuple[th.Tensor, tuple[int, ...]]], F: int, H: int) -> None:
@@ -377,38 +396,12 @@ def layer_step(
         and len(h0s) == C
         and (not lstm or (c0s is not None and len(c0s) == C))
     )  # fmt: skip
-    if ok:
-        for t in xs:
-            ok = ok and t.shape == (B, F) and t.dtype is th.float32 and t.is_contiguous() and t.is_cpu
-        for t in h0s + (c0s if lstm else []):  # type: ignore[operator]
-            ok = ok and t.shape == (B, H) and t.dtype is th.float32 and t.is_contiguous() and t.is_cpu
+    ok = ok and all(_fits(t, (B, F)) for t in xs) and all(_fits(t, (B, H)) for t in h0s + (c0s if lstm else []))  # type: ignore[operator]
     if not ok:  # let the general path say what is wrong
         outs, c_lasts, _ = layer_forward(kind, keep.reshape(1, -1), [x.unsqueeze(0) for x in xs], weights, h0s, c0s,
                                          save=False)  # fmt: skip
         return th.stack(outs), (th.stack(c_lasts) if c_lasts is not None else None)
-    w_ih, b_ih, w_hh, b_hh = _weight_pointers(kind, weights, F, G, H)
-    out_all = xs[0].new_empty(C, 1, B, H)
-    c_all = xs[0].new_empty(C, B, H) if lstm else None
-    offsets, size = _layout(kind, C, 1, B, F, H)
-    buffer = _POOL.take(size)
-    base = buffer.data_ptr()
-    ptr = [base + 4 * o for o in offsets]
-    out_base = out_all.data_ptr()
-    listed = [t.data_ptr() for t in xs] + [t.data_ptr() for t in h0s] + [out_base + 4 * B * H * c for c in range(C)]
-    if lstm:
-        listed += [t.data_ptr() for t in c0s] + [c_all.data_ptr() + 4 * B * H * c for c in range(C)]  # type: ignore[union-attr]
-    array = (ctypes.c_void_p * len(listed))(*listed)
-    x_p, h0_p, out_p, c0_p, cl_p = (ctypes.addressof(array) + 8 * C * i for i in range(5))
-    keep_p = keep.data_ptr()
-    if kind == "gru":
-        lib.gru_forward(1, 1, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[4], ptr[5], ptr[6], ptr[0],
-                        ptr[1], ptr[2], ptr[3], out_p)  # fmt: skip
-    elif lstm:
-        lib.lstm_forward(1, 1, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, c0_p, keep_p, ptr[4], ptr[0], ptr[1],
-                         ptr[2], ptr[3], out_p, cl_p)  # fmt: skip
-    else:
-        lib.rnn_forward(1, 1, C, B, F, H, x_p, w_ih, b_ih, w_hh, b_hh, h0_p, keep_p, ptr[1], ptr[0], out_p)
-    _POOL.give(buffer)
+    out_all, c_all, _ = _run_forward(lib, kind, 1, 1, xs, weights, h0s, c0s, keep, save=False)
     return out_all, c_all
 
 

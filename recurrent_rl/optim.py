@@ -14,7 +14,7 @@ from typing import Any
 
 import torch as th
 
-from recurrent_rl.errors import NonFiniteLossError, non_finite_gradients_message
+from recurrent_rl.errors import NON_FINITE_GRADIENTS, NonFiniteLossError
 
 
 class PolicyAdam(th.optim.Adam):
@@ -109,7 +109,7 @@ def check_finite(grads: list[th.Tensor]) -> None:
     else:
         bad = not bool(th.isfinite(th.nn.utils.get_total_norm(grads)))
     if bad:
-        raise NonFiniteLossError(non_finite_gradients_message())
+        raise NonFiniteLossError(NON_FINITE_GRADIENTS)
 
 
 def check_finite_gradients(optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
