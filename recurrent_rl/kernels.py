@@ -340,11 +340,13 @@ def _run_compiled(
     keep = keep.contiguous()
     inputs = [x.contiguous() for x in xs]
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
+    flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
     for layer in range(rnns[0].num_layers):
-        weights = [getattr(m, f"{name}_l{layer}") for name in _WEIGHT_NAMES for m in rnns]
-        h0s = [s[0][layer] for s in states]
-        c0s = [s[1][layer] for s in states] if kind == "lstm" else []
-        results = native.Layer.apply(kind, keep, n, *inputs, *weights, *h0s, *c0s)
+        i = 4 * layer
+        weights = [fw[i + j] for j in (0, 2, 1, 3) for fw in flat]  # every core's w_ih, then b_ih, w_hh, b_hh
+        h0s = [s[0][layer].contiguous() for s in states]
+        c0s = [s[1][layer].contiguous() for s in states] if kind == "lstm" else None
+        results = native.layer(kind, keep, inputs, weights, h0s, c0s)
         inputs = list(results[:n])
         for c, m in enumerate(rnns):
             if need_final_state:
@@ -374,7 +376,7 @@ def step_compiled(
     cs: list[list[th.Tensor]] = [[] for _ in range(n)]
     for layer in range(L):
         i = 4 * layer
-        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]  # as _WEIGHT_NAMES
+        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]  # per core w_ih, b_ih, w_hh, b_hh
         h0s = [s[0][layer].contiguous() for s in states]
         c0s = [s[1][layer].contiguous() for s in states] if lstm else None
         out_all, c_all = native.layer_step(kind, keep, inputs, weights, h0s, c0s)  # (n, 1, B, H), (n, B, H)
@@ -388,8 +390,6 @@ def step_compiled(
         return [(inputs[c], (hs[c][0], cs[c][0]) if lstm else (hs[c][0],)) for c in range(n)]
     return [(inputs[c], (th.cat(hs[c]), th.cat(cs[c])) if lstm else (th.cat(hs[c]),)) for c in range(n)]
 
-
-_WEIGHT_NAMES = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
 
 
 def supported_module(rnn: nn.RNNBase) -> bool:

@@ -255,14 +255,14 @@ def test_shapes_are_checked_before_the_c_call():
 
 
 def test_one_step_calls_check_shapes_like_sequence_calls():
-    """layer_step (rollouts, predict) falls back to layer_forward's checks on any mismatch."""
+    """layer_step (rollouts, predict) checks its (B, F) and (B, H) tensors like layer_forward."""
     core = MemoryCore("gru", 4, 8)
     weights = [[core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]]
     keep = th.ones(2)
     with th.no_grad():
         out, cells = native.layer_step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 8)])
         assert out.shape == (1, 1, 2, 8) and cells is None
-        with pytest.raises(ValueError, match=r"shape \(1, 2, 4\), got \(1, 2, 3\)"):
+        with pytest.raises(ValueError, match=r"shape \(2, 4\), got \(2, 3\)"):
             native.layer_step("gru", keep, [th.zeros(2, 3)], weights, [th.zeros(2, 8)])
         with pytest.raises(ValueError, match=r"shape \(2, 8\), got \(2, 7\)"):
             native.layer_step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 7)])
@@ -294,3 +294,28 @@ def test_pooled_buffers_carry_nothing_between_calls(memory):
     second = [run(*b) for b in reversed(batches)][::-1]
     for a, b in zip(first, second):
         assert all(th.equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_second_backward_through_a_layer_is_refused_clearly():
+    """The saved arrays go back to the pool after the backward pass; a second backward
+    (retain_graph=True) must say so instead of reading recycled memory."""
+    core = MemoryCore("gru", 3, 8)
+    x = th.randn(4, 2, 3, requires_grad=True)
+    out, _ = core(x, core.initial_state(2), th.zeros(4, 2))
+    loss = out.square().sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="freed after its first backward pass"):
+        loss.backward()
+
+
+def test_gradients_reach_inputs_only_when_asked():
+    """dx is computed for inputs that need it (an encoder below the memory) and left out otherwise."""
+    core = MemoryCore("lstm", 3, 8)
+    x = th.randn(4, 2, 3, requires_grad=True)
+    out, final = core(x, core.initial_state(2), th.zeros(4, 2))
+    (out.sum() + final[1].sum()).backward()
+    assert x.grad is not None and th.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    frozen = th.randn(4, 2, 3)
+    out, _ = core(frozen, core.initial_state(2), th.zeros(4, 2))
+    out.sum().backward()
+    assert frozen.grad is None and core.rnn.weight_hh_l0.grad is not None
