@@ -337,15 +337,14 @@ def _run_compiled(
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...] | None]]:
     """:func:`run_sequences` through the compiled layers: one autograd node per layer, all cores."""
     kind, n = _kind(rnns[0]), len(rnns)
-    keep = keep.contiguous()
-    inputs = [x.contiguous() for x in xs]
+    inputs = list(xs)  # the operator makes inputs and states contiguous where they are not
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
     flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
     for layer in range(rnns[0].num_layers):
         i = 4 * layer
         weights = [fw[i + j] for j in (0, 2, 1, 3) for fw in flat]  # every core's w_ih, then b_ih, w_hh, b_hh
-        h0s = [s[0][layer].contiguous() for s in states]
-        c0s = [s[1][layer].contiguous() for s in states] if kind == "lstm" else None
+        h0s = [s[0][layer] for s in states]
+        c0s = [s[1][layer] for s in states] if kind == "lstm" else None
         results = native.layer(kind, keep, inputs, weights, h0s, c0s)
         inputs = list(results[:n])
         for c, m in enumerate(rnns):
@@ -365,31 +364,17 @@ def step_compiled(
     (B,); returns per module the output (B, H) and the next state. Needs float32 and the
     compiled library (:func:`recurrent_rl.native.available`).
 
-    Every rollout step pays this path (:func:`recurrent_rl.native.layer_step`).
+    Every rollout step pays this path: one operator call for every layer of every module
+    (:func:`recurrent_rl.native.step`).
     """
-    kind, n, L = _kind(rnns[0]), len(rnns), rnns[0].num_layers
-    keep = keep.contiguous()
-    inputs = [x.contiguous() for x in xs]  # (B, F)
+    kind, L = _kind(rnns[0]), rnns[0].num_layers
     flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
+    weights = [fw[4 * layer + j] for layer in range(L) for j in (0, 2, 1, 3) for fw in flat]
     lstm = kind == "lstm"
-    hs: list[list[th.Tensor]] = [[] for _ in range(n)]  # per core, per layer: (1, B, H)
-    cs: list[list[th.Tensor]] = [[] for _ in range(n)]
-    for layer in range(L):
-        i = 4 * layer
-        weights = [[fw[i], fw[i + 2], fw[i + 1], fw[i + 3]] for fw in flat]  # per core w_ih, b_ih, w_hh, b_hh
-        h0s = [s[0][layer].contiguous() for s in states]
-        c0s = [s[1][layer].contiguous() for s in states] if lstm else None
-        out_all, c_all = native.layer_step(kind, keep, inputs, weights, h0s, c0s)  # (n, 1, B, H), (n, B, H)
-        outs = out_all.unbind(0)
-        inputs = [o[0] for o in outs]
-        for c in range(n):
-            hs[c].append(outs[c])
-            if c_all is not None:
-                cs[c].append(c_all[c : c + 1])
-    if L == 1:  # the (1, B, H) outputs are the next states as they are (no stacking copy)
-        return [(inputs[c], (hs[c][0], cs[c][0]) if lstm else (hs[c][0],)) for c in range(n)]
-    return [(inputs[c], (th.cat(hs[c]), th.cat(cs[c])) if lstm else (th.cat(hs[c]),)) for c in range(n)]
-
+    outs, hs, cs = native.step(kind, keep, xs, weights, [s[0] for s in states], [s[1] for s in states] if lstm else None)
+    if lstm:
+        return [(out, (h, c)) for out, h, c in zip(outs, hs, cs)]  # type: ignore[arg-type]
+    return [(out, (h,)) for out, h in zip(outs, hs)]
 
 
 def supported_module(rnn: nn.RNNBase) -> bool:

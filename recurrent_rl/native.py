@@ -268,24 +268,28 @@ def layer_forward(
     return list(results[:n]), (list(results[n:]) if kind == "lstm" else None)
 
 
-def layer_step(
-    kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[list[th.Tensor]], h0s: list[th.Tensor],
-    c0s: list[th.Tensor] | None = None,
-) -> tuple[th.Tensor, th.Tensor | None]:
-    """One step (T = 1) of one layer of C cores, no autograd: what every rollout step and
-    ``predict`` call pays for, one operator call (a few microseconds next to the arithmetic).
+def step(
+    kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[th.Tensor], hs: list[th.Tensor],
+    cs: list[th.Tensor] | None = None,
+) -> tuple[list[th.Tensor], list[th.Tensor], list[th.Tensor] | None]:
+    """One step of every layer of C cores, no autograd: what every rollout step and ``predict``
+    call pays for, one operator call (a few microseconds next to the arithmetic).
 
-    :param keep: (B,) float32; ``xs`` per core (B, F); ``h0s`` and ``c0s`` per core (B, H);
-        ``weights`` per core ``[w_ih, b_ih, w_hh, b_hh]``; checked as in :func:`layer`
-    :return: the outputs (C, 1, B, H), and for the LSTM the last cells (C, B, H), else None
+    :param keep: (B,) float32, 0 where the state is zeroed first; ``xs`` per core (B, F)
+    :param weights: per layer, :func:`layer`'s flat order (every core's ``w_ih``, then ``b_ih``,
+        ``w_hh``, ``b_hh``), layer after layer
+    :param hs: per core the state (L, B, H); ``cs`` the LSTM cells
+    :return: per core the output (B, H), per core the next state h (L, B, H), and for the LSTM
+        per core the next cells, else None. Checked as in :func:`layer`.
     """
     ops = library()
-    assert ops is not None, "recurrent_rl.native.layer_step needs the compiled library"
+    assert ops is not None, "recurrent_rl.native.step needs the compiled library"
     code = KINDS.get(kind)
     if code is None:
         raise ValueError(f"compiled layer: kind must be one of {sorted(KINDS)}, got {kind!r}")
-    results = ops.step(code, keep, xs, _flat(weights), h0s, c0s or [])
-    return results[0], (results[1] if len(results) > 1 else None)
+    results = ops.step(code, keep, xs, weights, hs, cs or [])
+    n = len(xs)
+    return results[:n], results[n : 2 * n], (results[2 * n :] if kind == "lstm" else None)
 
 
 def main() -> None:

@@ -255,21 +255,26 @@ def test_shapes_are_checked_before_the_c_call():
 
 
 def test_one_step_calls_check_shapes_like_sequence_calls():
-    """layer_step (rollouts, predict) checks its (B, F) and (B, H) tensors like layer_forward."""
+    """native.step (rollouts, predict) checks its (B, F) inputs and (L, B, H) states like layer_forward."""
     core = MemoryCore("gru", 4, 8)
-    weights = [[core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]]
+    weights = [core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]
     keep = th.ones(2)
     with th.no_grad():
-        out, cells = native.layer_step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 8)])
-        assert out.shape == (1, 1, 2, 8) and cells is None
+        outs, hs, cs = native.step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(1, 2, 8)])
+        assert outs[0].shape == (2, 8) and hs[0].shape == (1, 2, 8) and cs is None
+        assert outs[0].data_ptr() == hs[0].data_ptr()  # the output is the top layer's state, not a copy
         with pytest.raises(ValueError, match=r"shape \(2, 4\), got \(2, 3\)"):
-            native.layer_step("gru", keep, [th.zeros(2, 3)], weights, [th.zeros(2, 8)])
+            native.step("gru", keep, [th.zeros(2, 3)], weights, [th.zeros(1, 2, 8)])
         with pytest.raises(ValueError, match=r"shape \(2, 8\), got \(2, 7\)"):
-            native.layer_step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 7)])
+            native.step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(1, 2, 7)])
         with pytest.raises(ValueError, match="float32"):
-            native.layer_step("gru", keep, [th.zeros(2, 4, dtype=th.float64)], weights, [th.zeros(2, 8)])
+            native.step("gru", keep, [th.zeros(2, 4, dtype=th.float64)], weights, [th.zeros(1, 2, 8)])
         with pytest.raises(ValueError, match="W_ih has 24 rows, expected 4 x hidden size 8"):
-            native.layer_step("lstm", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 8)], [th.zeros(2, 8)])
+            native.step("lstm", keep, [th.zeros(2, 4)], weights, [th.zeros(1, 2, 8)], [th.zeros(1, 2, 8)])
+        with pytest.raises(ValueError, match="need 4 weights per core and layer"):
+            native.step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 2, 8)])  # two layers' states
+        with pytest.raises(ValueError, match="states must be"):
+            native.step("gru", keep, [th.zeros(2, 4)], weights, [th.zeros(2, 8)])
 
 
 @pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])

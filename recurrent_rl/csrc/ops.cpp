@@ -172,6 +172,13 @@ Sizes check_layer(int64_t kind, const Tensor &keep, TensorList xs, TensorList w,
     return s;
 }
 
+std::vector<Tensor> contiguous(TensorList ts) {
+    std::vector<Tensor> out;
+    out.reserve(ts.size());
+    for (const Tensor &t : ts) out.push_back(t.contiguous());
+    return out;
+}
+
 template <typename P>
 std::vector<P> pointers(TensorList ts, int64_t from = 0, int64_t n = -1) {
     if (n < 0) n = static_cast<int64_t>(ts.size()) - from;
@@ -198,10 +205,10 @@ std::vector<int64_t> layout(const Sizes &s, int64_t *total) {
     return offsets;
 }
 
-/* The forward C call: outputs (C, T, B, H), LSTM last cells (C, B, H); ``buffer`` holds the saved
- * arrays (and the scratch) at ``layout``'s offsets. */
+/* The forward C call: per core the outputs (T, B, H) and the LSTM's last cells (B, H), each
+ * contiguous; ``buffer`` holds the saved arrays (and the scratch) at ``layout``'s offsets. */
 void run_forward(const Sizes &s, int threads, const Tensor &keep, TensorList xs, TensorList w, TensorList h0s,
-                 TensorList c0s, const Tensor &out_all, const Tensor &c_all, const Tensor &buffer) {
+                 TensorList c0s, TensorList out_t, TensorList c_last_t, const Tensor &buffer) {
     const int C = s.C;
     int64_t total;
     const std::vector<int64_t> off = layout(s, &total);
@@ -209,9 +216,7 @@ void run_forward(const Sizes &s, int threads, const Tensor &keep, TensorList xs,
     const auto x = pointers<const float *>(xs), h0 = pointers<const float *>(h0s);
     const auto w_ih = pointers<const float *>(w, 0, C), b_ih = pointers<const float *>(w, C, C);
     const auto w_hh = pointers<const float *>(w, 2 * C, C), b_hh = pointers<const float *>(w, 3 * C, C);
-    std::vector<float *> out(C), c_last(C);
-    const int64_t TBH = (int64_t)s.T * s.B * s.H;
-    for (int c = 0; c < C; c++) out[c] = out_all.data_ptr<float>() + c * TBH;
+    const auto out = pointers<float *>(out_t);
     const float *k = keep.data_ptr<float>();
     if (s.kind == GRU) {
         gru_forward(threads, s.T, C, s.B, s.F, s.H, x.data(), w_ih.data(), b_ih.data(), w_hh.data(), b_hh.data(),
@@ -219,7 +224,7 @@ void run_forward(const Sizes &s, int threads, const Tensor &keep, TensorList xs,
                     base + off[2], base + off[3], out.data());
     } else if (s.kind == LSTM) {
         const auto c0 = pointers<const float *>(c0s);
-        for (int c = 0; c < C; c++) c_last[c] = c_all.data_ptr<float>() + (int64_t)c * s.B * s.H;
+        const auto c_last = pointers<float *>(c_last_t);
         lstm_forward(threads, s.T, C, s.B, s.F, s.H, x.data(), w_ih.data(), b_ih.data(), w_hh.data(), b_hh.data(),
                      h0.data(), c0.data(), k, base + off[4], base + off[0], base + off[1], base + off[2],
                      base + off[3], out.data(), c_last.data());
@@ -233,19 +238,21 @@ void run_forward(const Sizes &s, int threads, const Tensor &keep, TensorList xs,
  * weights (4C), h0s (C), c0s (C for the LSTM). Outputs: per core (T, B, H), then for the LSTM
  * per core the last cells (B, H). */
 struct LayerFunction : public torch::autograd::Function<LayerFunction> {
-    static variable_list forward(AutogradContext *ctx, int64_t kind, int64_t threads, bool save, const Tensor &keep,
-                                 TensorList xs, TensorList w, TensorList h0s, TensorList c0s) {
+    static variable_list forward(AutogradContext *ctx, int64_t kind, int64_t threads, bool save,
+                                 const Tensor &keep_in, TensorList xs_in, TensorList w, TensorList h0s_in,
+                                 TensorList c0s_in) {
+        // inputs and states as the C loops read them (weights are parameters: checked, not copied)
+        const Tensor keep = keep_in.contiguous();
+        const std::vector<Tensor> xs = contiguous(xs_in), h0s = contiguous(h0s_in), c0s = contiguous(c0s_in);
         const Sizes s = check_layer(kind, keep, xs, w, h0s, c0s, false);
         int64_t total;
         layout(s, &total);
         Tensor buffer = pool().take(total);
-        Tensor out_all = at::empty({s.C, s.T, s.B, s.H}, at::kFloat);
-        Tensor c_all = kind == LSTM ? at::empty({s.C, s.B, s.H}, at::kFloat) : Tensor();
-        run_forward(s, static_cast<int>(threads), keep, xs, w, h0s, c0s, out_all, c_all, buffer);
-        variable_list outs = out_all.unbind(0);
-        if (kind == LSTM) {
-            for (const Tensor &c : c_all.unbind(0)) outs.push_back(c);
-        }
+        variable_list outs;
+        for (int c = 0; c < s.C; c++) outs.push_back(at::empty({s.T, s.B, s.H}, at::kFloat));
+        for (int c = 0; c < (kind == LSTM ? s.C : 0); c++) outs.push_back(at::empty({s.B, s.H}, at::kFloat));
+        run_forward(s, static_cast<int>(threads), keep, xs, w, h0s, c0s, TensorList(outs.data(), s.C),
+                    TensorList(outs.data() + s.C, kind == LSTM ? s.C : 0), buffer);
         if (!save) {
             pool().give(std::move(buffer));
             return outs;
@@ -342,20 +349,58 @@ std::vector<Tensor> layer(int64_t kind, int64_t threads, const Tensor &keep, Ten
     return LayerFunction::apply(kind, threads, save, keep, xs, w, h0s, c0s);
 }
 
-/* torch.ops.recurrent_rl.step: one step (T = 1), no autograd: xs, h0s, c0s (B, F) / (B, H), keep
- * (B,). Returns the outputs (C, 1, B, H), and for the LSTM the last cells (C, B, H). */
-std::vector<Tensor> step(int64_t kind, const Tensor &keep, TensorList xs, TensorList w, TensorList h0s,
-                         TensorList c0s) {
-    const Sizes s = check_layer(kind, keep, xs, w, h0s, c0s, true);
-    int64_t total;
-    layout(s, &total);
-    Tensor buffer = pool().take(total);
-    Tensor out_all = at::empty({s.C, 1, s.B, s.H}, at::kFloat);
-    Tensor c_all = kind == LSTM ? at::empty({s.C, s.B, s.H}, at::kFloat) : Tensor();
-    run_forward(s, 1, keep, xs, w, h0s, c0s, out_all, c_all, buffer);
-    pool().give(std::move(buffer));
-    if (kind == LSTM) return {out_all, c_all};
-    return {out_all};
+/* torch.ops.recurrent_rl.step: one step of every layer, no autograd (rollouts, predict).
+ * xs per core (B, F); weights per layer in ``layer``'s flat order (4 C tensors a layer); hs and cs
+ * (LSTM) per core (L, B, H); keep (B,). Returns per core the output (B, H), then per core the next
+ * states (L, B, H): h, then c for the LSTM. Each layer's outputs are written straight into the
+ * next states (the output is a view of the top layer's h), so nothing is copied. */
+std::vector<Tensor> step(int64_t kind, const Tensor &keep_in, TensorList xs_in, TensorList w, TensorList hs_in,
+                         TensorList cs_in) {
+    const size_t C = xs_in.size();
+    const bool lstm = kind == LSTM;
+    TORCH_CHECK_VALUE(C >= 1 && hs_in.size() == C && cs_in.size() == (lstm ? C : 0),
+                      "compiled ", KIND_NAMES[kind >= 0 && kind <= 2 ? kind : 0], " step: need inputs and states ",
+                      "for each of the ", C, " cores");
+    TORCH_CHECK_VALUE(hs_in[0].dim() == 3, "compiled ", KIND_NAMES[kind >= 0 && kind <= 2 ? kind : 0],
+                      " step: states must be (num_layers, B, H), got ", shape_text(hs_in[0].sizes()));
+    const int64_t L = hs_in[0].size(0);
+    TORCH_CHECK_VALUE(w.size() == 4 * C * L, "compiled ", KIND_NAMES[kind >= 0 && kind <= 2 ? kind : 0],
+                      " step: need 4 weights per core and layer (", 4 * C * L, "), got ", w.size());
+    const Tensor keep = keep_in.contiguous();
+    std::vector<Tensor> x = contiguous(xs_in);
+    const std::vector<Tensor> hs = contiguous(hs_in), cs = contiguous(cs_in);
+    std::vector<Tensor> next_h(C), next_c(lstm ? C : 0);
+    for (size_t c = 0; c < C; c++) {
+        next_h[c] = at::empty_like(hs[c], at::MemoryFormat::Contiguous);
+        if (lstm) next_c[c] = at::empty_like(cs[c], at::MemoryFormat::Contiguous);
+    }
+    std::vector<Tensor> h0(C), c0(lstm ? C : 0), out(C), c_last(lstm ? C : 0);
+    for (int64_t l = 0; l < L; l++) {
+        const TensorList wl(w.data() + 4 * C * l, 4 * C);
+        for (size_t c = 0; c < C; c++) {
+            TORCH_CHECK_VALUE(hs[c].dim() == 3 && hs[c].size(0) == L && (!lstm || (cs[c].dim() == 3 && cs[c].size(0) == L)),
+                              "compiled ", KIND_NAMES[kind], " step: every state must be (", L,
+                              ", B, H), got ", shape_text(hs[c].sizes()));
+            h0[c] = hs[c][l];
+            out[c] = next_h[c][l];
+            if (lstm) {
+                c0[c] = cs[c][l];
+                c_last[c] = next_c[c][l];
+            }
+        }
+        const Sizes s = check_layer(kind, keep, x, wl, h0, c0, true);
+        for (size_t c = 0; c < C; c++) check(s, out[c], {s.B, s.H});  // h0's shape, so next_h fits
+        int64_t total;
+        layout(s, &total);
+        Tensor buffer = pool().take(total);
+        run_forward(s, 1, keep, x, wl, h0, c0, out, c_last, buffer);
+        pool().give(std::move(buffer));
+        x = out;
+    }
+    std::vector<Tensor> result(x.begin(), x.end());
+    result.insert(result.end(), next_h.begin(), next_h.end());
+    result.insert(result.end(), next_c.begin(), next_c.end());
+    return result;
 }
 
 }  // namespace
