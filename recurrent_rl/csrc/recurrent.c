@@ -242,7 +242,11 @@ static void scale_rows(int B, int H, float *restrict h, const float *restrict ke
  * waking a sleeping thread costs tens of microseconds (more in a VM), so after each job the
  * helper keeps polling for the next one for SPIN_NS (a PPO update calls every few hundred
  * microseconds), yielding the CPU while it polls, and only then sleeps on a condition
- * variable. A caller that finds the helper in use by another thread runs every core itself. */
+ * variable. A caller that finds the helper in use by another thread runs every core itself.
+ *
+ * Whoever claims a posted job first runs it: the helper when it sees it, or the caller once its
+ * own half is done and the helper has not started (asleep, or its CPU taken by the host), so a
+ * call never waits for a helper that is not running; at worst it costs what one thread does. */
 
 #include <sched.h>
 #include <time.h>
@@ -256,6 +260,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;  /* guards sleepin
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static int pool_started = 0, pool_failed = 0, pool_sleeping = 0;
 static unsigned long pool_posted = 0, pool_finished = 0;      /* atomic */
+static int pool_taken = 1;  /* atomic: 0 while the posted job is unclaimed */
 static core_fn pool_fn;
 static const void *pool_args;
 static int pool_first, pool_last;
@@ -296,7 +301,9 @@ static void *pool_main(void *unused) {
             }
         }
         seen = __atomic_load_n(&pool_posted, __ATOMIC_ACQUIRE);
-        for (int c = pool_first; c < pool_last; c++) pool_fn(pool_args, c);
+        if (__atomic_exchange_n(&pool_taken, 1, __ATOMIC_ACQ_REL) == 0) {  /* else the caller ran it */
+            for (int c = pool_first; c < pool_last; c++) pool_fn(pool_args, c);
+        }
         __atomic_store_n(&pool_finished, seen, __ATOMIC_RELEASE);
     }
     return NULL;
@@ -309,6 +316,7 @@ static void pool_after_fork_child(void) {
     pthread_cond_init(&pool_wake, NULL);
     pool_started = pool_failed = pool_sleeping = 0;
     pool_posted = pool_finished = 0;
+    pool_taken = 1;
 }
 
 static int pool_start(void) {  /* called with pool_busy held */
@@ -348,14 +356,19 @@ static void for_cores(int C, int threads, core_fn fn, const void *args) {
     pool_args = args;
     pool_first = 0;
     pool_last = split;
-    const unsigned long id = __atomic_add_fetch(&pool_posted, 1, __ATOMIC_ACQ_REL);  /* publishes the fields */
+    __atomic_store_n(&pool_taken, 0, __ATOMIC_RELEASE);  /* publishes the fields to whoever claims */
+    const unsigned long id = __atomic_add_fetch(&pool_posted, 1, __ATOMIC_ACQ_REL);
     pthread_mutex_lock(&pool_lock);
     if (pool_sleeping) pthread_cond_signal(&pool_wake);
     pthread_mutex_unlock(&pool_lock);
     for (int c = split; c < C; c++) fn(args, c);
-    for (unsigned spins = 0; __atomic_load_n(&pool_finished, __ATOMIC_ACQUIRE) != id; spins++) {
-        if (spins < 256) cpu_relax();
-        else sched_yield();
+    if (__atomic_exchange_n(&pool_taken, 1, __ATOMIC_ACQ_REL) == 0) {
+        for (int c = 0; c < split; c++) fn(args, c);  /* the helper has not started: run its half */
+    } else {  /* the helper runs it: wait until it is done (ids only grow) */
+        for (unsigned spins = 0; (long)(__atomic_load_n(&pool_finished, __ATOMIC_ACQUIRE) - id) < 0; spins++) {
+            if (spins < 256) cpu_relax();
+            else sched_yield();
+        }
     }
     pthread_mutex_unlock(&pool_busy);
 }
