@@ -11,6 +11,13 @@ and the minimum shows what each costs when nothing interferes.
 
 Time one of ours per run: with two of ours in the process (say GRU on 1 and on 2 kernel
 threads) both measured slower, 2 kernel threads most (77 against 67 ms per rollout, same day).
+
+It then times, on the same models and in tight loops, the work ours has that the MLP has not:
+the memory layers' forward and backward over a minibatch (the compiled layers and their calls),
+the heads' first layers reading the 64-wide memory output (with its input gradient) instead of 4
+observation entries, and the memory's rollout step. The MLP's rollout plus that work is the
+"ceiling" column: what ours would reach with nothing else in its way (no extra Python, no cold
+caches around the memory).
 """
 
 from __future__ import annotations
@@ -61,17 +68,90 @@ def main(argv: list[str] | None = None) -> None:
                 times[name][1].append(time.perf_counter() - middle)
 
     best = {name: (min(c) * 1e3, min(t) * 1e3) for name, (c, t) in times.items()}
+    extra = {}
+    for name in names:
+        if name.startswith("ours"):
+            native.set_kernel_threads(2 if name.endswith("-2t") else 1)
+            th.set_num_threads(1)
+            extra[name] = extra_arithmetic(models[name], models[names[-1]])
     ref = names[-1]
     ref_total = sum(best[ref])
     n_grad = models[ref].n_epochs * (models[ref].n_steps * models[ref].n_envs // models[ref].batch_size)
     print(f"\nms per rollout of {models[ref].n_steps * models[ref].n_envs} env steps and its {n_grad} gradient steps "
           f"(best of {2 * args.rounds})\n")  # fmt: skip
-    print(f"| contender | collection | update | update per gradient step | total | x {LABELS[ref]} |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| contender | collection | update | update per gradient step | total | x {LABELS[ref]} | ceiling |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    n_steps = models[ref].n_steps
     for name in names:
         collect, update = best[name]
+        ceiling = "-"
+        if name in extra:
+            layers, heads, step = extra[name]
+            ceiling = f"{ref_total / (ref_total + n_grad * (layers + heads) + n_steps * step):.2f}"
         print(f"| {LABELS[name]} | {collect:.1f} | {update:.1f} | {update / n_grad:.2f} | {collect + update:.1f} | "
-              f"{ref_total / (collect + update):.2f} |")  # fmt: skip
+              f"{ref_total / (collect + update):.2f} | {ceiling} |")  # fmt: skip
+    for name, (layers, heads, step) in extra.items():
+        print(f"\n{LABELS[name]}: memory layers {layers * 1e3:.0f} µs per gradient step (forward + backward), heads' "
+              f"extra width {heads * 1e3:.0f} µs, memory step {step * 1e3:.0f} µs per rollout step: "
+              f"{n_grad * (layers + heads) + n_steps * step:.1f} ms per rollout of work the MLP has not")  # fmt: skip
+
+
+def _best_ms(fn, repeats: int = 7, calls: int = 100) -> float:
+    """Milliseconds per call of ``fn``: the best of ``repeats`` means over ``calls`` calls."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e3
+
+
+def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
+    """(ms) the work ``ours`` has that ``mlp`` has not, per gradient step and per rollout step:
+    the compiled layers forward and backward over one minibatch of chunks (on the kernel threads
+    already set), the heads' first layers on the memory's 64-wide output (input gradient
+    included) minus the MLP's on the observations, and one memory step for all envs."""
+    from recurrent_rl.memory import forward_cores, step_cores
+
+    policy = ours.policy
+    cores = [policy.actor_memory] + ([policy.critic_core] if policy.critic_core is not None else [])
+    T, B = ours.sequence_length, ours.batch_size // ours.sequence_length
+    F, H = policy.features_dim, policy.hidden_size
+    xs = [th.randn(T, B, F) for _ in cores]
+    states = [core.initial_state(B) for core in cores]
+    starts = th.zeros(T, B)
+    params = [p for core in cores for p in core.parameters()]
+
+    def layers():
+        outs = forward_cores(cores, xs, states, starts, need_final_state=False)
+        th.autograd.grad(sum(out.sum() for out, _ in outs), params)
+
+    rows = T * B
+    latent = th.randn(rows, H, requires_grad=True)
+    ours_heads = [policy.mlp_extractor.policy_net, policy.mlp_extractor.value_net]
+    obs = th.randn(rows, mlp.policy.features_dim)
+    mlp_heads = [mlp.policy.mlp_extractor.policy_net, mlp.policy.mlp_extractor.value_net]
+
+    def heads(modules, x):
+        def run():
+            weights = [p for m in modules for p in m.parameters()]
+            inputs = weights + ([x] if x.requires_grad else [])
+            th.autograd.grad(sum(m(x).sum() for m in modules), inputs)
+
+        return run
+
+    n_envs = ours.n_envs
+    step_xs = [th.randn(n_envs, F) for _ in cores]
+    step_states = [core.initial_state(n_envs) for core in cores]
+
+    def step():
+        with th.no_grad():
+            step_cores(cores, step_xs, step_states, th.zeros(n_envs))
+
+    heads_extra = _best_ms(heads(ours_heads, latent)) - _best_ms(heads(mlp_heads, obs))
+    return _best_ms(layers), max(heads_extra, 0.0), _best_ms(step, calls=300)
 
 
 if __name__ == "__main__":
