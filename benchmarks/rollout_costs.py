@@ -17,7 +17,7 @@ the memory layers' forward and backward over a minibatch (the compiled layers an
 the heads' first layers reading the 64-wide memory output (with its input gradient) instead of 4
 observation entries, and the memory's rollout step. The MLP's rollout plus that work is the
 "ceiling" column: what ours would reach with nothing else in its way (no extra Python, no cold
-caches around the memory).
+caches around the memory). Its parts are the fastest of many timed calls, so it errs high.
 """
 
 from __future__ import annotations
@@ -96,15 +96,16 @@ def main(argv: list[str] | None = None) -> None:
               f"{n_grad * (layers + heads) + n_steps * step:.1f} ms per rollout of work the MLP has not")  # fmt: skip
 
 
-def _best_ms(fn, repeats: int = 7, calls: int = 100) -> float:
-    """Milliseconds per call of ``fn``: the best of ``repeats`` means over ``calls`` calls."""
-    fn()
+def _best_ms(fn, calls: int = 300) -> float:
+    """Milliseconds of the fastest of ``calls`` timed calls of ``fn`` (after a few untimed ones):
+    a lower bound on its cost, so the ceiling built from it is an upper bound."""
+    for _ in range(10):
+        fn()
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(calls):
         start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+        fn()
+        best = min(best, time.perf_counter() - start)
     return best * 1e3
 
 
@@ -151,7 +152,7 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
             step_cores(cores, step_xs, step_states, th.zeros(n_envs))
 
     heads_extra = _best_ms(heads(ours_heads, latent)) - _best_ms(heads(mlp_heads, obs))
-    return _best_ms(layers), max(heads_extra, 0.0), _best_ms(step, calls=300)
+    return _best_ms(layers), max(heads_extra, 0.0), _best_ms(step, calls=1000)
 
 
 if __name__ == "__main__":
