@@ -164,9 +164,9 @@ def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
     """Whether a sequence call goes through the CPU kernels (else torch modules on segments).
 
     Measured with ``python -m benchmarks.kernels`` (T=32, B=8, H=64, actor+critic, forward and
-    backward, idle 2-core CPU): compiled layers 0.93 / 1.12 / 0.51 ms for gru / lstm / rnn, the
-    NumPy fallback 2.54 / 3.26 / 1.07 ms, the torch modules on padded segments 9.7 / 6.0 /
-    3.6 ms (oneDNN for the LSTM).
+    backward, 2-core CPU, session 5): compiled layers 0.91 / 1.20 / 0.54 ms for gru / lstm /
+    rnn, the NumPy fallback 3.29 / 4.17 / 1.33 ms, the torch modules on padded segments 12.2 /
+    7.4 / 4.2 ms (oneDNN for the LSTM).
     """
     return core.use_kernels and core._kernel_module and kernels.supported_input(x)
 

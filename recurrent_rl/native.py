@@ -250,24 +250,6 @@ def layer(
     return ops.layer(code, threads_for(len(xs), rows), keep, xs, weights, h0s, c0s or [])
 
 
-def _flat(weights: list[list[th.Tensor]]) -> list[th.Tensor]:
-    """Per-core ``[w_ih, b_ih, w_hh, b_hh]`` lists -> :func:`layer`'s flat order."""
-    if any(len(w) != 4 for w in weights):
-        raise ValueError("compiled layer: give each core's weights as [w_ih, b_ih, w_hh, b_hh]")
-    return [w[i] for i in range(4) for w in weights]
-
-
-def layer_forward(
-    kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[list[th.Tensor]], h0s: list[th.Tensor],
-    c0s: list[th.Tensor] | None = None,
-) -> tuple[list[th.Tensor], list[th.Tensor] | None]:
-    """:func:`layer` with per-core weight lists ``[w_ih, b_ih, w_hh, b_hh]``: per core the outputs
-    (T, B, H), and for the LSTM per core the last cells (B, H), else None."""
-    results = layer(kind, keep, xs, _flat(weights), h0s, c0s)
-    n = len(xs)
-    return list(results[:n]), (list(results[n:]) if kind == "lstm" else None)
-
-
 def step(
     kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[th.Tensor], hs: list[th.Tensor],
     cs: list[th.Tensor] | None = None,

@@ -237,25 +237,25 @@ def test_compiled_steps_equal_torch_cells(memory, monkeypatch):
 def test_shapes_are_checked_before_the_c_call():
     """The C loops trust their sizes; a mismatch is a ValueError naming the shapes, not a crash."""
     core = MemoryCore("gru", 4, 8)
-    weights = [[core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]]
+    weights = [core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]  # one core
     keep = th.ones(3, 2)
     with th.no_grad():
         with pytest.raises(ValueError, match=r"shape \(3, 2, 4\), got \(3, 2, 2\)"):
-            native.layer_forward("gru", keep, [th.zeros(3, 2, 2)], weights, [th.zeros(2, 8)])
+            native.layer("gru", keep, [th.zeros(3, 2, 2)], weights, [th.zeros(2, 8)])
         with pytest.raises(ValueError, match=r"shape \(2, 8\), got \(2, 7\)"):
-            native.layer_forward("gru", keep, [th.zeros(3, 2, 4)], weights, [th.zeros(2, 7)])
+            native.layer("gru", keep, [th.zeros(3, 2, 4)], weights, [th.zeros(2, 7)])
         with pytest.raises(ValueError, match="float32"):
-            native.layer_forward("gru", keep, [th.zeros(3, 2, 4, dtype=th.float64)], weights, [th.zeros(2, 8)])
+            native.layer("gru", keep, [th.zeros(3, 2, 4, dtype=th.float64)], weights, [th.zeros(2, 8)])
         with pytest.raises(ValueError, match="W_ih has 24 rows, expected 4 x hidden size 8"):
-            native.layer_forward("lstm", keep, [th.zeros(3, 2, 4)], weights, [th.zeros(2, 8)])
+            native.layer("lstm", keep, [th.zeros(3, 2, 4)], weights, [th.zeros(2, 8)])
         lstm = MemoryCore("lstm", 4, 8)
-        lstm_weights = [[lstm.rnn.weight_ih_l0, lstm.rnn.bias_ih_l0, lstm.rnn.weight_hh_l0, lstm.rnn.bias_hh_l0]]
+        lstm_weights = [lstm.rnn.weight_ih_l0, lstm.rnn.bias_ih_l0, lstm.rnn.weight_hh_l0, lstm.rnn.bias_hh_l0]
         with pytest.raises(ValueError, match="each of the 1 cores"):  # no cell state
-            native.layer_forward("lstm", keep, [th.zeros(3, 2, 4)], lstm_weights, [th.zeros(2, 8)])
+            native.layer("lstm", keep, [th.zeros(3, 2, 4)], lstm_weights, [th.zeros(2, 8)])
 
 
 def test_one_step_calls_check_shapes_like_sequence_calls():
-    """native.step (rollouts, predict) checks its (B, F) inputs and (L, B, H) states like layer_forward."""
+    """native.step (rollouts, predict) checks its (B, F) inputs and (L, B, H) states like native.layer."""
     core = MemoryCore("gru", 4, 8)
     weights = [core.rnn.weight_ih_l0, core.rnn.bias_ih_l0, core.rnn.weight_hh_l0, core.rnn.bias_hh_l0]
     keep = th.ones(2)
