@@ -386,8 +386,3 @@ def supported_module(rnn: nn.RNNBase) -> bool:
 def supported_input(x: th.Tensor) -> bool:
     """Whether :func:`run_sequences` handles this input (a CPU float32 or float64 tensor)."""
     return x.is_cpu and x.dtype in (th.float32, th.float64)
-
-
-def supported(rnn: nn.RNNBase, x: th.Tensor) -> bool:
-    """Whether :func:`run_sequences` handles this module and input."""
-    return supported_module(rnn) and supported_input(x)

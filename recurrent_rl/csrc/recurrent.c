@@ -231,6 +231,21 @@ static void scale_rows(int B, int H, float *restrict h, const float *restrict ke
     }
 }
 
+/* The end of every backward pass: dh0 from the gradient carried past step 0, then the weight,
+ * bias and input gradients of both projections from the gate gradients of all steps: g_hh (T*B, G)
+ * for W_hh and b_hh, g_ih for W_ih, b_ih and dx (dx skipped if NULL). When both are the same array
+ * (LSTM, RNN: the biases enter as one sum) b_hh is a copy of b_ih instead of a second sum. */
+static void finish_backward(int64_t TB, int B, int F, int H, int G, const float *dh, const float *g_hh,
+                            const float *g_ih, const float *prev, const float *x, const float *w_hh,
+                            const float *w_ih, float *tr, float *dh0, float *dw_hh, float *db_hh, float *dw_ih,
+                            float *db_ih, float *dx) {
+    const int same = g_hh == g_ih;
+    memcpy(dh0, dh, sizeof(float) * (size_t)B * H);
+    linear_backward(TB, H, G, g_hh, prev, w_hh, tr, dw_hh, same ? NULL : db_hh, NULL);
+    linear_backward(TB, F, G, g_ih, x, w_ih, tr, dw_ih, db_ih, dx);
+    if (same) memcpy(db_hh, db_ih, sizeof(float) * (size_t)G);
+}
+
 /* ---------------------------------------------------------------- cores in parallel */
 
 /* The cores of one call (an actor's and a critic's memory) share nothing but the resets, so
@@ -473,9 +488,7 @@ static void gru_backward_one(int T, int B, int F, int H, const float *restrict x
         matmul_acc(B, G, H, ggh + (int64_t)t * B * G, w_hh, dh);
         scale_rows(B, H, dh, keep + (int64_t)t * B);
     }
-    memcpy(dh0, dh, sizeof(float) * (size_t)B * H);
-    linear_backward(TB, H, G, ggh, prev, w_hh, tr, dw_hh, db_hh, NULL);
-    linear_backward(TB, F, G, ggi, x, w_ih, tr, dw_ih, db_ih, dx);
+    finish_backward(TB, B, F, H, G, dh, ggh, ggi, prev, x, w_hh, w_ih, tr, dh0, dw_hh, db_hh, dw_ih, db_ih, dx);
 }
 
 struct gru_bwd {
@@ -612,9 +625,7 @@ static void lstm_backward_one(int T, int B, int F, int H, const float *restrict 
         matmul_acc(B, G, H, gp + (int64_t)t * B * G, w_hh, dh);
         scale_rows(B, H, dh, kt);
     }
-    memcpy(dh0, dh, sizeof(float) * (size_t)B * H);
-    linear_backward(TB, H, G, gp, prev_h, w_hh, tr, dw_hh, db_hh, NULL);
-    linear_backward(TB, F, G, gp, x, w_ih, tr, dw_ih, db_ih, dx);
+    finish_backward(TB, B, F, H, G, dh, gp, gp, prev_h, x, w_hh, w_ih, tr, dh0, dw_hh, db_hh, dw_ih, db_ih, dx);
 }
 
 struct lstm_bwd {
@@ -706,10 +717,7 @@ static void rnn_backward_one(int T, int B, int F, int H, const float *restrict x
         matmul_acc(B, H, H, gat, w_hh, dh);
         scale_rows(B, H, dh, keep + (int64_t)t * B);
     }
-    memcpy(dh0, dh, sizeof(float) * (size_t)B * H);
-    linear_backward(TB, H, H, ga, prev, w_hh, tr, dw_hh, NULL, NULL);
-    linear_backward(TB, F, H, ga, x, w_ih, tr, dw_ih, db_ih, dx);
-    memcpy(db_hh, db_ih, sizeof(float) * (size_t)H);  /* both biases enter as one sum */
+    finish_backward(TB, B, F, H, H, dh, ga, ga, prev, x, w_hh, w_ih, tr, dh0, dw_hh, db_hh, dw_ih, db_ih, dx);
 }
 
 struct rnn_bwd {
