@@ -274,6 +274,28 @@ def step(
     return results[:n], results[n : 2 * n], (results[2 * n :] if kind == "lstm" else None)
 
 
+ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2}  # the dense operator's activation codes
+
+
+def dense(activation: str, xs: list[th.Tensor], weights: list[th.Tensor], biases: list[th.Tensor]) -> list[th.Tensor]:
+    """C dense layers ``act(x W^T + b)`` of one shape side by side, as one autograd node: the
+    first layers of an actor's and a critic's MLP heads, on the kernel threads like the memories.
+
+    :param activation: ``"relu"``, ``"tanh"`` or ``"identity"`` (torch's ``relu`` / ``tanh``
+        and their derivatives)
+    :param xs: per layer, the input (N, K); ``weights`` (P, K) and ``biases`` (P) as in ``nn.Linear``
+    :return: per layer the output (N, P)
+    All tensors float32, C-contiguous, on the CPU (checked as in :func:`layer`).
+    """
+    ops = library()
+    assert ops is not None, "recurrent_rl.native.dense needs the compiled library"
+    code = ACTIVATIONS.get(activation)
+    if code is None:
+        raise ValueError(f"compiled dense layer: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    rows = xs[0].shape[0] if xs and xs[0].dim() >= 1 else 0
+    return ops.dense(code, threads_for(len(xs), rows), xs, weights, biases)
+
+
 def main() -> None:
     """Build the library now and say where it is (scripts/setup.sh calls this)."""
     try:

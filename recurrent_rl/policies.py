@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.distributions import CategoricalDistribution, Distribution, MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
@@ -27,7 +27,9 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from recurrent_rl.distributions import LeanCategorical
 from recurrent_rl.errors import check_finite_observations, check_spaces
+from recurrent_rl.heads import run_heads
 from recurrent_rl.memory import MemoryCore, MemoryState, forward_cores, state_to_numpy, step_cores
 from recurrent_rl.optim import PolicyAdam, refuse_non_finite_steps
 
@@ -172,12 +174,25 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             return features, features  # type: ignore[return-value]
         return features  # type: ignore[return-value]
 
-    def _critic_latent(self, vf_features: th.Tensor, actor_out: th.Tensor, critic_out: th.Tensor | None) -> th.Tensor:
+    def _critic_input(self, vf_features: th.Tensor, actor_out: th.Tensor | None, critic_out: th.Tensor | None) -> th.Tensor:
+        """What the critic's head reads: its own memory's output, the actor's, or a projection."""
         if self.critic_memory == "separate":
-            return self.mlp_extractor.forward_critic(critic_out)
+            return critic_out  # type: ignore[return-value]
         if self.critic_memory == "shared":
-            return self.mlp_extractor.forward_critic(actor_out)
-        return self.mlp_extractor.forward_critic(self.critic_projection(vf_features))
+            return actor_out  # type: ignore[return-value]
+        return self.critic_projection(vf_features)  # type: ignore[misc]
+
+    def _latents(self, actor_out: th.Tensor, critic_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """The MlpExtractor's two heads (their first layers as one compiled call: ``heads``)."""
+        extractor = self.mlp_extractor
+        latent_pi, latent_vf = run_heads([extractor.policy_net, extractor.value_net], [actor_out, critic_in])
+        return latent_pi, latent_vf
+
+    def _actor_latent(self, actor_out: th.Tensor) -> th.Tensor:
+        return run_heads([self.mlp_extractor.policy_net], [actor_out])[0]
+
+    def _critic_latent(self, critic_in: th.Tensor) -> th.Tensor:
+        return run_heads([self.mlp_extractor.value_net], [critic_in])[0]
 
     def _step_latents(
         self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor
@@ -192,8 +207,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             )
         else:
             actor_out, actor_state = self.actor_memory.step(pi_features, state.actor, episode_start)  # (B, H)
-        latent_vf = self._critic_latent(vf_features, actor_out, critic_out)
-        return self.mlp_extractor.forward_actor(actor_out), latent_vf, RecurrentState(actor_state, critic_state)
+        latent_pi, latent_vf = self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))
+        return latent_pi, latent_vf, RecurrentState(actor_state, critic_state)
 
     def _sequence_latents(self, seq: SequenceObs) -> tuple[th.Tensor, th.Tensor]:
         """Whole chunks -> (latent_pi (T*B, P), latent_vf (T*B, V)), time-major like ``seq.obs``."""
@@ -207,10 +222,11 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         outs = forward_cores(cores, xs, states, seq.episode_starts, need_final_state=False)
         actor_out = outs[0][0].reshape(T * B, -1)  # (T*B, H)
         critic_out = outs[1][0].reshape(T * B, -1) if self.critic_core is not None else None
-        return self.mlp_extractor.forward_actor(actor_out), self._critic_latent(vf_features, actor_out, critic_out)
+        return self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))
 
     def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
-        """SB3's, with torch's argument validation off for the distribution it builds.
+        """SB3's, with :class:`~recurrent_rl.distributions.LeanCategorical` inside SB3's
+        (Multi)Categorical distributions, and torch's argument validation off for the others.
 
         torch.distributions checks every parameter tensor at construction and every sample at
         ``log_prob`` (constraint checks of a few tensor ops each): measured here, 45 µs of the
@@ -220,6 +236,14 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         (the optimizer refuses non-finite gradients: ``NonFiniteLossError``) and is checked on the
         observations instead (``errors.check_finite_observations``).
         """
+        action_dist = self.action_dist
+        if type(action_dist) is CategoricalDistribution:
+            action_dist.distribution = LeanCategorical(self.action_net(latent_pi))
+            return action_dist
+        if type(action_dist) is MultiCategoricalDistribution:
+            logits = th.split(self.action_net(latent_pi), list(action_dist.action_dims), dim=1)
+            action_dist.distribution = [LeanCategorical(part) for part in logits]
+            return action_dist
         torch_distribution = th.distributions.Distribution
         previous = torch_distribution._validate_args
         torch_distribution.set_default_validate_args(False)
@@ -255,11 +279,11 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         pi_features, vf_features = self._features(obs)
         if self.critic_memory == "separate":
             critic_out, _ = self.critic_core.step(vf_features, state.critic, episode_start)
-            return self.value_net(self.mlp_extractor.forward_critic(critic_out))
+            return self.value_net(self._critic_latent(critic_out))
         actor_out = None
         if self.critic_memory == "shared":
             actor_out, _ = self.actor_memory.step(pi_features, state.actor, episode_start)
-        return self.value_net(self._critic_latent(vf_features, actor_out, None))
+        return self.value_net(self._critic_latent(self._critic_input(vf_features, actor_out, None)))
 
     def evaluate_actions(  # type: ignore[override]
         self, obs: SequenceObs, actions: th.Tensor
@@ -279,7 +303,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         """Action distribution of one step and the actor's next memory state."""
         pi_features, _ = self._features(obs)
         actor_out, actor_state = self.actor_memory.step(pi_features, state, episode_start)
-        return self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(actor_out)), actor_state
+        return self._get_action_dist_from_latent(self._actor_latent(actor_out)), actor_state
 
     def _predict(  # type: ignore[override]
         self, observation: PyTorchObs, state: MemoryState, episode_start: th.Tensor, deterministic: bool = False
