@@ -192,9 +192,9 @@ class TrainConfig(Section):
     sde_sample_freq: int = setting(-1, "resample gSDE noise every n steps (-1: per rollout)", low=-1)
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
     torch_threads: int = setting(1, "torch CPU threads (1 is fastest for small recurrent nets)", low=1)
-    kernel_threads: int = setting(1, "threads of the compiled memory layers: 2 runs the actor's and critic's "
-                                     "memories side by side in the update (give the run two cores; needs "
-                                     "torch_threads 1)", low=1, high=2)
+    kernel_threads: int | Literal["auto"] = setting(
+        "auto", "threads of the compiled memory layers and heads: 2 runs the actor's and critic's side by side "
+        "in the update (needs torch_threads 1); auto: 2 when the run may use two CPUs, else 1", low=1, high=2)  # fmt: skip
     eval: EvalConfig = setting(help="evaluation during and after training", factory=EvalConfig)
     checkpoint: CheckpointConfig = setting(help="periodic checkpoints", factory=CheckpointConfig)
 

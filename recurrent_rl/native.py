@@ -179,17 +179,28 @@ PARALLEL_MIN_ROWS = 64
 def threads_for(n_cores: int, rows: int) -> int:
     """Threads for one call over ``n_cores`` cores of ``rows`` = T * B rows each (see
     :func:`kernel_threads`): 1 for a single core or too little work."""
-    if n_cores < 2 or rows < PARALLEL_MIN_ROWS or kernel_threads() == 1:
+    setting = kernel_threads()
+    if n_cores < 2 or rows < PARALLEL_MIN_ROWS or setting == 1:
         return 1
     if th.get_num_threads() > 1:
         # torch's own thread pool then holds the second core: measured on the core benchmark,
         # the update takes 104 ms per rollout with both against 49 ms with torch on one thread
-        _warn_once(
-            "recurrent_rl: kernel threads 2 needs torch on one thread (torch.set_num_threads(1)); torch has "
-            f"{th.get_num_threads()}, so the compiled layers run on one thread"
-        )
+        if setting == 2:
+            _warn_once(
+                "recurrent_rl: kernel threads 2 needs torch on one thread (torch.set_num_threads(1)); torch has "
+                f"{th.get_num_threads()}, so the compiled layers run on one thread"
+            )
         return 1
-    return 2
+    return 2 if setting == 2 or usable_cpus() >= 2 else 1
+
+
+@functools.cache
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @functools.cache
@@ -197,27 +208,34 @@ def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-_THREADS: list[int] = []  # set by set_kernel_threads, else read from the environment once
+_THREADS: list[int | str] = []  # set by set_kernel_threads, else read from the environment once
 
 
-def kernel_threads() -> int:
+def kernel_threads() -> int | str:
     """How many threads a compiled call may use: what :func:`set_kernel_threads` set, else
-    ``RECURRENT_RL_THREADS`` (default 1). Two threads run the actor's and the critic's cores side
-    by side; a call has no more independent halves than that, so 1 and 2 are the choices."""
+    ``RECURRENT_RL_THREADS``, else ``"auto"``. Two threads run the actor's and the critic's cores
+    (and heads) side by side; a call has no more independent halves than that, so 1 and 2 are
+    the choices, and ``"auto"`` takes 2 when the process may use two CPUs and torch runs on one
+    thread (else 1, silently)."""
     if not _THREADS:
-        value = os.environ.get("RECURRENT_RL_THREADS", "1").strip()
+        value = os.environ.get("RECURRENT_RL_THREADS", "auto").strip()
         _THREADS.append(_valid_threads(int(value) if value.isdigit() else value, "RECURRENT_RL_THREADS"))
     return _THREADS[0]
 
 
-def set_kernel_threads(n: int) -> None:
-    """Let the compiled layers use ``n`` threads: 1 (all cores on the calling thread) or 2."""
+def set_kernel_threads(n: int | str) -> None:
+    """Let the compiled layers use ``n`` threads: 1 (everything on the calling thread), 2, or
+    ``"auto"`` (2 where the process may use two CPUs and torch is on one thread)."""
     _THREADS[:] = [_valid_threads(n, "kernel threads")]
 
 
-def _valid_threads(n: Any, what: str) -> int:
+def _valid_threads(n: Any, what: str) -> int | str:
+    if isinstance(n, str) and n == "auto":
+        return "auto"
     if isinstance(n, bool) or n not in (1, 2):
-        raise ValueError(f"{what} must be 1 or 2, got {n!r} (2 runs the actor's and critic's memories side by side)")
+        raise ValueError(
+            f"{what} must be 1, 2 or 'auto', got {n!r} (2 runs the actor's and critic's memories side by side)"
+        )
     return int(n)
 
 

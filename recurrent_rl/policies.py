@@ -330,7 +330,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         first = obs_tensor if isinstance(obs_tensor, th.Tensor) else next(iter(obs_tensor.values()))
         n_envs, device = first.shape[0], first.device
-        with th.no_grad():
+        with th.inference_mode():  # what comes out leaves as NumPy arrays
             memory = self._state_from_numpy(state, n_envs, device)
             if episode_start is None:
                 starts = th.zeros(n_envs, device=device)

@@ -104,9 +104,36 @@ def test_two_kernel_threads_need_torch_on_one_thread():
     finally:
         native.set_kernel_threads(previous)
         th.set_num_threads(previous_torch)
-    for bad in (0, 3, True, "2"):
-        with pytest.raises(ValueError, match="must be 1 or 2"):
+    for bad in (0, 3, True, "2", "Auto"):
+        with pytest.raises(ValueError, match="must be 1, 2 or 'auto'"):
             native.set_kernel_threads(bad)
+
+
+def test_auto_kernel_threads_take_the_second_cpu_when_there_is_one(monkeypatch, recwarn):
+    """'auto' (the default): 2 threads when the process may use two CPUs and torch is on one
+    thread; otherwise 1, without the warning an explicit 2 gives."""
+    previous_torch, previous = th.get_num_threads(), native.kernel_threads()
+    try:
+        native.set_kernel_threads("auto")
+        th.set_num_threads(1)
+        monkeypatch.setattr(native, "usable_cpus", lambda: 2)
+        assert native.threads_for(2, 256) == 2 and native.threads_for(1, 256) == 1
+        monkeypatch.setattr(native, "usable_cpus", lambda: 1)
+        assert native.threads_for(2, 256) == 1
+        monkeypatch.setattr(native, "usable_cpus", lambda: 2)
+        th.set_num_threads(2)
+        native._warn_once.cache_clear()
+        assert native.threads_for(2, 256) == 1
+        assert not [w for w in recwarn if "kernel threads" in str(w.message)]
+    finally:
+        native.set_kernel_threads(previous)
+        th.set_num_threads(previous_torch)
+    monkeypatch.delenv("RECURRENT_RL_THREADS", raising=False)
+    monkeypatch.setattr(native, "_THREADS", [])
+    assert native.kernel_threads() == "auto"
+    monkeypatch.setattr(native, "_THREADS", [])
+    monkeypatch.setenv("RECURRENT_RL_THREADS", "1")
+    assert native.kernel_threads() == 1
 
 
 def _two_thread_forward(queue) -> None:

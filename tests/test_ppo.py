@@ -39,6 +39,22 @@ def test_minibatches_are_whole_chunks_of_fixed_size():
     assert len(buffer.chunk_start_states) == 4
 
 
+def test_rollout_states_can_enter_the_update_on_every_path(monkeypatch):
+    """The rollout runs in inference_mode; the states it stores for the update are ordinary
+    tensors, so the update can save them for backward, also on torch's own modules (no
+    compiled library: the fallback path saves h0 inside nn.GRU / nn.LSTM)."""
+    from recurrent_rl import native
+
+    monkeypatch.setattr(native, "available", lambda: False)
+    for memory in ("gru", "lstm"):
+        env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=0)
+        model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, sequence_length=8, n_epochs=1, seed=0,
+                             policy_kwargs=dict(memory=memory, hidden_size=8))  # fmt: skip
+        model.learn(64)
+        stored = [t for state in model.rollout_buffer.chunk_start_states for part in state for t in part]
+        assert stored and not any(t.is_inference() for t in stored)
+
+
 class TimeLimitCounter(gym.Env):
     """Observation = step count; always truncated after 5 steps, never terminated."""
 
