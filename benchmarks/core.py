@@ -5,9 +5,10 @@ n_steps 32, batch 256, 20 epochs, gae_lambda 0.8, gamma 0.98, linear lr 1e-3 and
 hidden 64, separate critic memory, heads [64], ReLU, ortho_init off, VecNormalize).
 
 Everything is measured in one run, side by side, one torch thread per process:
-  1. training throughput (env-steps/s, end to end, learn() only); ours also with the compiled
-     layers on two threads (``-2t``: actor and critic memories side by side, same results), and
-     SB3's MLP PPO also with two torch threads, to show what a second core gives each;
+  1. training throughput (env-steps/s, end to end, learn() only); ours on one kernel thread and
+     on two (``-2t``: actor and critic memories and heads side by side, same results; what the
+     default kernel threads "auto" takes on a machine with two CPUs), and SB3's MLP PPO also
+     with two torch threads, to show what a second core gives each;
   2. learning: deterministic evaluation return at 100k steps over several seeds;
   3. single-env ``predict`` latency per step;
   4. rollout buffer memory.
@@ -31,8 +32,8 @@ SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0
 HEADS = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
 CONTENDERS = ("ours-gru", "ours-lstm", "ours-gru-2t", "ours-lstm-2t", "sb3-contrib-lstm", "sb3-mlp", "sb3-mlp-2t")
 LABELS = {
-    "ours-gru": "ours, GRU", "ours-lstm": "ours, LSTM",
-    "ours-gru-2t": "ours, GRU, 2 kernel threads", "ours-lstm-2t": "ours, LSTM, 2 kernel threads",
+    "ours-gru": "ours, GRU, 1 kernel thread", "ours-lstm": "ours, LSTM, 1 kernel thread",
+    "ours-gru-2t": "ours, GRU, 2 kernel threads (default here)", "ours-lstm-2t": "ours, LSTM, 2 kernel threads (default here)",
     "sb3-contrib-lstm": "sb3-contrib RecurrentPPO (LSTM)", "sb3-mlp": "SB3 PPO, MLP (no memory)",
     "sb3-mlp-2t": "SB3 PPO, MLP, 2 torch threads",
 }

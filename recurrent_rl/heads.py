@@ -24,22 +24,25 @@ from recurrent_rl import native
 ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
 
 
-def _compiled_first_layer(net: nn.Module, x: th.Tensor) -> tuple[nn.Linear, str] | None:
-    """(the Linear, the activation's name) if ``net``'s first two layers can run compiled on ``x``."""
-    if type(net) is not nn.Sequential or len(net) < 2:
+def _compiled_first_layer(net: nn.Module, x: th.Tensor) -> tuple[th.Tensor, th.Tensor, str] | None:
+    """(weight, bias, activation name) of ``net``'s first two layers if they can run compiled on
+    ``x``. Every rollout step asks, so modules are read through their dicts, not ``__getattr__``."""
+    if type(net) is not nn.Sequential or len(net._modules) < 2:
         return None
-    linear, activation = net[0], net[1]
-    name = ACTIVATIONS.get(type(activation))
-    if name is None or type(linear) is not nn.Linear or linear.bias is None:
+    modules = iter(net._modules.values())
+    linear, activation = next(modules), next(modules)
+    name = ACTIVATIONS.get(type(activation))  # type: ignore[arg-type]
+    if name is None or type(linear) is not nn.Linear:
         return None
-    if x.dim() != 2 or not x.is_cpu or x.dtype is not th.float32 or linear.weight.dtype is not th.float32:
+    weight, bias = linear._parameters["weight"], linear._parameters["bias"]
+    if bias is None or x.dim() != 2 or not x.is_cpu or x.dtype is not th.float32 or weight.dtype is not th.float32:
         return None
     for module in (net, linear, activation):
         if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
             return None
     if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
         return None
-    return (linear, name) if native.available() else None
+    return (weight, bias, name) if native.available() else None
 
 
 def _rest(net: nn.Sequential, z: th.Tensor) -> th.Tensor:
@@ -57,17 +60,16 @@ def run_heads(nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]:
     specs = [_compiled_first_layer(net, x) for net, x in zip(nets, xs)]
     first = specs[0]
     if len(nets) > 1 and first is not None and all(
-        spec is not None and spec[1] == first[1] and spec[0].weight.shape == first[0].weight.shape
-        and x.shape == xs[0].shape for spec, x in zip(specs, xs)
-    ):  # fmt: skip
-        zs = native.dense(first[1], [x.contiguous() for x in xs], [s[0].weight for s in specs],  # type: ignore[index]
-                          [s[0].bias for s in specs])  # type: ignore[index]  # fmt: skip
+        spec is not None and spec[2] == first[2] and spec[0].shape == first[0].shape and x.shape == xs[0].shape
+        for spec, x in zip(specs, xs)
+    ):
+        zs = native.dense(first[2], [x.contiguous() for x in xs], [s[0] for s in specs], [s[1] for s in specs])  # type: ignore[index]
         return [_rest(net, z) for net, z in zip(nets, zs)]  # type: ignore[arg-type]
     out = []
     for net, spec, x in zip(nets, specs, xs):
         if spec is None:
             out.append(net(x))
         else:
-            z = native.dense(spec[1], [x.contiguous()], [spec[0].weight], [spec[0].bias])[0]
+            z = native.dense(spec[2], [x.contiguous()], [spec[0]], [spec[1]])[0]
             out.append(_rest(net, z))  # type: ignore[arg-type]
     return out
