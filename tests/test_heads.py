@@ -161,3 +161,11 @@ def test_policy_update_and_rollout_equal_the_modules_path(critic_memory, monkeyp
     modules = run()
     for a, b in zip(compiled, modules):
         assert th.allclose(a.float(), b.float(), atol=1e-5, rtol=1e-5)
+
+
+def test_run_heads_without_the_compiled_library_runs_the_modules(monkeypatch):
+    monkeypatch.setattr(native, "available", lambda: False)
+    monkeypatch.setattr(native, "dense", lambda *args: pytest.fail("dense called without the library"))
+    nets = [_head([6, 4]), _head([6, 4])]
+    xs = [th.randn(3, 6), th.randn(3, 6)]
+    assert all(th.equal(a, net(x)) for a, net, x in zip(run_heads(nets, xs), nets, xs))

@@ -1,5 +1,6 @@
 /* Torch operators over the C loops of recurrent.c: one layer of stacked cores as one autograd
- * node, and one rollout step, called from Python as torch.ops.recurrent_rl.layer / .step.
+ * node, one rollout step, and the heads' first dense layers side by side as one autograd node,
+ * called from Python as torch.ops.recurrent_rl.layer / .step / .dense.
  *
  * Why C++ and not ctypes: at RL's sizes (T=32, B=8, H=64, actor + critic) a GRU layer's forward
  * and backward loops take about 0.5 ms per gradient step, and the Python around them (a Python

@@ -1,7 +1,9 @@
-/* Recurrent layers (GRU, LSTM, Elman RNN) forward and backward in float32, whole sequences.
+/* Recurrent layers (GRU, LSTM, Elman RNN) forward and backward in float32, whole sequences,
+ * and the dense layers (Linear + activation) of the heads that read them (at the end).
  *
- * Built on first use by recurrent_rl/native.py (cc -O3 -march=native) and called through ctypes;
- * recurrent_rl/kernels.py keeps NumPy loops of the same math as the reference and the fallback.
+ * Built on first use by recurrent_rl/native.py (cc -O3 -march=native) and called through the
+ * torch operators of ops.cpp; recurrent_rl/kernels.py keeps NumPy loops of the same recurrent
+ * math as the reference and the fallback.
  *
  * One call runs one layer of C cores of the same kind and size (an actor's and a critic's memory)
  * over T steps of a batch of B columns, input projection and weight gradients included, so a
