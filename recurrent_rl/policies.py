@@ -182,16 +182,32 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             return actor_out  # type: ignore[return-value]
         return self.critic_projection(vf_features)  # type: ignore[misc]
 
+    def _sb3_heads(self) -> bool:
+        """Whether the heads are SB3's own MlpExtractor (its forward_actor / forward_critic not
+        overridden), whose layers ``heads.run_heads`` may run; any other extractor (a custom
+        ``_build_mlp_extractor``) is called through its own methods."""
+        extractor_type = type(self.mlp_extractor)
+        return issubclass(extractor_type, MlpExtractor) and (
+            extractor_type.forward_actor is MlpExtractor.forward_actor
+            and extractor_type.forward_critic is MlpExtractor.forward_critic
+        )
+
     def _latents(self, actor_out: th.Tensor, critic_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """The MlpExtractor's two heads (their first layers as one compiled call: ``heads``)."""
+        """The two heads (SB3's MlpExtractor: their first layers as one compiled call, ``heads``)."""
         extractor = self.mlp_extractor
+        if not self._sb3_heads():
+            return extractor.forward_actor(actor_out), extractor.forward_critic(critic_in)
         latent_pi, latent_vf = run_heads([extractor.policy_net, extractor.value_net], [actor_out, critic_in])
         return latent_pi, latent_vf
 
     def _actor_latent(self, actor_out: th.Tensor) -> th.Tensor:
+        if not self._sb3_heads():
+            return self.mlp_extractor.forward_actor(actor_out)
         return run_heads([self.mlp_extractor.policy_net], [actor_out])[0]
 
     def _critic_latent(self, critic_in: th.Tensor) -> th.Tensor:
+        if not self._sb3_heads():
+            return self.mlp_extractor.forward_critic(critic_in)
         return run_heads([self.mlp_extractor.value_net], [critic_in])[0]
 
     def _step_latents(
