@@ -35,7 +35,9 @@ def _compiled_first_layer(net: nn.Module, x: th.Tensor) -> tuple[th.Tensor, th.T
     if name is None or type(linear) is not nn.Linear:
         return None
     weight, bias = linear._parameters["weight"], linear._parameters["bias"]
-    if bias is None or x.dim() != 2 or not x.is_cpu or x.dtype is not th.float32 or weight.dtype is not th.float32:
+    if bias is None or x.dim() != 2 or not x.is_cpu or x.dtype is not th.float32:
+        return None
+    if weight.dtype is not th.float32 or not weight.is_cpu or not weight.is_contiguous():
         return None
     for module in (net, linear, activation):
         if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:

@@ -203,3 +203,14 @@ def test_a_custom_mlp_extractor_is_called_through_its_own_methods():
     model.learn(32)
     assert "actor" in calls and "critic" in calls
     model.predict(model.env.observation_space.sample(), deterministic=True)
+
+
+def test_run_heads_takes_the_modules_for_weights_the_loops_cannot_read(monkeypatch):
+    monkeypatch.setattr(native, "dense", lambda *args: pytest.fail("dense called"))
+    net = _head([6, 4])
+    with th.no_grad():
+        net[0].weight = nn.Parameter(th.randn(6, 4).t())  # a transposed view: not contiguous
+    x = th.randn(3, 6)
+    assert th.equal(run_heads([net], [x])[0], net(x))
+    double = _head([6, 4]).double()
+    assert run_heads([double], [x.double()])[0].dtype == th.float64
