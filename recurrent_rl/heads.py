@@ -65,13 +65,13 @@ def run_heads(nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]:
         spec is not None and spec[2] == first[2] and spec[0].shape == first[0].shape and x.shape == xs[0].shape
         for spec, x in zip(specs, xs)
     ):
-        zs = native.dense(first[2], [x.contiguous() for x in xs], [s[0] for s in specs], [s[1] for s in specs])  # type: ignore[index]
+        zs = native.dense(first[2], xs, [s[0] for s in specs], [s[1] for s in specs])  # the operator makes xs contiguous  # type: ignore[index]
         return [_rest(net, z) for net, z in zip(nets, zs)]  # type: ignore[arg-type]
     out = []
     for net, spec, x in zip(nets, specs, xs):
         if spec is None:
             out.append(net(x))
         else:
-            z = native.dense(spec[2], [x.contiguous()], [spec[0]], [spec[1]])[0]
+            z = native.dense(spec[2], [x], [spec[0]], [spec[1]])[0]
             out.append(_rest(net, z))  # type: ignore[arg-type]
     return out

@@ -242,6 +242,25 @@ def _valid_threads(n: Any, what: str) -> int | str:
 KINDS = {"gru": 0, "lstm": 1, "rnn": 2}  # the operators' kind codes (csrc/ops.cpp)
 
 
+def _operators(name: str) -> Any:
+    """``torch.ops.recurrent_rl``, or a RuntimeError saying what to install (callers check
+    :func:`available` first; this is for direct calls)."""
+    ops = library()
+    if ops is None:
+        raise RuntimeError(
+            f"recurrent_rl.native.{name} needs the compiled library, which is unavailable (see the RuntimeWarning "
+            "above); install a C and a C++ compiler, or check available() before calling it"
+        )
+    return ops
+
+
+def _code(codes: dict[str, int], value: str, what: str) -> int:
+    code = codes.get(value)
+    if code is None:
+        raise ValueError(f"{what} must be one of {sorted(codes)}, got {value!r}")
+    return code
+
+
 def layer(
     kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[th.Tensor], h0s: list[th.Tensor],
     c0s: list[th.Tensor] | None = None,
@@ -259,11 +278,7 @@ def layer(
     tensor's shape and what was expected (the C loops trust their sizes). Gradients flow to
     every input but ``keep`` when grad mode is on.
     """
-    ops = library()
-    assert ops is not None, "recurrent_rl.native.layer needs the compiled library"
-    code = KINDS.get(kind)
-    if code is None:
-        raise ValueError(f"compiled layer: kind must be one of {sorted(KINDS)}, got {kind!r}")
+    ops, code = _operators("layer"), _code(KINDS, kind, "compiled layer: kind")
     rows = xs[0].shape[0] * xs[0].shape[1] if xs and xs[0].dim() >= 2 else 0
     return ops.layer(code, threads_for(len(xs), rows), keep, xs, weights, h0s, c0s or [])
 
@@ -282,11 +297,7 @@ def step(
     :return: per core the output (B, H), per core the next state h (L, B, H), and for the LSTM
         per core the next cells, else None. Checked as in :func:`layer`.
     """
-    ops = library()
-    assert ops is not None, "recurrent_rl.native.step needs the compiled library"
-    code = KINDS.get(kind)
-    if code is None:
-        raise ValueError(f"compiled layer: kind must be one of {sorted(KINDS)}, got {kind!r}")
+    ops, code = _operators("step"), _code(KINDS, kind, "compiled layer: kind")
     results = ops.step(code, keep, xs, weights, hs, cs or [])
     n = len(xs)
     return results[:n], results[n : 2 * n], (results[2 * n :] if kind == "lstm" else None)
@@ -305,11 +316,7 @@ def dense(activation: str, xs: list[th.Tensor], weights: list[th.Tensor], biases
     :return: per layer the output (N, P)
     All tensors float32, C-contiguous, on the CPU (checked as in :func:`layer`).
     """
-    ops = library()
-    assert ops is not None, "recurrent_rl.native.dense needs the compiled library"
-    code = ACTIVATIONS.get(activation)
-    if code is None:
-        raise ValueError(f"compiled dense layer: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    ops, code = _operators("dense"), _code(ACTIVATIONS, activation, "compiled dense layer: activation")
     rows = xs[0].shape[0] if xs and xs[0].dim() >= 1 else 0
     return ops.dense(code, threads_for(len(xs), rows), xs, weights, biases)
 

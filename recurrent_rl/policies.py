@@ -192,23 +192,19 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             and extractor_type.forward_critic is MlpExtractor.forward_critic
         )
 
-    def _latents(self, actor_out: th.Tensor, critic_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """The two heads (SB3's MlpExtractor: their first layers as one compiled call, ``heads``)."""
+    def _latents(
+        self, actor_in: th.Tensor | None, critic_in: th.Tensor | None
+    ) -> tuple[th.Tensor | None, th.Tensor | None]:
+        """(latent_pi, latent_vf) of the two heads; a head given None is skipped (None out).
+        SB3's own MlpExtractor runs through ``heads.run_heads`` (first layers as one compiled
+        call); any other extractor through its ``forward_actor`` / ``forward_critic``."""
         extractor = self.mlp_extractor
         if not self._sb3_heads():
-            return extractor.forward_actor(actor_out), extractor.forward_critic(critic_in)
-        latent_pi, latent_vf = run_heads([extractor.policy_net, extractor.value_net], [actor_out, critic_in])
-        return latent_pi, latent_vf
-
-    def _actor_latent(self, actor_out: th.Tensor) -> th.Tensor:
-        if not self._sb3_heads():
-            return self.mlp_extractor.forward_actor(actor_out)
-        return run_heads([self.mlp_extractor.policy_net], [actor_out])[0]
-
-    def _critic_latent(self, critic_in: th.Tensor) -> th.Tensor:
-        if not self._sb3_heads():
-            return self.mlp_extractor.forward_critic(critic_in)
-        return run_heads([self.mlp_extractor.value_net], [critic_in])[0]
+            return (None if actor_in is None else extractor.forward_actor(actor_in),
+                    None if critic_in is None else extractor.forward_critic(critic_in))  # fmt: skip
+        pairs = [(net, x) for net, x in ((extractor.policy_net, actor_in), (extractor.value_net, critic_in)) if x is not None]
+        outs = iter(run_heads([net for net, _ in pairs], [x for _, x in pairs]))
+        return (None if actor_in is None else next(outs)), (None if critic_in is None else next(outs))
 
     def _step_latents(
         self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor
@@ -224,7 +220,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         else:
             actor_out, actor_state = self.actor_memory.step(pi_features, state.actor, episode_start)  # (B, H)
         latent_pi, latent_vf = self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))
-        return latent_pi, latent_vf, RecurrentState(actor_state, critic_state)
+        return latent_pi, latent_vf, RecurrentState(actor_state, critic_state)  # type: ignore[return-value]
 
     def _sequence_latents(self, seq: SequenceObs) -> tuple[th.Tensor, th.Tensor]:
         """Whole chunks -> (latent_pi (T*B, P), latent_vf (T*B, V)), time-major like ``seq.obs``."""
@@ -238,7 +234,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         outs = forward_cores(cores, xs, states, seq.episode_starts, need_final_state=False)
         actor_out = outs[0][0].reshape(T * B, -1)  # (T*B, H)
         critic_out = outs[1][0].reshape(T * B, -1) if self.critic_core is not None else None
-        return self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))
+        return self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))  # type: ignore[return-value]
 
     def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
         """SB3's, with :class:`~recurrent_rl.distributions.LeanCategorical` inside SB3's
@@ -295,11 +291,11 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         pi_features, vf_features = self._features(obs)
         if self.critic_memory == "separate":
             critic_out, _ = self.critic_core.step(vf_features, state.critic, episode_start)
-            return self.value_net(self._critic_latent(critic_out))
+            return self.value_net(self._latents(None, critic_out)[1])
         actor_out = None
         if self.critic_memory == "shared":
             actor_out, _ = self.actor_memory.step(pi_features, state.actor, episode_start)
-        return self.value_net(self._critic_latent(self._critic_input(vf_features, actor_out, None)))
+        return self.value_net(self._latents(None, self._critic_input(vf_features, actor_out, None))[1])
 
     def evaluate_actions(  # type: ignore[override]
         self, obs: SequenceObs, actions: th.Tensor
@@ -319,7 +315,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         """Action distribution of one step and the actor's next memory state."""
         pi_features, _ = self._features(obs)
         actor_out, actor_state = self.actor_memory.step(pi_features, state, episode_start)
-        return self._get_action_dist_from_latent(self._actor_latent(actor_out)), actor_state
+        return self._get_action_dist_from_latent(self._latents(actor_out, None)[0]), actor_state  # type: ignore[arg-type]
 
     def _predict(  # type: ignore[override]
         self, observation: PyTorchObs, state: MemoryState, episode_start: th.Tensor, deterministic: bool = False
