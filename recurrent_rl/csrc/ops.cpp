@@ -122,8 +122,12 @@ struct Sizes {
 };
 
 /* What the C loops need of a tensor: this shape, float32, on the CPU, C-contiguous. */
+bool fits(const Tensor &t, at::IntArrayRef shape) {
+    return t.sizes() == shape && t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous();
+}
+
 void check(const Sizes &s, const Tensor &t, at::IntArrayRef shape) {
-    if (t.sizes() == shape && t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous()) return;
+    if (fits(t, shape)) return;
     std::ostringstream msg;
     msg << "compiled " << KIND_NAMES[s.kind] << " layer: expected a contiguous float32 CPU tensor of shape "
         << shape_text(shape) << ", got " << shape_text(t.sizes()) << " " << dtype_text(t.scalar_type()) << " on " << t.device()
@@ -363,14 +367,15 @@ std::vector<Tensor> step(int64_t kind, const Tensor &keep_in, TensorList xs_in, 
                          TensorList cs_in) {
     const size_t C = xs_in.size();
     const bool lstm = kind == LSTM;
-    TORCH_CHECK_VALUE(C >= 1 && hs_in.size() == C && cs_in.size() == (lstm ? C : 0),
-                      "compiled ", KIND_NAMES[kind >= 0 && kind <= 2 ? kind : 0], " step: need inputs and states ",
-                      "for each of the ", C, " cores");
-    TORCH_CHECK_VALUE(hs_in[0].dim() == 3, "compiled ", KIND_NAMES[kind >= 0 && kind <= 2 ? kind : 0],
-                      " step: states must be (num_layers, B, H), got ", shape_text(hs_in[0].sizes()));
+    TORCH_CHECK_VALUE(kind >= 0 && kind <= 2, "compiled step: unknown kind ", kind);
+    const char *name = KIND_NAMES[kind];
+    TORCH_CHECK_VALUE(C >= 1 && hs_in.size() == C && cs_in.size() == (lstm ? C : 0), "compiled ", name,
+                      " step: need inputs and states for each of the ", C, " cores");
+    TORCH_CHECK_VALUE(hs_in[0].dim() == 3, "compiled ", name, " step: states must be (num_layers, B, H), got ",
+                      shape_text(hs_in[0].sizes()));
     const int64_t L = hs_in[0].size(0);
-    TORCH_CHECK_VALUE(w.size() == 4 * C * L, "compiled ", KIND_NAMES[kind >= 0 && kind <= 2 ? kind : 0],
-                      " step: need 4 weights per core and layer (", 4 * C * L, "), got ", w.size());
+    TORCH_CHECK_VALUE(w.size() == 4 * C * L, "compiled ", name, " step: need 4 weights per core and layer (",
+                      4 * C * L, "), got ", w.size());
     const Tensor keep = keep_in.contiguous();
     std::vector<Tensor> x = contiguous(xs_in);
     const std::vector<Tensor> hs = contiguous(hs_in), cs = contiguous(cs_in);
@@ -384,7 +389,7 @@ std::vector<Tensor> step(int64_t kind, const Tensor &keep_in, TensorList xs_in, 
         const TensorList wl(w.data() + 4 * C * l, 4 * C);
         for (size_t c = 0; c < C; c++) {
             TORCH_CHECK_VALUE(hs[c].dim() == 3 && hs[c].size(0) == L && (!lstm || (cs[c].dim() == 3 && cs[c].size(0) == L)),
-                              "compiled ", KIND_NAMES[kind], " step: every state must be (", L,
+                              "compiled ", name, " step: every state must be (", L,
                               ", B, H), got ", shape_text(hs[c].sizes()));
             h0[c] = hs[c][l];
             out[c] = next_h[c][l];
@@ -424,9 +429,6 @@ void check_dense(int64_t act, TensorList xs, TensorList w, TensorList b, int64_t
     *N = xs[0].size(0);
     *P = w[0].size(0);
     *K = w[0].size(1);
-    const auto fits = [](const Tensor &t, at::IntArrayRef shape) {
-        return t.sizes() == shape && t.scalar_type() == at::kFloat && t.device().is_cpu() && t.is_contiguous();
-    };
     for (size_t c = 0; c < C; c++) {
         for (auto [t, shape] : {std::pair<const Tensor *, std::vector<int64_t>>{&xs[c], {*N, *K}},
                                 {&w[c], {*P, *K}}, {&b[c], {*P}}}) {
