@@ -22,6 +22,10 @@ from recurrent_rl.policies import RecurrentState, SequenceObs
 from recurrent_rl.sequences import chunk_rows
 
 
+# SB3's per-step scalar arrays (S, E), in the order _minibatch unpacks them
+SCALARS = ("values", "log_probs", "advantages", "returns", "episode_starts")
+
+
 class _SequenceChunks:
     """Mixin over SB3's rollout buffers; see the module docstring."""
 
@@ -42,6 +46,7 @@ class _SequenceChunks:
         super().reset()  # type: ignore[misc]
         self.chunk_start_states: list[NestedState] = []  # one state (batch n_envs) per chunk row
         self._chunks: dict[str, Any] | None = None
+        self._whole: RolloutBufferSamples | None = None  # the one minibatch of all chunks, once made
 
     def add_chunk_start_state(self, state: NestedState) -> None:
         """Record the memory entering step ``pos`` (call it when ``pos % sequence_length == 0``)."""
@@ -60,21 +65,27 @@ class _SequenceChunks:
             obs: Any = {key: to_chunks(value) for key, value in self.observations.items()}
         else:
             obs = to_chunks(self.observations)
+        # the per-step scalars side by side (SCALARS, T, K*E): a minibatch picks its chunks from
+        # all of them with one index operation
         return {
             "obs": obs,
             # float32 like SB3's RolloutBuffer.get (MultiBinary actions are stored as int8)
             "actions": to_chunks(self.actions.astype(np.float32, copy=False)),  # type: ignore[attr-defined]
-            "values": to_chunks(self.values),  # type: ignore[attr-defined]
-            "log_probs": to_chunks(self.log_probs),  # type: ignore[attr-defined]
-            "advantages": to_chunks(self.advantages),  # type: ignore[attr-defined]
-            "returns": to_chunks(self.returns),  # type: ignore[attr-defined]
-            "episode_starts": to_chunks(self.episode_starts),  # type: ignore[attr-defined]
+            "scalars": th.as_tensor(np.stack([chunk_rows(getattr(self, name), L) for name in SCALARS]), device=self.device),
             # chunk k*E + e starts at row k of env e, as chunk_rows orders them
             "state": cat_states(self.chunk_start_states),
         }
 
     def get(self, batch_size: int | None = None) -> Generator[RolloutBufferSamples, None, None]:  # type: ignore[override]
-        """Minibatches of ``batch_size`` steps = ``batch_size / sequence_length`` whole chunks."""
+        """Minibatches of ``batch_size`` steps = ``batch_size / sequence_length`` whole chunks.
+
+        The chunks are shuffled as SB3 shuffles samples. When one minibatch holds them all (the
+        zoo's CartPoleNoVel settings: 8 chunks of 32 steps, batch 256), their order changes
+        nothing but the order of sums (every loss is a mean over the minibatch, every chunk runs
+        through the memory on its own), so that minibatch is the stored chunks as they are, made
+        once per rollout: no index operation per gradient step. The permutation is drawn all
+        the same, so the global NumPy random stream advances as SB3's does.
+        """
         if not self.full:  # type: ignore[attr-defined]
             raise RuntimeError("the rollout buffer is not full yet")
         if self._chunks is None:
@@ -82,11 +93,17 @@ class _SequenceChunks:
         n_chunks = self.n_envs * self.buffer_size // self.sequence_length
         batch_size = batch_size or self.n_envs * self.buffer_size
         per_batch = batch_size // self.sequence_length
-        order = th.as_tensor(np.random.permutation(n_chunks), device=self.device)
+        order = np.random.permutation(n_chunks)
+        if per_batch >= n_chunks:
+            if self._whole is None:
+                self._whole = self._minibatch(slice(None))
+            yield self._whole
+            return
+        order_tensor = th.as_tensor(order, device=self.device)
         for start in range(0, n_chunks, per_batch):
-            yield self._minibatch(order[start : start + per_batch])
+            yield self._minibatch(order_tensor[start : start + per_batch])
 
-    def _minibatch(self, idx: th.Tensor) -> RolloutBufferSamples:
+    def _minibatch(self, idx: th.Tensor | slice) -> RolloutBufferSamples:
         c = self._chunks
         assert c is not None
 
@@ -96,13 +113,14 @@ class _SequenceChunks:
 
         obs = {key: flat(value) for key, value in c["obs"].items()} if isinstance(c["obs"], dict) else flat(c["obs"])
         state = map_state(lambda s: s[:, idx], c["state"])
+        values, log_probs, advantages, returns, episode_starts = c["scalars"][:, :, idx].unbind(0)
         return RolloutBufferSamples(
-            observations=SequenceObs(obs, RecurrentState(*state), c["episode_starts"][:, idx]),  # type: ignore[arg-type]
+            observations=SequenceObs(obs, RecurrentState(*state), episode_starts),  # type: ignore[arg-type]
             actions=flat(c["actions"]),
-            old_values=flat(c["values"]),
-            old_log_prob=flat(c["log_probs"]),
-            advantages=flat(c["advantages"]),
-            returns=flat(c["returns"]),
+            old_values=values.reshape(-1),
+            old_log_prob=log_probs.reshape(-1),
+            advantages=advantages.reshape(-1),
+            returns=returns.reshape(-1),
         )
 
     def nbytes(self) -> int:

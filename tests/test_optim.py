@@ -121,3 +121,16 @@ def test_a_closure_computes_the_gradients_that_are_checked_and_used():
     with pytest.raises(NonFiniteLossError):
         opt.step(bad_closure)
     assert all(th.equal(a, b) for a, b in zip(ours.parameters(), before))
+
+
+def test_zero_grad_clears_or_zeroes_every_gradient_as_torch_does():
+    net = _net()
+    opt = PolicyAdam(net.parameters(), lr=1e-2)
+    _loss(net, 0).backward()
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in net.parameters())
+    _loss(net, 1).backward()
+    opt.zero_grad()  # SB3's call
+    assert all(p.grad is None for p in net.parameters())
+    _train(net, opt, range(2), [1e-2] * 2)  # and the next backward and step still work
+    assert all(p.grad is not None for p in net.parameters())

@@ -39,6 +39,41 @@ def test_minibatches_are_whole_chunks_of_fixed_size():
     assert len(buffer.chunk_start_states) == 4
 
 
+def test_one_minibatch_of_all_chunks_is_the_rollout_in_any_order():
+    """batch_size = the whole rollout: the minibatch is the stored chunks unshuffled, made once,
+    and what the update computes from it equals what it computes from a shuffled order."""
+    env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=3, seed=0)
+    model = RecurrentPPO("MlpLstmPolicy", env, n_steps=20, batch_size=60, sequence_length=5, seed=0)
+    _, callback = model._setup_learn(1000, None)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    buffer = model.rollout_buffer
+    np.random.seed(3)
+    (whole,) = list(buffer.get(60))
+    assert list(buffer.get(60))[0] is whole  # the same minibatch every epoch
+    expected = np.random.RandomState(3)
+    expected.permutation(12), expected.permutation(12)  # SB3's draws, one per epoch
+    assert np.random.randint(1 << 30) == expected.randint(1 << 30)
+    rollout = th.as_tensor(buffer.values)  # (20, 3): chunk k*3 + e is steps 5k..5k+4 of env e
+    columns = whole.old_values.view(5, 12)
+    for k in range(4):
+        for e in range(3):
+            assert th.equal(columns[:, k * 3 + e], rollout[k * 5 : (k + 1) * 5, e])
+
+    def loss_and_grads(batch):
+        model.policy.zero_grad()
+        values, log_prob, entropy = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
+        loss = (log_prob * batch.advantages).mean() + ((batch.returns - values.flatten()) ** 2).mean() - entropy.mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.policy.parameters()]
+
+    loss, grads = loss_and_grads(whole)
+    shuffled = buffer._minibatch(th.as_tensor(np.random.permutation(12)))
+    shuffled_loss, shuffled_grads = loss_and_grads(shuffled)
+    assert th.allclose(loss, shuffled_loss, atol=1e-6)
+    for a, b in zip(grads, shuffled_grads):
+        assert th.allclose(a, b, atol=1e-5)
+
+
 def test_rollout_states_can_enter_the_update_on_every_path(monkeypatch):
     """The rollout runs in inference_mode; the states it stores for the update are ordinary
     tensors, so the update can save them for backward, also on torch's own modules (no
