@@ -56,7 +56,9 @@ def make_model(name: str, seed: int, n_envs: int = 8):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    env = VecNormalize(make_vec_env(ENV_ID, n_envs=n_envs, seed=seed))
+    # the zoo gives VecNormalize the algorithm's discount (rl_zoo3 exp_manager: "Use the same discount
+    # factor as for the algorithm"), not its default 0.99
+    env = VecNormalize(make_vec_env(ENV_ID, n_envs=n_envs, seed=seed), gamma=SETTINGS["gamma"])
     common: dict[str, Any] = dict(seed=seed, device="cpu", learning_rate=linear(1e-3), clip_range=linear(0.2), **SETTINGS)
     common["batch_size"] = min(SETTINGS["batch_size"], SETTINGS["n_steps"] * n_envs)
     if name.startswith("ours"):

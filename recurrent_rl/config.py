@@ -135,7 +135,7 @@ class NormalizeConfig(Section):
     norm_obs: bool = setting(True, "normalize observations")
     norm_reward: bool = setting(True, "normalize rewards (training only)")
     clip_obs: float = setting(10.0, "clip normalized observations to +-clip_obs", above=0)
-    gamma: float | None = setting(None, "discount of the returns that scale rewards (null: VecNormalize's 0.99)", low=0, high=1)
+    gamma: float | None = setting(None, "discount of the returns that scale rewards (null: the algorithm's gamma, as rl-baselines3-zoo sets it)", low=0, high=1)
 
     @classmethod
     def from_shorthand(cls, value: Any) -> dict[str, Any] | None:

@@ -78,8 +78,10 @@ def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
         raise ConfigError(f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs") from None
     norm = config.normalize
     if norm.enabled:
-        extra = {} if norm.gamma is None else {"gamma": norm.gamma}
-        env = VecNormalize(env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, **extra)
+        # rewards are scaled by the spread of returns discounted as the values are (rl-baselines3-zoo
+        # does the same: "Use the same discount factor as for the algorithm"), unless set apart
+        gamma = config.gamma if norm.gamma is None else norm.gamma
+        env = VecNormalize(env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, gamma=gamma)
     return env
 
 

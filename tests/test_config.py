@@ -100,6 +100,20 @@ def test_config_round_trip_reproduces_the_first_actions(tmp_path):
     assert not np.array_equal(a, other_seed)  # the seed matters, so the equality above means something
 
 
+def test_vecnormalize_discounts_returns_with_the_algorithms_gamma_unless_told():
+    config = load_preset("cartpole-novel-gru", ["n_envs=1", "batch_size=32"])
+    env = make_training_env(config, 0)
+    try:
+        assert env.gamma == config.gamma == 0.98  # as rl-baselines3-zoo wraps it, not VecNormalize's 0.99
+    finally:
+        env.close()
+    env = make_training_env(load_preset("cartpole-novel-gru", ["n_envs=1", "batch_size=32", "normalize.gamma=0.9"]), 0)
+    try:
+        assert env.gamma == 0.9
+    finally:
+        env.close()
+
+
 def test_zoo_layout_and_yaml_1_1_numbers_are_read(tmp_path):
     (tmp_path / "zoo.yaml").write_text(
         "pomdp/CartPoleNoVel-v1:\n  n_envs: 2\n  n_timesteps: 1e5\n  learning_rate: 3e-4\n  n_steps: 16\n  batch_size: 32\n"
