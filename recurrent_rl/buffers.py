@@ -65,12 +65,12 @@ class _SequenceChunks:
             obs: Any = {key: to_chunks(value) for key, value in self.observations.items()}
         else:
             obs = to_chunks(self.observations)
-        # the per-step scalars side by side (SCALARS, T, K*E): a minibatch picks its chunks from
-        # all of them with one index operation
         return {
             "obs": obs,
             # float32 like SB3's RolloutBuffer.get (MultiBinary actions are stored as int8)
             "actions": to_chunks(self.actions.astype(np.float32, copy=False)),  # type: ignore[attr-defined]
+            # the per-step scalars side by side (SCALARS, T, K*E): one index operation picks a
+            # minibatch's chunks from all of them
             "scalars": th.as_tensor(np.stack([chunk_rows(getattr(self, name), L) for name in SCALARS]), device=self.device),
             # chunk k*E + e starts at row k of env e, as chunk_rows orders them
             "state": cat_states(self.chunk_start_states),
