@@ -84,7 +84,8 @@ class _SequenceChunks:
         nothing but the order of sums (every loss is a mean over the minibatch, every chunk runs
         through the memory on its own), so that minibatch is the stored chunks as they are, made
         once per rollout: no index operation per gradient step. The permutation is drawn all
-        the same, so the global NumPy random stream advances as SB3's does.
+        the same, so the global NumPy random stream advances as SB3's does. Its tensors are views
+        of the buffer's own: an update must not change them in place (SB3's does not).
         """
         if not self.full:  # type: ignore[attr-defined]
             raise RuntimeError("the rollout buffer is not full yet")
