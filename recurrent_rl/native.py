@@ -274,7 +274,8 @@ def layer(
         every core's ``b_ih``, ``w_hh``, ``b_hh``
     :param h0s: per core, the state entering the batch (B, H); ``c0s`` the LSTM cells
     :return: per core the outputs (T, B, H), then for the LSTM per core the last cells (B, H)
-    All tensors float32, C-contiguous, on the CPU; anything else is a ValueError naming the
+    All tensors float32 on the CPU, the weights C-contiguous (the operator makes ``keep``, the
+    inputs and the states contiguous itself); anything else is a ValueError naming the
     tensor's shape and what was expected (the C loops trust their sizes). Gradients flow to
     every input but ``keep`` when grad mode is on.
     """
@@ -314,7 +315,8 @@ def dense(activation: str, xs: list[th.Tensor], weights: list[th.Tensor], biases
         and their derivatives)
     :param xs: per layer, the input (N, K); ``weights`` (P, K) and ``biases`` (P) as in ``nn.Linear``
     :return: per layer the output (N, P)
-    All tensors float32, C-contiguous, on the CPU (checked as in :func:`layer`).
+    All tensors float32 on the CPU, weights and biases C-contiguous (the operator makes the
+    inputs contiguous itself); checked as in :func:`layer`.
     """
     ops, code = _operators("dense"), _code(ACTIVATIONS, activation, "compiled dense layer: activation")
     rows = xs[0].shape[0] if xs and xs[0].dim() >= 1 else 0
