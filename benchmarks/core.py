@@ -45,13 +45,13 @@ def linear(start: float):
 
 def make_model(name: str, seed: int, n_envs: int = 8):
     """Build one contender on a fresh VecNormalize(CartPoleNoVel) env (and set its threads)."""
-    from recurrent_rl import native
+    from recurrent_rl.accel import native
 
     two_threads = name.endswith("-2t")
     name = name.removesuffix("-2t")
     th.set_num_threads(2 if two_threads and name == "sb3-mlp" else 1)
     native.set_kernel_threads(2 if two_threads and name.startswith("ours") else 1)
-    import envs  # noqa: F401  registers pomdp/
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize

@@ -18,8 +18,8 @@ import time
 
 import torch as th
 
-from recurrent_rl import native
-from recurrent_rl.memory import MemoryCore, forward_cores
+from recurrent_rl.accel import native
+from recurrent_rl.nets.memory import MemoryCore, forward_cores
 
 
 def main(argv: list[str] | None = None) -> None:

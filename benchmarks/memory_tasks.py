@@ -36,14 +36,14 @@ AGENTS = ("gru", "mlp", "mlp-stack4")
 def run(job: tuple[str, str, int, int, tuple[str, ...]]) -> dict[str, Any]:
     task, agent, seed, budget, overrides = job
     th.set_num_threads(1)
-    import envs  # noqa: F401
+    import recurrent_rl.envs  # noqa: F401
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
     from recurrent_rl import RecurrentPPO
 
-    from recurrent_rl.presets import load_preset
+    from recurrent_rl.runs.presets import load_preset
 
     config = load_preset(TASKS[task], overrides)
     env_id, n_envs = config.env, config.n_envs
@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="override a preset key on every task, as in `recurrent-rl train --set` (tuning)")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (quick checks)")
     args = parser.parse_args(argv)
-    from envs import reference_returns
+    from recurrent_rl.envs import reference_returns
 
-    from recurrent_rl.presets import load_preset
+    from recurrent_rl.runs.presets import load_preset
 
     overrides = tuple(args.overrides)
     budgets = {task: int(load_preset(TASKS[task], overrides).n_timesteps * args.budget_scale) for task in args.tasks}

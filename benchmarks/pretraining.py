@@ -99,7 +99,7 @@ def train_agent(task_name: str, variant: str, seed: int, encoder: str | None) ->
     from stable_baselines3.common.vec_env import VecNormalize
 
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.encoder import encoder_policy_kwargs, load_encoder, read_encoder
+    from recurrent_rl.supervised.encoder import encoder_policy_kwargs, load_encoder, read_encoder
     from recurrent_rl.supervised.data import make_env
 
     task = TASKS[task_name]

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from stable_baselines3.common.callbacks import CallbackList
 
-    from recurrent_rl import native
+    from recurrent_rl.accel import native
 
     models, callbacks = {}, {}
     for name in names:
@@ -116,8 +116,8 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
     the compiled layers forward and backward over one minibatch of chunks (on the kernel threads
     already set), the heads' first layers on the memory's 64-wide output (input gradient
     included) minus the MLP's on the observations, and one memory step for all envs."""
-    from recurrent_rl.heads import run_heads
-    from recurrent_rl.memory import forward_cores, step_cores
+    from recurrent_rl.accel.heads import run_heads
+    from recurrent_rl.nets.memory import forward_cores, step_cores
 
     policy = ours.policy
     cores = [policy.actor_memory] + ([policy.critic_core] if policy.critic_core is not None else [])

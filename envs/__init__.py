@@ -6,8 +6,8 @@ See the README's "Environments" section for the list of ids, what each hides and
 
 from __future__ import annotations
 
-from envs.reference import memoryless_policy, reference_returns
-from envs.registry import (
+from recurrent_rl.envs.reference import memoryless_policy, reference_returns
+from recurrent_rl.envs.registry import (
     MEMORY_TASKS,
     NAMESPACE,
     VELOCITY_INDICES,
@@ -17,8 +17,8 @@ from envs.registry import (
     memory_task_ids,
     register_all,
 )
-from envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze
-from envs.wrappers import FlickerObservation, GaussianObservationNoise, MaskObservation, PreviousActionReward
+from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze
+from recurrent_rl.envs.wrappers import FlickerObservation, GaussianObservationNoise, MaskObservation, PreviousActionReward
 
 register_all()
 

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze
+from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze
 
 Policy = Callable[[np.ndarray], int]
 

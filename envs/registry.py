@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.wrappers import MaskObservation
+from recurrent_rl.envs.wrappers import MaskObservation
 
 NAMESPACE = "pomdp"
 
@@ -22,22 +22,22 @@ VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
 # pomdp/ id -> (entry point, kwargs, difficulty). The ``-v0`` ids without a suffix are the
 # configurable base ids (class defaults, the easy setting); pass kwargs to gym.make to change them.
 MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "TMaze-v0": ("envs.tasks:TMaze", {}, "easy"),
-    "TMaze-L10-v0": ("envs.tasks:TMaze", {"corridor_length": 10}, "easy"),
-    "TMaze-L50-v0": ("envs.tasks:TMaze", {"corridor_length": 50}, "medium"),
-    "TMaze-L100-v0": ("envs.tasks:TMaze", {"corridor_length": 100}, "hard"),
-    "RepeatPrevious-v0": ("envs.tasks:RepeatPrevious", {}, "easy"),
-    "RepeatPrevious-k2-v0": ("envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 2, "episode_length": 32}, "easy"),
-    "RepeatPrevious-k4-v0": ("envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 4, "episode_length": 64}, "medium"),
-    "RepeatPrevious-k16-v0": ("envs.tasks:RepeatPrevious", {"num_symbols": 8, "delay": 16, "episode_length": 128}, "hard"),
-    "RepeatFirst-v0": ("envs.tasks:RepeatFirst", {}, "easy"),
-    "RepeatFirst-Easy-v0": ("envs.tasks:RepeatFirst", {"num_symbols": 4, "episode_length": 16}, "easy"),
-    "RepeatFirst-Medium-v0": ("envs.tasks:RepeatFirst", {"num_symbols": 8, "episode_length": 64}, "medium"),
-    "RepeatFirst-Hard-v0": ("envs.tasks:RepeatFirst", {"num_symbols": 16, "episode_length": 256}, "hard"),
-    "CountRecall-v0": ("envs.tasks:CountRecall", {}, "easy"),
-    "CountRecall-Easy-v0": ("envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 16, "max_count": 8}, "easy"),
-    "CountRecall-Medium-v0": ("envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 32, "max_count": 16}, "medium"),
-    "CountRecall-Hard-v0": ("envs.tasks:CountRecall", {"num_symbols": 8, "episode_length": 64, "max_count": 16}, "hard"),
+    "TMaze-v0": ("recurrent_rl.envs.tasks:TMaze", {}, "easy"),
+    "TMaze-L10-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 10}, "easy"),
+    "TMaze-L50-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 50}, "medium"),
+    "TMaze-L100-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 100}, "hard"),
+    "RepeatPrevious-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {}, "easy"),
+    "RepeatPrevious-k2-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 2, "episode_length": 32}, "easy"),
+    "RepeatPrevious-k4-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 4, "episode_length": 64}, "medium"),
+    "RepeatPrevious-k16-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 8, "delay": 16, "episode_length": 128}, "hard"),
+    "RepeatFirst-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {}, "easy"),
+    "RepeatFirst-Easy-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 4, "episode_length": 16}, "easy"),
+    "RepeatFirst-Medium-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 8, "episode_length": 64}, "medium"),
+    "RepeatFirst-Hard-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 16, "episode_length": 256}, "hard"),
+    "CountRecall-v0": ("recurrent_rl.envs.tasks:CountRecall", {}, "easy"),
+    "CountRecall-Easy-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 16, "max_count": 8}, "easy"),
+    "CountRecall-Medium-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 32, "max_count": 16}, "medium"),
+    "CountRecall-Hard-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 8, "episode_length": 64, "max_count": 16}, "hard"),
 }
 
 
@@ -80,11 +80,11 @@ def register_all() -> None:
             continue
         if base == "CartPole-v1":
             # the original registration, kept exactly as the core has always used it
-            gym.register(id=env_id, entry_point="envs:make_masked", kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]})
+            gym.register(id=env_id, entry_point="recurrent_rl.envs:make_masked", kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]})
         else:
             gym.register(
                 id=env_id,
-                entry_point="envs.registry:make_masked_raw",
+                entry_point="recurrent_rl.envs.registry:make_masked_raw",
                 kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]},
                 max_episode_steps=gym.spec(base).max_episode_steps,
             )

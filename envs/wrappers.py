@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_float
+from recurrent_rl.envs._checks import check_float
 
 
 def _with_state(info: dict[str, Any], observation: np.ndarray) -> dict[str, Any]:

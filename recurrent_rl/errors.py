@@ -11,6 +11,10 @@ SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscret
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
 
+class UserInputError(ValueError):
+    """Bad input from the user (a config, a path, a name): the CLI prints it without a traceback."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The PPO loss (hence the gradients) became nan or inf; training stopped before the step."""
 

@@ -10,9 +10,9 @@ import gymnasium as gym
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from recurrent_rl import cli, runs
-from recurrent_rl.callbacks import ALWAYS_TAGS
-from recurrent_rl.presets import DEFAULT_PRESET
+from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl.runs.callbacks import ALWAYS_TAGS
+from recurrent_rl.runs.presets import DEFAULT_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
 # a few hundred steps: 2 envs, rollouts of 16 steps, evaluations and checkpoints every few rollouts
@@ -112,7 +112,7 @@ def test_presets_lists_one_line_each_and_marks_the_default(capsys):
     lines = capsys.readouterr().out.splitlines()
     default = [line for line in lines if DEFAULT_PRESET in line]
     assert default and default[0].startswith("*")
-    assert sum("pomdp/" in line for line in lines) == len(__import__("recurrent_rl.presets").presets.preset_names())
+    assert sum("pomdp/" in line for line in lines) == len(__import__("recurrent_rl.runs.presets", fromlist=["preset_names"]).preset_names())
 
 
 def test_envs_lists_every_pomdp_env_one_line_each(capsys):
@@ -124,7 +124,7 @@ def test_envs_lists_every_pomdp_env_one_line_each(capsys):
 
 
 def test_no_arguments_trains_the_default_preset(monkeypatch, tmp_path):
-    import recurrent_rl.training as training
+    import recurrent_rl.runs.training as training
 
     seen = {}
 
@@ -135,7 +135,7 @@ def test_no_arguments_trains_the_default_preset(monkeypatch, tmp_path):
     monkeypatch.setattr(training, "train", fake_train)
     with pytest.raises(SystemExit):
         run_cli()
-    from recurrent_rl.presets import load_preset
+    from recurrent_rl.runs.presets import load_preset
 
     assert seen["config"] == load_preset(DEFAULT_PRESET) and seen["runs_dir"] == "runs" and seen["name"] is None
 
@@ -254,7 +254,7 @@ def test_train_with_a_frozen_pretrained_encoder(tmp_path, capsys):
     import torch as th
 
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.encoder import export_encoder
+    from recurrent_rl.supervised.encoder import export_encoder
     from recurrent_rl.supervised.models import SequenceModel, SequenceModelConfig
 
     sequence_model = SequenceModel(SequenceModelConfig(input_size=4, output_size=2, memory="lstm", hidden_size=16))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from recurrent_rl.config import (
+from recurrent_rl.runs.config import (
     ConfigError,
     Linear,
     TrainConfig,
@@ -17,8 +17,8 @@ from recurrent_rl.config import (
     load_config,
     save_config,
 )
-from recurrent_rl.presets import DEFAULT_PRESET, load_preset, preset_names, preset_template, presets_by_env
-from recurrent_rl.training import make_model, make_training_env
+from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names, preset_template, presets_by_env
+from recurrent_rl.runs.training import make_model, make_training_env
 
 SMALL = ["n_envs=2", "n_steps=16", "batch_size=32"]
 
@@ -196,6 +196,6 @@ def test_configs_are_frozen_and_validated_on_replace():
 
 def test_policy_choices_are_the_core_aliases():
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.config import POLICIES
+    from recurrent_rl.runs.config import POLICIES
 
     assert set(POLICIES) == set(RecurrentPPO.policy_aliases)

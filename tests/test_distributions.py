@@ -4,7 +4,7 @@ import pytest
 import torch as th
 from torch.distributions import Categorical
 
-from recurrent_rl.distributions import LeanCategorical
+from recurrent_rl.accel.distributions import LeanCategorical
 
 
 @pytest.mark.parametrize("shape", [(8, 2), (5, 3, 4), (6,)])

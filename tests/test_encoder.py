@@ -6,7 +6,7 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from recurrent_rl import RecurrentPPO
-from recurrent_rl.encoder import (
+from recurrent_rl.supervised.encoder import (
     EncoderMismatchError,
     encoder_policy_kwargs,
     export_encoder,

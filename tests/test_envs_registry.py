@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs
+from recurrent_rl import envs
 
 ALL_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))
 MASKED_IDS = envs.masked_ids()
@@ -84,7 +84,7 @@ def test_same_seed_and_actions_give_the_same_episode(env_id: str) -> None:
 
 def test_cartpole_novel_registration_is_unchanged() -> None:
     spec = gym.spec("pomdp/CartPoleNoVel-v1")
-    assert spec.entry_point == "envs:make_masked"
+    assert spec.entry_point == "recurrent_rl.envs:make_masked"
     assert spec.kwargs == {"env_id": "CartPole-v1", "indices": (1, 3)}
     env = envs.make_masked("CartPole-v1", (1, 3))
     obs, _ = env.reset(seed=0)

@@ -17,9 +17,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs.reference import count_recall_memoryless, tmaze_random_return
-from envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, SequenceTask, TMaze
+from recurrent_rl import envs
+from recurrent_rl.envs.reference import count_recall_memoryless, tmaze_random_return
+from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, SequenceTask, TMaze
 
 # the named variants; the bare "-v0" ids share their easy variant's parameters (checked below)
 VARIANTS = [env_id for env_id in envs.memory_task_ids() if env_id.count("-") > 1]

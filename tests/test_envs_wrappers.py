@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs
-from envs import FlickerObservation, GaussianObservationNoise, MaskObservation, PreviousActionReward
+from recurrent_rl import envs
+from recurrent_rl.envs import FlickerObservation, GaussianObservationNoise, MaskObservation, PreviousActionReward
 
 
 def _random_steps(env: gym.Env, steps: int, seed: int = 0):

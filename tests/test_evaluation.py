@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recurrent_rl import RecurrentPPO
-from recurrent_rl.evaluation import EvalReport, RunError, run_episodes, save_plot, save_report
+from recurrent_rl.runs.evaluation import EvalReport, RunError, run_episodes, save_plot, save_report
 
 
 class RecordingModel:

@@ -7,8 +7,8 @@ import pytest
 import torch as th
 from torch import nn
 
-from recurrent_rl import native
-from recurrent_rl.heads import run_heads
+from recurrent_rl.accel import native
+from recurrent_rl.accel.heads import run_heads
 
 ACTIVATIONS = {"relu": th.relu, "tanh": th.tanh, "identity": lambda z: z}
 
@@ -132,7 +132,8 @@ def test_run_heads_uses_one_compiled_call_for_both_heads(monkeypatch):
 def test_policy_update_and_rollout_equal_the_modules_path(critic_memory, monkeypatch):
     """evaluate_actions (values, log-probs, entropy and every parameter's gradient) and a rollout
     step give the same with the compiled first layers as with SB3's modules."""
-    from recurrent_rl import RecurrentPPO, heads
+    from recurrent_rl.accel import heads
+    from recurrent_rl import RecurrentPPO
 
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16, seed=0,
                          policy_kwargs=dict(hidden_size=32, critic_memory=critic_memory,
@@ -175,7 +176,7 @@ def test_a_custom_mlp_extractor_is_called_through_its_own_methods():
     """SB3's documented way to change the heads (a custom ``_build_mlp_extractor`` whose module
     has forward_actor / forward_critic and latent dims) keeps working: its methods are called."""
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.policies import RecurrentActorCriticPolicy
+    from recurrent_rl.nets.policies import RecurrentActorCriticPolicy
 
     calls = []
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from recurrent_rl.kernels import run_sequences
-from recurrent_rl.memory import MemoryCore, cat_states, forward_cores, mask_state, select_state, state_leaves
+from recurrent_rl.accel.kernels import run_sequences
+from recurrent_rl.nets.memory import MemoryCore, cat_states, forward_cores, mask_state, select_state, state_leaves
 from recurrent_rl.sequences import Segments, check_sequence_sizes, chunk_rows
 
 CORES = ["gru", "lstm", "rnn"]

@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch as th
 
-from recurrent_rl import native
-from recurrent_rl.memory import MemoryCore, forward_cores
+from recurrent_rl.accel import native
+from recurrent_rl.nets.memory import MemoryCore, forward_cores
 
 
 def test_library_builds_on_this_machine():
@@ -238,7 +238,7 @@ def test_disabled_by_environment(monkeypatch):
 def test_compiled_steps_equal_torch_cells(memory, monkeypatch):
     """Rollout steps (no grad): one compiled call for actor + critic equals torch's cell
     functions core by core, outputs and states, over several steps with resets."""
-    from recurrent_rl.memory import step_cores
+    from recurrent_rl.nets.memory import step_cores
 
     th.manual_seed(7)
     cores = [MemoryCore(memory, 4, 24, num_layers=2) for _ in range(2)]

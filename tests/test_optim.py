@@ -8,7 +8,7 @@ import pytest
 import torch as th
 
 from recurrent_rl import NonFiniteLossError
-from recurrent_rl.optim import PolicyAdam, refuse_non_finite_steps
+from recurrent_rl.accel.optim import PolicyAdam, refuse_non_finite_steps
 
 
 def _net() -> th.nn.Module:

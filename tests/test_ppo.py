@@ -12,7 +12,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from recurrent_rl import NonFiniteLossError, RecurrentPPO
-from recurrent_rl.memory import select_state
+from recurrent_rl.nets.memory import select_state
 from tests.spaces_env import SpacesEnv
 
 
@@ -78,7 +78,7 @@ def test_rollout_states_can_enter_the_update_on_every_path(monkeypatch):
     """The rollout runs in inference_mode; the states it stores for the update are ordinary
     tensors, so the update can save them for backward, also on torch's own modules (no
     compiled library: the fallback path saves h0 inside nn.GRU / nn.LSTM)."""
-    from recurrent_rl import native
+    from recurrent_rl.accel import native
 
     monkeypatch.setattr(native, "available", lambda: False)
     for memory in ("gru", "lstm"):

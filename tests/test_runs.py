@@ -13,9 +13,10 @@ import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from recurrent_rl import RecurrentPPO, cli, runs
-from recurrent_rl.presets import DEFAULT_PRESET, load_preset
-from recurrent_rl.training import train
+from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl import RecurrentPPO
+from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
+from recurrent_rl.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["n_envs=2", "n_steps=16", "batch_size=32", "n_timesteps=256", "eval.freq=128", "eval.episodes=2",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from recurrent_rl import cli, runs
-from recurrent_rl.callbacks import ALWAYS_TAGS
+from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl.runs.callbacks import ALWAYS_TAGS
 
 TINY = [
     "--timesteps", "384", "--set", "n_envs=2", "--set", "n_steps=32", "--set", "batch_size=64",

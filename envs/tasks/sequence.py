@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_int, discrete_action
+from recurrent_rl.envs._checks import check_int, discrete_action
 
 
 class SequenceTask(gym.Env[np.ndarray, np.int64]):

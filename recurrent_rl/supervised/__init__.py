@@ -2,7 +2,7 @@
 
 recorded trajectories or plain arrays (:mod:`.data`) -> sequence model (:mod:`.models`, the
 policies' memory cores plus a head) -> trainer (:mod:`.trainer`) -> ``encoder.pt`` ->
-:func:`recurrent_rl.encoder.load_encoder`. :mod:`.pretrain` runs the whole path from a config.
+:func:`recurrent_rl.supervised.encoder.load_encoder`. :mod:`.pretrain` runs the whole path from a config.
 """
 
 from recurrent_rl.supervised.data import Batch, SequenceDataset, Trajectories, collate, make_env, record_trajectories

@@ -207,11 +207,11 @@ FALLBACK_ENVS = {"pomdp/PendulumNoVel-v1": ("Pendulum-v1", (2,)), "pomdp/CartPol
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make(env_id)``, or for a masked-velocity id not registered yet, the same env built here."""
-    import envs  # noqa: F401  registers pomdp/
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
 
     if env_id in gym.registry or env_id not in FALLBACK_ENVS:
         return gym.make(env_id, **kwargs)
-    from envs.wrappers import MaskObservation
+    from recurrent_rl.envs.wrappers import MaskObservation
 
     base, hidden = FALLBACK_ENVS[env_id]
     return MaskObservation(gym.make(base, **kwargs), hidden)

@@ -1,7 +1,7 @@
 """Sequence models built on the policies' memory cores: many-to-one and many-to-many.
 
 input layers (standardisation, then an optional MLP) -> memory core (GRU / LSTM / Elman RNN,
-:class:`recurrent_rl.memory.MemoryCore`) -> head (a linear layer), at every step
+:class:`recurrent_rl.nets.memory.MemoryCore`) -> head (a linear layer), at every step
 (``many_to_many``) or once per sequence (``many_to_one``, from the last valid step or from
 attention pooling over the valid steps).
 
@@ -25,7 +25,7 @@ from typing import Any
 import torch as th
 from torch import nn
 
-from recurrent_rl.memory import MEMORY_TYPES, MemoryCore, MemoryState, check_memory_options
+from recurrent_rl.nets.memory import MEMORY_TYPES, MemoryCore, MemoryState, check_memory_options
 
 TASKS = ("many_to_one", "many_to_many")
 POOLINGS = ("last", "attention")

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch as th
 
-from recurrent_rl.encoder import export_encoder
+from recurrent_rl.supervised.encoder import export_encoder
 from recurrent_rl.supervised.data import TARGETS, record_trajectories
 from recurrent_rl.supervised.models import SequenceModel, SequenceModelConfig, save_sequence_model
 from recurrent_rl.supervised.trainer import TrainConfig, evaluate, fit

@@ -1,4 +1,4 @@
-"""Typed, frozen, validated dataclasses: the machinery under :mod:`recurrent_rl.config`.
+"""Typed, frozen, validated dataclasses: the machinery under :mod:`recurrent_rl.runs.config`.
 
 A :class:`Section` is a frozen dataclass whose fields are converted and checked after every
 construction (from a mapping, by ``replace``, or directly): type (int, float, bool, str,
@@ -20,9 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-
-class UserInputError(ValueError):
-    """Bad input from the user (a config, a path, a name): the CLI prints it without a traceback."""
+from recurrent_rl.errors import UserInputError
 
 
 class ConfigError(UserInputError):

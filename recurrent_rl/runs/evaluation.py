@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from recurrent_rl import runs
-from recurrent_rl.runs import RunError
+from recurrent_rl.runs import folders as runs
+from recurrent_rl.runs.folders import RunError
 
 VIZ_HINT = "install the viz extra: pip install 'recurrent_rl[viz]'"
 
@@ -165,7 +165,7 @@ def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str
     statistics saved next to the model (``vecnormalize.pkl``) are used when present.
     """
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.config import check_env_id, load_config
+    from recurrent_rl.runs.config import check_env_id, load_config
 
     model_path, run_dir, note = resolve_model_path(path, best)
     if note:
@@ -212,7 +212,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode:
     """``gymnasium.make`` with errors from bad kwargs or missing render support as :class:`RunError`."""
     import gymnasium as gym
 
-    import envs  # noqa: F401  registers pomdp/
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
 
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:

@@ -33,9 +33,9 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
-from recurrent_rl import runs
-from recurrent_rl.evaluation import EvalReport, run_episodes
-from recurrent_rl.memory import state_leaves
+from recurrent_rl.runs import folders as runs
+from recurrent_rl.runs.evaluation import EvalReport, run_episodes
+from recurrent_rl.nets.memory import state_leaves
 
 HPARAM_METRICS = ("eval/mean_reward", "rollout/ep_rew_mean")
 

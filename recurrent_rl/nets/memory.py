@@ -25,12 +25,10 @@ import torch as th
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recurrent_rl import kernels, native
+from recurrent_rl.accel import kernels, native
 from recurrent_rl.sequences import Segments
+from recurrent_rl.types import MemoryState, NestedState
 
-MemoryState = tuple[th.Tensor, ...]  # each (L, B, H)
-# A policy's state nests memory states (actor, critic); the helpers accept any such nesting.
-NestedState = Union[th.Tensor, tuple[Any, ...]]
 
 MEMORY_TYPES: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 _CELLS: dict[str, Callable[..., Any]] = {"gru": th.gru_cell, "lstm": th.lstm_cell, "rnn": th.rnn_tanh_cell}

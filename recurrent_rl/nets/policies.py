@@ -10,7 +10,7 @@ projection of the current features replaces the memory, as in sb3-contrib).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -27,32 +27,14 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from recurrent_rl.distributions import LeanCategorical
+from recurrent_rl.accel.distributions import LeanCategorical
 from recurrent_rl.errors import check_finite_observations, check_spaces
-from recurrent_rl.heads import run_heads
-from recurrent_rl.memory import MemoryCore, MemoryState, forward_cores, state_to_numpy, step_cores
-from recurrent_rl.optim import PolicyAdam, refuse_non_finite_steps
+from recurrent_rl.accel.heads import run_heads
+from recurrent_rl.nets.memory import MemoryCore, forward_cores, state_to_numpy, step_cores
+from recurrent_rl.types import MemoryState, RecurrentState, SequenceObs
+from recurrent_rl.accel.optim import PolicyAdam, refuse_non_finite_steps
 
 CRITIC_MEMORY = ("separate", "shared", "none")
-
-
-class RecurrentState(NamedTuple):
-    """A policy's memory: the actor's state and the critic's (empty unless ``separate``)."""
-
-    actor: MemoryState
-    critic: MemoryState
-
-
-class SequenceObs(NamedTuple):
-    """What the update feeds the policy: a minibatch of whole chunks.
-
-    ``obs`` is flat ``(T*B, ...)`` in time-major order (step t of chunk b at ``t*B + b``),
-    ``state`` the memory at each chunk's first step, ``episode_starts`` ``(T, B)``.
-    """
-
-    obs: PyTorchObs
-    state: RecurrentState
-    episode_starts: th.Tensor
 
 
 class RecurrentActorCriticPolicy(ActorCriticPolicy):
@@ -64,7 +46,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     :param critic_memory: ``"separate"`` (own core), ``"shared"`` (reads the actor's core) or
         ``"none"`` (no memory for the critic)
     :param gate_bias: initial bias added to the GRU update gate / LSTM forget gate (see
-        :class:`recurrent_rl.memory.MemoryCore`); 0 keeps PyTorch's initialisation. Default
+        :class:`recurrent_rl.nets.memory.MemoryCore`); 0 keeps PyTorch's initialisation. Default
         (None): 1.0 for ``lstm`` (the forget-gate bias of Gers et al., 2000 and Jozefowicz et al.,
         2015), 0.0 for ``gru`` and ``rnn``
     Every other parameter is SB3's ``ActorCriticPolicy``'s (``net_arch``, ``activation_fn``,
@@ -237,7 +219,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         return self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))  # type: ignore[return-value]
 
     def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
-        """SB3's, with :class:`~recurrent_rl.distributions.LeanCategorical` inside SB3's
+        """SB3's, with :class:`~recurrent_rl.accel.distributions.LeanCategorical` inside SB3's
         (Multi)Categorical distributions, and torch's argument validation off for the others.
 
         torch.distributions checks every parameter tensor at construction and every sample at

@@ -1,6 +1,6 @@
 """Presets: one YAML config per environment of the ``pomdp/`` suite, shipped inside the package.
 
-A preset is a config file like any other (see :mod:`recurrent_rl.config`), validated by the same
+A preset is a config file like any other (see :mod:`recurrent_rl.runs.config`), validated by the same
 code; its name is its file name without ``.yaml``. ``recurrent-rl train --preset NAME`` uses
 one; ``recurrent-rl presets`` lists them. :data:`DEFAULT_PRESET` is the README's main job.
 
@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Iterable
 from importlib import resources
 
-from recurrent_rl.config import ConfigError, TrainConfig, config_from_dict, parse_yaml
+from recurrent_rl.runs.config import ConfigError, TrainConfig, config_from_dict, parse_yaml
 
 DEFAULT_PRESET = "cartpole-novel-gru"
 SUFFIX = ".yaml"
@@ -55,7 +55,7 @@ def preset_template(env_id: str) -> str:
     import gymnasium as gym
     from gymnasium import spaces
 
-    import envs  # noqa: F401  registers pomdp/
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
 
     env = gym.make(env_id)
     try:

@@ -5,7 +5,7 @@ SB3's ``MlpExtractor`` holds the actor's and the critic's heads as ``nn.Sequenti
 core benchmark, against 4 observation entries for a memoryless MLP), so they are the heads'
 largest products: per gradient step, forward and backward, six (256 x 64) x (64 x 64) products.
 Run by torch, each is an MKL call plus an autograd node, and actor and critic take turns;
-:func:`recurrent_rl.native.dense` runs both first layers, with their activations and backward,
+:func:`recurrent_rl.accel.native.dense` runs both first layers, with their activations and backward,
 as one autograd node, on the kernel threads (actor and critic side by side with 2 threads).
 
 The modules stay SB3's (same parameters, same state dict); only where their first two layers
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch as th
 from torch import nn
 
-from recurrent_rl import native
+from recurrent_rl.accel import native
 
 ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
 
@@ -57,7 +57,7 @@ def _rest(net: nn.Sequential, z: th.Tensor) -> th.Tensor:
 
 def run_heads(nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]:
     """``[net(x) for net, x in zip(nets, xs)]``, with the first layers that can run compiled as
-    one :func:`~recurrent_rl.native.dense` call when they have one shape and activation, else
+    one :func:`~recurrent_rl.accel.native.dense` call when they have one shape and activation, else
     one call each."""
     specs = [_compiled_first_layer(net, x) for net, x in zip(nets, xs)]
     first = specs[0]

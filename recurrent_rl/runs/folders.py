@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from recurrent_rl.config import UserInputError
+from recurrent_rl.errors import UserInputError
 
 CONFIG = "config.yaml"
 RUN_INFO = "run.json"

@@ -1,5 +1,5 @@
-"""``recurrent-rl``: the command line, a thin layer over :mod:`recurrent_rl.training` and
-:mod:`recurrent_rl.evaluation`.
+"""``recurrent-rl``: the command line, a thin layer over :mod:`recurrent_rl.runs.training` and
+:mod:`recurrent_rl.runs.evaluation`.
 
 ``recurrent-rl`` with no arguments trains the default preset (the README's main job). Bad
 input (config, env id, preset, model file, run folder) gets one ``error:`` line and exit code 2,
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.config import UserInputError, config_keys, config_to_yaml
+from recurrent_rl.runs.config import UserInputError, config_keys, config_to_yaml
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -23,7 +23,7 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recurrent_rl.presets import DEFAULT_PRESET
+    from recurrent_rl.runs.presets import DEFAULT_PRESET
 
     parser = argparse.ArgumentParser(
         prog="recurrent-rl",
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from recurrent_rl.training import TrainingError, resume, train
+    from recurrent_rl.runs.training import TrainingError, resume, train
 
     if args.resume:
         conflicting = [flag for flag, value in (("--preset", args.preset), ("--config", args.config),
@@ -142,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = resolve_train_config(args)
     if args.dry_run:
-        from recurrent_rl.training import resolve_encoder
+        from recurrent_rl.runs.training import resolve_encoder
 
         config = resolve_encoder(config)
         print(config_to_yaml(config), end="")
@@ -157,8 +157,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def resolve_train_config(args: argparse.Namespace) -> Any:
     """The config a ``train`` command line asks for: preset or file, then --set, --timesteps, --seed."""
-    from recurrent_rl.config import load_config
-    from recurrent_rl.presets import DEFAULT_PRESET, load_preset
+    from recurrent_rl.runs.config import load_config
+    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
 
     overrides = list(args.overrides)
     if args.memory is not None:
@@ -175,7 +175,7 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
 
 
 def _report_training(result: Any) -> int:
-    from recurrent_rl import runs
+    from recurrent_rl.runs import folders as runs
 
     run = result.run_dir
     if result.interrupted:
@@ -197,7 +197,7 @@ def _report_training(result: Any) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch as th
 
-    from recurrent_rl.evaluation import (
+    from recurrent_rl.runs.evaluation import (
         check_plot_path,
         check_video_path,
         evaluate,
@@ -236,7 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    from recurrent_rl.presets import DEFAULT_PRESET, load_preset, preset_names
+    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names
 
     rows = []
     for name in preset_names():
@@ -252,8 +252,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    import envs  # noqa: F401  registers pomdp/
-    from recurrent_rl.presets import presets_by_env
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
+    from recurrent_rl.runs.presets import presets_by_env
 
     by_env = presets_by_env()
     rows = []

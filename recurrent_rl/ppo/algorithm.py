@@ -25,10 +25,11 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from recurrent_rl.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from recurrent_rl.ppo.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
 from recurrent_rl.errors import check_finite_observations, check_spaces
-from recurrent_rl.memory import select_state
-from recurrent_rl.policies import POLICY_ALIASES, RecurrentActorCriticPolicy, RecurrentState
+from recurrent_rl.nets.memory import select_state
+from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
+from recurrent_rl.types import RecurrentState
 from recurrent_rl.sequences import check_sequence_sizes
 
 

@@ -1,7 +1,7 @@
 """CPU sequence kernels: GRU, LSTM and Elman RNN layers over whole sequences, with per-step resets.
 
 :func:`run_sequences` is the entry point: float32 batches go to the compiled layers of
-:mod:`recurrent_rl.native` (one C call per layer for all cores) when the library is built;
+:mod:`recurrent_rl.accel.native` (one C call per layer for all cores) when the library is built;
 float64 batches, and every batch on a machine without a C compiler, run the NumPy loops below.
 
 Why kernels at all: for the small batches of RL (T=32, B=8, H=64) a recurrent core costs what
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from recurrent_rl import native
+from recurrent_rl.accel import native
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -362,10 +362,10 @@ def step_compiled(
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...]]]:
     """One step of each module, no autograd (rollouts, predict): ``xs`` (B, F) per module, ``keep``
     (B,); returns per module the output (B, H) and the next state. Needs float32 and the
-    compiled library (:func:`recurrent_rl.native.available`).
+    compiled library (:func:`recurrent_rl.accel.native.available`).
 
     Every rollout step pays this path: one operator call for every layer of every module
-    (:func:`recurrent_rl.native.step`).
+    (:func:`recurrent_rl.accel.native.step`).
     """
     kind, L = _kind(rnns[0]), rnns[0].num_layers
     flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr

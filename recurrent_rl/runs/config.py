@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-from recurrent_rl.schema import (
+from recurrent_rl.runs.schema import (
     ConfigError,
     Section,
     UserInputError,  # noqa: F401  re-exported: the CLI catches it
@@ -337,8 +337,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict
 
 
 def save_config(config: TrainConfig, path: str | Path, header: str = "") -> None:
-    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.runs.atomic_write_text`)."""
-    from recurrent_rl.runs import atomic_write_text
+    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.runs.folders.atomic_write_text`)."""
+    from recurrent_rl.runs.folders import atomic_write_text
 
     atomic_write_text(Path(path), config_to_yaml(config, header))
 
@@ -357,7 +357,7 @@ def check_env_id(env_id: str) -> None:
     """Raise :class:`ConfigError` if ``env_id`` is not registered, suggesting close matches."""
     import gymnasium as gym
 
-    import envs  # noqa: F401  registers pomdp/
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
 
     if env_id in gym.registry:
         return

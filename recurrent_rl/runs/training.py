@@ -7,7 +7,7 @@ final model, a checkpoint and the evaluation report. Ctrl-C or SIGTERM stops at 
 step and writes a checkpoint; :func:`resume` continues from the latest checkpoint with the same
 step counter, the same learning-rate schedule and the same TensorBoard curves.
 
-Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.runs` for the folder layout.
+Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.runs.folders` for the folder layout.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from recurrent_rl import native, runs
-from recurrent_rl.callbacks import MemoryDiagnostics, PeriodicCheckpoint, PeriodicEvaluation, StopFlag, StopOnFlag
-from recurrent_rl.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
+from recurrent_rl.accel import native
+from recurrent_rl.runs import folders as runs
+from recurrent_rl.runs.callbacks import MemoryDiagnostics, PeriodicCheckpoint, PeriodicEvaluation, StopFlag, StopOnFlag
+from recurrent_rl.runs.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
 from recurrent_rl.errors import NonFiniteLossError
-from recurrent_rl.evaluation import EvalReport, make_env, run_episodes, save_report
-from recurrent_rl.ppo import RecurrentPPO
-from recurrent_rl.runs import RunError
+from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
+from recurrent_rl.ppo.algorithm import RecurrentPPO
+from recurrent_rl.runs.folders import RunError
 
 # Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
 # at every evaluation, so they compare), the final evaluation seed + FINAL_EVAL_SEED + i.
@@ -91,13 +92,13 @@ def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentP
     encoder = config.encoder
     try:
         if encoder.path is not None:
-            from recurrent_rl.encoder import encoder_policy_kwargs
+            from recurrent_rl.supervised.encoder import encoder_policy_kwargs
 
             rest = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in ("memory", "hidden_size", "num_layers")}
             kwargs["policy_kwargs"] = encoder_policy_kwargs(encoder.path, **rest)
         model = RecurrentPPO(env=env, seed=config.seed, verbose=verbose, **kwargs)
         if encoder.path is not None:
-            from recurrent_rl.encoder import load_encoder
+            from recurrent_rl.supervised.encoder import load_encoder
 
             # with VecNormalize on observations, let it standardise (starting from the encoder's
             # statistics) rather than standardising twice
@@ -112,7 +113,7 @@ def resolve_encoder(config: TrainConfig) -> TrainConfig:
     """``config`` with the memory options its encoder dictates (so that config.yaml tells the truth)."""
     if config.encoder.path is None:
         return config
-    from recurrent_rl.encoder import read_encoder
+    from recurrent_rl.supervised.encoder import read_encoder
 
     try:
         encoder = read_encoder(config.encoder.path)
@@ -264,7 +265,7 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
         raise RunError(f"--resume {run_dir}: cannot load checkpoint {checkpoint}: {type(error).__name__}: {error}") from None
     model.set_random_seed(config.seed + done)
     if config.encoder.path is not None and config.encoder.freeze:
-        from recurrent_rl.encoder import freeze_encoder
+        from recurrent_rl.supervised.encoder import freeze_encoder
 
         freeze_encoder(model, config.encoder.critic)  # requires_grad is not saved; Adam's moments are
     if total != config.n_timesteps:

@@ -248,7 +248,7 @@ def _operators(name: str) -> Any:
     ops = library()
     if ops is None:
         raise RuntimeError(
-            f"recurrent_rl.native.{name} needs the compiled library, which is unavailable (see the RuntimeWarning "
+            f"recurrent_rl.accel.native.{name} needs the compiled library, which is unavailable (see the RuntimeWarning "
             "above); install a C and a C++ compiler, or check available() before calling it"
         )
     return ops

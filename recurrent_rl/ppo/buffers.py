@@ -17,8 +17,8 @@ import torch as th
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
-from recurrent_rl.memory import NestedState, cat_states, map_state, state_leaves
-from recurrent_rl.policies import RecurrentState, SequenceObs
+from recurrent_rl.nets.memory import cat_states, map_state, state_leaves
+from recurrent_rl.types import NestedState, RecurrentState, SequenceObs
 from recurrent_rl.sequences import chunk_rows
 
 

@@ -1,0 +1,58 @@
+"""The module paths of the flat layout, kept as aliases of the modules' new homes.
+
+``import recurrent_rl.policies`` (and every other old path below) gives the very module object
+at the new path, so scripts written against the flat layout keep working, and so does loading a
+model zip whose pickled entries name classes by their old paths (SB3 stores ``policy_class``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+from types import ModuleType
+
+OLD_PATHS: dict[str, str] = {
+    "recurrent_rl.memory": "recurrent_rl.nets.memory",
+    "recurrent_rl.policies": "recurrent_rl.nets.policies",
+    "recurrent_rl.buffers": "recurrent_rl.ppo.buffers",
+    "recurrent_rl.native": "recurrent_rl.accel.native",
+    "recurrent_rl.kernels": "recurrent_rl.accel.kernels",
+    "recurrent_rl.heads": "recurrent_rl.accel.heads",
+    "recurrent_rl.optim": "recurrent_rl.accel.optim",
+    "recurrent_rl.distributions": "recurrent_rl.accel.distributions",
+    "recurrent_rl.config": "recurrent_rl.runs.config",
+    "recurrent_rl.schema": "recurrent_rl.runs.schema",
+    "recurrent_rl.presets": "recurrent_rl.runs.presets",
+    "recurrent_rl.training": "recurrent_rl.runs.training",
+    "recurrent_rl.callbacks": "recurrent_rl.runs.callbacks",
+    "recurrent_rl.evaluation": "recurrent_rl.runs.evaluation",
+    "recurrent_rl.cli": "recurrent_rl.runs.cli",
+    "recurrent_rl.encoder": "recurrent_rl.supervised.encoder",
+}
+
+
+class _AliasLoader(importlib.abc.Loader):
+    def __init__(self, target: str):
+        self.target = target
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return importlib.import_module(self.target)
+
+    def exec_module(self, module: ModuleType) -> None:  # the target module ran already
+        pass
+
+
+class _AliasFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        new = OLD_PATHS.get(fullname)
+        if new is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(new))
+
+
+def install() -> None:
+    """Put the alias finder on ``sys.meta_path`` (once)."""
+    if not any(isinstance(finder, _AliasFinder) for finder in sys.meta_path):
+        sys.meta_path.append(_AliasFinder())

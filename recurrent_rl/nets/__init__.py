@@ -1,0 +1,9 @@
+"""The networks, in plain torch: memory cores, the recurrent actor-critic policy, and the backend hook.
+
+- :mod:`.memory`: :class:`~.memory.MemoryCore` (GRU, LSTM, Elman RNN) and the state helpers;
+- :mod:`.policies`: :class:`~.policies.RecurrentActorCriticPolicy` and its aliases;
+- :mod:`.backend`: the one place where a speed backend (:mod:`recurrent_rl.accel`) plugs in.
+
+May import: :mod:`recurrent_rl.types`, :mod:`recurrent_rl.errors`, :mod:`recurrent_rl.sequences`,
+torch and SB3. Never the speed layer (``accel``), the algorithm (``ppo``) or ``runs``.
+"""

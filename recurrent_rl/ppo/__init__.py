@@ -1,0 +1,12 @@
+"""The algorithm: :class:`RecurrentPPO` (state-carrying rollouts, SB3's update) and its rollout buffer.
+
+- :mod:`.algorithm`: :class:`~.algorithm.RecurrentPPO`;
+- :mod:`.buffers`: SB3's rollout buffers with memory at chunk starts and minibatches of whole chunks.
+
+May import: :mod:`recurrent_rl.nets`, the leaf modules (``types``, ``errors``, ``sequences``), torch
+and SB3. Never ``accel`` (backends are resolved through :mod:`recurrent_rl.nets.backend`) or ``runs``.
+"""
+
+from recurrent_rl.ppo.algorithm import RecurrentPPO
+
+__all__ = ["RecurrentPPO"]
