@@ -5,16 +5,21 @@ n_steps 32, batch 256, 20 epochs, gae_lambda 0.8, gamma 0.98, linear lr 1e-3 and
 hidden 64, separate critic memory, heads [64], ReLU, ortho_init off, VecNormalize).
 
 Everything is measured in one run, side by side, one torch thread per process:
-  1. training throughput (env-steps/s, end to end, learn() only); ours on one kernel thread and
-     on two (``-2t``: actor and critic memories and heads side by side, same results; what the
-     default kernel threads "auto" takes on a machine with two CPUs), and SB3's MLP PPO also
-     with two torch threads, to show what a second core gives each;
+  1. training throughput (env-steps/s, end to end, learn() only); ours with the CPU speed
+     backend (``backend="cpu-kernels"``, what the default "auto" takes on a CPU) on one kernel
+     thread and on two (``-2t``: actor and critic memories and heads side by side, same results;
+     what the default kernel threads "auto" takes on a machine with two CPUs), ours with
+     ``backend="torch"`` (``-torch``: plain torch and SB3), and SB3's MLP PPO also with two torch
+     threads, to show what a second core gives each; with ``--parts``, also the speed backend
+     with one of its parts left out (``-no-memory``, ``-no-heads``, ``-no-optimizer``,
+     ``-no-distributions``: what each part buys);
   2. learning: deterministic evaluation return at 100k steps over several seeds;
   3. single-env ``predict`` latency per step;
   4. rollout buffer memory.
 
     python -m benchmarks.core                  # everything (about 17 min on 2 cores)
     python -m benchmarks.core --skip-learning  # throughput, latency, memory only (~6 min)
+    python -m benchmarks.core --skip-learning --parts --repeats 3  # what each part of the speed layer buys
 """
 
 from __future__ import annotations
@@ -30,12 +35,18 @@ import torch as th
 ENV_ID = "pomdp/CartPoleNoVel-v1"
 SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0)
 HEADS = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
-CONTENDERS = ("ours-gru", "ours-lstm", "ours-gru-2t", "ours-lstm-2t", "sb3-contrib-lstm", "sb3-mlp", "sb3-mlp-2t")
+CONTENDERS = ("ours-gru-2t", "ours-lstm-2t", "ours-gru", "ours-lstm", "ours-gru-torch", "ours-lstm-torch",
+              "sb3-contrib-lstm", "sb3-mlp", "sb3-mlp-2t")
+PARTS = ("memory", "heads", "optimizer", "distributions")  # recurrent_rl.accel.backend.PARTS
+ABLATIONS = tuple(f"ours-gru-2t-no-{part}" for part in PARTS)
 LABELS = {
-    "ours-gru": "ours, GRU, 1 kernel thread", "ours-lstm": "ours, LSTM, 1 kernel thread",
-    "ours-gru-2t": "ours, GRU, 2 kernel threads (default here)", "ours-lstm-2t": "ours, LSTM, 2 kernel threads (default here)",
+    "ours-gru": "ours, GRU, cpu-kernels, 1 kernel thread", "ours-lstm": "ours, LSTM, cpu-kernels, 1 kernel thread",
+    "ours-gru-2t": "ours, GRU, cpu-kernels, 2 kernel threads (default here)",
+    "ours-lstm-2t": "ours, LSTM, cpu-kernels, 2 kernel threads (default here)",
+    "ours-gru-torch": "ours, GRU, backend torch", "ours-lstm-torch": "ours, LSTM, backend torch",
     "sb3-contrib-lstm": "sb3-contrib RecurrentPPO (LSTM)", "sb3-mlp": "SB3 PPO, MLP (no memory)",
     "sb3-mlp-2t": "SB3 PPO, MLP, 2 torch threads",
+    **{name: f"ours, GRU, cpu-kernels without {name.rsplit('-no-', 1)[1]}, 2 kernel threads" for name in ABLATIONS},
 }
 
 
@@ -47,6 +58,9 @@ def make_model(name: str, seed: int, n_envs: int = 8):
     """Build one contender on a fresh VecNormalize(CartPoleNoVel) env (and set its threads)."""
     from recurrent_rl.accel import native
 
+    name, _, without = name.partition("-no-")  # an ablation: the speed backend without one part
+    torch_backend = name.endswith("-torch")
+    name = name.removesuffix("-torch")
     two_threads = name.endswith("-2t")
     name = name.removesuffix("-2t")
     th.set_num_threads(2 if two_threads and name == "sb3-mlp" else 1)
@@ -64,8 +78,13 @@ def make_model(name: str, seed: int, n_envs: int = 8):
     if name.startswith("ours"):
         from recurrent_rl import RecurrentPPO
 
+        from recurrent_rl.accel.backend import CpuKernels
+
         memory = name.split("-")[1]
-        kwargs = dict(memory=memory, hidden_size=64, critic_memory="separate", **HEADS)
+        backend: Any = "torch" if torch_backend else "cpu-kernels"
+        if without:
+            backend = CpuKernels(parts=[part for part in PARTS if part != without])
+        kwargs = dict(memory=memory, hidden_size=64, critic_memory="separate", backend=backend, **HEADS)
         return RecurrentPPO("MlpGruPolicy", env, policy_kwargs=kwargs, **common)
     if name == "sb3-contrib-lstm":
         from sb3_contrib import RecurrentPPO as ContribRecurrentPPO
@@ -140,10 +159,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes for the learning runs")
     parser.add_argument("--skip-learning", action="store_true")
     parser.add_argument("--only-learning", action="store_true", help="skip throughput, latency and memory")
+    parser.add_argument("--parts", action="store_true", help="also the speed backend with each part left out")
     args = parser.parse_args(argv)
     th.set_num_threads(1)
+    import platform
+    import subprocess
 
-    rows: dict[str, dict[str, Any]] = {name: {} for name in CONTENDERS}
+    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                if line.startswith("Model name")), platform.processor())  # fmt: skip
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, torch {th.__version__}, "
+          f"`python -m benchmarks.core {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`", flush=True)
+    contenders = CONTENDERS + (ABLATIONS if args.parts else ())
+    rows: dict[str, dict[str, Any]] = {name: {} for name in contenders}
     if args.only_learning:
         jobs = [(name, seed, args.learning_steps) for name in ("ours-gru", "ours-lstm") for seed in range(args.seeds)]
         with ProcessPoolExecutor(args.workers) as pool:
@@ -151,13 +178,13 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name} seed {seed}: {score:.1f}", flush=True)
         return
     for repeat in range(args.repeats):  # interleaved, so a slow moment of the machine hits everyone
-        for name in CONTENDERS:
+        for name in contenders:
             steps = args.steps if name != "sb3-contrib-lstm" else max(args.steps // 4, 2048)
             measured = throughput(name, steps, seed=repeat)
             rows[name]["steps/s"] = max(rows[name].get("steps/s", 0.0), measured)
             rows[name].setdefault("each", []).append(measured)
             print(f"{name:18s} {measured:8.0f} env-steps/s (repeat {repeat})", flush=True)
-    for name in ("ours-gru", "ours-lstm", "sb3-contrib-lstm"):
+    for name in ("ours-gru", "ours-lstm", "ours-gru-torch", "ours-lstm-torch", "sb3-contrib-lstm"):
         rows[name]["predict us"] = predict_latency(name)
         rows[name]["buffer KiB"] = buffer_bytes(name) / 1024
     rows["sb3-mlp"]["buffer KiB"] = buffer_bytes("sb3-mlp") / 1024
@@ -175,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| contender | env-steps/s | x sb3-contrib | x SB3 MLP PPO | x SB3 MLP PPO, median per repeat |"
           f" predict (us/step) | rollout buffer (KiB) | eval return at {args.learning_steps // 1000}k steps, per seed |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for name in CONTENDERS:
+    for name in contenders:
         r = rows[name]
         latency = f"{r['predict us']:.0f}" if "predict us" in r else "-"
         buffer = f"{r['buffer KiB']:.1f}" if "buffer KiB" in r else "-"

@@ -5,7 +5,16 @@ import pytest
 import torch as th
 
 from recurrent_rl.accel.kernels import run_sequences
-from recurrent_rl.nets.memory import MemoryCore, cat_states, forward_cores, mask_state, select_state, state_leaves
+from recurrent_rl.accel.backend import CpuKernels
+from recurrent_rl.nets.backend import TorchBackend
+from recurrent_rl.nets.memory import MemoryCore, cat_states, mask_state, select_state, state_leaves
+
+BACKENDS = {True: CpuKernels(), False: TorchBackend()}  # use_kernels -> the backend that runs the cores
+
+
+def run(core: MemoryCore, x, state, starts, need_final_state: bool = True, use_kernels: bool = True):
+    """One core over a (T, B, F) batch through the speed backend (kernels) or plain torch (segments)."""
+    return BACKENDS[use_kernels].forward_cores([core], [x], [state], starts, need_final_state)[0]
 from recurrent_rl.sequences import Segments, check_sequence_sizes, chunk_rows
 
 CORES = ["gru", "lstm", "rnn"]
@@ -33,16 +42,15 @@ def step_through(core: MemoryCore, x, state, starts):
 def test_sequence_equals_steps_with_resets(memory, num_layers, use_kernels):
     th.manual_seed(1)
     core = MemoryCore(memory, input_size=5, hidden_size=12, num_layers=num_layers)
-    core.use_kernels = use_kernels
     x, starts, state = random_batch(core)
     assert starts[1:].sum() > 0, "the batch must contain resets after t = 0"
-    out, final = core(x, state, starts)
+    out, final = run(core, x, state, starts, use_kernels=use_kernels)
     ref_out, ref_final = step_through(core, x, state, starts)
     th.testing.assert_close(out, ref_out, atol=1e-5, rtol=0)
     for a, b in zip(final, ref_final):
         th.testing.assert_close(a, b, atol=1e-5, rtol=0)
     # the update's path (no final state) gives the same outputs
-    fast_out, _ = core(x, state, starts, need_final_state=False)
+    fast_out, _ = run(core, x, state, starts, need_final_state=False, use_kernels=use_kernels)
     th.testing.assert_close(fast_out, ref_out, atol=1e-5, rtol=0)
 
 
@@ -51,21 +59,20 @@ def test_sequence_equals_steps_with_resets(memory, num_layers, use_kernels):
 def test_nothing_crosses_a_reset(memory, use_kernels):
     th.manual_seed(2)
     core = MemoryCore(memory, input_size=4, hidden_size=8, num_layers=2)
-    core.use_kernels = use_kernels
     x, starts, state = random_batch(core, T=16, B=3, p_reset=0.0)
     starts[7, 1] = 1.0  # column 1 starts a new episode at t = 7
-    out, _ = core(x, state, starts)
+    out, _ = run(core, x, state, starts, use_kernels=use_kernels)
     # change everything column 1 saw before the reset: inputs and incoming state
     x2 = x.clone()
     x2[:7, 1] = th.randn(7, 4) * 5
     state2 = tuple(s.clone() for s in state)
     for s in state2:
         s[:, 1] = 3.0
-    out2, _ = core(x2, state2, starts)
+    out2, _ = run(core, x2, state2, starts, use_kernels=use_kernels)
     th.testing.assert_close(out2[7:, 1], out[7:, 1], atol=0, rtol=0)
     assert not th.allclose(out2[:7, 1], out[:7, 1])
     # and the reset equals starting fresh from the zero state at t = 7
-    fresh, _ = core(x[7:, 1:2], core.initial_state(1), th.zeros(9, 1))
+    fresh, _ = run(core, x[7:, 1:2], core.initial_state(1), th.zeros(9, 1), use_kernels=use_kernels)
     th.testing.assert_close(out[7:, 1:2], fresh, atol=1e-6, rtol=0)
 
 
@@ -166,10 +173,8 @@ def test_cores_run_together_equal_cores_run_alone(memory):
     xs = [th.randn(T, B, 4, dtype=th.double, requires_grad=True) for _ in cores]
     states = [tuple(th.randn(s.shape, dtype=th.double) for s in c.initial_state(B)) for c in cores]
     starts = (th.rand(T, B) < 0.2).double()
-    together = forward_cores(cores, xs, states, starts)
-    for core in cores:
-        core.use_kernels = False
-    alone = [core(x, s, starts) for core, x, s in zip(cores, xs, states)]
+    together = BACKENDS[True].forward_cores(cores, xs, states, starts)
+    alone = [run(core, x, s, starts, use_kernels=False) for core, x, s in zip(cores, xs, states)]
     weights = [th.randn_like(out) for out, _ in alone]
     params = [*xs, *(p for c in cores for p in c.parameters())]
     g_together = th.autograd.grad(sum((o * w).sum() for (o, _), w in zip(together, weights)), params)

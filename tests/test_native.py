@@ -10,7 +10,16 @@ import pytest
 import torch as th
 
 from recurrent_rl.accel import native
-from recurrent_rl.nets.memory import MemoryCore, forward_cores
+from recurrent_rl.accel.backend import CpuKernels
+from recurrent_rl.nets.memory import MemoryCore
+
+KERNELS = CpuKernels()
+forward_cores = KERNELS.forward_cores  # the speed backend's path through the cores
+
+
+def run(core: MemoryCore, x: th.Tensor, state, starts: th.Tensor, need_final_state: bool = True):
+    """One core over a (T, B, F) batch through the speed backend."""
+    return KERNELS.forward_cores([core], [x], [state], starts, need_final_state)[0]
 
 
 def test_library_builds_on_this_machine():
@@ -172,11 +181,11 @@ def test_saturated_gates_stay_finite(memory):
     core = MemoryCore(memory, 3, 16)
     x = th.randn(5, 2, 3) * 1e4
     starts = th.zeros(5, 2)
-    out, final = core(x, core.initial_state(2), starts)
+    out, final = run(core, x, core.initial_state(2), starts)
     assert th.isfinite(out).all() and all(th.isfinite(s).all() for s in final)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(native, "available", lambda: False)
-        ref, _ = core(x, core.initial_state(2), starts)
+        ref, _ = run(core, x, core.initial_state(2), starts)
     th.testing.assert_close(out, ref)
 
 
@@ -202,7 +211,7 @@ def test_without_a_compiler_numpy_kernels_run_with_a_warning(tmp_path, monkeypat
         # and the cores still run (NumPy path), equal to stepping
         core = MemoryCore("gru", 3, 8)
         x, starts = th.randn(6, 2, 3), th.zeros(6, 2)
-        out, _ = core(x, core.initial_state(2), starts)
+        out, _ = run(core, x, core.initial_state(2), starts)
         state, steps = core.initial_state(2), []
         for t in range(6):
             o, state = core.step(x[t], state, starts[t])
@@ -333,7 +342,7 @@ def test_a_second_backward_through_a_layer_is_refused_clearly():
     (retain_graph=True) must say so instead of reading recycled memory."""
     core = MemoryCore("gru", 3, 8)
     x = th.randn(4, 2, 3, requires_grad=True)
-    out, _ = core(x, core.initial_state(2), th.zeros(4, 2))
+    out, _ = run(core, x, core.initial_state(2), th.zeros(4, 2))
     loss = out.square().sum()
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="freed after its first backward pass"):
@@ -344,11 +353,11 @@ def test_gradients_reach_inputs_only_when_asked():
     """dx is computed for inputs that need it (an encoder below the memory) and left out otherwise."""
     core = MemoryCore("lstm", 3, 8)
     x = th.randn(4, 2, 3, requires_grad=True)
-    out, final = core(x, core.initial_state(2), th.zeros(4, 2))
+    out, final = run(core, x, core.initial_state(2), th.zeros(4, 2))
     (out.sum() + final[1].sum()).backward()
     assert x.grad is not None and th.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     frozen = th.randn(4, 2, 3)
-    out, _ = core(frozen, core.initial_state(2), th.zeros(4, 2))
+    out, _ = run(core, frozen, core.initial_state(2), th.zeros(4, 2))
     out.sum().backward()
     assert frozen.grad is None and core.rnn.weight_hh_l0.grad is not None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch as th
 from torch import nn
 
-from recurrent_rl.accel import native
+from recurrent_rl.accel import native, torch_private
 
 ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
 
@@ -42,7 +42,7 @@ def _compiled_first_layer(net: nn.Module, x: th.Tensor) -> tuple[th.Tensor, th.T
     for module in (net, linear, activation):
         if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
             return None
-    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+    if torch_private.global_module_hooks():
         return None
     return (weight, bias, name) if native.available() else None
 

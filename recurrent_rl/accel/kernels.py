@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from recurrent_rl.accel import native
+from recurrent_rl.accel import native, torch_private
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -339,7 +339,7 @@ def _run_compiled(
     kind, n = _kind(rnns[0]), len(rnns)
     inputs = list(xs)  # the operator makes inputs and states contiguous where they are not
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
-    flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
+    flat = [torch_private.flat_weights(m) for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
     for layer in range(rnns[0].num_layers):
         i = 4 * layer
         weights = [fw[i + j] for j in (0, 2, 1, 3) for fw in flat]  # every core's w_ih, then b_ih, w_hh, b_hh
@@ -368,7 +368,7 @@ def step_compiled(
     (:func:`recurrent_rl.accel.native.step`).
     """
     kind, L = _kind(rnns[0]), rnns[0].num_layers
-    flat = [m._flat_weights for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
+    flat = [torch_private.flat_weights(m) for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
     weights = [fw[4 * layer + j] for layer in range(L) for j in (0, 2, 1, 3) for fw in flat]
     lstm = kind == "lstm"
     outs, hs, cs = native.step(kind, keep, xs, weights, [s[0] for s in states], [s[1] for s in states] if lstm else None)

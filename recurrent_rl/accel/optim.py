@@ -14,7 +14,10 @@ from typing import Any
 
 import torch as th
 
+from recurrent_rl.accel import torch_private
 from recurrent_rl.errors import NON_FINITE_GRADIENTS, NonFiniteLossError
+from recurrent_rl.nets import guards
+from recurrent_rl.nets.guards import check_finite_gradients, refuse_non_finite_steps  # noqa: F401  their old home
 
 
 class PolicyAdam(th.optim.Adam):
@@ -30,6 +33,8 @@ class PolicyAdam(th.optim.Adam):
       ``torch.optim.Adam(fused=True)``); its state dict too, so checkpoints load either way.
     """
 
+    checks_finite_gradients = True  # in step: guards.refuse_non_finite_steps adds no hook
+
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, **kwargs: Any):
         kwargs.setdefault("fused", True)
         super().__init__(params, lr, **kwargs)
@@ -44,8 +49,7 @@ class PolicyAdam(th.optim.Adam):
         if not self._lean_ok(groups):
             # Adam's own step without the hook-running wrapper torch.optim puts around every
             # optimizer class's step: the one around this method already ran the hooks.
-            adam_step = th.optim.Adam.step
-            (adam_step.__wrapped__ if getattr(adam_step, "hooked", False) else adam_step)(self)
+            torch_private.unhooked_step(th.optim.Adam)(self)
             return loss
         with th.no_grad():
             for group, params in zip(self.param_groups, groups):
@@ -55,7 +59,7 @@ class PolicyAdam(th.optim.Adam):
                 steps = [s["step"] for s in states]
                 beta1, beta2 = group["betas"]
                 _count_step(states, steps)
-                th._fused_adam_(
+                torch_private.fused_adam_(
                     params, [p.grad for p in params], [s["exp_avg"] for s in states],
                     [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
                     beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
@@ -99,7 +103,7 @@ def _count_step(states: list[dict[str, Any]], steps: list[th.Tensor]) -> None:
     first = steps[0]
     if any(t is not first for t in steps):
         if not all(bool(t == first) for t in steps):
-            th._foreach_add_(steps, 1)
+            torch_private.foreach_add_(steps, 1)
             return
         for state in states:
             state["step"] = first
@@ -108,28 +112,12 @@ def _count_step(states: list[dict[str, Any]], steps: list[th.Tensor]) -> None:
 
 
 def check_finite(grads: list[th.Tensor]) -> None:
-    """Raise :class:`NonFiniteLossError` if any gradient holds nan or inf."""
+    """Raise :class:`NonFiniteLossError` if any gradient holds nan or inf: one AMP check for CPU
+    float32 gradients, else :func:`recurrent_rl.nets.guards.check_finite`."""
     if not grads:
         return
-    first = grads[0]
-    if first.is_cpu and all(g.is_cpu and g.dtype is th.float32 and not g.is_sparse for g in grads):
-        # one call for all tensors (AMP's check, with a scale of 1: the gradients are unchanged)
-        found = th.zeros(1)
-        th._amp_foreach_non_finite_check_and_unscale_(grads, found, th.ones(1))
-        bad = bool(found.item())
-    else:
-        bad = not bool(th.isfinite(th.nn.utils.get_total_norm(grads)))
-    if bad:
-        raise NonFiniteLossError(NON_FINITE_GRADIENTS)
-
-
-def check_finite_gradients(optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """Optimizer pre-step hook with :func:`check_finite`'s check, for optimizers other than
-    :class:`PolicyAdam` (which checks in its own ``step``)."""
-    check_finite([p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None])
-
-
-def refuse_non_finite_steps(optimizer: th.optim.Optimizer) -> None:
-    """Make ``optimizer`` raise :class:`NonFiniteLossError` instead of stepping on nan/inf gradients."""
-    if not isinstance(optimizer, PolicyAdam):
-        optimizer.register_step_pre_hook(check_finite_gradients)
+    if all(g.is_cpu and g.dtype is th.float32 and not g.is_sparse for g in grads):
+        if torch_private.any_non_finite(grads):
+            raise NonFiniteLossError(NON_FINITE_GRADIENTS)
+        return
+    guards.check_finite(grads)

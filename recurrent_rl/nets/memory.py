@@ -12,20 +12,23 @@ Two ways to run a core, one meaning:
   starts after t = 0, see :class:`recurrent_rl.sequences.Segments`);
 - :meth:`MemoryCore.step` takes one ``(B, F)`` step, for rollouts and ``predict``.
 
+Plain torch, the same code on every device. The CPU speed layer runs the same cores through its
+own compiled layers (:mod:`recurrent_rl.accel`), reached through the policy's backend
+(:mod:`recurrent_rl.nets.backend`), never from here.
+
 ``episode_starts[t, b] = 1`` means "reset column b to the initial (zero) state before step t".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch as th
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recurrent_rl.accel import kernels, native
 from recurrent_rl.sequences import Segments
 from recurrent_rl.types import MemoryState, NestedState
 
@@ -76,9 +79,6 @@ class MemoryCore(nn.Module):
                 for layer in range(num_layers):
                     # gates are stacked (r, z, n) for GRU and (i, f, g, o) for LSTM: z and f are the 2nd block
                     getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size] += gate_bias
-        # CPU sequence kernels (kernels.py); off = torch modules on episode segments, as on GPUs
-        self.use_kernels = True
-        self._kernel_module = kernels.supported_module(self.rnn)  # fixed by the constructor
 
     @property
     def n_state_tensors(self) -> int:
@@ -100,8 +100,6 @@ class MemoryCore(nn.Module):
 
     def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
         """One step: ``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state."""
-        if _steps_compiled(self, x):
-            return kernels.step_compiled([self.rnn], [x], [state], 1.0 - episode_start.float())[0]
         state = mask_state(state, 1.0 - episode_start.float())
         if self.training and self.rnn.dropout > 0:
             out, state = self._call(x.unsqueeze(0), state)  # (1, B, H), with inter-layer dropout
@@ -132,9 +130,6 @@ class MemoryCore(nn.Module):
         the same ``episode_starts``; ``need_final_state=False`` (the PPO update) returns None
         for the state and lets LSTM/RNN take a faster padded path.
         """
-        if _takes_kernel(self, x):
-            # CPU: hand-written kernels, resets as a mask (see recurrent_rl/kernels.py)
-            return kernels.run_sequences([self.rnn], [x], [state], 1.0 - episode_starts.float(), need_final_state)[0]
         state = mask_state(state, 1.0 - episode_starts[0].float())
         if segments is None:
             segments = Segments.from_episode_starts(episode_starts)
@@ -158,54 +153,6 @@ class MemoryCore(nn.Module):
         return segments.unpad(out), select_state(final, segments.last_segment)
 
 
-def _takes_kernel(core: MemoryCore, x: th.Tensor) -> bool:
-    """Whether a sequence call goes through the CPU kernels (else torch modules on segments).
-
-    Measured with ``python -m benchmarks.kernels`` (T=32, B=8, H=64, actor+critic, forward and
-    backward, 2-core CPU, session 5): compiled layers 0.91 / 1.20 / 0.54 ms for gru / lstm /
-    rnn, the NumPy fallback 3.29 / 4.17 / 1.33 ms, the torch modules on padded segments 12.2 /
-    7.4 / 4.2 ms (oneDNN for the LSTM).
-    """
-    return core.use_kernels and core._kernel_module and kernels.supported_input(x)
-
-
-def _steps_compiled(core: MemoryCore, x: th.Tensor) -> bool:
-    """Whether a single step goes through the compiled layers: no gradient needed (rollouts,
-    predict), float32 on the CPU, and the library built. Else torch's cell functions.
-    (Every rollout step asks, so only plain attributes are read.)"""
-    return (
-        core.use_kernels
-        and core._kernel_module
-        and x.dtype is th.float32
-        and x.is_cpu
-        and not th.is_grad_enabled()
-        and not (core.training and core.rnn.dropout > 0)
-        and native.available()
-    )
-
-
-def step_cores(
-    cores: list[MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
-) -> list[tuple[th.Tensor, MemoryState]]:
-    """One step of several cores with the same ``episode_start`` (B,): one compiled call for all
-    when they are of one kind and shape (an actor's and a critic's memory), else core by core."""
-    first = cores[0]
-    if len(cores) > 1 and all(
-        _steps_compiled(c, x) and _same_shape(c, first) and x.shape == xs[0].shape for c, x in zip(cores, xs)
-    ):
-        return kernels.step_compiled([c.rnn for c in cores], xs, states, 1.0 - episode_start.float())  # type: ignore[return-value]
-    return [core.step(x, s, episode_start) for core, x, s in zip(cores, xs, states)]
-
-
-def _same_shape(core: MemoryCore, other: MemoryCore) -> bool:
-    return (
-        core.memory == other.memory
-        and core.input_size == other.input_size
-        and core.hidden_size == other.hidden_size
-        and core.num_layers == other.num_layers
-    )
-
-
 def forward_cores(
     cores: list[MemoryCore],
     xs: list[th.Tensor],
@@ -213,20 +160,27 @@ def forward_cores(
     episode_starts: th.Tensor,
     need_final_state: bool = True,
 ) -> list[tuple[th.Tensor, MemoryState | None]]:
-    """Run several cores over their own inputs with the same ``episode_starts`` (T, B).
-
-    Same result as calling each core; on the CPU, cores of one kind and shape run as one
-    stacked kernel (an actor's and a critic's memory then cost about as much as one).
-    """
-    first = cores[0]
-    if all(
-        _takes_kernel(c, x) and _same_shape(c, first) and x.shape == xs[0].shape
-        for c, x in zip(cores, xs)
-    ):
-        keep = 1.0 - episode_starts.float()
-        return kernels.run_sequences([c.rnn for c in cores], xs, states, keep, need_final_state)  # type: ignore[return-value]
-    segments = Segments.from_episode_starts(episode_starts)  # cut once for all cores
+    """Run several cores over their own inputs with the same ``episode_starts`` (T, B): the same
+    result as calling each core, with the batch cut into episode segments once for all of them."""
+    segments = Segments.from_episode_starts(episode_starts)
     return [core(x, s, episode_starts, segments, need_final_state) for core, x, s in zip(cores, xs, states)]
+
+
+def step_cores(
+    cores: list[MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
+) -> list[tuple[th.Tensor, MemoryState]]:
+    """One step of several cores with the same ``episode_start`` (B,), core by core."""
+    return [core.step(x, s, episode_start) for core, x, s in zip(cores, xs, states)]
+
+
+def same_shape(core: MemoryCore, other: MemoryCore) -> bool:
+    """Whether two cores are of one kind and size (so a backend may run them stacked)."""
+    return (
+        core.memory == other.memory
+        and core.input_size == other.input_size
+        and core.hidden_size == other.hidden_size
+        and core.num_layers == other.num_layers
+    )
 
 
 def check_memory_options(memory: str, hidden_size: int, num_layers: int) -> None:

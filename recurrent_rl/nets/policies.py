@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import CategoricalDistribution, Distribution, MultiCategoricalDistribution
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
@@ -27,12 +27,11 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from recurrent_rl.accel.distributions import LeanCategorical
 from recurrent_rl.errors import check_finite_observations, check_spaces
-from recurrent_rl.accel.heads import run_heads
-from recurrent_rl.nets.memory import MemoryCore, forward_cores, state_to_numpy, step_cores
+from recurrent_rl.nets.backend import Backend, check_backend, resolve_backend
+from recurrent_rl.nets.guards import refuse_non_finite_steps
+from recurrent_rl.nets.memory import MemoryCore, state_to_numpy
 from recurrent_rl.types import MemoryState, RecurrentState, SequenceObs
-from recurrent_rl.accel.optim import PolicyAdam, refuse_non_finite_steps
 
 CRITIC_MEMORY = ("separate", "shared", "none")
 
@@ -49,6 +48,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         :class:`recurrent_rl.nets.memory.MemoryCore`); 0 keeps PyTorch's initialisation. Default
         (None): 1.0 for ``lstm`` (the forget-gate bias of Gers et al., 2000 and Jozefowicz et al.,
         2015), 0.0 for ``gru`` and ``rnn``
+    :param backend: ``"auto"`` (default), ``"torch"`` or ``"cpu-kernels"``, or a backend object:
+        how the memory cores, heads, optimizer and action distribution are computed (see
+        :mod:`recurrent_rl.nets.backend`); the results are the same to float rounding
     Every other parameter is SB3's ``ActorCriticPolicy``'s (``net_arch``, ``activation_fn``,
     ``ortho_init``, ``features_extractor_class``, ...). ``ortho_init`` re-initialises the
     features extractor and heads, never the memory cores (they keep PyTorch's default init).
@@ -67,6 +69,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         num_layers: int = 1,
         critic_memory: str = "separate",
         gate_bias: float | None = None,
+        backend: str | Backend = "auto",
         **kwargs: Any,
     ):
         check_spaces(observation_space, action_space, type(self).__name__)
@@ -79,13 +82,15 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
                 "would be unused: use share_features_extractor=True, or critic_memory='separate'"
             )
         kwargs.setdefault("features_extractor_class", self.default_extractor)
-        if kwargs.get("optimizer_kwargs") is None and kwargs.get("optimizer_class", th.optim.Adam) is th.optim.Adam:
-            # SB3's default (Adam, eps 1e-5), with torch's fused kernel: one call per step for all
-            # ~16 parameter tensors (3.36 ms per gradient step against 3.90 ms multi-tensor when
-            # measured). Unless Adam was asked for by name, PolicyAdam makes the same update
-            # without torch.optim's per-step bookkeeping (recurrent_rl/optim.py).
-            kwargs.setdefault("optimizer_class", PolicyAdam)
-            kwargs["optimizer_kwargs"] = {"eps": 1e-5, "fused": True}
+        check_backend(backend)
+        self.backend = backend
+        # Built on the CPU; "auto" is resolved again when the policy moves to its device (_apply).
+        self._backend: Backend = resolve_backend(backend, "cpu")
+        optimizer_class, optimizer_kwargs = self._backend.optimizer(kwargs.get("optimizer_class"), kwargs.get("optimizer_kwargs"))
+        if optimizer_class is not None:
+            kwargs["optimizer_class"] = optimizer_class
+        if optimizer_kwargs is not None:
+            kwargs["optimizer_kwargs"] = optimizer_kwargs
         if isinstance(observation_space, spaces.Dict) and kwargs["features_extractor_class"] in (FlattenExtractor, NatureCNN):
             raise ValueError(
                 "Dict observation spaces need a multi-input policy: use 'MultiInputGruPolicy', "
@@ -134,8 +139,21 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             num_layers=self.num_layers,
             critic_memory=self.critic_memory,
             gate_bias=self.gate_bias,
+            backend=self.backend,
         )
         return data
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> RecurrentActorCriticPolicy:
+        # .to(device), .cpu(), .cuda(), .double() ... come through here: "auto" follows the device
+        result = super()._apply(fn, *args, **kwargs)
+        if getattr(self, "backend", None) == "auto":
+            self._backend = resolve_backend("auto", self.device)
+        return result
+
+    @property
+    def backend_name(self) -> str:
+        """The backend in use (``"torch"`` or ``"cpu-kernels"``; ``backend`` is what was asked for)."""
+        return self._backend.name
 
     def set_training_mode(self, mode: bool) -> None:
         # SB3 calls this on every predict(); walking the module tree each time costs more than
@@ -166,8 +184,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
 
     def _sb3_heads(self) -> bool:
         """Whether the heads are SB3's own MlpExtractor (its forward_actor / forward_critic not
-        overridden), whose layers ``heads.run_heads`` may run; any other extractor (a custom
-        ``_build_mlp_extractor``) is called through its own methods."""
+        overridden), whose layers the backend's ``run_heads`` may run; any other extractor (a
+        custom ``_build_mlp_extractor``) is called through its own methods."""
         extractor_type = type(self.mlp_extractor)
         return issubclass(extractor_type, MlpExtractor) and (
             extractor_type.forward_actor is MlpExtractor.forward_actor
@@ -178,14 +196,14 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self, actor_in: th.Tensor | None, critic_in: th.Tensor | None
     ) -> tuple[th.Tensor | None, th.Tensor | None]:
         """(latent_pi, latent_vf) of the two heads; a head given None is skipped (None out).
-        SB3's own MlpExtractor runs through ``heads.run_heads`` (first layers as one compiled
-        call); any other extractor through its ``forward_actor`` / ``forward_critic``."""
+        SB3's own MlpExtractor runs through the backend's ``run_heads`` (both heads in one call);
+        any other extractor through its ``forward_actor`` / ``forward_critic``."""
         extractor = self.mlp_extractor
         if not self._sb3_heads():
             return (None if actor_in is None else extractor.forward_actor(actor_in),
                     None if critic_in is None else extractor.forward_critic(critic_in))  # fmt: skip
         pairs = [(net, x) for net, x in ((extractor.policy_net, actor_in), (extractor.value_net, critic_in)) if x is not None]
-        outs = iter(run_heads([net for net, _ in pairs], [x for _, x in pairs]))
+        outs = iter(self._backend.run_heads([net for net, _ in pairs], [x for _, x in pairs]))
         return (None if actor_in is None else next(outs)), (None if critic_in is None else next(outs))
 
     def _step_latents(
@@ -195,12 +213,12 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         pi_features, vf_features = self._features(obs)  # (B, F)
         critic_state, critic_out = state.critic, None
         if self.critic_core is not None:
-            (actor_out, actor_state), (critic_out, critic_state) = step_cores(
+            (actor_out, actor_state), (critic_out, critic_state) = self._backend.step_cores(
                 [self.actor_memory, self.critic_core], [pi_features, vf_features], [state.actor, state.critic],
                 episode_start,
             )
         else:
-            actor_out, actor_state = self.actor_memory.step(pi_features, state.actor, episode_start)  # (B, H)
+            actor_out, actor_state = self._step(self.actor_memory, pi_features, state.actor, episode_start)  # (B, H)
         latent_pi, latent_vf = self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))
         return latent_pi, latent_vf, RecurrentState(actor_state, critic_state)  # type: ignore[return-value]
 
@@ -213,45 +231,19 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             cores.append(self.critic_core)
             xs.append(vf_features.view(T, B, -1))
             states.append(seq.state.critic)
-        outs = forward_cores(cores, xs, states, seq.episode_starts, need_final_state=False)
+        outs = self._backend.forward_cores(cores, xs, states, seq.episode_starts, need_final_state=False)
         actor_out = outs[0][0].reshape(T * B, -1)  # (T*B, H)
         critic_out = outs[1][0].reshape(T * B, -1) if self.critic_core is not None else None
         return self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))  # type: ignore[return-value]
 
-    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
-        """SB3's, with :class:`~recurrent_rl.accel.distributions.LeanCategorical` inside SB3's
-        (Multi)Categorical distributions, and torch's argument validation off for the others.
+    def _step(self, core: MemoryCore, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
+        """One step of one memory core through the backend."""
+        return self._backend.step_cores([core], [x], [state], episode_start)[0]
 
-        torch.distributions checks every parameter tensor at construction and every sample at
-        ``log_prob`` (constraint checks of a few tensor ops each): measured here, 45 µs of the
-        140 µs an 8-env action distribution costs at construction, and about 30 µs more per
-        ``log_prob``, paid at every rollout step and gradient step.
-        What it guards against, non-finite parameters, cannot come from the policy's own weights
-        (the optimizer refuses non-finite gradients: ``NonFiniteLossError``) and is checked on the
-        observations instead (``errors.check_finite_observations``).
-        """
-        action_dist = self.action_dist
-        if type(action_dist) is CategoricalDistribution:
-            action_dist.distribution = LeanCategorical(self.action_net(latent_pi))
-            return action_dist
-        if type(action_dist) is MultiCategoricalDistribution:
-            logits = th.split(self.action_net(latent_pi), list(action_dist.action_dims), dim=1)
-            action_dist.distribution = [LeanCategorical(part) for part in logits]
-            return action_dist
-        torch_distribution = th.distributions.Distribution
-        previous = torch_distribution._validate_args
-        torch_distribution.set_default_validate_args(False)
-        try:
-            distribution = super()._get_action_dist_from_latent(latent_pi)
-        finally:
-            torch_distribution.set_default_validate_args(previous)
-        # The instances read the class default again after construction: switch them off for
-        # log_prob too (one torch distribution, or a list of them for MultiDiscrete).
-        inner = getattr(distribution, "distribution", None)
-        for part in inner if isinstance(inner, list) else [inner]:
-            if isinstance(part, torch_distribution):
-                part._validate_args = False
-        return distribution
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
+        """The backend's action distribution (SB3's own with the torch backend)."""
+        distribution = self._backend.action_distribution(self, latent_pi)
+        return super()._get_action_dist_from_latent(latent_pi) if distribution is None else distribution
 
     # --- the SB3-facing API -------------------------------------------------------------------
 
@@ -272,11 +264,11 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         """Values (B, 1) of one step given the memory before it."""
         pi_features, vf_features = self._features(obs)
         if self.critic_memory == "separate":
-            critic_out, _ = self.critic_core.step(vf_features, state.critic, episode_start)
+            critic_out, _ = self._step(self.critic_core, vf_features, state.critic, episode_start)  # type: ignore[arg-type]
             return self.value_net(self._latents(None, critic_out)[1])
         actor_out = None
         if self.critic_memory == "shared":
-            actor_out, _ = self.actor_memory.step(pi_features, state.actor, episode_start)
+            actor_out, _ = self._step(self.actor_memory, pi_features, state.actor, episode_start)
         return self.value_net(self._latents(None, self._critic_input(vf_features, actor_out, None))[1])
 
     def evaluate_actions(  # type: ignore[override]
@@ -296,7 +288,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     ) -> tuple[Distribution, MemoryState]:
         """Action distribution of one step and the actor's next memory state."""
         pi_features, _ = self._features(obs)
-        actor_out, actor_state = self.actor_memory.step(pi_features, state, episode_start)
+        actor_out, actor_state = self._step(self.actor_memory, pi_features, state, episode_start)
         return self._get_action_dist_from_latent(self._latents(actor_out, None)[0]), actor_state  # type: ignore[arg-type]
 
     def _predict(  # type: ignore[override]

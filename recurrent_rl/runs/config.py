@@ -115,6 +115,10 @@ class PolicyConfig(Section):
     activation_fn: Literal[ACTIVATIONS] = setting("tanh", "activation of the head layers")  # type: ignore[valid-type]
     ortho_init: bool = setting(True, "orthogonal init of features extractor and heads (never the memory)")
     log_std_init: float = setting(0.0, "initial log std of Gaussian actions (Box action spaces)")
+    backend: Literal["auto", "torch", "cpu-kernels"] = setting(
+        "auto", "how the networks are computed: torch (plain torch and SB3), cpu-kernels (the CPU speed layer: "
+        "compiled memory layers and heads, lean Adam and categorical), auto (cpu-kernels on the CPU, torch elsewhere)"
+    )
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,7 @@ class TrainConfig(Section):
             activation_fn=activations[pk.activation_fn],
             ortho_init=pk.ortho_init,
             log_std_init=pk.log_std_init,
+            backend=pk.backend,
         )
         if pk.memory is not None:
             policy_kwargs["memory"] = pk.memory

@@ -1,0 +1,112 @@
+"""The backend hook: the one place where a speed backend plugs into the model code.
+
+The policy does five things through its backend, and nothing else in the model code knows that
+a backend exists:
+
+- ``forward_cores``: run memory cores over whole ``(T, B, F)`` chunks (the update);
+- ``step_cores``: one step of memory cores (rollouts, ``predict``);
+- ``run_heads``: the MLP heads over the memories' outputs;
+- ``action_distribution``: the action distribution of a latent (None: SB3's own);
+- ``optimizer``: the optimizer class and keyword arguments, before the policy builds it.
+
+:class:`TorchBackend` is plain torch and SB3, the same code on every device. The policy option
+``backend`` (and the config key ``policy.backend``) names one:
+
+- ``"torch"``: :class:`TorchBackend`;
+- ``"cpu-kernels"``: the CPU speed layer, :class:`recurrent_rl.accel.backend.CpuKernels`
+  (compiled memory layers and heads, a lean Adam and categorical distribution; each part falls
+  back to torch per call where it does not apply: CUDA tensors, float64, custom modules);
+- ``"auto"`` (the default): ``"cpu-kernels"`` while the policy's parameters are on the CPU,
+  ``"torch"`` on any other device. The speed layer pays on the CPUs measured (README,
+  Benchmarks); on a GPU nothing in it applies.
+
+A backend object (any object with these methods, such as ``CpuKernels(parts=...)``) may be passed
+instead of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+import torch as th
+from torch import nn
+
+from recurrent_rl.nets import memory
+from recurrent_rl.types import MemoryState
+
+BACKENDS = ("auto", "torch", "cpu-kernels")
+# where the named backends live: the model code never imports the speed layer itself
+_LOCATIONS = {"cpu-kernels": ("recurrent_rl.accel.backend", "CpuKernels")}
+
+
+class Backend(Protocol):
+    name: str
+
+    def forward_cores(
+        self, cores: list[memory.MemoryCore], xs: list[th.Tensor], states: list[MemoryState],
+        episode_starts: th.Tensor, need_final_state: bool = True,
+    ) -> list[tuple[th.Tensor, MemoryState | None]]: ...  # fmt: skip
+
+    def step_cores(
+        self, cores: list[memory.MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
+    ) -> list[tuple[th.Tensor, MemoryState]]: ...
+
+    def run_heads(self, nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]: ...
+
+    def action_distribution(self, policy: Any, latent_pi: th.Tensor) -> Any | None: ...
+
+    def optimizer(
+        self, optimizer_class: type[th.optim.Optimizer] | None, optimizer_kwargs: dict[str, Any] | None
+    ) -> tuple[type[th.optim.Optimizer] | None, dict[str, Any] | None]: ...
+
+
+class TorchBackend:
+    """Plain torch and SB3: torch's recurrent modules and cell functions, SB3's heads, optimizer and
+    distributions."""
+
+    name = "torch"
+
+    def forward_cores(self, cores, xs, states, episode_starts, need_final_state=True):  # type: ignore[no-untyped-def]
+        return memory.forward_cores(cores, xs, states, episode_starts, need_final_state)
+
+    def step_cores(self, cores, xs, states, episode_start):  # type: ignore[no-untyped-def]
+        return memory.step_cores(cores, xs, states, episode_start)
+
+    def run_heads(self, nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]:
+        return [net(x) for net, x in zip(nets, xs)]
+
+    def action_distribution(self, policy: Any, latent_pi: th.Tensor) -> None:
+        return None
+
+    def optimizer(self, optimizer_class, optimizer_kwargs):  # type: ignore[no-untyped-def]
+        return optimizer_class, optimizer_kwargs
+
+    def __repr__(self) -> str:
+        return "TorchBackend()"
+
+
+def check_backend(backend: Any) -> None:
+    """Raise ``ValueError`` naming the valid choices if ``backend`` is neither a name nor a backend."""
+    if isinstance(backend, str):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not a backend; choose one of {list(BACKENDS)}")
+    elif not all(callable(getattr(backend, method, None)) for method in
+                 ("forward_cores", "step_cores", "run_heads", "action_distribution", "optimizer")):  # fmt: skip
+        raise ValueError(
+            f"backend={backend!r} is neither one of {list(BACKENDS)} nor an object with the methods of "
+            "recurrent_rl.nets.backend.Backend"
+        )
+
+
+def resolve_backend(backend: Any, device: th.device | str = "cpu") -> Backend:
+    """The backend object for a name (``"auto"`` resolved for ``device``) or a backend object."""
+    check_backend(backend)
+    if not isinstance(backend, str):
+        return backend  # type: ignore[no-any-return]
+    if backend == "auto":
+        backend = "cpu-kernels" if th.device(device).type == "cpu" else "torch"
+    if backend == "torch":
+        return TorchBackend()
+    module, name = _LOCATIONS[backend]
+    return getattr(importlib.import_module(module), name)()  # type: ignore[no-any-return]
