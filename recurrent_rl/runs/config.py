@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 
-from recurrent_rl.runs.schema import (
+from recurrent_rl.runs import schema
+from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
     ConfigError,
     Section,
-    UserInputError,  # noqa: F401  re-exported: the CLI catches it
-    deep_copy,
+    UserInputError,  # the CLI catches it
+    activation_class,
+    config_to_yaml,
     describe_keys,
     parse_number,
-    set_path,
+    parse_yaml,
+    save_config,
     setting,
 )
 from recurrent_rl.sequences import check_sequence_sizes
@@ -64,7 +66,7 @@ def make_schedule(value: float | str) -> float | Linear:
 
 # --- the sections -------------------------------------------------------------------------------
 
-ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "silu")
+ACTIVATIONS = tuple(schema.ACTIVATIONS)  # the names; schema.activation_class gives the torch module
 POLICIES = (  # RecurrentPPO.policy_aliases (tests/test_config.py keeps them in step)
     "MlpGruPolicy",
     "MlpLstmPolicy",
@@ -168,7 +170,7 @@ class CheckpointConfig(Section):
 class TrainConfig(Section):
     """Everything a training run depends on. Algorithm fields are SB3 PPO's, same names."""
 
-    env: str = setting(help="Gymnasium env id (recurrent-rl envs lists the pomdp/ suite)")
+    env: str = setting(help="Gymnasium env id (recurrent-rl envs lists the pomdp/ suite)", example="pomdp/CartPoleNoVel-v1")
     env_kwargs: dict[str, Any] = setting(help="keyword arguments for gymnasium.make", factory=dict)
     n_envs: int = setting(8, "parallel envs (DummyVecEnv)", low=1)
     normalize: NormalizeConfig = setting(help="VecNormalize settings, or true/false", factory=NormalizeConfig)
@@ -224,10 +226,6 @@ class TrainConfig(Section):
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`recurrent_rl.RecurrentPPO` (without env, seed, logging)."""
-        from torch import nn
-
-        activations = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
-                       "gelu": nn.GELU, "silu": nn.SiLU}  # fmt: skip
         pk = self.policy_kwargs
         policy_kwargs: dict[str, Any] = dict(
             hidden_size=pk.hidden_size,
@@ -235,7 +233,7 @@ class TrainConfig(Section):
             critic_memory=pk.critic_memory,
             gate_bias=pk.gate_bias,
             net_arch=dict(pi=list(pk.net_arch.pi), vf=list(pk.net_arch.vf)),
-            activation_fn=activations[pk.activation_fn],
+            activation_fn=activation_class(pk.activation_fn),
             ortho_init=pk.ortho_init,
             log_std_init=pk.log_std_init,
             backend=pk.backend,
@@ -285,34 +283,12 @@ def config_from_dict(values: Mapping[str, Any], overrides: Iterable[str] = (), s
 def load_config(path: str | Path, overrides: Iterable[str] = (), check_env: bool = True) -> TrainConfig:
     """Read a YAML config file (and apply ``KEY=VALUE`` overrides)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read config file {path}: {error}") from None
-    config = config_from_dict(parse_yaml(text, str(path)), overrides, source=str(path), check_env=check_env)
+    config = config_from_dict(schema.read_config_file(path), overrides, source=str(path), check_env=check_env)
     encoder = config.encoder.path
     if encoder is not None and not Path(encoder).is_absolute() and (path.parent / encoder).is_file():
         # a run folder's config.yaml names its own copy, encoder.pt, next to it
         config = config.replace(encoder=config.encoder.replace(path=str(path.parent / encoder)))
     return config
-
-
-def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """A YAML mapping, or a :class:`ConfigError` saying where the YAML is malformed."""
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"malformed YAML{where}: {problem}", source=source) from None
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"expected a YAML mapping of config keys, got {values!r} ({type(values).__name__})", source=source)
-    return values
 
 
 def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,30 +303,7 @@ def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """``values`` with each ``KEY=VALUE`` applied; VALUE is read as YAML (``[64, 64]``, ``null``, ``1e-3``)."""
-    result = deep_copy(values)
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. n_steps=64), got {override!r}")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"cannot read the value of --set {override!r} as YAML: {error}", key=key) from None
-        set_path(result, key.split("."), value, TrainConfig, key)
-    return result
-
-
-def save_config(config: TrainConfig, path: str | Path, header: str = "") -> None:
-    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.runs.folders.atomic_write_text`)."""
-    from recurrent_rl.runs.folders import atomic_write_text
-
-    atomic_write_text(Path(path), config_to_yaml(config, header))
-
-
-def config_to_yaml(config: TrainConfig, header: str = "") -> str:
-    comments = "".join(f"# {line}\n" for line in header.splitlines())
-    return comments + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+    return schema.apply_overrides(values, overrides, TrainConfig)
 
 
 def config_keys() -> list[str]:
@@ -358,8 +311,8 @@ def config_keys() -> list[str]:
     return describe_keys(TrainConfig)
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise :class:`ConfigError` if ``env_id`` is not registered, suggesting close matches."""
+def check_env_id(env_id: str, key: str = "env") -> None:
+    """Raise :class:`ConfigError` (for config key ``key``) if ``env_id`` is not registered, suggesting close matches."""
     import gymnasium as gym
 
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
@@ -372,5 +325,5 @@ def check_env_id(env_id: str) -> None:
     raise ConfigError(
         f"unknown env id {env_id!r}.{hint} `recurrent-rl envs` lists the pomdp/ suite; any registered "
         "Gymnasium id works.",
-        key="env",
+        key=key,
     )

@@ -1,21 +1,32 @@
-"""Typed, frozen, validated dataclasses: the machinery under :mod:`recurrent_rl.runs.config`.
+"""Typed, frozen, validated dataclasses: the config machinery of both sides (RL and supervised).
 
 A :class:`Section` is a frozen dataclass whose fields are converted and checked after every
 construction (from a mapping, by ``replace``, or directly): type (int, float, bool, str,
 ``Literal`` choices, ``X | None``, tuples, mappings, nested sections) and numeric range from the
 field's :func:`setting`. Errors are :class:`ConfigError` naming the dotted key, the expected type
 and the valid choices, with the closest valid name for a typo.
+
+Config files and ``--set KEY=VALUE`` overrides are read, and resolved configs written, by the
+functions at the end (:func:`read_config_file`, :func:`apply_overrides`, :func:`config_to_yaml`,
+:func:`save_config`), whatever the root section: :class:`recurrent_rl.runs.config.TrainConfig`
+(``recurrent-rl train``) or :class:`recurrent_rl.supervised.config.PretrainConfig`
+(``recurrent-rl pretrain``).
+
+A leaf of the package: stdlib, PyYAML and :mod:`recurrent_rl.errors` only (torch is imported
+inside :func:`activation_class`), so the supervised side builds on it too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import re
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import field
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
@@ -24,18 +35,33 @@ from recurrent_rl.errors import UserInputError
 
 
 class ConfigError(UserInputError):
-    """A config value is missing, unknown, of the wrong type or out of range."""
+    """A config value is missing, unknown, of the wrong type or out of range.
+
+    ``key`` is the dotted path of the value (``policy_kwargs.hidden_size``), ``source`` the file
+    or preset it came from. Both are filled in on the way up (:meth:`under`, :meth:`with_source`).
+    """
 
     def __init__(self, message: str, key: str | None = None, source: str | None = None):
-        super().__init__(message)
-        self.message, self.key, self.source = message, key, source
+        self._message, self.key, self.source = message, key, source
+        super().__init__(str(self))
+
+    @property
+    def message(self) -> str:
+        """What is wrong, without the key and the source."""
+        return self._message
 
     def under(self, prefix: str) -> ConfigError:
         """The same error for a key nested under ``prefix``."""
-        return ConfigError(self.message, f"{prefix}.{self.key}" if self.key else prefix, self.source)
+        return self._copy(key=f"{prefix}.{self.key}" if self.key else prefix)
 
     def with_source(self, source: str) -> ConfigError:
-        return ConfigError(self.message, self.key, self.source or source)
+        return self._copy(source=self.source or source)
+
+    def _copy(self, **changes: Any) -> ConfigError:
+        return _rebuild(type(self), {**self.__dict__, **changes})
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (to worker processes) with key and source
+        return _rebuild, (type(self), dict(self.__dict__))
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
@@ -43,10 +69,56 @@ class ConfigError(UserInputError):
         return f"{where}{key}{self.message}"
 
 
+def _rebuild(cls: type[ConfigError], attributes: dict[str, Any]) -> ConfigError:
+    error = cls.__new__(cls)
+    error.__dict__.update(attributes)
+    error.args = (str(error),)
+    return error
+
+
+class MissingKeyError(ConfigError):
+    """A required key is not set."""
+
+    def __init__(self, key: str, expected: str, example: str | None = None, source: str | None = None):
+        self.expected, self.example = expected, example
+        super().__init__("", key, source)
+
+    @property
+    def message(self) -> str:
+        example = f", e.g. {self.example}" if self.example else ""
+        return f"missing required key: {self.key} is required ({self.expected}{example})"
+
+
+class UnknownKeyError(ConfigError):
+    """Keys that a section does not have; ``key`` is the section's dotted path (None: the top level)."""
+
+    def __init__(self, unknown: Iterable[str], valid: Iterable[str], key: str | None = None,
+                 noun: str = "config key", source: str | None = None):  # fmt: skip
+        self.unknown, self.valid, self.noun = [str(k) for k in unknown], list(valid), noun
+        super().__init__("", key, source)
+
+    @property
+    def message(self) -> str:
+        prefix = f"{self.key}." if self.key else ""
+        where = f" in {self.key}" if self.key else ""
+        close = {k: _suggest(k, self.valid) for k in self.unknown}
+        hints = [f"'{c}'" if len(close) == 1 else f"'{c}' for '{k}'" for k, c in close.items() if c]
+        hint = f" Did you mean {', '.join(hints)}?" if hints else ""
+        unknown = [prefix + k for k in self.unknown]
+        return f"unknown {self.noun}(s) {unknown}; valid keys{where}: {self.valid}.{hint}"
+
+    def __str__(self) -> str:  # the message names the keys itself
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, low: float | None = None,
-           high: float | None = None, above: float | None = None, factory: Any = None) -> Any:  # fmt: skip
-    """A dataclass field with its help text and numeric range (``low <= x <= high``, ``x > above``)."""
-    metadata = {"help": help, "low": low, "high": high, "above": above}
+            high: float | None = None, above: float | None = None, below: float | None = None,
+            factory: Any = None, example: str | None = None) -> Any:  # fmt: skip
+    """A dataclass field with its help text and numeric range (``low <= x <= high``, ``above < x < below``).
+
+    ``example`` is shown when a required key is missing.
+    """
+    metadata = {"help": help, "low": low, "high": high, "above": above, "below": below, "example": example}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -54,6 +126,9 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, low: float | 
 
 class Section:
     """Base of the config dataclasses: converts and checks every field after construction."""
+
+    # what this section's keys are called in the message about an unknown one
+    key_noun = "config key"
 
     # A non-mapping value that stands for the whole section (``normalize: true``), if any.
     @classmethod
@@ -67,13 +142,13 @@ class Section:
             if expanded is None:
                 raise ConfigError(f"expected a mapping with keys {_keys(cls)}, got {_show(values)}")
             values = expanded
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        for key in values:
-            if key not in names:
-                raise ConfigError(_unknown_key_message(str(key), names), key=str(key))
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]  # type: ignore[arg-type]
-        if missing:
-            raise ConfigError(f"missing required key ({_describe(_hints(cls)[missing[0]])})", key=missing[0])
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = [str(key) for key in values if key not in names]
+        if unknown:
+            raise UnknownKeyError(unknown, names, noun=cls.key_noun)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in values and _required(f):
+                raise MissingKeyError(f.name, _describe(_hints(cls)[f.name], f.metadata), f.metadata.get("example"))
         return cls(**values)
 
     def __post_init__(self) -> None:
@@ -152,13 +227,6 @@ def _show(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _unknown_key_message(key: str, valid: Iterable[str]) -> str:
-    valid = sorted(valid)
-    close = _suggest(key, valid)
-    hint = f" Did you mean '{close}'?" if close else ""
-    return f"unknown key.{hint} Valid keys here: {', '.join(valid)}"
-
-
 def _suggest(word: str, choices: list[str]) -> str | None:
     """The closest choice to ``word`` (case-insensitive), if any is close."""
     lowered = {c.lower(): c for c in choices}
@@ -197,9 +265,12 @@ def _describe(tp: Any, metadata: Mapping[str, Any] | None = None) -> str:
 
 
 def _range_text(metadata: Mapping[str, Any]) -> str:
-    low, high, above = metadata.get("low"), metadata.get("high"), metadata.get("above")
+    low, high = metadata.get("low"), metadata.get("high")
+    above, below = metadata.get("above"), metadata.get("below")
     if low is not None and high is not None:
         return f" in [{low}, {high}]"
+    if low is not None and below is not None:
+        return f" in [{low}, {below})"
     if low is not None:
         return f" >= {low}"
     if above is not None:
@@ -267,11 +338,13 @@ def _convert(value: Any, tp: Any, metadata: Mapping[str, Any]) -> Any:
 def _check_range(value: Any, metadata: Mapping[str, Any]) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    low, high, above = metadata.get("low"), metadata.get("high"), metadata.get("above")
+    low, high = metadata.get("low"), metadata.get("high")
+    above, below = metadata.get("above"), metadata.get("below")
     if (
         (low is not None and value < low)
         or (high is not None and value > high)
         or (above is not None and not value > above)
+        or (below is not None and not value < below)
         or (isinstance(value, float) and not math.isfinite(value))
     ):
         raise ConfigError(f"expected a number{_range_text(metadata)}, got {value}")
@@ -282,8 +355,9 @@ def set_path(values: dict[str, Any], parts: list[str], value: Any, cls: type, fu
     hints = _hints(cls)
     head = parts[0]
     if head not in hints:
-        prefix = full_key[: len(full_key) - len(".".join(parts))]
-        raise ConfigError(_unknown_key_message(head, hints), key=prefix + head)
+        prefix = full_key[: len(full_key) - len(".".join(parts))].rstrip(".")
+        raise UnknownKeyError([head], [f.name for f in dataclasses.fields(cls)], key=prefix or None,
+                              noun=getattr(cls, "key_noun", "config key"))  # fmt: skip
     if len(parts) == 1:
         values[head] = value
         return
@@ -325,3 +399,111 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` laid over it, mapping by mapping (a preset, then a config file on top)."""
+    out = deep_copy(base)
+    for key, value in top.items():
+        inner = out.get(key)
+        out[key] = merge(inner, value) if isinstance(value, Mapping) and isinstance(inner, Mapping) else value
+    return out
+
+
+# --- choices that the configs of both sides share ------------------------------------------------
+
+# activation name in a config -> the torch.nn module it builds (policy heads, sequence-model input layers)
+ACTIVATIONS: dict[str, str] = {
+    "tanh": "Tanh",
+    "relu": "ReLU",
+    "elu": "ELU",
+    "leaky_relu": "LeakyReLU",
+    "gelu": "GELU",
+    "silu": "SiLU",
+}
+
+
+def activation_class(name: str) -> Any:
+    """The ``torch.nn`` module class of activation ``name`` (one of :data:`ACTIVATIONS`)."""
+    from torch import nn
+
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"expected one of {', '.join(repr(a) for a in ACTIVATIONS)}, got {name!r}")
+    return getattr(nn, ACTIVATIONS[name])
+
+
+# --- files, overrides, YAML out: the same for every root section ---------------------------------
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """A YAML mapping, or a :class:`ConfigError` saying where the YAML is malformed."""
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"malformed YAML{where}: {problem}", source=source) from None
+    return _mapping(values, source)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a config file: YAML (``.yaml``, ``.yml``, anything else), JSON (``.json``) or TOML (``.toml``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    if path.suffix == ".json":
+        try:
+            return _mapping(json.loads(text), str(path))
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}", source=str(path)) from None
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            return _mapping(tomllib.loads(text), str(path))
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"malformed TOML: {error}", source=str(path)) from None
+    return parse_yaml(text, str(path))
+
+
+def _mapping(values: Any, source: str) -> dict[str, Any]:
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"expected a mapping of config keys, got {values!r} ({type(values).__name__})", source=source)
+    return values
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str], root: type, example: str = "n_steps=64") -> dict[str, Any]:
+    """``values`` with each ``KEY=VALUE`` applied along the schema ``root``; VALUE is read as YAML
+    (``[64, 64]``, ``null``, ``1e-3``), KEY is dotted for nested keys and must exist."""
+    result = deep_copy(values)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. {example}), got {override!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"cannot read the value of --set {override!r} as YAML: {error}", key=key) from None
+        set_path(result, key.split("."), value, root, key)
+    return result
+
+
+def config_to_yaml(config: Section, header: str = "") -> str:
+    """The resolved config (every key, defaults included) as YAML, after ``header`` as comment lines."""
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    return comments + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def save_config(config: Section, path: str | Path, header: str = "") -> None:
+    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.runs.folders.atomic_write_text`)."""
+    from recurrent_rl.runs.folders import atomic_write_text
+
+    atomic_write_text(Path(path), config_to_yaml(config, header))
