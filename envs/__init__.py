@@ -1,6 +1,8 @@
 """Partially observable Gymnasium environments, registered under the ``pomdp/`` namespace.
 
-``import envs`` (or ``import recurrent_rl``) registers them; then ``gym.make("pomdp/...")``.
+With the package installed, ``import gymnasium`` registers them (a startup hook that the wheel
+ships, ``_recurrent_rl_gym_hook``), so ``gym.make("pomdp/...")`` needs no other import; importing
+``recurrent_rl`` or ``recurrent_rl.envs`` registers them as well.
 See the README's "Environments" section for the list of ids, what each hides and its reference returns.
 """
 

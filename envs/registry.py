@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs import registration
 
 from recurrent_rl.envs.wrappers import MaskObservation
 
@@ -73,23 +74,29 @@ def memory_task_ids() -> list[str]:
 
 
 def register_all() -> None:
-    """Register every ``pomdp/`` id that is not registered yet (safe to call twice)."""
+    """Register every ``pomdp/`` id that is not registered yet (safe to call twice).
+
+    This is the ``gymnasium.envs`` entry point too. Gymnasium before 1.0 calls it from inside its
+    own ``import gymnasium`` (in ``gym.namespace("pomdp")``, which gives the same ids), when the
+    top-level ``gym.register`` / ``gym.registry`` / ``gym.spec`` are not bound yet, so they are
+    taken from ``gymnasium.envs.registration``, which has finished importing by then.
+    """
     for base in VELOCITY_INDICES:
         env_id = masked_id(base)
-        if env_id in gym.registry:
+        if env_id in registration.registry:
             continue
         if base == "CartPole-v1":
             # the original registration, kept exactly as the core has always used it
-            gym.register(id=env_id, entry_point="recurrent_rl.envs:make_masked", kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]})
+            registration.register(id=env_id, entry_point="recurrent_rl.envs:make_masked", kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]})
         else:
-            gym.register(
+            registration.register(
                 id=env_id,
                 entry_point="recurrent_rl.envs.registry:make_masked_raw",
                 kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]},
-                max_episode_steps=gym.spec(base).max_episode_steps,
+                max_episode_steps=registration.spec(base).max_episode_steps,
             )
     for name, (entry_point, kwargs, _) in MEMORY_TASKS.items():
         env_id = f"{NAMESPACE}/{name}"
-        if env_id not in gym.registry:
+        if env_id not in registration.registry:
             # the tasks end their own episodes (fixed length, or TMaze's max_steps), so no TimeLimit
-            gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs))
+            registration.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs))
