@@ -1,10 +1,12 @@
 """Sequence paths through the memory cores, side by side: which is fastest for each core.
 
 Forward + backward of an actor and a critic core over a (T, B) batch with episode starts:
-  - compiled: recurrent_rl/native.py, one C call per layer for both cores, resets as masks;
+  - compiled: backend cpu-kernels (recurrent_rl/accel/native.py), one C call per layer for both
+    cores, resets as masks;
   - compiled, 2 threads: the same with the critic's core on a helper thread (kernel threads 2);
-  - numpy:   recurrent_rl/kernels.py's NumPy loops (the fallback without a C compiler);
-  - padded:  torch modules (oneDNN for LSTM) on the batch cut into zero-padded episode segments;
+  - numpy:   recurrent_rl/accel/kernels.py's NumPy loops (the fallback without a C compiler);
+  - padded:  backend torch, torch modules (oneDNN for LSTM) on the batch cut into zero-padded
+    episode segments (the update's path);
   - packed:  the same segments packed (the only torch path that also gives final states).
 
     python -m benchmarks.kernels [--T 32 --B 8 --H 64]
@@ -19,7 +21,9 @@ import time
 import torch as th
 
 from recurrent_rl.accel import native
-from recurrent_rl.nets.memory import MemoryCore, forward_cores
+from recurrent_rl.accel.backend import CpuKernels
+from recurrent_rl.nets.backend import TorchBackend
+from recurrent_rl.nets.memory import MemoryCore
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"T={args.T} B={args.B} H={args.H}: ms per actor+critic forward+backward (median of {args.rounds} rounds)")
     print("| core | compiled | compiled, 2 threads | numpy | padded | packed |\n|---|---:|---:|---:|---:|---:|")
     compiled_available = native.available
+    backends = {True: CpuKernels(), False: TorchBackend()}
     for memory in ("gru", "lstm", "rnn"):
         cores = [MemoryCore(memory, args.F, args.H) for _ in range(2)]
         xs = [th.randn(args.T, args.B, args.F, requires_grad=True) for _ in cores]
@@ -45,9 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         def run(use_kernels: bool, compiled: bool, need_final_state: bool, threads: int = 1) -> None:
             native.available = compiled_available if compiled else lambda: False  # type: ignore[assignment]
             native.set_kernel_threads(threads)
-            for core in cores:
-                core.use_kernels = use_kernels
-            outs = forward_cores(cores, xs, states, starts, need_final_state=need_final_state)
+            outs = backends[use_kernels].forward_cores(cores, xs, states, starts, need_final_state=need_final_state)
             sum(out.sum() for out, _ in outs).backward()
 
         variants = {"compiled": (True, True, True), "compiled-2t": (True, True, True, 2), "numpy": (True, False, True),

@@ -116,10 +116,8 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
     the compiled layers forward and backward over one minibatch of chunks (on the kernel threads
     already set), the heads' first layers on the memory's 64-wide output (input gradient
     included) minus the MLP's on the observations, and one memory step for all envs."""
-    from recurrent_rl.accel.heads import run_heads
-    from recurrent_rl.nets.memory import forward_cores, step_cores
-
     policy = ours.policy
+    backend = policy._backend  # the path ours takes: forward_cores, step_cores, run_heads
     cores = [policy.actor_memory] + ([policy.critic_core] if policy.critic_core is not None else [])
     T, B = ours.sequence_length, ours.batch_size // ours.sequence_length
     F, H = policy.features_dim, policy.hidden_size
@@ -129,7 +127,7 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
     params = [p for core in cores for p in core.parameters()]
 
     def layers():
-        outs = forward_cores(cores, xs, states, starts, need_final_state=False)
+        outs = backend.forward_cores(cores, xs, states, starts, need_final_state=False)
         th.autograd.grad(sum(out.sum() for out, _ in outs), params)
 
     rows = T * B
@@ -142,7 +140,7 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
         def run():  # as each policy runs its heads: ours through run_heads, SB3's module by module
             weights = [p for m in modules for p in m.parameters()]
             inputs = weights + ([x] if x.requires_grad else [])
-            outs = run_heads(modules, [x] * len(modules)) if modules is ours_heads else [m(x) for m in modules]
+            outs = backend.run_heads(modules, [x] * len(modules)) if modules is ours_heads else [m(x) for m in modules]
             th.autograd.grad(sum(out.sum() for out in outs), inputs)
 
         return run
@@ -153,7 +151,7 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
 
     def step():
         with th.no_grad():
-            step_cores(cores, step_xs, step_states, th.zeros(n_envs))
+            backend.step_cores(cores, step_xs, step_states, th.zeros(n_envs))
 
     heads_extra = _best_ms(heads(ours_heads, latent)) - _best_ms(heads(mlp_heads, obs))
     return _best_ms(layers), max(heads_extra, 0.0), _best_ms(step, calls=1000)
