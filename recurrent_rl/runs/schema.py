@@ -146,9 +146,17 @@ class Section:
         unknown = [str(key) for key in values if key not in names]
         if unknown:
             raise UnknownKeyError(unknown, names, noun=cls.key_noun)
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name not in values and _required(f):
-                raise MissingKeyError(f.name, _describe(_hints(cls)[f.name], f.metadata), f.metadata.get("example"))
+        missing = [f for f in dataclasses.fields(cls) if f.name not in values and _required(f)]  # type: ignore[arg-type]
+        if missing:
+            hints = _hints(cls)
+            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+                if f.name in values:  # what was written wrong is reported before what was left out
+                    try:
+                        _check_range(_convert(values[f.name], hints[f.name], f.metadata), f.metadata)
+                    except ConfigError as error:
+                        raise error.under(f.name) from None
+            f = missing[0]
+            raise MissingKeyError(f.name, _describe(hints[f.name], f.metadata), f.metadata.get("example"))
         return cls(**values)
 
     def __post_init__(self) -> None:
@@ -347,7 +355,8 @@ def _check_range(value: Any, metadata: Mapping[str, Any]) -> None:
         or (below is not None and not value < below)
         or (isinstance(value, float) and not math.isfinite(value))
     ):
-        raise ConfigError(f"expected a number{_range_text(metadata)}, got {value}")
+        kind = "an integer" if isinstance(value, int) else "a number"
+        raise ConfigError(f"expected {kind}{_range_text(metadata)}, got {value}")
 
 
 def set_path(values: dict[str, Any], parts: list[str], value: Any, cls: type, full_key: str) -> None:
