@@ -93,7 +93,7 @@ def test_evaluate_a_checkpoint_and_the_best_model(tiny_run, tmp_path):
 # --- help and listings --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["presets"], ["envs"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["presets"], ["envs"], ["pretrain"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(*command, "--help")
@@ -275,3 +275,60 @@ def test_train_with_a_frozen_pretrained_encoder(tmp_path, capsys):
     # a missing encoder is bad input like any other
     code = run_cli("train", "--runs-dir", tmp_path, "--encoder", tmp_path / "nope.pt", *TINY)
     assert_clean_error(capsys, code, "encoder")
+
+
+# --- recurrent-rl pretrain ----------------------------------------------------------------------
+
+
+def test_presets_lists_the_pretraining_presets_too(capsys):
+    from recurrent_rl.runs.presets import preset_names
+
+    assert run_cli("presets", "--pretrain") == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = preset_names("pretrain")
+    assert [line.split()[0] for line in lines[: len(names)]] == names
+    assert all("pomdp/" in line and "steps" in line for line in lines[: len(names)])
+    assert run_cli("presets") == 0
+    assert f"pretraining presets (recurrent-rl presets --pretrain): {', '.join(names)}" in capsys.readouterr().out
+
+
+def test_pretrain_dry_run_prints_the_resolved_config(capsys):
+    import yaml
+
+    assert run_cli("pretrain", "--preset", "pendulum-novel", "--set", "model.memory=lstm", "--dry-run") == 0
+    values = yaml.safe_load(capsys.readouterr().out)
+    assert values["model"]["memory"] == "lstm" and values["data"]["env_id"] == "pomdp/PendulumNoVel-v1"
+    assert values["train"]["batch_size"] == 4 and values["train"]["normalize_inputs"] is True  # every key, resolved
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--preset", "cartpole"], "unknown pretraining preset 'cartpole'. Did you mean 'cartpole-novel'"),
+        (["--preset", "cartpole-novel", "--set", "train.epoch=3"], "unknown config key(s) ['train.epoch']"),
+        (["--preset", "cartpole-novel", "--set", "train.epochs"], "--set expects KEY=VALUE (e.g. train.epochs=20)"),
+        (["--config", "nope.yaml"], "config file nope.yaml does not exist"),
+        (["--set", "model.memory=gru"], "config key 'data': missing required key"),
+        ([], "nothing to pretrain"),
+        (["--preset", "cartpole-novel", "--set", "data.policy=nope.zip"], "the policy file nope.zip does not exist"),
+        (["--preset", "cartpole-novel", "--set", "data.policy=math:pi"], "'math:pi' is not a function"),
+        (["--preset", "cartpole-novel", "--set", "data.n_steps=5"], "leaves an empty split"),
+        (["--preset", "cartpole-novel", "--set", "data.n_steps=50", "--set", "data.target_indices=[9]"],
+         "target_indices [9] do not exist"),
+    ],
+)
+def test_pretrain_bad_input_is_one_line_and_writes_nothing(args, fragment, tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    assert_clean_error(capsys, run_cli("pretrain", "--runs-dir", runs_dir, *args), fragment)
+    assert not runs_dir.exists()
+
+
+def test_pretrain_config_files_of_every_format_and_malformed_ones(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text('[model]\nmemory = "lstm"\n')
+    (tmp_path / "c.json").write_text('{"model": {"memory": "rnn"}}')
+    (tmp_path / "c.yaml").write_text("model: {memory: lstm\n")
+    for suffix, memory in (("toml", "lstm"), ("json", "rnn")):
+        assert run_cli("pretrain", "--preset", "cartpole-novel", "--config", tmp_path / f"c.{suffix}", "--dry-run") == 0
+        assert f"memory: {memory}" in capsys.readouterr().out
+    code = run_cli("pretrain", "--preset", "cartpole-novel", "--config", tmp_path / "c.yaml")
+    assert_clean_error(capsys, code, "malformed YAML at line 2", str(tmp_path / "c.yaml"))

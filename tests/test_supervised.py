@@ -7,10 +7,10 @@ import pytest
 import torch as th
 
 from recurrent_rl.supervised import (
+    FitConfig,
     SequenceDataset,
     SequenceModel,
     SequenceModelConfig,
-    TrainConfig,
     Trajectories,
     collate,
     fit,
@@ -85,7 +85,7 @@ def test_trainer_learns_to_recall_the_first_symbol_far_above_chance(tmp_path):
     config = SequenceModelConfig(input_size=4, output_size=4, hidden_size=32, task="many_to_one", objective="classification")
     th.manual_seed(0)
     model = SequenceModel(config)
-    result = fit(model, data, TrainConfig(epochs=25, batch_size=32, learning_rate=1e-2, patience=25, seed=0),
+    result = fit(model, data, FitConfig(epochs=25, batch_size=32, learning_rate=1e-2, patience=25, seed=0),
                  run_dir=tmp_path, log=None)  # fmt: skip
     assert result.history[-1]["val_accuracy"] > 0.9  # chance is 0.25
     test = recall_first_dataset(200, seed=1)
@@ -108,7 +108,7 @@ def test_training_is_reproducible_and_stops_early():
     for _ in range(2):
         th.manual_seed(0)
         model = SequenceModel(config)
-        train = TrainConfig(epochs=40, batch_size=8, learning_rate=0.3, patience=2, seed=3)  # too large: val stalls
+        train = FitConfig(epochs=40, batch_size=8, learning_rate=0.3, patience=2, seed=3)  # too large: val stalls
         histories.append(fit(model, data, train, log=None))
     assert histories[0].history == histories[1].history
     assert histories[0].stopped_early and len(histories[0].history) < 40
@@ -122,7 +122,7 @@ def test_many_to_many_regression_with_target_standardisation_learns_a_running_su
     assert data.per_step and data.target_size == 1
     th.manual_seed(0)
     model = SequenceModel(SequenceModelConfig(input_size=1, output_size=1, hidden_size=16))
-    result = fit(model, data, TrainConfig(epochs=30, batch_size=16, learning_rate=1e-2, seed=0), log=None)
+    result = fit(model, data, FitConfig(epochs=30, batch_size=16, learning_rate=1e-2, seed=0), log=None)
     assert result.history[-1]["val_r2"] > 0.9
     assert abs(float(model.target_mean[0]) - 10) < 3  # learnt in standard units, predicted in the data's
 
@@ -253,3 +253,97 @@ def test_trajectories_from_a_trained_model_and_a_self_supervised_target(tmp_path
     data = traj.to_dataset("next_observation")
     assert data.target_size == 4
     np.testing.assert_array_equal(data.targets[0][:-1], data.inputs[0][1:])  # the next step's observation
+
+
+# --- the supervised configs on the RL side's schema --------------------------------------------------
+
+
+def test_supervised_configs_check_types_ranges_and_keys_like_the_rl_configs():
+    from recurrent_rl.runs.schema import ConfigError
+
+    def error_of(*overrides):
+        with pytest.raises(ConfigError) as info:
+            resolve_config("cartpole-novel", None, list(overrides))
+        return str(info.value)
+
+    assert "config key 'train.epochs': expected an integer >= 1, got 0" in error_of("train.epochs=0")
+    assert "config key 'train.val_fraction': expected a number in [0, 1), got 1.0" in error_of("train.val_fraction=1")
+    assert "config key 'data.n_steps': expected an integer >= 1, got 'many' (str)" in error_of("data.n_steps=many")
+    assert "expected one of 'state', 'next_observation'" in error_of("data.target=velocity")
+    assert "Did you mean 'relu'?" in error_of("model.activation=ReLU")
+    message = error_of("model.hiden_size=8")
+    assert "['model.hiden_size']; valid keys in model: ['memory', 'hidden_size'" in message and "'hidden_size'?" in message
+    assert message.startswith("pretraining preset 'cartpole-novel': ")
+    assert "unknown env id 'pomdp/CartPoleNoVell-v1'" in error_of("data.env_id=pomdp/CartPoleNoVell-v1")
+    assert "config key 'data.policy'" in error_of("data.policy=expert")
+    assert "config key 'name': expected a plain folder name" in error_of("name=a/b")
+    with pytest.raises(ConfigError, match="config key 'batch_size': expected an integer >= 1, got 0"):
+        FitConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="config key 'pooling': pooling='attention'"):
+        SequenceModelConfig(input_size=2, output_size=1, pooling="attention")
+    assert FitConfig.from_dict({"epochs": "1e2"}).epochs == 100  # YAML 1.1 numbers, as for the RL configs
+
+
+def test_train_config_of_the_supervised_side_is_a_deprecated_alias_of_fit_config():
+    import recurrent_rl.supervised as supervised
+    import recurrent_rl.supervised.pretrain as pretrain_module
+    import recurrent_rl.supervised.trainer as trainer
+
+    for module in (supervised, trainer, pretrain_module):
+        with pytest.warns(DeprecationWarning, match="FitConfig"):
+            assert module.TrainConfig is FitConfig
+
+
+def test_pretrain_presets_are_yaml_files_read_like_the_training_presets():
+    from recurrent_rl.runs.presets import load_pretrain_preset, preset_names, preset_text
+    from recurrent_rl.runs.schema import parse_yaml
+    from recurrent_rl.supervised.presets import PRESETS, get_preset
+
+    names = preset_names("pretrain")
+    assert names == sorted(PRESETS) and {"cartpole-novel", "pendulum-novel"} <= set(names)
+    assert not set(names) & set(preset_names())  # the training presets are the other files
+    for name in names:
+        config = load_pretrain_preset(name)
+        assert config.description and config.name == name
+        assert get_preset(name) == PRESETS[name] == parse_yaml(preset_text(name, "pretrain"), name)
+        assert resolve_config(name) == config == PretrainConfig.from_dict(get_preset(name))
+
+
+def test_a_pretraining_run_saves_its_resolved_config_as_yaml_that_runs_it_again(tmp_path):
+    import yaml
+
+    from recurrent_rl.supervised.pretrain import pretrain
+
+    overrides = ["data.n_steps=300", "train.epochs=1", "model.hidden_size=4", "model.input_layers=[3]"]
+    config = resolve_config("cartpole-novel", None, overrides)
+    result = pretrain(config, runs_dir=tmp_path, verbose=False)
+    text = (result.run_dir / "config.yaml").read_text()
+    assert text.startswith("# Resolved pretraining config") and "recurrent-rl pretrain --config" in text
+    assert yaml.safe_load(text) == config.to_dict() == json.loads((result.run_dir / "config.json").read_text())
+    assert resolve_config(None, result.run_dir / "config.yaml") == config
+    assert result.run_dir.name.startswith("cartpole-novel__pomdp-CartPoleNoVel-v1__gru__seed0__")
+    assert not list(result.run_dir.rglob(".*")), "temporary files left behind"
+    # the same second, the same name: a new folder, never the same one
+    again = pretrain(config, runs_dir=tmp_path, verbose=False)
+    assert again.run_dir != result.run_dir
+
+
+def test_the_supervised_make_env_is_the_evaluation_one():
+    from recurrent_rl.runs.folders import RunError
+    from recurrent_rl.supervised.data import make_env
+
+    env = make_env("pomdp/CartPoleNoVel-v1", max_episode_steps=7)
+    assert env.spec.max_episode_steps == 7
+    env.close()
+    with pytest.raises(RunError, match="cannot make env pomdp/Nope-v0"):
+        make_env("pomdp/Nope-v0")
+
+
+def test_one_activation_table_for_policy_heads_and_sequence_models():
+    from recurrent_rl.runs import schema
+    from recurrent_rl.runs.config import ACTIVATIONS as POLICY_ACTIVATIONS
+    from recurrent_rl.supervised.models import ACTIVATIONS, InputLayers
+
+    assert tuple(ACTIVATIONS) == POLICY_ACTIVATIONS == tuple(schema.ACTIVATIONS)
+    for name, cls in ACTIVATIONS.items():
+        assert cls is schema.activation_class(name) and isinstance(InputLayers(2, (3,), name).net[1], cls)

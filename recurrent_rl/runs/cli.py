@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = commands.add_parser("presets", help="list the presets, one line each (* = default)",
                                   description="List the shipped presets: name, env, memory, steps, description.")  # fmt: skip
+    presets.add_argument("--pretrain", action="store_true", help="list the pretraining presets (recurrent-rl pretrain)")
     presets.set_defaults(handler=cmd_presets)
     envs = commands.add_parser("envs", help="list the pomdp/ environments, one line each",
                                description="List the registered pomdp/ environments with their spaces and presets.")  # fmt: skip
@@ -236,8 +237,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
+    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, load_pretrain_preset, preset_names
 
+    if getattr(args, "pretrain", False):
+        rows = []
+        for name in preset_names("pretrain"):
+            config = load_pretrain_preset(name, check_env=False)
+            note = "" if config.data.env_id in gym.registry else "  [env not registered]"
+            rows.append((name, config.data.env_id, f"{config.model.memory} {config.model.hidden_size}",
+                         _steps(config.data.n_steps), config.description + note))  # fmt: skip
+        _print_rows(rows)
+        print("use one with: recurrent-rl pretrain --preset NAME (then: recurrent-rl train --encoder RUN/encoder.pt)")
+        return 0
     rows = []
     for name in preset_names():
         config = load_preset(name, check_env=False)
@@ -246,6 +258,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
                      _steps(config.n_timesteps), config.description + note))  # fmt: skip
     _print_rows(rows)
     print("* default (what `recurrent-rl` trains); use one with: recurrent-rl train --preset NAME")
+    print(f"pretraining presets (recurrent-rl presets --pretrain): {', '.join(preset_names('pretrain'))}")
     return 0
 
 

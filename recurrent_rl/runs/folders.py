@@ -64,9 +64,14 @@ def run_name(env_id: str, memory: str, seed: int, when: float | None = None) -> 
     return f"{env}__{memory}__seed{seed}__{stamp}"
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` can be one folder name: letters, digits and ``. _ + = -``, no slashes."""
+    return bool(_NAME.match(name)) and name not in (".", "..")
+
+
 def check_run_name(name: str) -> None:
     """A ``--name`` must be one plain folder name."""
-    if not _NAME.match(name) or name in (".", ".."):
+    if not is_plain_name(name):
         raise RunError(
             f"--name {name!r} is not a plain folder name: use letters, digits and . _ + = - (no slashes); "
             "use --runs-dir to choose the parent folder"

@@ -2,31 +2,77 @@
 
 recorded trajectories or plain arrays (:mod:`.data`) -> sequence model (:mod:`.models`, the
 policies' memory cores plus a head) -> trainer (:mod:`.trainer`) -> ``encoder.pt`` ->
-:func:`recurrent_rl.supervised.encoder.load_encoder`. :mod:`.pretrain` runs the whole path from a config.
+:func:`recurrent_rl.supervised.encoder.load_encoder`. :mod:`.pretrain` runs the whole path from a
+config (:mod:`.config`: the same typed, validated YAML configs as the RL side's).
+
+The names below are imported on first use (PEP 562): ``import recurrent_rl.supervised.cli``
+(the ``pretrain`` command's parser) does not load torch.
 """
 
-from recurrent_rl.supervised.data import Batch, SequenceDataset, Trajectories, collate, make_env, record_trajectories
-from recurrent_rl.supervised.models import (
-    SequenceModel,
-    SequenceModelConfig,
-    load_sequence_model,
-    save_sequence_model,
-)
-from recurrent_rl.supervised.trainer import FitResult, TrainConfig, evaluate, fit
+from __future__ import annotations
 
-__all__ = [
-    "Batch",
-    "FitResult",
-    "SequenceDataset",
-    "SequenceModel",
-    "SequenceModelConfig",
-    "TrainConfig",
-    "Trajectories",
-    "collate",
-    "evaluate",
-    "fit",
-    "load_sequence_model",
-    "make_env",
-    "record_trajectories",
-    "save_sequence_model",
-]
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
+_PUBLIC: dict[str, str] = {
+    "Batch": "recurrent_rl.supervised.data",
+    "SequenceDataset": "recurrent_rl.supervised.data",
+    "Trajectories": "recurrent_rl.supervised.data",
+    "collate": "recurrent_rl.supervised.data",
+    "make_env": "recurrent_rl.supervised.data",
+    "record_trajectories": "recurrent_rl.supervised.data",
+    "SequenceModel": "recurrent_rl.supervised.models",
+    "SequenceModelConfig": "recurrent_rl.supervised.models",
+    "load_sequence_model": "recurrent_rl.supervised.models",
+    "save_sequence_model": "recurrent_rl.supervised.models",
+    "FitConfig": "recurrent_rl.supervised.config",
+    "PretrainConfig": "recurrent_rl.supervised.config",
+    "FitResult": "recurrent_rl.supervised.trainer",
+    "evaluate": "recurrent_rl.supervised.trainer",
+    "fit": "recurrent_rl.supervised.trainer",
+}
+
+__all__ = sorted([*_PUBLIC, "TrainConfig"])
+
+
+_MODULES = ("cli", "config", "data", "encoder", "examples", "models", "presets", "pretrain", "trainer")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":  # the supervised one, renamed FitConfig (runs.config.TrainConfig is the RL run's)
+        warnings.warn("recurrent_rl.supervised.TrainConfig is deprecated: use FitConfig", DeprecationWarning, stacklevel=2)
+        return __getattr__("FitConfig")
+    if name in _MODULES:  # recurrent_rl.supervised.data without importing it first, as before
+        return importlib.import_module(f"{__name__}.{name}")
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from recurrent_rl.supervised.config import FitConfig, PretrainConfig
+    from recurrent_rl.supervised.data import (
+        Batch,
+        SequenceDataset,
+        Trajectories,
+        collate,
+        make_env,
+        record_trajectories,
+    )
+    from recurrent_rl.supervised.models import (
+        SequenceModel,
+        SequenceModelConfig,
+        load_sequence_model,
+        save_sequence_model,
+    )
+    from recurrent_rl.supervised.trainer import FitResult, evaluate, fit
+
+    TrainConfig = FitConfig

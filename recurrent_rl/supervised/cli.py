@@ -1,9 +1,12 @@
 """``recurrent-rl pretrain``: the command-line adapter for :func:`recurrent_rl.supervised.pretrain.pretrain`.
 
-The main CLI wires it in with::
+The main CLI (:mod:`recurrent_rl.runs.cli`) wires it in with::
 
-    add_pretrain_command(subparsers)          # in the parser setup
-    ... if args.command == "pretrain": return run_pretrain_command(args)
+    add_pretrain_command(subparsers)          # in the parser setup; args.handler runs it
+
+Bad input (a preset, a config file or key, the env id, the recording policy, data that does not
+fit the config) gets one ``error:`` line and exit code 2, never a traceback, and no run folder;
+a loss that turns non-finite during training exits with 1.
 """
 
 from __future__ import annotations
@@ -12,41 +15,62 @@ import argparse
 import sys
 from typing import Any
 
-from recurrent_rl.supervised.presets import PRESETS
+from recurrent_rl.errors import UserInputError
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 
 def add_pretrain_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``pretrain`` sub-command to an argparse ``subparsers`` object and return its parser."""
+    from recurrent_rl.runs.presets import preset_names
+    from recurrent_rl.supervised.config import OVERRIDE_EXAMPLE, pretrain_config_keys
+
     parser = subparsers.add_parser(
         "pretrain",
         help="record trajectories, pretrain a sequence model on them, write encoder.pt",
         description="Record trajectories, train a GRU/LSTM/RNN to estimate what the observations hide, and "
-        "write a run folder with model.pt and encoder.pt (use it with: train --encoder PATH).",
+        "write a run folder with config.yaml, model.pt and encoder.pt (use it with: train --encoder PATH).",
+        epilog=f"config keys (for --set KEY=VALUE; VALUE is YAML, e.g. --set {OVERRIDE_EXAMPLE}):\n  "
+        + "\n  ".join(pretrain_config_keys()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="a pretraining preset")
-    parser.add_argument("--config", metavar="FILE", help="a config file (.json, .toml, .yaml) applied over the preset")
+    parser.add_argument("--preset", metavar="NAME", help=f"a pretraining preset: {', '.join(preset_names('pretrain'))} "
+                        "(recurrent-rl presets --pretrain describes them)")  # fmt: skip
+    parser.add_argument("--config", metavar="FILE", help="a config file (.yaml, .json or .toml; e.g. a pretraining "
+                        "run's config.yaml), laid over the preset")  # fmt: skip
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override one config key, e.g. train.epochs=20 or model.memory=lstm (repeatable)")  # fmt: skip
     parser.add_argument("--runs-dir", default="runs", help="where to create the run folder (default: runs)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.set_defaults(handler=run_pretrain_command)
     return parser
 
 
 def run_pretrain_command(args: argparse.Namespace) -> int:
-    """Run ``pretrain`` from parsed arguments; returns the exit code (2 on a config error)."""
-    from recurrent_rl.supervised.pretrain import pretrain, resolve_config
+    """Run ``pretrain`` from parsed arguments; returns the exit code (2 on bad input, 1 on a failed fit)."""
+    from recurrent_rl.runs.schema import config_to_yaml
+    from recurrent_rl.supervised.config import resolve_config
 
     try:
         config = resolve_config(args.preset, args.config, list(getattr(args, "overrides", []) or []))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"recurrent-rl pretrain: error: {exc}", file=sys.stderr)
-        return 2
-    pretrain(config, runs_dir=args.runs_dir)
+        if getattr(args, "dry_run", False):
+            print(config_to_yaml(config), end="")
+            return 0
+        from recurrent_rl.supervised.pretrain import pretrain
+
+        pretrain(config, runs_dir=args.runs_dir)
+    except UserInputError as error:
+        print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except FloatingPointError as error:  # fit(): the gradient norm became nan or inf
+        print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m recurrent_rl.supervised.cli pretrain ...``) until the main CLI wires it."""
+    """Stand-alone entry point (``python -m recurrent_rl.supervised.cli pretrain ...``); ``recurrent-rl pretrain`` is the same."""
     parser = argparse.ArgumentParser(prog="recurrent-rl")
     add_pretrain_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

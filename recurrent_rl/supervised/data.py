@@ -20,6 +20,8 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
+from recurrent_rl.supervised.config import TARGETS
+
 
 class Batch(NamedTuple):
     """A padded minibatch. Steps ``t >= lengths[b]`` are padding (zeros)."""
@@ -198,23 +200,17 @@ def collate(dataset: SequenceDataset, indices: Sequence[int]) -> Batch:
 
 # --- trajectories from environments ---------------------------------------------------------------
 
-TARGETS = ("state", "next_observation")
-
-# Masked-velocity envs that this module can build itself when the env suite has not registered
-# them (yet): id -> (base id, hidden observation indices). The hidden state is then info["state"].
+# Masked-velocity ids that this module once built itself, before the env suite registered them
+# (it does now: make_env finds them in Gymnasium's registry). Kept for scripts that read it.
 FALLBACK_ENVS = {"pomdp/PendulumNoVel-v1": ("Pendulum-v1", (2,)), "pomdp/CartPoleNoVel-v1": ("CartPole-v1", (1, 3))}
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id)``, or for a masked-velocity id not registered yet, the same env built here."""
-    import recurrent_rl.envs  # noqa: F401  registers pomdp/
+    """``gym.make(env_id, **kwargs)``: :func:`recurrent_rl.runs.evaluation.make_env`, which says what is wrong
+    (an unknown id, bad kwargs) as a :class:`~recurrent_rl.runs.folders.RunError`."""
+    from recurrent_rl.runs.evaluation import make_env as make
 
-    if env_id in gym.registry or env_id not in FALLBACK_ENVS:
-        return gym.make(env_id, **kwargs)
-    from recurrent_rl.envs.wrappers import MaskObservation
-
-    base, hidden = FALLBACK_ENVS[env_id]
-    return MaskObservation(gym.make(base, **kwargs), hidden)
+    return make(env_id, kwargs)
 
 
 @dataclass
@@ -274,12 +270,16 @@ class Trajectories:
         return SequenceDataset(xs, ys, per_step=True)
 
     def save(self, path: str | Path) -> None:
-        """Write to one ``.npz`` (episodes concatenated, with their lengths)."""
+        """Write to one ``.npz`` (episodes concatenated, with their lengths), atomically; ``.npz`` is added if missing."""
+        from recurrent_rl.runs.folders import atomic_open
+
         arrays = {k: np.concatenate(getattr(self, k)) for k in ("observations", "actions", "rewards", "next_observations")}
         if self.states is not None:
             arrays["states"] = np.concatenate(self.states)
-        np.savez_compressed(path, lengths=np.array([len(r) for r in self.rewards]), terminated=np.array(self.terminated),
-                            truncated=np.array(self.truncated), **arrays)  # fmt: skip
+        path = Path(path)
+        with atomic_open(path if path.suffix == ".npz" else path.with_name(path.name + ".npz"), "wb") as file:
+            np.savez_compressed(file, lengths=np.array([len(r) for r in self.rewards]), terminated=np.array(self.terminated),
+                                truncated=np.array(self.truncated), **arrays)  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectories:

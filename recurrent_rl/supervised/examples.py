@@ -18,7 +18,7 @@ import torch as th
 
 from recurrent_rl.supervised.data import SequenceDataset, collate
 from recurrent_rl.supervised.models import SequenceModel, SequenceModelConfig
-from recurrent_rl.supervised.trainer import TrainConfig, fit
+from recurrent_rl.supervised.trainer import FitConfig, fit
 
 
 def digits_dataset() -> SequenceDataset:
@@ -44,8 +44,8 @@ def run_digits_example(
     config = SequenceModelConfig(input_size=8, output_size=10, memory=memory, hidden_size=64, task="many_to_one",
                                  pooling=pooling, objective="classification")  # fmt: skip
     model = SequenceModel(config)
-    result = fit(model, train, TrainConfig(epochs=epochs, batch_size=32, learning_rate=3e-3, weight_decay=1e-4,
-                                           val_fraction=0.15, patience=10, seed=seed), log=print if verbose else None)  # fmt: skip
+    result = fit(model, train, FitConfig(epochs=epochs, batch_size=32, learning_rate=3e-3, weight_decay=1e-4,
+                                         val_fraction=0.15, patience=10, seed=seed), log=print if verbose else None)  # fmt: skip
     batch = collate(test, range(len(test)))
     accuracy = float((model.predict(batch.x, batch.lengths) == batch.y).float().mean())
     return {"model": f"{memory} 64, many-to-one ({pooling})", "test_accuracy": accuracy,

@@ -18,88 +18,66 @@ core; the reversal keeps it at the end for the backward core too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch as th
 from torch import nn
 
-from recurrent_rl.nets.memory import MEMORY_TYPES, MemoryCore, MemoryState, check_memory_options
+from recurrent_rl.nets.memory import MEMORY_TYPES, MemoryCore, MemoryState
+from recurrent_rl.runs import folders, schema
+from recurrent_rl.runs.schema import ConfigError, Section, setting
+from recurrent_rl.supervised.config import EncoderModelConfig
 
 TASKS = ("many_to_one", "many_to_many")
 POOLINGS = ("last", "attention")
 OBJECTIVES = ("regression", "classification")
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+# name -> torch module of the input layers' activation (the names are the configs', runs.schema.ACTIVATIONS)
+ACTIVATIONS: dict[str, type[nn.Module]] = {name: schema.activation_class(name) for name in schema.ACTIVATIONS}
 MODEL_FORMAT = "recurrent_rl/sequence-model"
 FORMAT_VERSION = 1
 
 
 def dataclass_from_dict(cls: Any, data: dict[str, Any], what: str) -> Any:
-    """``cls(**data)``, refusing unknown keys with the list of valid ones."""
+    """``cls(**data)``, refusing unknown keys with the list of valid ones (a config section's ``from_dict``)."""
+    if isinstance(cls, type) and issubclass(cls, Section):
+        return cls.from_dict(data)
     valid = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(valid))
+    unknown = [k for k in data if k not in valid]
     if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; valid options: {valid}")
+        raise schema.UnknownKeyError(unknown, valid, noun=f"{what} option")
     return cls(**data)
 
 
-@dataclass(frozen=True)
-class SequenceModelConfig:
-    """What a :class:`SequenceModel` is made of.
+@dataclass(frozen=True, kw_only=True)
+class SequenceModelConfig(EncoderModelConfig):
+    """What a :class:`SequenceModel` is made of: the architecture (:class:`EncoderModelConfig`:
+    ``memory``, ``hidden_size`` (H), ``num_layers`` (L), ``dropout``, ``input_layers``,
+    ``activation``), the sizes and the task. Keyword arguments only.
 
     :param input_size: features per step (F)
     :param output_size: values per output (regression) or number of classes (classification)
-    :param memory: ``"gru"``, ``"lstm"`` or ``"rnn"``
-    :param hidden_size: units per memory layer (H)
-    :param num_layers: stacked memory layers (L)
-    :param dropout: dropout between stacked memory layers, training only
     :param task: ``"many_to_many"`` (an output at every step) or ``"many_to_one"`` (one per sequence)
     :param pooling: many-to-one only: ``"last"`` valid step, or ``"attention"`` over valid steps
     :param objective: ``"regression"`` (MSE on standardised targets) or ``"classification"`` (cross-entropy)
     :param bidirectional: add a backward core (offline use only: cannot become a policy's encoder)
-    :param input_layers: sizes of an MLP applied to each step before the memory (may be empty)
-    :param activation: the input MLP's activation, one of ``tanh``, ``relu``, ``elu``
     """
 
-    input_size: int
-    output_size: int
-    memory: str = "gru"
-    hidden_size: int = 64
-    num_layers: int = 1
-    dropout: float = 0.0
-    task: str = "many_to_many"
-    pooling: str = "last"
-    objective: str = "regression"
-    bidirectional: bool = False
-    input_layers: tuple[int, ...] = field(default_factory=tuple)
-    activation: str = "tanh"
+    key_noun = "sequence model option"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "input_layers", tuple(int(n) for n in self.input_layers))
-        check_memory_options(self.memory, self.hidden_size, self.num_layers)
-        for name in ("input_size", "output_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, value, valid in (
-            ("task", self.task, TASKS),
-            ("pooling", self.pooling, POOLINGS),
-            ("objective", self.objective, OBJECTIVES),
-            ("activation", self.activation, tuple(ACTIVATIONS)),
-        ):
-            if value not in valid:
-                raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
+    input_size: int = setting(help="features per step (F)", low=1)
+    output_size: int = setting(help="values per output (regression) or number of classes (classification)", low=1)
+    task: Literal[TASKS] = setting("many_to_many", "an output at every step, or one per sequence")  # type: ignore[valid-type]
+    pooling: Literal[POOLINGS] = setting("last", "many_to_one: the last valid step, or attention over the valid steps")  # type: ignore[valid-type]
+    objective: Literal[OBJECTIVES] = setting("regression", "MSE on standardised targets, or cross-entropy")  # type: ignore[valid-type]
+    bidirectional: bool = setting(False, "add a backward core (offline use only: cannot become a policy's encoder)")
+
+    def _check(self) -> None:
+        super()._check()
         if self.pooling == "attention" and self.task != "many_to_one":
-            raise ValueError("pooling='attention' pools a sequence into one output: it needs task='many_to_one'")
-        if any(n < 1 for n in self.input_layers):
-            raise ValueError(f"input_layers must be positive sizes, got {list(self.input_layers)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SequenceModelConfig:
-        return dataclass_from_dict(cls, data, "sequence model")
+            raise ConfigError("pooling='attention' pools a sequence into one output: it needs task='many_to_one'",
+                              key="pooling")  # fmt: skip
 
 
 class InputLayers(nn.Module):
@@ -116,7 +94,7 @@ class InputLayers(nn.Module):
         modules: list[nn.Module] = []
         size = input_size
         for width in layers:
-            modules += [nn.Linear(size, width), ACTIVATIONS[activation]()]
+            modules += [nn.Linear(size, width), schema.activation_class(activation)()]
             size = width
         self.net = nn.Sequential(*modules)
         self.output_size = size
@@ -220,14 +198,12 @@ class SequenceModel(nn.Module):
 def save_sequence_model(model: SequenceModel, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (config, weights and free-form ``metadata``) to ``path`` with ``torch.save``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    config = asdict(model.config)
-    config["input_layers"] = list(config["input_layers"])
-    th.save(
-        {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "config": config,
-         "state_dict": model.state_dict(), "metadata": metadata or {}},
-        path,
-    )  # fmt: skip
+    with folders.atomic_path(path) as tmp:  # a crash mid-write leaves the previous file
+        th.save(
+            {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
+             "state_dict": model.state_dict(), "metadata": metadata or {}},
+            tmp,
+        )  # fmt: skip
     return path
 
 

@@ -5,13 +5,17 @@ compute the loss on valid steps only, backpropagate through time, clip the gradi
 AdamW (decoupled weight decay). After each epoch: validation loss and metric, TensorBoard
 scalars, ``checkpoints/last.pt``; ``checkpoints/best.pt`` when validation improved. Training stops
 after ``patience`` epochs without improvement, and the best weights are restored.
+
+The settings are a :class:`~recurrent_rl.supervised.config.FitConfig` (``TrainConfig`` before;
+that name still works, with a DeprecationWarning: ``recurrent_rl.runs.config.TrainConfig`` is
+the RL run's config).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,54 +25,10 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 
+from recurrent_rl.runs import folders
+from recurrent_rl.supervised.config import FitConfig
 from recurrent_rl.supervised.data import Batch, SequenceDataset, collate
-from recurrent_rl.supervised.models import SequenceModel, dataclass_from_dict, save_sequence_model
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings.
-
-    :param epochs: maximum passes over the training sequences
-    :param batch_size: sequences per minibatch
-    :param learning_rate: AdamW step size
-    :param weight_decay: AdamW decoupled weight decay
-    :param max_grad_norm: clip the global gradient norm to this (0 turns clipping off)
-    :param val_fraction: share of sequences held out for validation (0: no validation, no early stop)
-    :param patience: epochs without a better validation loss before stopping
-    :param normalize_inputs: standardise inputs with training-split statistics (kept in the model and
-        in its encoder; turn off when the data covers a narrower range than the model will meet)
-    :param normalize_targets: learn regression targets standardised with training-split statistics
-    :param seed: seeds the split, the shuffling and dropout (seed torch with it before building the
-        model for the same initial weights too, as :func:`~recurrent_rl.supervised.pretrain.pretrain` does)
-    """
-
-    epochs: int = 50
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    val_fraction: float = 0.2
-    patience: int = 10
-    normalize_inputs: bool = True
-    normalize_targets: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"train.{name} must be a positive integer, got {value!r}")
-        for name in ("learning_rate", "weight_decay", "max_grad_norm"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or (name == "learning_rate" and value == 0):
-                raise ValueError(f"train.{name} must be a {'positive' if name == 'learning_rate' else 'non-negative'} number, got {value!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return dataclass_from_dict(cls, data, "train")
+from recurrent_rl.supervised.models import SequenceModel, save_sequence_model
 
 
 @dataclass
@@ -145,7 +105,7 @@ def evaluate(model: SequenceModel, dataset: SequenceDataset, batch_size: int = 2
 def fit(
     model: SequenceModel,
     dataset: SequenceDataset,
-    config: TrainConfig = TrainConfig(),
+    config: FitConfig = FitConfig(),
     run_dir: str | Path | None = None,
     log: Callable[[str], None] | None = print,
 ) -> FitResult:
@@ -168,10 +128,10 @@ def fit(
     writer = None
     if run_dir is not None:
         run_dir = Path(run_dir)
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / folders.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb"))
+        writer = SummaryWriter(str(run_dir / folders.TENSORBOARD))
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
     started = time.perf_counter()
@@ -210,9 +170,9 @@ def fit(
                     writer.add_scalar(key.replace("_", "/", 1), value, epoch)
             writer.add_scalar("train/steps", step, epoch)
             checkpoint = {"epoch": epoch, "optimizer": optimizer.state_dict(), "history": history}
-            save_sequence_model(model, run_dir / "checkpoints" / "last.pt", checkpoint)
+            save_sequence_model(model, run_dir / folders.CHECKPOINTS / "last.pt", checkpoint)  # atomic writes
             if improved:
-                save_sequence_model(model, run_dir / "checkpoints" / "best.pt", {"epoch": epoch})
+                save_sequence_model(model, run_dir / folders.CHECKPOINTS / "best.pt", {"epoch": epoch})
         if log is not None:
             log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         if val_set is not None and stale >= config.patience:
@@ -225,5 +185,13 @@ def fit(
     result = FitResult(history, best_epoch, best_loss if val_set is not None else None,
                        stopped_early=len(history) < config.epochs, seconds=time.perf_counter() - started)  # fmt: skip
     if run_dir is not None:
-        (Path(run_dir) / "history.json").write_text(json.dumps(asdict(result), indent=1))
+        folders.atomic_write_json(Path(run_dir) / "history.json", asdict(result))
     return result
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":  # the name before FitConfig; runs/config.py's TrainConfig is the RL one
+        warnings.warn("recurrent_rl.supervised.trainer.TrainConfig is deprecated: use FitConfig",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return FitConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

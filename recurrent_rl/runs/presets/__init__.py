@@ -1,11 +1,14 @@
-"""Presets: one YAML config per environment of the ``pomdp/`` suite, shipped inside the package.
+"""Presets: YAML configs shipped inside the package, one per environment of the ``pomdp/`` suite
+for training, and a few for pretraining encoders.
 
-A preset is a config file like any other (see :mod:`recurrent_rl.runs.config`), validated by the same
-code; its name is its file name without ``.yaml``. ``recurrent-rl train --preset NAME`` uses
-one; ``recurrent-rl presets`` lists them. :data:`DEFAULT_PRESET` is the README's main job.
+A preset is a config file like any other, validated by the same code: ``<name>.yaml`` is a
+training config (:mod:`recurrent_rl.runs.config`), ``<name>.pretrain.yaml`` a pretraining config
+(:mod:`recurrent_rl.supervised.config`); its name is the file name without the suffix.
+``recurrent-rl train --preset NAME`` and ``recurrent-rl pretrain --preset NAME`` use one;
+``recurrent-rl presets`` (``--pretrain``) lists them. :data:`DEFAULT_PRESET` is the README's main job.
 
-A new env in the suite needs a preset: ``tests/test_config.py`` fails until it has one, and
-:func:`preset_template` writes a starting point.
+A new env in the suite needs a training preset: ``tests/test_config.py`` fails until it has one,
+and :func:`preset_template` writes a starting point.
 """
 
 from __future__ import annotations
@@ -13,33 +16,66 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from importlib import resources
+from typing import Any
 
 from recurrent_rl.runs.config import ConfigError, TrainConfig, config_from_dict, parse_yaml
 
 DEFAULT_PRESET = "cartpole-novel-gru"
 SUFFIX = ".yaml"
+PRETRAIN_SUFFIX = ".pretrain.yaml"
+# kind -> (file suffix, what the messages call one, the command that lists them)
+KINDS = {
+    "train": (SUFFIX, "preset", "recurrent-rl presets"),
+    "pretrain": (PRETRAIN_SUFFIX, "pretraining preset", "recurrent-rl presets --pretrain"),
+}
 
 
-def preset_names() -> list[str]:
-    """Names of the shipped presets, sorted."""
-    folder = resources.files(__name__)
-    return sorted(p.name[: -len(SUFFIX)] for p in folder.iterdir() if p.name.endswith(SUFFIX))
+def preset_names(kind: str = "train") -> list[str]:
+    """Names of the shipped presets of ``kind`` (``train`` or ``pretrain``), sorted."""
+    suffix = _kind(kind)[0]
+    files = [p.name for p in resources.files(__name__).iterdir()]
+    if kind == "train":
+        files = [f for f in files if not f.endswith(PRETRAIN_SUFFIX)]
+    return sorted(f[: -len(suffix)] for f in files if f.endswith(suffix))
 
 
-def preset_text(name: str) -> str:
+def preset_text(name: str, kind: str = "train") -> str:
     """The YAML of preset ``name``; :class:`ConfigError` (with close matches) if there is none."""
-    names = preset_names()
+    suffix, what, lister = _kind(kind)
+    names = preset_names(kind)
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"unknown preset {name!r}.{hint} `recurrent-rl presets` lists them: {', '.join(names)}")
-    return resources.files(__name__).joinpath(name + SUFFIX).read_text(encoding="utf-8")
+        raise ConfigError(f"unknown {what} {name!r}.{hint} `{lister}` lists them: {', '.join(names)}")
+    return resources.files(__name__).joinpath(name + suffix).read_text(encoding="utf-8")
+
+
+def preset_values(name: str, kind: str = "train") -> dict[str, Any]:
+    """The mapping in preset ``name``, not yet validated (a config file laid over it comes next)."""
+    return parse_yaml(preset_text(name, kind), _source(name, kind))
 
 
 def load_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> TrainConfig:
-    """The config of preset ``name`` with ``KEY=VALUE`` overrides applied."""
-    source = f"preset {name!r}"
-    return config_from_dict(parse_yaml(preset_text(name), source), overrides, source=source, check_env=check_env)
+    """The training config of preset ``name`` with ``KEY=VALUE`` overrides applied."""
+    return config_from_dict(preset_values(name), overrides, source=_source(name, "train"), check_env=check_env)
+
+
+def load_pretrain_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> Any:
+    """The :class:`~recurrent_rl.supervised.config.PretrainConfig` of preset ``name``, with overrides."""
+    from recurrent_rl.supervised.config import pretrain_config_from_dict
+
+    values = preset_values(name, "pretrain")
+    return pretrain_config_from_dict(values, overrides, source=_source(name, "pretrain"), check_env=check_env)
+
+
+def _kind(kind: str) -> tuple[str, str, str]:
+    if kind not in KINDS:
+        raise ValueError(f"preset kind {kind!r}: choose one of {sorted(KINDS)}")
+    return KINDS[kind]
+
+
+def _source(name: str, kind: str) -> str:
+    return f"{KINDS[kind][1]} {name!r}"
 
 
 def presets_by_env() -> dict[str, list[str]]:
@@ -87,4 +123,13 @@ def preset_template(env_id: str) -> str:
     return yaml.safe_dump({k: config.to_dict()[k] for k in values}, sort_keys=False, default_flow_style=None)
 
 
-__all__ = ["DEFAULT_PRESET", "load_preset", "preset_names", "preset_template", "presets_by_env", "ConfigError"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "ConfigError",
+    "load_preset",
+    "load_pretrain_preset",
+    "preset_names",
+    "preset_template",
+    "preset_values",
+    "presets_by_env",
+]
