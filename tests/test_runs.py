@@ -90,6 +90,22 @@ def test_model_saves_are_atomic(tmp_path):
     RecurrentPPO.load(tmp_path / "model.zip")
 
 
+def test_a_model_checkpoint_holds_the_model_and_its_step(tmp_path):
+    from recurrent_rl.runs import training
+
+    model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16)
+    model.num_timesteps = 48
+    path = runs.write_model_checkpoint(tmp_path, model, keep=1)
+    assert path == runs.latest_checkpoint(tmp_path) and path.name == "step_0000000048"
+    assert json.loads((path / runs.CHECKPOINT_STATE).read_text())["num_timesteps"] == 48
+    assert runs.read_run_info(tmp_path)["last_checkpoint"] == str(path.relative_to(tmp_path))
+    RecurrentPPO.load(path / runs.MODEL)
+    model.num_timesteps = 64
+    with pytest.warns(DeprecationWarning, match="write_model_checkpoint"):  # the name it had in training.py
+        assert training.write_checkpoint(tmp_path, model, keep=1).name == "step_0000000064"
+    assert [step for step, _ in runs.checkpoint_dirs(tmp_path)] == [64]
+
+
 # --- interrupt and resume -------------------------------------------------------------------------
 
 

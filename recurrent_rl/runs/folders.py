@@ -218,6 +218,29 @@ def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Non
     return final
 
 
+def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Path:
+    """Checkpoint a training model: ``checkpoints/step_<N>/`` with model.zip, vecnormalize.pkl (if
+    used) and state.json (written by :func:`write_checkpoint`), and the step in run.json.
+
+    :param model: a :class:`~recurrent_rl.RecurrentPPO` (anything with SB3's ``save``,
+        ``get_vec_normalize_env`` and ``num_timesteps``)
+    """
+    run_dir = Path(run_dir)
+
+    def write(folder: Path) -> None:
+        model.save(folder / MODEL)
+        vec_normalize = model.get_vec_normalize_env()
+        if vec_normalize is not None:
+            vec_normalize.save(str(folder / VECNORMALIZE))
+        (folder / CHECKPOINT_STATE).write_text(
+            json.dumps({"num_timesteps": int(model.num_timesteps), "time": time.time()}) + "\n", encoding="utf-8"
+        )
+
+    path = write_checkpoint(run_dir, int(model.num_timesteps), write, keep)
+    update_run_info(run_dir, num_timesteps=int(model.num_timesteps), last_checkpoint=str(path.relative_to(run_dir)))
+    return path
+
+
 # --- run.json -----------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,20 +164,11 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
 
 
 def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
-    """``checkpoints/step_<N>/`` with model.zip, vecnormalize.pkl (if used) and state.json."""
-
-    def write(folder: Path) -> None:
-        model.save(folder / runs.MODEL)
-        vec_normalize = model.get_vec_normalize_env()
-        if vec_normalize is not None:
-            vec_normalize.save(str(folder / runs.VECNORMALIZE))
-        (folder / runs.CHECKPOINT_STATE).write_text(
-            json.dumps({"num_timesteps": int(model.num_timesteps), "time": time.time()}) + "\n", encoding="utf-8"
-        )
-
-    path = runs.write_checkpoint(run_dir, int(model.num_timesteps), write, keep)
-    runs.update_run_info(run_dir, num_timesteps=int(model.num_timesteps), last_checkpoint=str(path.relative_to(run_dir)))
-    return path
+    """Deprecated: :func:`recurrent_rl.runs.folders.write_model_checkpoint` (``folders.write_checkpoint``
+    is the atomic checkpoint folder it fills)."""
+    warnings.warn("recurrent_rl.runs.training.write_checkpoint is deprecated: use "
+                  "recurrent_rl.runs.folders.write_model_checkpoint", DeprecationWarning, stacklevel=2)  # fmt: skip
+    return runs.write_model_checkpoint(run_dir, model, keep)
 
 
 # --- train and resume ---------------------------------------------------------------------------
@@ -302,7 +294,8 @@ def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, 
         config.eval.deterministic, config.seed + PERIODIC_EVAL_SEED, config.env,
         best_mean_reward=float("-inf") if best_mean_reward is None else best_mean_reward,
     )  # fmt: skip
-    checkpoints = PeriodicCheckpoint(lambda: write_checkpoint(run_dir, model, config.checkpoint.keep), config.checkpoint.freq)
+    checkpoints = PeriodicCheckpoint(lambda: runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep),
+                                     config.checkpoint.freq)  # fmt: skip
     diagnostics = MemoryDiagnostics(hparams(config) if fresh else None)
     callback = CallbackList([StopOnFlag(flag), diagnostics, evaluation, checkpoints, *callbacks])
     runs.update_run_info(run_dir, status="running")
@@ -312,7 +305,7 @@ def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, 
             model.learn(steps, callback=callback, reset_num_timesteps=fresh, progress_bar=progress)
         except NonFiniteLossError as error:
             model.logger.close()
-            path = write_checkpoint(run_dir, model, keep=0)  # the parameters are the last good ones
+            path = runs.write_model_checkpoint(run_dir, model, keep=0)  # the parameters are the last good ones
             runs.update_run_info(run_dir, status="failed: non-finite loss")
             raise TrainingError(f"{error}\nThe last good model is checkpoint {path}; the run folder is {run_dir}.") from None
         except BaseException as error:
@@ -322,7 +315,7 @@ def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, 
             raise
         if flag.is_set():
             model.logger.close()
-            path = write_checkpoint(run_dir, model, config.checkpoint.keep)
+            path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
             runs.update_run_info(run_dir, status=f"interrupted ({flag.reason})")
             return TrainResult(run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path,
                                config=config)  # fmt: skip
@@ -335,7 +328,7 @@ def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, 
 def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation: PeriodicEvaluation,
             flag: StopFlag) -> TrainResult:  # fmt: skip
     """After the last step: checkpoint, final and best models, final evaluation (skipped if a signal came)."""
-    path = write_checkpoint(run_dir, model, config.checkpoint.keep)
+    path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
         runs.save_vecnormalize(vec_normalize, run_dir / runs.VECNORMALIZE)
