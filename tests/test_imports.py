@@ -292,23 +292,42 @@ def test_importing_the_package_loads_no_torch_or_sb3(code: str) -> None:
 
 
 def test_old_flat_paths_are_the_new_modules() -> None:
+    # in a fresh interpreter: importing the old paths here would change this process's modules
     aliases = _aliases()
     assert aliases, "OLD_PATHS is empty"
-    for old, new in aliases.items():
-        assert importlib.import_module(old) is importlib.import_module(new), old
-        assert sys.modules[old] is sys.modules[new]
+    code = f"""
+import importlib
+for old, new in {sorted(aliases.items())!r}:
+    assert importlib.import_module(old) is importlib.import_module(new), old
+    assert sys.modules[old] is sys.modules[new], old
+from recurrent_rl.policies import MlpGruPolicy
+from recurrent_rl.nets.policies import MlpGruPolicy as new
+assert MlpGruPolicy is new
+import recurrent_rl.config, recurrent_rl.runs.config
+assert recurrent_rl.config is recurrent_rl.runs.config
+"""
+    _fresh_modules(code)
 
 
-def test_old_flat_path_attribute_imports_work_in_a_fresh_interpreter() -> None:
-    code = "\n".join(
-        [
-            "from recurrent_rl.policies import MlpGruPolicy",
-            "from recurrent_rl.nets.policies import MlpGruPolicy as new",
-            "assert MlpGruPolicy is new",
-            "import recurrent_rl.config, recurrent_rl.runs.config",
-            "assert recurrent_rl.config is recurrent_rl.runs.config",
-        ]
-    )
+@pytest.mark.xfail(
+    strict=True,
+    reason="recurrent_rl/_aliases.py: importlib sets module.__spec__ = <the alias's spec> on the module that "
+    "_AliasLoader.create_module returns, so after `import recurrent_rl.presets` the real recurrent_rl.runs.presets "
+    "has a spec named recurrent_rl.presets without submodule_search_locations, and importlib.resources.files() "
+    "on it raises 'is not a package'. Fix: keep the target's spec in create_module and put it back in exec_module.",
+)
+def test_importing_an_old_path_leaves_the_new_module_as_it_was() -> None:
+    aliases = _aliases()
+    code = f"""
+import importlib
+from importlib import resources
+specs = {{new: importlib.import_module(new).__spec__ for new in {sorted(set(aliases.values()))!r}}}
+for old in {sorted(aliases)!r}:
+    importlib.import_module(old)
+changed = [new for new, spec in specs.items() if sys.modules[new].__spec__ is not spec]
+assert changed == [], changed
+resources.files("recurrent_rl.runs.presets")
+"""
     _fresh_modules(code)
 
 
