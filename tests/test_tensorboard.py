@@ -91,3 +91,47 @@ def test_a_tensorboard_server_serves_the_run(tmaze_run, tmp_path):
             server.kill()
             server.wait(timeout=10)
         log.close()
+
+
+def test_memory_diagnostics_read_the_state_the_rollout_step_produced():
+    # The algorithm publishes its memory after each rollout step as model.rollout_state; the
+    # memory/ tags come from it. If collect_rollouts stopped updating it, this test fails.
+    import torch as th
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from recurrent_rl import RecurrentPPO
+    from recurrent_rl.nets.memory import state_leaves
+    from recurrent_rl.runs.callbacks import MemoryDiagnostics
+
+    model = RecurrentPPO("MlpGruPolicy", make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=0), n_steps=8,
+                         batch_size=16, n_epochs=1, seed=0, policy_kwargs=dict(hidden_size=8))  # fmt: skip
+    produced, seen = [], []
+    forward = model.policy.forward
+
+    def recording_forward(*args, **kwargs):  # the rollout's policy calls, and the states they return
+        out = forward(*args, **kwargs)
+        produced.append(out[-1])
+        return out
+
+    model.policy.forward = recording_forward
+
+    class Seen(BaseCallback):
+        def _on_step(self) -> bool:
+            seen.append(self.model.rollout_state)
+            return True
+
+    class Means(MemoryDiagnostics):
+        def _on_rollout_end(self) -> None:
+            self.means = {name: total / self._norm_steps for name, total in self._norm_sums.items()}
+            super()._on_rollout_end()
+
+    diagnostics = Means()
+    model.learn(16, callback=[Seen(), diagnostics])
+    assert len(seen) == len(produced) == 8
+    assert all(s is p for s, p in zip(seen, produced))  # the policy's own state, each step, no copy
+    assert not th.equal(seen[0].actor[0], seen[1].actor[0])  # it moves from step to step
+    for name in ("actor", "critic"):
+        expected = sum(th.stack([leaf.norm(dim=-1).mean() for leaf in state_leaves(getattr(s, name))]).mean().item()
+                       for s in seen) / len(seen)  # fmt: skip
+        assert diagnostics.means[name] == pytest.approx(expected)

@@ -137,7 +137,14 @@ class RecurrentPPO(PPO):
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RecurrentRolloutBuffer, n_rollout_steps: int
     ) -> bool:
-        """SB3's ``collect_rollouts`` with the memory carried (and reset) from step to step."""
+        """SB3's ``collect_rollouts`` with the memory carried (and reset) from step to step.
+
+        ``self.rollout_state`` is public: the policy's memory state (a
+        :class:`~recurrent_rl.types.RecurrentState`) after the current step, set before each
+        ``callback.on_step()``. Callbacks read it there rather than the rollout's local variables
+        through SB3's ``self.locals`` (the ``memory/`` TensorBoard tags come from it). It is the
+        policy's own tensors, not a copy: read them, do not change them in place.
+        """
         assert self._last_obs is not None, "No previous observation was provided"
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
@@ -169,6 +176,7 @@ class RecurrentPPO(PPO):
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
 
+            self.rollout_state = state  # for the callbacks (see the docstring); no copy
             callback.update_locals(locals())
             if not callback.on_step():
                 self._last_state = state

@@ -6,7 +6,8 @@ They use SB3's callback lifecycle only (``on_training_start``, ``on_rollout_star
 TensorBoard tags added to SB3's (``rollout/``, ``train/``, ``time/``):
 
 - ``memory/actor_state_norm``, ``memory/critic_state_norm``: mean L2 norm of the memory state
-  (over envs, layers and state tensors) during the rollout;
+  (over envs, layers and state tensors) during the rollout, read from the algorithm's
+  ``rollout_state`` attribute after each step (see :meth:`RecurrentPPO.collect_rollouts`);
 - ``grad/actor_memory_norm``, ``grad/critic_memory_norm``, ``grad/heads_norm``,
   ``grad/features_norm``, ``grad/total_norm``: gradient norms of the memory cores, of the MLP
   heads (mlp_extractor, action_net, value_net), of the features extractor and of everything,
@@ -134,7 +135,8 @@ class MemoryDiagnostics(BaseCallback):
         self._clock = (now, self.num_timesteps)
 
     def _on_step(self) -> bool:
-        state = self.locals.get("state")
+        # the algorithm's documented attribute (RecurrentPPO.collect_rollouts), not its locals()
+        state = getattr(self.model, "rollout_state", None)
         if state is not None:
             for name in ("actor", "critic"):
                 part = getattr(state, name, None)
