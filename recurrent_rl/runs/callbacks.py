@@ -195,6 +195,24 @@ class MemoryDiagnostics(BaseCallback):
         return hook
 
 
+class _Every:
+    """Marks every ``freq`` env steps (0: none): :meth:`due` is true once each time the count passes one."""
+
+    def __init__(self, freq: int):
+        self.freq, self.next = freq, 0
+
+    def start(self, step: int) -> None:
+        """The first mark after ``step`` (a resumed run continues the grid from its checkpoint)."""
+        if self.freq > 0:
+            self.next = (step // self.freq + 1) * self.freq
+
+    def due(self, step: int) -> bool:
+        if self.freq > 0 and step >= self.next:
+            self.start(step)
+            return True
+        return False
+
+
 class PeriodicEvaluation(BaseCallback):
     """Every ``freq`` env steps, evaluate on a separate env; keep the best model (atomically)."""
 
@@ -207,15 +225,13 @@ class PeriodicEvaluation(BaseCallback):
         self.last_eval_step: int | None = None
         self.last_report: EvalReport | None = None
         self._env: Any = None
-        self._next = 0
+        self._marks = _Every(freq)
 
     def _on_training_start(self) -> None:
-        if self.freq > 0:
-            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+        self._marks.start(self.num_timesteps)
 
     def _on_step(self) -> bool:
-        if self.freq > 0 and self.num_timesteps >= self._next:
-            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+        if self._marks.due(self.num_timesteps):
             self.evaluate()
         return True
 
@@ -256,16 +272,14 @@ class PeriodicCheckpoint(BaseCallback):
     def __init__(self, save: Callable[[], Path], freq: int):
         super().__init__()
         self.save, self.freq = save, freq
-        self._next = 0
+        self._marks = _Every(freq)
 
     def _on_training_start(self) -> None:
-        if self.freq > 0:
-            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+        self._marks.start(self.num_timesteps)
 
     def _on_rollout_start(self) -> None:
         # after an update and before the next rollout: parameters and step counter agree
-        if self.freq > 0 and self.num_timesteps >= self._next:
-            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+        if self._marks.due(self.num_timesteps):
             self.save()
 
     def _on_step(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,24 +133,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "(only --timesteps can raise its total). Start a new run instead."
             )
         if args.dry_run:
-            print(Path(args.resume, "config.yaml").read_text(encoding="utf-8"), end="")
+            from recurrent_rl.runs import folders
+
+            if not folders.is_run_dir(args.resume):
+                raise folders.RunError(f"--resume {args.resume}: not a run folder (no {folders.CONFIG})")
+            print(Path(args.resume, folders.CONFIG).read_text(encoding="utf-8"), end="")
             return 0
-        try:
-            result = resume(args.resume, args.timesteps, progress_bar=args.progress, verbose=int(args.verbose))
-        except TrainingError as error:
-            print(f"recurrent-rl train: error: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        return _report_training(result)
+        run = partial(resume, args.resume, args.timesteps)
+    else:
+        config = resolve_train_config(args)
+        if args.dry_run:
+            from recurrent_rl.runs.training import resolve_encoder
 
-    config = resolve_train_config(args)
-    if args.dry_run:
-        from recurrent_rl.runs.training import resolve_encoder
-
-        config = resolve_encoder(config)
-        print(config_to_yaml(config), end="")
-        return 0
+            print(config_to_yaml(resolve_encoder(config)), end="")
+            return 0
+        run = partial(train, config, args.runs_dir, args.name)
     try:
-        result = train(config, args.runs_dir, args.name, progress_bar=args.progress, verbose=int(args.verbose))
+        result = run(progress_bar=args.progress, verbose=int(args.verbose))
     except TrainingError as error:
         print(f"recurrent-rl train: error: {error}", file=sys.stderr)
         return EXIT_FAILED

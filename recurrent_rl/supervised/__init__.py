@@ -12,7 +12,6 @@ The names below are imported on first use (PEP 562): ``import recurrent_rl.super
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import TYPE_CHECKING, Any
 
 _PUBLIC: dict[str, str] = {
@@ -41,8 +40,9 @@ _MODULES = ("cli", "config", "data", "encoder", "examples", "models", "presets",
 
 def __getattr__(name: str) -> Any:
     if name == "TrainConfig":  # the supervised one, renamed FitConfig (runs.config.TrainConfig is the RL run's)
-        warnings.warn("recurrent_rl.supervised.TrainConfig is deprecated: use FitConfig", DeprecationWarning, stacklevel=2)
-        return __getattr__("FitConfig")
+        from recurrent_rl.supervised.config import deprecated_name
+
+        return deprecated_name(__name__, name)
     if name in _MODULES:  # recurrent_rl.supervised.data without importing it first, as before
         return importlib.import_module(f"{__name__}.{name}")
     module = _PUBLIC.get(name)

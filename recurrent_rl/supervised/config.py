@@ -21,6 +21,7 @@ not import torch (the memory check imports it when a config is built).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,16 @@ def parse_value(text: str) -> Any:
 def pretrain_config_keys() -> list[str]:
     """One line per pretraining config key (dotted), with its type, default and help."""
     return describe_keys(PretrainConfig)
+
+
+def deprecated_name(module: str, name: str) -> Any:
+    """Module ``__getattr__`` of the modules that had the supervised ``TrainConfig``: that name, renamed
+    :class:`FitConfig` (``recurrent_rl.runs.config.TrainConfig`` is the RL run's), with a DeprecationWarning."""
+    if name != "TrainConfig":
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.TrainConfig is deprecated: use FitConfig (recurrent_rl.supervised.FitConfig)",
+                  DeprecationWarning, stacklevel=3)  # fmt: skip
+    return FitConfig
 
 
 __all__ = [

@@ -14,7 +14,6 @@ pretrain --config`` on it runs it again), ``config.json`` (the same, for scripts
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,9 @@ from recurrent_rl.supervised.config import (  # noqa: F401  re-exported: they we
     TARGETS,
     DataConfig,
     EncoderModelConfig,
-    FitConfig,
     PretrainConfig,
     apply_overrides,
+    deprecated_name,
     load_config_file,
     parse_value,
     resolve_config,
@@ -136,8 +135,4 @@ def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = 
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrainConfig":  # imported here before it was renamed FitConfig
-        warnings.warn("TrainConfig of the supervised side is deprecated: use recurrent_rl.supervised.FitConfig",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        return FitConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return deprecated_name(__name__, name)  # TrainConfig, now FitConfig

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch as th
 import torch.nn.functional as F
 
 from recurrent_rl.runs import folders
-from recurrent_rl.supervised.config import FitConfig
+from recurrent_rl.supervised.config import FitConfig, deprecated_name
 from recurrent_rl.supervised.data import Batch, SequenceDataset, collate
 from recurrent_rl.supervised.models import SequenceModel, save_sequence_model
 
@@ -190,8 +189,4 @@ def fit(
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrainConfig":  # the name before FitConfig; runs/config.py's TrainConfig is the RL one
-        warnings.warn("recurrent_rl.supervised.trainer.TrainConfig is deprecated: use FitConfig",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        return FitConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return deprecated_name(__name__, name)  # TrainConfig, now FitConfig
