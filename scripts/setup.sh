@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install the package with its dev extra, pinned by
-# constraints.txt. torch is pinned to the CPU build; see pyproject.toml.
+# constraints.txt (the tested lock). torch goes first, pinned to the CPU build, so the open
+# `torch>=2.6` of pyproject.toml is already met and pip never fetches a CUDA build.
+# The editable install carries the gymnasium startup hook (_recurrent_rl_gym_hook.pth; see
+# setup.py), so gym.make("pomdp/...") works in this venv with no import of recurrent_rl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
