@@ -129,3 +129,32 @@ def test_registration_is_idempotent() -> None:
 def test_reference_returns_reject_non_memory_envs() -> None:
     with pytest.raises(ValueError, match="env_id"):
         envs.reference_returns("pomdp/CartPoleNoVel-v1")
+
+
+def test_gymnasium_entry_point_names_register_all() -> None:
+    # Gymnasium < 1.0 loads this group on `import gymnasium`; 1.x relies on the startup hook
+    from importlib import metadata
+
+    points = [ep for ep in metadata.entry_points(group="gymnasium.envs") if ep.value.startswith("recurrent_rl")]
+    if not points:
+        pytest.skip("recurrent_rl's metadata is not installed (run scripts/setup.sh)")
+    (point,) = {(ep.name, ep.value) for ep in points}
+    assert point == ("pomdp", "recurrent_rl.envs.registry:register_all")
+    assert points[0].load() is envs.register_all
+
+
+def test_registration_inside_the_old_plugin_loader_namespace() -> None:
+    """Gymnasium < 1.0 runs the entry point inside gym.namespace(<entry point name>)."""
+    from gymnasium.envs import registration
+
+    saved = {k: v for k, v in gym.registry.items() if k.startswith("pomdp/")}
+    try:
+        for env_id in saved:
+            del gym.registry[env_id]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "namespace is being overridden" warning
+            with registration.namespace("pomdp"):
+                envs.register_all()
+        assert {k: v for k, v in gym.registry.items() if k.startswith("pomdp/")} == saved
+    finally:
+        gym.registry.update(saved)
