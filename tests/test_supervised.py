@@ -295,8 +295,9 @@ def test_train_config_of_the_supervised_side_is_a_deprecated_alias_of_fit_config
 
 
 def test_pretrain_presets_are_yaml_files_read_like_the_training_presets():
-    from recurrent_rl.runs.presets import load_pretrain_preset, preset_names, preset_text
+    from recurrent_rl.runs.presets import preset_names, preset_text
     from recurrent_rl.runs.schema import parse_yaml
+    from recurrent_rl.supervised.config import load_pretrain_preset
     from recurrent_rl.supervised.presets import PRESETS, get_preset
 
     names = preset_names("pretrain")

@@ -238,9 +238,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
-    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, load_pretrain_preset, preset_names
+    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names
 
     if getattr(args, "pretrain", False):
+        from recurrent_rl.supervised.config import load_pretrain_preset
+
         rows = []
         for name in preset_names("pretrain"):
             config = load_pretrain_preset(name, check_env=False)

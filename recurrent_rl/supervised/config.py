@@ -4,7 +4,8 @@ The same machinery as the RL configs (:mod:`recurrent_rl.runs.schema`): frozen d
 checked however they are built, unknown keys rejected with the list of valid ones, types and
 ranges checked, errors that name the dotted key; ``--set KEY=VALUE`` overrides read as YAML; the
 resolved config written as YAML into the run folder (``config.yaml``), which ``--config`` reads
-back. Presets are YAML files next to the RL presets, ``recurrent_rl/runs/presets/<name>.pretrain.yaml``.
+back. Presets are YAML files next to the RL presets, ``recurrent_rl/runs/presets/<name>.pretrain.yaml``,
+read by :mod:`recurrent_rl.runs.presets` (:func:`load_pretrain_preset`).
 
 A pretraining config (every key optional except ``data.env_id``)::
 
@@ -137,16 +138,24 @@ def pretrain_config_from_dict(values: Mapping[str, Any], overrides: Iterable[str
     return config
 
 
+def load_pretrain_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> PretrainConfig:
+    """The config of pretraining preset ``name`` (``recurrent_rl/runs/presets/<name>.pretrain.yaml``), with overrides."""
+    from recurrent_rl.runs.presets import preset_source, preset_values
+
+    values = preset_values(name, "pretrain")
+    return pretrain_config_from_dict(values, overrides, source=preset_source(name, "pretrain"), check_env=check_env)
+
+
 def resolve_config(preset: str | None = None, config_file: str | Path | None = None,
                    overrides: Iterable[str] | None = None, check_env: bool = True) -> PretrainConfig:  # fmt: skip
     """Preset, then config file laid over it, then ``--set`` overrides on top of both."""
-    from recurrent_rl.runs.presets import preset_values
+    from recurrent_rl.runs.presets import preset_source, preset_values
 
     values: dict[str, Any] = {}
     sources = []
     if preset:
         values = preset_values(preset, kind="pretrain")
-        sources.append(f"pretraining preset {preset!r}")
+        sources.append(preset_source(preset, "pretrain"))
     if config_file is not None:
         values = schema.merge(values, load_config_file(config_file))
         sources.append(str(config_file))
@@ -194,6 +203,7 @@ __all__ = [
     "PretrainConfig",
     "apply_overrides",
     "load_config_file",
+    "load_pretrain_preset",
     "parse_value",
     "pretrain_config_from_dict",
     "pretrain_config_keys",

@@ -4,7 +4,8 @@ for training, and a few for pretraining encoders.
 A preset is a config file like any other, validated by the same code: ``<name>.yaml`` is a
 training config (:mod:`recurrent_rl.runs.config`), ``<name>.pretrain.yaml`` a pretraining config
 (:mod:`recurrent_rl.supervised.config`); its name is the file name without the suffix.
-``recurrent-rl train --preset NAME`` and ``recurrent-rl pretrain --preset NAME`` use one;
+``recurrent-rl train --preset NAME`` and ``recurrent-rl pretrain --preset NAME`` use one
+(:func:`load_preset`, :func:`recurrent_rl.supervised.config.load_pretrain_preset`);
 ``recurrent-rl presets`` (``--pretrain``) lists them. :data:`DEFAULT_PRESET` is the README's main job.
 
 A new env in the suite needs a training preset: ``tests/test_config.py`` fails until it has one,
@@ -52,20 +53,12 @@ def preset_text(name: str, kind: str = "train") -> str:
 
 def preset_values(name: str, kind: str = "train") -> dict[str, Any]:
     """The mapping in preset ``name``, not yet validated (a config file laid over it comes next)."""
-    return parse_yaml(preset_text(name, kind), _source(name, kind))
+    return parse_yaml(preset_text(name, kind), preset_source(name, kind))
 
 
 def load_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> TrainConfig:
     """The training config of preset ``name`` with ``KEY=VALUE`` overrides applied."""
-    return config_from_dict(preset_values(name), overrides, source=_source(name, "train"), check_env=check_env)
-
-
-def load_pretrain_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> Any:
-    """The :class:`~recurrent_rl.supervised.config.PretrainConfig` of preset ``name``, with overrides."""
-    from recurrent_rl.supervised.config import pretrain_config_from_dict
-
-    values = preset_values(name, "pretrain")
-    return pretrain_config_from_dict(values, overrides, source=_source(name, "pretrain"), check_env=check_env)
+    return config_from_dict(preset_values(name), overrides, source=preset_source(name), check_env=check_env)
 
 
 def _kind(kind: str) -> tuple[str, str, str]:
@@ -74,8 +67,9 @@ def _kind(kind: str) -> tuple[str, str, str]:
     return KINDS[kind]
 
 
-def _source(name: str, kind: str) -> str:
-    return f"{KINDS[kind][1]} {name!r}"
+def preset_source(name: str, kind: str = "train") -> str:
+    """How errors name preset ``name``: ``preset 'x'``, ``pretraining preset 'x'``."""
+    return f"{_kind(kind)[1]} {name!r}"
 
 
 def presets_by_env() -> dict[str, list[str]]:
@@ -127,8 +121,8 @@ __all__ = [
     "DEFAULT_PRESET",
     "ConfigError",
     "load_preset",
-    "load_pretrain_preset",
     "preset_names",
+    "preset_source",
     "preset_template",
     "preset_values",
     "presets_by_env",
