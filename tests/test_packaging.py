@@ -2,10 +2,11 @@
 
 Gymnasium 1.x dropped its ``gymnasium.envs`` entry-point plugins, so the wheel ships a startup
 hook (``_recurrent_rl_gym_hook.pth`` and the module it imports, put there by setup.py) that
-registers the ``pomdp/`` envs when gymnasium is imported. test_installed_wheel (about 5 s) builds an sdist of a
-copy of the checkout, a wheel from that sdist, installs the wheel into a fresh venv that borrows
-the dependencies of this one (without their .pth files, so the checkout's editable install stays
-invisible), and runs every check in a fresh interpreter outside the checkout.
+registers the ``pomdp/`` envs when gymnasium is imported. test_installed_wheel (about 5 s)
+builds an sdist of a copy of the checkout, a wheel from that sdist, installs the wheel into a
+fresh venv that borrows the dependencies of this one (without their .pth files, so the
+checkout's editable install stays invisible), and runs every check in a fresh interpreter
+outside the checkout.
 """
 
 from __future__ import annotations
