@@ -38,10 +38,15 @@ class _AliasLoader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self._attributes = {name: getattr(module, name) for name in ("__spec__", "__loader__") if hasattr(module, name)}
+        return module
 
-    def exec_module(self, module: ModuleType) -> None:  # the target module ran already
-        pass
+    def exec_module(self, module: ModuleType) -> None:
+        # The target module ran already. importlib has just set the alias's spec and loader on
+        # it: put the module's own back, so it stays the package or file it is (resources, reload).
+        for name, value in self._attributes.items():
+            setattr(module, name, value)
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):

@@ -309,13 +309,6 @@ assert recurrent_rl.config is recurrent_rl.runs.config
     _fresh_modules(code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recurrent_rl/_aliases.py: importlib sets module.__spec__ = <the alias's spec> on the module that "
-    "_AliasLoader.create_module returns, so after `import recurrent_rl.presets` the real recurrent_rl.runs.presets "
-    "has a spec named recurrent_rl.presets without submodule_search_locations, and importlib.resources.files() "
-    "on it raises 'is not a package'. Fix: keep the target's spec in create_module and put it back in exec_module.",
-)
 def test_importing_an_old_path_leaves_the_new_module_as_it_was() -> None:
     aliases = _aliases()
     code = f"""
