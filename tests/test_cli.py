@@ -332,3 +332,16 @@ def test_pretrain_config_files_of_every_format_and_malformed_ones(tmp_path, caps
         assert f"memory: {memory}" in capsys.readouterr().out
     code = run_cli("pretrain", "--preset", "cartpole-novel", "--config", tmp_path / "c.yaml")
     assert_clean_error(capsys, code, "malformed YAML at line 2", str(tmp_path / "c.yaml"))
+
+
+def test_pretrain_then_train_with_its_encoder(tmp_path, capsys):
+    assert run_cli("pretrain", "--preset", "cartpole-novel", "--runs-dir", tmp_path / "pre", "--set", "data.n_steps=300",
+                   "--set", "train.epochs=1", "--set", "model.hidden_size=8") == 0  # fmt: skip
+    (run,) = (tmp_path / "pre").iterdir()
+    assert (run / runs.CONFIG).is_file() and (run / runs.ENCODER).is_file() and (run / runs.SEQUENCE_MODEL).is_file()
+    capsys.readouterr()
+    # a pretraining run is no agent: evaluating or resuming it says what to do instead
+    assert_clean_error(capsys, run_cli("evaluate", run), "is a pretraining run", f"--encoder {run / runs.ENCODER}")
+    assert_clean_error(capsys, run_cli("train", "--resume", run), "is a pretraining run")
+    assert run_cli("train", "--runs-dir", tmp_path, "--name", "agent", "--encoder", run / runs.ENCODER, *TINY) == 0
+    assert "hidden_size: 8" in (tmp_path / "agent" / runs.CONFIG).read_text()

@@ -136,6 +136,7 @@ def resolve_model_path(path: str | Path, best: bool = False) -> tuple[Path, Path
     """(model file, run folder or None, a note) for a run folder or a model file."""
     path = Path(path)
     if path.is_dir():
+        runs.check_not_pretraining_run(path)
         if not runs.is_run_dir(path):
             raise RunError(f"{path} is not a run folder (it has no {runs.CONFIG}) nor a model .zip file")
         wanted = path / (runs.BEST_MODEL if best else runs.MODEL)

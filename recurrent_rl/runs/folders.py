@@ -12,6 +12,10 @@ leaves behind::
     eval.json                    final evaluation report
     encoder.pt                   the pretrained encoder, when the config names one
 
+A pretraining run (``recurrent-rl pretrain``) has the same config.yaml, tb/ and checkpoints/
+(``last.pt``, ``best.pt``), with ``model.pt`` (the sequence model) and ``encoder.pt`` instead of
+an agent.
+
 Every file is written to a temporary name in the same folder and renamed into place
 (``os.replace``), and a checkpoint is a whole folder renamed into place, so a crash during a
 write leaves the previous version intact and never a half-written file.
@@ -44,6 +48,7 @@ EVAL_REPORT = "eval.json"
 CHECKPOINT_STATE = "state.json"
 LOCK = ".lock"  # the pid of the process training this run
 ENCODER = "encoder.pt"
+SEQUENCE_MODEL = "model.pt"  # a pretraining run's sequence model (recurrent-rl pretrain)
 
 # mkstemp/mkdtemp create private (0600/0700) entries; renamed into place they should look like
 # any other file the user writes, so they get the usual mode under the process umask.
@@ -105,6 +110,15 @@ def create_run_dir(runs_dir: str | Path, name: str, unique: bool) -> Path:
 
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file()
+
+
+def check_not_pretraining_run(path: str | Path, flag: str = "") -> None:
+    """:class:`RunError` if ``path`` is a pretraining run folder (``model.pt`` and ``encoder.pt``, no agent)."""
+    path = Path(path)
+    if (path / SEQUENCE_MODEL).is_file() and (path / ENCODER).is_file() and not (path / MODEL).is_file():
+        raise RunError(f"{flag + ' ' if flag else ''}{path} is a pretraining run (recurrent-rl pretrain): it holds a "
+                       f"sequence model, not an agent; train one with its encoder: recurrent-rl train --encoder "
+                       f"{path / ENCODER}")  # fmt: skip
 
 
 # --- atomic writes ------------------------------------------------------------------------------

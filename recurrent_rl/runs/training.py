@@ -217,6 +217,7 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
+    runs.check_not_pretraining_run(run_dir, "--resume")
     if not runs.is_run_dir(run_dir):
         raise RunError(f"--resume {run_dir}: not a run folder (no {runs.CONFIG})")
     with runs.run_lock(run_dir):  # before anything is read or written: one trainer per run

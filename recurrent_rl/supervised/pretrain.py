@@ -126,7 +126,7 @@ def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = 
     }
     metadata = {"env_id": d.env_id, "target": d.target, "target_indices": list(d.target_indices or []),
                 "transitions": trajectories.n_transitions, "run": str(run)}  # fmt: skip
-    model_path = save_sequence_model(model, run / "model.pt", metadata)
+    model_path = save_sequence_model(model, run / folders.SEQUENCE_MODEL, metadata)
     encoder_path = export_encoder(model, run / folders.ENCODER, metadata)
     folders.atomic_write_json(run / "metrics.json", metrics)
     if log:
