@@ -29,27 +29,40 @@ import torch as th
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from recurrent_rl.nets.scan import SCAN_MEMORIES, MinRNN, SequenceMemory
 from recurrent_rl.sequences import Segments
 from recurrent_rl.types import MemoryState, NestedState
 
 
-MEMORY_TYPES: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+MEMORY_TYPES: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}  # stepped through time
+# memory name -> the SequenceMemory class that implements it, called as
+# cls(memory, input_size, hidden_size, num_layers, dropout, gate_bias, **memory_kwargs)
+SEQUENCE_MEMORIES: dict[str, type[SequenceMemory]] = {name: MinRNN for name in SCAN_MEMORIES}
+MEMORIES = (*MEMORY_TYPES, *SEQUENCE_MEMORIES)  # every memory="..." a MemoryCore takes
 _CELLS: dict[str, Callable[..., Any]] = {"gru": th.gru_cell, "lstm": th.lstm_cell, "rnn": th.rnn_tanh_cell}
 _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 class MemoryCore(nn.Module):
-    """A recurrent core (``gru``, ``lstm`` or ``rnn`` = Elman with tanh) of any depth.
+    """A recurrent core of any depth: ``gru``, ``lstm``, ``rnn`` (Elman with tanh), stepped through
+    time by torch's modules, or ``mingru`` / ``minlstm``, linear recurrences computed over a whole
+    chunk with a parallel scan (:mod:`recurrent_rl.nets.scan`).
 
-    :param memory: ``"gru"``, ``"lstm"`` or ``"rnn"``
+    :param memory: one of :data:`MEMORIES`
     :param input_size: features per step (F)
     :param hidden_size: units per layer (H)
     :param num_layers: stacked layers (L)
     :param dropout: dropout between stacked layers (training mode only)
+    :param memory_kwargs: options of a memory beyond these (the attention memory's window and
+        heads, for example); only for memories that take them
     :param gate_bias: added to the initial bias of the gate that keeps the state: GRU's update
-        gate z, LSTM's forget gate f (Jozefowicz et al., 2015, use 1 for the LSTM). Positive
-        values make a fresh core remember longer, which helps tasks with long delays. Not
-        available for ``rnn``, which has no gates.
+        gate z, LSTM's forget gate f (Jozefowicz et al., 2015, use 1 for the LSTM), and the same
+        meaning for minGRU / minLSTM (:class:`~recurrent_rl.nets.scan.MinRNN`). Positive values
+        make a fresh core remember longer, which helps tasks with long delays. Not available for
+        ``rnn``, which has no gates.
+
+    ``self.rnn`` is the torch module that holds the parameters (``nn.GRU`` / ``nn.LSTM`` /
+    ``nn.RNN``, or :class:`~recurrent_rl.nets.scan.MinRNN`).
     """
 
     def __init__(
@@ -60,6 +73,7 @@ class MemoryCore(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         gate_bias: float = 0.0,
+        memory_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
         check_memory_options(memory, hidden_size, num_layers)
@@ -70,6 +84,18 @@ class MemoryCore(nn.Module):
         self.input_size = input_size = int(input_size)
         self.hidden_size = hidden_size = int(hidden_size)
         self.num_layers = num_layers = int(num_layers)
+        self.memory_kwargs = dict(memory_kwargs or {})
+        if memory in SEQUENCE_MEMORIES:
+            options = SEQUENCE_MEMORIES[memory].options
+            unknown = sorted(set(self.memory_kwargs) - set(options))
+            if unknown:
+                raise ValueError(f"memory={memory!r} takes no memory_kwargs {unknown}; its options are {list(options)}")
+            self.rnn: nn.Module = SEQUENCE_MEMORIES[memory](
+                memory, input_size, hidden_size, num_layers, dropout, gate_bias, **self.memory_kwargs
+            )
+            return
+        if self.memory_kwargs:
+            raise ValueError(f"memory={memory!r} takes no memory_kwargs, got {sorted(self.memory_kwargs)}")
         # batch_first=False: every tensor here is (T, B, ...)
         self.rnn = MEMORY_TYPES[memory](input_size, hidden_size, num_layers, dropout=dropout)
         if gate_bias:
@@ -82,16 +108,18 @@ class MemoryCore(nn.Module):
 
     @property
     def n_state_tensors(self) -> int:
-        return 2 if self.memory == "lstm" else 1
+        return len(self.state_shapes(1))
 
     def initial_state(self, batch_size: int, device: th.device | str | None = None) -> MemoryState:
-        """The state a column is reset to: zeros, ``n_state_tensors`` tensors of (L, B, H)."""
+        """The state a column is reset to: zeros, one tensor per entry of :meth:`state_shapes`."""
         device = device if device is not None else next(self.parameters()).device
-        shape = (self.num_layers, batch_size, self.hidden_size)
-        return tuple(th.zeros(shape, device=device) for _ in range(self.n_state_tensors))
+        return tuple(th.zeros(shape, device=device) for shape in self.state_shapes(batch_size))
 
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
-        return [(self.num_layers, batch_size, self.hidden_size)] * self.n_state_tensors
+        """The shapes of the state's tensors, each ``(layers, batch, width)``."""
+        if isinstance(self.rnn, SequenceMemory):
+            return self.rnn.state_shapes(batch_size)
+        return [(self.num_layers, batch_size, self.hidden_size)] * (2 if self.memory == "lstm" else 1)
 
     def _call(self, x: th.Tensor | nn.utils.rnn.PackedSequence, state: MemoryState):
         hx = state if self.memory == "lstm" else state[0]
@@ -100,6 +128,8 @@ class MemoryCore(nn.Module):
 
     def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
         """One step: ``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state."""
+        if isinstance(self.rnn, SequenceMemory):
+            return self.rnn.step(x, state, episode_start)
         state = mask_state(state, 1.0 - episode_start.float())
         if self.training and self.rnn.dropout > 0:
             out, state = self._call(x.unsqueeze(0), state)  # (1, B, H), with inter-layer dropout
@@ -130,6 +160,8 @@ class MemoryCore(nn.Module):
         the same ``episode_starts``; ``need_final_state=False`` (the PPO update) returns None
         for the state and lets LSTM/RNN take a faster padded path.
         """
+        if isinstance(self.rnn, SequenceMemory):
+            return self.rnn.forward_sequence(x, state, episode_starts, need_final_state)
         state = mask_state(state, 1.0 - episode_starts[0].float())
         if segments is None:
             segments = Segments.from_episode_starts(episode_starts)
@@ -185,8 +217,8 @@ def same_shape(core: MemoryCore, other: MemoryCore) -> bool:
 
 def check_memory_options(memory: str, hidden_size: int, num_layers: int) -> None:
     """Raise ``ValueError`` naming the bad option and its valid values."""
-    if memory not in MEMORY_TYPES:
-        raise ValueError(f"memory={memory!r} is not a memory type; choose one of {sorted(MEMORY_TYPES)}")
+    if memory not in MEMORIES:
+        raise ValueError(f"memory={memory!r} is not a memory type; choose one of {list(MEMORIES)}")
     for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -48,6 +48,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         :class:`recurrent_rl.nets.memory.MemoryCore`); 0 keeps PyTorch's initialisation. Default
         (None): 1.0 for ``lstm`` (the forget-gate bias of Gers et al., 2000 and Jozefowicz et al.,
         2015), 0.0 for ``gru`` and ``rnn``
+    :param memory_kwargs: options of memories that take more than the ones above (see
+        :class:`recurrent_rl.nets.memory.MemoryCore`)
     :param backend: ``"auto"`` (default), ``"torch"`` or ``"cpu-kernels"``, or a backend object:
         how the memory cores, heads, optimizer and action distribution are computed (see
         :mod:`recurrent_rl.nets.backend`); the results are the same to float rounding
@@ -70,6 +72,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         critic_memory: str = "separate",
         gate_bias: float | None = None,
         backend: str | Backend = "auto",
+        memory_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         check_spaces(observation_space, action_space, type(self).__name__)
@@ -107,7 +110,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             # seeds 0, 2, 4 reached 293, 299, 229 with PyTorch's init and 500, 500, ... with 1.0.
             gate_bias = 1.0 if memory == "lstm" else 0.0
         self.gate_bias = gate_bias
-        MemoryCore(memory, 1, hidden_size, num_layers, gate_bias=gate_bias)  # validates with a clear message
+        self.memory_kwargs = dict(memory_kwargs or {})
+        MemoryCore(memory, 1, hidden_size, num_layers, gate_bias=gate_bias, memory_kwargs=self.memory_kwargs)  # validates
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     # --- construction -----------------------------------------------------------------------
@@ -116,11 +120,11 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         # Called by ActorCriticPolicy._build before the heads, ortho init and the optimizer, so
         # the memory cores are in the optimizer and are left out of the ortho re-init.
         core = (self.memory, self.features_dim, self.hidden_size, self.num_layers)
-        self.actor_memory = MemoryCore(*core, gate_bias=self.gate_bias)
+        self.actor_memory = MemoryCore(*core, gate_bias=self.gate_bias, memory_kwargs=self.memory_kwargs)
         self.critic_core: MemoryCore | None = None
         self.critic_projection: nn.Linear | None = None
         if self.critic_memory == "separate":
-            self.critic_core = MemoryCore(*core, gate_bias=self.gate_bias)
+            self.critic_core = MemoryCore(*core, gate_bias=self.gate_bias, memory_kwargs=self.memory_kwargs)
         elif self.critic_memory == "none":
             self.critic_projection = nn.Linear(self.features_dim, self.hidden_size)
         self.mlp_extractor = MlpExtractor(
@@ -140,6 +144,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             critic_memory=self.critic_memory,
             gate_bias=self.gate_bias,
             backend=self.backend,
+            memory_kwargs=self.memory_kwargs,
         )
         return data
 
@@ -346,8 +351,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             got = shapes if shapes is not None else f"a {type(state).__name__}"
             raise ValueError(
                 f"predict() got a state of shape {got}, but this {self.memory} policy with {n_envs} "
-                f"observation(s) needs a tuple of {len(expected)} array(s) of shape {expected[0]} "
-                "(num_layers, n_envs, hidden_size). Pass the state returned by the previous predict() "
+                f"observation(s) needs a tuple of {len(expected)} array(s) of shape "
+                f"{expected[0] if len(set(expected)) == 1 else expected} (num_layers, n_envs, width). "
+                "Pass the state returned by the previous predict() "
                 "call for the same envs, or state=None to start from a fresh memory."
             )
         return tuple(th.as_tensor(s, dtype=th.float32, device=device) for s in state)

@@ -1,0 +1,185 @@
+"""Minimal gated recurrences trained with a parallel scan: minGRU and minLSTM.
+
+Feng et al. 2024, "Were RNNs All We Needed?" (arXiv:2410.01201): drop the previous state from
+the gates, and a layer's recurrence becomes linear in the state,
+
+    h_t = a_t * h_{t-1} + b_t,   a_t, b_t functions of x_t only,
+
+so a whole ``(T, B, F)`` chunk is a handful of large tensor operations instead of T small steps.
+
+- minGRU: ``z = sigmoid(W_z x)``, ``h~ = g(W_h x)``, ``h_t = (1 - z) h_{t-1} + z h~``;
+- minLSTM: ``f = sigmoid(W_f x)``, ``i = sigmoid(W_i x)``, ``h~ = g(W_h x)``, and with the gates
+  normalised to ``f' = f / (f + i)``, ``i' = i / (f + i)``: ``h_t = f' h_{t-1} + i' h~``;
+
+with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below (positive, so the scan can run in
+log space). The scan is the paper's log-space one (Heinsen 2023): with ``A_t = sum_{s<=t} log
+a_s``, ``log h_t = A_t + logcumsumexp_s(log b_s - A_s)``: only sums, ``logcumsumexp`` and
+``exp``, numerically stable in float32. The incoming state enters as ``exp(A_t) * h_0``, so it
+may be of any sign.
+
+Episode starts: the batch is cut at every episode start into zero-padded columns
+(:class:`recurrent_rl.sequences.Segments`), one scan over all of them, so a reset zeroes the
+carried state exactly: nothing before it reaches a later step, in value or gradient. ``step`` is
+the O(1) recurrence (rollouts, ``predict``), in ordinary space.
+
+Layers are stacked with a residual connection from the second layer on (``out = h + input``),
+as the paper stacks them; the state is ``(h,)``, each ``(L, B, H)``: the shape of a GRU's.
+
+Shapes: T time, B batch, N segments, F features, H hidden, L layers.
+"""
+
+from __future__ import annotations
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+from recurrent_rl.sequences import Segments
+from recurrent_rl.types import MemoryState
+
+SCAN_MEMORIES = ("mingru", "minlstm")
+
+
+class SequenceMemory(nn.Module):
+    """A memory module that :class:`~recurrent_rl.nets.memory.MemoryCore` runs through these
+    methods instead of torch's ``nn.RNNBase`` interface (the scan cores here, the attention core).
+
+    Its state is a tuple of tensors of the shapes :meth:`state_shapes` gives, each ``(layers,
+    batch, width)``, zeros meaning a fresh memory, so the state helpers store, index, mask and
+    convert it as any other; multiplying a column by 0 resets it.
+
+    Constructed as ``cls(memory, input_size, hidden_size, num_layers, dropout, gate_bias,
+    **memory_kwargs)``, with the keys of ``memory_kwargs`` among :attr:`options`.
+    """
+
+    options: tuple[str, ...] = ()  # the memory_kwargs it takes
+
+    def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
+        raise NotImplementedError
+
+    def forward_sequence(
+        self, x: th.Tensor, state: MemoryState, episode_starts: th.Tensor, need_final_state: bool = True
+    ) -> tuple[th.Tensor, MemoryState | None]:
+        """``x`` (T, B, F), ``episode_starts`` (T, B) -> outputs (T, B, H), final state (or None)."""
+        raise NotImplementedError
+
+    def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
+        """``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state."""
+        raise NotImplementedError
+
+
+def log_g(v: th.Tensor) -> th.Tensor:
+    """``log g(v)``: ``log(v + 0.5)`` for ``v >= 0``, ``log sigmoid(v) = -softplus(-v)`` below."""
+    return th.where(v >= 0, th.log(F.relu(v) + 0.5), -F.softplus(-v))
+
+
+def g(v: th.Tensor) -> th.Tensor:
+    return th.where(v >= 0, v + 0.5, th.sigmoid(v))
+
+
+def log_scan(log_a: th.Tensor, log_b: th.Tensor, h0: th.Tensor) -> th.Tensor:
+    """``h_t = a_t h_{t-1} + b_t`` over dim 0 from ``h0``, in log space: ``log_a``, ``log_b``
+    (T, N, H), ``h0`` (N, H) -> h (T, N, H)."""
+    a_star = th.cumsum(log_a, dim=0)  # (T, N, H): log of prod_{s<=t} a_s
+    log_h = a_star + th.logcumsumexp(log_b - a_star, dim=0)
+    return th.exp(log_h) + th.exp(a_star) * h0.unsqueeze(0)
+
+
+def sequential_scan(a: th.Tensor, b: th.Tensor, h0: th.Tensor, keep: th.Tensor) -> th.Tensor:
+    """The same recurrence stepped through time (the reference for tests): ``a``, ``b`` (T, B, H),
+    ``h0`` (B, H), ``keep`` (T, B) multiplies the carried state before each step."""
+    h, out = h0, []
+    for t in range(a.shape[0]):
+        h = a[t] * (h * keep[t].unsqueeze(-1)) + b[t]
+        out.append(h)
+    return th.stack(out)
+
+
+class MinRNN(SequenceMemory):
+    """A stack of minGRU or minLSTM layers (see the module docstring).
+
+    :param kind: ``"mingru"`` or ``"minlstm"``
+    :param input_size: F
+    :param hidden_size: H
+    :param num_layers: L
+    :param dropout: dropout between layers (training only)
+    :param gate_bias: makes a fresh core keep its state longer: subtracted from the initial bias
+        of minGRU's update gate z (which takes in the new value), added to minLSTM's forget gate f
+    """
+
+    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                 gate_bias: float = 0.0):  # fmt: skip
+        super().__init__()
+        if kind not in SCAN_MEMORIES:
+            raise ValueError(f"kind={kind!r} is not a scan memory; choose one of {list(SCAN_MEMORIES)}")
+        self.kind, self.input_size, self.hidden_size, self.num_layers = kind, input_size, hidden_size, num_layers
+        self.dropout = dropout
+        n_gates = 2 if kind == "mingru" else 3  # (z, h~) or (f, i, h~)
+        self.layers = nn.ModuleList(
+            nn.Linear(input_size if layer == 0 else hidden_size, n_gates * hidden_size) for layer in range(num_layers)
+        )
+        if gate_bias:
+            with th.no_grad():
+                for linear in self.layers:
+                    # the first block is z (mingru: how much of the new value enters) or f (minlstm: how much stays)
+                    linear.bias[:hidden_size] += -gate_bias if kind == "mingru" else gate_bias
+
+    def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
+        return [(self.num_layers, batch_size, self.hidden_size)]
+
+    def _coefficients(self, layer: int, x: th.Tensor, log: bool) -> tuple[th.Tensor, th.Tensor]:
+        """(a, b) of the recurrence for inputs ``x`` (..., F), or their logs."""
+        H = self.hidden_size
+        pre = self.layers[layer](x)  # (..., G*H)
+        if self.kind == "mingru":
+            k_z, k_h = pre[..., :H], pre[..., H:]
+            log_a, log_z = -F.softplus(k_z), -F.softplus(-k_z)  # log(1 - z), log z
+        else:
+            k_f, k_i, k_h = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
+            diff = F.softplus(-k_f) - F.softplus(-k_i)  # log i - log f
+            log_a, log_z = -F.softplus(diff), -F.softplus(-diff)  # log f', log i'
+        if log:
+            return log_a, log_z + log_g(k_h)
+        return th.exp(log_a), th.exp(log_z) * g(k_h)
+
+    def _between_layers(self, out: th.Tensor, layer_in: th.Tensor, layer: int) -> th.Tensor:
+        if layer > 0:
+            out = out + layer_in  # residual from the second layer on
+        if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+            out = F.dropout(out, self.dropout, training=True)
+        return out
+
+    def forward_sequence(
+        self, x: th.Tensor, state: MemoryState, episode_starts: th.Tensor, need_final_state: bool = True
+    ) -> tuple[th.Tensor, MemoryState | None]:
+        """``x`` (T, B, F), ``state`` ``(h,)`` (L, B, H), ``episode_starts`` (T, B) -> outputs
+        (T, B, H) and the final state: equal to :meth:`step` T times."""
+        (h0,) = state
+        segments = Segments.from_episode_starts(episode_starts)
+        keep0 = (1.0 - episode_starts[0].to(h0.dtype)).view(1, -1, 1)
+        h0 = h0 * keep0
+        inner = segments.has_inner_resets
+        layer_in, finals = x, []
+        for layer in range(self.num_layers):
+            log_a, log_b = self._coefficients(layer, layer_in, log=True)  # (T, B, H)
+            if inner:
+                # each segment its own column; only a column's first segment carries the state in
+                start = h0.new_zeros(segments.n_segments, self.hidden_size).index_copy(0, segments.first_segment, h0[layer])
+                h = segments.unpad(log_scan(segments.pad(log_a), segments.pad(log_b), start))
+            else:
+                h = log_scan(log_a, log_b, h0[layer])
+            finals.append(h[-1])
+            layer_in = self._between_layers(h, layer_in, layer)
+        return layer_in, ((th.stack(finals),) if need_final_state else None)
+
+    def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
+        """One step: ``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state ``(h,)``."""
+        (h_prev,) = state
+        h_prev = h_prev * (1.0 - episode_start.to(h_prev.dtype)).view(1, -1, 1)
+        layer_in, new = x, []
+        for layer in range(self.num_layers):
+            a, b = self._coefficients(layer, layer_in, log=False)
+            h = a * h_prev[layer] + b
+            new.append(h)
+            layer_in = self._between_layers(h, layer_in, layer)
+        return layer_in, (th.stack(new),)
