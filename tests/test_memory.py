@@ -17,7 +17,7 @@ def run(core: MemoryCore, x, state, starts, need_final_state: bool = True, use_k
     return BACKENDS[use_kernels].forward_cores([core], [x], [state], starts, need_final_state)[0]
 from recurrent_rl.sequences import Segments, check_sequence_sizes, chunk_rows
 
-CORES = ["gru", "lstm", "rnn"]
+CORES = ["gru", "lstm", "rnn", "mingru", "minlstm"]
 
 
 def random_batch(core: MemoryCore, T: int = 24, B: int = 6, p_reset: float = 0.15, seed: int = 0):

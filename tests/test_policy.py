@@ -35,14 +35,17 @@ def test_every_space_trains(obs, act):
     assert state[0].shape == (1, 1, 16)
 
 
-@pytest.mark.parametrize("memory,n_state", [("gru", 1), ("lstm", 2), ("rnn", 1)])
+@pytest.mark.parametrize("memory,n_state", [("gru", 1), ("lstm", 2), ("rnn", 1), ("mingru", 1), ("minlstm", 1)])
 @pytest.mark.parametrize("critic_memory", ["separate", "shared", "none"])
 def test_policy_options_build_what_they_say(memory, n_state, critic_memory):
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=8, batch_size=8,
                          policy_kwargs=dict(memory=memory, hidden_size=10, num_layers=2, critic_memory=critic_memory,
                                             net_arch=dict(pi=[7], vf=[5])))  # fmt: skip
     policy = model.policy
-    assert isinstance(policy.actor_memory.rnn, {"gru": th.nn.GRU, "lstm": th.nn.LSTM, "rnn": th.nn.RNN}[memory])
+    from recurrent_rl.nets.scan import MinRNN
+
+    kinds = {"gru": th.nn.GRU, "lstm": th.nn.LSTM, "rnn": th.nn.RNN, "mingru": MinRNN, "minlstm": MinRNN}
+    assert isinstance(policy.actor_memory.rnn, kinds[memory])
     assert policy.actor_memory.rnn.hidden_size == 10 and policy.actor_memory.rnn.num_layers == 2
     assert (policy.critic_core is not None) == (critic_memory == "separate")
     assert (policy.critic_projection is not None) == (critic_memory == "none")
@@ -64,7 +67,7 @@ def test_aliases_pick_memory_and_extractor():
     assert model.policy.memory == "lstm" and type(model.policy.features_extractor).__name__ == "NatureCNN"
 
 
-@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn", "mingru", "minlstm"])
 @pytest.mark.parametrize("critic_memory", ["separate", "shared", "none"])
 @pytest.mark.parametrize("sequence_length", [8, 32])
 def test_rollout_log_probs_and_values_equal_the_update(memory, critic_memory, sequence_length):
@@ -113,7 +116,7 @@ def test_predict_rejects_a_state_of_the_wrong_shape():
         model.predict(obs, episode_start=np.zeros(3))
 
 
-@pytest.mark.parametrize("memory", ["gru", "lstm"])
+@pytest.mark.parametrize("memory", ["gru", "lstm", "mingru", "minlstm"])
 def test_save_load_gives_identical_actions(tmp_path, memory):
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=3)
     model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=3, policy_kwargs=dict(memory=memory))
