@@ -1,5 +1,5 @@
-"""minGRU and minLSTM (recurrent_rl.nets.scan): the log-space parallel scan against a sequential
-loop, resets inside the scan, gradients, options."""
+"""minGRU and minLSTM (recurrent_rl.nets.scan): the parallel scan against a sequential loop,
+resets inside the scan, gradients, options."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ import pytest
 import torch as th
 
 from recurrent_rl.nets.memory import MemoryCore
-from recurrent_rl.nets.scan import log_scan, sequential_scan
+from recurrent_rl.nets.scan import linear_scan, sequential_scan
 
 SCAN_CORES = ["mingru", "minlstm"]
 
 
-def test_log_scan_equals_the_sequential_loop_in_float64_values_and_gradients():
+@pytest.mark.parametrize("T", [1, 2, 7, 40, 64])
+def test_the_scan_equals_the_sequential_loop_in_float64_values_and_gradients(T):
     th.manual_seed(0)
-    T, N, H = 40, 3, 5
-    a = th.rand(T, N, H, dtype=th.float64).clamp_min(1e-3).requires_grad_(True)
-    b = (th.rand(T, N, H, dtype=th.float64) + 1e-3).requires_grad_(True)
-    h0 = th.randn(N, H, dtype=th.float64, requires_grad=True)  # any sign enters linearly
-    scanned = log_scan(th.log(a), th.log(b), h0)
-    looped = sequential_scan(a, b, h0, th.ones(T, N, dtype=th.float64))
+    N, H = 3, 5
+    a = th.rand(T, N, H, dtype=th.float64).requires_grad_(True)
+    b = th.randn(T, N, H, dtype=th.float64).requires_grad_(True)
+    h0 = th.randn(N, H, dtype=th.float64, requires_grad=True)
+    keep = (th.rand(T, N, dtype=th.float64) > 0.2).double()  # resets as a = 0
+    scanned = linear_scan(a * keep.unsqueeze(-1), b, h0)
+    looped = sequential_scan(a, b, h0, keep)
     th.testing.assert_close(scanned, looped, atol=1e-12, rtol=1e-10)
     weights = th.randn_like(looped)
     g_scan = th.autograd.grad((scanned * weights).sum(), (a, b, h0))
@@ -69,7 +71,7 @@ def test_nothing_before_a_reset_reaches_the_gradient(memory):
 
 @pytest.mark.parametrize("memory", SCAN_CORES)
 def test_long_chunks_stay_finite_and_equal_their_steps_in_float32(memory):
-    """T = 1024 with a saturating gate: the log-space scan neither overflows nor drifts."""
+    """T = 1024 with a saturating gate: the scan neither overflows nor drifts."""
     th.manual_seed(3)
     core = MemoryCore(memory, 2, 8, gate_bias=3.0)
     T, B = 1024, 2

