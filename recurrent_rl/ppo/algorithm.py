@@ -224,4 +224,4 @@ class RecurrentPPO(PPO):
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_state"]
+        return [*super()._excluded_save_params(), "_last_state", "rollout_state"]
