@@ -14,4 +14,4 @@ fi
 .venv/bin/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 # compile the C kernels now rather than on first use (without a compiler: a note, NumPy kernels)
-.venv/bin/python -c "from recurrent_rl import native; native.main()"
+.venv/bin/python -c "from recurrent_rl.accel import native; native.main()"

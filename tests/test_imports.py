@@ -277,6 +277,38 @@ def test_every_internal_import_names_a_module_of_the_package() -> None:
     assert unknown == []
 
 
+# what each part may import (the subpackages' docstrings); "recurrent_rl" alone is the lazy package root
+LAYERS = {
+    "recurrent_rl.types": (), "recurrent_rl.errors": (), "recurrent_rl.sequences": (),
+    "recurrent_rl.envs": ("recurrent_rl.envs",),
+    "recurrent_rl.nets": ("recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors", "recurrent_rl.sequences"),
+    "recurrent_rl.ppo": ("recurrent_rl.ppo", "recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors",
+                         "recurrent_rl.sequences"),
+    "recurrent_rl.accel": ("recurrent_rl.accel", "recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors",
+                           "recurrent_rl.sequences"),
+}  # fmt: skip
+
+
+def _layer(name: str) -> str | None:
+    return next((layer for layer in LAYERS if name == layer or name.startswith(layer + ".")), None)
+
+
+def test_each_part_imports_only_what_its_docstring_allows() -> None:
+    """The model code (nets), the algorithm (ppo) and the leaf modules never import the speed layer
+    (accel), the runs or the supervised side; accel builds on nets only."""
+    modules, graph = import_graph(SOURCES, _aliases(), _lazy())
+    wrong = []
+    for name, edges in graph.items():
+        layer = _layer(name)
+        if layer is None:
+            continue
+        for edge in edges:
+            if edge.target in (PACKAGE, "recurrent_rl.envs") or _layer(edge.target) in LAYERS[layer]:
+                continue  # the package root (its __init__ registers the envs) is every module's parent
+            wrong.append(f"{name} -> {edge.target} ({edge.where()})")
+    assert wrong == [], "imports across the layers:\n" + "\n".join(wrong)
+
+
 def _fresh_modules(code: str) -> list[str]:
     script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)

@@ -34,7 +34,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from recurrent_rl.accel.optim import refuse_non_finite_steps
+from recurrent_rl.nets.guards import refuse_non_finite_steps
 from recurrent_rl.supervised.models import FORMAT_VERSION, MODEL_FORMAT, InputLayers, SequenceModel, read_checkpoint
 
 ENCODER_FORMAT = "recurrent_rl/encoder"
