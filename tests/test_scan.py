@@ -115,3 +115,48 @@ def test_bad_options_are_named():
         MemoryCore("mingru", 3, 4, memory_kwargs={"memory_length": 8})
     with pytest.raises(ValueError, match="takes no memory_kwargs"):
         MemoryCore("gru", 3, 4, memory_kwargs={"memory_length": 8})
+
+
+def test_the_compiled_scan_equals_the_torch_scan_values_and_gradients():
+    from recurrent_rl.accel import native
+
+    if not native.available():
+        pytest.skip("the compiled library is not built here (no C/C++ compiler)")
+    th.manual_seed(5)
+    a = th.rand(37, 3, 4, requires_grad=True)
+    b = th.randn(37, 3, 4, requires_grad=True)
+    h0 = th.randn(3, 4, requires_grad=True)
+    compiled, reference = native.library().scan(a, b, h0), linear_scan(a, b, h0)
+    th.testing.assert_close(compiled, reference, atol=1e-5, rtol=1e-5)
+    weights = th.randn_like(reference)
+    for x, y in zip(th.autograd.grad((compiled * weights).sum(), (a, b, h0)),
+                    th.autograd.grad((reference * weights).sum(), (a, b, h0))):  # fmt: skip
+        th.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="float32 CPU"):
+        native.library().scan(a.double(), b.double(), h0.double())
+    with pytest.raises(ValueError, match="one entry per column"):
+        native.library().scan(a, b, th.zeros(5))
+
+
+@pytest.mark.parametrize("memory", SCAN_CORES)
+def test_the_speed_backend_runs_scan_cores_through_the_compiled_scan(memory, monkeypatch):
+    from recurrent_rl.accel import native
+    from recurrent_rl.accel.backend import CpuKernels
+    from recurrent_rl.nets.backend import TorchBackend
+
+    if not native.available():
+        pytest.skip("the compiled library is not built here (no C/C++ compiler)")
+    th.manual_seed(6)
+    cores = [MemoryCore(memory, 3, 5, num_layers=2) for _ in range(2)]
+    xs = [th.randn(12, 4, 3) for _ in cores]
+    states = [(th.randn(2, 4, 5),) for _ in cores]
+    starts = (th.rand(12, 4) < 0.2).float()
+    calls = []
+    real = native.library().scan
+    monkeypatch.setattr(native, "library", lambda: type("Lib", (), {"scan": staticmethod(lambda *a: calls.append(1) or real(*a))}))
+    fast = CpuKernels().forward_cores(cores, xs, states, starts)
+    assert len(calls) == 4  # two cores of two layers
+    plain = TorchBackend().forward_cores(cores, xs, states, starts)
+    for (o1, f1), (o2, f2) in zip(fast, plain):
+        th.testing.assert_close(o1, o2, atol=1e-5, rtol=1e-5)
+        th.testing.assert_close(f1[0], f2[0], atol=1e-5, rtol=1e-5)

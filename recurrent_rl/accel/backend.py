@@ -6,7 +6,9 @@ to :class:`~recurrent_rl.nets.backend.TorchBackend` otherwise (non-CPU or float1
 unsupported modules, hooks):
 
 - ``"memory"``: memory cores through the compiled layers (:mod:`.kernels`, :mod:`.native`; the
-  NumPy loops without a compiler), actor and critic stacked in one call per layer;
+  NumPy loops without a compiler), actor and critic stacked in one call per layer; the scan
+  memories (mingru, minlstm) with their recurrence as one compiled pass in time
+  (``torch.ops.recurrent_rl.scan``) instead of the associative scan;
 - ``"heads"``: the heads' first ``Linear`` + ReLU/Tanh layers as one compiled call (:mod:`.heads`);
 - ``"optimizer"``: :class:`~.optim.PolicyAdam` in place of SB3's default Adam (:mod:`.optim`);
 - ``"distributions"``: :class:`~.distributions.LeanCategorical` inside SB3's (Multi)Categorical
@@ -27,6 +29,7 @@ from recurrent_rl.accel import distributions, heads, kernels, native
 from recurrent_rl.accel.optim import PolicyAdam
 from recurrent_rl.nets.backend import TorchBackend
 from recurrent_rl.nets.memory import MemoryCore, same_shape
+from recurrent_rl.nets.scan import MinRNN
 from recurrent_rl.types import MemoryState
 
 PARTS = ("memory", "heads", "optimizer", "distributions")
@@ -36,6 +39,12 @@ def sequence_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
     """Whether a sequence call of ``core`` on ``x`` runs through the kernels (a CPU float32/64
     batch and a module the kernels implement)."""
     return kernels.supported_module(core.rnn) and kernels.supported_input(x)
+
+
+def scan_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
+    """Whether a scan memory's sequence call takes the compiled scan (float32 on the CPU, the
+    library built)."""
+    return isinstance(core.rnn, MinRNN) and x.dtype is th.float32 and x.is_cpu and native.available()
 
 
 def step_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
@@ -74,6 +83,10 @@ class CpuKernels(TorchBackend):
         """Cores of one kind and shape as one stacked kernel call per layer (an actor's and a
         critic's memory then cost about as much as one); resets as a mask inside the loops."""
         first = cores[0]
+        if self._memory and all(scan_kernel_applies(c, x) for c, x in zip(cores, xs)):
+            scan = native.library().scan  # type: ignore[union-attr]
+            return [c.rnn.forward_sequence(x, s, episode_starts, need_final_state, scan=scan)  # type: ignore[operator]
+                    for c, x, s in zip(cores, xs, states)]  # fmt: skip
         if self._memory and all(
             sequence_kernel_applies(c, x) and same_shape(c, first) and x.shape == xs[0].shape for c, x in zip(cores, xs)
         ):

@@ -11,8 +11,7 @@ so a whole ``(T, B, F)`` chunk is a handful of large tensor operations instead o
 - minLSTM: ``f = sigmoid(W_f x)``, ``i = sigmoid(W_i x)``, ``h~ = g(W_h x)``, and with the gates
   normalised to ``f' = f / (f + i)``, ``i' = i / (f + i)``: ``h_t = f' h_{t-1} + i' h~``;
 
-with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below, as in the paper. The gates come
-from log-sigmoids (``softplus``), as in the paper.
+with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below, as in the paper.
 
 The chunk is one associative (Hillis-Steele) scan over the pairs ``(a_t, b_t)`` with
 ``(a, b) . (a', b') = (a a', a' b + b')``: ``ceil(log2 T)`` rounds of a few elementwise
@@ -32,6 +31,8 @@ Shapes: T time, B batch, N segments, F features, H hidden, L layers.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch as th
 import torch.nn.functional as F
@@ -71,8 +72,10 @@ class SequenceMemory(nn.Module):
 
 
 def g(v: th.Tensor) -> th.Tensor:
-    """The candidate's activation: ``v + 0.5`` for ``v >= 0``, ``sigmoid(v)`` below (positive)."""
-    return th.where(v >= 0, v + 0.5, th.sigmoid(v))
+    """The candidate's activation: ``v + 0.5`` for ``v >= 0``, ``sigmoid(v)`` below (positive), as
+    ``relu(v) + sigmoid(min(v, 0))``: the same values and gradients in four cheap operations
+    (``where`` and its backward cost 3x more here)."""
+    return F.relu(v) + th.sigmoid(v.clamp(max=0.0))
 
 
 def linear_scan(a: th.Tensor, b: th.Tensor, h0: th.Tensor) -> th.Tensor:
@@ -135,12 +138,12 @@ class MinRNN(SequenceMemory):
         pre = self.layers[layer](x)  # (..., G*H)
         if self.kind == "mingru":
             k_z, k_h = pre[..., :H], pre[..., H:]
-            log_a, log_z = -F.softplus(k_z), -F.softplus(-k_z)  # log(1 - z), log z
-        else:
-            k_f, k_i, k_h = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
-            diff = F.softplus(-k_f) - F.softplus(-k_i)  # log i - log f
-            log_a, log_z = -F.softplus(diff), -F.softplus(-diff)  # log f', log i'
-        return th.exp(log_a), th.exp(log_z) * g(k_h)
+            z = th.sigmoid(k_z)
+            return 1.0 - z, z * g(k_h)
+        k_f, k_i, k_h = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
+        # f' = f / (f + i) = sigmoid(log f - log i), with log sigmoid(k) = -softplus(-k)
+        f = th.sigmoid(F.softplus(-k_i) - F.softplus(-k_f))
+        return f, (1.0 - f) * g(k_h)
 
     def _between_layers(self, out: th.Tensor, layer_in: th.Tensor, layer: int) -> th.Tensor:
         if layer > 0:
@@ -150,16 +153,18 @@ class MinRNN(SequenceMemory):
         return out
 
     def forward_sequence(
-        self, x: th.Tensor, state: MemoryState, episode_starts: th.Tensor, need_final_state: bool = True
+        self, x: th.Tensor, state: MemoryState, episode_starts: th.Tensor, need_final_state: bool = True,
+        scan: Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor] = linear_scan,
     ) -> tuple[th.Tensor, MemoryState | None]:
         """``x`` (T, B, F), ``state`` ``(h,)`` (L, B, H), ``episode_starts`` (T, B) -> outputs
-        (T, B, H) and the final state: equal to :meth:`step` T times."""
+        (T, B, H) and the final state: equal to :meth:`step` T times. ``scan`` computes the
+        recurrence (:func:`linear_scan`'s contract; a speed backend may pass a compiled one)."""
         (h0,) = state
         keep = (1.0 - episode_starts.to(h0.dtype)).unsqueeze(-1)  # (T, B, 1): 0 zeroes the carried state
         layer_in, finals = x, []
         for layer in range(self.num_layers):
             a, b = self._coefficients(layer, layer_in)  # (T, B, H)
-            h = linear_scan(a * keep, b, h0[layer])
+            h = scan(a * keep, b, h0[layer])
             finals.append(h[-1])
             layer_in = self._between_layers(h, layer_in, layer)
         return layer_in, ((th.stack(finals),) if need_final_state else None)

@@ -1,6 +1,7 @@
 /* Torch operators over the C loops of recurrent.c: one layer of stacked cores as one autograd
  * node, one rollout step, and the heads' first dense layers side by side as one autograd node,
- * called from Python as torch.ops.recurrent_rl.layer / .step / .dense.
+ * called from Python as torch.ops.recurrent_rl.layer / .step / .dense, and the linear scan of the
+ * scan memories as torch.ops.recurrent_rl.scan.
  *
  * Why C++ and not ctypes: at RL's sizes (T=32, B=8, H=64, actor + critic) a GRU layer's forward
  * and backward loops take about 0.5 ms per gradient step, and the Python around them (a Python
@@ -508,6 +509,68 @@ std::vector<Tensor> dense(int64_t act, int64_t threads, TensorList xs, TensorLis
     return DenseFunction::apply(act, threads, save, xs, w, b);
 }
 
+/* ---------------------------------------------------------------- linear scan */
+
+/* h_t = a_t * h_{t-1} + b_t over dim 0 of (T, N) float32 tensors (N = everything after time),
+ * from h0 (N): the recurrence of the scan memories (minGRU, minLSTM), one pass in time instead of
+ * the associative scan's log2(T) passes over the whole tensor. Backward: with g the gradient
+ * reaching h_t (its own plus what flows back from t+1), grad b_t = g, grad a_t = g h_{t-1}, and
+ * a_t g flows on to h_{t-1}; after t = 0 it is grad h0. */
+struct ScanFunction : public torch::autograd::Function<ScanFunction> {
+    static Tensor forward(AutogradContext *ctx, const Tensor &a_in, const Tensor &b_in, const Tensor &h0_in) {
+        TORCH_CHECK_VALUE(a_in.dim() >= 1 && a_in.sizes() == b_in.sizes(), "compiled scan: a and b must have one shape, got ",
+                          a_in.sizes(), " and ", b_in.sizes());
+        TORCH_CHECK_VALUE(h0_in.numel() * std::max<int64_t>(a_in.size(0), 1) == a_in.numel(),
+                          "compiled scan: h0 must have one entry per column of a (", a_in.numel() / std::max<int64_t>(a_in.size(0), 1),
+                          "), got ", h0_in.numel());
+        for (const Tensor *t : {&a_in, &b_in, &h0_in}) {
+            TORCH_CHECK_VALUE(t->scalar_type() == at::kFloat && t->device().is_cpu(),
+                              "compiled scan: expected float32 CPU tensors, got ", t->scalar_type(), " on ", t->device());
+        }
+        const Tensor a = a_in.contiguous(), b = b_in.contiguous(), h0 = h0_in.contiguous();
+        const int64_t T = a.size(0), N = T ? a.numel() / T : 0;
+        Tensor h = at::empty_like(a);
+        const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>(), *prev = h0.data_ptr<float>();
+        float *hp = h.data_ptr<float>();
+        for (int64_t t = 0; t < T; t++) {
+            const float *at_ = ap + t * N, *bt = bp + t * N;
+            float *ht = hp + t * N;
+            for (int64_t n = 0; n < N; n++) ht[n] = at_[n] * prev[n] + bt[n];
+            prev = ht;
+        }
+        ctx->save_for_backward({a, h0, h});
+        return h;
+    }
+
+    static variable_list backward(AutogradContext *ctx, variable_list grads) {
+        const variable_list saved = ctx->get_saved_variables();
+        const Tensor &a = saved[0], &h0 = saved[1], &h = saved[2];
+        const int64_t T = a.size(0), N = T ? a.numel() / T : 0;
+        if (!grads[0].defined()) return {Tensor(), Tensor(), Tensor()};
+        const Tensor dh = grads[0].contiguous();
+        Tensor da = at::empty_like(a), db = at::empty_like(a), dh0 = at::empty_like(h0);
+        std::vector<float> g(static_cast<size_t>(N), 0.0f);
+        const float *ap = a.data_ptr<float>(), *hp = h.data_ptr<float>(), *h0p = h0.data_ptr<float>();
+        const float *dhp = dh.data_ptr<float>();
+        float *dap = da.data_ptr<float>(), *dbp = db.data_ptr<float>(), *gp = g.data();
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const float *prev = t ? hp + (t - 1) * N : h0p, *at_ = ap + t * N, *dht = dhp + t * N;
+            float *dat = dap + t * N, *dbt = dbp + t * N;
+            for (int64_t n = 0; n < N; n++) {
+                const float gn = gp[n] + dht[n];
+                dbt[n] = gn;
+                dat[n] = gn * prev[n];
+                gp[n] = gn * at_[n];
+            }
+        }
+        std::copy(g.begin(), g.end(), dh0.data_ptr<float>());
+        return {da, db, dh0.view(h0.sizes())};
+    }
+};
+
+/* torch.ops.recurrent_rl.scan(a, b, h0) -> h: see ScanFunction. */
+Tensor scan(const Tensor &a, const Tensor &b, const Tensor &h0) { return ScanFunction::apply(a, b, h0); }
+
 }  // namespace
 
 TORCH_LIBRARY(recurrent_rl, m) {
@@ -515,4 +578,5 @@ TORCH_LIBRARY(recurrent_rl, m) {
           &layer);
     m.def("step(int kind, Tensor keep, Tensor[] xs, Tensor[] weights, Tensor[] h0s, Tensor[] c0s) -> Tensor[]", &step);
     m.def("dense(int act, int threads, Tensor[] xs, Tensor[] weights, Tensor[] biases) -> Tensor[]", &dense);
+    m.def("scan(Tensor a, Tensor b, Tensor h0) -> Tensor", &scan);
 }
