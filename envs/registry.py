@@ -27,6 +27,9 @@ MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
     "TMaze-L10-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 10}, "easy"),
     "TMaze-L50-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 50}, "medium"),
     "TMaze-L100-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 100}, "hard"),
+    # long horizons, for the scan and attention memories
+    "TMaze-L200-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 200}, "very hard"),
+    "TMaze-L500-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 500}, "very hard"),
     "RepeatPrevious-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {}, "easy"),
     "RepeatPrevious-k2-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 2, "episode_length": 32}, "easy"),
     "RepeatPrevious-k4-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 4, "episode_length": 64}, "medium"),
@@ -35,6 +38,7 @@ MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
     "RepeatFirst-Easy-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 4, "episode_length": 16}, "easy"),
     "RepeatFirst-Medium-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 8, "episode_length": 64}, "medium"),
     "RepeatFirst-Hard-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 16, "episode_length": 256}, "hard"),
+    "RepeatFirst-512-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 16, "episode_length": 512}, "very hard"),
     "CountRecall-v0": ("recurrent_rl.envs.tasks:CountRecall", {}, "easy"),
     "CountRecall-Easy-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 16, "max_count": 8}, "easy"),
     "CountRecall-Medium-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 32, "max_count": 16}, "medium"),

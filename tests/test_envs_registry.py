@@ -18,7 +18,7 @@ TASK_IDS = envs.memory_task_ids()
 
 def test_every_pomdp_id_is_a_masked_env_or_a_memory_task() -> None:
     assert sorted(MASKED_IDS + TASK_IDS) == ALL_IDS
-    assert len(MASKED_IDS) == 5 and len(TASK_IDS) == 16
+    assert len(MASKED_IDS) == 5 and len(TASK_IDS) == 19
 
 
 def _mask_layer(env: gym.Env) -> envs.MaskObservation:
