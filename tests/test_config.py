@@ -151,7 +151,7 @@ def test_unknown_key_names_the_key_and_suggests():
         ("n_steps=many", "config key 'n_steps': expected an integer >= 1, got 'many' (str)"),
         ("n_steps=true", "expected an integer >= 1, got True (bool)"),
         ("gamma=1.5", "config key 'gamma': expected a number in [0, 1], got 1.5"),
-        ("policy_kwargs.memory=gruu", "expected one of 'gru', 'lstm', 'rnn' or null, got 'gruu' (str)"),
+        ("policy_kwargs.memory=gruu", "expected one of 'gru', 'lstm', 'rnn', 'mingru', 'minlstm', 'transformer' or null, got 'gruu' (str)"),
         ("policy=MlpGRUPolicy", "Did you mean 'MlpGruPolicy'?"),
         ("policy_kwargs.activation_fn=ReLU", "one of 'tanh', 'relu'"),
         ("learning_rate=lin_fast", "expected a number > 0 or lin_<number > 0>"),
@@ -199,3 +199,21 @@ def test_policy_choices_are_the_core_aliases():
     from recurrent_rl.runs.config import POLICIES
 
     assert set(POLICIES) == set(RecurrentPPO.policy_aliases)
+
+
+def test_the_config_names_every_memory_core():
+    from recurrent_rl.nets.memory import MEMORIES as CORE_MEMORIES
+    from recurrent_rl.runs.config import MEMORIES
+
+    assert MEMORIES == CORE_MEMORIES
+
+
+def test_memory_kwargs_reach_the_policy():
+    from recurrent_rl.runs.config import config_from_dict
+
+    config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": {"memory": "mingru"}})
+    assert config.algorithm_kwargs()["policy_kwargs"]["memory"] == "mingru"
+    assert "memory_kwargs" not in config.algorithm_kwargs()["policy_kwargs"]
+    config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1",
+                               "policy_kwargs": {"memory": "transformer", "memory_kwargs": {"memory_length": 8}}})  # fmt: skip
+    assert config.algorithm_kwargs()["policy_kwargs"]["memory_kwargs"] == {"memory_length": 8}

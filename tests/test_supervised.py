@@ -156,8 +156,8 @@ def test_bad_input_gets_errors_that_name_the_mismatch():
         fit(SequenceModel(SequenceModelConfig(input_size=2, output_size=1)), values, log=None)
     with pytest.raises(ValueError, match="unknown sequence model option"):
         SequenceModelConfig.from_dict(dict(input_size=2, output_size=1, hidden=3))
-    with pytest.raises(ValueError, match="memory='transformer' is not a memory type"):
-        SequenceModelConfig(input_size=2, output_size=1, memory="transformer")
+    with pytest.raises(ValueError, match="memory='tcn' is not a memory type"):
+        SequenceModelConfig(input_size=2, output_size=1, memory="tcn")
 
 
 def test_recorded_trajectories_hold_episodes_states_and_next_observations(tmp_path):

@@ -29,6 +29,7 @@ import torch as th
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from recurrent_rl.nets.attention import AttentionMemory
 from recurrent_rl.nets.scan import SCAN_MEMORIES, MinRNN, SequenceMemory
 from recurrent_rl.sequences import Segments
 from recurrent_rl.types import MemoryState, NestedState
@@ -38,15 +39,17 @@ MEMORY_TYPES: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rn
 # memory name -> the SequenceMemory class that implements it, called as
 # cls(memory, input_size, hidden_size, num_layers, dropout, gate_bias, **memory_kwargs)
 SEQUENCE_MEMORIES: dict[str, type[SequenceMemory]] = {name: MinRNN for name in SCAN_MEMORIES}
+SEQUENCE_MEMORIES["transformer"] = AttentionMemory  # attention over a window of recent steps
 MEMORIES = (*MEMORY_TYPES, *SEQUENCE_MEMORIES)  # every memory="..." a MemoryCore takes
 _CELLS: dict[str, Callable[..., Any]] = {"gru": th.gru_cell, "lstm": th.lstm_cell, "rnn": th.rnn_tanh_cell}
 _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 class MemoryCore(nn.Module):
-    """A recurrent core of any depth: ``gru``, ``lstm``, ``rnn`` (Elman with tanh), stepped through
-    time by torch's modules, or ``mingru`` / ``minlstm``, linear recurrences computed over a whole
-    chunk with a parallel scan (:mod:`recurrent_rl.nets.scan`).
+    """A memory core of any depth: ``gru``, ``lstm``, ``rnn`` (Elman with tanh), stepped through
+    time by torch's modules; ``mingru`` / ``minlstm``, linear recurrences computed over a whole
+    chunk with a parallel scan (:mod:`recurrent_rl.nets.scan`); or ``transformer``, attention
+    over a window of recent steps (:mod:`recurrent_rl.nets.attention`).
 
     :param memory: one of :data:`MEMORIES`
     :param input_size: features per step (F)
@@ -62,7 +65,8 @@ class MemoryCore(nn.Module):
         ``rnn``, which has no gates.
 
     ``self.rnn`` is the torch module that holds the parameters (``nn.GRU`` / ``nn.LSTM`` /
-    ``nn.RNN``, or :class:`~recurrent_rl.nets.scan.MinRNN`).
+    ``nn.RNN``, :class:`~recurrent_rl.nets.scan.MinRNN` or
+    :class:`~recurrent_rl.nets.attention.AttentionMemory`).
     """
 
     def __init__(

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.runs.config import UserInputError, config_keys, config_to_yaml
+from recurrent_rl.runs.config import MEMORIES, UserInputError, config_keys, config_to_yaml
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key (dotted for nested keys, repeatable): --set n_steps=64")  # fmt: skip
     train.add_argument("--timesteps", type=int, metavar="N", help="total env steps (= --set n_timesteps=N)")
     train.add_argument("--seed", type=int, metavar="N", help="seed (= --set seed=N)")
-    train.add_argument("--memory", choices=["gru", "lstm", "rnn"], help="memory core (= --set policy_kwargs.memory=...)")
+    train.add_argument("--memory", choices=list(MEMORIES), help="memory core (= --set policy_kwargs.memory=...)")
     train.add_argument("--encoder", metavar="PATH", help="a pretrained encoder.pt (= --set encoder.path=PATH; "
                        "add --set encoder.freeze=true to keep it fixed)")  # fmt: skip
     train.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of the run folder (default: runs)")

@@ -67,6 +67,8 @@ def make_schedule(value: float | str) -> float | Linear:
 # --- the sections -------------------------------------------------------------------------------
 
 ACTIVATIONS = tuple(schema.ACTIVATIONS)  # the names; schema.activation_class gives the torch module
+# recurrent_rl.nets.memory.MEMORIES, spelled out so reading a config loads no torch (a test compares them)
+MEMORIES = ("gru", "lstm", "rnn", "mingru", "minlstm", "transformer")
 POLICIES = (  # RecurrentPPO.policy_aliases (tests/test_config.py keeps them in step)
     "MlpGruPolicy",
     "MlpLstmPolicy",
@@ -104,7 +106,13 @@ class NetArch(Section):
 class PolicyConfig(Section):
     """``policy_kwargs``: the memory core and the heads."""
 
-    memory: Literal["gru", "lstm", "rnn"] | None = setting(None, "memory core; null: the one the policy name says")
+    memory: Literal[MEMORIES] | None = setting(  # type: ignore[valid-type]
+        None, "memory core (gru, lstm, rnn; mingru, minlstm: parallel-scan recurrences; transformer: attention "
+        "over recent steps); null: the one the policy name says"
+    )
+    memory_kwargs: dict[str, Any] = setting(
+        help="options of the memories that take more (transformer: memory_length, n_heads, ...)", factory=dict
+    )
     hidden_size: int = setting(64, "units per memory layer", low=1)
     num_layers: int = setting(1, "stacked memory layers", low=1)
     critic_memory: Literal["separate", "shared", "none"] = setting(
@@ -238,6 +246,8 @@ class TrainConfig(Section):
             log_std_init=pk.log_std_init,
             backend=pk.backend,
         )
+        if pk.memory_kwargs:
+            policy_kwargs["memory_kwargs"] = dict(pk.memory_kwargs)
         if pk.memory is not None:
             policy_kwargs["memory"] = pk.memory
         return dict(
