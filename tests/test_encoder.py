@@ -44,7 +44,8 @@ def policy_hidden_states(policy, x, core):
     return out
 
 
-@pytest.mark.parametrize(("memory", "num_layers", "input_layers"), [("gru", 1, (6,)), ("lstm", 2, ()), ("rnn", 1, (6, 5))])
+@pytest.mark.parametrize(("memory", "num_layers", "input_layers"), [("gru", 1, (6,)), ("lstm", 2, ()), ("rnn", 1, (6, 5)),
+                                                            ("mingru", 2, (6,)), ("minlstm", 1, ()), ("transformer", 1, (6,))])
 def test_loaded_encoder_gives_the_standalone_models_hidden_states(tmp_path, memory, num_layers, input_layers):
     model = trained_like_model(memory, num_layers=num_layers, input_layers=input_layers)
     path = export_encoder(model, tmp_path / "encoder.pt")
