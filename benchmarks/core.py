@@ -7,11 +7,11 @@ hidden 64, separate critic memory, heads [64], ReLU, ortho_init off, VecNormaliz
 Everything is measured in one run, side by side, one torch thread per process:
   1. training throughput (env-steps/s, end to end, learn() only); ours with the CPU speed
      backend (``backend="cpu-kernels"``, what the default "auto" takes on a CPU) on one kernel
-     thread and on two (``-2t``: actor and critic memories and heads side by side, same results;
+     thread and on two (``-2t``: actor and critic memories side by side, same results;
      what the default kernel threads "auto" takes on a machine with two CPUs), ours with
      ``backend="torch"`` (``-torch``: plain torch and SB3), and SB3's MLP PPO also with two torch
      threads, to show what a second core gives each; with ``--parts``, also the speed backend
-     with one of its parts left out (``-no-memory``, ``-no-heads``, ``-no-optimizer``,
+     with one of its parts left out (``-no-memory``, ``-no-optimizer``,
      ``-no-distributions``: what each part buys);
   2. learning: deterministic evaluation return at 100k steps over several seeds;
   3. single-env ``predict`` latency per step;
@@ -20,6 +20,8 @@ Everything is measured in one run, side by side, one torch thread per process:
     python -m benchmarks.core                  # everything (about 17 min on 2 cores)
     python -m benchmarks.core --skip-learning  # throughput, latency, memory only (~6 min)
     python -m benchmarks.core --skip-learning --parts --repeats 3  # what each part of the speed layer buys
+    python -m benchmarks.core --skip-learning --cores mingru minlstm transformer  # the newer memories too
+    python -m benchmarks.core --skip-learning --long --cores mingru  # whole 512-step rollouts per chunk
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0
 HEADS = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
 CONTENDERS = ("ours-gru-2t", "ours-lstm-2t", "ours-gru", "ours-lstm", "ours-gru-torch", "ours-lstm-torch",
               "sb3-contrib-lstm", "sb3-mlp", "sb3-mlp-2t")
-PARTS = ("memory", "heads", "optimizer", "distributions")  # recurrent_rl.accel.backend.PARTS
+PARTS = ("memory", "optimizer", "distributions")  # recurrent_rl.accel.backend.PARTS
 ABLATIONS = tuple(f"ours-gru-2t-no-{part}" for part in PARTS)
 LABELS = {
     "ours-gru": "ours, GRU, cpu-kernels, 1 kernel thread", "ours-lstm": "ours, LSTM, cpu-kernels, 1 kernel thread",
@@ -47,7 +49,13 @@ LABELS = {
     "sb3-contrib-lstm": "sb3-contrib RecurrentPPO (LSTM)", "sb3-mlp": "SB3 PPO, MLP (no memory)",
     "sb3-mlp-2t": "SB3 PPO, MLP, 2 torch threads",
     **{name: f"ours, GRU, cpu-kernels without {name.rsplit('-no-', 1)[1]}, 2 kernel threads" for name in ABLATIONS},
+    **{f"ours-{core}-2t": f"ours, {core}, default backend, 2 kernel threads" for core in ("mingru", "minlstm", "transformer")},
 }
+# --long: one 512-step chunk per env and rollout (sequence_length 512), the whole rollout one minibatch
+LONG = dict(n_steps=512, batch_size=4096)
+
+
+LONG_RUN = False  # set by --long (module level, so the learning workers' make_model sees it too)
 
 
 def linear(start: float):
@@ -74,6 +82,8 @@ def make_model(name: str, seed: int, n_envs: int = 8):
     # factor as for the algorithm"), not its default 0.99
     env = VecNormalize(make_vec_env(ENV_ID, n_envs=n_envs, seed=seed), gamma=SETTINGS["gamma"])
     common: dict[str, Any] = dict(seed=seed, device="cpu", learning_rate=linear(1e-3), clip_range=linear(0.2), **SETTINGS)
+    if LONG_RUN:
+        common.update(LONG)
     common["batch_size"] = min(SETTINGS["batch_size"], SETTINGS["n_steps"] * n_envs)
     if name.startswith("ours"):
         from recurrent_rl import RecurrentPPO
@@ -160,7 +170,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-learning", action="store_true")
     parser.add_argument("--only-learning", action="store_true", help="skip throughput, latency and memory")
     parser.add_argument("--parts", action="store_true", help="also the speed backend with each part left out")
+    parser.add_argument("--cores", nargs="*", default=[], choices=["mingru", "minlstm", "transformer"],
+                        help="also these memory cores (default backend, 2 kernel threads)")
+    parser.add_argument("--long", action="store_true", help="n_steps 512, batch 4096: one 512-step chunk per env")
     args = parser.parse_args(argv)
+    global LONG_RUN
+    LONG_RUN = args.long
     th.set_num_threads(1)
     import platform
     import subprocess
@@ -169,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
                 if line.startswith("Model name")), platform.processor())  # fmt: skip
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, torch {th.__version__}, "
           f"`python -m benchmarks.core {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`", flush=True)
-    contenders = CONTENDERS + (ABLATIONS if args.parts else ())
+    contenders = CONTENDERS + (ABLATIONS if args.parts else ()) + tuple(f"ours-{core}-2t" for core in args.cores)
     rows: dict[str, dict[str, Any]] = {name: {} for name in contenders}
     if args.only_learning:
         jobs = [(name, seed, args.learning_steps) for name in ("ours-gru", "ours-lstm") for seed in range(args.seeds)]

@@ -19,7 +19,6 @@ OLD_PATHS: dict[str, str] = {
     "recurrent_rl.buffers": "recurrent_rl.ppo.buffers",
     "recurrent_rl.native": "recurrent_rl.accel.native",
     "recurrent_rl.kernels": "recurrent_rl.accel.kernels",
-    "recurrent_rl.heads": "recurrent_rl.accel.heads",
     "recurrent_rl.optim": "recurrent_rl.accel.optim",
     "recurrent_rl.distributions": "recurrent_rl.accel.distributions",
     "recurrent_rl.config": "recurrent_rl.runs.config",

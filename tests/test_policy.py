@@ -200,3 +200,36 @@ def test_action_distributions_skip_torchs_argument_checks_but_match_them(act):
         th.testing.assert_close(distribution.log_prob(actions), checked.log_prob(actions))
     finally:
         th.distributions.Distribution.set_default_validate_args(previous)
+
+
+def test_a_custom_mlp_extractor_is_called_through_its_own_methods():
+    """SB3's documented way to change the heads (a custom ``_build_mlp_extractor`` whose module
+    has forward_actor / forward_critic and latent dims) keeps working: its methods are called."""
+    from recurrent_rl.nets.policies import RecurrentActorCriticPolicy
+
+    calls = []
+
+    class Heads(th.nn.Module):
+        def __init__(self, n_in: int):
+            super().__init__()
+            self.latent_dim_pi, self.latent_dim_vf = 5, 3
+            self.pi, self.vf = th.nn.Linear(n_in, 5), th.nn.Linear(n_in, 3)
+
+        def forward_actor(self, x):
+            calls.append("actor")
+            return th.relu(self.pi(x))
+
+        def forward_critic(self, x):
+            calls.append("critic")
+            return th.tanh(self.vf(x))
+
+    class Policy(RecurrentActorCriticPolicy):
+        def _build_mlp_extractor(self) -> None:
+            super()._build_mlp_extractor()
+            self.mlp_extractor = Heads(self.hidden_size)
+
+    model = RecurrentPPO(Policy, "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16, n_epochs=1, seed=0,
+                         policy_kwargs=dict(hidden_size=8))  # fmt: skip
+    model.learn(32)
+    assert "actor" in calls and "critic" in calls
+    model.predict(model.env.observation_space.sample(), deterministic=True)

@@ -60,16 +60,6 @@ def test_flat_weights_are_the_modules_parameters_per_layer():
         assert len(flat) == len(names) and all(w is getattr(module, n) for w, n in zip(flat, names))
 
 
-def test_global_module_hooks_are_seen():
-    assert not torch_private.global_module_hooks()
-    handle = nn.modules.module.register_module_forward_hook(lambda *args: None)
-    try:
-        assert torch_private.global_module_hooks()
-    finally:
-        handle.remove()
-    assert not torch_private.global_module_hooks()
-
-
 def test_distribution_validation_switches():
     default = torch_private.default_validation()
     assert isinstance(default, bool)

@@ -1,5 +1,5 @@
-"""The CPU speed backend (``backend="cpu-kernels"``): compiled memory layers and heads, a lean Adam,
-a lean categorical distribution.
+"""The CPU speed backend (``backend="cpu-kernels"``): compiled memory layers and linear scan, a lean
+Adam, a lean categorical distribution.
 
 Nothing in the model code imports this package: :mod:`recurrent_rl.nets.backend` loads it by name
 when a policy's ``backend`` option asks for it (``"cpu-kernels"``, or ``"auto"`` where it pays).
@@ -7,7 +7,6 @@ when a policy's ``backend`` option asks for it (``"cpu-kernels"``, or ``"auto"``
 - :mod:`.backend`: :class:`~.backend.CpuKernels`, the backend object the policy calls;
 - :mod:`.native`: builds and loads ``csrc/`` (C loops behind torch operators in C++);
 - :mod:`.kernels`: dispatch to the compiled layers, and the NumPy reference loops;
-- :mod:`.heads`: the heads' first layers as one compiled call;
 - :mod:`.optim`: :class:`~.optim.PolicyAdam`, torch's fused Adam with a lean step;
 - :mod:`.distributions`: :class:`~.distributions.LeanCategorical`;
 - :mod:`.torch_private`: every private torch API the layer uses, in one place, with a test.

@@ -9,7 +9,6 @@ unsupported modules, hooks):
   NumPy loops without a compiler), actor and critic stacked in one call per layer; the scan
   memories (mingru, minlstm) with their recurrence as one compiled pass in time
   (``torch.ops.recurrent_rl.scan``) instead of the associative scan;
-- ``"heads"``: the heads' first ``Linear`` + ReLU/Tanh layers as one compiled call (:mod:`.heads`);
 - ``"optimizer"``: :class:`~.optim.PolicyAdam` in place of SB3's default Adam (:mod:`.optim`);
 - ``"distributions"``: :class:`~.distributions.LeanCategorical` inside SB3's (Multi)Categorical
   distributions, and torch's argument validation off for the others (:mod:`.distributions`).
@@ -25,14 +24,20 @@ from typing import Any
 import torch as th
 from torch import nn
 
-from recurrent_rl.accel import distributions, heads, kernels, native
+from recurrent_rl.accel import distributions, kernels, native
 from recurrent_rl.accel.optim import PolicyAdam
 from recurrent_rl.nets.backend import TorchBackend
 from recurrent_rl.nets.memory import MemoryCore, same_shape
 from recurrent_rl.nets.scan import MinRNN
 from recurrent_rl.types import MemoryState
 
-PARTS = ("memory", "heads", "optimizer", "distributions")
+PARTS = ("memory", "optimizer", "distributions")
+# The heads' first layers as one compiled call (C dense loops, actor and critic side by side) were
+# a part too, and were removed: on the core benchmark they bought nothing measurable on an Intel
+# Xeon (Sapphire Rapids; 0.84 vs 0.88x MLP PPO with and without them for the GRU, 0.85 vs 0.82x
+# for the LSTM, medians of 6 alternating rounds) for about 300 lines of C, C++ and Python; on an
+# AMD Zen 4 they had cut the heads' forward and backward from 286 to 197 us per gradient step
+# (about 5%). Git keeps them (recurrent_rl/accel/heads.py).
 
 
 def sequence_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
@@ -70,7 +75,7 @@ class CpuKernels(TorchBackend):
         if unknown:
             raise ValueError(f"unknown cpu-kernels parts {unknown}; choose from {list(PARTS)}")
         self.parts = frozenset(parts)
-        self._memory, self._heads = "memory" in self.parts, "heads" in self.parts
+        self._memory = "memory" in self.parts
         self._distributions = "distributions" in self.parts
 
     def __repr__(self) -> str:
@@ -108,11 +113,6 @@ class CpuKernels(TorchBackend):
         if self._memory and len(cores) > 1:
             return [self.step_cores([c], [x], [s], episode_start)[0] for c, x, s in zip(cores, xs, states)]
         return super().step_cores(cores, xs, states, episode_start)
-
-    def run_heads(self, nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]:
-        if self._heads:
-            return heads.run_heads(nets, xs)
-        return super().run_heads(nets, xs)
 
     def action_distribution(self, policy: Any, latent_pi: th.Tensor) -> Any | None:
         if self._distributions:

@@ -214,7 +214,7 @@ _THREADS: list[int | str] = []  # set by set_kernel_threads, else read from the 
 def kernel_threads() -> int | str:
     """How many threads a compiled call may use: what :func:`set_kernel_threads` set, else
     ``RECURRENT_RL_THREADS``, else ``"auto"``. Two threads run the actor's and the critic's cores
-    (and heads) side by side; a call has no more independent halves than that, so 1 and 2 are
+    side by side; a call has no more independent halves than that, so 1 and 2 are
     the choices, and ``"auto"`` takes 2 when the process may use two CPUs and torch runs on one
     thread (else 1, silently)."""
     if not _THREADS:
@@ -302,25 +302,6 @@ def step(
     results = ops.step(code, keep, xs, weights, hs, cs or [])
     n = len(xs)
     return results[:n], results[n : 2 * n], (results[2 * n :] if kind == "lstm" else None)
-
-
-ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2}  # the dense operator's activation codes
-
-
-def dense(activation: str, xs: list[th.Tensor], weights: list[th.Tensor], biases: list[th.Tensor]) -> list[th.Tensor]:
-    """C dense layers ``act(x W^T + b)`` of one shape side by side, as one autograd node: the
-    first layers of an actor's and a critic's MLP heads, on the kernel threads like the memories.
-
-    :param activation: ``"relu"``, ``"tanh"`` or ``"identity"`` (torch's ``relu`` / ``tanh``
-        and their derivatives)
-    :param xs: per layer, the input (N, K); ``weights`` (P, K) and ``biases`` (P) as in ``nn.Linear``
-    :return: per layer the output (N, P)
-    All tensors float32 on the CPU, weights and biases C-contiguous (the operator makes the
-    inputs contiguous itself); checked as in :func:`layer`.
-    """
-    ops, code = _operators("dense"), _code(ACTIVATIONS, activation, "compiled dense layer: activation")
-    rows = xs[0].shape[0] if xs and xs[0].dim() >= 1 else 0
-    return ops.dense(code, threads_for(len(xs), rows), xs, weights, biases)
 
 
 def main() -> None:

@@ -35,10 +35,6 @@ fused_adam_ = _need(th, "_fused_adam_", "fused Adam kernel")
 foreach_add_ = _need(th, "_foreach_add_", "foreach add")
 # AMP's one-call non-finite check over a list of tensors (with a scale of 1 it changes nothing).
 _amp_check = _need(th, "_amp_foreach_non_finite_check_and_unscale_", "AMP non-finite check")
-# the module-global hooks a compiled head must not bypass
-_module_globals = nn.modules.module
-for _name in ("_global_forward_hooks", "_global_forward_pre_hooks"):
-    _need(_module_globals, _name, "module-global hook registry")
 
 
 def any_non_finite(tensors: list[th.Tensor]) -> bool:
@@ -53,11 +49,6 @@ def unhooked_step(optimizer_class: type[th.optim.Optimizer]) -> Any:
     optimizer class's ``step`` (for a subclass whose own wrapped ``step`` already ran the hooks)."""
     step = optimizer_class.step
     return step.__wrapped__ if getattr(step, "hooked", False) else step
-
-
-def global_module_hooks() -> bool:
-    """Whether any module-global forward (pre-)hook is registered."""
-    return bool(_module_globals._global_forward_hooks or _module_globals._global_forward_pre_hooks)
 
 
 def flat_weights(rnn: nn.RNNBase) -> list[th.Tensor]:

@@ -14,7 +14,7 @@ a backend exists:
 
 - ``"torch"``: :class:`TorchBackend`;
 - ``"cpu-kernels"``: the CPU speed layer, :class:`recurrent_rl.accel.backend.CpuKernels`
-  (compiled memory layers and heads, a lean Adam and categorical distribution; each part falls
+  (compiled memory layers and linear scan, a lean Adam and categorical distribution; each part falls
   back to torch per call where it does not apply: CUDA tensors, float64, custom modules);
 - ``"auto"`` (the default): ``"cpu-kernels"`` while the policy's parameters are on the CPU,
   ``"torch"`` on any other device. The speed layer pays on the CPUs measured (README,

@@ -127,7 +127,7 @@ class PolicyConfig(Section):
     log_std_init: float = setting(0.0, "initial log std of Gaussian actions (Box action spaces)")
     backend: Literal["auto", "torch", "cpu-kernels"] = setting(
         "auto", "how the networks are computed: torch (plain torch and SB3), cpu-kernels (the CPU speed layer: "
-        "compiled memory layers and heads, lean Adam and categorical), auto (cpu-kernels on the CPU, torch elsewhere)"
+        "compiled memory layers and linear scan, lean Adam and categorical), auto (cpu-kernels on the CPU, torch elsewhere)"
     )
 
 
@@ -207,7 +207,7 @@ class TrainConfig(Section):
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
     torch_threads: int = setting(1, "torch CPU threads (1 is fastest for small recurrent nets)", low=1)
     kernel_threads: int | Literal["auto"] = setting(
-        "auto", "threads of the compiled memory layers and heads: 2 runs the actor's and critic's side by side "
+        "auto", "threads of the compiled memory layers: 2 runs the actor's and critic's side by side "
         "in the update (needs torch_threads 1); auto: 2 when the run may use two CPUs, else 1", low=1, high=2)  # fmt: skip
     eval: EvalConfig = setting(help="evaluation during and after training", factory=EvalConfig)
     checkpoint: CheckpointConfig = setting(help="periodic checkpoints", factory=CheckpointConfig)

@@ -1,7 +1,6 @@
 /* Torch operators over the C loops of recurrent.c: one layer of stacked cores as one autograd
- * node, one rollout step, and the heads' first dense layers side by side as one autograd node,
- * called from Python as torch.ops.recurrent_rl.layer / .step / .dense, and the linear scan of the
- * scan memories as torch.ops.recurrent_rl.scan.
+ * node and one rollout step, called from Python as torch.ops.recurrent_rl.layer / .step, and the
+ * linear scan of the scan memories as torch.ops.recurrent_rl.scan.
  *
  * Why C++ and not ctypes: at RL's sizes (T=32, B=8, H=64, actor + critic) a GRU layer's forward
  * and backward loops take about 0.5 ms per gradient step, and the Python around them (a Python
@@ -9,7 +8,7 @@
  * Here that glue is C++: the checks, the pointer arrays, the pooled buffers and the autograd
  * node cost a few microseconds.
  *
- * Built by recurrent_rl/native.py together with recurrent.c (one shared library) and loaded
+ * Built by recurrent_rl/accel/native.py together with recurrent.c (one shared library) and loaded
  * with torch.ops.load_library. Tensor layouts are recurrent.c's (see the comment at its top);
  * weights come flat: w_ih of every core, then b_ih, w_hh, b_hh.
  */
@@ -46,10 +45,6 @@ void rnn_forward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs 
 void rnn_backward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs w_ih, cptrs w_hh,
                   const float *keep, const float *prev, cptrs out, cptrs d_out, float *ga, float *tr, float *dh,
                   ptrs dx, ptrs dw_ih, ptrs db_ih, ptrs dw_hh, ptrs db_hh, ptrs dh0);
-void dense_forward(int threads, int C, int64_t N, int K, int P, int act, cptrs x, cptrs w, cptrs b, float *wt,
-                   ptrs z);
-void dense_backward(int threads, int C, int64_t N, int K, int P, int act, cptrs x, cptrs w, cptrs z, cptrs dz,
-                    float *da, float *tr, ptrs dx, ptrs dw, ptrs db);
 }
 
 namespace {
@@ -415,100 +410,6 @@ std::vector<Tensor> step(int64_t kind, const Tensor &keep_in, TensorList xs_in, 
 }
 
 
-/* ---------------------------------------------------------------- dense layers */
-
-const char *const ACT_NAMES[] = {"identity", "relu", "tanh"};
-
-/* Sizes of a dense call, from the first core's weight; every tensor is checked against them. */
-void check_dense(int64_t act, TensorList xs, TensorList w, TensorList b, int64_t *N, int64_t *K, int64_t *P) {
-    TORCH_CHECK_VALUE(act >= 0 && act <= 2, "compiled dense layer: unknown activation ", act);
-    const size_t C = xs.size();
-    TORCH_CHECK_VALUE(C >= 1 && w.size() == C && b.size() == C,
-                      "compiled dense layer: need an input, a weight and a bias for each of the ", C, " cores");
-    TORCH_CHECK_VALUE(w[0].dim() == 2 && xs[0].dim() == 2, "compiled dense layer: inputs (N, K) and weights (P, K) "
-                      "must be matrices, got shapes ", shape_text(xs[0].sizes()), " and ", shape_text(w[0].sizes()));
-    *N = xs[0].size(0);
-    *P = w[0].size(0);
-    *K = w[0].size(1);
-    for (size_t c = 0; c < C; c++) {
-        for (auto [t, shape] : {std::pair<const Tensor *, std::vector<int64_t>>{&xs[c], {*N, *K}},
-                                {&w[c], {*P, *K}}, {&b[c], {*P}}}) {
-            if (fits(*t, shape)) continue;
-            TORCH_CHECK_VALUE(false, "compiled dense layer (", ACT_NAMES[act], "): expected a contiguous float32 CPU "
-                              "tensor of shape ", shape_text(shape), ", got ", shape_text(t->sizes()), " ",
-                              dtype_text(t->scalar_type()), " on ", t->device(),
-                              t->is_contiguous() ? "" : " (not contiguous)");
-        }
-    }
-}
-
-/* C dense layers z = act(x W^T + b) side by side, as one autograd node. Variable inputs, in
- * order: xs (C), ws (C), bs (C). Outputs: per core z (N, P). */
-struct DenseFunction : public torch::autograd::Function<DenseFunction> {
-    static variable_list forward(AutogradContext *ctx, int64_t act, int64_t threads, bool save, TensorList xs_in,
-                                 TensorList w, TensorList b) {
-        const std::vector<Tensor> xs = contiguous(xs_in);
-        int64_t N, K, P;
-        check_dense(act, xs, w, b, &N, &K, &P);
-        const int C = static_cast<int>(xs.size());
-        variable_list zs;
-        for (int c = 0; c < C; c++) zs.push_back(at::empty({N, P}, at::kFloat));
-        Tensor wt = pool().take(C * K * P);
-        const auto x_p = pointers<const float *>(xs), w_p = pointers<const float *>(w), b_p = pointers<const float *>(b);
-        const auto z_p = pointers<float *>(zs);
-        dense_forward(static_cast<int>(threads), C, N, static_cast<int>(K), static_cast<int>(P), static_cast<int>(act),
-                      x_p.data(), w_p.data(), b_p.data(), wt.data_ptr<float>(), z_p.data());
-        pool().give(std::move(wt));
-        if (save) {
-            std::vector<Tensor> saved(xs.begin(), xs.end());
-            saved.insert(saved.end(), w.begin(), w.end());
-            saved.insert(saved.end(), zs.begin(), zs.end());  // outputs: saved without a reference cycle
-            ctx->save_for_backward(saved);
-            ctx->saved_data["sizes"] = std::vector<int64_t>{act, threads, C, N, K, P};
-        }
-        return zs;
-    }
-
-    static variable_list backward(AutogradContext *ctx, variable_list grads) {
-        const auto v = ctx->saved_data["sizes"].toIntVector();
-        const int act = static_cast<int>(v[0]), threads = static_cast<int>(v[1]), C = static_cast<int>(v[2]);
-        const int64_t N = v[3], K = v[4], P = v[5];
-        const variable_list saved = ctx->get_saved_variables();
-        const TensorList zs(saved.data() + 2 * C, C);
-        std::vector<Tensor> dz(C), dx(C), dw(C), db(C);
-        for (int c = 0; c < C; c++) {
-            dz[c] = grads[c].defined() ? grads[c].contiguous() : at::zeros({N, P}, at::kFloat);
-            if (ctx->needs_input_grad(c)) dx[c] = at::empty({N, K}, at::kFloat);
-            dw[c] = at::empty({P, K}, at::kFloat);
-            db[c] = at::empty({P}, at::kFloat);
-        }
-        Tensor work = pool().take(C * (N * P + K * P));  // da, then tr
-        float *da = work.data_ptr<float>(), *tr = da + C * N * P;
-        const auto x_p = pointers<const float *>(TensorList(saved.data(), C));
-        const auto w_p = pointers<const float *>(TensorList(saved.data() + C, C));
-        const auto z_p = pointers<const float *>(zs), dz_p = pointers<const float *>(dz);
-        const auto dx_p = pointers<float *>(dx), dw_p = pointers<float *>(dw), db_p = pointers<float *>(db);
-        dense_backward(threads, C, N, static_cast<int>(K), static_cast<int>(P), act, x_p.data(), w_p.data(),
-                       z_p.data(), dz_p.data(), da, tr, dx_p.data(), dw_p.data(), db_p.data());
-        pool().give(std::move(work));
-        variable_list result{Tensor(), Tensor(), Tensor()};  // act, threads, save
-        for (auto *group : {&dx, &dw, &db}) result.insert(result.end(), group->begin(), group->end());
-        return result;
-    }
-};
-
-/* torch.ops.recurrent_rl.dense: C dense layers of one shape side by side, with gradients when
- * any input needs them (and grad mode is on). */
-std::vector<Tensor> dense(int64_t act, int64_t threads, TensorList xs, TensorList w, TensorList b) {
-    bool save = false;
-    if (at::GradMode::is_enabled()) {
-        for (auto list : {xs, w, b}) {
-            for (const Tensor &t : list) save = save || t.requires_grad();
-        }
-    }
-    return DenseFunction::apply(act, threads, save, xs, w, b);
-}
-
 /* ---------------------------------------------------------------- linear scan */
 
 /* h_t = a_t * h_{t-1} + b_t over dim 0 of (T, N) float32 tensors (N = everything after time),
@@ -577,6 +478,5 @@ TORCH_LIBRARY(recurrent_rl, m) {
     m.def("layer(int kind, int threads, Tensor keep, Tensor[] xs, Tensor[] weights, Tensor[] h0s, Tensor[] c0s) -> Tensor[]",
           &layer);
     m.def("step(int kind, Tensor keep, Tensor[] xs, Tensor[] weights, Tensor[] h0s, Tensor[] c0s) -> Tensor[]", &step);
-    m.def("dense(int act, int threads, Tensor[] xs, Tensor[] weights, Tensor[] biases) -> Tensor[]", &dense);
     m.def("scan(Tensor a, Tensor b, Tensor h0) -> Tensor", &scan);
 }

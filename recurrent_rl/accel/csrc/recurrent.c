@@ -1,8 +1,7 @@
-/* Recurrent layers (GRU, LSTM, Elman RNN) forward and backward in float32, whole sequences,
- * and the dense layers (Linear + activation) of the heads that read them (at the end).
+/* Recurrent layers (GRU, LSTM, Elman RNN) forward and backward in float32, whole sequences.
  *
- * Built on first use by recurrent_rl/native.py (cc -O3 -march=native) and called through the
- * torch operators of ops.cpp; recurrent_rl/kernels.py keeps NumPy loops of the same recurrent
+ * Built on first use by recurrent_rl/accel/native.py (cc -O3 -march=native) and called through the
+ * torch operators of ops.cpp; recurrent_rl/accel/kernels.py keeps NumPy loops of the same recurrent
  * math as the reference and the fallback.
  *
  * One call runs one layer of C cores of the same kind and size (an actor's and a critic's memory)
@@ -748,70 +747,4 @@ void rnn_backward(int threads, int T, int C, int B, int F, int H, cptrs x, cptrs
     const struct rnn_bwd a = {T, B, F, H, x, w_ih, w_hh, keep, prev, out, d_out, ga, tr, dh, dx, dw_ih, db_ih,
                               dw_hh, db_hh, dh0};
     for_cores(C, threads, rnn_backward_core, &a);
-}
-
-/* ---------------------------------------------------------------- dense layers (the heads' first) */
-
-/* z (N, P) = act(x (N, K) W (P, K)^T + b (P)) for C cores side by side: the first layer of an
- * actor's and a critic's MLP head, which read the memories' outputs. act: 0 identity, 1 ReLU,
- * 2 tanh (torch's derivatives: ReLU's is taken as z > 0, tanh's as 1 - z^2). */
-enum { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_TANH = 2 };
-
-struct dense_fwd {
-    int64_t N;
-    int K, P, act;
-    cptrs x, w, b;
-    float *wt;
-    ptrs z;
-};
-
-static void dense_forward_core(const void *args, int c) {
-    const struct dense_fwd *a = args;
-    const int64_t NP = a->N * a->P;
-    float *restrict z = a->z[c];
-    linear(a->N, a->K, a->P, a->x[c], a->w[c], a->b[c], NULL, a->wt + (int64_t)c * a->K * a->P, z);
-    if (a->act == ACT_RELU) {
-        for (int64_t i = 0; i < NP; i++) z[i] = z[i] < 0.0f ? 0.0f : z[i];  /* nan stays nan, as torch's */
-    } else if (a->act == ACT_TANH) {
-        for (int64_t i = 0; i < NP; i++) z[i] = tanh_f(z[i]);
-    }
-}
-
-/* Scratch: wt (C, K, P). */
-void dense_forward(int threads, int C, int64_t N, int K, int P, int act, cptrs x, cptrs w, cptrs b, float *wt,
-                   ptrs z) {
-    const struct dense_fwd a = {N, K, P, act, x, w, b, wt, z};
-    for_cores(C, threads, dense_forward_core, &a);
-}
-
-struct dense_bwd {
-    int64_t N;
-    int K, P, act;
-    cptrs x, w, z, dz;
-    float *da, *tr;
-    ptrs dx, dw, db;
-};
-
-static void dense_backward_core(const void *args, int c) {
-    const struct dense_bwd *a = args;
-    const int64_t NP = a->N * a->P;
-    const float *restrict z = a->z[c], *restrict dz = a->dz[c];
-    float *restrict da = a->da + (int64_t)c * NP;
-    if (a->act == ACT_RELU) {
-        for (int64_t i = 0; i < NP; i++) da[i] = z[i] > 0.0f ? dz[i] : 0.0f;
-    } else if (a->act == ACT_TANH) {
-        for (int64_t i = 0; i < NP; i++) da[i] = dz[i] * (1.0f - z[i] * z[i]);
-    } else {
-        memcpy(da, dz, sizeof(float) * (size_t)NP);
-    }
-    linear_backward(a->N, a->K, a->P, da, a->x[c], a->w[c], a->tr + (int64_t)c * a->K * a->P, a->dw[c], a->db[c],
-                    a->dx[c]);
-}
-
-/* dz (N, P) per core, z the forward's outputs. Writes per core dw (P, K), db (P) and dx (N, K)
- * (dx entries may be NULL). Scratch: da (C, N, P), tr (C, K, P). */
-void dense_backward(int threads, int C, int64_t N, int K, int P, int act, cptrs x, cptrs w, cptrs z, cptrs dz,
-                    float *da, float *tr, ptrs dx, ptrs dw, ptrs db) {
-    const struct dense_bwd a = {N, K, P, act, x, w, z, dz, da, tr, dx, dw, db};
-    for_cores(C, threads, dense_backward_core, &a);
 }
