@@ -96,3 +96,19 @@ def test_spaces_must_match():
     model = RecurrentPPO("MlpGruPolicy", gym.make("pomdp/CartPoleNoVel-v1"), n_steps=16, batch_size=16)
     with pytest.raises(RunError, match="trained on observations"):
         run_episodes(model, gym.make("pomdp/TMaze-L10-v0"), episodes=1)
+
+
+@pytest.mark.parametrize("memory,width", [("gru", 8), ("mingru", 8), ("transformer", 8)])
+def test_hidden_states_are_the_memorys_own_summary_for_every_core(memory, width, tmp_path):
+    """The plot's activations come from the memory core (the attention memory: its newest cache
+    entry, not the whole window), one (H,) vector per step of the first episode."""
+    env = gym.make("pomdp/RepeatFirst-v0")
+    kwargs = dict(memory=memory, hidden_size=width, memory_kwargs=dict(memory_length=4) if memory == "transformer" else {})
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, seed=0, policy_kwargs=kwargs)
+    report = run_episodes(model, env, episodes=1, seed=0)
+    assert report.hidden_states.shape == (16, width)
+    obs, _ = env.reset(seed=0)
+    _, state = model.predict(obs, state=None, episode_start=np.ones(1, dtype=bool), deterministic=True)
+    np.testing.assert_allclose(report.hidden_states[0], np.asarray(model.policy.actor_memory.state_summary(state))[0])
+    save_plot(report, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 0

@@ -50,6 +50,7 @@ K blocks, W block length.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -181,6 +182,10 @@ class AttentionMemory(SequenceMemory):
             for _ in range(num_layers)
         )
         self.norm_out = nn.LayerNorm(H)
+
+    def state_summary(self, state: Any) -> Any:
+        """The top layer's newest cache entry (its input at the last step), ``(B, H)``."""
+        return state[0][-1][:, -self.hidden_size :]
 
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
         M, H = self.memory_length, self.hidden_size

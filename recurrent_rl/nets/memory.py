@@ -125,6 +125,14 @@ class MemoryCore(nn.Module):
             return self.rnn.state_shapes(batch_size)
         return [(self.num_layers, batch_size, self.hidden_size)] * (2 if self.memory == "lstm" else 1)
 
+    def state_summary(self, state: Any) -> Any:
+        """One vector per column that shows the state, for plots: ``(B, width)`` from a state
+        (tensors or the NumPy arrays ``predict`` returns). The top layer's ``h`` for the
+        recurrent cores; a sequence memory says itself (the attention memory: its newest entry)."""
+        if isinstance(self.rnn, SequenceMemory):
+            return self.rnn.state_summary(state)
+        return state[0][-1]
+
     def _call(self, x: th.Tensor | nn.utils.rnn.PackedSequence, state: MemoryState):
         hx = state if self.memory == "lstm" else state[0]
         out, hx = self.rnn(x, hx)

@@ -33,6 +33,7 @@ Shapes: T time, B batch, N segments, F features, H hidden, L layers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch as th
 import torch.nn.functional as F
@@ -65,6 +66,11 @@ class SequenceMemory(nn.Module):
     ) -> tuple[th.Tensor, MemoryState | None]:
         """``x`` (T, B, F), ``episode_starts`` (T, B) -> outputs (T, B, H), final state (or None)."""
         raise NotImplementedError
+
+    def state_summary(self, state: Any) -> Any:
+        """One vector per column that shows the state, for plots (default: the first tensor's
+        top layer, ``(B, width)``)."""
+        return state[0][-1]
 
     def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
         """``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state."""

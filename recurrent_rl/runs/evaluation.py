@@ -299,7 +299,9 @@ def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True
                 action, state = model.predict(model_obs, state=state, episode_start=start, deterministic=deterministic)
                 start = np.zeros((1,), dtype=bool)
                 if episode == 0:
-                    hidden.append(np.asarray(state[0])[-1, 0].copy())  # top layer, (H,)
+                    memory = getattr(getattr(model, "policy", None), "actor_memory", None)
+                    summary = memory.state_summary(state) if memory is not None else state[0][-1]
+                    hidden.append(np.asarray(summary)[0].copy())  # (H,): the top layer's state
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 length += 1
