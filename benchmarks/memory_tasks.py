@@ -74,7 +74,7 @@ def run(job: tuple[str, str, int, int, tuple[str, ...]]) -> dict[str, Any]:
         model = RecurrentPPO(config.policy, make(n_envs, seed), seed=seed, **kwargs)
     else:
         kwargs.pop("sequence_length")
-        memoryless = ("memory", "hidden_size", "num_layers", "critic_memory", "gate_bias")
+        memoryless = ("memory", "hidden_size", "num_layers", "critic_memory", "gate_bias", "backend", "memory_kwargs")
         kwargs["policy_kwargs"] = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in memoryless}
         model = PPO("MlpPolicy", make(n_envs, seed), seed=seed, **kwargs)
     model.learn(budget)
