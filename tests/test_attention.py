@@ -416,3 +416,20 @@ def test_transformer_learns_repeat_previous():
                               deterministic=True)  # fmt: skip
     print("transformer RepeatPrevious-k2 return", mean)
     assert mean >= 25, mean
+
+
+@pytest.mark.slow
+def test_transformer_learns_a_16_step_delay_the_frame_stack_cannot_see():
+    """RepeatPrevious-k16: answer the symbol seen 16 steps ago (112 is perfect, 14 is what a
+    memoryless or random policy gets); the shipped GRU preset's settings with the attention
+    memory, its default window of 32 steps, 40k steps, seed 0."""
+    from recurrent_rl.runs.presets import load_preset
+
+    config = load_preset("repeat-previous-k16-gru", ["policy_kwargs.memory=transformer"])
+    kwargs = config.algorithm_kwargs()
+    kwargs.pop("policy")
+    model = RecurrentPPO(config.policy, make_vec_env(config.env, n_envs=config.n_envs, seed=0), seed=0, **kwargs)
+    model.learn(40_000)
+    mean, _ = evaluate_policy(model, make_vec_env(config.env, n_envs=8, seed=100), n_eval_episodes=16, deterministic=True)
+    print("transformer RepeatPrevious-k16 return", mean)
+    assert mean >= 90, mean
