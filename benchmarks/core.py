@@ -84,7 +84,7 @@ def make_model(name: str, seed: int, n_envs: int = 8):
     common: dict[str, Any] = dict(seed=seed, device="cpu", learning_rate=linear(1e-3), clip_range=linear(0.2), **SETTINGS)
     if LONG_RUN:
         common.update(LONG)
-    common["batch_size"] = min(SETTINGS["batch_size"], SETTINGS["n_steps"] * n_envs)
+    common["batch_size"] = min(common["batch_size"], common["n_steps"] * n_envs)
     if name.startswith("ours"):
         from recurrent_rl import RecurrentPPO
 
