@@ -32,6 +32,7 @@ Shapes: T time, B batch, N segments, F features, H hidden, L layers.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,7 @@ from recurrent_rl.types import MemoryState
 SCAN_MEMORIES = ("mingru", "minlstm")
 
 
-class SequenceMemory(nn.Module):
+class SequenceMemory(nn.Module, abc.ABC):
     """A memory module that :class:`~recurrent_rl.nets.memory.MemoryCore` runs through these
     methods instead of torch's ``nn.RNNBase`` interface (the scan cores here, the attention core).
 
@@ -58,23 +59,24 @@ class SequenceMemory(nn.Module):
 
     options: tuple[str, ...] = ()  # the memory_kwargs it takes
 
+    @abc.abstractmethod
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
-        raise NotImplementedError
+        """The shapes of the state's tensors, each ``(layers, batch, width)``."""
 
+    @abc.abstractmethod
     def forward_sequence(
         self, x: th.Tensor, state: MemoryState, episode_starts: th.Tensor, need_final_state: bool = True
     ) -> tuple[th.Tensor, MemoryState | None]:
         """``x`` (T, B, F), ``episode_starts`` (T, B) -> outputs (T, B, H), final state (or None)."""
-        raise NotImplementedError
 
     def state_summary(self, state: Any) -> Any:
         """One vector per column that shows the state, for plots (default: the first tensor's
         top layer, ``(B, width)``)."""
         return state[0][-1]
 
+    @abc.abstractmethod
     def step(self, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
         """``x`` (B, F), ``episode_start`` (B,) -> output (B, H), next state."""
-        raise NotImplementedError
 
 
 def g(v: th.Tensor) -> th.Tensor:
