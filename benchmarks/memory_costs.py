@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch as th
@@ -39,15 +40,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--H", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--F", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds of calls per variant and round (at least one call)")
+    parser.add_argument(
+        "--budget", type=float, default=2.0, help="seconds of calls per variant and round (at least one call)"
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args(argv)
     th.set_num_threads(1)
     th.manual_seed(0)
     backends = {"cpu-kernels": CpuKernels(), "torch": TorchBackend()}
     variants = [v for v in args.variants if VARIANTS[v][0] in MEMORIES]
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.memory_costs {' '.join(argv or [])}`".rstrip())
-    print("ms per actor + critic forward + backward (median of rounds); in brackets: per sequence step, relative to the smallest T")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.memory_costs {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip())
+    print(
+        "ms per actor + critic forward + backward (median of rounds); "
+        "in brackets: per sequence step, relative to the smallest T"
+    )
     print("| B | H | T | " + " | ".join(variants) + " |\n|---|---|---|" + "---:|" * len(variants))
     for B in args.B:
         for H in args.H:
@@ -62,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
                     states = [core.initial_state(B) for core in cores]
                     params = [p for core in cores for p in core.parameters()]
 
-                    def run(cores=cores, xs=xs, states=states, params=params, backend=backends[backend]) -> None:
+                    def run(
+                        cores=cores, xs=xs, states=states, starts=starts, params=params, backend=backends[backend]
+                    ) -> None:
                         outs = backend.forward_cores(cores, xs, states, starts, need_final_state=False)
                         th.autograd.grad(sum(out.sum() for out, _ in outs), params)
 

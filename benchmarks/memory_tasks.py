@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.budget:
         budgets = {task: int(b * args.budget_scale) for task, b in zip(tasks, args.budget * len(tasks) if len(args.budget) == 1 else args.budget)}
     refs = {task: reference_returns(f"pomdp/{task}") for task in tasks}
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.memory_tasks {' '.join(argv or [])}`".rstrip(), flush=True)
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.memory_tasks {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), flush=True)
     # seed-major order: a study stopped early has every agent on the first seeds
     jobs = [(task, agent, seed, budgets[task], overrides, args.eval_every, args.target * refs[task]["optimal"])
             for seed in range(args.seeds) for task in tasks for agent in args.agents]  # fmt: skip
