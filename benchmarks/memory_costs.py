@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     th.manual_seed(0)
     backends = {"cpu-kernels": CpuKernels(), "torch": TorchBackend()}
     variants = [v for v in args.variants if VARIANTS[v][0] in MEMORIES]
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.memory_costs {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip())
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.memory_costs {command}`".rstrip())
     print(
         "ms per actor + critic forward + backward (median of rounds); "
         "in brackets: per sequence step, relative to the smallest T"
