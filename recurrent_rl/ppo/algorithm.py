@@ -8,11 +8,17 @@ What is recurrent lives here and in the policy and buffer; the rest is SB3's:
   ``no_grad`` here);
 - the update is SB3's ``PPO.train`` unchanged: the buffer yields minibatches of whole chunks and
   the policy's ``evaluate_actions`` runs each chunk batch through one fused RNN call.
+
+``learn`` runs torch on one thread by default (see :func:`learn_threads`): torch's default, one
+thread per core, makes the many small matrix products of a recurrent policy slower, not faster.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch as th
@@ -32,6 +38,62 @@ from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolic
 from recurrent_rl.types import RecurrentState
 from recurrent_rl.sequences import check_sequence_sizes
 
+TorchThreads = int | Literal["auto"] | None
+# Environment variables that name a thread count: when one is set, "auto" leaves torch's count alone.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# torch's thread count when this module was imported: a different count later was set by the caller
+# (torch does not tell whether its count is its default).
+_THREADS_AT_IMPORT = th.get_num_threads()
+
+
+def learn_threads(setting: TorchThreads, device: th.device | str) -> int | None:
+    """The torch intra-op thread count for training on ``device`` (None: leave torch's count as it is).
+
+    :param setting: ``"auto"``: 1 on the CPU, unless the caller chose a count, by
+        ``torch.set_num_threads`` after importing :class:`RecurrentPPO` or by ``OMP_NUM_THREADS`` /
+        ``MKL_NUM_THREADS``; on other devices torch's count is left alone. An integer: that many.
+        None: torch's count, whatever it is.
+
+    One thread because the small matrix products of a recurrent policy (one env step, one chunk)
+    are too small to split: with torch's default of one thread per core the threads spend their
+    time handing work over, and training runs several times slower (the command line's
+    ``torch_threads`` setting defaults to 1 for the same reason). Large networks (image
+    observations) may gain from more: pass ``torch_threads=N`` or ``None`` to :class:`RecurrentPPO`.
+    """
+    if setting is None:
+        return None
+    if setting == "auto":
+        if th.device(device).type != "cpu":
+            return None
+        if any(os.environ.get(name, "").strip() for name in THREAD_VARIABLES):
+            return None
+        if th.get_num_threads() != _THREADS_AT_IMPORT:
+            return None  # torch.set_num_threads was called after this module was imported
+        return 1
+    return check_torch_threads(setting)
+
+
+def check_torch_threads(setting: Any) -> Any:
+    """``setting`` if it is a valid ``torch_threads`` value (``"auto"``, None or an integer >= 1), else a ValueError."""
+    if setting is None or setting == "auto":
+        return setting
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(f"torch_threads must be 'auto', None or an integer >= 1, got {setting!r}")
+    return setting
+
+
+@contextlib.contextmanager
+def using_torch_threads(n: int | None) -> Iterator[None]:
+    """While inside, torch uses ``n`` intra-op threads (None: unchanged); afterwards the previous count again."""
+    previous = th.get_num_threads()
+    if n is not None and n != previous:
+        th.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if th.get_num_threads() != previous:
+            th.set_num_threads(previous)
+
 
 class RecurrentPPO(PPO):
     """PPO with a recurrent (GRU / LSTM / Elman RNN) policy.
@@ -43,6 +105,11 @@ class RecurrentPPO(PPO):
         the one recorded during the rollout. Default: ``n_steps`` (the whole rollout per env).
         Must divide ``n_steps``; ``batch_size`` must be a multiple of it and divide
         ``n_steps * n_envs``, so every minibatch holds the same number of whole chunks.
+    :param torch_threads: torch's intra-op thread count during :meth:`learn`, restored afterwards.
+        ``"auto"`` (default): 1 on the CPU unless you chose a count yourself
+        (``torch.set_num_threads`` after importing RecurrentPPO, ``OMP_NUM_THREADS``); an integer:
+        that many; None: leave torch's count alone. See :func:`learn_threads` for why one thread.
+        Not saved with the model (``RecurrentPPO.load(path, torch_threads=N)`` sets it).
     """
 
     policy: RecurrentActorCriticPolicy
@@ -75,8 +142,10 @@ class RecurrentPPO(PPO):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        torch_threads: TorchThreads = "auto",
         _init_setup_model: bool = True,
     ):
+        self.torch_threads = check_torch_threads(torch_threads)
         if isinstance(policy, str) and policy not in self.policy_aliases:
             raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(self.policy_aliases)}")
         if env is not None:
@@ -220,8 +289,13 @@ class RecurrentPPO(PPO):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> RecurrentPPO:
-        """SB3's ``learn``; TensorBoard runs are named ``RecurrentPPO_<n>`` by default."""
-        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+        """SB3's ``learn``, with torch on the thread count that ``torch_threads`` chooses (one thread
+        on the CPU by default; the previous count is restored afterwards). TensorBoard runs are
+        named ``RecurrentPPO_<n>`` by default."""
+        threads = learn_threads(getattr(self, "torch_threads", "auto"), self.device)
+        with using_torch_threads(threads):
+            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_state", "rollout_state"]
+        # torch_threads is a choice for this machine, not part of the model
+        return [*super()._excluded_save_params(), "_last_state", "rollout_state", "torch_threads"]
