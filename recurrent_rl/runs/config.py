@@ -35,7 +35,6 @@ from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_confi
     save_config,
     setting,
 )
-from recurrent_rl.sequences import check_sequence_sizes
 
 # --- learning-rate and clip-range schedules ---------------------------------------------------
 
@@ -220,6 +219,9 @@ class TrainConfig(Section):
                 number = parse_number(match["value"]) if match else None
                 if number is None or not number > 0:
                     raise ConfigError(f"expected a number > 0 or lin_<number > 0> (e.g. lin_1e-3), got {value!r}", key=name)
+        # imported here: recurrent_rl.sequences loads torch, which the CLI's --help and listings do not need
+        from recurrent_rl.sequences import check_sequence_sizes
+
         try:
             check_sequence_sizes(self.n_steps, self.n_envs, self.batch_size, self.sequence_length or self.n_steps)
         except ValueError as error:
@@ -228,9 +230,7 @@ class TrainConfig(Section):
     @property
     def memory(self) -> str:
         """The memory core this config trains (``policy_kwargs.memory`` or the policy's)."""
-        if self.policy_kwargs.memory is not None:
-            return self.policy_kwargs.memory
-        return next(m for m in ("Gru", "Lstm", "Rnn") if m in self.policy).lower()
+        return memory_of(self.policy, self.policy_kwargs.memory)
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`recurrent_rl.RecurrentPPO` (without env, seed, logging)."""
@@ -273,6 +273,13 @@ class TrainConfig(Section):
         )
 
 
+def memory_of(policy: str, memory: str | None) -> str:
+    """The memory core of policy class name ``policy`` with ``policy_kwargs.memory`` = ``memory``."""
+    if memory is not None:
+        return memory
+    return next((m for m in ("Gru", "Lstm", "Rnn") if m in policy), "Gru").lower()
+
+
 # --- reading, overriding, writing -------------------------------------------------------------
 
 
@@ -281,6 +288,11 @@ def config_from_dict(values: Mapping[str, Any], overrides: Iterable[str] = (), s
     """Build a :class:`TrainConfig` from a mapping plus ``KEY=VALUE`` overrides (dotted keys)."""
     try:
         values = unwrap_zoo_layout(values)
+        if isinstance(values.get("policy"), Mapping):
+            raise ConfigError(
+                f"policy is the policy class name (e.g. policy: MlpLstmPolicy), got a mapping {dict(values['policy'])}; "
+                "the policy's options go under policy_kwargs (e.g. policy_kwargs: {memory: lstm})", key="policy"
+            )
         values = apply_overrides(values, overrides)
         config = TrainConfig.from_dict(values)
     except ConfigError as error:
@@ -312,13 +324,34 @@ def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """``values`` with each ``KEY=VALUE`` applied; VALUE is read as YAML (``[64, 64]``, ``null``, ``1e-3``)."""
+    """``values`` with each ``KEY=VALUE`` applied; VALUE is read as YAML (``[64, 64]``, ``null``, ``1e-3``).
+
+    ``policy.X`` (a natural guess for the policy's options) is refused with the key to use,
+    ``policy_kwargs.X``: ``policy`` is the policy class name.
+    """
+    overrides = list(overrides)
+    for override in overrides:
+        key, _, value = override.partition("=")
+        head, dot, rest = key.strip().partition(".")
+        if head == "policy" and dot:
+            fields = [f.name for f in dataclasses.fields(PolicyConfig)]
+            known = rest.split(".")[0] in fields
+            hint = (f"--set policy_kwargs.{rest}={value}" if known
+                    else f"policy_kwargs.<key>, one of: {', '.join(fields)}")  # fmt: skip
+            raise ConfigError(
+                f"'policy' is the policy class name (e.g. --set policy=MlpLstmPolicy); the policy's options are "
+                f"under policy_kwargs: {hint}", key=key.strip()
+            )
     return schema.apply_overrides(values, overrides, TrainConfig)
 
 
-def config_keys() -> list[str]:
-    """One line per config key (dotted), with its type, default and help: for ``--help`` and docs."""
-    return describe_keys(TrainConfig)
+def config_keys(effective: Mapping[str, Any] | None = None, label: str = "preset") -> list[str]:
+    """One line per config key (dotted), with its type, default and help: for ``--help`` and docs.
+
+    :param effective: a config mapping (a preset's, not validated) whose values are shown next to
+        the defaults where they differ, as ``<label> <value>``
+    """
+    return describe_keys(TrainConfig, effective=unwrap_zoo_layout(effective) if effective else None, label=label)
 
 
 def check_env_id(env_id: str, key: str = "env") -> None:

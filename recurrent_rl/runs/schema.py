@@ -182,9 +182,14 @@ class Section:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
-def describe_keys(root: type) -> list[str]:
-    """One line per key of section ``root`` (dotted), with its type, default and help."""
+def describe_keys(root: type, effective: Mapping[str, Any] | None = None, label: str = "preset") -> list[str]:
+    """One line per key of section ``root`` (dotted), with its type, default and help.
+
+    :param effective: a config mapping (say, the preset a command uses when given none); where
+        its value of a key differs from the default, the line shows it too, as ``<label> <value>``
+    """
     lines: list[str] = []
+    given = flat_values(root, effective) if effective is not None else {}
 
     def walk(cls: type, prefix: str) -> None:
         hints = _hints(cls)
@@ -194,10 +199,39 @@ def describe_keys(root: type) -> list[str]:
                 walk(tp, key + ".")
                 continue
             default = "required" if _required(f) else f"default {_default_text(f)}"
+            if key in given and (_required(f) or _plain(given[key]) != _plain(_default_value(f))):
+                default += f"; {label} {_value_text(given[key])}"
             lines.append(f"{key} ({_describe(tp, f.metadata)}; {default}): {f.metadata.get('help', '')}")
 
     walk(root, "")
     return lines
+
+
+def flat_values(root: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every key of section ``root`` (dotted) -> its value in ``values``, else its default.
+
+    Not validated: for showing a config without building it (``recurrent-rl presets``, ``--help``).
+    Shorthands are expanded (``normalize: true`` is ``normalize.enabled``); a required key that
+    ``values`` leaves out is absent.
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(cls: type, values: Mapping[str, Any], prefix: str) -> None:
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            tp, key = hints[f.name], prefix + f.name
+            if _is_section(tp):
+                inner = values.get(f.name, {})
+                if not isinstance(inner, Mapping):
+                    inner = tp.from_shorthand(inner) or {}
+                walk(tp, inner, key + ".")
+            elif f.name in values:
+                flat[key] = values[f.name]
+            elif not _required(f):
+                flat[key] = _default_value(f)
+
+    walk(root, values, "")
+    return flat
 
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -221,8 +255,15 @@ def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
+def _default_value(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
 def _default_text(f: dataclasses.Field) -> str:
-    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return _value_text(_default_value(f))
+
+
+def _value_text(value: Any) -> str:
     plain = _plain(value)
     return "null" if plain is None else yaml.safe_dump(plain, default_flow_style=True).strip().removesuffix("...").strip()
 
