@@ -1,4 +1,5 @@
-"""Training callbacks: memory diagnostics, periodic evaluation, atomic checkpoints, graceful stop.
+"""Training callbacks: memory diagnostics, periodic evaluation, atomic checkpoints, graceful stop,
+and the learning signal on the terminal (:class:`TrainingProgress`).
 
 They use SB3's callback lifecycle only (``on_training_start``, ``on_rollout_start``, ``on_step``,
 ``on_rollout_end``), so they work with any RecurrentPPO.
@@ -22,12 +23,13 @@ TensorBoard tags added to SB3's (``rollout/``, ``train/``, ``time/``):
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import torch as th
@@ -217,8 +219,11 @@ class PeriodicEvaluation(BaseCallback):
     """Every ``freq`` env steps, evaluate on a separate env; keep the best model (atomically)."""
 
     def __init__(self, make_env: Callable[[], Any], run_dir: Path, freq: int, episodes: int, deterministic: bool,
-                 seed: int, env_id: str, best_mean_reward: float = -np.inf):  # fmt: skip
+                 seed: int, env_id: str, best_mean_reward: float = -np.inf,
+                 on_report: Callable[[int, EvalReport, bool], None] | None = None):  # fmt: skip
+        """:param on_report: called after each evaluation with the step, the report and whether it is a new best."""
         super().__init__()
+        self.on_report = on_report
         self.make_env, self.run_dir, self.freq = make_env, Path(run_dir), freq
         self.episodes, self.deterministic, self.seed, self.env_id = episodes, deterministic, seed, env_id
         self.best_mean_reward = best_mean_reward
@@ -250,7 +255,8 @@ class PeriodicEvaluation(BaseCallback):
         self.logger.record("eval/mean_ep_length", float(np.mean(report.lengths)))
         if report.success_rate is not None:
             self.logger.record("eval/success_rate", report.success_rate)
-        if report.mean_return > self.best_mean_reward:
+        best = bool(report.mean_return > self.best_mean_reward)
+        if best:
             self.best_mean_reward = report.mean_return
             if vec_normalize is not None:
                 runs.save_vecnormalize(vec_normalize, self.run_dir / runs.BEST_VECNORMALIZE)
@@ -258,6 +264,8 @@ class PeriodicEvaluation(BaseCallback):
             runs.update_run_info(self.run_dir, best_mean_reward=report.mean_return, best_step=self.num_timesteps)
         self.logger.record("eval/best_mean_reward", self.best_mean_reward)
         self.logger.dump(self.num_timesteps)
+        if self.on_report is not None:
+            self.on_report(self.num_timesteps, report, best)
         return report
 
     def _on_training_end(self) -> None:
@@ -284,3 +292,130 @@ class PeriodicCheckpoint(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+
+# --- the learning signal on the terminal ----------------------------------------------------------
+
+
+def mean_training_return(model: Any) -> float | None:
+    """Mean return of the recent training episodes (SB3's ``ep_info_buffer``, the last 100), None before the first."""
+    buffer = getattr(model, "ep_info_buffer", None)
+    return float(np.mean([info["r"] for info in buffer])) if buffer else None
+
+
+class TrainingProgress(BaseCallback):
+    """What a person watching the run sees: progress and the learning signal.
+
+    ``mode="bar"``: a progress bar (rich, on stderr) whose text is the recent mean return of the
+    training episodes, and their success rate where the env's infos report ``success``; each
+    periodic evaluation is printed above it as one line (:meth:`evaluation_line`).
+
+    ``mode="lines"`` (no terminal: CI, nohup, pipes): one plain line every ``every`` of the run
+    (10%) and at least every ``max_seconds``, with the step, steps per second and the same signal,
+    on ``stream`` (stdout); evaluations as the same one line each.
+
+    :param successes: the rolling record of episode successes (:attr:`MemoryDiagnostics.successes`)
+    """
+
+    def __init__(self, mode: Literal["bar", "lines"], successes: deque[bool] | None = None, every: float = 0.1,
+                 max_seconds: float = 60.0, stream: IO[str] | None = None):  # fmt: skip
+        super().__init__()
+        if mode not in ("bar", "lines"):
+            raise ValueError(f"mode must be 'bar' or 'lines', got {mode!r}")
+        self.mode, self.successes, self.every, self.max_seconds = mode, successes, every, max_seconds
+        self.stream = stream
+        self._bar: Any = None
+        self._task: Any = None
+        self._start = (0.0, 0)
+        self._target = 0
+        self._next_step = 0
+        self._last_line = 0.0
+        self._last_step = -1
+
+    # --- what is shown ---
+    def signal(self) -> str:
+        """``mean return 23.4  success 40%`` (what is known so far; empty before the first episode)."""
+        parts = []
+        mean = mean_training_return(self.model)
+        if mean is not None:
+            parts.append(f"mean return {mean:.4g}")
+        if self.successes:
+            parts.append(f"success {100 * float(np.mean(self.successes)):.0f}%")
+        return "  ".join(parts)
+
+    @staticmethod
+    def evaluation_line(step: int, report: EvalReport, best: bool = False) -> str:
+        """``eval at 20000 steps: return 123.4 +/- 5.6 over 5 episodes, success 80% (new best)``."""
+        line = (f"eval at {step} steps: return {report.mean_return:.4g} +/- {report.std_return:.3g} "
+                f"over {report.episodes} episodes")  # fmt: skip
+        if report.success_rate is not None:
+            line += f", success {100 * report.success_rate:.0f}%"
+        return line + (" (new best)" if best else "")
+
+    def show_evaluation(self, step: int, report: EvalReport, best: bool) -> None:
+        """One line per periodic evaluation: above the bar, or among the plain lines."""
+        self._print(self.evaluation_line(step, report, best))
+
+    # --- lifecycle ---
+    def _on_training_start(self) -> None:
+        # SB3 has added the steps of earlier segments to total_timesteps (a resumed run): absolute steps
+        self._target = int(self.locals.get("total_timesteps", self.num_timesteps))
+        self._start = (time.perf_counter(), self.num_timesteps)
+        self._last_line = self._start[0]
+        self._next_step = self.num_timesteps + self._stride()
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(), TextColumn("<"),
+                TimeRemainingColumn(), TextColumn("{task.fields[signal]}"),
+                console=Console(file=self.stream or sys.stderr), transient=False,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=max(self._target, 1), completed=self.num_timesteps, signal="")
+
+    def _on_step(self) -> bool:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.num_timesteps)
+        elif self.num_timesteps >= self._next_step or time.perf_counter() - self._last_line >= self.max_seconds:
+            self._line()
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._bar is not None:  # the signal changes once per rollout at most
+            self._bar.update(self._task, completed=self.num_timesteps, signal=self._bar_text())
+
+    def _on_training_end(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.num_timesteps, signal=self._bar_text())
+            self._bar.stop()
+            self._bar = None
+        elif self.num_timesteps > self._start[1] and self._last_step != self.num_timesteps:
+            self._line()
+
+    def _fps(self) -> float:
+        return (self.num_timesteps - self._start[1]) / max(time.perf_counter() - self._start[0], 1e-9)
+
+    def _bar_text(self) -> str:
+        return "  ".join(part for part in (f"{self._fps():.0f} steps/s", self.signal()) if part)
+
+    # --- plain lines ---
+    def _stride(self) -> int:
+        """Steps between two plain lines: ``every`` of this segment's steps."""
+        return max(1, int(self.every * max(self._target - self._start[1], 1)))
+
+    def _line(self) -> None:
+        now, fps = time.perf_counter(), self._fps()
+        share = f" ({100 * self.num_timesteps / self._target:.0f}%)" if self._target else ""
+        signal = self.signal()
+        self._print(f"step {self.num_timesteps}/{self._target}{share}  {fps:.0f} steps/s" + (f"  {signal}" if signal else ""))
+        self._last_line, self._last_step = now, self.num_timesteps
+        while self._next_step <= self.num_timesteps:
+            self._next_step += self._stride()
+
+    def _print(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, file=self.stream or sys.stdout, flush=True)

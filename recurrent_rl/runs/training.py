@@ -5,7 +5,13 @@ so bad input leaves nothing on disk. Then it writes ``config.yaml``, trains with
 logging, periodic evaluation (best model) and periodic checkpoints, and at the end writes the
 final model, a checkpoint and the evaluation report. Ctrl-C or SIGTERM stops at the next env
 step and writes a checkpoint; :func:`resume` continues from the latest checkpoint with the same
-step counter, the same learning-rate schedule and the same TensorBoard curves.
+step counter, the same learning-rate schedule and the same TensorBoard curves, and finishes a
+run whose checkpoint has reached its target (stopped in its last rollout or before its final
+evaluation) without asking for more steps.
+
+While training, the terminal shows the learning signal (:class:`~recurrent_rl.runs.callbacks.TrainingProgress`):
+a progress bar with the recent mean return where stderr is a terminal, plain lines on stdout
+elsewhere, and one line per periodic evaluation.
 
 Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.runs.folders` for the folder layout.
 """
@@ -19,7 +25,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +38,18 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from recurrent_rl.accel import native
 from recurrent_rl.runs import folders as runs
-from recurrent_rl.runs.callbacks import MemoryDiagnostics, PeriodicCheckpoint, PeriodicEvaluation, StopFlag, StopOnFlag
+from recurrent_rl.runs.callbacks import (
+    MemoryDiagnostics,
+    PeriodicCheckpoint,
+    PeriodicEvaluation,
+    StopFlag,
+    StopOnFlag,
+    TrainingProgress,
+)
 from recurrent_rl.runs.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
 from recurrent_rl.errors import NonFiniteLossError
 from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
-from recurrent_rl.ppo.algorithm import RecurrentPPO
+from recurrent_rl.ppo.algorithm import RecurrentPPO, using_torch_threads
 from recurrent_rl.runs.folders import RunError
 
 # Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
@@ -97,7 +110,7 @@ def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentP
 
             rest = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in ("memory", "hidden_size", "num_layers")}
             kwargs["policy_kwargs"] = encoder_policy_kwargs(encoder.path, **rest)
-        model = RecurrentPPO(env=env, seed=config.seed, verbose=verbose, **kwargs)
+        model = RecurrentPPO(env=env, seed=config.seed, verbose=verbose, torch_threads=config.torch_threads, **kwargs)
         if encoder.path is not None:
             from recurrent_rl.supervised.encoder import load_encoder
 
@@ -110,18 +123,84 @@ def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentP
         raise ConfigError(f"the config does not fit {config.env}: {error}") from None
 
 
-def resolve_encoder(config: TrainConfig) -> TrainConfig:
-    """``config`` with the memory options its encoder dictates (so that config.yaml tells the truth)."""
+ENCODER_KEYS = ("memory", "hidden_size", "num_layers")  # the policy_kwargs an encoder dictates
+
+
+def resolve_encoder(config: TrainConfig, pinned: Iterable[str] = (), notes: list[str] | None = None) -> TrainConfig:
+    """``config`` with the memory options its encoder dictates (so that config.yaml tells the truth).
+
+    The encoder's memory type and sizes become the policy's: ``policy_kwargs.memory``,
+    ``hidden_size`` and ``num_layers`` follow it. Where the config names a memory of its own
+    (``policy_kwargs.memory``, set by ``--memory``) or the caller says the user chose a size
+    (``pinned``: names among ``hidden_size``, ``num_layers``) and it differs, that is a
+    :class:`ConfigError`: the encoder cannot be loaded into another memory.
+
+    :param notes: if given, gets one line that says what was chosen and why (the CLI prints it)
+    """
     if config.encoder.path is None:
         return config
     from recurrent_rl.supervised.encoder import read_encoder
 
+    path = config.encoder.path
     try:
-        encoder = read_encoder(config.encoder.path)
+        encoder = read_encoder(path)
     except (ValueError, OSError) as error:
-        raise ConfigError(f"cannot read the encoder {config.encoder.path}: {error}", key="encoder.path") from None
-    memory = dict(memory=encoder["memory"], hidden_size=encoder["hidden_size"], num_layers=encoder["num_layers"])
-    return config.replace(policy_kwargs=config.policy_kwargs.replace(**memory))
+        raise ConfigError(f"cannot read the encoder {path}: {error}", key="encoder.path") from None
+    chosen = {key: encoder[key] for key in ENCODER_KEYS}
+    pk = config.policy_kwargs
+    asked = {key: getattr(pk, key) for key in ENCODER_KEYS if key in pinned or (key == "memory" and pk.memory is not None)}
+    clash = {key: value for key, value in asked.items() if value != chosen[key]}
+    if clash:
+        wanted = ", ".join(f"policy_kwargs.{k}={v}" + (f" (--memory {v})" if k == "memory" else "") for k, v in clash.items())
+        pretrain = " ".join(f"--set model.{k}={v}" for k, v in clash.items())
+        raise ConfigError(
+            f"{wanted} contradicts the encoder {path}, a {_memory_text(chosen)}: a pretrained encoder is loaded "
+            f"into a memory of its own type and sizes, which the encoder sets. Leave {', '.join(clash)} out, or "
+            f"pretrain an encoder of that kind: recurrent-rl pretrain ... {pretrain}",
+            key="encoder.path",
+        )
+    if notes is not None:
+        before = {"memory": config.memory, "hidden_size": pk.hidden_size, "num_layers": pk.num_layers}
+        replaced = f"; it replaces the config's {_memory_text(before)}" if before != chosen else ""
+        source = encoder.get("metadata", {}).get("env_id")
+        recorded = f" (pretrained on {source})" if source else ""
+        notes.append(f"encoder {path}{recorded}: the policy's memory is the encoder's, a {_memory_text(chosen)}{replaced}")
+    return config.replace(policy_kwargs=pk.replace(**chosen))
+
+
+def _memory_text(memory: dict[str, Any]) -> str:
+    layers = memory["num_layers"]
+    return f"{memory['memory']} of hidden_size {memory['hidden_size']} with {layers} layer{'s' if layers != 1 else ''}"
+
+
+def check_device(device: str) -> None:
+    """A :class:`ConfigError` (key ``device``) unless torch can train on ``device`` here.
+
+    ``auto`` always works (CUDA where there is a GPU, else the CPU); ``cpu``; ``cuda`` or ``cuda:N``
+    where torch sees that GPU; ``mps`` on Apple silicon; any other torch device type that says it
+    is available.
+    """
+    if device == "auto":
+        return
+    try:
+        parsed = th.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N (or mps)", key="device") from None
+    if parsed.type == "cpu":
+        return
+    if parsed.type == "cuda":
+        if not th.cuda.is_available():
+            build = f"torch {th.__version__}" + ("" if th.version.cuda else ", a CPU-only build")
+            raise ConfigError(f"device {device!r}: CUDA is not available here ({build}); use auto or cpu", key="device")
+        count = th.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}",
+                              key="device")  # fmt: skip
+        return
+    backend = th.backends.mps if parsed.type == "mps" else getattr(th, parsed.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise ConfigError(f"device {device!r}: torch cannot use {parsed.type} here; use auto or cpu", key="device")
 
 
 def hparams(config: TrainConfig) -> dict[str, bool | str | float | int]:
@@ -178,9 +257,12 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None =
           verbose: int = 0, callbacks: Sequence[BaseCallback] = ()) -> TrainResult:  # fmt: skip
     """Train a new agent into a new run folder ``runs_dir/name`` (default name: env, memory, seed, time).
 
-    :param progress_bar: None: shown when stderr is a terminal
+    :param progress_bar: True: a progress bar with the learning signal; False: plain lines on
+        stdout instead (every 10% of the run); None: the bar when stderr is a terminal, else lines
     :param verbose: 1 prints SB3's log table after each rollout
     :param callbacks: extra SB3 callbacks
+
+    Torch runs on ``config.torch_threads`` threads during the call (the previous count is restored).
     """
     if name is not None:
         runs.check_run_name(name)
@@ -190,8 +272,14 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None =
                 f"run folder {path} already exists; nothing was changed. Choose another --name, "
                 f"or continue that run with: recurrent-rl train --resume {path}"
             )
-    th.set_num_threads(config.torch_threads)  # small recurrent nets run fastest on one thread
+    check_device(config.device)
     native.set_kernel_threads(config.kernel_threads)
+    with using_torch_threads(config.torch_threads):  # small recurrent nets run fastest on one thread
+        return _train(config, Path(runs_dir), name, progress_bar, verbose, callbacks)
+
+
+def _train(config: TrainConfig, runs_dir: Path, name: str | None, progress_bar: bool | None, verbose: int,
+           callbacks: Sequence[BaseCallback]) -> TrainResult:  # fmt: skip
     config = resolve_encoder(config)
     env = make_training_env(config, config.seed)
     try:
@@ -213,7 +301,12 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None =
 
 def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool | None = None, verbose: int = 0,
            callbacks: Sequence[BaseCallback] = ()) -> TrainResult:  # fmt: skip
-    """Continue a run from its latest checkpoint, up to ``timesteps`` in total (default: its config's)."""
+    """Continue a run from its latest checkpoint, up to ``timesteps`` in total (default: its config's).
+
+    A run whose checkpoint has reached the total but that did not finish (stopped during its last
+    rollout, or before its final evaluation) is finished: final model, final evaluation, status
+    ``finished``, without more training. A finished run needs a larger ``timesteps`` to go on.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
@@ -233,18 +326,25 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
             f"--resume {run_dir}: the run has no checkpoint to continue from (it stopped before the first one). "
             f"Start it again: recurrent-rl train --config {run_dir / runs.CONFIG}"
         )
-    th.set_num_threads(config.torch_threads)
+    check_device(config.device)
     native.set_kernel_threads(config.kernel_threads)
     try:
         done = int(json.loads((checkpoint / runs.CHECKPOINT_STATE).read_text(encoding="utf-8"))["num_timesteps"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(f"--resume {run_dir}: checkpoint {checkpoint} has no readable {runs.CHECKPOINT_STATE} ({error})") from None
     total = config.n_timesteps if timesteps is None else timesteps
-    if total <= done:
+    info = runs.read_run_info(run_dir)
+    if total <= done and info.get("status") == "finished":
         raise RunError(
-            f"--resume {run_dir}: the run is already at {done} steps (target {total}); "
+            f"--resume {run_dir}: the run is already at {done} steps (target {total}) and finished; "
             f"pass --timesteps N with N > {done} to train further"
         )
+    with using_torch_threads(config.torch_threads):
+        return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks)
+
+
+def _continue(run_dir: Path, config: TrainConfig, checkpoint: Path, done: int, total: int, info: dict[str, Any],
+              progress_bar: bool | None, verbose: int, callbacks: Sequence[BaseCallback]) -> TrainResult:  # fmt: skip
     # different env seeds than the first segment, the same for the same checkpoint
     env = make_training_env(config, config.seed + done)
     try:
@@ -252,7 +352,7 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
             stats = VecNormalize.load(str(checkpoint / runs.VECNORMALIZE), env.venv)
             stats.training = True
             env = stats
-        model = RecurrentPPO.load(checkpoint / runs.MODEL, env=env, device=config.device)
+        model = RecurrentPPO.load(checkpoint / runs.MODEL, env=env, device=config.device, torch_threads=config.torch_threads)
     except Exception as error:
         env.close()
         raise RunError(f"--resume {run_dir}: cannot load checkpoint {checkpoint}: {type(error).__name__}: {error}") from None
@@ -261,16 +361,21 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
         from recurrent_rl.supervised.encoder import freeze_encoder
 
         freeze_encoder(model, config.encoder.critic)  # requires_grad is not saved; Adam's moments are
-    if total != config.n_timesteps:
+    if total > config.n_timesteps:
         _save_run_config(run_dir, config.replace(n_timesteps=total),
                          f"n_timesteps raised from {config.n_timesteps} to {total} by --resume.")  # fmt: skip
         config = config.replace(n_timesteps=total)
-    info = runs.read_run_info(run_dir)
     resumes = [*info.get("resumes", []), {"from_step": done, "checkpoint": checkpoint.name, "target": total,
                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}]  # fmt: skip
     runs.update_run_info(run_dir, resumes=resumes)
-    print(f"resuming {run_dir} from {checkpoint.name} ({done} of {total} steps)", file=sys.stderr)
-    return _learn(run_dir, model, config, total - done, fresh=False, progress_bar=progress_bar, verbose=verbose,
+    if done >= total:
+        # stopped in its last rollout (the steps of that rollout count, but no update learned from
+        # them) or before its final evaluation: what is left is the end of a run, no more training
+        print(f"finishing {run_dir} from {checkpoint.name} ({done} of {total} steps: the target is reached); "
+              "writing the final model and evaluation", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"resuming {run_dir} from {checkpoint.name} ({done} of {total} steps)", file=sys.stderr)
+    return _learn(run_dir, model, config, max(total - done, 0), fresh=False, progress_bar=progress_bar, verbose=verbose,
                   callbacks=callbacks, best_mean_reward=info.get("best_mean_reward"))  # fmt: skip
 
 
@@ -298,12 +403,14 @@ def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, 
     checkpoints = PeriodicCheckpoint(lambda: runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep),
                                      config.checkpoint.freq)  # fmt: skip
     diagnostics = MemoryDiagnostics(hparams(config) if fresh else None)
-    callback = CallbackList([StopOnFlag(flag), diagnostics, evaluation, checkpoints, *callbacks])
+    bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    progress = TrainingProgress("bar" if bar else "lines", diagnostics.successes)
+    evaluation.on_report = progress.show_evaluation
+    callback = CallbackList([StopOnFlag(flag), diagnostics, evaluation, checkpoints, progress, *callbacks])
     runs.update_run_info(run_dir, status="running")
-    progress = sys.stderr.isatty() if progress_bar is None else progress_bar
     with stop_on_signals(flag):
         try:
-            model.learn(steps, callback=callback, reset_num_timesteps=fresh, progress_bar=progress)
+            model.learn(steps, callback=callback, reset_num_timesteps=fresh)
         except NonFiniteLossError as error:
             model.logger.close()
             path = runs.write_model_checkpoint(run_dir, model, keep=0)  # the parameters are the last good ones
