@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
@@ -44,6 +43,10 @@ class EncoderMismatchError(ValueError):
     """An encoder does not fit a policy or env; the message lists every mismatch."""
 
 
+class EncoderEnvWarning(UserWarning):
+    """An encoder recorded from one env is loaded into a policy that trains on another (same observation size)."""
+
+
 class EncoderFeaturesExtractor(BaseFeaturesExtractor):
     """Flatten the observation, then the encoder's :class:`InputLayers` (standardise + MLP).
 
@@ -51,7 +54,9 @@ class EncoderFeaturesExtractor(BaseFeaturesExtractor):
     weights and statistics are copied in by :func:`load_encoder` afterwards.
     """
 
-    def __init__(self, observation_space: gym.Space, input_layers: list[int] | tuple[int, ...] = (), activation: str = "tanh"):
+    def __init__(
+        self, observation_space: gym.Space, input_layers: list[int] | tuple[int, ...] = (), activation: str = "tanh"
+    ):
         if isinstance(observation_space, gym.spaces.Dict):
             raise ValueError("an encoder reads flat observations; this env has a Dict observation space "
                              "(flatten it with gymnasium.wrappers.FlattenObservation)")  # fmt: skip
@@ -222,6 +227,8 @@ def load_encoder(
         the agent's own observations; the encoder's standardisation becomes the identity.
     :returns: the encoder's metadata (what it was trained on)
     :raises EncoderMismatchError: listing every size or type that does not match
+    :warns EncoderEnvWarning: when the encoder's data was recorded from another env id than the
+        one ``model`` trains on (the sizes fit, but what it learned may not carry over)
     """
     if observation_statistics not in ("encoder", "vecnormalize"):
         raise ValueError(f"observation_statistics={observation_statistics!r}: choose 'encoder' or 'vecnormalize'")
@@ -232,6 +239,14 @@ def load_encoder(
         problems.append("observation_statistics='vecnormalize' needs the env wrapped in VecNormalize(norm_obs=True)")
     if problems:
         raise EncoderMismatchError(f"the encoder {path} does not fit this policy:\n  - " + "\n  - ".join(problems))
+    recorded, training = enc.get("metadata", {}).get("env_id"), _env_id(model.get_env())
+    if recorded and training and recorded != training:
+        warnings.warn(
+            f"the encoder {path} was pretrained on data recorded from {recorded}, but this model trains on "
+            f"{training}: the sizes fit, but what the encoder learned may not carry over",
+            EncoderEnvWarning,
+            stacklevel=2,
+        )
     modules = _encoder_modules(model, critic)
     mean, std = enc["inputs"]["input_mean"], enc["inputs"]["input_std"]
     with th.no_grad():
@@ -260,6 +275,17 @@ def load_encoder(
         freeze_encoder(model, critic)
     rebuild_optimizer(model.policy)
     return dict(enc.get("metadata", {}))
+
+
+def _env_id(env: Any) -> str | None:
+    """The Gymnasium id of a VecEnv's first env (None if it has no registered spec)."""
+    if env is None:
+        return None
+    try:
+        spec = env.get_attr("spec", [0])[0]
+    except Exception:  # noqa: BLE001  any VecEnv: an env without the attribute, a closed worker
+        return None
+    return getattr(spec, "id", None)
 
 
 def _vecnormalize(env: Any) -> Any:
