@@ -9,10 +9,15 @@ data against the target and the validation split), then writes
 pretrain --config`` on it runs it again), ``config.json`` (the same, for scripts that read it),
 ``trajectories.npz``, ``model.pt``, ``encoder.pt``, ``metrics.json``, ``history.json``,
 ``checkpoints/`` and ``tb/`` (TensorBoard).
+
+While it trains, the terminal shows a progress bar over the epochs with the latest losses where
+stderr is a terminal, else one plain line every 10% of the epochs; at the end it prints the
+command that trains an agent with the encoder.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -82,13 +87,32 @@ class PretrainResult:
     model_path: Path
     encoder_path: Path
     metrics: dict[str, Any]
+    next_command: str = ""  # recurrent-rl train ... --encoder <encoder_path>
 
 
-def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = "runs", verbose: bool = True) -> PretrainResult:
-    """Record trajectories, train a sequence model on them, and write a run folder (see module doc)."""
+def next_command(env_id: str, encoder_path: str | Path) -> str:
+    """The ``recurrent-rl train`` command that trains an agent on ``env_id`` with this encoder
+    (with the env's training preset where there is one)."""
+    from recurrent_rl.runs.presets import presets_by_env
+
+    presets = presets_by_env().get(env_id, [])
+    gru = [name for name in presets if name.endswith("-gru")]
+    where = f"--preset {(gru or presets)[0]}" if presets else f"--env {env_id}"
+    return f"recurrent-rl train {where} --encoder {encoder_path}"
+
+
+def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = "runs", verbose: bool = True,
+             progress_bar: bool | None = None) -> PretrainResult:  # fmt: skip
+    """Record trajectories, train a sequence model on them, and write a run folder (see module doc).
+
+    :param verbose: print what happens (False: nothing)
+    :param progress_bar: True: a bar over the epochs; False: a plain line every 10% of the epochs;
+        None: the bar when stderr is a terminal, else lines
+    """
     th.set_num_threads(1)  # small recurrent nets run fastest on one thread
     config = PretrainConfig.from_dict(config) if isinstance(config, Mapping) else config
     d, log = config.data, (print if verbose else None)
+    bar = verbose and (sys.stderr.isatty() if progress_bar is None else progress_bar)
     started = time.perf_counter()
     trajectories = record_trajectories(d.env_id, d.n_steps, _load_policy(d.policy), seed=d.seed)
     try:
@@ -114,7 +138,8 @@ def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = 
     )  # fmt: skip
     th.manual_seed(config.train.seed)  # the initial weights
     model = SequenceModel(model_config)
-    result = fit(model, dataset, config.train, run_dir=run, log=log)
+    result = fit(model, dataset, config.train, run_dir=run, log=None if bar else log,
+                 log_every=max(1, config.train.epochs // 10), progress_bar=bar)  # fmt: skip
     _, val_set = dataset.split(config.train.val_fraction, config.train.seed)
     metrics = {
         "transitions": trajectories.n_transitions,
@@ -129,9 +154,11 @@ def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = 
     model_path = save_sequence_model(model, run / folders.SEQUENCE_MODEL, metadata)
     encoder_path = export_encoder(model, run / folders.ENCODER, metadata)
     folders.atomic_write_json(run / "metrics.json", metrics)
+    command = next_command(d.env_id, encoder_path)
     if log:
-        log(f"run folder: {run}\n  model: {model_path}\n  encoder: {encoder_path}\n  metrics: {metrics}")
-    return PretrainResult(run, model_path, encoder_path, metrics)
+        log(f"run folder: {run}\n  model: {model_path}\n  encoder: {encoder_path}\n  metrics: {metrics}\n"
+            f"train an agent with it: {command}  (add --freeze-encoder to keep it fixed)")  # fmt: skip
+    return PretrainResult(run, model_path, encoder_path, metrics, command)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ the RL run's config).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -107,10 +108,16 @@ def fit(
     config: FitConfig = FitConfig(),
     run_dir: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    log_every: int = 1,
+    progress_bar: bool = False,
 ) -> FitResult:
     """Train ``model`` on ``dataset``; with ``run_dir``, write TensorBoard logs and checkpoints there.
 
     Reproducible: the same seed, data and config give the same weights (one torch thread).
+
+    :param log: gets one line per logged epoch (losses, metric, gradient norm)
+    :param log_every: log every this many epochs, and the first and last (say, every 10% of them)
+    :param progress_bar: a progress bar over the epochs on stderr, with the latest losses
     """
     check_compatible(model, dataset)
     th.manual_seed(config.seed)
@@ -135,47 +142,57 @@ def fit(
     best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
     started = time.perf_counter()
     step = 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        order = rng.permutation(len(train_set))
-        totals = {"loss_sum": 0.0, "count": 0.0, "metric_sum": 0.0}
-        norms = []
-        for start in range(0, len(order), config.batch_size):
-            loss, stats = batch_loss(model, collate(train_set, order[start : start + config.batch_size]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # the norm before clipping: how steep the loss is, which clipping hides
-            norm = th.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm or math.inf)
-            if not th.isfinite(norm):
-                raise FloatingPointError(f"epoch {epoch}: the gradient norm is {float(norm)}; lower learning_rate")
-            optimizer.step()
-            norms.append(float(norm))
-            totals = {k: totals[k] + stats[k] for k in totals}
-            step += 1
-        row = {"epoch": epoch, "train_loss": totals["loss_sum"] / totals["count"], "grad_norm": float(np.mean(norms))}
-        if val_set is not None:
-            row.update({f"val_{k}": v for k, v in evaluate(model, val_set).items()})
-        history.append(row)
-        current = row.get("val_loss", row["train_loss"])
-        improved = current < best_loss
-        if improved:
-            best_loss, best_epoch, stale = current, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        if writer is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-            writer.add_scalar("train/steps", step, epoch)
-            checkpoint = {"epoch": epoch, "optimizer": optimizer.state_dict(), "history": history}
-            save_sequence_model(model, run_dir / folders.CHECKPOINTS / "last.pt", checkpoint)  # atomic writes
+    bar = _EpochBar(config.epochs) if progress_bar else None
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            order = rng.permutation(len(train_set))
+            totals = {"loss_sum": 0.0, "count": 0.0, "metric_sum": 0.0}
+            norms = []
+            for start in range(0, len(order), config.batch_size):
+                loss, stats = batch_loss(model, collate(train_set, order[start : start + config.batch_size]))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # the norm before clipping: how steep the loss is, which clipping hides
+                norm = th.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm or math.inf)
+                if not th.isfinite(norm):
+                    raise FloatingPointError(f"epoch {epoch}: the gradient norm is {float(norm)}; lower learning_rate")
+                optimizer.step()
+                norms.append(float(norm))
+                totals = {k: totals[k] + stats[k] for k in totals}
+                step += 1
+            row = {"epoch": epoch, "train_loss": totals["loss_sum"] / totals["count"], "grad_norm": float(np.mean(norms))}
+            if val_set is not None:
+                row.update({f"val_{k}": v for k, v in evaluate(model, val_set).items()})
+            history.append(row)
+            current = row.get("val_loss", row["train_loss"])
+            improved = current < best_loss
             if improved:
-                save_sequence_model(model, run_dir / folders.CHECKPOINTS / "best.pt", {"epoch": epoch})
-        if log is not None:
-            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        if val_set is not None and stale >= config.patience:
-            break
+                best_loss, best_epoch, stale = current, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            if writer is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                writer.add_scalar("train/steps", step, epoch)
+                checkpoint = {"epoch": epoch, "optimizer": optimizer.state_dict(), "history": history}
+                save_sequence_model(model, run_dir / folders.CHECKPOINTS / "last.pt", checkpoint)  # atomic writes
+                if improved:
+                    save_sequence_model(model, run_dir / folders.CHECKPOINTS / "best.pt", {"epoch": epoch})
+            stop = val_set is not None and stale >= config.patience
+            line = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch")
+            if bar is not None:  # the losses only: the bar's line is short
+                losses = "  ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "val_loss") if k in row)
+                bar.update(epoch, f"{losses}  best epoch {best_epoch}")
+            if log is not None and (epoch == 1 or epoch % max(log_every, 1) == 0 or epoch == config.epochs or stop):
+                log(f"epoch {epoch}/{config.epochs}  {line}" + ("  (stopped: no improvement)" if stop else ""))
+            if stop:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -186,6 +203,27 @@ def fit(
     if run_dir is not None:
         folders.atomic_write_json(Path(run_dir) / "history.json", asdict(result))
     return result
+
+
+class _EpochBar:
+    """A progress bar over epochs (rich, on stderr) whose text is the latest epoch's numbers."""
+
+    def __init__(self, epochs: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=24), TimeElapsedColumn(), TextColumn("<"),
+            TimeRemainingColumn(), TextColumn("{task.fields[numbers]}"), console=Console(file=sys.stderr),
+        )  # fmt: skip
+        self._progress.start()
+        self._task = self._progress.add_task("fit", total=epochs, numbers="")
+
+    def update(self, epoch: int, numbers: str) -> None:
+        self._progress.update(self._task, completed=epoch, numbers=numbers)
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 def __getattr__(name: str) -> Any:
