@@ -2,9 +2,12 @@
 :mod:`recurrent_rl.runs.evaluation`.
 
 ``recurrent-rl`` with no arguments trains the default preset (the README's main job). Bad
-input (config, env id, preset, model file, run folder) gets one ``error:`` line and exit code 2,
-never a traceback, and nothing on disk is changed. Ctrl-C / SIGTERM during training writes a
-checkpoint and exits with 130 / 143.
+input (config, env id, preset, device, model file, run folder) gets one ``error:`` line and exit
+code 2, never a traceback, and nothing on disk is changed. Ctrl-C / SIGTERM during training writes
+a checkpoint and exits with 130 / 143. Warnings of the package are one ``warning:`` line each.
+
+Start-up imports no torch, SB3 or TensorBoard: ``--help``, ``train --help`` and ``presets`` answer
+at once, and each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,11 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recurrent_rl.runs.presets import DEFAULT_PRESET
+    from recurrent_rl.runs.presets import DEFAULT_PRESET, preset_values
+
+    # the values `recurrent-rl train` uses without --preset or --config (read, not validated: no torch)
+    effective = {k: v for k, v in preset_values(DEFAULT_PRESET).items() if k != "description"}
+    uses = _default_preset_values(effective)
 
     parser = argparse.ArgumentParser(
         prog="recurrent-rl",
@@ -39,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an agent from a preset or a config file into a new run folder",
         description="Train an agent into a new run folder (runs/<env>__<memory>__seed<seed>__<time>/), or continue "
         f"one with --resume. Without --preset or --config: the default preset ({DEFAULT_PRESET}).",
-        epilog="config keys (for --set KEY=VALUE; VALUE is YAML, e.g. --set policy_kwargs.net_arch=[32,32]):\n  "
-        + "\n  ".join(config_keys()),
+        epilog="config keys (for --set KEY=VALUE; VALUE is YAML, e.g. --set policy_kwargs.net_arch=[32,32]), with "
+        f"the schema's default and, where it differs, the value of the default preset ({DEFAULT_PRESET}), "
+        "which train uses without --preset or --config:\n  "
+        + "\n  ".join(config_keys(effective, label="default preset:")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = train.add_mutually_exclusive_group()
@@ -48,18 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", metavar="FILE", help="a YAML config file (e.g. a run's config.yaml)")
     train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="override a config key (dotted for nested keys, repeatable): --set n_steps=64")  # fmt: skip
-    train.add_argument("--timesteps", type=int, metavar="N", help="total env steps (= --set n_timesteps=N)")
-    train.add_argument("--seed", type=int, metavar="N", help="seed (= --set seed=N)")
-    train.add_argument("--memory", choices=list(MEMORIES), help="memory core (= --set policy_kwargs.memory=...)")
-    train.add_argument("--encoder", metavar="PATH", help="a pretrained encoder.pt (= --set encoder.path=PATH; "
-                       "add --set encoder.freeze=true to keep it fixed)")  # fmt: skip
+    train.add_argument("--env", metavar="ID", help=f"env id (= --set env=ID; default preset: {uses['env']})")
+    train.add_argument("--timesteps", type=int, metavar="N",
+                       help=f"total env steps (= --set n_timesteps=N; default preset: {uses['n_timesteps']})")  # fmt: skip
+    train.add_argument("--seed", type=int, metavar="N", help=f"seed (= --set seed=N; default preset: {uses['seed']})")
+    train.add_argument("--memory", choices=list(MEMORIES),
+                       help=f"memory core (= --set policy_kwargs.memory=...; default preset: {uses['memory']})")  # fmt: skip
+    train.add_argument("--device", metavar="DEVICE", help="torch device: auto, cpu, cuda, cuda:N (= --set device=...; "
+                       f"default preset: {uses['device']}); checked before anything runs")  # fmt: skip
+    train.add_argument("--encoder", metavar="PATH", help="a pretrained encoder.pt (= --set encoder.path=PATH); it sets "
+                       "the memory type and sizes, so --memory must agree with it")  # fmt: skip
+    train.add_argument("--freeze-encoder", action="store_true",
+                       help="keep the encoder's weights fixed (= --set encoder.freeze=true)")  # fmt: skip
     train.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of the run folder (default: runs)")
     train.add_argument("--name", metavar="NAME", help="run folder name (default: env, memory, seed and time)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint "
                        "(with --timesteps N: up to N steps in total)")  # fmt: skip
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="progress bar (default: when stderr is a terminal)")  # fmt: skip
+                       help="a progress bar with the recent mean return; --no-progress: plain log lines on stdout "
+                       "every 10%% of the run instead (default: the bar when stderr is a terminal, else lines)")  # fmt: skip
     train.add_argument("-v", "--verbose", action="store_true", help="print SB3's log table after each rollout")
     train.set_defaults(handler=cmd_train)
 
@@ -84,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_evaluate)
 
     presets = commands.add_parser("presets", help="list the presets, one line each (* = default)",
-                                  description="List the shipped presets: name, env, memory, steps, description.")  # fmt: skip
-    presets.add_argument("--pretrain", action="store_true", help="list the pretraining presets (recurrent-rl pretrain)")
+                                  description="List the shipped presets: name, env, memory, steps, description; the "
+                                  "training presets (recurrent-rl train --preset), then the pretraining presets "
+                                  "(recurrent-rl pretrain --preset).")  # fmt: skip
+    presets.add_argument("--pretrain", action="store_true", help="list only the pretraining presets (recurrent-rl pretrain)")
     presets.set_defaults(handler=cmd_presets)
     envs = commands.add_parser("envs", help="list the pomdp/ environments, one line each",
                                description="List the registered pomdp/ environments with their spaces and presets.")  # fmt: skip
@@ -108,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = partial(_show_warning, args.command, warnings.showwarning)
+            return args.handler(args)
     except UserInputError as error:
         print(f"recurrent-rl {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -126,7 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         conflicting = [flag for flag, value in (("--preset", args.preset), ("--config", args.config),
                        ("--set", args.overrides), ("--seed", args.seed), ("--memory", args.memory),
-                       ("--name", args.name), ("--encoder", args.encoder)) if value]  # fmt: skip
+                       ("--name", args.name), ("--encoder", args.encoder), ("--env", args.env),
+                       ("--device", args.device), ("--freeze-encoder", args.freeze_encoder)) if value]  # fmt: skip
         if conflicting:
             raise UserInputError(
                 f"--resume continues a run with its own config.yaml; {', '.join(conflicting)} cannot change it "
@@ -141,11 +164,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
         run = partial(resume, args.resume, args.timesteps)
     else:
-        config = resolve_train_config(args)
-        if args.dry_run:
-            from recurrent_rl.runs.training import resolve_encoder
+        from recurrent_rl.runs.training import check_device, resolve_encoder
 
-            print(config_to_yaml(resolve_encoder(config)), end="")
+        config = resolve_train_config(args)
+        check_device(config.device)
+        notes: list[str] = []
+        config = resolve_encoder(config, pinned=_pinned_sizes(args.overrides), notes=notes)
+        for note in notes:
+            print(f"recurrent-rl train: {note}", file=sys.stderr)
+        if args.dry_run:
+            print(config_to_yaml(config), end="")
             return 0
         run = partial(train, config, args.runs_dir, args.name)
     try:
@@ -157,22 +185,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def resolve_train_config(args: argparse.Namespace) -> Any:
-    """The config a ``train`` command line asks for: preset or file, then --set, --timesteps, --seed."""
+    """The config a ``train`` command line asks for: preset or file, then --set, then the flags
+    (--env, --timesteps, --seed, --memory, --device, --encoder, --freeze-encoder)."""
     from recurrent_rl.runs.config import load_config
     from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
 
     overrides = list(args.overrides)
+    if getattr(args, "env", None) is not None:
+        overrides.append(f"env={json.dumps(args.env)}")
     if args.memory is not None:
         overrides.append(f"policy_kwargs.memory={args.memory}")
+    if getattr(args, "device", None) is not None:
+        overrides.append(f"device={json.dumps(args.device)}")
     if args.encoder is not None:
         overrides.append(f"encoder.path={json.dumps(str(Path(args.encoder).resolve()))}")
+    if getattr(args, "freeze_encoder", False):
+        overrides.append("encoder.freeze=true")
     if args.timesteps is not None:
         overrides.append(f"n_timesteps={args.timesteps}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    if args.config:
-        return load_config(args.config, overrides)
-    return load_preset(args.preset or DEFAULT_PRESET, overrides)
+    config = load_config(args.config, overrides) if args.config else load_preset(args.preset or DEFAULT_PRESET, overrides)
+    if config.encoder.freeze and config.encoder.path is None and getattr(args, "freeze_encoder", False):
+        raise UserInputError("--freeze-encoder: there is no encoder to freeze; add --encoder PATH (an encoder.pt "
+                             "from recurrent-rl pretrain)")  # fmt: skip
+    return config
+
+
+def _pinned_sizes(overrides: list[str]) -> list[str]:
+    """The memory sizes a command line sets itself (``--set policy_kwargs.hidden_size=...``): an encoder must agree."""
+    keys = {override.partition("=")[0].strip() for override in overrides}
+    return [name for name in ("hidden_size", "num_layers") if f"policy_kwargs.{name}" in keys]
 
 
 def _report_training(result: Any) -> int:
@@ -235,42 +278,80 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    """The training presets (``*`` marks the default), then the pretraining presets, marked ``pretrain``.
+
+    The files are read, not validated (tests/test_config.py validates every preset), so that the
+    listing loads no torch.
+    """
     import gymnasium as gym
 
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
-    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names
+    from recurrent_rl.runs.presets import DEFAULT_PRESET, preset_names
 
+    def note(env_id: str) -> str:
+        return "" if env_id in gym.registry else "  [env not registered]"
+
+    pretrain_rows = []
+    for name in preset_names("pretrain"):
+        values = _pretrain_preset_values(name)
+        pretrain_rows.append(("pretrain", name, str(values["data.env_id"]), f"{values['model.memory']} {values['model.hidden_size']}",
+                              _steps(values["data.n_steps"]), str(values["description"]) + note(str(values["data.env_id"]))))  # fmt: skip
+    pretrain_hint = "use one with: recurrent-rl pretrain --preset NAME (then: recurrent-rl train --encoder RUN/encoder.pt)"
     if getattr(args, "pretrain", False):
-        from recurrent_rl.supervised.config import load_pretrain_preset
-
-        rows = []
-        for name in preset_names("pretrain"):
-            config = load_pretrain_preset(name, check_env=False)
-            note = "" if config.data.env_id in gym.registry else "  [env not registered]"
-            rows.append((name, config.data.env_id, f"{config.model.memory} {config.model.hidden_size}",
-                         _steps(config.data.n_steps), config.description + note))  # fmt: skip
-        _print_rows(rows)
-        print("use one with: recurrent-rl pretrain --preset NAME (then: recurrent-rl train --encoder RUN/encoder.pt)")
+        _print_rows([row[1:] for row in pretrain_rows])
+        print(pretrain_hint)
         return 0
     rows = []
     for name in preset_names():
-        config = load_preset(name, check_env=False)
-        note = "" if config.env in gym.registry else "  [env not registered]"
-        rows.append(("*" if name == DEFAULT_PRESET else " ", name, config.env, config.memory,
-                     _steps(config.n_timesteps), config.description + note))  # fmt: skip
+        values = _default_preset_values(_preset_mapping(name))
+        rows.append(("*" if name == DEFAULT_PRESET else " ", name, str(values["env"]), values["memory"],
+                     _steps(values["n_timesteps"]), str(values["description"]) + note(str(values["env"]))))  # fmt: skip
     _print_rows(rows)
     print("* default (what `recurrent-rl` trains); use one with: recurrent-rl train --preset NAME")
-    print(f"pretraining presets (recurrent-rl presets --pretrain): {', '.join(preset_names('pretrain'))}")
+    print("\npretraining presets (an encoder for train --encoder):")
+    _print_rows(pretrain_rows)
+    print(pretrain_hint)
     return 0
+
+
+def _preset_mapping(name: str) -> dict[str, Any]:
+    from recurrent_rl.runs.config import unwrap_zoo_layout
+    from recurrent_rl.runs.presets import preset_values
+
+    return unwrap_zoo_layout(preset_values(name))
+
+
+def _default_preset_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A training config mapping's keys, dotted, with the schema's defaults filled in, and its memory (not validated)."""
+    from recurrent_rl.runs.config import TrainConfig, memory_of
+    from recurrent_rl.runs.schema import flat_values
+
+    flat = flat_values(TrainConfig, values)
+    flat["memory"] = memory_of(str(flat.get("policy")), flat.get("policy_kwargs.memory"))
+    flat.setdefault("env", "?")
+    return flat
+
+
+def _pretrain_preset_values(name: str) -> dict[str, Any]:
+    from recurrent_rl.runs.presets import preset_values
+    from recurrent_rl.runs.schema import flat_values
+    from recurrent_rl.supervised.config import PretrainConfig
+
+    flat = flat_values(PretrainConfig, preset_values(name, "pretrain"))
+    flat.setdefault("data.env_id", "?")
+    flat.setdefault("data.n_steps", 0)
+    return flat
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
-    from recurrent_rl.runs.presets import presets_by_env
+    from recurrent_rl.runs.presets import preset_names
 
-    by_env = presets_by_env()
+    by_env: dict[str, list[str]] = {}
+    for name in preset_names():  # read, not validated (as in `presets`): no torch
+        by_env.setdefault(str(_default_preset_values(_preset_mapping(name))["env"]), []).append(name)
     rows = []
     for env_id in sorted(k for k in gym.registry if k.startswith("pomdp/")):
         try:
@@ -305,7 +386,19 @@ def _space(space: Any) -> str:
     return str(space)
 
 
-def _steps(n: int) -> str:
+def _show_warning(command: str, show: Any, message: Any, category: type, filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """The package's own warnings as one ``recurrent-rl <command>: warning: ...`` line; others as Python shows them."""
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1]) and issubclass(category, UserWarning):
+        print(f"recurrent-rl {command}: warning: {message}", file=sys.stderr)
+    else:
+        show(message, category, filename, lineno, file, line)
+
+
+def _steps(n: Any) -> str:
+    from recurrent_rl.runs.schema import parse_number
+
+    n = int(parse_number(n) or 0) if isinstance(n, str) else int(n)
     return f"{n / 1e6:g}M steps" if n >= 1_000_000 else f"{n / 1e3:g}k steps" if n >= 1000 else f"{n} steps"
 
 
