@@ -368,7 +368,7 @@ class TrainingProgress(BaseCallback):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._bar = Progress(
-                BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(), TextColumn("<"),
+                BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("<"),
                 TimeRemainingColumn(), TextColumn("{task.fields[signal]}"),
                 console=Console(file=self.stream or sys.stderr), transient=False,
             )  # fmt: skip
