@@ -20,7 +20,12 @@ from recurrent_rl.envs.registry import (
     register_all,
 )
 from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze
-from recurrent_rl.envs.wrappers import FlickerObservation, GaussianObservationNoise, MaskObservation, PreviousActionReward
+from recurrent_rl.envs.wrappers import (
+    FlickerObservation,
+    GaussianObservationNoise,
+    MaskObservation,
+    PreviousActionReward,
+)
 
 register_all()
 

@@ -10,7 +10,7 @@ check them against Monte Carlo runs of scripted policies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import gymnasium as gym
@@ -33,7 +33,8 @@ def tmaze_random_return(corridor_length: int, max_steps: int, bump_penalty: floa
     expected = 0.0
     for _ in range(max_steps):
         corridor, junction = alive[:length].sum(), alive[length]
-        expected -= bump_penalty * (2 / 3 * corridor + 1 / 3 * junction)  # turns in the corridor, forward at the junction
+        # turns in the corridor, forward at the junction
+        expected -= bump_penalty * (2 / 3 * corridor + 1 / 3 * junction)
         expected += 1 / 3 * junction  # turning into the cued arm
         moved = np.zeros_like(alive)
         moved[1:] += alive[:-1] / 3  # forward (the junction's own forward is a bump, below)
@@ -81,20 +82,30 @@ def task_reference(env: gym.Env) -> dict[str, Any]:
     if isinstance(task, CountRecall):
         best, _, _ = count_recall_memoryless(task.num_symbols, task.episode_length, task.max_count)
         length = task.episode_length
-        return {"optimal": float(length), "random": length / (task.max_count + 1), "memoryless": best, "method": "exact"}
+        return {
+            "optimal": float(length),
+            "random": length / (task.max_count + 1),
+            "memoryless": best,
+            "method": "exact",
+        }
     raise ValueError(
         f"no reference returns for {type(task).__name__}: only the memory tasks "
         "(TMaze, RepeatPrevious, RepeatFirst, CountRecall) have them"
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached(env_id: str, overrides: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     spec = gym.spec(env_id)
-    creator = gym.envs.registration.load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    entry_point = spec.entry_point
+    if entry_point is None:
+        raise ValueError(f"{env_id!r} is registered without an entry point")
+    creator = gym.envs.registration.load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
     task = creator(**{**spec.kwargs, **dict(overrides)})
     if not isinstance(task, (TMaze, RepeatPrevious, RepeatFirst, CountRecall)):
-        raise ValueError(f"env_id must be a pomdp/ memory task (TMaze, RepeatPrevious, RepeatFirst, CountRecall), got {env_id!r}")
+        raise ValueError(
+            f"env_id must be a pomdp/ memory task (TMaze, RepeatPrevious, RepeatFirst, CountRecall), got {env_id!r}"
+        )
     return task_reference(task)
 
 

@@ -31,18 +31,50 @@ MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
     "TMaze-L200-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 200}, "very hard"),
     "TMaze-L500-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 500}, "very hard"),
     "RepeatPrevious-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {}, "easy"),
-    "RepeatPrevious-k2-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 2, "episode_length": 32}, "easy"),
-    "RepeatPrevious-k4-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 4, "delay": 4, "episode_length": 64}, "medium"),
-    "RepeatPrevious-k16-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {"num_symbols": 8, "delay": 16, "episode_length": 128}, "hard"),
+    "RepeatPrevious-k2-v0": (
+        "recurrent_rl.envs.tasks:RepeatPrevious",
+        {"num_symbols": 4, "delay": 2, "episode_length": 32},
+        "easy",
+    ),
+    "RepeatPrevious-k4-v0": (
+        "recurrent_rl.envs.tasks:RepeatPrevious",
+        {"num_symbols": 4, "delay": 4, "episode_length": 64},
+        "medium",
+    ),
+    "RepeatPrevious-k16-v0": (
+        "recurrent_rl.envs.tasks:RepeatPrevious",
+        {"num_symbols": 8, "delay": 16, "episode_length": 128},
+        "hard",
+    ),
     "RepeatFirst-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {}, "easy"),
     "RepeatFirst-Easy-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 4, "episode_length": 16}, "easy"),
-    "RepeatFirst-Medium-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 8, "episode_length": 64}, "medium"),
+    "RepeatFirst-Medium-v0": (
+        "recurrent_rl.envs.tasks:RepeatFirst",
+        {"num_symbols": 8, "episode_length": 64},
+        "medium",
+    ),
     "RepeatFirst-Hard-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 16, "episode_length": 256}, "hard"),
-    "RepeatFirst-512-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 16, "episode_length": 512}, "very hard"),
+    "RepeatFirst-512-v0": (
+        "recurrent_rl.envs.tasks:RepeatFirst",
+        {"num_symbols": 16, "episode_length": 512},
+        "very hard",
+    ),
     "CountRecall-v0": ("recurrent_rl.envs.tasks:CountRecall", {}, "easy"),
-    "CountRecall-Easy-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 16, "max_count": 8}, "easy"),
-    "CountRecall-Medium-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 4, "episode_length": 32, "max_count": 16}, "medium"),
-    "CountRecall-Hard-v0": ("recurrent_rl.envs.tasks:CountRecall", {"num_symbols": 8, "episode_length": 64, "max_count": 16}, "hard"),
+    "CountRecall-Easy-v0": (
+        "recurrent_rl.envs.tasks:CountRecall",
+        {"num_symbols": 4, "episode_length": 16, "max_count": 8},
+        "easy",
+    ),
+    "CountRecall-Medium-v0": (
+        "recurrent_rl.envs.tasks:CountRecall",
+        {"num_symbols": 4, "episode_length": 32, "max_count": 16},
+        "medium",
+    ),
+    "CountRecall-Hard-v0": (
+        "recurrent_rl.envs.tasks:CountRecall",
+        {"num_symbols": 8, "episode_length": 64, "max_count": 16},
+        "hard",
+    ),
 }
 
 
@@ -91,7 +123,11 @@ def register_all() -> None:
             continue
         if base == "CartPole-v1":
             # the original registration, kept exactly as the core has always used it
-            registration.register(id=env_id, entry_point="recurrent_rl.envs:make_masked", kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]})
+            registration.register(
+                id=env_id,
+                entry_point="recurrent_rl.envs:make_masked",
+                kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]},
+            )
         else:
             registration.register(
                 id=env_id,

@@ -12,7 +12,7 @@ same episodes with or without them, so e.g. ``p=0`` and ``p=0.2`` compare on ide
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -62,7 +62,9 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         size = space.shape[0]
         bad = [i for i in indices if not isinstance(i, (int, np.integer)) or not -size <= i < size]
         if bad:
-            raise ValueError(f"indices {bad} do not exist in an observation of size {size}; valid range is 0..{size - 1}")
+            raise ValueError(
+                f"indices {bad} do not exist in an observation of size {size}; valid range is 0..{size - 1}"
+            )
         self.indices = np.array(sorted({int(i) % size for i in indices}), dtype=np.int64)
         self._keep = np.ones(size, dtype=space.dtype)
         self._keep[self.indices] = 0
@@ -74,11 +76,13 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return observation * self._keep
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         return self.observation(obs), _with_state(info, obs)
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         return self.observation(obs), reward, terminated, truncated, _with_state(info, obs)
 
@@ -95,14 +99,13 @@ class _SeededWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     @property
     def rng(self) -> np.random.Generator:
         """This wrapper's generator (from OS entropy until a reset with a seed)."""
-        if self._rng is None:
-            self._reseed(None)
-        return self._rng
+        return self._rng if self._rng is not None else self._reseed(None)
 
-    def _reseed(self, seed: int | None) -> None:
+    def _reseed(self, seed: int | None) -> np.random.Generator:
         if seed is not None or self._rng is None:
             # spawn_key keeps this stream independent of the env's own, seeded by the same number
             self._rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(self._STREAM,)))
+        return self._rng
 
 
 class FlickerObservation(_SeededWrapper):
@@ -129,11 +132,13 @@ class FlickerObservation(_SeededWrapper):
         info["flickered"] = hide
         return (np.zeros_like(obs) if hide else obs), info
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         self._reseed(seed)
         return self._flicker(*self.env.reset(seed=seed, options=options))
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         obs, info = self._flicker(obs, info)
         return obs, reward, terminated, truncated, info
@@ -165,11 +170,13 @@ class GaussianObservationNoise(_SeededWrapper):
         noise = self.rng.normal(0.0, 1.0, size=np.shape(obs)) * self.sigma
         return (obs + noise).astype(self.observation_space.dtype), _with_state(info, obs)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         self._reseed(seed)
         return self._noisy(*self.env.reset(seed=seed, options=options))
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         obs, info = self._noisy(obs, info)
         return obs, reward, terminated, truncated, info
@@ -218,15 +225,19 @@ class PreviousActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _augment(self, obs: np.ndarray) -> np.ndarray:
         dtype = self.observation_space.dtype
-        return np.concatenate([np.asarray(obs, dtype=dtype), self._prev_action, np.array([self._prev_reward], dtype=dtype)])
+        return np.concatenate(
+            [np.asarray(obs, dtype=dtype), self._prev_action, np.array([self._prev_reward], dtype=dtype)]
+        )
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._prev_action = np.zeros_like(self._act_low)
         self._prev_reward = 0.0
         return self._augment(obs), info
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._prev_action = self._encode(action)
         self._prev_reward = float(reward)

@@ -26,6 +26,8 @@ class SequenceTask(gym.Env[np.ndarray, np.int64]):
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
     _CELL = 16  # pixels per cell in rgb_array renders
+    observation_space: spaces.Box
+    action_space: spaces.Discrete
 
     def __init__(self, num_symbols: int, episode_length: int, num_actions: int, obs_size: int, render_mode: str | None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -67,7 +69,9 @@ class SequenceTask(gym.Env[np.ndarray, np.int64]):
     def _info(self) -> dict[str, Any]:
         return {"state": np.array([self._state(self._t)], dtype=np.int64)}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Draw a new episode from the seeded RNG and return its first observation."""
         super().reset(seed=seed)
         self._draw()
@@ -106,7 +110,11 @@ class SequenceTask(gym.Env[np.ndarray, np.int64]):
         if self.render_mode != "ansi":
             return None
         seen = self._describe(self._t) if self._t < self.episode_length else "(episode over)"
-        last = "" if self._last is None else f" | last action={self._last[0]} target={self._last[1]} reward={self._last[2]:g}"
+        last = (
+            ""
+            if self._last is None
+            else f" | last action={self._last[0]} target={self._last[1]} reward={self._last[2]:g}"
+        )
         return f"t={self._t}/{self.episode_length} {seen}{last} | correct {self._correct}/{self._scored}\n"
 
     def _render_rgb(self) -> np.ndarray:

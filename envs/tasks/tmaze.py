@@ -85,7 +85,9 @@ class TMaze(gym.Env[np.ndarray, np.int64]):
     def _info(self) -> dict[str, Any]:
         return {"state": np.array([self._cue], dtype=np.int64)}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a new episode with a fresh cue (uniform left/right from the seeded RNG)."""
         super().reset(seed=seed)
         self._cue = int(self.np_random.integers(2))
