@@ -9,14 +9,14 @@ it stores, indexes, masks and converts states with the helpers there.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import torch as th
 from stable_baselines3.common.type_aliases import PyTorchObs
 
 MemoryState = tuple[th.Tensor, ...]  # each (L, B, H)
 # A policy's state nests memory states (actor, critic); the state helpers accept any such nesting.
-NestedState = Union[th.Tensor, tuple[Any, ...]]
+NestedState = th.Tensor | tuple[Any, ...]
 
 
 class RecurrentState(NamedTuple):

@@ -19,7 +19,7 @@ benchmark measures what each buys).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch as th
 from torch import nn
@@ -90,15 +90,21 @@ class CpuKernels(TorchBackend):
         first = cores[0]
         if self._memory and all(scan_kernel_applies(c, x) for c, x in zip(cores, xs)):
             scan = native.library().scan  # type: ignore[union-attr]
-            return [c.rnn.forward_sequence(x, s, episode_starts, need_final_state, scan=scan)  # type: ignore[operator]
-                    for c, x, s in zip(cores, xs, states)]  # fmt: skip
+            return [
+                cast(MinRNN, c.rnn).forward_sequence(x, s, episode_starts, need_final_state, scan=scan)
+                for c, x, s in zip(cores, xs, states)
+            ]
         if self._memory and all(
             sequence_kernel_applies(c, x) and same_shape(c, first) and x.shape == xs[0].shape for c, x in zip(cores, xs)
         ):
             keep = 1.0 - episode_starts.float()
-            return kernels.run_sequences([c.rnn for c in cores], xs, states, keep, need_final_state)  # type: ignore[arg-type,return-value]
+            rnns = [cast(nn.RNNBase, c.rnn) for c in cores]  # sequence_kernel_applies checked each
+            return kernels.run_sequences(rnns, xs, states, keep, need_final_state)
         if self._memory and len(cores) > 1:
-            return [self.forward_cores([c], [x], [s], episode_starts, need_final_state)[0] for c, x, s in zip(cores, xs, states)]
+            return [
+                self.forward_cores([c], [x], [s], episode_starts, need_final_state)[0]
+                for c, x, s in zip(cores, xs, states)
+            ]
         return super().forward_cores(cores, xs, states, episode_starts, need_final_state)
 
     def step_cores(
@@ -109,7 +115,8 @@ class CpuKernels(TorchBackend):
         if self._memory and all(
             step_kernel_applies(c, x) and same_shape(c, first) and x.shape == xs[0].shape for c, x in zip(cores, xs)
         ):
-            return kernels.step_compiled([c.rnn for c in cores], xs, states, 1.0 - episode_start.float())  # type: ignore[arg-type,return-value]
+            rnns = [cast(nn.RNNBase, c.rnn) for c in cores]  # step_kernel_applies checked each
+            return kernels.step_compiled(rnns, xs, states, 1.0 - episode_start.float())
         if self._memory and len(cores) > 1:
             return [self.step_cores([c], [x], [s], episode_start)[0] for c, x, s in zip(cores, xs, states)]
         return super().step_cores(cores, xs, states, episode_start)

@@ -25,12 +25,15 @@ its own finite weights, the optimizer refuses non-finite gradients, and observat
 
 from __future__ import annotations
 
-import torch as th
-import torch.nn.functional as F
 from typing import Any
 
-from stable_baselines3.common.distributions import CategoricalDistribution, MultiCategoricalDistribution
-from stable_baselines3.common.distributions import Distribution as SB3Distribution
+import torch as th
+import torch.nn.functional as F
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    Distribution as SB3Distribution,
+    MultiCategoricalDistribution,
+)
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch.distributions import Categorical, Distribution
 
@@ -48,11 +51,13 @@ class LeanCategorical(Categorical):
         self._num_events = logits.size(-1)
         torch_private.init_distribution_unchecked(self, logits.shape[:-1])
 
-    def expand(self, batch_shape: th.Size, _instance: LeanCategorical | None = None) -> LeanCategorical:
+    def expand(
+        self, batch_shape: th.Size | list[int] | tuple[int, ...], _instance: LeanCategorical | None = None
+    ) -> LeanCategorical:
         new = _instance if _instance is not None else LeanCategorical.__new__(LeanCategorical)
-        return super().expand(batch_shape, new)  # type: ignore[return-value]
+        return super().expand(batch_shape, new)
 
-    def sample(self, sample_shape: th.Size | tuple[int, ...] = th.Size()) -> th.Tensor:
+    def sample(self, sample_shape: th.Size | list[int] | tuple[int, ...] = th.Size()) -> th.Tensor:
         """Draws by inversion: the first action whose cumulative probability reaches ``u ~ U[0, 1)``."""
         shape = th.Size(sample_shape) + self.batch_shape + (1,)
         with th.no_grad():

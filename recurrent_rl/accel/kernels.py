@@ -32,10 +32,9 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import once_differentiable
 
 from recurrent_rl.accel import native, torch_private
-
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -89,9 +88,7 @@ class _GRU(th.autograd.Function):
 
     @staticmethod
     @_one_blas_thread
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx, gi: th.Tensor, h0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor, b_hh: th.Tensor
-    ) -> th.Tensor:
+    def forward(ctx: Any, gi: th.Tensor, h0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor, b_hh: th.Tensor) -> th.Tensor:
         gi_, h, keep_, w_t, b = _np(gi), _np(h0), _np(keep), _transposed(w_hh), _np(b_hh)
         T, C, B, G = gi_.shape
         H = G // 3
@@ -118,7 +115,7 @@ class _GRU(th.autograd.Function):
     @staticmethod
     @once_differentiable
     @_one_blas_thread
-    def backward(ctx: Any, grad_out: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: th.Tensor) -> tuple[th.Tensor | None, ...]:
         keep_t, w_hh = ctx.saved_tensors
         keep, w = _np(keep_t), _np(w_hh)  # w (C, 3H, H)
         prev, gh, rz, cand = ctx.arrays
@@ -163,8 +160,8 @@ class _LSTM(th.autograd.Function):
 
     @staticmethod
     @_one_blas_thread
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx, gx: th.Tensor, h0: th.Tensor, c0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor
+    def forward(
+        ctx: Any, gx: th.Tensor, h0: th.Tensor, c0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
         T, C, B, G = gx.shape
         H = G // 4
@@ -194,7 +191,7 @@ class _LSTM(th.autograd.Function):
     @staticmethod
     @once_differentiable
     @_one_blas_thread
-    def backward(ctx: Any, grad_out: th.Tensor, grad_c_last: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: th.Tensor, grad_c_last: th.Tensor) -> tuple[th.Tensor | None, ...]:
         keep_t, w_hh = ctx.saved_tensors
         prev_h, prev_c, acts, tanh_c = ctx.arrays
         del ctx.arrays
@@ -234,9 +231,7 @@ class _RNN(th.autograd.Function):
 
     @staticmethod
     @_one_blas_thread
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx, gx: th.Tensor, h0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor
-    ) -> th.Tensor:
+    def forward(ctx: Any, gx: th.Tensor, h0: th.Tensor, keep: th.Tensor, w_hh: th.Tensor) -> th.Tensor:
         gx_, h, keep_, w_t = _np(gx), _np(h0), _np(keep), _transposed(w_hh)
         T = gx_.shape[0]
         prev = np.empty_like(gx_)
@@ -253,7 +248,7 @@ class _RNN(th.autograd.Function):
     @staticmethod
     @once_differentiable
     @_one_blas_thread
-    def backward(ctx: Any, grad_out: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: th.Tensor) -> tuple[th.Tensor | None, ...]:
         keep_t, w_hh = ctx.saved_tensors
         keep, w = _np(keep_t), _np(w_hh)
         prev, out = ctx.arrays
@@ -272,7 +267,10 @@ class _RNN(th.autograd.Function):
 
 
 def run_sequences(
-    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor,
+    rnns: list[nn.RNNBase],
+    xs: list[th.Tensor],
+    states: list[tuple[th.Tensor, ...]],
+    keep: th.Tensor,
     need_final_state: bool = True,
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...] | None]]:
     """Run torch RNN modules of one kind and shape, each on its own input, with shared resets.
@@ -292,30 +290,19 @@ def run_sequences(
     inputs = list(xs)
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
     for layer in range(rnns[0].num_layers):
-
-        def param(name: str) -> th.Tensor:
-            return th.stack([getattr(m, f"{name}_l{layer}") for m in rnns])  # (C, ...)
-
-        def projections(with_b_hh: bool) -> th.Tensor:
-            """x W_ih^T + b_ih (+ b_hh) of every core for all steps, (T, C, B, G): one matmul per core."""
-            parts = []
-            for m, x in zip(rnns, inputs):
-                bias = getattr(m, f"bias_ih_l{layer}")
-                parts.append(F.linear(x, getattr(m, f"weight_ih_l{layer}"),
-                                      bias + getattr(m, f"bias_hh_l{layer}") if with_b_hh else bias))  # fmt: skip
-            return th.stack(parts, dim=1)
-
         h0 = th.stack([s[0][layer] for s in states])  # (C, B, H)
+        w_hh = _stacked(rnns, "weight_hh", layer)
         kind = _kind(rnns[0])
         if kind == "gru":  # b_hh stays apart: r multiplies W_hn h + b_hn
-            out = _GRU.apply(projections(False), h0, keep4, param("weight_hh"), param("bias_hh").unsqueeze(1))
+            b_hh = _stacked(rnns, "bias_hh", layer).unsqueeze(1)
+            out = _GRU.apply(_projections(rnns, inputs, layer, False), h0, keep4, w_hh, b_hh)
             last: tuple[th.Tensor, ...] = (out[-1],)
         elif kind == "lstm":
             c0 = th.stack([s[1][layer] for s in states])
-            out, c_last = _LSTM.apply(projections(True), h0, c0, keep4, param("weight_hh"))
+            out, c_last = _LSTM.apply(_projections(rnns, inputs, layer, True), h0, c0, keep4, w_hh)
             last = (out[-1], c_last)
         else:
-            out = _RNN.apply(projections(True), h0, keep4, param("weight_hh"))
+            out = _RNN.apply(_projections(rnns, inputs, layer, True), h0, keep4, w_hh)
             last = (out[-1],)
         inputs = list(out.unbind(1))  # (T, B, H) per core
         for c, m in enumerate(rnns):
@@ -327,12 +314,31 @@ def run_sequences(
     return [(inputs[c], tuple(th.stack(parts) for parts in zip(*finals[c]))) for c in range(len(rnns))]
 
 
+def _stacked(rnns: list[nn.RNNBase], name: str, layer: int) -> th.Tensor:
+    """The parameter ``{name}_l{layer}`` of every core, stacked: (C, ...)."""
+    return th.stack([getattr(m, f"{name}_l{layer}") for m in rnns])
+
+
+def _projections(rnns: list[nn.RNNBase], inputs: list[th.Tensor], layer: int, with_b_hh: bool) -> th.Tensor:
+    """x W_ih^T + b_ih (+ b_hh) of every core for all steps, (T, C, B, G): one matmul per core."""
+    parts = []
+    for m, x in zip(rnns, inputs):
+        bias = getattr(m, f"bias_ih_l{layer}")
+        if with_b_hh:
+            bias = bias + getattr(m, f"bias_hh_l{layer}")
+        parts.append(F.linear(x, getattr(m, f"weight_ih_l{layer}"), bias))
+    return th.stack(parts, dim=1)
+
+
 def _kind(rnn: nn.RNNBase) -> str:
     return "gru" if isinstance(rnn, nn.GRU) else "lstm" if isinstance(rnn, nn.LSTM) else "rnn"
 
 
 def _run_compiled(
-    rnns: list[nn.RNNBase], xs: list[th.Tensor], states: list[tuple[th.Tensor, ...]], keep: th.Tensor,
+    rnns: list[nn.RNNBase],
+    xs: list[th.Tensor],
+    states: list[tuple[th.Tensor, ...]],
+    keep: th.Tensor,
     need_final_state: bool = True,
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...] | None]]:
     """:func:`run_sequences` through the compiled layers: one autograd node per layer, all cores."""
@@ -371,16 +377,19 @@ def step_compiled(
     flat = [torch_private.flat_weights(m) for m in rnns]  # per layer w_ih, w_hh, b_ih, b_hh; one lookup, not 4 getattr
     weights = [fw[4 * layer + j] for layer in range(L) for j in (0, 2, 1, 3) for fw in flat]
     lstm = kind == "lstm"
-    outs, hs, cs = native.step(kind, keep, xs, weights, [s[0] for s in states], [s[1] for s in states] if lstm else None)
+    outs, hs, cs = native.step(
+        kind, keep, xs, weights, [s[0] for s in states], [s[1] for s in states] if lstm else None
+    )
     if lstm:
         return [(out, (h, c)) for out, h, c in zip(outs, hs, cs)]  # type: ignore[arg-type]
     return [(out, (h,)) for out, h in zip(outs, hs)]
 
 
-def supported_module(rnn: nn.RNNBase) -> bool:
+def supported_module(rnn: nn.Module) -> bool:
     """Whether :func:`run_sequences` handles this module (any CPU float input)."""
-    kind_ok = isinstance(rnn, (nn.GRU, nn.LSTM)) or (isinstance(rnn, nn.RNN) and rnn.nonlinearity == "tanh")
-    return kind_ok and rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
+    if not isinstance(rnn, (nn.GRU, nn.LSTM, nn.RNN)) or (isinstance(rnn, nn.RNN) and rnn.nonlinearity != "tanh"):
+        return False
+    return rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
 
 
 def supported_input(x: th.Tensor) -> bool:

@@ -93,8 +93,17 @@ def _torch_flags() -> list[str]:
 
 def library_path(cc: str, cxx: str) -> Path:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), OPS_SOURCE.read_bytes(), " ".join(FLAGS + CXX_FLAGS).encode(), cc.encode(),
-                 cxx.encode(), th.__version__.encode(), platform.machine().encode(), _cpu_signature().encode()):  # fmt: skip
+    parts = (
+        SOURCE.read_bytes(),
+        OPS_SOURCE.read_bytes(),
+        " ".join(FLAGS + CXX_FLAGS).encode(),
+        cc.encode(),
+        cxx.encode(),
+        th.__version__.encode(),
+        platform.machine().encode(),
+        _cpu_signature().encode(),
+    )
+    for part in parts:
         key.update(part)
         key.update(b"\0")
     return cache_dir() / f"recurrent-{key.hexdigest()[:16]}.so"
@@ -158,8 +167,8 @@ def library() -> Any | None:
     except NativeBuildError as exc:
         warnings.warn(
             f"recurrent_rl: compiled kernels unavailable, using the slower NumPy kernels ({exc}). "
-            "Install a C compiler and a C++ compiler (gcc and g++, or clang) for full speed, or set RECURRENT_RL_NATIVE=0 "
-            "to silence this.",
+            "Install a C compiler and a C++ compiler (gcc and g++, or clang) for full speed, "
+            "or set RECURRENT_RL_NATIVE=0 to silence this.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -168,7 +177,6 @@ def library() -> Any | None:
 
 def available() -> bool:
     return library() is not None
-
 
 
 # Below this many (step, column) pairs per core, handing half the cores to the helper thread
@@ -248,8 +256,8 @@ def _operators(name: str) -> Any:
     ops = library()
     if ops is None:
         raise RuntimeError(
-            f"recurrent_rl.accel.native.{name} needs the compiled library, which is unavailable (see the RuntimeWarning "
-            "above); install a C and a C++ compiler, or check available() before calling it"
+            f"recurrent_rl.accel.native.{name} needs the compiled library, which is unavailable "
+            "(see the RuntimeWarning above); install a C and a C++ compiler, or check available() before calling it"
         )
     return ops
 
@@ -262,7 +270,11 @@ def _code(codes: dict[str, int], value: str, what: str) -> int:
 
 
 def layer(
-    kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[th.Tensor], h0s: list[th.Tensor],
+    kind: str,
+    keep: th.Tensor,
+    xs: list[th.Tensor],
+    weights: list[th.Tensor],
+    h0s: list[th.Tensor],
     c0s: list[th.Tensor] | None = None,
 ) -> list[th.Tensor]:
     """One layer of C cores of one kind and size over a (T, B) batch, as one autograd node.
@@ -285,7 +297,11 @@ def layer(
 
 
 def step(
-    kind: str, keep: th.Tensor, xs: list[th.Tensor], weights: list[th.Tensor], hs: list[th.Tensor],
+    kind: str,
+    keep: th.Tensor,
+    xs: list[th.Tensor],
+    weights: list[th.Tensor],
+    hs: list[th.Tensor],
     cs: list[th.Tensor] | None = None,
 ) -> tuple[list[th.Tensor], list[th.Tensor], list[th.Tensor] | None]:
     """One step of every layer of C cores, no autograd: what every rollout step and ``predict``
@@ -313,5 +329,3 @@ def main() -> None:
         return
     _load(path)
     print(f"compiled kernels: {path}")
-
-

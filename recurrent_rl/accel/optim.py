@@ -92,7 +92,7 @@ class PolicyAdam(th.optim.Adam):
             if group["capturable"] or group.get("decoupled_weight_decay", False) or th.is_tensor(group["lr"]):
                 return False
             for p in params:
-                if not p.is_cpu or p.dtype is not th.float32 or p.grad.is_sparse or not self.state[p]:
+                if not p.is_cpu or p.dtype is not th.float32 or p.grad is None or p.grad.is_sparse or not self.state[p]:
                     return False  # the first step creates the state: torch's path
         return True
 

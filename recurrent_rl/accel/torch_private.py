@@ -48,7 +48,8 @@ def unhooked_step(optimizer_class: type[th.optim.Optimizer]) -> Any:
     """``optimizer_class.step`` without the hook-running wrapper torch.optim puts around every
     optimizer class's ``step`` (for a subclass whose own wrapped ``step`` already ran the hooks)."""
     step = optimizer_class.step
-    return step.__wrapped__ if getattr(step, "hooked", False) else step
+    # torch.optim wraps step with functools.wraps, which its stubs do not show
+    return step.__wrapped__ if getattr(step, "hooked", False) else step  # type: ignore[attr-defined]
 
 
 def flat_weights(rnn: nn.RNNBase) -> list[th.Tensor]:

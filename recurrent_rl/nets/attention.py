@@ -50,7 +50,8 @@ K blocks, W block length.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch as th
@@ -191,6 +192,9 @@ class AttentionMemory(SequenceMemory):
         M, H = self.memory_length, self.hidden_size
         return [(self.num_layers, batch_size, M * H), (1, batch_size, M)]
 
+    def _attention_layers(self) -> Sequence[AttentionLayer]:
+        return cast("Sequence[AttentionLayer]", self.layers)  # nn.ModuleList is typed as holding Modules
+
     def _between_layers(self, out: th.Tensor, layer: int) -> th.Tensor:
         if self.training and self.dropout > 0 and layer < self.num_layers - 1:
             out = F.dropout(out, self.dropout, training=True)
@@ -207,7 +211,7 @@ class AttentionMemory(SequenceMemory):
         allowed = th.cat([seen, seen.new_ones(B, 1)], dim=1)  # (B, M+1): the cache, then itself
         memory = cache.view(L, B, M, H)
         layer_in, new_cache = self.input_projection(x), []  # (B, H)
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self._attention_layers()):
             N, D = layer.n_heads, layer.head_size
             window = th.cat([memory[index], layer_in.unsqueeze(1)], dim=1)  # (B, M+1, H), oldest first
             normed = layer.norm_attention(window)
@@ -259,14 +263,15 @@ class AttentionMemory(SequenceMemory):
         memory = cache.view(L, B, M, H).transpose(1, 2)  # (L, M, B, H)
         layer_in = self.input_projection(x)  # (T, B, H)
         windows = []
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self._attention_layers()):
             N, D = layer.n_heads, layer.head_size
             keys_in = th.cat([memory[index], layer_in, layer_in.new_zeros(pad, B, H)])  # (M+K*W, B, H)
             windows.append(keys_in[T : T + M])  # the last M inputs (M, B, H), for the final state
             normed = layer.norm_attention(keys_in)
             q = layer.query(normed[M:])  # (K*W, B, H)
             q = q.view(K, W, B, N, D).permute(2, 3, 0, 1, 4)  # (B, N, K, W, D)
-            k, v = layer.key_value(normed).view(M + K * W, B, 2, N, D).permute(2, 1, 3, 0, 4).unbind(0)  # (B, N, M+K*W, D)
+            kv = layer.key_value(normed).view(M + K * W, B, 2, N, D)
+            k, v = kv.permute(2, 1, 3, 0, 4).unbind(0)  # (B, N, M+K*W, D)
             k_blocks = k.unfold(2, M + W, W)  # (B, N, K, D, M+W)
             v_blocks = v.unfold(2, M + W, W)  # (B, N, K, D, M+W)
             rel = layer.relative_keys.view(M + 1, N, D).permute(1, 2, 0)  # (N, D, M+1)

@@ -67,10 +67,19 @@ class TorchBackend:
 
     name = "torch"
 
-    def forward_cores(self, cores, xs, states, episode_starts, need_final_state=True):  # type: ignore[no-untyped-def]
+    def forward_cores(
+        self,
+        cores: list[memory.MemoryCore],
+        xs: list[th.Tensor],
+        states: list[MemoryState],
+        episode_starts: th.Tensor,
+        need_final_state: bool = True,
+    ) -> list[tuple[th.Tensor, MemoryState | None]]:
         return memory.forward_cores(cores, xs, states, episode_starts, need_final_state)
 
-    def step_cores(self, cores, xs, states, episode_start):  # type: ignore[no-untyped-def]
+    def step_cores(
+        self, cores: list[memory.MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
+    ) -> list[tuple[th.Tensor, MemoryState]]:
         return memory.step_cores(cores, xs, states, episode_start)
 
     def run_heads(self, nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]:
@@ -79,7 +88,9 @@ class TorchBackend:
     def action_distribution(self, policy: Any, latent_pi: th.Tensor) -> None:
         return None
 
-    def optimizer(self, optimizer_class, optimizer_kwargs):  # type: ignore[no-untyped-def]
+    def optimizer(
+        self, optimizer_class: type[th.optim.Optimizer] | None, optimizer_kwargs: dict[str, Any] | None
+    ) -> tuple[type[th.optim.Optimizer] | None, dict[str, Any] | None]:
         return optimizer_class, optimizer_kwargs
 
     def __repr__(self) -> str:
@@ -103,10 +114,11 @@ def resolve_backend(backend: Any, device: th.device | str = "cpu") -> Backend:
     """The backend object for a name (``"auto"`` resolved for ``device``) or a backend object."""
     check_backend(backend)
     if not isinstance(backend, str):
-        return backend  # type: ignore[no-any-return]
+        return backend
     if backend == "auto":
         backend = "cpu-kernels" if th.device(device).type == "cpu" else "torch"
     if backend == "torch":
         return TorchBackend()
     module, name = _LOCATIONS[backend]
-    return getattr(importlib.import_module(module), name)()  # type: ignore[no-any-return]
+    backend_class: type[Backend] = getattr(importlib.import_module(module), name)
+    return backend_class()

@@ -22,7 +22,7 @@ own compiled layers (:mod:`recurrent_rl.accel`), reached through the policy's ba
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch as th
@@ -34,8 +34,8 @@ from recurrent_rl.nets.scan import SCAN_MEMORIES, MinRNN, SequenceMemory
 from recurrent_rl.sequences import Segments
 from recurrent_rl.types import MemoryState, NestedState
 
-
-MEMORY_TYPES: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}  # stepped through time
+# stepped through time
+MEMORY_TYPES: dict[str, type[nn.GRU] | type[nn.LSTM] | type[nn.RNN]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 # memory name -> the SequenceMemory class that implements it, called as
 # cls(memory, input_size, hidden_size, num_layers, dropout, gate_bias, **memory_kwargs)
 SEQUENCE_MEMORIES: dict[str, type[SequenceMemory]] = {name: MinRNN for name in SCAN_MEMORIES}
@@ -94,7 +94,7 @@ class MemoryCore(nn.Module):
             unknown = sorted(set(self.memory_kwargs) - set(options))
             if unknown:
                 raise ValueError(f"memory={memory!r} takes no memory_kwargs {unknown}; its options are {list(options)}")
-            self.rnn: nn.Module = SEQUENCE_MEMORIES[memory](
+            self.rnn: nn.RNNBase | SequenceMemory = SEQUENCE_MEMORIES[memory](
                 memory, input_size, hidden_size, num_layers, dropout, gate_bias, **self.memory_kwargs
             )
             return
@@ -239,29 +239,32 @@ def check_memory_options(memory: str, hidden_size: int, num_layers: int) -> None
 # --- state helpers: the only code that knows a state is a (nested) tuple of tensors ---------
 
 
-def map_state(fn: Callable[..., th.Tensor], *states: NestedState) -> NestedState:
+StateT = TypeVar("StateT", bound=NestedState)  # the helpers give back the structure they are given
+
+
+def map_state(fn: Callable[..., th.Tensor], *states: StateT) -> StateT:
     """Apply ``fn`` leaf-wise to one or more states of the same structure."""
     first = states[0]
     if isinstance(first, th.Tensor):
-        return fn(*states)
+        return cast(StateT, fn(*states))
     items = [map_state(fn, *parts) for parts in zip(*states)]
-    return type(first)._make(items) if hasattr(first, "_make") else tuple(items)
+    return cast(StateT, type(first)._make(items) if hasattr(first, "_make") else tuple(items))
 
 
-def mask_state(state: NestedState, keep: th.Tensor) -> NestedState:
+def mask_state(state: StateT, keep: th.Tensor) -> StateT:
     """Multiply every column by ``keep`` (B,): 0 resets a column to the zero state."""
     keep = keep.view(1, -1, 1)
     return map_state(lambda s: s * keep, state)
 
 
-def select_state(state: NestedState, index: th.Tensor | slice | int) -> NestedState:
+def select_state(state: StateT, index: th.Tensor | slice | int) -> StateT:
     """Columns ``index`` of a state (batch dim 1)."""
     if isinstance(index, int):
         index = slice(index, index + 1)
     return map_state(lambda s: s[:, index], state)
 
 
-def cat_states(states: list[NestedState]) -> NestedState:
+def cat_states(states: list[StateT]) -> StateT:
     """Concatenate states along the batch dim."""
     return map_state(lambda *s: th.cat(s, dim=1), *states)
 

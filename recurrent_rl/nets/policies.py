@@ -89,12 +89,17 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.backend = backend
         # Built on the CPU; "auto" is resolved again when the policy moves to its device (_apply).
         self._backend: Backend = resolve_backend(backend, "cpu")
-        optimizer_class, optimizer_kwargs = self._backend.optimizer(kwargs.get("optimizer_class"), kwargs.get("optimizer_kwargs"))
+        optimizer_class, optimizer_kwargs = self._backend.optimizer(
+            kwargs.get("optimizer_class"), kwargs.get("optimizer_kwargs")
+        )
         if optimizer_class is not None:
             kwargs["optimizer_class"] = optimizer_class
         if optimizer_kwargs is not None:
             kwargs["optimizer_kwargs"] = optimizer_kwargs
-        if isinstance(observation_space, spaces.Dict) and kwargs["features_extractor_class"] in (FlattenExtractor, NatureCNN):
+        if isinstance(observation_space, spaces.Dict) and kwargs["features_extractor_class"] in (
+            FlattenExtractor,
+            NatureCNN,
+        ):
             raise ValueError(
                 "Dict observation spaces need a multi-input policy: use 'MultiInputGruPolicy', "
                 "'MultiInputLstmPolicy' or 'MultiInputRnnPolicy' (or features_extractor_class=CombinedExtractor)"
@@ -111,7 +116,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             gate_bias = 1.0 if memory == "lstm" else 0.0
         self.gate_bias = gate_bias
         self.memory_kwargs = dict(memory_kwargs or {})
-        MemoryCore(memory, 1, hidden_size, num_layers, gate_bias=gate_bias, memory_kwargs=self.memory_kwargs)  # validates
+        # validates the memory options before SB3 builds anything
+        MemoryCore(memory, 1, hidden_size, num_layers, gate_bias=gate_bias, memory_kwargs=self.memory_kwargs)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     # --- construction -----------------------------------------------------------------------
@@ -179,7 +185,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             return features, features  # type: ignore[return-value]
         return features  # type: ignore[return-value]
 
-    def _critic_input(self, vf_features: th.Tensor, actor_out: th.Tensor | None, critic_out: th.Tensor | None) -> th.Tensor:
+    def _critic_input(
+        self, vf_features: th.Tensor, actor_out: th.Tensor | None, critic_out: th.Tensor | None
+    ) -> th.Tensor:
         """What the critic's head reads: its own memory's output, the actor's, or a projection."""
         if self.critic_memory == "separate":
             return critic_out  # type: ignore[return-value]
@@ -207,7 +215,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         if not self._sb3_heads():
             return (None if actor_in is None else extractor.forward_actor(actor_in),
                     None if critic_in is None else extractor.forward_critic(critic_in))  # fmt: skip
-        pairs = [(net, x) for net, x in ((extractor.policy_net, actor_in), (extractor.value_net, critic_in)) if x is not None]
+        pairs = [
+            (net, x) for net, x in ((extractor.policy_net, actor_in), (extractor.value_net, critic_in)) if x is not None
+        ]
         outs = iter(self._backend.run_heads([net for net, _ in pairs], [x for _, x in pairs]))
         return (None if actor_in is None else next(outs)), (None if critic_in is None else next(outs))
 
@@ -219,7 +229,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         critic_state, critic_out = state.critic, None
         if self.critic_core is not None:
             (actor_out, actor_state), (critic_out, critic_state) = self._backend.step_cores(
-                [self.actor_memory, self.critic_core], [pi_features, vf_features], [state.actor, state.critic],
+                [self.actor_memory, self.critic_core],
+                [pi_features, vf_features],
+                [state.actor, state.critic],
                 episode_start,
             )
         else:
@@ -241,7 +253,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         critic_out = outs[1][0].reshape(T * B, -1) if self.critic_core is not None else None
         return self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))  # type: ignore[return-value]
 
-    def _step(self, core: MemoryCore, x: th.Tensor, state: MemoryState, episode_start: th.Tensor) -> tuple[th.Tensor, MemoryState]:
+    def _step(
+        self, core: MemoryCore, x: th.Tensor, state: MemoryState, episode_start: th.Tensor
+    ) -> tuple[th.Tensor, MemoryState]:
         """One step of one memory core through the backend."""
         return self._backend.step_cores([core], [x], [state], episode_start)[0]
 
@@ -302,7 +316,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         distribution, state = self.get_distribution(observation, state, episode_start)
         return distribution.get_actions(deterministic=deterministic), state
 
-    def predict(  # type: ignore[override]
+    def predict(
         self,
         observation: np.ndarray | dict[str, np.ndarray],
         state: tuple[np.ndarray, ...] | None = None,
@@ -331,8 +345,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
                     raise ValueError(
                         f"episode_start has {starts.numel()} entries for {n_envs} observations; pass one flag per env"
                     )
-            actions, memory = self._predict(obs_tensor, memory, starts, deterministic=deterministic)
-        actions = actions.cpu().numpy().reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+            action_tensor, memory = self._predict(obs_tensor, memory, starts, deterministic=deterministic)
+        actions = action_tensor.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
         if isinstance(self.action_space, spaces.Box):
             if self.squash_output:
                 actions = self.unscale_action(actions)

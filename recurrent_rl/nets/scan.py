@@ -58,6 +58,7 @@ class SequenceMemory(nn.Module, abc.ABC):
     """
 
     options: tuple[str, ...] = ()  # the memory_kwargs it takes
+    dropout: float  # between layers, in training mode only
 
     @abc.abstractmethod
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
@@ -128,14 +129,15 @@ class MinRNN(SequenceMemory):
         self.kind, self.input_size, self.hidden_size, self.num_layers = kind, input_size, hidden_size, num_layers
         self.dropout = dropout
         n_gates = 2 if kind == "mingru" else 3  # (z, h~) or (f, i, h~)
-        self.layers = nn.ModuleList(
+        linears = [
             nn.Linear(input_size if layer == 0 else hidden_size, n_gates * hidden_size) for layer in range(num_layers)
-        )
+        ]
         if gate_bias:
             with th.no_grad():
-                for linear in self.layers:
+                for linear in linears:
                     # the first block is z (mingru: how much of the new value enters) or f (minlstm: how much stays)
                     linear.bias[:hidden_size] += -gate_bias if kind == "mingru" else gate_bias
+        self.layers = nn.ModuleList(linears)
 
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
         return [(self.num_layers, batch_size, self.hidden_size)]
@@ -161,7 +163,11 @@ class MinRNN(SequenceMemory):
         return out
 
     def forward_sequence(
-        self, x: th.Tensor, state: MemoryState, episode_starts: th.Tensor, need_final_state: bool = True,
+        self,
+        x: th.Tensor,
+        state: MemoryState,
+        episode_starts: th.Tensor,
+        need_final_state: bool = True,
         scan: Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor] = linear_scan,
     ) -> tuple[th.Tensor, MemoryState | None]:
         """``x`` (T, B, F), ``state`` ``(h,)`` (L, B, H), ``episode_starts`` (T, B) -> outputs
