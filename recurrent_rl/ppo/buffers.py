@@ -18,9 +18,8 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
 from recurrent_rl.nets.memory import cat_states, map_state, state_leaves
-from recurrent_rl.types import NestedState, RecurrentState, SequenceObs
 from recurrent_rl.sequences import chunk_rows
-
+from recurrent_rl.types import NestedState, RecurrentState, SequenceObs
 
 # SB3's per-step scalar arrays (S, E), in the order _minibatch unpacks them
 SCALARS = ("values", "log_probs", "advantages", "returns", "episode_starts")
@@ -29,10 +28,20 @@ SCALARS = ("values", "log_probs", "advantages", "returns", "episode_starts")
 class _SequenceChunks:
     """Mixin over SB3's rollout buffers; see the module docstring."""
 
+    # set by SB3's buffer that the mixin is combined with
     buffer_size: int
     n_envs: int
     device: th.device
+    pos: int
+    full: bool
     observations: Any
+    actions: np.ndarray
+    rewards: np.ndarray
+    returns: np.ndarray
+    episode_starts: np.ndarray
+    values: np.ndarray
+    log_probs: np.ndarray
+    advantages: np.ndarray
 
     def __init__(self, *args: Any, sequence_length: int | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -51,7 +60,7 @@ class _SequenceChunks:
     def add_chunk_start_state(self, state: NestedState) -> None:
         """Record the memory entering step ``pos`` (call it when ``pos % sequence_length == 0``)."""
         expected = len(self.chunk_start_states) * self.sequence_length
-        if self.pos != expected:  # type: ignore[attr-defined]
+        if self.pos != expected:
             raise RuntimeError(f"chunk start state given at step {self.pos}, expected at step {expected}")
         self.chunk_start_states.append(map_state(lambda s: s.detach().clone(), state))
 
@@ -68,15 +77,17 @@ class _SequenceChunks:
         return {
             "obs": obs,
             # float32 like SB3's RolloutBuffer.get (MultiBinary actions are stored as int8)
-            "actions": to_chunks(self.actions.astype(np.float32, copy=False)),  # type: ignore[attr-defined]
+            "actions": to_chunks(self.actions.astype(np.float32, copy=False)),
             # the per-step scalars side by side (SCALARS, T, K*E): one index operation picks a
             # minibatch's chunks from all of them
-            "scalars": th.as_tensor(np.stack([chunk_rows(getattr(self, name), L) for name in SCALARS]), device=self.device),
+            "scalars": th.as_tensor(
+                np.stack([chunk_rows(getattr(self, name), L) for name in SCALARS]), device=self.device
+            ),
             # chunk k*E + e starts at row k of env e, as chunk_rows orders them
             "state": cat_states(self.chunk_start_states),
         }
 
-    def get(self, batch_size: int | None = None) -> Generator[RolloutBufferSamples, None, None]:  # type: ignore[override]
+    def get(self, batch_size: int | None = None) -> Generator[RolloutBufferSamples, None, None]:
         """Minibatches of ``batch_size`` steps = ``batch_size / sequence_length`` whole chunks.
 
         The chunks are shuffled as SB3 shuffles samples. When one minibatch holds them all (the
@@ -87,7 +98,7 @@ class _SequenceChunks:
         the same, so the global NumPy random stream advances as SB3's does. Its tensors are views
         of the buffer's own: an update must not change them in place (SB3's does not).
         """
-        if not self.full:  # type: ignore[attr-defined]
+        if not self.full:
             raise RuntimeError("the rollout buffer is not full yet")
         if self._chunks is None:
             self._chunks = self._make_chunks()
@@ -126,8 +137,8 @@ class _SequenceChunks:
 
     def nbytes(self) -> int:
         """Bytes held by the rollout storage and the chunk-start memory states."""
-        arrays = [self.actions, self.rewards, self.returns, self.episode_starts, self.values]  # type: ignore[attr-defined]
-        arrays += [self.log_probs, self.advantages]  # type: ignore[attr-defined]
+        arrays = [self.actions, self.rewards, self.returns, self.episode_starts, self.values]
+        arrays += [self.log_probs, self.advantages]
         obs = self.observations.values() if isinstance(self.observations, dict) else [self.observations]
         total = sum(a.nbytes for a in arrays) + sum(o.nbytes for o in obs)
         return total + sum(s.numel() * s.element_size() for st in self.chunk_start_states for s in state_leaves(st))
@@ -137,5 +148,7 @@ class RecurrentRolloutBuffer(_SequenceChunks, RolloutBuffer):
     """SB3's ``RolloutBuffer`` for Box/Discrete/... observations, yielding sequence chunks."""
 
 
-class RecurrentDictRolloutBuffer(_SequenceChunks, DictRolloutBuffer):
+# get() yields RolloutBufferSamples (observations: SequenceObs) from both buffers, where SB3's
+# DictRolloutBuffer.get is typed as yielding DictRolloutBufferSamples
+class RecurrentDictRolloutBuffer(_SequenceChunks, DictRolloutBuffer):  # type: ignore[misc]
     """SB3's ``DictRolloutBuffer`` for Dict observations, yielding sequence chunks."""

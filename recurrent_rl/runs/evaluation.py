@@ -94,7 +94,14 @@ class EvalReport:
         mode = "deterministic" if self.deterministic else "stochastic"
         lengths = np.asarray(self.lengths, dtype=float)
         rows = [
-            ("return", data["mean_return"], data["std_return"], data["median_return"], data["min_return"], data["max_return"]),
+            (
+                "return",
+                data["mean_return"],
+                data["std_return"],
+                data["median_return"],
+                data["min_return"],
+                data["max_return"],
+            ),
             ("length", lengths.mean(), lengths.std(), float(np.median(lengths)), lengths.min(), lengths.max()),
         ]
         lines = [
@@ -105,7 +112,8 @@ class EvalReport:
         lines += [f"{name:<14}" + "".join(f"{v:>10.2f}" for v in values) for name, *values in rows]
         rate = self.success_rate
         known = sum(s is not None for s in self.successes)
-        lines.append(f"{'success rate':<14}{'n/a (env reports no success)' if rate is None else f'{rate:>10.2f}  ({known} episodes report it)'}")
+        shown = "n/a (env reports no success)" if rate is None else f"{rate:>10.2f}  ({known} episodes report it)"
+        lines.append(f"{'success rate':<14}{shown}")
         return "\n".join(lines)
 
 
@@ -128,7 +136,10 @@ class Agent:
 
 
 def stats_path_for(model_path: Path) -> Path:
-    """The VecNormalize file saved with a model: ``model.zip`` -> ``vecnormalize.pkl``, ``best_model.zip`` -> ``best_vecnormalize.pkl``."""
+    """The VecNormalize file saved with a model.
+
+    ``model.zip`` -> ``vecnormalize.pkl``, ``best_model.zip`` -> ``best_vecnormalize.pkl``.
+    """
     return model_path.with_name(model_path.name.removesuffix(".zip").replace("model", "vecnormalize") + ".pkl")
 
 
@@ -174,7 +185,9 @@ def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str
     config = load_config(run_dir / runs.CONFIG) if run_dir is not None else None
     if env_id is None:
         if config is None:
-            raise RunError(f"cannot tell which env {model_path} was trained on (no run folder around it): pass --env ID")
+            raise RunError(
+                f"cannot tell which env {model_path} was trained on (no run folder around it): pass --env ID"
+            )
         env_id, env_kwargs = config.env, dict(config.env_kwargs) if env_kwargs is None else env_kwargs
     check_env_id(env_id)
     env_kwargs = dict(env_kwargs or {})
@@ -229,7 +242,9 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode:
         raise RunError(f"{env_id} needs a package that is not installed ({error}); {VIZ_HINT}") from None
     except (TypeError, ValueError, gym.error.Error) as error:
         if render_mode is not None:
-            raise RunError(f"{env_id} cannot draw frames ({error}); a video needs render_mode {render_mode!r}") from None
+            raise RunError(
+                f"{env_id} cannot draw frames ({error}); a video needs render_mode {render_mode!r}"
+            ) from None
         raise RunError(f"cannot make env {env_id} with env_kwargs {env_kwargs}: {error}") from None
 
 
@@ -243,8 +258,8 @@ def observation_adapter(model: Any, env: Any, env_id: str) -> Callable[[Any], An
     def describe() -> str:
         return (
             f"the model was trained on observations {model.observation_space} and actions {model.action_space}, but "
-            f"{env_id} has observations {env.observation_space} and actions {env.action_space}. Evaluate it on the env it "
-            "was trained on (its run folder's config.yaml names it) or pass the matching --env"
+            f"{env_id} has observations {env.observation_space} and actions {env.action_space}. Evaluate it on "
+            "the env it was trained on (its run folder's config.yaml names it) or pass the matching --env"
         )
 
     if model.action_space != env.action_space:
@@ -330,9 +345,14 @@ def _add_frame(frames: list[np.ndarray], env: Any, max_frames: int) -> None:
     try:
         frame = env.render()
     except gym.error.DependencyNotInstalled as error:
-        raise RunError(f"rendering {env.spec.id if env.spec else env} needs a package that is not installed ({error}); {VIZ_HINT}") from None
+        raise RunError(
+            f"rendering {env.spec.id if env.spec else env} needs a package that is not installed ({error}); {VIZ_HINT}"
+        ) from None
     if not isinstance(frame, np.ndarray) or frame.ndim != 3:
-        raise RunError(f"{env.spec.id if env.spec else env} did not render an RGB frame (got {type(frame).__name__}); a video needs render_mode 'rgb_array'")
+        raise RunError(
+            f"{env.spec.id if env.spec else env} did not render an RGB frame (got {type(frame).__name__}); "
+            "a video needs render_mode 'rgb_array'"
+        )
     width = frame.shape[1]
     if width > 480:  # keep GIFs small: at most ~480 px wide
         step = math.ceil(width / 480)
@@ -386,7 +406,9 @@ def check_video_path(path: str | Path) -> None:
         try:
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
-            raise RunError(f"--video {path}: .mp4 needs imageio-ffmpeg (pip install imageio-ffmpeg), or use a .gif") from None
+            raise RunError(
+                f"--video {path}: .mp4 needs imageio-ffmpeg (pip install imageio-ffmpeg), or use a .gif"
+            ) from None
 
 
 def save_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> None:

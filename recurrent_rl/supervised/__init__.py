@@ -58,21 +58,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from recurrent_rl.supervised.config import FitConfig, PretrainConfig
+    from recurrent_rl.supervised.config import FitConfig as FitConfig, PretrainConfig as PretrainConfig
     from recurrent_rl.supervised.data import (
-        Batch,
-        SequenceDataset,
-        Trajectories,
-        collate,
-        make_env,
-        record_trajectories,
+        Batch as Batch,
+        SequenceDataset as SequenceDataset,
+        Trajectories as Trajectories,
+        collate as collate,
+        make_env as make_env,
+        record_trajectories as record_trajectories,
     )
     from recurrent_rl.supervised.models import (
-        SequenceModel,
-        SequenceModelConfig,
-        load_sequence_model,
-        save_sequence_model,
+        SequenceModel as SequenceModel,
+        SequenceModelConfig as SequenceModelConfig,
+        load_sequence_model as load_sequence_model,
+        save_sequence_model as save_sequence_model,
     )
-    from recurrent_rl.supervised.trainer import FitResult, evaluate, fit
+    from recurrent_rl.supervised.trainer import FitResult as FitResult, evaluate as evaluate, fit as fit
 
     TrainConfig = FitConfig

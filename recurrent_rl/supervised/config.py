@@ -53,8 +53,11 @@ class FitConfig(Section):
     val_fraction: float = setting(0.2, "share of sequences held out for validation (0: none, and no early stop)",
                                   low=0, below=1)  # fmt: skip
     patience: int = setting(10, "epochs without a better validation loss before stopping", low=1)
-    normalize_inputs: bool = setting(True, "standardise inputs with training-split statistics (kept in the model "
-                                     "and its encoder; off when the data covers a narrower range than the policy will meet)")  # fmt: skip
+    normalize_inputs: bool = setting(
+        True,
+        "standardise inputs with training-split statistics (kept in the model and its encoder; "
+        "off when the data covers a narrower range than the policy will meet)",
+    )
     normalize_targets: bool = setting(True, "learn regression targets standardised with training-split statistics")
     seed: int = setting(0, "seeds the split, the shuffling, dropout and (in pretraining) the initial weights", low=0)
 
@@ -98,7 +101,9 @@ class EncoderModelConfig(Section):
         except ValueError as error:
             raise ConfigError(str(error), key="memory") from None
         if any(n < 1 for n in self.input_layers):
-            raise ConfigError(f"layer sizes must be positive integers, got {list(self.input_layers)}", key="input_layers")
+            raise ConfigError(
+                f"layer sizes must be positive integers, got {list(self.input_layers)}", key="input_layers"
+            )
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,10 @@ class PretrainConfig(Section):
         from recurrent_rl.runs.folders import is_plain_name
 
         if not is_plain_name(self.name):
-            raise ConfigError(f"expected a plain folder name (letters, digits and . _ + = -, no slashes), got {self.name!r}",
-                              key="name")  # fmt: skip
+            raise ConfigError(
+                f"expected a plain folder name (letters, digits and . _ + = -, no slashes), got {self.name!r}",
+                key="name",
+            )
 
 
 # --- reading, overriding ---------------------------------------------------------------------------
@@ -139,7 +146,10 @@ def pretrain_config_from_dict(values: Mapping[str, Any], overrides: Iterable[str
 
 
 def load_pretrain_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> PretrainConfig:
-    """The config of pretraining preset ``name`` (``recurrent_rl/runs/presets/<name>.pretrain.yaml``), with overrides."""
+    """The config of pretraining preset ``name``, with overrides.
+
+    The preset is ``recurrent_rl/runs/presets/<name>.pretrain.yaml``.
+    """
     from recurrent_rl.runs.presets import preset_source, preset_values
 
     values = preset_values(name, "pretrain")

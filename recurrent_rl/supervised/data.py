@@ -143,7 +143,7 @@ class SequenceDataset:
     def n_steps(self) -> int:
         return int(sum(len(x) for x in self.inputs))
 
-    def subset(self, indices: Sequence[int]) -> SequenceDataset:
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SequenceDataset:
         pick = [int(i) for i in indices]
         masks = None if self.target_masks is None else [self.target_masks[i] for i in pick]
         return SequenceDataset([self.inputs[i] for i in pick], [self.targets[i] for i in pick], self.per_step, masks)
@@ -169,15 +169,15 @@ class SequenceDataset:
     def target_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-value mean and std of regression targets (over valid steps)."""
         if self.per_step:
-            ys = [y.reshape(len(y), -1) if m is None else y.reshape(len(y), -1)[m]
-                  for y, m in zip(self.targets, self.target_masks or [None] * len(self))]  # fmt: skip
+            masks: Sequence[np.ndarray | None] = [None] * len(self) if self.target_masks is None else self.target_masks
+            ys = [y.reshape(len(y), -1) if m is None else y.reshape(len(y), -1)[m] for y, m in zip(self.targets, masks)]
             values = np.concatenate(ys)
         else:
             values = np.stack([y.reshape(-1) for y in self.targets])
         return values.mean(0), values.std(0)
 
 
-def collate(dataset: SequenceDataset, indices: Sequence[int]) -> Batch:
+def collate(dataset: SequenceDataset, indices: Sequence[int] | np.ndarray) -> Batch:
     """Pad sequences ``indices`` of ``dataset`` into one time-major :class:`Batch`."""
     xs = [dataset.inputs[i] for i in indices]
     lengths = np.array([len(x) for x in xs])
@@ -264,22 +264,35 @@ class Trajectories:
             size = ys[0].shape[1]
             bad = [i for i in target_indices if not -size <= int(i) < size]
             if bad:
-                raise ValueError(f"target_indices {bad} do not exist in a {target} of size {size} (valid 0..{size - 1})")
+                raise ValueError(
+                    f"target_indices {bad} do not exist in a {target} of size {size} (valid 0..{size - 1})"
+                )
             ys = [y[:, list(target_indices)] for y in ys]
         xs = [o.reshape(len(o), -1) for o in self.observations]
         return SequenceDataset(xs, ys, per_step=True)
 
     def save(self, path: str | Path) -> None:
-        """Write to one ``.npz`` (episodes concatenated, with their lengths), atomically; ``.npz`` is added if missing."""
+        """Write to one ``.npz`` (episodes concatenated, with their lengths), atomically.
+
+        ``.npz`` is added to ``path`` if missing.
+        """
         from recurrent_rl.runs.folders import atomic_open
 
-        arrays = {k: np.concatenate(getattr(self, k)) for k in ("observations", "actions", "rewards", "next_observations")}
+        # Any: numpy's stubs would otherwise match these keyword arrays against allow_pickle
+        arrays: dict[str, Any] = {
+            k: np.concatenate(getattr(self, k)) for k in ("observations", "actions", "rewards", "next_observations")
+        }
         if self.states is not None:
             arrays["states"] = np.concatenate(self.states)
         path = Path(path)
         with atomic_open(path if path.suffix == ".npz" else path.with_name(path.name + ".npz"), "wb") as file:
-            np.savez_compressed(file, lengths=np.array([len(r) for r in self.rewards]), terminated=np.array(self.terminated),
-                                truncated=np.array(self.truncated), **arrays)  # fmt: skip
+            np.savez_compressed(
+                file,
+                lengths=np.array([len(r) for r in self.rewards]),
+                terminated=np.array(self.terminated),
+                truncated=np.array(self.truncated),
+                **arrays,
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectories:
@@ -287,7 +300,9 @@ class Trajectories:
             cuts = np.cumsum(data["lengths"])[:-1]
             split = {k: np.split(data[k], cuts) for k in ("observations", "actions", "rewards", "next_observations")}
             states = np.split(data["states"], cuts) if "states" in data else None
-            return cls(**split, terminated=data["terminated"].tolist(), truncated=data["truncated"].tolist(), states=states)
+            return cls(
+                **split, terminated=data["terminated"].tolist(), truncated=data["truncated"].tolist(), states=states
+            )
 
 
 PolicyLike = Any  # "random", a callable obs -> action, or an object with SB3's predict()

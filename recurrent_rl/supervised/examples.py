@@ -44,8 +44,10 @@ def run_digits_example(
     config = SequenceModelConfig(input_size=8, output_size=10, memory=memory, hidden_size=64, task="many_to_one",
                                  pooling=pooling, objective="classification")  # fmt: skip
     model = SequenceModel(config)
-    result = fit(model, train, FitConfig(epochs=epochs, batch_size=32, learning_rate=3e-3, weight_decay=1e-4,
-                                         val_fraction=0.15, patience=10, seed=seed), log=print if verbose else None)  # fmt: skip
+    fit_config = FitConfig(
+        epochs=epochs, batch_size=32, learning_rate=3e-3, weight_decay=1e-4, val_fraction=0.15, patience=10, seed=seed
+    )
+    result = fit(model, train, fit_config, log=print if verbose else None)
     batch = collate(test, range(len(test)))
     accuracy = float((model.predict(batch.x, batch.lengths) == batch.y).float().mean())
     return {"model": f"{memory} 64, many-to-one ({pooling})", "test_accuracy": accuracy,
@@ -80,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | test accuracy (mean ± std over seeds) |\n| --- | --- |")
     for name, accs in rows:
         print(f"| {name} | {np.mean(accs):.3f} ± {np.std(accs):.3f} |")
-    for key, name in (("majority_class", "majority class"), ("logistic_regression_64_pixels", "logistic regression, 64 pixels")):
+    for key, name in (
+        ("majority_class", "majority class"),
+        ("logistic_regression_64_pixels", "logistic regression, 64 pixels"),
+    ):
         accs = [b[key] for b in baselines]
         print(f"| {name} | {np.mean(accs):.3f} ± {np.std(accs):.3f} |")
     return 0

@@ -87,6 +87,9 @@ class InputLayers(nn.Module):
     then ``Linear -> activation`` for each size in ``layers``. Works on any leading shape.
     """
 
+    input_mean: th.Tensor  # (F,), a buffer
+    input_std: th.Tensor  # (F,), a buffer
+
     def __init__(self, input_size: int, layers: tuple[int, ...] = (), activation: str = "tanh"):
         super().__init__()
         self.register_buffer("input_mean", th.zeros(input_size))
@@ -126,13 +129,18 @@ def length_mask(lengths: th.Tensor, T: int) -> th.Tensor:
 class SequenceModel(nn.Module):
     """A recurrent sequence classifier / regressor (see the module docstring)."""
 
+    target_mean: th.Tensor  # (output_size,), a buffer: regression targets are learnt standardised
+    target_std: th.Tensor  # (output_size,), a buffer
+
     def __init__(self, config: SequenceModelConfig):
         super().__init__()
         self.config = c = config
         self.inputs = InputLayers(c.input_size, c.input_layers, c.activation)
         F = self.inputs.output_size
         self.core = MemoryCore(c.memory, F, c.hidden_size, c.num_layers, c.dropout)
-        self.backward_core = MemoryCore(c.memory, F, c.hidden_size, c.num_layers, c.dropout) if c.bidirectional else None
+        self.backward_core = (
+            MemoryCore(c.memory, F, c.hidden_size, c.num_layers, c.dropout) if c.bidirectional else None
+        )
         width = c.hidden_size * (2 if c.bidirectional else 1)
         self.attention = nn.Linear(width, 1) if c.pooling == "attention" else None
         self.head = nn.Linear(width, c.output_size)
