@@ -37,19 +37,34 @@ import torch as th
 ENV_ID = "pomdp/CartPoleNoVel-v1"
 SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0)
 HEADS = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
-CONTENDERS = ("ours-gru-2t", "ours-lstm-2t", "ours-gru", "ours-lstm", "ours-gru-torch", "ours-lstm-torch",
-              "sb3-contrib-lstm", "sb3-mlp", "sb3-mlp-2t")
+CONTENDERS = (
+    "ours-gru-2t",
+    "ours-lstm-2t",
+    "ours-gru",
+    "ours-lstm",
+    "ours-gru-torch",
+    "ours-lstm-torch",
+    "sb3-contrib-lstm",
+    "sb3-mlp",
+    "sb3-mlp-2t",
+)
 PARTS = ("memory", "optimizer", "distributions")  # recurrent_rl.accel.backend.PARTS
 ABLATIONS = tuple(f"ours-gru-2t-no-{part}" for part in PARTS)
 LABELS = {
-    "ours-gru": "ours, GRU, cpu-kernels, 1 kernel thread", "ours-lstm": "ours, LSTM, cpu-kernels, 1 kernel thread",
+    "ours-gru": "ours, GRU, cpu-kernels, 1 kernel thread",
+    "ours-lstm": "ours, LSTM, cpu-kernels, 1 kernel thread",
     "ours-gru-2t": "ours, GRU, cpu-kernels, 2 kernel threads (default here)",
     "ours-lstm-2t": "ours, LSTM, cpu-kernels, 2 kernel threads (default here)",
-    "ours-gru-torch": "ours, GRU, backend torch", "ours-lstm-torch": "ours, LSTM, backend torch",
-    "sb3-contrib-lstm": "sb3-contrib RecurrentPPO (LSTM)", "sb3-mlp": "SB3 PPO, MLP (no memory)",
+    "ours-gru-torch": "ours, GRU, backend torch",
+    "ours-lstm-torch": "ours, LSTM, backend torch",
+    "sb3-contrib-lstm": "sb3-contrib RecurrentPPO (LSTM)",
+    "sb3-mlp": "SB3 PPO, MLP (no memory)",
     "sb3-mlp-2t": "SB3 PPO, MLP, 2 torch threads",
     **{name: f"ours, GRU, cpu-kernels without {name.rsplit('-no-', 1)[1]}, 2 kernel threads" for name in ABLATIONS},
-    **{f"ours-{core}-2t": f"ours, {core}, default backend, 2 kernel threads" for core in ("mingru", "minlstm", "transformer")},
+    **{
+        f"ours-{core}-2t": f"ours, {core}, default backend, 2 kernel threads"
+        for core in ("mingru", "minlstm", "transformer")
+    },
 }
 # --long: one 512-step chunk per env and rollout (sequence_length 512), the whole rollout one minibatch
 LONG = dict(n_steps=512, batch_size=4096)
@@ -73,21 +88,23 @@ def make_model(name: str, seed: int, n_envs: int = 8):
     name = name.removesuffix("-2t")
     th.set_num_threads(2 if two_threads and name == "sb3-mlp" else 1)
     native.set_kernel_threads(2 if two_threads and name.startswith("ours") else 1)
-    import recurrent_rl.envs  # noqa: F401  registers pomdp/
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
+
     # the zoo gives VecNormalize the algorithm's discount (rl_zoo3 exp_manager: "Use the same discount
     # factor as for the algorithm"), not its default 0.99
     env = VecNormalize(make_vec_env(ENV_ID, n_envs=n_envs, seed=seed), gamma=SETTINGS["gamma"])
-    common: dict[str, Any] = dict(seed=seed, device="cpu", learning_rate=linear(1e-3), clip_range=linear(0.2), **SETTINGS)
+    common: dict[str, Any] = dict(
+        seed=seed, device="cpu", learning_rate=linear(1e-3), clip_range=linear(0.2), **SETTINGS
+    )
     if LONG_RUN:
         common.update(LONG)
     common["batch_size"] = min(common["batch_size"], common["n_steps"] * n_envs)
     if name.startswith("ours"):
         from recurrent_rl import RecurrentPPO
-
         from recurrent_rl.accel.backend import CpuKernels
 
         memory = name.split("-")[1]
@@ -163,15 +180,22 @@ def main(argv: list[str] | None = None) -> None:
     # of seconds (SB3's MLP PPO measured 3023-5208 env-steps/s within one run), and the best of
     # many interleaved measurements is the one a spell missed, for every contender alike.
     parser.add_argument("--steps", type=int, default=8_192, help="training steps per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=12, help="throughput measurements per contender, interleaved (best kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=12, help="throughput measurements per contender, interleaved (best kept)"
+    )
     parser.add_argument("--seeds", type=int, default=5, help="seeds per memory type for the learning check")
     parser.add_argument("--learning-steps", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2, help="parallel processes for the learning runs")
     parser.add_argument("--skip-learning", action="store_true")
     parser.add_argument("--only-learning", action="store_true", help="skip throughput, latency and memory")
     parser.add_argument("--parts", action="store_true", help="also the speed backend with each part left out")
-    parser.add_argument("--cores", nargs="*", default=[], choices=["mingru", "minlstm", "transformer"],
-                        help="also these memory cores (default backend, 2 kernel threads)")
+    parser.add_argument(
+        "--cores",
+        nargs="*",
+        default=[],
+        choices=["mingru", "minlstm", "transformer"],
+        help="also these memory cores (default backend, 2 kernel threads)",
+    )
     parser.add_argument("--long", action="store_true", help="n_steps 512, batch 4096: one 512-step chunk per env")
     args = parser.parse_args(argv)
     global LONG_RUN
@@ -180,10 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     import platform
     import subprocess
 
-    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                if line.startswith("Model name")), platform.processor())  # fmt: skip
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, torch {th.__version__}, "
-          f"`python -m benchmarks.core {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`", flush=True)
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), platform.processor())
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, torch {th.__version__}, "
+        f"`python -m benchmarks.core {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`",
+        flush=True,
+    )
     contenders = CONTENDERS + (ABLATIONS if args.parts else ()) + tuple(f"ours-{core}-2t" for core in args.cores)
     rows: dict[str, dict[str, Any]] = {name: {} for name in contenders}
     if args.only_learning:
@@ -214,8 +241,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name} seed {seed}: {score:.1f}", flush=True)
 
     contrib, mlp = rows["sb3-contrib-lstm"], rows["sb3-mlp"]
-    print("\n| contender | env-steps/s | x sb3-contrib | x SB3 MLP PPO | x SB3 MLP PPO, median per repeat |"
-          f" predict (us/step) | rollout buffer (KiB) | eval return at {args.learning_steps // 1000}k steps, per seed |")
+    print(
+        "\n| contender | env-steps/s | x sb3-contrib | x SB3 MLP PPO | x SB3 MLP PPO, median per repeat |"
+        f" predict (us/step) | rollout buffer (KiB) | eval return at {args.learning_steps // 1000}k steps, per seed |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name in contenders:
         r = rows[name]
@@ -229,11 +258,15 @@ def main(argv: list[str] | None = None) -> None:
             ret = "-"
         # each repeat measures every contender within some 20 s, so its ratio shares the spell
         per_repeat = float(np.median(np.array(r["each"]) / np.array(mlp["each"])))
-        print(f"| {LABELS[name]} | {r['steps/s']:.0f} | {r['steps/s'] / contrib['steps/s']:.2f} | "
-              f"{r['steps/s'] / mlp['steps/s']:.2f} | {per_repeat:.2f} | {latency} | {buffer} | {ret} |")
-    print(f"\npredict latency ours/sb3-contrib: GRU {rows['ours-gru']['predict us'] / contrib['predict us']:.2f}, "
-          f"LSTM {rows['ours-lstm']['predict us'] / contrib['predict us']:.2f}; "
-          f"buffer memory ours/sb3-contrib: {rows['ours-lstm']['buffer KiB'] / contrib['buffer KiB']:.2f}")
+        print(
+            f"| {LABELS[name]} | {r['steps/s']:.0f} | {r['steps/s'] / contrib['steps/s']:.2f} | "
+            f"{r['steps/s'] / mlp['steps/s']:.2f} | {per_repeat:.2f} | {latency} | {buffer} | {ret} |"
+        )
+    print(
+        f"\npredict latency ours/sb3-contrib: GRU {rows['ours-gru']['predict us'] / contrib['predict us']:.2f}, "
+        f"LSTM {rows['ours-lstm']['predict us'] / contrib['predict us']:.2f}; "
+        f"buffer memory ours/sb3-contrib: {rows['ours-lstm']['buffer KiB'] / contrib['buffer KiB']:.2f}"
+    )
 
 
 if __name__ == "__main__":

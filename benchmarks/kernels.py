@@ -47,7 +47,15 @@ def main(argv: list[str] | None = None) -> None:
         xs = [th.randn(args.T, args.B, args.F, requires_grad=True) for _ in cores]
         states = [c.initial_state(args.B) for c in cores]
 
-        def run(use_kernels: bool, compiled: bool, need_final_state: bool, threads: int = 1) -> None:
+        def run(
+            use_kernels: bool,
+            compiled: bool,
+            need_final_state: bool,
+            threads: int = 1,
+            cores=cores,
+            xs=xs,
+            states=states,
+        ) -> None:
             native.available = compiled_available if compiled else lambda: False  # type: ignore[assignment]
             native.set_kernel_threads(threads)
             outs = backends[use_kernels].forward_cores(cores, xs, states, starts, need_final_state=need_final_state)

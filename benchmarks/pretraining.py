@@ -99,8 +99,8 @@ def train_agent(task_name: str, variant: str, seed: int, encoder: str | None) ->
     from stable_baselines3.common.vec_env import VecNormalize
 
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.supervised.encoder import encoder_policy_kwargs, load_encoder, read_encoder
     from recurrent_rl.supervised.data import make_env
+    from recurrent_rl.supervised.encoder import encoder_policy_kwargs, load_encoder, read_encoder
 
     task = TASKS[task_name]
     env = make_vec_env(lambda: make_env(task.env_id), n_envs=task.n_envs, seed=seed)
@@ -147,7 +147,9 @@ def _run(job: tuple) -> dict[str, Any]:
     return train_agent(*job)
 
 
-def summarize(results: list[dict[str, Any]], pretraining: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(
+    results: list[dict[str, Any]], pretraining: dict[tuple[str, int], dict[str, Any]]
+) -> list[dict[str, Any]]:
     """One row per task and variant: total steps to the threshold (mean, median), runs that got there."""
     rows = []
     for task_name in dict.fromkeys(r["task"] for r in results):
@@ -164,14 +166,16 @@ def summarize(results: list[dict[str, Any]], pretraining: dict[tuple[str, int], 
                 totals.append(ppo_steps + extra)
             mean = float(np.mean(totals))
             baselines[variant] = mean
-            saving = {b: None if b not in baselines or variant in BASELINES else round(100 * (1 - mean / baselines[b]), 1)
-                      for b in BASELINES}  # fmt: skip
+            saving = {
+                b: None if b not in baselines or variant in BASELINES else round(100 * (1 - mean / baselines[b]), 1)
+                for b in BASELINES
+            }
+            transitions = [pretraining[(task_name, r["seed"])]["transitions"] for r in runs]
             rows.append({
                 "task": task_name, "variant": variant, "threshold": task.threshold,
                 "reached": f"{sum(r['reached'] is not None for r in runs)}/{len(runs)}",
                 "mean_total_steps": round(mean), "median_total_steps": round(float(np.median(totals))),
-                "pretraining_steps": (0 if variant not in PRETRAINED else
-                                      round(float(np.mean([pretraining[(task_name, r["seed"])]["transitions"] for r in runs])))),
+                "pretraining_steps": 0 if variant not in PRETRAINED else round(float(np.mean(transitions))),
                 "fewer_steps_than": saving,
                 "totals": totals,
             })  # fmt: skip
@@ -186,8 +190,10 @@ def print_table(rows: list[dict[str, Any]]) -> str:
         for baseline in BASELINES:
             saving = r["fewer_steps_than"][baseline]
             cells.append("—" if saving is None else f"{saving:.1f}% fewer" if saving >= 0 else f"{-saving:.1f}% more")
-        lines.append(f"| {r['task']} (≥ {r['threshold']:g}) | {r['variant']} | {r['reached']} | {r['pretraining_steps']:,} | "
-                     f"{r['mean_total_steps']:,} | {r['median_total_steps']:,} | {' | '.join(cells)} |")  # fmt: skip
+        lines.append(
+            f"| {r['task']} (≥ {r['threshold']:g}) | {r['variant']} | {r['reached']} | {r['pretraining_steps']:,} | "
+            f"{r['mean_total_steps']:,} | {r['median_total_steps']:,} | {' | '.join(cells)} |"
+        )
     table = "\n".join(lines)
     print(table)
     return table
@@ -229,8 +235,8 @@ def report(results: list[dict[str, Any]], pretraining: dict[tuple[str, int], dic
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(results, pretraining)
     table = print_table(rows)
-    (out / "results.json").write_text(json.dumps({"rows": rows, "runs": results, "pretraining":
-                                                  {f"{t}/{s}": p for (t, s), p in pretraining.items()}}, indent=1))  # fmt: skip
+    by_run = {f"{t}/{s}": p for (t, s), p in pretraining.items()}
+    (out / "results.json").write_text(json.dumps({"rows": rows, "runs": results, "pretraining": by_run}, indent=1))
     (out / "table.md").write_text(table + "\n")
     plot(results, pretraining, out / "learning_curves.png")
 
@@ -268,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(args.seeds)
     with ProcessPoolExecutor(args.workers) as pool:
         keys = [(t, s) for t in args.tasks for s in seeds]
-        pretraining = dict(zip(keys, pool.map(pretrain_encoder, *zip(*keys), [str(out)] * len(keys),
-                                                [tuple(args.pretrain_set)] * len(keys))))
+        pretraining = dict(
+            zip(
+                keys,
+                pool.map(pretrain_encoder, *zip(*keys), [str(out)] * len(keys), [tuple(args.pretrain_set)] * len(keys)),
+            )
+        )
         print(f"pretraining done ({time.perf_counter() - started:.0f} s):",
               {f"{t}/{s}": round(p["val_r2"], 3) for (t, s), p in pretraining.items()}, flush=True)  # fmt: skip
         # the longest jobs first, so the pool does not end on one straggler
