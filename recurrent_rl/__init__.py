@@ -12,6 +12,8 @@ The package, along the data path::
 
 Importing the package registers the ``pomdp/`` environments and nothing heavier: the names
 below are imported on first use (PEP 562), so ``import recurrent_rl`` does not load torch.
+``__version__`` is read from the installed distribution's metadata, whose one source is
+``version`` in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -19,34 +21,42 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import recurrent_rl.envs as _envs  # noqa: F401  registers the pomdp/ environments
 from recurrent_rl import _aliases
-from recurrent_rl import envs as _envs  # noqa: F401  registers the pomdp/ environments
-
-__version__ = "0.1.0"
 
 _aliases.install()
 
+_POLICIES = (
+    "RecurrentActorCriticPolicy",
+    "MlpGruPolicy", "MlpLstmPolicy", "MlpRnnPolicy",
+    "CnnGruPolicy", "CnnLstmPolicy", "CnnRnnPolicy",
+    "MultiInputGruPolicy", "MultiInputLstmPolicy", "MultiInputRnnPolicy",
+)  # fmt: skip
 _PUBLIC: dict[str, str] = {
     "RecurrentPPO": "recurrent_rl.ppo.algorithm",
     "MemoryCore": "recurrent_rl.nets.memory",
     "NonFiniteLossError": "recurrent_rl.errors",
     "encoder_policy_kwargs": "recurrent_rl.supervised.encoder",
     "load_encoder": "recurrent_rl.supervised.encoder",
-    **{
-        name: "recurrent_rl.nets.policies"
-        for name in (
-            "RecurrentActorCriticPolicy",
-            "MlpGruPolicy", "MlpLstmPolicy", "MlpRnnPolicy",
-            "CnnGruPolicy", "CnnLstmPolicy", "CnnRnnPolicy",
-            "MultiInputGruPolicy", "MultiInputLstmPolicy", "MultiInputRnnPolicy",
-        )
-    },  # fmt: skip
+    **dict.fromkeys(_POLICIES, "recurrent_rl.nets.policies"),
 }
 
 __all__ = sorted(_PUBLIC)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("recurrent_rl")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        version = globals()["__version__"] = _version()
+        return version
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'recurrent_rl' has no attribute {name!r}")
@@ -56,23 +66,28 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+    return sorted({*globals(), *_PUBLIC, "__version__"})
 
 
 if TYPE_CHECKING:
-    from recurrent_rl.errors import NonFiniteLossError
-    from recurrent_rl.nets.memory import MemoryCore
+    __version__: str
+
+    from recurrent_rl.errors import NonFiniteLossError as NonFiniteLossError
+    from recurrent_rl.nets.memory import MemoryCore as MemoryCore
     from recurrent_rl.nets.policies import (
-        CnnGruPolicy,
-        CnnLstmPolicy,
-        CnnRnnPolicy,
-        MlpGruPolicy,
-        MlpLstmPolicy,
-        MlpRnnPolicy,
-        MultiInputGruPolicy,
-        MultiInputLstmPolicy,
-        MultiInputRnnPolicy,
-        RecurrentActorCriticPolicy,
+        CnnGruPolicy as CnnGruPolicy,
+        CnnLstmPolicy as CnnLstmPolicy,
+        CnnRnnPolicy as CnnRnnPolicy,
+        MlpGruPolicy as MlpGruPolicy,
+        MlpLstmPolicy as MlpLstmPolicy,
+        MlpRnnPolicy as MlpRnnPolicy,
+        MultiInputGruPolicy as MultiInputGruPolicy,
+        MultiInputLstmPolicy as MultiInputLstmPolicy,
+        MultiInputRnnPolicy as MultiInputRnnPolicy,
+        RecurrentActorCriticPolicy as RecurrentActorCriticPolicy,
     )
-    from recurrent_rl.ppo.algorithm import RecurrentPPO
-    from recurrent_rl.supervised.encoder import encoder_policy_kwargs, load_encoder
+    from recurrent_rl.ppo.algorithm import RecurrentPPO as RecurrentPPO
+    from recurrent_rl.supervised.encoder import (
+        encoder_policy_kwargs as encoder_policy_kwargs,
+        load_encoder as load_encoder,
+    )

@@ -140,11 +140,17 @@ def _build_and_install(tmp: Path) -> dict[str, Path]:
     return {"python": python, "purelib": purelib, "wheel": wheel, "cwd": outside, "tmp": tmp}
 
 
+def _wheel_version(installed: dict[str, Path]) -> str:
+    return installed["wheel"].name.split("-")[1]  # recurrent_rl-<version>-py3-none-any.whl
+
+
 def _check_wheel_contents(installed: dict[str, Path]) -> None:
     with zipfile.ZipFile(installed["wheel"]) as archive:
         names = set(archive.namelist())
     top = {n.split("/")[0] for n in names}
-    assert top == {"recurrent_rl", f"{HOOK}.py", f"{HOOK}.pth", "recurrent_rl-0.1.0.dist-info"}, top
+    dist_info = f"recurrent_rl-{_wheel_version(installed)}.dist-info"
+    assert top == {"recurrent_rl", f"{HOOK}.py", f"{HOOK}.pth", dist_info}, top
+    assert f"{dist_info}/licenses/LICENSE" in names, sorted(n for n in names if n.startswith(dist_info))
     # every module and data file on disk made it in (a new subpackage must be listed in pyproject.toml)
     on_disk = {f"recurrent_rl/{p.relative_to(ROOT / 'recurrent_rl').as_posix()}" for p in (ROOT / "recurrent_rl").rglob("*") if p.is_file()}
     on_disk |= {f"recurrent_rl/envs/{p.relative_to(ROOT / 'envs').as_posix()}" for p in (ROOT / "envs").rglob("*") if p.is_file()}
@@ -163,6 +169,14 @@ def _check_gym_make(installed: dict[str, Path]) -> None:
     assert Path(report["recurrent_rl"]).is_relative_to(installed["purelib"]), report
     assert report["heavy"] == [], report
     assert report["loader"] != "_Loader", report  # gymnasium's own loader is put back after the import
+
+
+def _check_version(installed: dict[str, Path]) -> None:
+    """``recurrent_rl.__version__`` is the installed distribution's, pyproject.toml's ``version``."""
+    code = "import recurrent_rl; from importlib import metadata; print(recurrent_rl.__version__, metadata.version('recurrent_rl'))"
+    result = _run(installed["python"], code, cwd=installed["cwd"], env=_clean_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [_wheel_version(installed)] * 2, result.stdout
 
 
 def _check_other_envs_package(installed: dict[str, Path]) -> None:
@@ -232,6 +246,7 @@ def test_installed_wheel(tmp_path: Path) -> None:
     installed = _build_and_install(tmp_path)
     _check_wheel_contents(installed)
     _check_gym_make(installed)
+    _check_version(installed)
     _check_other_envs_package(installed)
     _check_startup_loads_the_hook_only(installed)
     _check_missing_or_broken_package(installed)
