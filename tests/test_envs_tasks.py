@@ -281,9 +281,12 @@ def test_invalid_actions_raise_value_error(task: gym.Env) -> None:
 
 
 def test_docs_table_matches_the_code() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    """The reference-returns table of docs/environments.md lists every memory task with its exact values."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "environments.md"
+    lines = page.read_text(encoding="utf-8").splitlines()
     for env_id in envs.memory_task_ids():
         ref = envs.reference_returns(env_id)
         row = f"| {ref['optimal']:g} | {ref['random']:.4f} | {ref['memoryless']:.4f} |"
-        line = next(line for line in doc.splitlines() if line.startswith(f"| `{env_id}` |"))
-        assert line.endswith(row), f"README.md is stale for {env_id}: expected {row}"
+        line = next((line for line in lines if line.startswith(f"| `{env_id}` |")), None)
+        assert line is not None, f"docs/environments.md has no row for {env_id}"
+        assert line.endswith(row), f"docs/environments.md is stale for {env_id}: expected {row}"
