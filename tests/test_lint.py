@@ -1,4 +1,4 @@
-"""Lint, format and type check of the package, as configured in pyproject.toml.
+"""Lint, format and type check of the package (and the benchmarks' lint), as configured in pyproject.toml.
 
 Each tool runs in a subprocess from the checkout's root, so it reads the same configuration as
 ``ruff check``, ``ruff format`` and ``mypy`` typed there (and as the pre-commit hooks); a failure
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["recurrent_rl", "envs"]
+SOURCES = ["recurrent_rl", "envs", "benchmarks"]  # ruff; mypy checks the package only
 
 
 def _run(tool: str, *args: str, timeout: int = 600) -> None:
@@ -32,7 +32,7 @@ def test_ruff_check() -> None:
 
 
 def test_ruff_format() -> None:
-    """Fix with ``ruff format recurrent_rl envs``."""
+    """Fix with ``ruff format recurrent_rl envs benchmarks``."""
     _run("ruff", "format", "--check", *SOURCES)
 
 
