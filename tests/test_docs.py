@@ -95,9 +95,11 @@ def test_files_and_tests_named_in_the_docs_exist():
     missing = []
     for file, name in sorted(set(re.findall(r"(tests/test_\w+\.py)::(\w+)", text))):
         source = ROOT / file
-        if not source.is_file() or not re.search(rf"^\s*def {name}\(", source.read_text(encoding="utf-8"), re.MULTILINE):
+        defined = source.is_file() and re.search(rf"^\s*def {name}\(", source.read_text(encoding="utf-8"), re.MULTILINE)
+        if not defined:
             missing.append(f"{file}::{name}")
-    for path in sorted(set(re.findall(r"`((?:recurrent_rl|envs|benchmarks|scripts|tests)/[\w/.-]+\.(?:py|c|cpp|sh|yaml))`", text))):
+    cited = re.findall(r"`((?:recurrent_rl|envs|benchmarks|scripts|tests)/[\w/.-]+\.(?:py|c|cpp|sh|yaml))`", text)
+    for path in sorted(set(cited)):
         if "*" not in path and not (ROOT / path).is_file():
             missing.append(path)
     assert not missing, "the docs name files or tests that do not exist:\n" + "\n".join(missing)
@@ -116,7 +118,12 @@ def test_mkdocs_build_strict(tmp_path):
     for page in ["index.html", "getting-started/index.html", "api/index.html", "images/tensorboard.png"]:
         assert (tmp_path / "site" / page).is_file(), page
     api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
-    for name in ["recurrent_rl.ppo.algorithm.RecurrentPPO", "recurrent_rl.nets.memory.MemoryCore",
-                 "recurrent_rl.envs.wrappers.MaskObservation", "recurrent_rl.supervised.encoder.load_encoder"]:  # fmt: skip
+    documented = [
+        "recurrent_rl.ppo.algorithm.RecurrentPPO",
+        "recurrent_rl.nets.memory.MemoryCore",
+        "recurrent_rl.envs.wrappers.MaskObservation",
+        "recurrent_rl.supervised.encoder.load_encoder",
+    ]
+    for name in documented:
         assert f'id="{name}"' in api, f"the API reference lacks {name}"
     assert ":class:`" not in api, "a Sphinx role was left unconverted in the API reference"
