@@ -104,7 +104,9 @@ def test_every_command_has_help(command, capsys):
 def test_python_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "recurrent_rl", "train", "--help"], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)  # fmt: skip
-    assert result.returncode == 0 and "--resume RUN_DIR" in result.stdout and "policy_kwargs.hidden_size" in result.stdout
+    assert (
+        result.returncode == 0 and "--resume RUN_DIR" in result.stdout and "policy_kwargs.hidden_size" in result.stdout
+    )
 
 
 def test_presets_lists_one_line_each_and_marks_the_default(capsys):
@@ -248,7 +250,9 @@ def test_env_without_frames_cannot_record_video(tmp_path, capsys):
         gym.register("test/NoFrames-v0", entry_point=NoFrames)
     RecurrentPPO("MlpGruPolicy", NoFrames(), n_steps=16, batch_size=16).save(tmp_path / "m.zip")
     before = snapshot(tmp_path)
-    code = run_cli("evaluate", tmp_path / "m.zip", "--env", "test/NoFrames-v0", "--episodes", 2, "--video", tmp_path / "v.gif")
+    code = run_cli(
+        "evaluate", tmp_path / "m.zip", "--env", "test/NoFrames-v0", "--episodes", 2, "--video", tmp_path / "v.gif"
+    )
     assert_clean_error(capsys, code, "frame")
     assert snapshot(tmp_path) == before
 
@@ -318,8 +322,10 @@ def test_pretrain_dry_run_prints_the_resolved_config(capsys):
         (["--preset", "cartpole-novel", "--set", "data.policy=nope.zip"], "the policy file nope.zip does not exist"),
         (["--preset", "cartpole-novel", "--set", "data.policy=math:pi"], "'math:pi' is not a function"),
         (["--preset", "cartpole-novel", "--set", "data.n_steps=5"], "leaves an empty split"),
-        (["--preset", "cartpole-novel", "--set", "data.n_steps=50", "--set", "data.target_indices=[9]"],
-         "target_indices [9] do not exist"),
+        (
+            ["--preset", "cartpole-novel", "--set", "data.n_steps=50", "--set", "data.target_indices=[9]"],
+            "target_indices [9] do not exist",
+        ),
     ],
 )
 def test_pretrain_bad_input_is_one_line_and_writes_nothing(args, fragment, tmp_path, capsys):
@@ -340,8 +346,22 @@ def test_pretrain_config_files_of_every_format_and_malformed_ones(tmp_path, caps
 
 
 def test_pretrain_then_train_with_its_encoder(tmp_path, capsys):
-    assert run_cli("pretrain", "--preset", "cartpole-novel", "--runs-dir", tmp_path / "pre", "--set", "data.n_steps=300",
-                   "--set", "train.epochs=1", "--set", "model.hidden_size=8") == 0  # fmt: skip
+    assert (
+        run_cli(
+            "pretrain",
+            "--preset",
+            "cartpole-novel",
+            "--runs-dir",
+            tmp_path / "pre",
+            "--set",
+            "data.n_steps=300",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "model.hidden_size=8",
+        )
+        == 0
+    )
     (run,) = (tmp_path / "pre").iterdir()
     assert (run / runs.CONFIG).is_file() and (run / runs.ENCODER).is_file() and (run / runs.SEQUENCE_MODEL).is_file()
     capsys.readouterr()

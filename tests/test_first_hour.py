@@ -246,8 +246,10 @@ def test_an_encoder_from_another_env_is_used_with_a_warning(tmp_path, capsys):
     encoder = make_encoder(tmp_path / "encoder.pt", env_id="pomdp/CartPoleNoVel-v1-elsewhere")
     model = RecurrentPPO("MlpLstmPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16,
                          policy_kwargs=encoder_policy_kwargs(encoder))  # fmt: skip
-    with pytest.warns(EncoderEnvWarning, match="recorded from pomdp/CartPoleNoVel-v1-elsewhere, but this model trains on "
-                      "pomdp/CartPoleNoVel-v1"):  # fmt: skip
+    with pytest.warns(
+        EncoderEnvWarning,
+        match="recorded from pomdp/CartPoleNoVel-v1-elsewhere, but this model trains on pomdp/CartPoleNoVel-v1",
+    ):
         load_encoder(model, encoder)
     # the command line: one warning line, and the run goes on
     args = ["train", "--runs-dir", tmp_path, "--name", "run", "--encoder", encoder, "--set", "normalize=false",
@@ -314,8 +316,22 @@ def test_train_help_shows_the_default_presets_values(capsys):
 
 
 def test_pretrain_prints_a_few_lines_and_the_next_command(tmp_path, capsys):
-    args = ["pretrain", "--preset", "cartpole-novel", "--runs-dir", tmp_path, "--set", "data.n_steps=300",
-            "--set", "train.epochs=40", "--set", "train.patience=100", "--set", "model.hidden_size=8", "--no-progress"]  # fmt: skip
+    args = [
+        "pretrain",
+        "--preset",
+        "cartpole-novel",
+        "--runs-dir",
+        tmp_path,
+        "--set",
+        "data.n_steps=300",
+        "--set",
+        "train.epochs=40",
+        "--set",
+        "train.patience=100",
+        "--set",
+        "model.hidden_size=8",
+        "--no-progress",
+    ]
     assert run_cli(*args) == 0
     lines = capsys.readouterr().out.splitlines()
     epochs = [line for line in lines if line.startswith("epoch ")]

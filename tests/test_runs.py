@@ -13,8 +13,8 @@ import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from recurrent_rl.runs import cli, folders as runs
 from recurrent_rl import RecurrentPPO
+from recurrent_rl.runs import cli, folders as runs
 from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
 from recurrent_rl.runs.training import train
 
@@ -171,8 +171,20 @@ def test_resume_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
 
 def test_sigterm_on_the_command_line(tmp_path):
     """A real process stopped by SIGTERM exits 143 with a loadable checkpoint and a resume hint."""
-    args = [sys.executable, "-m", "recurrent_rl", "train", "--runs-dir", str(tmp_path), "--name", "run", "--no-progress",
-            *[x for item in TINY for x in ("--set", item)], "--timesteps", "1000000"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "recurrent_rl",
+        "train",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--no-progress",
+        *[x for item in TINY for x in ("--set", item)],
+        "--timesteps",
+        "1000000",
+    ]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -212,8 +224,19 @@ class NanReward(gym.Env):
 def test_a_non_finite_loss_keeps_the_last_good_model(tmp_path, capsys):
     if "test/NanReward-v0" not in gym.registry:
         gym.register("test/NanReward-v0", entry_point=NanReward)
-    args = ["train", "--runs-dir", str(tmp_path), "--name", "nan", "--set", "env=test/NanReward-v0", "--set", "normalize=false",
-            *[x for item in TINY for x in ("--set", item)], "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "nan",
+        "--set",
+        "env=test/NanReward-v0",
+        "--set",
+        "normalize=false",
+        *[x for item in TINY for x in ("--set", item)],
+        "--no-progress",
+    ]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert "nan or inf" in err and "Traceback" not in err

@@ -31,12 +31,12 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from recurrent_rl.ppo.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
 from recurrent_rl.errors import check_finite_observations, check_spaces
 from recurrent_rl.nets.memory import select_state
 from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
-from recurrent_rl.types import RecurrentState
+from recurrent_rl.ppo.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
 from recurrent_rl.sequences import check_sequence_sizes
+from recurrent_rl.types import RecurrentState
 
 TorchThreads = int | Literal["auto"] | None
 # Environment variables that name a thread count: when one is set, "auto" leaves torch's count alone.
@@ -114,7 +114,7 @@ class RecurrentPPO(PPO):
 
     policy: RecurrentActorCriticPolicy
     rollout_buffer: RecurrentRolloutBuffer
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = dict(POLICY_ALIASES)  # type: ignore[assignment]
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = dict(POLICY_ALIASES)
 
     def __init__(
         self,
@@ -203,7 +203,7 @@ class RecurrentPPO(PPO):
             self._last_state = self.policy.initial_state(self.n_envs)
         return result
 
-    def collect_rollouts(
+    def collect_rollouts(  # type: ignore[override]  # always this algorithm's own recurrent buffer
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RecurrentRolloutBuffer, n_rollout_steps: int
     ) -> bool:
         """SB3's ``collect_rollouts`` with the memory carried (and reset) from step to step.
@@ -258,7 +258,11 @@ class RecurrentPPO(PPO):
             # Time-limit truncation: bootstrap with the value of the terminal observation, computed
             # from the memory *after* this step (the episode goes on in the critic's eyes).
             for idx, done in enumerate(dones):
-                if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated"):
+                if (
+                    done
+                    and infos[idx].get("terminal_observation") is not None
+                    and infos[idx].get("TimeLimit.truncated")
+                ):
                     terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
                     with th.inference_mode():
                         terminal_value = self.policy.predict_values(
@@ -280,7 +284,7 @@ class RecurrentPPO(PPO):
         callback.on_rollout_end()
         return True
 
-    def learn(  # type: ignore[override]
+    def learn(
         self,
         total_timesteps: int,
         callback: MaybeCallback = None,
@@ -294,7 +298,9 @@ class RecurrentPPO(PPO):
         named ``RecurrentPPO_<n>`` by default."""
         threads = learn_threads(getattr(self, "torch_threads", "auto"), self.device)
         with using_torch_threads(threads):
-            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+            return super().learn(
+                total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar
+            )
 
     def _excluded_save_params(self) -> list[str]:
         # torch_threads is a choice for this machine, not part of the model

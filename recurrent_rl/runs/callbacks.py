@@ -36,9 +36,9 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
+from recurrent_rl.nets.memory import state_leaves
 from recurrent_rl.runs import folders as runs
 from recurrent_rl.runs.evaluation import EvalReport, run_episodes
-from recurrent_rl.nets.memory import state_leaves
 
 HPARAM_METRICS = ("eval/mean_reward", "rollout/ep_rew_mean")
 
@@ -133,7 +133,9 @@ class MemoryDiagnostics(BaseCallback):
         self._grad_counts = {g: 0 for g in self._grad_counts}
         now = time.perf_counter()
         if self._clock is not None and self.num_timesteps > self._clock[1]:
-            self.logger.record("time/steps_per_second", (self.num_timesteps - self._clock[1]) / max(now - self._clock[0], 1e-9))
+            self.logger.record(
+                "time/steps_per_second", (self.num_timesteps - self._clock[1]) / max(now - self._clock[0], 1e-9)
+            )
         self._clock = (now, self.num_timesteps)
 
     def _on_step(self) -> bool:
@@ -167,11 +169,13 @@ class MemoryDiagnostics(BaseCallback):
     # --- gradients ---
     def parameter_groups(self) -> dict[str, list[th.nn.Parameter]]:
         """Named parameter groups of the policy (memory cores, heads, features extractor)."""
-        policy = self.model.policy
+        policy: Any = self.model.policy  # a RecurrentActorCriticPolicy (nn.Module attributes type as Tensor | Module)
         groups: dict[str, list[th.nn.Parameter]] = {"actor_memory": list(policy.actor_memory.parameters())}
         if getattr(policy, "critic_core", None) is not None:
             groups["critic_memory"] = list(policy.critic_core.parameters())
-        groups["heads"] = [p for m in (policy.mlp_extractor, policy.action_net, policy.value_net) for p in m.parameters()]
+        groups["heads"] = [
+            p for m in (policy.mlp_extractor, policy.action_net, policy.value_net) for p in m.parameters()
+        ]
         grouped = {id(p) for ps in groups.values() for p in ps}
         groups["features"] = [p for p in policy.parameters() if id(p) not in grouped]
         groups["total"] = list(policy.parameters())
@@ -365,7 +369,14 @@ class TrainingProgress(BaseCallback):
         self._next_step = self.num_timesteps + self._stride()
         if self.mode == "bar":
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(
                 BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("<"),
@@ -373,7 +384,9 @@ class TrainingProgress(BaseCallback):
                 console=Console(file=self.stream or sys.stderr), transient=False,
             )  # fmt: skip
             self._bar.start()
-            self._task = self._bar.add_task("train", total=max(self._target, 1), completed=self.num_timesteps, signal="")
+            self._task = self._bar.add_task(
+                "train", total=max(self._target, 1), completed=self.num_timesteps, signal=""
+            )
 
     def _on_step(self) -> bool:
         if self._bar is not None:
@@ -409,7 +422,9 @@ class TrainingProgress(BaseCallback):
         now, fps = time.perf_counter(), self._fps()
         share = f" ({100 * self.num_timesteps / self._target:.0f}%)" if self._target else ""
         signal = self.signal()
-        self._print(f"step {self.num_timesteps}/{self._target}{share}  {fps:.0f} steps/s" + (f"  {signal}" if signal else ""))
+        self._print(
+            f"step {self.num_timesteps}/{self._target}{share}  {fps:.0f} steps/s" + (f"  {signal}" if signal else "")
+        )
         self._last_line, self._last_step = now, self.num_timesteps
         while self._next_step <= self.num_timesteps:
             self._next_step += self._stride()

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                        help="override a config key (dotted for nested keys, repeatable): --set n_steps=64")  # fmt: skip
     train.add_argument("--env", metavar="ID", help=f"env id (= --set env=ID; default preset: {uses['env']})")
-    train.add_argument("--timesteps", type=int, metavar="N",
-                       help=f"total env steps (= --set n_timesteps=N; default preset: {uses['n_timesteps']})")  # fmt: skip
+    train.add_argument(
+        "--timesteps",
+        type=int,
+        metavar="N",
+        help=f"total env steps (= --set n_timesteps=N; default preset: {uses['n_timesteps']})",
+    )
     train.add_argument("--seed", type=int, metavar="N", help=f"seed (= --set seed=N; default preset: {uses['seed']})")
-    train.add_argument("--memory", choices=list(MEMORIES),
-                       help=f"memory core (= --set policy_kwargs.memory=...; default preset: {uses['memory']})")  # fmt: skip
+    train.add_argument(
+        "--memory",
+        choices=list(MEMORIES),
+        help=f"memory core (= --set policy_kwargs.memory=...; default preset: {uses['memory']})",
+    )
     train.add_argument("--device", metavar="DEVICE", help="torch device: auto, cpu, cuda, cuda:N (= --set device=...; "
                        f"default preset: {uses['device']}); checked before anything runs")  # fmt: skip
     train.add_argument("--encoder", metavar="PATH", help="a pretrained encoder.pt (= --set encoder.path=PATH); it sets "
@@ -75,9 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint "
                        "(with --timesteps N: up to N steps in total)")  # fmt: skip
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="a progress bar with the recent mean return; --no-progress: plain log lines on stdout "
-                       "every 10%% of the run instead (default: the bar when stderr is a terminal, else lines)")  # fmt: skip
+    train.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar with the recent mean return; --no-progress: plain log lines on stdout "
+        "every 10%% of the run instead (default: the bar when stderr is a terminal, else lines)",
+    )
     train.add_argument("-v", "--verbose", action="store_true", help="print SB3's log table after each rollout")
     train.set_defaults(handler=cmd_train)
 
@@ -90,10 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("target", metavar="RUN_DIR_OR_MODEL", help="a run folder or a model .zip file")
     evaluate.add_argument("--episodes", type=int, default=20, metavar="N", help="episodes (default: 20)")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions (default: deterministic)")
-    evaluate.add_argument("--seed", type=int, default=0, metavar="N", help="episode i is reset with seed N+i (default: 0)")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="episode i is reset with seed N+i (default: 0)"
+    )
     evaluate.add_argument("--json", metavar="PATH", help="write the JSON report here")
     evaluate.add_argument("--video", metavar="PATH", help="record episodes to a .gif (or .mp4 with imageio-ffmpeg)")
-    evaluate.add_argument("--video-episodes", type=int, default=1, metavar="N", help="episodes in the video (default: 1)")
+    evaluate.add_argument(
+        "--video-episodes", type=int, default=1, metavar="N", help="episodes in the video (default: 1)"
+    )
     evaluate.add_argument("--plot", metavar="PATH", help="PNG: return distribution and memory activations")
     evaluate.add_argument("--best", action="store_true", help="evaluate the run's best_model.zip instead of model.zip")
     evaluate.add_argument("--env", metavar="ID", help="env id (default: the one in the run's config.yaml)")
@@ -105,10 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="List the shipped presets: name, env, memory, steps, description; the "
                                   "training presets (recurrent-rl train --preset), then the pretraining presets "
                                   "(recurrent-rl pretrain --preset).")  # fmt: skip
-    presets.add_argument("--pretrain", action="store_true", help="list only the pretraining presets (recurrent-rl pretrain)")
+    presets.add_argument(
+        "--pretrain", action="store_true", help="list only the pretraining presets (recurrent-rl pretrain)"
+    )
     presets.set_defaults(handler=cmd_presets)
-    envs = commands.add_parser("envs", help="list the pomdp/ environments, one line each",
-                               description="List the registered pomdp/ environments with their spaces and presets.")  # fmt: skip
+    envs = commands.add_parser(
+        "envs",
+        help="list the pomdp/ environments, one line each",
+        description="List the registered pomdp/ environments with their spaces and presets.",
+    )
     envs.set_defaults(handler=cmd_envs)
 
     try:  # the supervised side's command, when it is installed
@@ -205,7 +226,9 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
         overrides.append(f"n_timesteps={args.timesteps}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    config = load_config(args.config, overrides) if args.config else load_preset(args.preset or DEFAULT_PRESET, overrides)
+    config = (
+        load_config(args.config, overrides) if args.config else load_preset(args.preset or DEFAULT_PRESET, overrides)
+    )
     if config.encoder.freeze and config.encoder.path is None and getattr(args, "freeze_encoder", False):
         raise UserInputError("--freeze-encoder: there is no encoder to freeze; add --encoder PATH (an encoder.pt "
                              "from recurrent-rl pretrain)")  # fmt: skip
@@ -294,9 +317,19 @@ def cmd_presets(args: argparse.Namespace) -> int:
     pretrain_rows = []
     for name in preset_names("pretrain"):
         values = _pretrain_preset_values(name)
-        pretrain_rows.append(("pretrain", name, str(values["data.env_id"]), f"{values['model.memory']} {values['model.hidden_size']}",
-                              _steps(values["data.n_steps"]), str(values["description"]) + note(str(values["data.env_id"]))))  # fmt: skip
-    pretrain_hint = "use one with: recurrent-rl pretrain --preset NAME (then: recurrent-rl train --encoder RUN/encoder.pt)"
+        pretrain_rows.append(
+            (
+                "pretrain",
+                name,
+                str(values["data.env_id"]),
+                f"{values['model.memory']} {values['model.hidden_size']}",
+                _steps(values["data.n_steps"]),
+                str(values["description"]) + note(str(values["data.env_id"])),
+            )
+        )
+    pretrain_hint = (
+        "use one with: recurrent-rl pretrain --preset NAME (then: recurrent-rl train --encoder RUN/encoder.pt)"
+    )
     if getattr(args, "pretrain", False):
         _print_rows([row[1:] for row in pretrain_rows])
         print(pretrain_hint)
@@ -304,7 +337,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     rows = []
     for name in preset_names():
         values = _default_preset_values(_preset_mapping(name))
-        rows.append(("*" if name == DEFAULT_PRESET else " ", name, str(values["env"]), values["memory"],
+        rows.append(("*" if name == DEFAULT_PRESET else " ", name, str(values["env"]), str(values["memory"]),
                      _steps(values["n_timesteps"]), str(values["description"]) + note(str(values["env"]))))  # fmt: skip
     _print_rows(rows)
     print("* default (what `recurrent-rl` trains); use one with: recurrent-rl train --preset NAME")
@@ -322,7 +355,9 @@ def _preset_mapping(name: str) -> dict[str, Any]:
 
 
 def _default_preset_values(values: dict[str, Any]) -> dict[str, Any]:
-    """A training config mapping's keys, dotted, with the schema's defaults filled in, and its memory (not validated)."""
+    """A training config mapping's keys, dotted, with the schema's defaults filled in, and its memory.
+
+    Not validated: ``presets``, ``envs`` and ``--help`` show presets without building them (no torch)."""
     from recurrent_rl.runs.config import TrainConfig, memory_of
     from recurrent_rl.runs.schema import flat_values
 
@@ -368,7 +403,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _print_rows(rows: list[tuple[str, ...]]) -> None:
+def _print_rows(rows: Sequence[Sequence[str]]) -> None:
     if not rows:
         return
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -386,10 +421,20 @@ def _space(space: Any) -> str:
     return str(space)
 
 
-def _show_warning(command: str, show: Any, message: Any, category: type, filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
+def _show_warning(
+    command: str,
+    show: Any,
+    message: Any,
+    category: type,
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """The package's own warnings as one ``recurrent-rl <command>: warning: ...`` line; others as Python shows them."""
-    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1]) and issubclass(category, UserWarning):
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1]) and issubclass(
+        category, UserWarning
+    ):
         print(f"recurrent-rl {command}: warning: {message}", file=sys.stderr)
     else:
         show(message, category, filename, lineno, file, line)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-
 from recurrent_rl.runs import schema
 from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
     ConfigError,
@@ -106,8 +105,9 @@ class PolicyConfig(Section):
     """``policy_kwargs``: the memory core and the heads."""
 
     memory: Literal[MEMORIES] | None = setting(  # type: ignore[valid-type]
-        None, "memory core (gru, lstm, rnn; mingru, minlstm: parallel-scan recurrences; transformer: attention "
-        "over recent steps); null: the one the policy name says"
+        None,
+        "memory core (gru, lstm, rnn; mingru, minlstm: parallel-scan recurrences; transformer: attention "
+        "over recent steps); null: the one the policy name says",
     )
     memory_kwargs: dict[str, Any] = setting(
         help="options of the memories that take more (transformer: memory_length, n_heads, ...)", factory=dict
@@ -125,8 +125,10 @@ class PolicyConfig(Section):
     ortho_init: bool = setting(True, "orthogonal init of features extractor and heads (never the memory)")
     log_std_init: float = setting(0.0, "initial log std of Gaussian actions (Box action spaces)")
     backend: Literal["auto", "torch", "cpu-kernels"] = setting(
-        "auto", "how the networks are computed: torch (plain torch and SB3), cpu-kernels (the CPU speed layer: "
-        "compiled memory layers and linear scan, lean Adam and categorical), auto (cpu-kernels on the CPU, torch elsewhere)"
+        "auto",
+        "how the networks are computed: torch (plain torch and SB3), cpu-kernels (the CPU speed layer: "
+        "compiled memory layers and linear scan, lean Adam and categorical), auto (cpu-kernels on the CPU, "
+        "torch elsewhere)",
     )
 
 
@@ -148,7 +150,12 @@ class NormalizeConfig(Section):
     norm_obs: bool = setting(True, "normalize observations")
     norm_reward: bool = setting(True, "normalize rewards (training only)")
     clip_obs: float = setting(10.0, "clip normalized observations to +-clip_obs", above=0)
-    gamma: float | None = setting(None, "discount of the returns that scale rewards (null: the algorithm's gamma, as rl-baselines3-zoo sets it)", low=0, high=1)
+    gamma: float | None = setting(
+        None,
+        "discount of the returns that scale rewards (null: the algorithm's gamma, as rl-baselines3-zoo sets it)",
+        low=0,
+        high=1,
+    )
 
     @classmethod
     def from_shorthand(cls, value: Any) -> dict[str, Any] | None:
@@ -177,7 +184,9 @@ class CheckpointConfig(Section):
 class TrainConfig(Section):
     """Everything a training run depends on. Algorithm fields are SB3 PPO's, same names."""
 
-    env: str = setting(help="Gymnasium env id (recurrent-rl envs lists the pomdp/ suite)", example="pomdp/CartPoleNoVel-v1")
+    env: str = setting(
+        help="Gymnasium env id (recurrent-rl envs lists the pomdp/ suite)", example="pomdp/CartPoleNoVel-v1"
+    )
     env_kwargs: dict[str, Any] = setting(help="keyword arguments for gymnasium.make", factory=dict)
     n_envs: int = setting(8, "parallel envs (DummyVecEnv)", low=1)
     normalize: NormalizeConfig = setting(help="VecNormalize settings, or true/false", factory=NormalizeConfig)
@@ -206,8 +215,12 @@ class TrainConfig(Section):
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
     torch_threads: int = setting(1, "torch CPU threads (1 is fastest for small recurrent nets)", low=1)
     kernel_threads: int | Literal["auto"] = setting(
-        "auto", "threads of the compiled memory layers: 2 runs the actor's and critic's side by side "
-        "in the update (needs torch_threads 1); auto: 2 when the run may use two CPUs, else 1", low=1, high=2)  # fmt: skip
+        "auto",
+        "threads of the compiled memory layers: 2 runs the actor's and critic's side by side "
+        "in the update (needs torch_threads 1); auto: 2 when the run may use two CPUs, else 1",
+        low=1,
+        high=2,
+    )
     eval: EvalConfig = setting(help="evaluation during and after training", factory=EvalConfig)
     checkpoint: CheckpointConfig = setting(help="periodic checkpoints", factory=CheckpointConfig)
 
@@ -218,7 +231,9 @@ class TrainConfig(Section):
                 match = _LINEAR.match(value)
                 number = parse_number(match["value"]) if match else None
                 if number is None or not number > 0:
-                    raise ConfigError(f"expected a number > 0 or lin_<number > 0> (e.g. lin_1e-3), got {value!r}", key=name)
+                    raise ConfigError(
+                        f"expected a number > 0 or lin_<number > 0> (e.g. lin_1e-3), got {value!r}", key=name
+                    )
         # imported here: recurrent_rl.sequences loads torch, which the CLI's --help and listings do not need
         from recurrent_rl.sequences import check_sequence_sizes
 
@@ -290,8 +305,10 @@ def config_from_dict(values: Mapping[str, Any], overrides: Iterable[str] = (), s
         values = unwrap_zoo_layout(values)
         if isinstance(values.get("policy"), Mapping):
             raise ConfigError(
-                f"policy is the policy class name (e.g. policy: MlpLstmPolicy), got a mapping {dict(values['policy'])}; "
-                "the policy's options go under policy_kwargs (e.g. policy_kwargs: {memory: lstm})", key="policy"
+                "policy is the policy class name (e.g. policy: MlpLstmPolicy), got a mapping "
+                f"{dict(values['policy'])}; "
+                "the policy's options go under policy_kwargs (e.g. policy_kwargs: {memory: lstm})",
+                key="policy",
             )
         values = apply_overrides(values, overrides)
         config = TrainConfig.from_dict(values)
@@ -340,7 +357,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict
                     else f"policy_kwargs.<key>, one of: {', '.join(fields)}")  # fmt: skip
             raise ConfigError(
                 f"'policy' is the policy class name (e.g. --set policy=MlpLstmPolicy); the policy's options are "
-                f"under policy_kwargs: {hint}", key=key.strip()
+                f"under policy_kwargs: {hint}",
+                key=key.strip(),
             )
     return schema.apply_overrides(values, overrides, TrainConfig)
 

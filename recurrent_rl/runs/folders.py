@@ -63,7 +63,10 @@ class RunError(UserInputError):
 
 
 def run_name(env_id: str, memory: str, seed: int, when: float | None = None) -> str:
-    """``<env>__<memory>__seed<seed>__<YYYYmmdd-HHMMSS>``, e.g. ``pomdp-CartPoleNoVel-v1__gru__seed0__20260101-120000``."""
+    """``<env>__<memory>__seed<seed>__<YYYYmmdd-HHMMSS>``.
+
+    For example ``pomdp-CartPoleNoVel-v1__gru__seed0__20260101-120000``.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
     env = re.sub(r"[^A-Za-z0-9._-]+", "-", env_id)
     return f"{env}__{memory}__seed{seed}__{stamp}"
@@ -148,7 +151,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """``open`` for writing, atomically (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as file:
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as file:
         yield file
 
 
@@ -307,7 +310,9 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             except (OSError, ValueError):
                 pid = 0
             if pid and pid != os.getpid() and _alive(pid):
-                raise RunError(f"run {run_dir} is being trained by process {pid}; wait for it or stop it first") from None
+                raise RunError(
+                    f"run {run_dir} is being trained by process {pid}; wait for it or stop it first"
+                ) from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as file:

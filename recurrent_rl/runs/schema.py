@@ -23,6 +23,7 @@ import difflib
 import json
 import math
 import re
+import sys
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import field
@@ -193,7 +194,7 @@ def describe_keys(root: type, effective: Mapping[str, Any] | None = None, label:
 
     def walk(cls: type, prefix: str) -> None:
         hints = _hints(cls)
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             tp, key = hints[f.name], prefix + f.name
             if _is_section(tp):
                 walk(tp, key + ".")
@@ -218,7 +219,7 @@ def flat_values(root: type, values: Mapping[str, Any]) -> dict[str, Any]:
 
     def walk(cls: type, values: Mapping[str, Any], prefix: str) -> None:
         hints = _hints(cls)
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             tp, key = hints[f.name], prefix + f.name
             if _is_section(tp):
                 inner = values.get(f.name, {})
@@ -256,7 +257,11 @@ def _required(f: dataclasses.Field) -> bool:
 
 
 def _default_value(f: dataclasses.Field) -> Any:
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise ValueError(f"config key {f.name!r} has no default")
 
 
 def _default_text(f: dataclasses.Field) -> str:
@@ -265,11 +270,13 @@ def _default_text(f: dataclasses.Field) -> str:
 
 def _value_text(value: Any) -> str:
     plain = _plain(value)
-    return "null" if plain is None else yaml.safe_dump(plain, default_flow_style=True).strip().removesuffix("...").strip()
+    return (
+        "null" if plain is None else yaml.safe_dump(plain, default_flow_style=True).strip().removesuffix("...").strip()
+    )
 
 
 def _keys(cls: type) -> str:
-    return ", ".join(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
 def _show(value: Any) -> str:
@@ -510,15 +517,24 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         try:
             return _mapping(json.loads(text), str(path))
         except json.JSONDecodeError as error:
-            raise ConfigError(f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}", source=str(path)) from None
+            raise ConfigError(
+                f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}", source=str(path)
+            ) from None
     if path.suffix == ".toml":
+        return _read_toml(text, path)
+    return parse_yaml(text, str(path))
+
+
+def _read_toml(text: str, path: Path) -> dict[str, Any]:
+    if sys.version_info < (3, 11):  # tomllib is in the standard library from 3.11 on
+        raise ConfigError(f"reading {path} needs Python 3.11 or later (tomllib); use a .yaml or .json file")
+    else:
         import tomllib
 
         try:
             return _mapping(tomllib.loads(text), str(path))
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"malformed TOML: {error}", source=str(path)) from None
-    return parse_yaml(text, str(path))
 
 
 def _mapping(values: Any, source: str) -> dict[str, Any]:
@@ -529,7 +545,9 @@ def _mapping(values: Any, source: str) -> dict[str, Any]:
     return values
 
 
-def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str], root: type, example: str = "n_steps=64") -> dict[str, Any]:
+def apply_overrides(
+    values: Mapping[str, Any], overrides: Iterable[str], root: type, example: str = "n_steps=64"
+) -> dict[str, Any]:
     """``values`` with each ``KEY=VALUE`` applied along the schema ``root``; VALUE is read as YAML
     (``[64, 64]``, ``null``, ``1e-3``), KEY is dotted for nested keys and must exist."""
     result = deep_copy(values)

@@ -37,6 +37,8 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from recurrent_rl.accel import native
+from recurrent_rl.errors import NonFiniteLossError
+from recurrent_rl.ppo.algorithm import RecurrentPPO, using_torch_threads
 from recurrent_rl.runs import folders as runs
 from recurrent_rl.runs.callbacks import (
     MemoryDiagnostics,
@@ -47,9 +49,7 @@ from recurrent_rl.runs.callbacks import (
     TrainingProgress,
 )
 from recurrent_rl.runs.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
-from recurrent_rl.errors import NonFiniteLossError
 from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
-from recurrent_rl.ppo.algorithm import RecurrentPPO, using_torch_threads
 from recurrent_rl.runs.folders import RunError
 
 # Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
@@ -90,13 +90,17 @@ def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
     try:
         env: VecEnv = make_vec_env(config.env, n_envs=config.n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs") from None
+        raise ConfigError(
+            f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs"
+        ) from None
     norm = config.normalize
     if norm.enabled:
         # rewards are scaled by the spread of returns discounted as the values are (rl-baselines3-zoo
         # does the same: "Use the same discount factor as for the algorithm"), unless set apart
         gamma = config.gamma if norm.gamma is None else norm.gamma
-        env = VecNormalize(env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, gamma=gamma)
+        env = VecNormalize(
+            env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, gamma=gamma
+        )
     return env
 
 
@@ -108,7 +112,9 @@ def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentP
         if encoder.path is not None:
             from recurrent_rl.supervised.encoder import encoder_policy_kwargs
 
-            rest = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in ("memory", "hidden_size", "num_layers")}
+            rest = {
+                k: v for k, v in kwargs["policy_kwargs"].items() if k not in ("memory", "hidden_size", "num_layers")
+            }
             kwargs["policy_kwargs"] = encoder_policy_kwargs(encoder.path, **rest)
         model = RecurrentPPO(env=env, seed=config.seed, verbose=verbose, torch_threads=config.torch_threads, **kwargs)
         if encoder.path is not None:
@@ -117,7 +123,9 @@ def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentP
             # with VecNormalize on observations, let it standardise (starting from the encoder's
             # statistics) rather than standardising twice
             stats = "vecnormalize" if config.normalize.enabled and config.normalize.norm_obs else "encoder"
-            load_encoder(model, encoder.path, freeze=encoder.freeze, critic=encoder.critic, observation_statistics=stats)
+            load_encoder(
+                model, encoder.path, freeze=encoder.freeze, critic=encoder.critic, observation_statistics=stats
+            )
         return model
     except (ValueError, OSError) as error:
         raise ConfigError(f"the config does not fit {config.env}: {error}") from None
@@ -148,10 +156,14 @@ def resolve_encoder(config: TrainConfig, pinned: Iterable[str] = (), notes: list
         raise ConfigError(f"cannot read the encoder {path}: {error}", key="encoder.path") from None
     chosen = {key: encoder[key] for key in ENCODER_KEYS}
     pk = config.policy_kwargs
-    asked = {key: getattr(pk, key) for key in ENCODER_KEYS if key in pinned or (key == "memory" and pk.memory is not None)}
+    asked = {
+        key: getattr(pk, key) for key in ENCODER_KEYS if key in pinned or (key == "memory" and pk.memory is not None)
+    }
     clash = {key: value for key, value in asked.items() if value != chosen[key]}
     if clash:
-        wanted = ", ".join(f"policy_kwargs.{k}={v}" + (f" (--memory {v})" if k == "memory" else "") for k, v in clash.items())
+        wanted = ", ".join(
+            f"policy_kwargs.{k}={v}" + (f" (--memory {v})" if k == "memory" else "") for k, v in clash.items()
+        )
         pretrain = " ".join(f"--set model.{k}={v}" for k, v in clash.items())
         raise ConfigError(
             f"{wanted} contradicts the encoder {path}, a {_memory_text(chosen)}: a pretrained encoder is loaded "
@@ -164,7 +176,9 @@ def resolve_encoder(config: TrainConfig, pinned: Iterable[str] = (), notes: list
         replaced = f"; it replaces the config's {_memory_text(before)}" if before != chosen else ""
         source = encoder.get("metadata", {}).get("env_id")
         recorded = f" (pretrained on {source})" if source else ""
-        notes.append(f"encoder {path}{recorded}: the policy's memory is the encoder's, a {_memory_text(chosen)}{replaced}")
+        notes.append(
+            f"encoder {path}{recorded}: the policy's memory is the encoder's, a {_memory_text(chosen)}{replaced}"
+        )
     return config.replace(policy_kwargs=pk.replace(**chosen))
 
 
@@ -232,7 +246,9 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
         if flag.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.set(name)
-        print(f"\n{name}: stopping after this step and writing a checkpoint (Ctrl-C again stops at once)", file=sys.stderr)
+        print(
+            f"\n{name}: stopping after this step and writing a checkpoint (Ctrl-C again stops at once)", file=sys.stderr
+        )
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -284,7 +300,9 @@ def _train(config: TrainConfig, runs_dir: Path, name: str | None, progress_bar: 
     env = make_training_env(config, config.seed)
     try:
         model = make_model(config, env, verbose)
-        run_dir = runs.create_run_dir(runs_dir, name or runs.run_name(config.env, config.memory, config.seed), unique=name is None)
+        run_dir = runs.create_run_dir(
+            runs_dir, name or runs.run_name(config.env, config.memory, config.seed), unique=name is None
+        )
     except BaseException:
         env.close()
         raise
@@ -331,7 +349,9 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
     try:
         done = int(json.loads((checkpoint / runs.CHECKPOINT_STATE).read_text(encoding="utf-8"))["num_timesteps"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RunError(f"--resume {run_dir}: checkpoint {checkpoint} has no readable {runs.CHECKPOINT_STATE} ({error})") from None
+        raise RunError(
+            f"--resume {run_dir}: checkpoint {checkpoint} has no readable {runs.CHECKPOINT_STATE} ({error})"
+        ) from None
     total = config.n_timesteps if timesteps is None else timesteps
     info = runs.read_run_info(run_dir)
     if total <= done and info.get("status") == "finished":
@@ -352,10 +372,14 @@ def _continue(run_dir: Path, config: TrainConfig, checkpoint: Path, done: int, t
             stats = VecNormalize.load(str(checkpoint / runs.VECNORMALIZE), env.venv)
             stats.training = True
             env = stats
-        model = RecurrentPPO.load(checkpoint / runs.MODEL, env=env, device=config.device, torch_threads=config.torch_threads)
+        model = RecurrentPPO.load(
+            checkpoint / runs.MODEL, env=env, device=config.device, torch_threads=config.torch_threads
+        )
     except Exception as error:
         env.close()
-        raise RunError(f"--resume {run_dir}: cannot load checkpoint {checkpoint}: {type(error).__name__}: {error}") from None
+        raise RunError(
+            f"--resume {run_dir}: cannot load checkpoint {checkpoint}: {type(error).__name__}: {error}"
+        ) from None
     model.set_random_seed(config.seed + done)
     if config.encoder.path is not None and config.encoder.freeze:
         from recurrent_rl.supervised.encoder import freeze_encoder
@@ -385,13 +409,23 @@ def _save_run_config(run_dir: Path, config: TrainConfig, note: str = "") -> None
         config = config.replace(encoder=config.encoder.replace(path=runs.ENCODER))
     header = (
         f"Resolved config of run {run_dir.name} (recurrent_rl {runs.versions()['recurrent_rl']}).\n"
-        f"Rerun it: recurrent-rl train --config {run_dir / runs.CONFIG}\nContinue it: recurrent-rl train --resume {run_dir}"
+        f"Rerun it: recurrent-rl train --config {run_dir / runs.CONFIG}\n"
+        f"Continue it: recurrent-rl train --resume {run_dir}"
     )
     save_config(config, run_dir / runs.CONFIG, header=header + (f"\n{note}" if note else ""))
 
 
-def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, fresh: bool, progress_bar: bool | None,
-           verbose: int, callbacks: Sequence[BaseCallback], best_mean_reward: float | None = None) -> TrainResult:  # fmt: skip
+def _learn(
+    run_dir: Path,
+    model: RecurrentPPO,
+    config: TrainConfig,
+    steps: int,
+    fresh: bool,
+    progress_bar: bool | None,
+    verbose: int,
+    callbacks: Sequence[BaseCallback],
+    best_mean_reward: float | None = None,
+) -> TrainResult:
     formats = ["tensorboard", "stdout"] if verbose else ["tensorboard"]
     model.set_logger(configure(str(run_dir / runs.TENSORBOARD), formats))
     flag = StopFlag()
@@ -415,10 +449,14 @@ def _learn(run_dir: Path, model: RecurrentPPO, config: TrainConfig, steps: int, 
             model.logger.close()
             path = runs.write_model_checkpoint(run_dir, model, keep=0)  # the parameters are the last good ones
             runs.update_run_info(run_dir, status="failed: non-finite loss")
-            raise TrainingError(f"{error}\nThe last good model is checkpoint {path}; the run folder is {run_dir}.") from None
+            raise TrainingError(
+                f"{error}\nThe last good model is checkpoint {path}; the run folder is {run_dir}."
+            ) from None
         except BaseException as error:
             model.logger.close()
-            status = "killed (second Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"crashed: {type(error).__name__}"
+            status = (
+                "killed (second Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"crashed: {type(error).__name__}"
+            )
             runs.update_run_info(run_dir, status=status)
             raise
         if flag.is_set():

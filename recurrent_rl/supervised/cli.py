@@ -39,8 +39,14 @@ def add_pretrain_command(subparsers: Any) -> argparse.ArgumentParser:
                         "(recurrent-rl presets --pretrain describes them)")  # fmt: skip
     parser.add_argument("--config", metavar="FILE", help="a config file (.yaml, .json or .toml; e.g. a pretraining "
                         "run's config.yaml), laid over the preset")  # fmt: skip
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override one config key, e.g. train.epochs=20 or model.memory=lstm (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one config key, e.g. train.epochs=20 or model.memory=lstm (repeatable)",
+    )
     parser.add_argument("--runs-dir", default="runs", help="where to create the run folder (default: runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -73,7 +79,9 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m recurrent_rl.supervised.cli pretrain ...``); ``recurrent-rl pretrain`` is the same."""
+    """Stand-alone entry point (``python -m recurrent_rl.supervised.cli pretrain ...``).
+
+    ``recurrent-rl pretrain`` is the same command."""
     parser = argparse.ArgumentParser(prog="recurrent-rl")
     add_pretrain_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch as th
 
-from recurrent_rl.supervised.encoder import export_encoder
 from recurrent_rl.runs import folders
 from recurrent_rl.runs.schema import ConfigError, save_config
 from recurrent_rl.supervised.config import (  # noqa: F401  re-exported: they were defined here
@@ -41,6 +40,7 @@ from recurrent_rl.supervised.config import (  # noqa: F401  re-exported: they we
     resolve_config,
 )
 from recurrent_rl.supervised.data import record_trajectories
+from recurrent_rl.supervised.encoder import export_encoder
 from recurrent_rl.supervised.models import SequenceModel, SequenceModelConfig, save_sequence_model
 from recurrent_rl.supervised.trainer import evaluate, fit
 
@@ -62,8 +62,10 @@ def _load_policy(spec: str) -> Any:
             try:
                 return PPO.load(spec, device="cpu")
             except Exception as error:  # noqa: BLE001  a zip of the wrong kind fails in many ways
-                raise ConfigError(f"cannot load a RecurrentPPO or PPO model from {spec}: {type(error).__name__}: {error}",
-                                  key="data.policy") from None  # fmt: skip
+                raise ConfigError(
+                    f"cannot load a RecurrentPPO or PPO model from {spec}: {type(error).__name__}: {error}",
+                    key="data.policy",
+                ) from None
     if ":" in spec:
         import importlib
 

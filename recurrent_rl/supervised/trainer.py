@@ -46,7 +46,9 @@ def check_compatible(model: SequenceModel, dataset: SequenceDataset) -> None:
     """Raise ``ValueError`` naming each way ``dataset`` does not fit ``model``."""
     c, problems = model.config, []
     if dataset.input_size != c.input_size:
-        problems.append(f"the data has {dataset.input_size} features per step but the model's input_size is {c.input_size}")
+        problems.append(
+            f"the data has {dataset.input_size} features per step but the model's input_size is {c.input_size}"
+        )
     if (c.task == "many_to_many") != dataset.per_step:
         kind = "per-step" if dataset.per_step else "per-sequence"
         problems.append(f"the data has {kind} targets but the model's task is {c.task!r}")
@@ -56,8 +58,10 @@ def check_compatible(model: SequenceModel, dataset: SequenceDataset) -> None:
     elif dataset.is_classification:
         labels = np.concatenate([y.reshape(-1) for y in dataset.targets])
         if labels.min() < 0 or labels.max() >= c.output_size:
-            problems.append(f"the labels span {labels.min()}..{labels.max()} ({labels.max() + 1} classes) but the model "
-                            f"has output_size={c.output_size} classes (labels must be 0..{c.output_size - 1})")  # fmt: skip
+            problems.append(
+                f"the labels span {labels.min()}..{labels.max()} ({labels.max() + 1} classes) but the model "
+                f"has output_size={c.output_size} classes (labels must be 0..{c.output_size - 1})"
+            )
     elif dataset.target_size != c.output_size:
         problems.append(f"the targets have {dataset.target_size} values but the model's output_size is {c.output_size}")
     if problems:
@@ -105,7 +109,7 @@ def evaluate(model: SequenceModel, dataset: SequenceDataset, batch_size: int = 2
 def fit(
     model: SequenceModel,
     dataset: SequenceDataset,
-    config: FitConfig = FitConfig(),
+    config: FitConfig | None = None,
     run_dir: str | Path | None = None,
     log: Callable[[str], None] | None = print,
     log_every: int = 1,
@@ -115,10 +119,12 @@ def fit(
 
     Reproducible: the same seed, data and config give the same weights (one torch thread).
 
+    :param config: the settings (default: ``FitConfig()``)
     :param log: gets one line per logged epoch (losses, metric, gradient norm)
     :param log_every: log every this many epochs, and the first and last (say, every 10% of them)
     :param progress_bar: a progress bar over the epochs on stderr, with the latest losses
     """
+    config = FitConfig() if config is None else config
     check_compatible(model, dataset)
     th.manual_seed(config.seed)
     train_set, val_set = dataset.split(config.val_fraction, config.seed)
@@ -131,10 +137,11 @@ def fit(
         model.target_std.copy_(th.from_numpy(np.where(std < 1e-6, 1.0, std)))
     optimizer = th.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
-    writer = None
+    writer, checkpoints = None, None
     if run_dir is not None:
         run_dir = Path(run_dir)
-        (run_dir / folders.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        checkpoints = run_dir / folders.CHECKPOINTS
+        checkpoints.mkdir(parents=True, exist_ok=True)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / folders.TENSORBOARD))
@@ -161,7 +168,11 @@ def fit(
                 norms.append(float(norm))
                 totals = {k: totals[k] + stats[k] for k in totals}
                 step += 1
-            row = {"epoch": epoch, "train_loss": totals["loss_sum"] / totals["count"], "grad_norm": float(np.mean(norms))}
+            row = {
+                "epoch": epoch,
+                "train_loss": totals["loss_sum"] / totals["count"],
+                "grad_norm": float(np.mean(norms)),
+            }
             if val_set is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(model, val_set).items()})
             history.append(row)
@@ -172,17 +183,19 @@ def fit(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 stale += 1
-            if writer is not None:
+            if writer is not None and checkpoints is not None:
                 for key, value in row.items():
                     if key != "epoch":
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
                 writer.add_scalar("train/steps", step, epoch)
                 checkpoint = {"epoch": epoch, "optimizer": optimizer.state_dict(), "history": history}
-                save_sequence_model(model, run_dir / folders.CHECKPOINTS / "last.pt", checkpoint)  # atomic writes
+                save_sequence_model(model, checkpoints / "last.pt", checkpoint)  # atomic writes
                 if improved:
-                    save_sequence_model(model, run_dir / folders.CHECKPOINTS / "best.pt", {"epoch": epoch})
+                    save_sequence_model(model, checkpoints / "best.pt", {"epoch": epoch})
             stop = val_set is not None and stale >= config.patience
-            line = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch")
+            line = "  ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"
+            )
             if bar is not None:  # the losses only: the bar's line is short
                 losses = "  ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "val_loss") if k in row)
                 bar.update(epoch, f"{losses}  best epoch {best_epoch}")
@@ -210,7 +223,14 @@ class _EpochBar:
 
     def __init__(self, epochs: int):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=24), TimeElapsedColumn(), TextColumn("<"),
