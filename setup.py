@@ -13,13 +13,21 @@ plugins). setuptools installs package files only, so ``build_py`` writes the .pt
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.warnings import InformationOnly
 
 HOOK = "_recurrent_rl_gym_hook"
 PTH_LINE = f"import {HOOK}\n"
+
+# With a package-dir mapping (envs/ installs as recurrent_rl.envs), setuptools makes every
+# editable install through an import finder and ends it with a 10-line note that folders of the
+# working directory named like the package may take precedence during imports; pip shows it as a
+# warning. Here the one such folder, recurrent_rl/, is the package itself, so the note is dropped.
+warnings.filterwarnings("ignore", message=r"Editable installation\.", category=InformationOnly)
 
 
 class build_py_with_pth(build_py):
