@@ -1,8 +1,8 @@
-"""The module paths of the flat layout, kept as aliases of the modules' new homes.
+"""Short module paths (``recurrent_rl.policies``, ``recurrent_rl.config``, ...) as aliases.
 
-``import recurrent_rl.policies`` (and every other old path below) gives the very module object
-at the new path, so scripts written against the flat layout keep working, and so does loading a
-model zip whose pickled entries name classes by their old paths (SB3 stores ``policy_class``).
+``import recurrent_rl.policies`` (and every other path below) gives the very module object that
+lives in the package's subfolders, so scripts that use these paths work, and so does loading a
+model zip whose pickled entries name classes by them (SB3 stores ``policy_class``).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, wh
 def check_finite_observations(obs: Any, where: str) -> None:
     """Raise ``ValueError`` if a float observation batch holds nan or inf.
 
-    torch's distributions no longer validate their parameters here (see
+    torch's distributions do not validate their parameters here (see
     ``RecurrentActorCriticPolicy._get_action_dist_from_latent``), so a nan observation would
     otherwise surface as an error from deep inside torch's sampler, or as nan actions.
     """

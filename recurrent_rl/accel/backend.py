@@ -32,12 +32,9 @@ from recurrent_rl.nets.scan import MinRNN
 from recurrent_rl.types import MemoryState
 
 PARTS = ("memory", "optimizer", "distributions")
-# The heads' first layers as one compiled call (C dense loops, actor and critic side by side) were
-# a part too, and were removed: on the core benchmark they bought nothing measurable on an Intel
-# Xeon (Sapphire Rapids; 0.84 vs 0.88x MLP PPO with and without them for the GRU, 0.85 vs 0.82x
-# for the LSTM, medians of 6 alternating rounds) for about 300 lines of C, C++ and Python; on an
-# AMD Zen 4 they had cut the heads' forward and backward from 286 to 197 us per gradient step
-# (about 5%). Git keeps them (recurrent_rl/accel/heads.py).
+# The MLP heads stay in torch (run_heads is TorchBackend's): compiled heads gain at most about 5%
+# on the core benchmark (AMD Zen 4; nothing measurable on an Intel Xeon) for some 300 lines of C,
+# C++ and Python.
 
 
 def sequence_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:

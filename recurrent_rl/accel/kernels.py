@@ -17,7 +17,7 @@ one loop, so the per-step cost is paid once.
 
 Resets are a mask on the carried state (``keep[t] = 0`` zeroes it before step t). The loops run
 with NumPy's BLAS limited to one thread: on matrices this small, OpenBLAS threads only spin
-against each other and against torch (measured: 5-30x slower on a loaded 2-core machine).
+against each other and against torch (5-30x slower when the cores are busy).
 
 Shapes: T time, C cores run together, B batch, H hidden, G gates * H.
 """

@@ -6,12 +6,9 @@ norm on the input of each sub-block only (pre-LN, "TrXL-I" of Parisotto et al. 2
 ``gated=True``, the residual connections replaced by GRU-type gates: their Gated Transformer-XL.
 The input is projected F -> H first; the last layer's output goes through a layer norm.
 
-Gating is off by default because it did not help on the memory tasks measured (PPO, the
-presets' GRU settings, 2-core CPU): RepeatPrevious-k2 (8k steps, seeds 0-3) and
-RepeatFirst-Easy (25k steps, seeds 0-3) were solved gated and plain alike; on
-RepeatPrevious-k16 (40k steps, seeds 0, 1) plain layers reached 112 and 112 of 112, gated ones
-with the GTrXL gate bias 110 and 98 (112 and 112 with ``gate_bias=-2``, i.e. b_g = 0); and the
-gates cost 1.3-1.7x the time.
+Gating is off by default: on the memory tasks (RepeatPrevious-k2 and -k16, RepeatFirst-Easy,
+with the presets' PPO settings) gated layers learnt no better than plain ones, and somewhat worse
+with the GTrXL gate bias on RepeatPrevious-k16, while costing 1.3-1.7x the time.
 
 **Window.** Every step attends to itself and to the ``memory_length`` (M) steps before it, as
 long as they belong to its episode: M + 1 keys at most. The keys of layer l are computed from

@@ -39,11 +39,11 @@ _MODULES = ("cli", "config", "data", "encoder", "examples", "models", "presets",
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrainConfig":  # the supervised one, renamed FitConfig (runs.config.TrainConfig is the RL run's)
+    if name == "TrainConfig":  # deprecated name of FitConfig (runs.config.TrainConfig is the RL run's)
         from recurrent_rl.supervised.config import deprecated_name
 
         return deprecated_name(__name__, name)
-    if name in _MODULES:  # recurrent_rl.supervised.data without importing it first, as before
+    if name in _MODULES:  # recurrent_rl.supervised.data works without importing the submodule first
         return importlib.import_module(f"{__name__}.{name}")
     module = _PUBLIC.get(name)
     if module is None:
