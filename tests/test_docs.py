@@ -57,7 +57,6 @@ def test_package_code_tells_no_history():
     assert not hits, "development history in the code:\n" + "\n".join(hits)
 
 
-@pytest.mark.xfail(reason="README rewrite in progress", strict=False)
 def test_readme_tells_no_history():
     hits = history_lines([ROOT / "README.md"])
     assert not hits, "development history in README.md:\n" + "\n".join(hits)
