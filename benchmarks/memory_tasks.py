@@ -15,7 +15,7 @@ the target return (``--target``, 90% of optimal) are reported.
     python -m benchmarks.memory_tasks                      # every task, 3 seeds
     python -m benchmarks.memory_tasks --tasks TMaze-L10-v0 --seeds 1
     python -m benchmarks.memory_tasks --tasks TMaze-L50-v0 --agents gru --set policy_kwargs.gate_bias=3
-    python -m benchmarks.memory_tasks --tasks TMaze-L100-v0 RepeatFirst-Hard-v0 --agents gru mingru transformer --seeds 1
+    python -m benchmarks.memory_tasks --tasks TMaze-L100-v0 --agents gru mingru transformer --seeds 1
     # the long-horizon study: five tasks, five contenders, the same budget per task, steps and seconds to 90%
     python -m benchmarks.memory_tasks --tasks long --agents gru lstm mingru transformer mlp-stack4 \
         --budget 150000 150000 200000 100000 150000 --eval-every 10000
@@ -58,7 +58,10 @@ AGENTS = (*MEMORY_AGENTS, "mlp", "mlp-stack4")
 
 
 def evaluate(model, agent: str, make, episodes: int, seed: int) -> tuple[float, float | None]:
-    """Mean deterministic return (and success rate) over the first episode of each of ``episodes`` envs stepped as one batch."""
+    """Mean deterministic return (and success rate) over the first episode of each of ``episodes`` envs.
+
+    The envs are stepped as one batch.
+    """
     env = make(episodes, seed)
     obs, state = env.reset(), None
     starts = np.ones(episodes, dtype=bool)
@@ -80,7 +83,10 @@ def evaluate(model, agent: str, make, episodes: int, seed: int) -> tuple[float, 
 
 
 def agent_config(task: str, agent: str, overrides: tuple[str, ...]):
-    """The agent's settings: its own shipped preset for the task where there is one, else the GRU preset with the memory swapped."""
+    """The agent's settings.
+
+    Its own shipped preset for the task where there is one, else the GRU preset with the memory swapped.
+    """
     from recurrent_rl.runs.presets import load_preset, preset_names
 
     own = TASKS[task].removesuffix("-gru") + f"-{agent}"
@@ -98,12 +104,12 @@ def agent_config(task: str, agent: str, overrides: tuple[str, ...]):
 def run(job: tuple[str, str, int, int, tuple[str, ...], int, float]) -> dict[str, Any]:
     task, agent, seed, budget, overrides, eval_every, target = job
     th.set_num_threads(1)
-    import recurrent_rl.envs  # noqa: F401
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
+    import recurrent_rl.envs  # noqa: F401
     from recurrent_rl import RecurrentPPO
 
     config = agent_config(task, agent, overrides)
@@ -163,17 +169,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agents", nargs="*", default=["gru", "mlp", "mlp-stack4"], choices=AGENTS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a preset key on every task, as in `recurrent-rl train --set` (tuning)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset key on every task, as in `recurrent-rl train --set` (tuning)",
+    )
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (quick checks)")
-    parser.add_argument("--budget", type=int, nargs="*", default=[], metavar="STEPS",
-                        help="the same budget for every agent: one figure for every task, or one per task")
-    parser.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
-                        help="evaluate every STEPS (20 episodes) to find the steps and seconds to the target")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="STEPS",
+        help="the same budget for every agent: one figure for every task, or one per task",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="evaluate every STEPS (20 episodes) to find the steps and seconds to the target",
+    )
     parser.add_argument("--target", type=float, default=0.9, help="target as a fraction of the optimal return")
     args = parser.parse_args(argv)
     from recurrent_rl.envs import reference_returns
-
     from recurrent_rl.runs.presets import load_preset
 
     tasks = [t for name in args.tasks for t in (LONG_STUDY if name == "long" else (name,))]
@@ -182,9 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     overrides = tuple(args.overrides)
     budgets = {task: int(load_preset(TASKS[task], overrides).n_timesteps * args.budget_scale) for task in tasks}
     if args.budget:
-        budgets = {task: int(b * args.budget_scale) for task, b in zip(tasks, args.budget * len(tasks) if len(args.budget) == 1 else args.budget)}
+        given = args.budget * len(tasks) if len(args.budget) == 1 else args.budget
+        budgets = {task: int(b * args.budget_scale) for task, b in zip(tasks, given)}
     refs = {task: reference_returns(f"pomdp/{task}") for task in tasks}
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.memory_tasks {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), flush=True)
+    command = " ".join(["python -m benchmarks.memory_tasks", *(sys.argv[1:] if argv is None else argv)])
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, `{command}`", flush=True)
     # seed-major order: a study stopped early has every agent on the first seeds
     jobs = [(task, agent, seed, budgets[task], overrides, args.eval_every, args.target * refs[task]["optimal"])
             for seed in range(args.seeds) for task in tasks for agent in args.agents]  # fmt: skip
@@ -193,11 +217,12 @@ def main(argv: list[str] | None = None) -> None:
         for result in pool.map(run, jobs):
             results.append(result)
             print(f"{result['task']:22s} {result['agent']:10s} seed {result['seed']}: return {result['ret']:.2f}"
-                  f" success {result['success']} ({result['seconds']:.0f} s) reached {result['reached']}", flush=True)  # fmt: skip
+                  f" success {result['success']} ({result['seconds']:.0f} s) reached {result['reached']}",
+                  flush=True)  # fmt: skip
 
     target = f"{args.target:.0%} of optimal"
-    print(f"\n| task | budget | optimal | random | memoryless | agent | return (mean ± sd) | success | fraction of optimal | "
-          f"seconds | seeds at {target} | steps to it | seconds to it |")  # fmt: skip
+    print(f"\n| task | budget | optimal | random | memoryless | agent | return (mean ± sd) | success | "
+          f"fraction of optimal | seconds | seeds at {target} | steps to it | seconds to it |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for task in tasks:
         ref = refs[task]
@@ -212,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{ref['memoryless']:.2f} | {agent} | {mean_spread(rets)} | "
                   f"{mean_spread(succ) if succ else '-'} | {statistics.mean(rets) / ref['optimal']:.2f} | "
                   f"{statistics.mean(r['seconds'] for r in rows):.0f} | "
-                  f"{f'{len(reached)}/{len(rows)}' if args.eval_every else '-'} | {steps_to} | {seconds_to} |")  # fmt: skip
+                  f"{f'{len(reached)}/{len(rows)}' if args.eval_every else '-'} | "
+                  f"{steps_to} | {seconds_to} |")  # fmt: skip
 
 
 if __name__ == "__main__":
