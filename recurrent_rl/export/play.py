@@ -1,0 +1,289 @@
+"""Play a Gymnasium env with an exported policy: onnxruntime and NumPy only, torch is never imported.
+
+    python -m recurrent_rl.export.play MODEL.onnx --env pomdp/CartPoleNoVel-v1 --episodes 10
+
+:class:`OnnxPolicy` reads the file's metadata (written by :func:`recurrent_rl.export.export_onnx`)
+for the inputs, their dtypes and the state shapes, and steps the graph like ``predict``: it takes
+the state the previous step returned and ``episode_start`` flags, and gives the action and the
+next state. :func:`play` runs whole episodes one after the other on one env, as
+``recurrent-rl evaluate`` does (:func:`recurrent_rl.runs.evaluation.run_episodes`): episode ``i``
+is reset with seed ``seed + i``, the memory starts fresh (zeros, ``episode_start = 1``) at each
+episode's first step, and is carried within the episode. So the same seeds give evaluate's
+returns.
+
+The graph normalises observations itself when the run used VecNormalize: feed the env's raw
+observations. Channel-last images (H, W, C) are transposed to the graph's (C, H, W), as SB3 does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recurrent_rl.errors import UserInputError
+from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY
+
+EXIT_USAGE = 2
+
+
+class OnnxFileError(UserInputError):
+    """An ONNX file the runner cannot use (missing, damaged, not written by recurrent_rl's export)."""
+
+
+def read_onnx_metadata(session: Any, path: str | Path) -> dict[str, Any]:
+    """The ``recurrent_rl`` metadata of a loaded onnxruntime session, checked for format and version."""
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise OnnxFileError(
+            f"{path} is an ONNX model without recurrent_rl metadata: it was not written by recurrent_rl's export "
+            "(recurrent-rl export RUN_DIR), so its memory inputs are unknown"
+        )
+    try:
+        meta = json.loads(props[METADATA_KEY])
+    except ValueError as error:
+        raise OnnxFileError(f"{path}: its recurrent_rl metadata is not valid JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise OnnxFileError(
+            f"{path}: unknown format {meta.get('format') if isinstance(meta, dict) else meta!r:.80}; "
+            f"this runner reads {FORMAT!r}"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise OnnxFileError(
+            f"{path} is format version {meta.get('format_version')!r}; this runner reads version {FORMAT_VERSION}: "
+            "export the model again with this recurrent_rl, or run it with the recurrent_rl that wrote it"
+        )
+    return meta
+
+
+class OnnxPolicy:
+    """An exported recurrent policy in onnxruntime.
+
+    :param path: the ``.onnx`` file
+    :param threads: onnxruntime's intra-op threads (1: fastest for one env's small graph)
+
+    ``state`` is a dict of the state inputs' names (``state.actor.0``, ...) to arrays; None means a
+    fresh memory for every env.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise OnnxFileError("the ONNX runner needs onnxruntime: pip install onnxruntime") from None
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise OnnxFileError(f"ONNX file {self.path} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 4  # a damaged file is reported below, not logged
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise OnnxFileError(
+                f"{self.path} is not a loadable ONNX model (damaged, truncated or another kind of file): {first[:300]}"
+            ) from None
+        self.metadata = read_onnx_metadata(self.session, self.path)
+        self.obs_inputs: list[dict[str, Any]] = list(self.metadata["obs"])
+        self.states: list[dict[str, Any]] = list(self.metadata["states"])
+        self.output_names = [o["name"] for o in self.metadata["outputs"]]
+        self._state_outputs = {o["name"]: o["state"] for o in self.metadata["outputs"] if "state" in o}
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        wanted = {e["name"] for e in self.obs_inputs} | {"episode_start"} | {s["name"] for s in self.states}
+        if graph_inputs != wanted:
+            raise OnnxFileError(
+                f"{self.path}: the graph's inputs {sorted(graph_inputs)} are not the ones its "
+                f"metadata describes {sorted(wanted)}: the file was altered"
+            )
+
+    # --- state --------------------------------------------------------------------------------
+
+    def initial_state(self, batch_size: int = 1) -> dict[str, np.ndarray]:
+        """Zeros of every state input's shape for ``batch_size`` envs (a fresh memory)."""
+        return {s["name"]: np.zeros(self._shape(s["shape"], batch_size), dtype=s["dtype"]) for s in self.states}
+
+    @staticmethod
+    def _shape(shape: list[Any], batch_size: int) -> tuple[int, ...]:
+        return tuple(batch_size if d == "batch" else int(d) for d in shape)
+
+    # --- one step -----------------------------------------------------------------------------
+
+    def observation_feed(self, obs: Any) -> dict[str, np.ndarray]:
+        """The graph's observation inputs for a batch ``obs`` (an array, or a dict for Dict
+        spaces), each ``(B, ...)`` in the input's dtype; channel-last images transposed."""
+        feed = {}
+        for entry in self.obs_inputs:
+            key = entry["key"]
+            if key is None:
+                value = obs
+            else:
+                if not isinstance(obs, Mapping) or key not in obs:
+                    raise UserInputError(
+                        f"the policy takes Dict observations with the key {key!r}; got {type(obs).__name__}"
+                    )
+                value = obs[key]
+            array = np.asarray(value)
+            shape = tuple(int(d) for d in entry["shape"][1:])
+            if array.shape[1:] != shape and len(shape) == 3 and array.shape[1:] == (shape[1], shape[2], shape[0]):
+                array = array.transpose(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+            if array.shape[1:] != shape:
+                name = entry["name"]
+                raise UserInputError(
+                    f"{name}: observations of shape {array.shape[1:]} per env, the policy takes {shape}"
+                )
+            feed[entry["name"]] = np.ascontiguousarray(array, dtype=entry["dtype"])
+        return feed
+
+    def step(
+        self, obs: Any, state: dict[str, np.ndarray] | None = None, episode_start: Any = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """One step of a batch: ``obs`` (B, ...), ``state`` from the previous step (None: fresh),
+        ``episode_start`` (B,) flags (None: all 0) -> (action (B, ...), next state, every output by name)."""
+        feed = self.observation_feed(obs)
+        batch = next(iter(feed.values())).shape[0]
+        if state is None:
+            state = self.initial_state(batch)
+        starts = (
+            np.zeros(batch, dtype=np.float32)
+            if episode_start is None
+            else np.asarray(episode_start, dtype=np.float32).reshape(-1)
+        )
+        if starts.shape != (batch,):
+            raise UserInputError(f"episode_start has {starts.size} entries for {batch} observations; pass one per env")
+        feed["episode_start"] = starts
+        for s in self.states:
+            feed[s["name"]] = np.asarray(state[s["name"]], dtype=np.float32)
+        results = dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+        next_state = {
+            self._state_outputs[name]: value for name, value in results.items() if name in self._state_outputs
+        }
+        return results["action"], next_state, results
+
+
+# --- episodes -------------------------------------------------------------------------------------
+
+
+def _check_env(policy: OnnxPolicy, env: Any, env_id: str) -> None:
+    from recurrent_rl.export.spaces import SpaceFormatError, describe, space_from_json
+
+    try:
+        action_space = space_from_json(policy.metadata["action_space"], str(policy.path))
+    except SpaceFormatError as error:
+        raise OnnxFileError(str(error)) from None
+    if action_space != env.action_space:
+        raise UserInputError(
+            f"{policy.path} acts in {describe(action_space)}, but {env_id} takes actions "
+            f"{describe(env.action_space)}: play it on the env it was trained on"
+        )
+
+
+def play_episodes(
+    model: str | Path | OnnxPolicy,
+    env_id: str,
+    episodes: int = 10,
+    seed: int | None = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    verbose: bool = False,
+) -> tuple[list[float], list[int]]:
+    """Play ``episodes`` whole episodes of ``env_id``; their (returns, lengths).
+
+    Episode ``i`` is reset with seed ``seed + i`` (None: unseeded), with a fresh memory, as
+    ``recurrent-rl evaluate`` does.
+    """
+    import gymnasium as gym
+
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/ (no torch)
+
+    if episodes < 1:
+        raise UserInputError(f"the number of episodes must be at least 1, got {episodes}")
+    policy = model if isinstance(model, OnnxPolicy) else OnnxPolicy(model)
+    try:
+        env = gym.make(env_id, **dict(env_kwargs or {}))
+    except gym.error.Error as error:
+        raise UserInputError(f"cannot make env {env_id}: {error}") from None
+    returns, lengths = [], []
+    try:
+        _check_env(policy, env, env_id)
+        for episode in range(episodes):
+            obs, info = env.reset(seed=None if seed is None else seed + episode)
+            state, start = None, np.ones(1, dtype=np.float32)
+            total, length, done = 0.0, 0, False
+            while not done:
+                batch = (
+                    {k: np.asarray(v)[None] for k, v in obs.items()}
+                    if isinstance(obs, Mapping)
+                    else np.asarray(obs)[None]
+                )
+                action, state, _ = policy.step(batch, state, start)
+                start = np.zeros(1, dtype=np.float32)
+                obs, reward, terminated, truncated, info = env.step(action[0])
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(length)
+            if verbose:
+                print(f"episode {episode}: return {total:.2f} (length {length})", flush=True)
+    finally:
+        env.close()
+    return returns, lengths
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m recurrent_rl.export.play",
+        description="Play episodes of a Gymnasium env with a policy exported to ONNX (recurrent-rl export), "
+        "carrying its memory within and resetting it between episodes; onnxruntime and NumPy only.",
+    )
+    parser.add_argument("model", metavar="MODEL.onnx", help="a file written by recurrent-rl export")
+    parser.add_argument("--env", metavar="ID", help="Gymnasium env id (default: the one recorded in the file)")
+    parser.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes (default: 10)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="episode i is reset with seed N+i, as recurrent-rl evaluate does (default: 0)",
+    )
+    parser.add_argument(
+        "--env-kwargs", metavar="JSON", default=None, help="keyword arguments of gymnasium.make, as JSON"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: prints each episode's return and the mean; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        policy = OnnxPolicy(args.model)
+        env_id = args.env or policy.metadata.get("env_id")
+        if not env_id:
+            raise UserInputError(f"{args.model} does not record its env: pass --env ID")
+        env_kwargs = None
+        if args.env_kwargs:
+            try:
+                env_kwargs = json.loads(args.env_kwargs)
+            except ValueError as error:
+                raise UserInputError(f"--env-kwargs is not JSON: {error}") from None
+            if not isinstance(env_kwargs, dict):
+                raise UserInputError("--env-kwargs must be a JSON object, e.g. '{\"max_episode_steps\": 100}'")
+        returns, _ = play_episodes(policy, env_id, args.episodes, args.seed, env_kwargs, verbose=True)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"mean return over {len(returns)} episodes: {np.mean(returns):.2f} ± {np.std(returns):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
