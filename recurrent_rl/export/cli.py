@@ -1,0 +1,254 @@
+"""``recurrent-rl export RUN_DIR_OR_MODEL [--format onnx|safe] [--out PATH] [--best] [--include-value]``.
+
+A thin layer over :func:`recurrent_rl.export.export_onnx` and :func:`recurrent_rl.export.save_safe`:
+
+- a run folder or model file is resolved as ``recurrent-rl evaluate`` resolves it
+  (:func:`recurrent_rl.runs.evaluation.resolve_model_path`: the final ``model.zip``, the best
+  with ``--best``, the latest checkpoint when training did not finish);
+- the safe copy (``model.safetensors`` + ``model.json``) is read when it lies there, and never
+  unpickles anything; otherwise SB3's zip and ``vecnormalize.pkl`` are loaded, with a note that
+  those unpickle;
+- ``--format onnx`` (default) writes ``model.onnx`` next to the model (``best_model.onnx`` with
+  ``--best``), with the VecNormalize statistics folded in; ``--format safe`` writes the safe copy.
+
+The lead CLI registers it with :func:`add_parser`; ``python -m recurrent_rl.export.cli`` runs it alone.
+Bad input: one ``error:`` line, exit code 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from recurrent_rl.errors import UserInputError
+
+FORMATS = ("onnx", "safe")
+EXIT_USAGE = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``export`` command's arguments on ``parser``."""
+    parser.add_argument("target", metavar="RUN_DIR_OR_MODEL", help="a run folder, a model .zip or a safe copy (.json)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="onnx",
+        help="onnx: the acting policy as one ONNX graph (default); safe: model.safetensors + model.json",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="PATH",
+        help="where to write (default: next to the model, model.onnx / model.safetensors + model.json)",
+    )
+    parser.add_argument("--best", action="store_true", help="export the run's best model instead of the final one")
+    parser.add_argument("--include-value", action="store_true", help="onnx: also output the critic's value")
+    parser.add_argument(
+        "--include-distribution",
+        action="store_true",
+        help="onnx: also output the action distribution's parameters (logits, or mean and log_std)",
+    )
+    parser.add_argument("--opset", type=int, default=17, metavar="N", help="onnx: the ONNX opset (default: 17)")
+    return parser
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``export`` on the ``recurrent-rl`` command's subparsers (``handler`` = :func:`run`)."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained agent: ONNX (runs without torch) or the safe weights-only format",
+        description="Export a run folder's (or a model file's) agent: --format onnx writes the acting policy "
+        "(VecNormalize, features, memory, deterministic action) as one ONNX graph whose memory state is an "
+        "explicit input and output; --format safe writes model.safetensors + model.json, which open without "
+        "running any code from the file. Prefers the run's safe copy when it has one.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command on its own (``python -m recurrent_rl.export.cli``)."""
+    parser = argparse.ArgumentParser(prog="recurrent-rl export", description=__doc__.split("\n", 1)[0])
+    return add_arguments(parser)
+
+
+# --- finding the model --------------------------------------------------------------------------------
+
+
+class Source:
+    """A model to export: where it lies, whether it is the safe copy, its run folder and env."""
+
+    def __init__(self, model_path: Path, safe: bool, run_dir: Path | None, note: str = ""):
+        self.model_path, self.safe, self.run_dir, self.note = model_path, safe, run_dir, note
+
+    @property
+    def prefix(self) -> Path:
+        """``…/model`` for ``…/model.zip``, ``…/model.json`` or ``…/model.safetensors``."""
+        return self.model_path.with_suffix("")
+
+
+def resolve_source(target: str | Path, best: bool = False) -> Source:
+    """The model that ``target`` (a run folder or a file) names, preferring its safe copy."""
+    from recurrent_rl.export.safe import has_safe_copy, safe_paths
+    from recurrent_rl.runs import folders
+    from recurrent_rl.runs.evaluation import resolve_model_path
+
+    target = Path(target)
+    if target.is_dir():
+        name = (folders.BEST_MODEL if best else folders.MODEL).removesuffix(".zip")
+        if folders.is_run_dir(target) and has_safe_copy(target / name):
+            return Source(safe_paths(target / name)[1], True, target)
+    elif target.suffix in (".json", ".safetensors"):
+        if best:
+            raise UserInputError("--best picks the best model of a run folder; give the folder, not a file")
+        if not has_safe_copy(target):
+            weights, config = safe_paths(target)
+            raise UserInputError(
+                f"a safe copy is {weights.name} and {config.name} side by side; "
+                f"{weights if not weights.is_file() else config} is missing"
+            )
+        return Source(safe_paths(target)[1], True, _run_dir_of(target))
+    elif target.is_file() and best:
+        raise UserInputError("--best picks the best model of a run folder; give the folder, not a file")
+    model_path, run_dir, note = resolve_model_path(target, best)
+    if has_safe_copy(model_path):
+        return Source(safe_paths(model_path)[1], True, run_dir, note)
+    return Source(model_path, False, run_dir, note)
+
+
+def _run_dir_of(path: Path) -> Path | None:
+    from recurrent_rl.runs import folders
+
+    for parent in list(path.resolve().parents)[:3]:
+        if folders.is_run_dir(parent):
+            return parent
+    return None
+
+
+def _env_id(source: Source) -> str | None:
+    """The env the model was trained on: its run's config.yaml, else what its safe copy records."""
+    if source.run_dir is not None:
+        from recurrent_rl.runs import folders
+        from recurrent_rl.runs.config import load_config
+
+        try:
+            return load_config(source.run_dir / folders.CONFIG, check_env=False).env
+        except UserInputError:
+            pass
+    if source.safe:
+        from recurrent_rl.export.safe import read_safe_config
+
+        return read_safe_config(source.model_path).get("env_id")
+    return None
+
+
+def load_source(source: Source) -> tuple[Any, Any]:
+    """(model, VecNormalize statistics or None): from the safe copy, or SB3's zip and pickle."""
+    from recurrent_rl.runs.folders import RunError
+
+    if source.safe:
+        from recurrent_rl.export.safe import load_safe, read_safe_vecnormalize
+
+        return load_safe(source.model_path, device="cpu"), read_safe_vecnormalize(source.model_path)
+    import pickle
+
+    from recurrent_rl import RecurrentPPO
+    from recurrent_rl.runs.evaluation import stats_path_for
+
+    try:
+        model = RecurrentPPO.load(source.model_path, device="cpu")
+    except Exception as error:  # a zip of the wrong kind fails in many ways; all mean "not loadable"
+        raise RunError(
+            f"cannot load a RecurrentPPO model from {source.model_path}: {type(error).__name__}: {error}. "
+            "The file is damaged or is not a recurrent_rl model"
+        ) from None
+    stats_path = stats_path_for(source.model_path)
+    stats = None
+    if stats_path.is_file():
+        try:
+            with open(stats_path, "rb") as file:
+                stats = pickle.load(file)  # the VecNormalize object, without its venv (only its statistics are read)
+        except Exception as error:
+            raise RunError(
+                f"cannot read the VecNormalize statistics {stats_path}: {type(error).__name__}: {error}"
+            ) from None
+    return model, stats
+
+
+# --- the command --------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``export`` for parsed ``args``; returns the exit code (bad input raises UserInputError)."""
+    if args.format == "safe" and (args.include_value or args.include_distribution):
+        raise UserInputError("--include-value and --include-distribution are options of --format onnx")
+    source = resolve_source(args.target, args.best)
+    if source.note:
+        print(f"note: {source.note}", file=sys.stderr)
+    if not source.safe:
+        print(
+            f"note: reading {source.model_path}, SB3's zip, which unpickles (runs) code when it is loaded: open only "
+            f"files you trust. `recurrent-rl export {args.target} --format safe` writes a copy that opens without "
+            "running anything",
+            file=sys.stderr,
+        )
+    if args.format == "onnx":
+        out = Path(args.out) if args.out else source.prefix.with_suffix(".onnx")
+        _check_out(out, ".onnx")
+        model, stats = load_source(source)
+        from recurrent_rl.export.onnx import export_onnx
+
+        env_id = _env_id(source)
+        path = export_onnx(
+            model,
+            out,
+            vecnormalize=stats if stats is not None else False,
+            include_value=args.include_value,
+            include_distribution=args.include_distribution,
+            opset=args.opset,
+            env_id=env_id,
+        )
+        print(
+            f"wrote {path} ({path.stat().st_size / 1024:.0f} kB): the acting policy, its memory state as explicit "
+            "inputs and outputs" + (", VecNormalize folded in" if stats is not None else "")
+        )
+        env_hint = f" --env {env_id}" if env_id else " --env ID"
+        print(
+            "run it (onnxruntime and NumPy, no torch): "
+            f"python -m recurrent_rl.export.play {path}{env_hint} --episodes 10"
+        )
+        return 0
+    from recurrent_rl.export.safe import safe_paths, save_safe
+
+    prefix = Path(args.out) if args.out else source.prefix
+    weights, config = safe_paths(prefix)
+    if source.safe and config.resolve() == source.model_path.resolve():
+        raise UserInputError(f"{source.model_path} is already the safe copy; pass --out PATH to write another one")
+    model, stats = load_source(source)
+    written = save_safe(model, prefix, vecnormalize=stats if stats is not None else False)
+    print(f"wrote {written[0]} and {written[1]}: weights and plain data, safe to open from strangers")
+    print(f"load it: recurrent_rl.export.load_safe({str(written[1])!r}, env=...)")
+    return 0
+
+
+def _check_out(out: Path, suffix: str) -> None:
+    if out.is_dir():
+        raise UserInputError(f"--out {out} is a folder: give a file name, e.g. {out / ('model' + suffix)}")
+    if out.suffix != suffix:
+        raise UserInputError(f"--out {out}: use a {suffix} file name")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recurrent_rl.export.cli ...``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserInputError as error:
+        print(f"recurrent-rl export: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
