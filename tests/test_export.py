@@ -26,6 +26,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+pytest.importorskip("onnx")  # the onnx extra: pip install 'recurrent_rl[onnx]'
+pytest.importorskip("onnxruntime")
+
 from recurrent_rl import RecurrentPPO
 from recurrent_rl.errors import UserInputError
 from recurrent_rl.export import ExportError, OnnxPolicy, export_onnx, play_episodes, read_metadata
@@ -497,3 +500,107 @@ def test_a_part_that_does_not_export_is_named_and_nothing_is_written(tmp_path, e
     assert "Rewrite that module" in str(info.value)
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary file left
+
+
+# --- recurrent-rl export ---------------------------------------------------------------------------------
+
+TINY_RUN = [
+    "--timesteps", "256", "--set", "n_envs=2", "--set", "n_steps=16", "--set", "batch_size=32",
+    "--set", "eval.freq=128", "--set", "eval.episodes=2", "--set", "eval.final_episodes=2",
+    "--set", "checkpoint.freq=128", "--no-progress",
+]  # fmt: skip
+
+
+def export_cli(*args: object) -> int:
+    from recurrent_rl.export import cli
+
+    return cli.main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    from recurrent_rl.runs import cli
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    assert cli.main(["train", "--runs-dir", str(runs_dir), "--name", "tiny", *TINY_RUN]) == 0
+    return runs_dir / "tiny"
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, to / run.name))
+
+
+def test_export_a_run_folder_to_onnx_plays_as_evaluate(tiny_run, tmp_path, capsys):
+    from recurrent_rl.runs import cli
+
+    run = copy_run(tiny_run, tmp_path)
+    assert export_cli(run) == 0
+    out, err = capsys.readouterr()
+    assert (run / "model.onnx").is_file() and f"wrote {run / 'model.onnx'}" in out
+    assert f"python -m recurrent_rl.export.play {run / 'model.onnx'} --env {ENV}" in out
+    assert "unpickles" in err  # read from SB3's zip: said so
+    meta = read_metadata(run / "model.onnx")
+    assert meta["env_id"] == ENV and meta["vecnormalize"]["folded"]  # the run normalised observations
+    assert cli.main(["evaluate", str(run), "--episodes", "4", "--seed", "6", "--json", str(tmp_path / "e.json"),
+                     "--no-progress"]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "e.json").read_text())
+    returns, lengths = play_episodes(run / "model.onnx", ENV, episodes=4, seed=6)
+    assert returns == report["episode_returns"] and lengths == report["episode_lengths"]
+
+
+def test_export_prefers_the_safe_copy_and_never_unpickles(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    assert export_cli(run, "--format", "safe") == 0
+    out, _ = capsys.readouterr()
+    assert (run / "model.safetensors").is_file() and (run / "model.json").is_file() and "safe to open" in out
+    assert export_cli(run, "--out", tmp_path / "from_zip.onnx") == 0
+    marker = tmp_path / "marker"
+    from tests.test_safe_format import WritesMarker, malicious_zip
+
+    malicious_zip(load_for_test(run), run / "model.zip", marker)
+    (run / "vecnormalize.pkl").write_bytes(__import__("pickle").dumps(WritesMarker(marker)))
+    capsys.readouterr()
+    assert export_cli(run) == 0
+    _, err = capsys.readouterr()
+    assert not marker.exists() and "unpickles" not in err
+    a = play_episodes(run / "model.onnx", ENV, episodes=3, seed=1)
+    b = play_episodes(tmp_path / "from_zip.onnx", ENV, episodes=3, seed=1)
+    assert a == b  # the safe copy holds the same policy and statistics as the zip
+
+
+def load_for_test(run: Path) -> RecurrentPPO:
+    from recurrent_rl.export.safe import load_safe
+
+    return load_safe(run)
+
+
+def test_export_the_best_model(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    assert export_cli(run, "--best", "--include-value") == 0
+    assert (run / "best_model.onnx").is_file() and not (run / "model.onnx").exists()
+    assert "value" in [o["name"] for o in read_metadata(run / "best_model.onnx")["outputs"]]
+
+
+def test_export_bad_input_is_one_line_and_writes_nothing(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli(run, "--format", "tflite")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'tflite'" in err and "onnx" in err.split("invalid choice")[1] and "safe" in err
+    for args, fragment in (
+        ((tmp_path / "missing",), "does not exist"),
+        ((run, "--out", tmp_path / "model.txt"), "use a .onnx file name"),
+        ((run, "--format", "safe", "--include-value"), "options of --format onnx"),
+        ((run / "model.zip", "--best"), "give the folder"),
+    ):
+        assert export_cli(*args) == 2
+        err = capsys.readouterr().err
+        assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+    (run / "model.zip").write_bytes(b"not a zip")
+    assert export_cli(run) == 2
+    assert "cannot load a RecurrentPPO model" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before

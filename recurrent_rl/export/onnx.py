@@ -61,6 +61,7 @@ from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY, env
 from recurrent_rl.export.spaces import space_to_json
 
 DEFAULT_OPSET = 17
+INSTALL_HINT = "pip install 'recurrent_rl[onnx]' (onnx, onnxscript, onnxruntime)"
 # ONNX domains of standard operators; anything else (a custom operator) cannot run elsewhere
 STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -695,7 +696,10 @@ def _check_graph(onnx_model: Any) -> None:
 
 def _verify(onnx_bytes: bytes, graph: _ActingGraph, policy: Any, signature: _Signature) -> None:
     """Run the graph in onnxruntime on a batch of a size it was not traced with and compare."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError(f"checking the exported graph needs onnxruntime: {INSTALL_HINT}, or verify=False") from None
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -794,7 +798,10 @@ def _export_bytes(
     dynamo: bool,
 ) -> bytes:
     """The serialised ONNX model of ``policy`` (on the CPU, in eval mode), metadata included."""
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError(f"ONNX export needs the onnx package: {INSTALL_HINT}") from None
 
     from recurrent_rl import __version__
 

@@ -75,7 +75,9 @@ class OnnxPolicy:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise OnnxFileError("the ONNX runner needs onnxruntime: pip install onnxruntime") from None
+            raise OnnxFileError(
+                "the ONNX runner needs onnxruntime: pip install onnxruntime (or 'recurrent_rl[onnx]')"
+            ) from None
         self.path = Path(path)
         if not self.path.is_file():
             raise OnnxFileError(f"ONNX file {self.path} does not exist")
