@@ -141,11 +141,14 @@ def test_unsupported_spaces_are_named():
         RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", policy_kwargs=dict(critic_memory="both"))
 
 
-def test_sizes_that_do_not_divide_are_refused():
+def test_sizes_that_do_not_divide_run_with_a_warning():
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=4)
     with pytest.raises(ValueError, match="sequence_length=7 does not divide n_steps=32"):
         RecurrentPPO("MlpGruPolicy", env, n_steps=32, batch_size=64, sequence_length=7)
-    with pytest.raises(ValueError, match="batch_size=100 does not divide the rollout size"):
+    with pytest.raises(ValueError, match="batch_size=4 is smaller than sequence_length=8"):
+        RecurrentPPO("MlpGruPolicy", env, n_steps=32, batch_size=4, sequence_length=8)
+    # as SB3's PPO: a truncated last minibatch, with the sizes that divide exactly
+    with pytest.warns(UserWarning, match=r"truncated one of 28 steps. A batch_size among \[4, 8, 16, 32, 64, 128\]"):
         RecurrentPPO("MlpGruPolicy", env, n_steps=32, batch_size=100, sequence_length=4)
 
 
@@ -199,7 +202,9 @@ class NaNObservationAfter(NaNRewardAfter):
 def test_a_nan_observation_is_named_in_rollouts_and_predict():
     env = make_vec_env(lambda: NaNObservationAfter(after=40), n_envs=2)
     model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=0)
-    with pytest.raises(ValueError, match=r"rollout: the observation holds nan or inf \(batch rows \[0, 1\]\).*VecCheckNan"):
+    with pytest.raises(
+        ValueError, match=r"rollout: the observation holds nan or inf \(batch rows \[0, 1\]\).*VecCheckNan"
+    ):
         model.learn(200)
     obs = np.array([[0.1, np.inf]], dtype=np.float32)
     with pytest.raises(ValueError, match=r"predict\(\): the observation holds nan or inf \(batch rows \[0\]\)"):
@@ -218,7 +223,9 @@ LEARNING_BUDGET = 100_000
 
 
 def evaluate_on_cartpole_novel(model, train_env: VecNormalize) -> float:
-    eval_env = VecNormalize(make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=1, seed=123), training=False, norm_reward=False)
+    eval_env = VecNormalize(
+        make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=1, seed=123), training=False, norm_reward=False
+    )
     eval_env.obs_rms = train_env.obs_rms
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=20, deterministic=True)
     return float(mean)
@@ -235,7 +242,9 @@ def test_gru_learns_cartpole_without_velocities():
     returns = []
     for seed in (0, 1):
         env = VecNormalize(make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=8, seed=seed))
-        gru = RecurrentPPO("MlpGruPolicy", env, seed=seed, policy_kwargs=dict(hidden_size=64, **ZOO_POLICY), **ZOO_SETTINGS)
+        gru = RecurrentPPO(
+            "MlpGruPolicy", env, seed=seed, policy_kwargs=dict(hidden_size=64, **ZOO_POLICY), **ZOO_SETTINGS
+        )
         gru.learn(LEARNING_BUDGET)
         returns.append(evaluate_on_cartpole_novel(gru, env))
     print("GRU returns", returns)

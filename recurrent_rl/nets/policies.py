@@ -29,6 +29,7 @@ from torch import nn
 
 from recurrent_rl.errors import check_finite_observations, check_spaces
 from recurrent_rl.nets.backend import Backend, check_backend, resolve_backend
+from recurrent_rl.nets.contrib import translate_contrib_options
 from recurrent_rl.nets.guards import refuse_non_finite_steps
 from recurrent_rl.nets.memory import MemoryCore, state_to_numpy
 from recurrent_rl.types import MemoryState, RecurrentState, SequenceObs
@@ -44,6 +45,11 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     :param num_layers: stacked memory layers
     :param critic_memory: ``"separate"`` (own core), ``"shared"`` (reads the actor's core) or
         ``"none"`` (no memory for the critic)
+    :param detach_critic_memory: with ``critic_memory="shared"``, the critic reads the actor's
+        memory output detached, so the value loss does not train the actor's memory
+        (sb3-contrib's ``shared_lstm=True``); default False: the value loss trains it too
+    :param dropout: dropout between stacked memory layers in training mode (``num_layers`` > 1);
+        sb3-contrib's ``lstm_kwargs=dict(dropout=...)``
     :param gate_bias: initial bias added to the GRU update gate / LSTM forget gate (see
         :class:`recurrent_rl.nets.memory.MemoryCore`); 0 keeps PyTorch's initialisation. Default
         (None): 1.0 for ``lstm`` (the forget-gate bias of Gers et al., 2000 and Jozefowicz et al.,
@@ -53,6 +59,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     :param backend: ``"auto"`` (default), ``"torch"`` or ``"cpu-kernels"``, or a backend object:
         how the memory cores, heads, optimizer and action distribution are computed (see
         :mod:`recurrent_rl.nets.backend`); the results are the same to float rounding
+    sb3-contrib's names (``lstm_hidden_size``, ``n_lstm_layers``, ``enable_critic_lstm``,
+    ``shared_lstm``, ``lstm_kwargs``) are accepted with sb3-contrib's meaning and imply
+    ``memory="lstm"`` (see :mod:`recurrent_rl.nets.contrib`); the defaults stay this package's
+    (``hidden_size`` 64 where sb3-contrib's is 256, the LSTM forget-gate bias 1).
     Every other parameter is SB3's ``ActorCriticPolicy``'s (``net_arch``, ``activation_fn``,
     ``ortho_init``, ``features_extractor_class``, ...). ``ortho_init`` re-initialises the
     features extractor and heads, never the memory cores (they keep PyTorch's default init).
@@ -67,18 +77,35 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         memory: str | None = None,
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        critic_memory: str = "separate",
+        hidden_size: int | None = None,
+        num_layers: int | None = None,
+        critic_memory: str | None = None,
         gate_bias: float | None = None,
         backend: str | Backend = "auto",
         memory_kwargs: dict[str, Any] | None = None,
+        detach_critic_memory: bool = False,
+        dropout: float | None = None,
         **kwargs: Any,
     ):
         check_spaces(observation_space, action_space, type(self).__name__)
-        memory = self.default_memory if memory is None else memory
+        # sb3-contrib's keywords (lstm_hidden_size, ...) -> ours; None: not given
+        default_memory = "lstm" if type(self) is RecurrentActorCriticPolicy else self.default_memory
+        options = translate_contrib_options(
+            kwargs, memory, hidden_size, num_layers, critic_memory, detach_critic_memory, dropout, default_memory
+        )
+        memory = self.default_memory if options.memory is None else options.memory
+        hidden_size = 64 if options.hidden_size is None else options.hidden_size
+        num_layers = 1 if options.num_layers is None else options.num_layers
+        critic_memory = "separate" if options.critic_memory is None else options.critic_memory
+        dropout = 0.0 if options.dropout is None else options.dropout
+        detach_critic_memory = bool(options.detach_critic_memory)
         if critic_memory not in CRITIC_MEMORY:
             raise ValueError(f"critic_memory={critic_memory!r} is not valid; choose one of {list(CRITIC_MEMORY)}")
+        if detach_critic_memory and critic_memory != "shared":
+            raise ValueError(
+                f"detach_critic_memory=True detaches the critic from the actor's memory, which needs "
+                f"critic_memory='shared' (got {critic_memory!r})"
+            )
         if critic_memory == "shared" and not kwargs.get("share_features_extractor", True):
             raise ValueError(
                 "critic_memory='shared' reads the actor's memory, so the critic's own features extractor "
@@ -110,6 +137,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.critic_memory = critic_memory
+        self.detach_critic_memory = detach_critic_memory
+        self.dropout = dropout
         if gate_bias is None:
             # LSTM forget-gate bias 1 (Jozefowicz et al., 2015): on CartPoleNoVel (zoo settings,
             # 100k steps) the LSTM reaches 500 with it and stalls below 300 with torch's init.
@@ -117,7 +146,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.gate_bias = gate_bias
         self.memory_kwargs = dict(memory_kwargs or {})
         # validates the memory options before SB3 builds anything
-        MemoryCore(memory, 1, hidden_size, num_layers, gate_bias=gate_bias, memory_kwargs=self.memory_kwargs)
+        MemoryCore(memory, 1, hidden_size, num_layers, dropout, gate_bias=gate_bias, memory_kwargs=self.memory_kwargs)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     # --- construction -----------------------------------------------------------------------
@@ -125,7 +154,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     def _build_mlp_extractor(self) -> None:
         # Called by ActorCriticPolicy._build before the heads, ortho init and the optimizer, so
         # the memory cores are in the optimizer and are left out of the ortho re-init.
-        core = (self.memory, self.features_dim, self.hidden_size, self.num_layers)
+        core = (self.memory, self.features_dim, self.hidden_size, self.num_layers, self.dropout)
         self.actor_memory = MemoryCore(*core, gate_bias=self.gate_bias, memory_kwargs=self.memory_kwargs)
         self.critic_core: MemoryCore | None = None
         self.critic_projection: nn.Linear | None = None
@@ -151,6 +180,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             gate_bias=self.gate_bias,
             backend=self.backend,
             memory_kwargs=self.memory_kwargs,
+            detach_critic_memory=self.detach_critic_memory,
+            dropout=self.dropout,
         )
         return data
 
@@ -192,6 +223,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         if self.critic_memory == "separate":
             return critic_out  # type: ignore[return-value]
         if self.critic_memory == "shared":
+            if self.detach_critic_memory:
+                return actor_out.detach()  # type: ignore[union-attr]
             return actor_out  # type: ignore[return-value]
         return self.critic_projection(vf_features)  # type: ignore[misc]
 
