@@ -217,6 +217,14 @@ def test_parity_for_every_observation_space(tmp_path, obs):
         assert meta["obs"][0]["shape"] == ["batch", 1, 36, 36] and meta["obs"][0]["dtype"] == "uint8"
 
 
+def test_parity_with_separate_features_extractors(tmp_path):
+    model = tiny_model(spaces_env("image", "discrete"), policy="CnnGruPolicy", updates=1,
+                       share_features_extractor=False)  # fmt: skip
+    assert model.policy.vf_features_extractor is not model.policy.pi_features_extractor
+    path = export_onnx(model, tmp_path / "model.onnx", include_value=True)
+    check_parity(model, path, spaces_env("image", "discrete"), episodes=6, value=True)
+
+
 def test_categorical_logits_are_the_distributions(tmp_path):
     model = tiny_model(cartpole())
     path = export_onnx(model, tmp_path / "model.onnx", include_distribution=True)
