@@ -612,3 +612,16 @@ def test_export_bad_input_is_one_line_and_writes_nothing(tiny_run, tmp_path, cap
     assert export_cli(run) == 2
     assert "cannot load a RecurrentPPO model" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_add_parser_registers_the_command_on_a_cli(tiny_run, tmp_path, capsys):
+    import argparse
+
+    from recurrent_rl.export import cli
+
+    parser = argparse.ArgumentParser(prog="recurrent-rl")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    run = copy_run(tiny_run, tmp_path)
+    args = parser.parse_args(["export", str(run), "--format", "safe", "--out", str(tmp_path / "copy" / "agent")])
+    assert args.handler(args) == 0
+    assert (tmp_path / "copy" / "agent.safetensors").is_file() and (tmp_path / "copy" / "agent.json").is_file()

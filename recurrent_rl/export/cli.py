@@ -26,6 +26,13 @@ from recurrent_rl.errors import UserInputError
 
 FORMATS = ("onnx", "safe")
 EXIT_USAGE = 2
+HELP = "export a trained agent: ONNX (runs without torch) or the safe weights-only format"
+DESCRIPTION = (
+    "Export a run folder's (or a model file's) agent: --format onnx writes the acting policy (VecNormalize, "
+    "features, memory, deterministic action) as one ONNX graph whose memory state is an explicit input and "
+    "output; --format safe writes model.safetensors + model.json, which open without running any code from the "
+    "file. Prefers the run's safe copy when it has one."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -55,14 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``export`` on the ``recurrent-rl`` command's subparsers (``handler`` = :func:`run`)."""
-    parser = subparsers.add_parser(
-        "export",
-        help="export a trained agent: ONNX (runs without torch) or the safe weights-only format",
-        description="Export a run folder's (or a model file's) agent: --format onnx writes the acting policy "
-        "(VecNormalize, features, memory, deterministic action) as one ONNX graph whose memory state is an "
-        "explicit input and output; --format safe writes model.safetensors + model.json, which open without "
-        "running any code from the file. Prefers the run's safe copy when it has one.",
-    )
+    parser = subparsers.add_parser("export", help=HELP, description=DESCRIPTION)
     add_arguments(parser)
     parser.set_defaults(handler=run)
     return parser
@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command on its own (``python -m recurrent_rl.export.cli``)."""
-    parser = argparse.ArgumentParser(prog="recurrent-rl export", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="recurrent-rl export", description=DESCRIPTION)
     return add_arguments(parser)
 
 
