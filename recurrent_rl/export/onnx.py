@@ -586,13 +586,12 @@ def _torch_export(
     The TorchScript exporter (``dynamo=False``, the default here) traces the module by running it
     once, so every memory's step (torch's cell functions, the scan memories' elementwise
     recurrence, the attention memory's masked window) becomes standard ONNX operators with a
-    symbolic batch dimension. Measured here on each core (H=16, 2 layers, include_value): 0.1-0.7 s
-    per policy and 50-100 kB files, where the torch.export-based exporter (``dynamo=True``, torch
-    2.13's default) takes 5-13 s and writes files about 1.7x larger, with the same actions and
-    states to 1e-7; so the TorchScript exporter is the default, the other one an option
-    (``dynamo=True``) for when torch drops the first. What tracing cannot capture is Python control
-    flow on tensor values (``if x.sum() > 0``, ``.item()``): it warns (TracerWarning) and bakes one
-    branch in; such a warning fails the export here.
+    symbolic batch dimension. Both exporters export every core with the same actions and states
+    (to 1e-7); the torch.export-based one (``dynamo=True``, torch 2.13's default) took 10-50x as
+    long per policy and wrote files about 1.7x larger, so the TorchScript exporter is the default
+    and the other an option (for when torch drops the first; it is deprecated). What tracing
+    cannot capture is Python control flow on tensor values (``if x.sum() > 0``, ``.item()``): it
+    warns (TracerWarning) and bakes one branch in; such a warning fails the export here.
     """
     if dynamo:
         batch = th.export.Dim("batch", min=1)
