@@ -180,3 +180,55 @@ def test_contrib_options_survive_save_and_load(tmp_path):
     loaded = RecurrentPPO.load(tmp_path / "m.zip")
     policy = loaded.policy
     assert (policy.critic_memory, policy.detach_critic_memory, policy.dropout) == ("shared", True, 0.1)
+
+
+# --- models saved by sb3-contrib's RecurrentPPO ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "contrib_kwargs",
+    [
+        dict(lstm_hidden_size=8, n_lstm_layers=2),  # separate critic LSTM (sb3-contrib's default)
+        dict(lstm_hidden_size=8, enable_critic_lstm=False),  # critic: a Linear
+        dict(lstm_hidden_size=8, shared_lstm=True, enable_critic_lstm=False),
+        {},  # sb3-contrib's default size, 256, which its policy_kwargs do not record
+    ],
+)
+def test_load_converts_an_sb3_contrib_model(tmp_path, contrib_kwargs):
+    sb3_contrib = pytest.importorskip("sb3_contrib")
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    theirs = sb3_contrib.RecurrentPPO(
+        "MlpLstmPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0, policy_kwargs=contrib_kwargs
+    )
+    theirs.learn(32)  # moved weights and an optimizer state
+    theirs.save(tmp_path / "contrib.zip")
+    ours = RecurrentPPO.load(tmp_path / "contrib.zip", env=env)
+    assert ours.policy.memory == "lstm" and ours.policy.hidden_size == contrib_kwargs.get("lstm_hidden_size", 256)
+
+    rng = np.random.default_rng(0)
+    state_theirs = state_ours = None
+    starts = np.ones(2)
+    for _ in range(20):
+        obs = rng.normal(size=(2, 4)).astype(np.float32)
+        a_theirs, state_theirs = theirs.predict(obs, state_theirs, starts, deterministic=True)
+        a_ours, state_ours = ours.predict(obs, state_ours, starts, deterministic=True)
+        np.testing.assert_array_equal(a_theirs, a_ours)
+        for s_theirs, s_ours in zip(state_theirs, state_ours):
+            np.testing.assert_allclose(s_theirs, s_ours, atol=1e-6)
+        # sb3-contrib's state passed to ours continues the same way
+        a_cross, _ = ours.predict(obs, state_theirs, np.zeros(2), deterministic=True)
+        a_same, _ = theirs.predict(obs, state_theirs, np.zeros(2), deterministic=True)
+        np.testing.assert_array_equal(a_cross, a_same)
+        starts = rng.random(2) < 0.1
+    # Adam's moments came along, parameter by parameter
+    assert len(ours.policy.optimizer.state_dict()["state"]) == len(list(ours.policy.parameters()))
+    ours.learn(32)  # and it trains on
+    ours.save(tmp_path / "ours.zip")
+    RecurrentPPO.load(tmp_path / "ours.zip")
+
+
+def test_load_refuses_other_sb3_contrib_models(tmp_path):
+    sb3_contrib = pytest.importorskip("sb3_contrib")
+    sb3_contrib.QRDQN("MlpPolicy", "CartPole-v1", learning_starts=0, buffer_size=100).save(tmp_path / "qrdqn.zip")
+    with pytest.raises(UserInputError, match="not sb3-contrib's RecurrentPPO policy"):
+        RecurrentPPO.load(tmp_path / "qrdqn.zip")

@@ -16,8 +16,10 @@ thread per core, makes the many small matrix products of a recurrent policy slow
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
+import pathlib
 import warnings
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
@@ -373,6 +375,26 @@ class RecurrentPPO(PPO):
             return super().learn(
                 total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar
             )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> RecurrentPPO:
+        """SB3's ``load``; a zip saved by sb3-contrib's ``RecurrentPPO`` is converted first (its
+        LSTM weights mapped into this package's LSTM policy, see :mod:`recurrent_rl.ppo.contrib`).
+        A pickle-based zip, like SB3's: load only files you trust."""
+        from recurrent_rl.ppo.contrib import convert_contrib_zip
+
+        converted = convert_contrib_zip(path, custom_objects)
+        source = path if converted is None else converted
+        return super().load(source, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         # torch_threads is a choice for this machine, not part of the model
