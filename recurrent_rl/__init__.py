@@ -1,13 +1,14 @@
-"""recurrent_rl: memory-based reinforcement learning (GRU, LSTM and Elman RNN PPO) on stable-baselines3.
+"""recurrent_rl: memory-based reinforcement learning (recurrent and attention PPO) on stable-baselines3.
 
 The package, along the data path::
 
     envs/        the pomdp/ environments and wrappers (installed as recurrent_rl.envs)
     nets/        memory cores, the recurrent policy, the backend hook (plain torch)
-    accel/       the CPU speed backend (compiled layers and heads, lean Adam and categorical)
+    accel/       the CPU speed backend (compiled memory layers and scan, lean Adam and categorical)
     ppo/         RecurrentPPO and its rollout buffer
     supervised/  sequence models, their trainer and datasets, pretrained encoders
     runs/        configs and presets, run folders, training, callbacks, evaluation, the CLI
+    export/      ONNX export, the torch-free ONNX runner, the weights-only (safe) model format
     types.py, errors.py, sequences.py   leaf modules every part may import
 
 Importing the package registers the ``pomdp/`` environments and nothing heavier: the names
@@ -38,6 +39,9 @@ _PUBLIC: dict[str, str] = {
     "NonFiniteLossError": "recurrent_rl.errors",
     "encoder_policy_kwargs": "recurrent_rl.supervised.encoder",
     "load_encoder": "recurrent_rl.supervised.encoder",
+    "export_onnx": "recurrent_rl.export.onnx",
+    "save_safe": "recurrent_rl.export.safe",
+    "load_safe": "recurrent_rl.export.safe",
     **dict.fromkeys(_POLICIES, "recurrent_rl.nets.policies"),
 }
 
@@ -73,6 +77,8 @@ if TYPE_CHECKING:
     __version__: str
 
     from recurrent_rl.errors import NonFiniteLossError as NonFiniteLossError
+    from recurrent_rl.export.onnx import export_onnx as export_onnx
+    from recurrent_rl.export.safe import load_safe as load_safe, save_safe as save_safe
     from recurrent_rl.nets.memory import MemoryCore as MemoryCore
     from recurrent_rl.nets.policies import (
         CnnGruPolicy as CnnGruPolicy,

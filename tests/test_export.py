@@ -534,10 +534,30 @@ def tiny_run(tmp_path_factory) -> Path:
     return runs_dir / "tiny"
 
 
-def copy_run(run: Path, to: Path) -> Path:
+def copy_run(run: Path, to: Path, zip_only: bool = True) -> Path:
+    """A copy of the run folder; ``zip_only``: without the safe copies training writes (as a run
+    folder from elsewhere may come), so the zip path is exercised."""
     import shutil
 
-    return Path(shutil.copytree(run, to / run.name))
+    copy = Path(shutil.copytree(run, to / run.name))
+    if zip_only:
+        for prefix in ("model", "best_model"):
+            for suffix in (".safetensors", ".json"):
+                (copy / f"{prefix}{suffix}").unlink()
+    return copy
+
+
+def test_training_writes_safe_copies_that_export_prefers(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path, zip_only=False)
+    for prefix in ("model", "best_model"):
+        assert (run / f"{prefix}.safetensors").is_file() and (run / f"{prefix}.json").is_file()
+    step = sorted((run / "checkpoints").iterdir())[-1]
+    assert (step / "model.safetensors").is_file() and (step / "model.json").is_file()
+    (run / "model.zip").write_bytes(b"not a zip")  # never opened: the safe copy is read
+    (run / "vecnormalize.pkl").write_bytes(b"not a pickle")
+    capsys.readouterr()
+    assert export_cli(run) == 0
+    assert "unpickles" not in capsys.readouterr().err
 
 
 def test_export_a_run_folder_to_onnx_plays_as_evaluate(tiny_run, tmp_path, capsys):
@@ -625,3 +645,22 @@ def test_add_parser_registers_the_command_on_a_cli(tiny_run, tmp_path, capsys):
     args = parser.parse_args(["export", str(run), "--format", "safe", "--out", str(tmp_path / "copy" / "agent")])
     assert args.handler(args) == 0
     assert (tmp_path / "copy" / "agent.safetensors").is_file() and (tmp_path / "copy" / "agent.json").is_file()
+
+
+def test_evaluate_prefers_the_safe_copy_and_never_unpickles(tiny_run, tmp_path):
+    from recurrent_rl.runs import cli
+    from tests.test_safe_format import WritesMarker, malicious_zip
+
+    run = copy_run(tiny_run, tmp_path, zip_only=False)
+    args = ["evaluate", str(run), "--episodes", "3", "--seed", "2", "--no-progress"]
+    assert cli.main([*args, "--json", str(tmp_path / "safe.json")]) == 0
+    marker = tmp_path / "marker"
+    malicious_zip(load_for_test(run), run / "model.zip", marker)
+    (run / "vecnormalize.pkl").write_bytes(__import__("pickle").dumps(WritesMarker(marker)))
+    assert cli.main([*args, "--json", str(tmp_path / "again.json")]) == 0
+    assert not marker.exists()
+    first, again = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("safe", "again"))
+    assert first["episode_returns"] == again["episode_returns"]
+    zip_only = copy_run(tiny_run, tmp_path / "zip")  # the same run through SB3's zip: the same episodes
+    assert cli.main(["evaluate", str(zip_only), *args[2:], "--json", str(tmp_path / "zip.json")]) == 0
+    assert json.loads((tmp_path / "zip.json").read_text())["episode_returns"] == first["episode_returns"]

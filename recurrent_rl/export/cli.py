@@ -11,7 +11,8 @@ A thin layer over :func:`recurrent_rl.export.export_onnx` and :func:`recurrent_r
 - ``--format onnx`` (default) writes ``model.onnx`` next to the model (``best_model.onnx`` with
   ``--best``), with the VecNormalize statistics folded in; ``--format safe`` writes the safe copy.
 
-The lead CLI registers it with :func:`add_parser`; ``python -m recurrent_rl.export.cli`` runs it alone.
+``recurrent-rl`` registers it with :func:`add_parser` (:mod:`recurrent_rl.runs.cli`);
+``python -m recurrent_rl.export.cli`` runs it alone.
 Bad input: one ``error:`` line, exit code 2, nothing written.
 """
 

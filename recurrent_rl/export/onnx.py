@@ -759,7 +759,7 @@ def export_onnx(
     :returns: the path written (atomically: an existing file is replaced only by a complete one,
         and left as it was when the export fails)
     """
-    from recurrent_rl.runs.folders import atomic_path
+    from recurrent_rl.atomic import atomic_path
 
     original = _policy_of(model)
     if vecnormalize is None and hasattr(model, "get_vec_normalize_env"):

@@ -355,7 +355,7 @@ def save_safe(
     from safetensors.torch import save_file
 
     from recurrent_rl import __version__
-    from recurrent_rl.runs.folders import atomic_path
+    from recurrent_rl.atomic import atomic_path
 
     custom = _custom(custom_classes)
     policy = model.policy

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the registered pomdp/ environments with their spaces and presets.",
     )
     envs.set_defaults(handler=cmd_envs)
+    from recurrent_rl.export.cli import add_parser as add_export_command
+
+    add_export_command(commands)
 
     try:  # the supervised side's command, when it is installed
         from recurrent_rl.supervised.cli import add_pretrain_command

@@ -151,7 +151,7 @@ def resolve_model_path(path: str | Path, best: bool = False) -> tuple[Path, Path
         if not runs.is_run_dir(path):
             raise RunError(f"{path} is not a run folder (it has no {runs.CONFIG}) nor a model .zip file")
         wanted = path / (runs.BEST_MODEL if best else runs.MODEL)
-        if wanted.is_file():
+        if wanted.is_file() or has_safe_copy(wanted):
             return wanted, path, ""
         latest = runs.latest_checkpoint(path)
         if best or latest is None:
@@ -161,7 +161,7 @@ def resolve_model_path(path: str | Path, best: bool = False) -> tuple[Path, Path
             )
         note = f"{path} has no {runs.MODEL} (training did not finish): evaluating the latest checkpoint {latest.name}"
         return latest / runs.MODEL, path, note
-    if not path.exists():
+    if not path.exists() and not has_safe_copy(path):
         raise RunError(f"model file {path} does not exist")
     for parent in list(path.parents)[:3]:  # model.zip, best_model.zip, checkpoints/step_N/model.zip
         if runs.is_run_dir(parent):
@@ -173,8 +173,10 @@ def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str
                best: bool = False, device: str = "auto") -> Agent:  # fmt: skip
     """Load the agent in a run folder (its final model, or the best with ``best=True``) or a model file.
 
-    The env comes from the run's ``config.yaml`` unless ``env_id`` is given; the VecNormalize
-    statistics saved next to the model (``vecnormalize.pkl``) are used when present.
+    The env comes from the run's ``config.yaml`` unless ``env_id`` is given. The model's safe copy
+    (``model.safetensors`` + ``model.json``, with the VecNormalize statistics inside) is preferred
+    when it exists: it opens without unpickling. Otherwise the SB3 zip and the VecNormalize
+    statistics saved next to it (``vecnormalize.pkl``) are used; both unpickle code.
     """
     from recurrent_rl import RecurrentPPO
     from recurrent_rl.runs.config import check_env_id, load_config
@@ -191,6 +193,8 @@ def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str
         env_id, env_kwargs = config.env, dict(config.env_kwargs) if env_kwargs is None else env_kwargs
     check_env_id(env_id)
     env_kwargs = dict(env_kwargs or {})
+    if has_safe_copy(model_path):
+        return _load_safe_agent(model_path, run_dir, env_id, env_kwargs, device)
     try:
         model = RecurrentPPO.load(model_path, device=device)
     except Exception as error:  # a zip of the wrong kind fails in many ways; all mean "not loadable"
@@ -206,6 +210,29 @@ def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str
     elif config is not None and config.normalize.enabled and config.normalize.norm_obs:
         raise RunError(f"{model_path} was trained with normalized observations but {stats} is missing")
     return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
+
+
+def _load_safe_agent(model_path: Path, run_dir: Path | None, env_id: str, env_kwargs: dict[str, Any],
+                     device: str) -> Agent:  # fmt: skip
+    """The agent from its safe copy: nothing is unpickled, the model or the statistics."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from recurrent_rl.export.safe import load_safe, load_safe_vecnormalize, read_safe_vecnormalize
+
+    model = load_safe(model_path, device=device)
+    normalizer = None
+    if read_safe_vecnormalize(model_path) is not None:
+        normalizer = load_safe_vecnormalize(model_path, DummyVecEnv([lambda: make_env(env_id, env_kwargs)]))
+        normalizer.training = False
+        normalizer.norm_reward = False
+    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
+
+
+def has_safe_copy(path: str | Path) -> bool:
+    """Whether the weights-only copy of a model file exists (``model.zip``: ``model.safetensors`` + ``model.json``)."""
+    from recurrent_rl.export.safe import has_safe_copy as exists
+
+    return exists(path)
 
 
 def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Any:

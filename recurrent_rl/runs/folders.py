@@ -32,8 +32,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from recurrent_rl.atomic import (
+    UMASK as _UMASK,
+    atomic_open as atomic_open,
+    atomic_path as atomic_path,
+    atomic_write_json as atomic_write_json,
+    atomic_write_text as atomic_write_text,
+    fsync as _fsync,
+)
 from recurrent_rl.errors import UserInputError
 
 CONFIG = "config.yaml"
@@ -52,8 +60,6 @@ SEQUENCE_MODEL = "model.pt"  # a pretraining run's sequence model (recurrent-rl 
 
 # mkstemp/mkdtemp create private (0600/0700) entries; renamed into place they should look like
 # any other file the user writes, so they get the usual mode under the process umask.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _CHECKPOINT = re.compile(r"^step_(\d+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
@@ -124,61 +130,38 @@ def check_not_pretraining_run(path: str | Path, flag: str = "") -> None:
                        f"{path / ENCODER}")  # fmt: skip
 
 
-# --- atomic writes ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same suffix); on success it is renamed to ``path``.
-
-    On an exception the temporary file is removed and ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)
-    try:
-        yield tmp_path
-        _fsync(tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """``open`` for writing, atomically (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as file:
-        yield file
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path) as file:
-        file.write(text)
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+# --- atomic writes: recurrent_rl.atomic (atomic_path, atomic_open, atomic_write_text, atomic_write_json)
 
 
 def save_model(model: Any, path: str | Path) -> None:
-    """``model.save`` atomically (SB3 writes the zip in place otherwise)."""
+    """``model.save`` atomically (SB3 writes the zip in place otherwise), and its safe copy beside it.
+
+    The safe copy (``<name>.safetensors`` and ``<name>.json``: weights, config, spaces and the
+    VecNormalize statistics; see :mod:`recurrent_rl.export.safe`) opens without unpickling.
+    """
     with atomic_open(path, "wb") as file:
         model.save(file)
+    save_safe_copy(model, Path(path).with_suffix(""))
+
+
+def save_safe_copy(model: Any, prefix: str | Path) -> None:
+    """Write the weights-only copy ``<prefix>.safetensors`` + ``<prefix>.json``; a model that the
+    format cannot describe (a policy option naming a class outside its allow-list) gets a warning
+    and keeps its zip only."""
+    import warnings
+
+    from recurrent_rl.export.safe import SafeFormatError, save_safe
+
+    try:
+        save_safe(model, prefix)
+    except SafeFormatError as error:
+        warnings.warn(f"no safe copy of the model at {prefix}: {error}", stacklevel=2)
 
 
 def save_vecnormalize(vec_normalize: Any, path: str | Path) -> None:
     """``VecNormalize.save`` atomically."""
     with atomic_path(path) as tmp:
         vec_normalize.save(str(tmp))
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as file:
-        os.fsync(file.fileno())
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -246,6 +229,7 @@ def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Pa
 
     def write(folder: Path) -> None:
         model.save(folder / MODEL)
+        save_safe_copy(model, (folder / MODEL).with_suffix(""))
         vec_normalize = model.get_vec_normalize_env()
         if vec_normalize is not None:
             vec_normalize.save(str(folder / VECNORMALIZE))
