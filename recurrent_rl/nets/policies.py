@@ -31,6 +31,7 @@ from recurrent_rl.errors import check_finite_observations, check_spaces
 from recurrent_rl.nets.backend import Backend, check_backend, resolve_backend
 from recurrent_rl.nets.contrib import translate_contrib_options
 from recurrent_rl.nets.guards import refuse_non_finite_steps
+from recurrent_rl.nets.masking import check_action_masks, masked_distribution
 from recurrent_rl.nets.memory import MemoryCore, state_to_numpy
 from recurrent_rl.types import MemoryState, RecurrentState, SequenceObs
 
@@ -297,14 +298,27 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         distribution = self._backend.action_distribution(self, latent_pi)
         return super()._get_action_dist_from_latent(latent_pi) if distribution is None else distribution
 
+    def _action_distribution(self, latent_pi: th.Tensor, action_masks: th.Tensor | None) -> Distribution:
+        """The action distribution; with ``action_masks`` (B, mask_size), sb3-contrib's masked one
+        (see :mod:`recurrent_rl.nets.masking`)."""
+        if action_masks is None:
+            return self._get_action_dist_from_latent(latent_pi)
+        return masked_distribution(self.action_space, self.action_net(latent_pi), action_masks)
+
     # --- the SB3-facing API -------------------------------------------------------------------
 
     def forward(  # type: ignore[override]
-        self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor, deterministic: bool = False
+        self,
+        obs: PyTorchObs,
+        state: RecurrentState,
+        episode_start: th.Tensor,
+        deterministic: bool = False,
+        action_masks: th.Tensor | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RecurrentState]:
-        """One rollout step: actions, values (B, 1), log-probs (B,), next state."""
+        """One rollout step: actions, values (B, 1), log-probs (B,), next state. With
+        ``action_masks`` (B, mask_size), masked actions are never sampled."""
         latent_pi, latent_vf, state = self._step_latents(obs, state, episode_start)
-        distribution = self._get_action_dist_from_latent(latent_pi)
+        distribution = self._action_distribution(latent_pi, action_masks)
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
         actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
@@ -329,24 +343,31 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         """Values, log-probs and entropy for a minibatch of chunks (flat, time-major).
 
         Takes the place of SB3's per-sample ``evaluate_actions`` so that SB3's ``PPO.train``
-        runs unchanged on sequences: the buffer hands it a :class:`SequenceObs`.
+        runs unchanged on sequences: the buffer hands it a :class:`SequenceObs` (a
+        :class:`~recurrent_rl.nets.masking.MaskedSequenceObs` with masking: its masks apply).
         """
         latent_pi, latent_vf = self._sequence_latents(obs)
-        distribution = self._get_action_dist_from_latent(latent_pi)
+        distribution = self._action_distribution(latent_pi, getattr(obs, "action_masks", None))
         return self.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(  # type: ignore[override]
-        self, obs: PyTorchObs, state: MemoryState, episode_start: th.Tensor
+        self, obs: PyTorchObs, state: MemoryState, episode_start: th.Tensor, action_masks: th.Tensor | None = None
     ) -> tuple[Distribution, MemoryState]:
-        """Action distribution of one step and the actor's next memory state."""
+        """Action distribution of one step (masked with ``action_masks``) and the actor's next memory state."""
         pi_features, _ = self._features(obs)
         actor_out, actor_state = self._step(self.actor_memory, pi_features, state, episode_start)
-        return self._get_action_dist_from_latent(self._latents(actor_out, None)[0]), actor_state  # type: ignore[arg-type]
+        latent_pi = self._latents(actor_out, None)[0]
+        return self._action_distribution(latent_pi, action_masks), actor_state  # type: ignore[arg-type]
 
     def _predict(  # type: ignore[override]
-        self, observation: PyTorchObs, state: MemoryState, episode_start: th.Tensor, deterministic: bool = False
+        self,
+        observation: PyTorchObs,
+        state: MemoryState,
+        episode_start: th.Tensor,
+        deterministic: bool = False,
+        action_masks: th.Tensor | None = None,
     ) -> tuple[th.Tensor, MemoryState]:
-        distribution, state = self.get_distribution(observation, state, episode_start)
+        distribution, state = self.get_distribution(observation, state, episode_start, action_masks)
         return distribution.get_actions(deterministic=deterministic), state
 
     def predict(
@@ -355,6 +376,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         state: tuple[np.ndarray, ...] | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Actions for one step and the actor's next memory, as sb3-contrib's ``predict``.
 
@@ -362,6 +384,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             hidden_size)`` arrays: ``(h,)`` for gru/rnn, ``(h, c)`` for lstm), or None to start
             every env from a fresh memory
         :param episode_start: ``(n_envs,)`` flags; where set, that env's memory is reset first
+        :param action_masks: ``(n_envs, mask_size)`` booleans, True where an action is allowed
+            (sb3-contrib's MaskablePPO layout, see :mod:`recurrent_rl.nets.masking`); None: no mask
         """
         self.set_training_mode(False)
         check_finite_observations(observation, "predict()")
@@ -378,7 +402,13 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
                     raise ValueError(
                         f"episode_start has {starts.numel()} entries for {n_envs} observations; pass one flag per env"
                     )
-            action_tensor, memory = self._predict(obs_tensor, memory, starts, deterministic=deterministic)
+            masks = None
+            if action_masks is not None:
+                rows = check_action_masks(action_masks, self.action_space, n_envs, "predict(action_masks=...)")
+                masks = th.as_tensor(rows, device=device)
+            action_tensor, memory = self._predict(
+                obs_tensor, memory, starts, deterministic=deterministic, action_masks=masks
+            )
         actions = action_tensor.cpu().numpy().reshape((-1, *(self.action_space.shape or ())))
         if isinstance(self.action_space, spaces.Box):
             if self.squash_output:

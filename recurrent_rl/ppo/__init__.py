@@ -1,12 +1,15 @@
 """The algorithm: :class:`RecurrentPPO` (state-carrying rollouts, SB3's update) and its rollout buffer.
 
 - :mod:`.algorithm`: :class:`~.algorithm.RecurrentPPO`;
-- :mod:`.buffers`: SB3's rollout buffers with memory at chunk starts and minibatches of whole chunks.
+- :mod:`.buffers`: SB3's rollout buffers with memory at chunk starts and minibatches of whole chunks;
+- :mod:`.masking`: :class:`~.masking.MaskableRecurrentPPO` (invalid-action masks, sb3-contrib's convention);
+- :mod:`.contrib`: models saved by sb3-contrib's RecurrentPPO, converted for ``RecurrentPPO.load``.
 
 May import: :mod:`recurrent_rl.nets`, the leaf modules (``types``, ``errors``, ``sequences``), torch
 and SB3. Never ``accel`` (backends are resolved through :mod:`recurrent_rl.nets.backend`) or ``runs``.
 """
 
 from recurrent_rl.ppo.algorithm import RecurrentPPO
+from recurrent_rl.ppo.masking import MaskableRecurrentPPO
 
-__all__ = ["RecurrentPPO"]
+__all__ = ["MaskableRecurrentPPO", "RecurrentPPO"]

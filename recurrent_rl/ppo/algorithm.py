@@ -258,9 +258,15 @@ class RecurrentPPO(PPO):
         if _init_setup_model:
             self._setup_model()
 
+    # (Box/Discrete/... observations, Dict observations)
+    buffer_classes: ClassVar[tuple[type[RecurrentRolloutBuffer], type[RecurrentDictRolloutBuffer]]] = (
+        RecurrentRolloutBuffer,
+        RecurrentDictRolloutBuffer,
+    )
+
     def _setup_model(self) -> None:
         dict_obs = isinstance(self.observation_space, spaces.Dict)
-        self.rollout_buffer_class = RecurrentDictRolloutBuffer if dict_obs else RecurrentRolloutBuffer
+        self.rollout_buffer_class = self.buffer_classes[1] if dict_obs else self.buffer_classes[0]
         self.rollout_buffer_kwargs = {"sequence_length": self.sequence_length}
         super()._setup_model()  # PPO's: lr and clip schedules, buffer, policy
         if not isinstance(self.policy, RecurrentActorCriticPolicy):
@@ -303,10 +309,12 @@ class RecurrentPPO(PPO):
                 rollout_buffer.add_chunk_start_state(state)
 
             check_finite_observations(self._last_obs, "RecurrentPPO rollout")
+            masks = self._rollout_action_masks(env)  # None unless the algorithm masks actions
             with th.inference_mode():  # no_grad's cheaper sibling: nothing here is ever differentiated
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
                 starts = th.as_tensor(self._last_episode_starts, dtype=th.float32, device=self.device)
-                actions, values, log_probs, state = self.policy(obs_tensor, state, starts)
+                mask_tensor = None if masks is None else th.as_tensor(masks, device=self.device)
+                actions, values, log_probs, state = self.policy(obs_tensor, state, starts, action_masks=mask_tensor)
             actions = actions.cpu().numpy()
 
             clipped_actions = actions
@@ -344,7 +352,8 @@ class RecurrentPPO(PPO):
                         )[0]
                     rewards[idx] += self.gamma * terminal_value.item()
 
-            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)  # type: ignore[arg-type]
+            extra = {} if masks is None else {"action_masks": masks}
+            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs, **extra)  # type: ignore[arg-type]
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
@@ -357,6 +366,10 @@ class RecurrentPPO(PPO):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _rollout_action_masks(self, env: VecEnv) -> np.ndarray | None:
+        """The action masks of the current step, (n_envs, mask_size) bool; None: no masking (here)."""
+        return None
 
     def learn(
         self,
