@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze
+from recurrent_rl.envs.tasks.visit import VisitAll
 
 Policy = Callable[[np.ndarray], int]
 
@@ -66,6 +67,62 @@ def count_recall_memoryless(num_symbols: int, episode_length: int, max_count: in
     return float(best), int(score_match.argmax()), int(score_other.argmax())
 
 
+def visit_all_return(length: int, max_steps: int, p_right: float) -> float:
+    """Exact expected return in :class:`~recurrent_rl.envs.tasks.visit.VisitAll` of the memoryless
+    policy that moves right with probability ``p_right`` in every inner cell (the ends allow one
+    move only), by forward recursion over (cell, visited interval) distributions."""
+    expected = 0.0
+    alive: dict[tuple[int, int, int], float] = {}  # (cell, first visited, last visited) -> probability
+    for start in range(length):
+        alive[(start, start, start)] = 1.0 / length
+    for _ in range(max_steps):
+        nxt: dict[tuple[int, int, int], float] = {}
+        for (cell, low, high), p in alive.items():
+            right = 1.0 if cell == 0 else 0.0 if cell == length - 1 else p_right
+            for to, q in ((cell + 1, right), (cell - 1, 1.0 - right)):
+                if q == 0.0:
+                    continue
+                new_low, new_high = min(low, to), max(high, to)
+                expected += p * q * ((new_low, new_high) != (low, high))
+                if (new_low, new_high) != (0, length - 1):
+                    key = (to, new_low, new_high)
+                    nxt[key] = nxt.get(key, 0.0) + p * q
+        alive = nxt
+    return float(expected)
+
+
+@cache
+def visit_all_reference(length: int, max_steps: int) -> dict[str, Any]:
+    """Exact returns of :class:`~recurrent_rl.envs.tasks.visit.VisitAll`.
+
+    - optimal: ``length - 1`` (with memory: to one end, then back to the other end);
+    - random: the policy uniform over the allowed moves (the action mask's True entries):
+      :func:`visit_all_return` with ``p_right = 1/2``;
+    - memoryless: every inner cell looks the same, so a memoryless policy is one probability
+      ``p_right``; its best return, the maximum of the exact :func:`visit_all_return` over
+      ``p_right`` (a grid of 41 values, then golden-section search around the best, to 1e-6).
+    """
+    grid = np.linspace(0.0, 1.0, 41)
+    values = [visit_all_return(length, max_steps, float(p)) for p in grid]
+    i = int(np.argmax(values))
+    lo, hi = float(grid[max(i - 1, 0)]), float(grid[min(i + 1, len(grid) - 1)])
+    ratio = (np.sqrt(5) - 1) / 2
+    while hi - lo > 1e-6:
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if visit_all_return(length, max_steps, a) >= visit_all_return(length, max_steps, b):
+            hi = b
+        else:
+            lo = a
+    best = max(max(values), visit_all_return(length, max_steps, (lo + hi) / 2))
+    return {
+        "optimal": float(length - 1),
+        "random": visit_all_return(length, max_steps, 0.5),
+        "memoryless": best,
+        "memoryless_p_right": float((lo + hi) / 2 if best > max(values) else grid[i]),
+        "method": "exact",
+    }
+
+
 def task_reference(env: gym.Env) -> dict[str, Any]:
     """Reference returns for a memory-task instance (wrappers are looked through)."""
     task = env.unwrapped
@@ -79,6 +136,8 @@ def task_reference(env: gym.Env) -> dict[str, Any]:
     if isinstance(task, RepeatFirst):
         length, n = task.episode_length, task.num_symbols
         return {"optimal": float(length), "random": length / n, "memoryless": 1 + (length - 1) / n, "method": "exact"}
+    if isinstance(task, VisitAll):
+        return visit_all_reference(task.length, task.max_steps)
     if isinstance(task, CountRecall):
         best, _, _ = count_recall_memoryless(task.num_symbols, task.episode_length, task.max_count)
         length = task.episode_length
@@ -102,7 +161,7 @@ def _cached(env_id: str, overrides: tuple[tuple[str, Any], ...]) -> dict[str, An
         raise ValueError(f"{env_id!r} is registered without an entry point")
     creator = gym.envs.registration.load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
     task = creator(**{**spec.kwargs, **dict(overrides)})
-    if not isinstance(task, (TMaze, RepeatPrevious, RepeatFirst, CountRecall)):
+    if not isinstance(task, (TMaze, RepeatPrevious, RepeatFirst, CountRecall, VisitAll)):
         raise ValueError(
             f"env_id must be a pomdp/ memory task (TMaze, RepeatPrevious, RepeatFirst, CountRecall), got {env_id!r}"
         )

@@ -77,6 +77,14 @@ MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
     ),
 }
 
+# memory tasks with action masks (``action_masks()``, for MaskableRecurrentPPO): id -> (entry point,
+# kwargs, difficulty), registered like MEMORY_TASKS
+ACTION_MASK_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "VisitAll-v0": ("recurrent_rl.envs.tasks:VisitAll", {}, "easy"),
+    "VisitAll-L8-v0": ("recurrent_rl.envs.tasks:VisitAll", {"length": 8}, "easy"),
+    "VisitAll-L16-v0": ("recurrent_rl.envs.tasks:VisitAll", {"length": 16}, "medium"),
+}
+
 
 def make_masked(env_id: str, indices: tuple[int, ...], **kwargs: Any) -> gym.Env:
     """``gym.make(env_id)`` with the given observation dimensions zeroed."""
@@ -102,6 +110,11 @@ def masked_id(base_id: str) -> str:
 def masked_ids() -> list[str]:
     """All registered masked-velocity ids (full, with namespace)."""
     return [masked_id(base) for base in VELOCITY_INDICES]
+
+
+def action_mask_task_ids() -> list[str]:
+    """All registered memory tasks with action masks (full ids, with namespace)."""
+    return [f"{NAMESPACE}/{name}" for name in ACTION_MASK_TASKS]
 
 
 def memory_task_ids() -> list[str]:
@@ -135,7 +148,7 @@ def register_all() -> None:
                 kwargs={"env_id": base, "indices": VELOCITY_INDICES[base]},
                 max_episode_steps=registration.spec(base).max_episode_steps,
             )
-    for name, (entry_point, kwargs, _) in MEMORY_TASKS.items():
+    for name, (entry_point, kwargs, _) in {**MEMORY_TASKS, **ACTION_MASK_TASKS}.items():
         env_id = f"{NAMESPACE}/{name}"
         if env_id not in registration.registry:
             # the tasks end their own episodes (fixed length, or TMaze's max_steps), so no TimeLimit

@@ -14,11 +14,12 @@ from recurrent_rl import envs
 ALL_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))
 MASKED_IDS = envs.masked_ids()
 TASK_IDS = envs.memory_task_ids()
+ACTION_MASK_IDS = envs.registry.action_mask_task_ids()  # memory tasks with action_masks()
 
 
 def test_every_pomdp_id_is_a_masked_env_or_a_memory_task() -> None:
-    assert sorted(MASKED_IDS + TASK_IDS) == ALL_IDS
-    assert len(MASKED_IDS) == 5 and len(TASK_IDS) == 19
+    assert sorted(MASKED_IDS + TASK_IDS + ACTION_MASK_IDS) == ALL_IDS
+    assert len(MASKED_IDS) == 5 and len(TASK_IDS) == 19 and len(ACTION_MASK_IDS) == 3
 
 
 def _mask_layer(env: gym.Env) -> envs.MaskObservation:
@@ -79,7 +80,9 @@ def test_same_seed_and_actions_give_the_same_episode(env_id: str) -> None:
     # other seeds change something (catches an env that ignores its seed); several seeds, as a
     # T-maze trace differs only in its cue, which two seeds share half the time
     others = [_rollout(env_id, seed=s, steps=20) for s in range(8, 16)]
-    assert any(not np.array_equal(a[4], b[4]) or not np.array_equal(a[0], b[0]) for o in others for a, b in zip(first, o))
+    assert any(
+        not np.array_equal(a[4], b[4]) or not np.array_equal(a[0], b[0]) for o in others for a, b in zip(first, o)
+    )
 
 
 def test_cartpole_novel_registration_is_unchanged() -> None:

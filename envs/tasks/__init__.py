@@ -2,5 +2,6 @@
 
 from recurrent_rl.envs.tasks.sequence import CountRecall, RepeatFirst, RepeatPrevious, SequenceTask
 from recurrent_rl.envs.tasks.tmaze import TMaze
+from recurrent_rl.envs.tasks.visit import VisitAll
 
-__all__ = ["CountRecall", "RepeatFirst", "RepeatPrevious", "SequenceTask", "TMaze"]
+__all__ = ["CountRecall", "RepeatFirst", "RepeatPrevious", "SequenceTask", "TMaze", "VisitAll"]
