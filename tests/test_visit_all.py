@@ -101,3 +101,9 @@ def test_bad_parameters():
         VisitAll(length=2)
     with pytest.raises(ValueError, match="max_steps must be an integer >= 13"):
         VisitAll(length=8, max_steps=5)
+
+
+def test_renders():
+    env = VisitAll(length=5, render_mode="rgb_array")
+    env.reset(seed=0)
+    assert env.render().shape == (8, 40, 3)

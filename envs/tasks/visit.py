@@ -33,10 +33,11 @@ class VisitAll(gym.Env[np.ndarray, np.int64]):
 
     :param length: cells in the corridor (>= 3)
     :param max_steps: time limit (>= ``2 * length - 3``; default ``2 * length``)
-    :param render_mode: ``"ansi"`` or None
+    :param render_mode: ``"ansi"`` (text), ``"rgb_array"`` or None
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    _CELL = 8  # pixels per cell in rgb_array renders
 
     def __init__(self, length: int = 8, max_steps: int | None = None, render_mode: str | None = None):
         self.length = check_int("length", length, 3)
@@ -84,7 +85,13 @@ class VisitAll(gym.Env[np.ndarray, np.int64]):
             info["success"] = terminated
         return self._observation(), reward, terminated, truncated, info
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        return "".join("A" if i == self._pos else ("." if v else "#") for i, v in enumerate(self._visited))
+    def render(self) -> Any:
+        if self.render_mode == "ansi":
+            return "".join("A" if i == self._pos else ("." if v else "#") for i, v in enumerate(self._visited))
+        if self.render_mode == "rgb_array":
+            # unvisited dark grey, visited light grey, the agent blue; (CELL, CELL * length, 3) uint8
+            colours = np.where(self._visited[:, None] > 0, 200, 60).astype(np.uint8).repeat(3, axis=1)
+            colours[self._pos] = (40, 90, 220)
+            row = colours.repeat(self._CELL, axis=0)  # (CELL * length, 3)
+            return np.ascontiguousarray(np.broadcast_to(row, (self._CELL, *row.shape)))
+        return None
