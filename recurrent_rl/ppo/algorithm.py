@@ -313,8 +313,9 @@ class RecurrentPPO(PPO):
             with th.inference_mode():  # no_grad's cheaper sibling: nothing here is ever differentiated
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
                 starts = th.as_tensor(self._last_episode_starts, dtype=th.float32, device=self.device)
-                mask_tensor = None if masks is None else th.as_tensor(masks, device=self.device)
-                actions, values, log_probs, state = self.policy(obs_tensor, state, starts, action_masks=mask_tensor)
+                # a policy subclass that overrides forward without action_masks still runs unmasked
+                extra = {} if masks is None else {"action_masks": th.as_tensor(masks, device=self.device)}
+                actions, values, log_probs, state = self.policy(obs_tensor, state, starts, **extra)
             actions = actions.cpu().numpy()
 
             clipped_actions = actions
@@ -352,8 +353,8 @@ class RecurrentPPO(PPO):
                         )[0]
                     rewards[idx] += self.gamma * terminal_value.item()
 
-            extra = {} if masks is None else {"action_masks": masks}
-            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs, **extra)  # type: ignore[arg-type]
+            stored = {} if masks is None else {"action_masks": masks}
+            rollout_buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs, **stored)  # type: ignore[arg-type]
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
