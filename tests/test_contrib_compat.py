@@ -18,16 +18,19 @@ ENV = "pomdp/CartPoleNoVel-v1"
 
 # (sb3-contrib's names, this package's names for the same architecture)
 EQUIVALENT = [
-    (dict(lstm_hidden_size=16, n_lstm_layers=2), dict(memory="lstm", hidden_size=16, num_layers=2)),
-    (dict(enable_critic_lstm=True), dict(memory="lstm", critic_memory="separate")),
-    (dict(enable_critic_lstm=False, lstm_hidden_size=8), dict(memory="lstm", critic_memory="none", hidden_size=8)),
+    (dict(lstm_hidden_size=16, n_lstm_layers=2), dict(memory="lstm", hidden_size=16, num_layers=2, gate_bias=0.0)),
+    (dict(enable_critic_lstm=True), dict(memory="lstm", critic_memory="separate", gate_bias=0.0)),
+    (
+        dict(enable_critic_lstm=False, lstm_hidden_size=8),
+        dict(memory="lstm", critic_memory="none", hidden_size=8, gate_bias=0.0),
+    ),
     (
         dict(shared_lstm=True, enable_critic_lstm=False),
-        dict(memory="lstm", critic_memory="shared", detach_critic_memory=True),
+        dict(memory="lstm", critic_memory="shared", detach_critic_memory=True, gate_bias=0.0),
     ),
     (
         dict(n_lstm_layers=2, lstm_kwargs=dict(dropout=0.5)),
-        dict(memory="lstm", num_layers=2, dropout=0.5),
+        dict(memory="lstm", num_layers=2, dropout=0.5, gate_bias=0.0),
     ),
 ]
 
@@ -55,6 +58,13 @@ def test_contrib_names_build_the_same_model_as_ours(contrib, ours):
     np.testing.assert_array_equal(actions_a, actions_b)
     for sa, sb in zip(state_a, state_b):
         np.testing.assert_array_equal(sa, sb)
+
+
+def test_contrib_names_keep_pytorchs_lstm_initialisation():
+    # sb3-contrib's nn.LSTM has PyTorch's init; this package's names default to forget-gate bias 1
+    assert make(dict(lstm_hidden_size=8)).policy.gate_bias == 0.0
+    assert make(dict(lstm_hidden_size=8, gate_bias=2.0)).policy.gate_bias == 2.0
+    assert make(dict(memory="lstm", hidden_size=8)).policy.gate_bias == 1.0
 
 
 def test_contrib_names_imply_lstm_and_map_the_critic():

@@ -65,11 +65,6 @@ def test_sb3_contribs_recurrent_ppo_tests_pass(upstream_test_file):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="at sb3-contrib's settings and seed 1 this package's LSTM reaches a mean return of about 270 in 50k "
-    "steps, below the test's 450 (docs/policies.md, sb3-contrib's test file)",
-    strict=False,
-)
 def test_sb3_contribs_recurrent_ppo_performance_test_passes(upstream_test_file):
     # CartPole without velocities, sb3-contrib's settings, 50k steps, mean return >= 450
     counts, output = run_upstream(upstream_test_file, "-k", "test_ppo_lstm_performance", timeout=1800)

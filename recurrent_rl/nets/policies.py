@@ -62,8 +62,8 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         :mod:`recurrent_rl.nets.backend`); the results are the same to float rounding
     sb3-contrib's names (``lstm_hidden_size``, ``n_lstm_layers``, ``enable_critic_lstm``,
     ``shared_lstm``, ``lstm_kwargs``) are accepted with sb3-contrib's meaning and imply
-    ``memory="lstm"`` (see :mod:`recurrent_rl.nets.contrib`); the defaults stay this package's
-    (``hidden_size`` 64 where sb3-contrib's is 256, the LSTM forget-gate bias 1).
+    ``memory="lstm"`` and sb3-contrib's LSTM initialisation (``gate_bias=0`` unless given); see
+    :mod:`recurrent_rl.nets.contrib`. ``hidden_size`` stays 64 where sb3-contrib's default is 256.
     Every other parameter is SB3's ``ActorCriticPolicy``'s (``net_arch``, ``activation_fn``,
     ``ortho_init``, ``features_extractor_class``, ...). ``ortho_init`` re-initialises the
     features extractor and heads, never the memory cores (they keep PyTorch's default init).
@@ -92,8 +92,17 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         # sb3-contrib's keywords (lstm_hidden_size, ...) -> ours; None: not given
         default_memory = "lstm" if type(self) is RecurrentActorCriticPolicy else self.default_memory
         options = translate_contrib_options(
-            kwargs, memory, hidden_size, num_layers, critic_memory, detach_critic_memory, dropout, default_memory
+            kwargs,
+            memory,
+            hidden_size,
+            num_layers,
+            critic_memory,
+            detach_critic_memory,
+            dropout,
+            default_memory,
+            gate_bias,
         )
+        gate_bias = options.gate_bias
         memory = self.default_memory if options.memory is None else options.memory
         hidden_size = 64 if options.hidden_size is None else options.hidden_size
         num_layers = 1 if options.num_layers is None else options.num_layers
