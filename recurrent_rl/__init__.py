@@ -35,6 +35,7 @@ _POLICIES = (
 )  # fmt: skip
 _PUBLIC: dict[str, str] = {
     "RecurrentPPO": "recurrent_rl.ppo.algorithm",
+    "MaskableRecurrentPPO": "recurrent_rl.ppo.masking",
     "MemoryCore": "recurrent_rl.nets.memory",
     "NonFiniteLossError": "recurrent_rl.errors",
     "encoder_policy_kwargs": "recurrent_rl.supervised.encoder",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
         RecurrentActorCriticPolicy as RecurrentActorCriticPolicy,
     )
     from recurrent_rl.ppo.algorithm import RecurrentPPO as RecurrentPPO
+    from recurrent_rl.ppo.masking import MaskableRecurrentPPO as MaskableRecurrentPPO
     from recurrent_rl.supervised.encoder import (
         encoder_policy_kwargs as encoder_policy_kwargs,
         load_encoder as load_encoder,

@@ -664,3 +664,16 @@ def test_evaluate_prefers_the_safe_copy_and_never_unpickles(tiny_run, tmp_path):
     zip_only = copy_run(tiny_run, tmp_path / "zip")  # the same run through SB3's zip: the same episodes
     assert cli.main(["evaluate", str(zip_only), *args[2:], "--json", str(tmp_path / "zip.json")]) == 0
     assert json.loads((tmp_path / "zip.json").read_text())["episode_returns"] == first["episode_returns"]
+
+
+def test_recurrent_ppo_load_safe_reads_the_run_folders_copy(tiny_run):
+    from recurrent_rl import RecurrentPPO
+
+    model = RecurrentPPO.load_safe(tiny_run / "model.json")
+    again = RecurrentPPO.load(tiny_run / "model.zip")
+    obs = np.zeros((2, *model.observation_space.shape), dtype=np.float32)
+    starts = np.ones(2, dtype=bool)
+    assert np.array_equal(model.predict(obs, episode_start=starts, deterministic=True)[0],
+                          again.predict(obs, episode_start=starts, deterministic=True)[0])  # fmt: skip
+    sd, sd_again = model.policy.state_dict(), again.policy.state_dict()
+    assert sd.keys() == sd_again.keys() and all(th.equal(sd[k], sd_again[k]) for k in sd)

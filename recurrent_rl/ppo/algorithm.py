@@ -410,6 +410,19 @@ class RecurrentPPO(PPO):
         source = path if converted is None else converted
         return super().load(source, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
+    @classmethod
+    def load_safe(cls, path: str | pathlib.Path, env: GymEnv | None = None, device: th.device | str = "auto",
+                  **kwargs: Any) -> RecurrentPPO:  # fmt: skip
+        """Rebuild a model from its weights-only copy (``model.safetensors`` + ``model.json``, written
+        beside every zip of a run folder, or by :func:`recurrent_rl.save_safe`) without unpickling
+        anything: safe for files from strangers. See :func:`recurrent_rl.export.safe.load_safe`."""
+        from recurrent_rl.export.safe import load_safe
+
+        model = load_safe(path, env=env, device=device, **kwargs)
+        if not isinstance(model, cls):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
     def _excluded_save_params(self) -> list[str]:
         # torch_threads is a choice for this machine, not part of the model
         return [*super()._excluded_save_params(), "_last_state", "rollout_state", "torch_threads"]
