@@ -214,3 +214,16 @@ def test_save_and_load_keep_masking(tmp_path):
     loaded.learn(32)
     # RecurrentPPO itself does not mask
     assert RecurrentPPO.buffer_classes != MaskableRecurrentPPO.buffer_classes
+
+
+def test_run_episodes_passes_each_steps_mask():
+    # MaskedEnv raises on a masked action: 10 stochastic episodes through the evaluation helper
+    from recurrent_rl.runs.evaluation import run_episodes
+
+    for space in SPACES:
+        model = MaskableRecurrentPPO("MlpGruPolicy", vec(space), n_steps=8, batch_size=16, seed=0)
+        report = run_episodes(model, MaskedEnv(space), episodes=10, deterministic=False, seed=0)
+        assert report.lengths == [7] * 10
+    with pytest.raises(AssertionError, match="masked action"):  # the check is real: unmasked, it fails
+        unmasked = RecurrentPPO("MlpGruPolicy", vec(spaces.Discrete(5)), n_steps=8, batch_size=16, seed=0)
+        run_episodes(unmasked, MaskedEnv(spaces.Discrete(5)), episodes=10, deterministic=False, seed=0)

@@ -13,6 +13,7 @@ need the ``viz`` extra: ``pip install 'recurrent_rl[viz]'``).
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -328,6 +329,9 @@ def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True
     hidden: list[np.ndarray] = []
     frames: list[np.ndarray] = []
     bar = tqdm(total=episodes, desc="evaluating", unit="episode", disable=not progress, leave=False)
+    masked = _uses_action_masks(model, env)
+    if masked:
+        from recurrent_rl.ppo.masking import env_action_masks
     try:
         for episode in range(episodes):
             obs, info = env.reset(seed=None if seed is None else seed + episode)
@@ -338,7 +342,9 @@ def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True
             total, length, done = 0.0, 0, False
             while not done:
                 model_obs = adapt(normalize_obs(obs) if normalize_obs is not None else obs)
-                action, state = model.predict(model_obs, state=state, episode_start=start, deterministic=deterministic)
+                masks = {"action_masks": env_action_masks(env)[None]} if masked else {}
+                action, state = model.predict(model_obs, state=state, episode_start=start, deterministic=deterministic,
+                                              **masks)  # fmt: skip
                 start = np.zeros((1,), dtype=bool)
                 if episode == 0:
                     memory = getattr(getattr(model, "policy", None), "actor_memory", None)
@@ -362,6 +368,15 @@ def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True
         env_id or "", deterministic, seed, returns, lengths, successes,
         hidden_states=np.stack(hidden) if hidden else None, frames=frames, fps=fps,
     )  # fmt: skip
+
+
+def _uses_action_masks(model: Any, env: Any) -> bool:
+    """A MaskableRecurrentPPO on an env with ``action_masks()``: each step's mask goes to ``predict``."""
+    if not hasattr(model, "predict") or "action_masks" not in inspect.signature(model.predict).parameters:
+        return False
+    from recurrent_rl.ppo.masking import env_has_action_masks
+
+    return env_has_action_masks(env)
 
 
 def _add_frame(frames: list[np.ndarray], env: Any, max_frames: int) -> None:
