@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,14 +269,24 @@ def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
 # --- train and resume ---------------------------------------------------------------------------
 
 
+# called after each periodic evaluation with the step and the report; a returned string stops the
+# run there (a checkpoint is written and the run's status is "interrupted (<string>)"), as a
+# hyperparameter search prunes a trial (recurrent_rl.sweeps.tune)
+EvaluationHook = Callable[[int, EvalReport], "str | None"]
+
+
 def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None, progress_bar: bool | None = None,
-          verbose: int = 0, callbacks: Sequence[BaseCallback] = ()) -> TrainResult:  # fmt: skip
+          verbose: int = 0, callbacks: Sequence[BaseCallback] = (),
+          on_evaluation: EvaluationHook | None = None) -> TrainResult:  # fmt: skip
     """Train a new agent into a new run folder ``runs_dir/name`` (default name: env, memory, seed, time).
 
     :param progress_bar: True: a progress bar with the learning signal; False: plain lines on
         stdout instead (every 10% of the run); None: the bar when stderr is a terminal, else lines
     :param verbose: 1 prints SB3's log table after each rollout
     :param callbacks: extra SB3 callbacks
+    :param on_evaluation: called after each periodic evaluation with the step and its report; when
+        it returns a string, training stops there as on a signal (checkpoint written, the result's
+        ``interrupted`` is that string, no final evaluation)
 
     Torch runs on ``config.torch_threads`` threads during the call (the previous count is restored).
     """
@@ -291,11 +301,11 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None =
     check_device(config.device)
     native.set_kernel_threads(config.kernel_threads)
     with using_torch_threads(config.torch_threads):  # small recurrent nets run fastest on one thread
-        return _train(config, Path(runs_dir), name, progress_bar, verbose, callbacks)
+        return _train(config, Path(runs_dir), name, progress_bar, verbose, callbacks, on_evaluation)
 
 
 def _train(config: TrainConfig, runs_dir: Path, name: str | None, progress_bar: bool | None, verbose: int,
-           callbacks: Sequence[BaseCallback]) -> TrainResult:  # fmt: skip
+           callbacks: Sequence[BaseCallback], on_evaluation: EvaluationHook | None = None) -> TrainResult:  # fmt: skip
     config = resolve_encoder(config)
     env = make_training_env(config, config.seed)
     try:
@@ -314,7 +324,7 @@ def _train(config: TrainConfig, runs_dir: Path, name: str | None, progress_bar: 
                          versions=runs.versions(), num_timesteps=0)  # fmt: skip
     with runs.run_lock(run_dir):
         return _learn(run_dir, model, config, config.n_timesteps, fresh=True, progress_bar=progress_bar,
-                      verbose=verbose, callbacks=callbacks)  # fmt: skip
+                      verbose=verbose, callbacks=callbacks, on_evaluation=on_evaluation)  # fmt: skip
 
 
 def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool | None = None, verbose: int = 0,
@@ -425,6 +435,7 @@ def _learn(
     verbose: int,
     callbacks: Sequence[BaseCallback],
     best_mean_reward: float | None = None,
+    on_evaluation: EvaluationHook | None = None,
 ) -> TrainResult:
     formats = ["tensorboard", "stdout"] if verbose else ["tensorboard"]
     model.set_logger(configure(str(run_dir / runs.TENSORBOARD), formats))
@@ -439,7 +450,18 @@ def _learn(
     diagnostics = MemoryDiagnostics(hparams(config) if fresh else None)
     bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     progress = TrainingProgress("bar" if bar else "lines", diagnostics.successes)
-    evaluation.on_report = progress.show_evaluation
+    if on_evaluation is None:
+        evaluation.on_report = progress.show_evaluation
+    else:
+        hook = on_evaluation
+
+        def report(step: int, result: EvalReport, best: bool) -> None:
+            progress.show_evaluation(step, result, best)
+            reason = hook(step, result)
+            if reason:
+                flag.set(reason)
+
+        evaluation.on_report = report
     callback = CallbackList([StopOnFlag(flag), diagnostics, evaluation, checkpoints, progress, *callbacks])
     runs.update_run_info(run_dir, status="running")
     with stop_on_signals(flag):
