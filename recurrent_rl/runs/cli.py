@@ -91,7 +91,41 @@ def build_parser() -> argparse.ArgumentParser:
         "every 10%% of the run instead (default: the bar when stderr is a terminal, else lines)",
     )
     train.add_argument("-v", "--verbose", action="store_true", help="print SB3's log table after each rollout")
+    many = train.add_argument_group("many seeds (recurrent_rl.sweeps.seeds)")
+    many.add_argument("--seeds", metavar="SPEC", help="train these seeds (0-9, 0,3,5 or 0-4,10), each into "
+                      "<runs-dir>/<name>/seed<N>/, in parallel, and write the aggregate report seeds.json and "
+                      "curves.png there")  # fmt: skip
+    many.add_argument("--threshold", type=float, metavar="R", help="with --seeds: also count the seeds whose final "
+                      "return reaches R")  # fmt: skip
+    _add_backend_options(many, "seeds")
     train.set_defaults(handler=cmd_train)
+
+    tune = commands.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna; every trial is a run folder",
+        description="Optuna study over a preset's hyperparameters (the memory type's search space, or --space). "
+        "Trials train into <runs-dir>/tune/<study>/trial<N>/ and are pruned on the periodic evaluations; the study "
+        "is stored in --storage (default sqlite:///<runs-dir>/tune/<study>.db), so the same --study resumes it. "
+        "At the end: best.yaml (for train --config), a summary table and importance.png. Needs recurrent_rl[tune].",
+    )
+    tune_source = tune.add_mutually_exclusive_group()
+    tune_source.add_argument("--preset", metavar="NAME", help=f"the preset to tune (default: {DEFAULT_PRESET})")
+    tune_source.add_argument("--config", metavar="FILE", help="a YAML config file to tune")
+    tune.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                      help="override a config key of the base config (repeatable)")  # fmt: skip
+    tune.add_argument("--trials", type=int, default=20, metavar="N",
+                      help="finished (complete or pruned) trials the study should have (default: 20)")  # fmt: skip
+    tune.add_argument("--timeout", type=float, metavar="S", help="start no new trial after S seconds")
+    tune.add_argument("--study", metavar="NAME", help="study name; an existing study continues (default: the preset)")
+    tune.add_argument("--storage", metavar="URL",
+                      help="Optuna storage URL (default: sqlite:///<runs-dir>/tune/<study>.db)")  # fmt: skip
+    tune.add_argument("--sampler", choices=("tpe", "random"), default="tpe", help="Optuna sampler (default: tpe)")
+    tune.add_argument("--pruner", choices=("median", "none"), default="median", help="pruner (default: median)")
+    tune.add_argument("--sampler-seed", type=int, metavar="N", help="seed of the sampler (default: random)")
+    tune.add_argument("--space", metavar="FILE", help="YAML search space; its entries replace the default's")
+    tune.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of tune/ (default: runs)")
+    _add_backend_options(tune, "trials", default_workers="1")
+    tune.set_defaults(handler=cmd_tune)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -144,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_backend_options(parser: Any, what: str, default_workers: str = "one per CPU") -> None:
+    parser.add_argument("--workers", type=int, metavar="N", help=f"{what} at a time (default: {default_workers}; "
+                        "with --backend ray: the cluster's CPUs)")  # fmt: skip
+    parser.add_argument("--backend", choices=("local", "ray"), default="local", help=f"run the {what} as local "
+                        "processes (default) or as Ray tasks (needs recurrent_rl[ray])")  # fmt: skip
+    parser.add_argument("--address", metavar="ADDR", help="with --backend ray: the cluster (HOST:6379, auto; "
+                        "default: local, a Ray runtime started on this machine)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``recurrent-rl`` and ``python -m recurrent_rl``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -169,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from recurrent_rl.runs.training import TrainingError, resume, train
 
+    if args.seeds is None:
+        given = [flag for flag, value in (("--threshold", args.threshold), ("--workers", args.workers),
+                 ("--address", args.address), ("--backend ray", args.backend == "ray")) if value]  # fmt: skip
+        if given:
+            raise UserInputError(f"{', '.join(given)}: only with --seeds (e.g. --seeds 0-9)")
+    else:
+        return cmd_train_seeds(args)
     if args.resume:
         conflicting = [flag for flag, value in (("--preset", args.preset), ("--config", args.config),
                        ("--set", args.overrides), ("--seed", args.seed), ("--memory", args.memory),
@@ -206,6 +256,74 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"recurrent-rl train: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     return _report_training(result)
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise UserInputError(f"--workers must be at least 1, got {args.workers}")
+    if args.address is not None and args.backend != "ray":
+        raise UserInputError("--address names a Ray cluster: add --backend ray")
+    if args.backend == "ray":
+        from recurrent_rl.sweeps.ray_backend import require_ray
+
+        require_ray()
+
+
+def cmd_train_seeds(args: argparse.Namespace) -> int:
+    """``train --seeds``: one run per seed, in parallel, and the aggregate report."""
+    from recurrent_rl.sweeps.seeds import parse_seeds, run_seeds
+
+    seeds = parse_seeds(args.seeds)
+    conflicting = [flag for flag, value in (("--seed", args.seed), ("--resume", args.resume),
+                                            ("--encoder", args.encoder)) if value is not None]  # fmt: skip
+    if conflicting:
+        raise UserInputError(f"--seeds sets the seed of each run; {', '.join(conflicting)} cannot be combined with it")
+    _check_backend(args)
+    from recurrent_rl.runs.training import check_device
+
+    config = resolve_train_config(args)
+    check_device(config.device)
+    if args.dry_run:
+        print(config_to_yaml(config), end="")
+        print(f"# seeds: {seeds}")
+        return 0
+    report = run_seeds(config, seeds, args.runs_dir, args.name, workers=args.workers, backend=args.backend,
+                       address=args.address, threshold=args.threshold)  # fmt: skip
+    from recurrent_rl.sweeps.seeds import CURVES, REPORT
+
+    print(report.table())
+    print(f"report: {report.group / REPORT}")
+    if (report.group / CURVES).exists():
+        print(f"learning curves: {report.group / CURVES}")
+    return 0 if all(r.error is None for r in report.results) else EXIT_FAILED
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``tune``: an Optuna study over the preset's hyperparameters."""
+    from recurrent_rl.sweeps.tune import require_optuna, run_study
+
+    require_optuna()
+    _check_backend(args)
+    from recurrent_rl.runs.config import load_config
+    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
+    from recurrent_rl.runs.training import check_device
+
+    preset = args.preset or (None if args.config else DEFAULT_PRESET)
+    config = load_config(args.config, args.overrides) if args.config else load_preset(str(preset), args.overrides)
+    check_device(config.device)
+    study = args.study or (preset if preset else Path(args.config).stem)
+    result = run_study(config, trials=args.trials, timeout=args.timeout, storage=args.storage, study=study,
+                       sampler=args.sampler, pruner=args.pruner, space=args.space, runs_dir=args.runs_dir,
+                       workers=args.workers or 1, backend=args.backend, address=args.address,
+                       seed=args.sampler_seed)  # fmt: skip
+    print(result.table())
+    print(f"study: {study} in {result.storage}")
+    if result.best_preset is not None:
+        print(f"best preset: {result.best_preset}\n  train it: recurrent-rl train --config {result.best_preset}")
+    if result.importance is not None:
+        print(f"parameter importances: {result.importance}")
+    print(f"resume or extend: recurrent-rl tune ... --study {study} --trials N")
+    return 0
 
 
 def resolve_train_config(args: argparse.Namespace) -> Any:

@@ -1,0 +1,223 @@
+"""Many seeds of one config: parallel runs and their aggregate report (``recurrent-rl train --seeds``).
+
+Each seed trains into an ordinary run folder ``<group>/seed<N>/`` (``recurrent-rl evaluate`` and
+``train --resume`` work on it), in its own process (:mod:`recurrent_rl.sweeps.ray_backend`: local
+processes, one per core by default, or Ray tasks). The group folder then holds the report:
+
+- ``seeds.json``: per-seed final returns (the final evaluation, ``eval.json``), their mean, median and
+  IQM with stratified-bootstrap 95% intervals (:mod:`recurrent_rl.sweeps.stats`), the success rate
+  where the env reports one, the count of seeds at or above ``threshold`` when given, and each
+  seed's learning curve (the periodic evaluations' mean returns);
+- ``curves.png``: those learning curves, each seed's line and the median with the spread over seeds.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recurrent_rl.errors import UserInputError
+
+REPORT = "seeds.json"
+CURVES = "curves.png"
+_SPEC = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-9"`` (both ends included), ``"0,3,5"``, or both mixed (``"0-4,10"``); each seed once."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        match = _SPEC.match(part)
+        if not match:
+            raise UserInputError(f"--seeds {text!r}: expected seeds like 0-9, 0,3,5 or 0-4,10 (non-negative integers)")
+        first, last = int(match[1]), int(match[2]) if match[2] is not None else int(match[1])
+        if last < first:
+            raise UserInputError(f"--seeds {text!r}: the range {first}-{last} is empty (write it low-high, e.g. "
+                                 f"{last}-{first})")  # fmt: skip
+        seeds.extend(range(first, last + 1))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserInputError(f"--seeds {text!r}: seed(s) {repeated} appear more than once")
+    return seeds
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    run_dir: str
+    final_return: float | None = None
+    success_rate: float | None = None
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (env step, mean return) per evaluation
+    host: str = ""
+    error: str | None = None
+
+
+def _train_seed(job: dict[str, Any]) -> SeedResult:
+    """Train one seed (in a worker process or Ray task); errors are returned, not raised."""
+    from recurrent_rl.runs.config import TrainConfig
+    from recurrent_rl.runs.training import train
+
+    config = TrainConfig.from_dict(job["config"]).replace(seed=job["seed"])
+    curve: list[tuple[int, float]] = []
+    run_dir = str(Path(job["group"]) / f"seed{job['seed']}")
+    result = SeedResult(job["seed"], run_dir, curve=curve, host=socket.gethostname())
+
+    def record(step: int, report: Any) -> None:
+        curve.append((int(step), float(report.mean_return)))
+
+    try:
+        trained = train(config, job["group"], f"seed{job['seed']}", progress_bar=False, on_evaluation=record)
+    except Exception as error:  # one seed failing leaves the others' runs and the report
+        result.error = f"{type(error).__name__}: {error}"
+        traceback.print_exc(file=sys.stderr)
+        return result
+    if trained.interrupted:
+        result.error = f"interrupted ({trained.interrupted})"
+    elif trained.report is not None:
+        result.final_return = float(trained.report.mean_return)
+        result.success_rate = trained.report.success_rate
+    elif curve:  # no final evaluation configured: the last periodic one
+        result.final_return = curve[-1][1]
+    return result
+
+
+@dataclass
+class SeedsReport:
+    """The aggregate of a many-seed run (``seeds.json``)."""
+
+    group: Path
+    results: list[SeedResult]
+    summary: dict[str, Any]
+
+    def table(self) -> str:
+        lines = [f"{'seed':>6}  {'final return':>12}  {'success':>7}  run folder"]
+        for r in self.results:
+            final = f"{r.final_return:12.1f}" if r.final_return is not None else f"{'failed':>12}"
+            success = f"{r.success_rate:7.2f}" if r.success_rate is not None else f"{'-':>7}"
+            lines.append(f"{r.seed:>6}  {final}  {success}  {r.run_dir}" + (f"  ({r.error})" if r.error else ""))
+        s = self.summary
+        if s.get("seeds_finished"):
+            lines.append(f"over {s['seeds_finished']} of {len(self.results)} seeds, with 95% stratified-bootstrap "
+                         "intervals:")  # fmt: skip
+            for name in ("mean", "median", "iqm"):
+                e = s[name]
+                lines.append(f"  {name.upper() if name == 'iqm' else name:>6}  {e['value']:.1f}  "
+                             f"[{e['low']:.1f}, {e['high']:.1f}]")  # fmt: skip
+            if s.get("success_rate") is not None:
+                lines.append(f"  success rate (mean over seeds)  {s['success_rate']:.2f}")
+            if s.get("threshold") is not None:
+                lines.append(f"  seeds at or above {s['threshold']:g}: {s['at_threshold']} of {s['seeds_finished']}")
+        return "\n".join(lines)
+
+
+def summarize(results: Sequence[SeedResult], threshold: float | None = None, reps: int = 2000) -> dict[str, Any]:
+    """Mean, median, IQM (with intervals), success rate and threshold count of the finished seeds."""
+    from recurrent_rl.sweeps.stats import aggregate
+
+    finals = [r.final_return for r in results if r.final_return is not None]
+    summary: dict[str, Any] = {"seeds_finished": len(finals), "threshold": threshold}
+    if finals:
+        summary.update({name: e.to_dict() for name, e in aggregate(finals, reps=reps).items()})
+        rates = [r.success_rate for r in results if r.success_rate is not None]
+        summary["success_rate"] = float(sum(rates) / len(rates)) if rates else None
+        if threshold is not None:
+            summary["at_threshold"] = sum(f >= threshold for f in finals)
+    return summary
+
+
+def group_name(env: str, memory: str, seeds: Sequence[int]) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    env_part = re.sub(r"[^A-Za-z0-9._-]+", "-", env)
+    spread = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
+    return f"{env_part}__{memory}__seeds{spread}__{stamp}"
+
+
+def run_seeds(config: Any, seeds: Sequence[int], runs_dir: str | Path = "runs", name: str | None = None,
+              workers: int | None = None, backend: str = "local", address: str | None = None,
+              threshold: float | None = None) -> SeedsReport:  # fmt: skip
+    """Train ``config`` once per seed into ``runs_dir/<name>/seed<N>/`` and write the aggregate report.
+
+    :param workers: parallel runs (default: one per CPU here; with Ray, the cluster's CPUs)
+    :param backend: ``local`` (processes on this machine) or ``ray`` (Ray tasks; ``address`` as
+        :func:`recurrent_rl.sweeps.ray_backend.connect` takes it)
+    :param threshold: also count the seeds whose final return is at least this
+    """
+    from recurrent_rl.runs import folders
+    from recurrent_rl.sweeps.ray_backend import run_tasks
+
+    seeds = list(seeds)
+    if not seeds:
+        raise UserInputError("--seeds: no seeds to run")
+    if workers is not None and workers < 1:
+        raise UserInputError(f"--workers must be at least 1, got {workers}")
+    name = name or group_name(config.env, config.memory, seeds)
+    folders.check_run_name(name)
+    group = (Path(runs_dir) / name).resolve()  # absolute: Ray workers do not share this cwd
+    if group.exists():
+        raise folders.RunError(f"{group} already exists; nothing was changed. Choose another --name.")
+    group.mkdir(parents=True)
+    jobs = [{"config": config.to_dict(), "seed": seed, "group": str(group)} for seed in seeds]
+    results: list[SeedResult] = run_tasks(_train_seed, jobs, backend=backend, workers=workers, address=address)
+    report = SeedsReport(group, results, summarize(results, threshold))
+    write_report(report, config)
+    return report
+
+
+def write_report(report: SeedsReport, config: Any = None) -> None:
+    """``seeds.json`` and ``curves.png`` in the group folder."""
+    from recurrent_rl.atomic import atomic_write_json
+
+    data = {
+        "env": getattr(config, "env", None),
+        "memory": getattr(config, "memory", None),
+        "n_timesteps": getattr(config, "n_timesteps", None),
+        "summary": report.summary,
+        "seeds": [
+            {"seed": r.seed, "run_dir": r.run_dir, "final_return": r.final_return, "success_rate": r.success_rate,
+             "host": r.host, "error": r.error, "curve": [list(point) for point in r.curve]}
+            for r in report.results
+        ],
+    }  # fmt: skip
+    atomic_write_json(report.group / REPORT, data)
+    if any(r.curve for r in report.results):
+        plot_curves(report.results, report.group / CURVES, title=f"{data['env']} {data['memory']}")
+
+
+def plot_curves(results: Sequence[SeedResult], path: Path, title: str = "") -> None:
+    """Each seed's periodic-evaluation curve, the median over seeds and the band between the min and max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    curves = [r.curve for r in results if r.curve]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        if r.curve:
+            steps, values = zip(*r.curve)
+            ax.plot(steps, values, color="gray", alpha=0.35, linewidth=0.8)
+    length = min(len(c) for c in curves)
+    x = np.array([step for step, _ in curves[0][:length]])
+    y = np.array([[v for _, v in c[:length]] for c in curves])  # (seeds, evaluations)
+    ax.fill_between(x, y.min(axis=0), y.max(axis=0), alpha=0.2, label="min-max over seeds")
+    low, high = np.percentile(y, [25, 75], axis=0)
+    ax.fill_between(x, low, high, alpha=0.3, label="interquartile range")
+    ax.plot(x, np.median(y, axis=0), linewidth=2, label=f"median of {len(curves)} seeds")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("evaluation mean return")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    from recurrent_rl.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

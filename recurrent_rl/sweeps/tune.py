@@ -1,0 +1,396 @@
+"""Hyperparameter search with Optuna (``recurrent-rl tune``): a study of ordinary training runs.
+
+Each trial samples the search space (:mod:`recurrent_rl.sweeps.space`), trains the resulting
+config into an ordinary run folder ``<runs>/tune/<study>/trial<NNNN>/``, reports every periodic
+evaluation's mean return to Optuna (step = the evaluation's index, so trials with different
+rollout sizes compare at the same points) and stops early when the pruner says so (status
+``interrupted (pruned)``, Optuna state PRUNED). The objective is the final evaluation's mean
+return (``eval.json``), maximised.
+
+The study lives in a database: by default the SQLite file ``<runs>/tune/<study>.db``; any Optuna
+RDB storage URL works (``postgresql://...``, ``mysql://...``). Running the same command with the
+same ``--study`` continues it up to ``--trials`` finished (complete or pruned) trials; a trial
+killed with its process stays RUNNING until its heartbeat is stale (``GRACE_PERIOD`` seconds),
+then it is marked FAIL, and it never counts.
+
+When the study is done: the best trial's config as a preset (``best.yaml``, which
+``recurrent-rl train --config`` takes), a summary table, and the parameter-importance figure
+(``importance.png``, Optuna's ``plot_param_importances``).
+
+Trials run in this process (``workers=1``), in several local processes, or as Ray tasks, all
+sharing the storage: each worker asks the study for the next trial, as Optuna's distributed
+optimisation does (https://optuna.readthedocs.io/en/stable/tutorial/10_key_features/004_distributed.html).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recurrent_rl.errors import UserInputError
+from recurrent_rl.sweeps.space import Param, check_space, load_space
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
+OBJECTIVE = "final evaluation mean return (eval.json), maximized"
+HEARTBEAT = 30  # seconds between a running trial's heartbeats in the storage
+GRACE_PERIOD = 120  # a RUNNING trial without a heartbeat for this long is marked FAIL
+BEST_PRESET = "best.yaml"
+IMPORTANCE = "importance.png"
+SUMMARY = "summary.json"
+
+
+def require_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise UserInputError("recurrent-rl tune needs Optuna, which is not installed here: "
+                             "pip install 'recurrent_rl[tune]'") from None  # fmt: skip
+    return optuna
+
+
+def default_storage(runs_dir: str | Path, study: str) -> str:
+    """``sqlite:///<runs_dir>/tune/<study>.db`` (an absolute path, so Ray workers on this machine find it)."""
+    return f"sqlite:///{(Path(runs_dir) / 'tune' / f'{study}.db').resolve()}"
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDB storage with heartbeats, or a :class:`UserInputError` saying why it cannot be opened."""
+    optuna = require_optuna()
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if str(path) not in ("", ":memory:"):
+            if path.is_dir():
+                raise UserInputError(f"--storage {url}: {path} is a folder, not a database file")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise UserInputError(f"--storage {url}: cannot create {path.parent} ({error.strerror})") from None
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: "experimental"
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE_PERIOD)
+    except Exception as error:  # sqlalchemy's ArgumentError, OperationalError, a missing driver module, ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"--storage {url}: cannot open this Optuna storage ({first}). Use an RDB URL such as "
+                             "sqlite:///path/study.db or postgresql://user@host/db") from None  # fmt: skip
+
+
+def make_sampler(name: str, seed: int | None = None) -> Any:
+    optuna = require_optuna()
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UserInputError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(pruner: Any) -> Any:
+    """``median`` (Optuna's MedianPruner after 5 trials, from the 2nd evaluation), ``none``, or an Optuna pruner."""
+    optuna = require_optuna()
+    if not isinstance(pruner, str):
+        return pruner
+    if pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if pruner == "none":
+        return optuna.pruners.NopPruner()
+    raise UserInputError(f"unknown pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
+
+
+@dataclass
+class StudySpec:
+    """What each worker needs to run trials (picklable: it travels to processes and Ray tasks)."""
+
+    study: str
+    storage: str
+    config: dict[str, Any]  # the base TrainConfig.to_dict()
+    space: dict[str, Param]
+    trials_dir: str
+    trials: int
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: Any = "median"
+    seed: int | None = None
+    worker_trials: int | None = None  # this worker's share of the trials still to run
+
+
+def _study_attrs(spec: StudySpec) -> dict[str, Any]:
+    return {
+        "objective": OBJECTIVE,
+        "config": json.dumps(spec.config, sort_keys=True),
+        "space": json.dumps({name: p.to_yaml() for name, p in spec.space.items()}, sort_keys=True),
+        "trials_dir": spec.trials_dir,
+    }
+
+
+def open_study(spec: StudySpec) -> Any:
+    """Create the study, or load it when it exists with the same objective, base config and space."""
+    optuna = require_optuna()
+    storage = open_storage(spec.storage)
+    attrs = _study_attrs(spec)
+    exists = spec.study in [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if exists:
+        study = optuna.load_study(study_name=spec.study, storage=storage, sampler=make_sampler(spec.sampler, spec.seed),
+                                  pruner=make_pruner(spec.pruner))  # fmt: skip
+        theirs = study.user_attrs
+        if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
+            directions = [d.name for d in study.directions]
+            raise UserInputError(f"study {spec.study!r} in {spec.storage} optimizes another objective "
+                                 f"({directions}); nothing was changed. Use another --study")  # fmt: skip
+        for key, label in (("objective", "objective"), ("config", "base config"), ("space", "search space")):
+            if theirs.get(key) != attrs[key]:
+                diff = _difference(theirs.get(key), attrs[key]) if key != "objective" else theirs.get(key)
+                raise UserInputError(
+                    f"study {spec.study!r} in {spec.storage} was made with another {label} ({diff}); nothing was "
+                    "changed. Resume it with the same --preset/--config, --set and --space, or use another --study"
+                )
+        return study
+    trials_dir = Path(spec.trials_dir)
+    if trials_dir.is_dir() and any(trials_dir.iterdir()):
+        raise UserInputError(f"{trials_dir} holds trials of a study that {spec.storage} does not have; nothing was "
+                             "changed. Use another --study, or --storage where that study is")  # fmt: skip
+    study = optuna.create_study(storage=storage, study_name=spec.study, direction="maximize",
+                                sampler=make_sampler(spec.sampler, spec.seed),
+                                pruner=make_pruner(spec.pruner))  # fmt: skip
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def _difference(theirs: str | None, ours: str) -> str:
+    if theirs is None:
+        return "not recorded"
+    a, b = json.loads(theirs), json.loads(ours)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} here" for k in keys[:3])
+
+
+def finished_trials(study: Any) -> int:
+    optuna = require_optuna()
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def trial_config(spec: StudySpec, params: Mapping[str, Any]) -> Any:
+    from recurrent_rl.runs.config import TrainConfig
+    from recurrent_rl.sweeps.space import apply_params
+
+    return TrainConfig.from_dict(apply_params(spec.config, params))
+
+
+def _objective(spec: StudySpec) -> Any:
+    optuna = require_optuna()
+    from recurrent_rl.runs.training import train
+
+    def objective(trial: Any) -> float:
+        params = {name: param.suggest(trial) for name, param in spec.space.items()}
+        config = trial_config(spec, params)
+        name = f"trial{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(Path(spec.trials_dir) / name))
+        evaluations: list[float] = []
+
+        def report(step: int, result: Any) -> str | None:
+            evaluations.append(float(result.mean_return))
+            trial.report(float(result.mean_return), len(evaluations))
+            return "pruned" if trial.should_prune() else None
+
+        print(f"trial {trial.number}: {json.dumps(params)}", file=sys.stderr)
+        result = train(config, spec.trials_dir, name, progress_bar=False, on_evaluation=report)
+        if result.interrupted == "pruned":
+            raise optuna.TrialPruned(f"pruned after evaluation {len(evaluations)} ({evaluations[-1]:.1f})")
+        if result.interrupted:  # SIGINT / SIGTERM: the trial fails, the study stops, --study resumes it
+            raise KeyboardInterrupt(result.interrupted)
+        if result.report is not None:
+            return float(result.report.mean_return)
+        if evaluations:
+            return evaluations[-1]
+        raise UserInputError("the config has neither a final evaluation (eval.final_episodes) nor periodic ones")
+
+    return objective
+
+
+def run_worker(spec: StudySpec) -> int:
+    """Run trials of the study until it has ``spec.trials`` finished ones (or the timeout); return how many ran."""
+    optuna = require_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage),
+                              sampler=make_sampler(spec.sampler, spec.seed),
+                              pruner=make_pruner(spec.pruner))  # fmt: skip
+    remaining = spec.trials - finished_trials(study)
+    if spec.worker_trials is not None:
+        remaining = min(remaining, spec.worker_trials)
+    if remaining <= 0:
+        return 0
+    before = len(study.get_trials(deepcopy=False))
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    study.optimize(_objective(spec), n_trials=remaining, timeout=spec.timeout, catch=(ValueError,),
+                   callbacks=[optuna.study.MaxTrialsCallback(spec.trials, states=states), _print_trial],
+                   gc_after_trial=True)  # fmt: skip
+    return len(study.get_trials(deepcopy=False)) - before
+
+
+def _print_trial(study: Any, trial: Any) -> None:
+    value = f"{trial.value:.2f}" if trial.value is not None else "-"
+    print(f"trial {trial.number} {trial.state.name.lower()}: {value}  ({trial.user_attrs.get('run_dir', '')})")
+
+
+@dataclass
+class TuneResult:
+    study: Any
+    folder: Path
+    best_preset: Path | None
+    importance: Path | None
+    ran: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    storage: str = ""
+
+    def table(self, top: int = 10) -> str:
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        lines = [f"study {self.study.study_name}: {len(self.rows)} trials ("
+                 + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f"); {OBJECTIVE}"]  # fmt: skip
+        ranked = sorted((r for r in self.rows if r["value"] is not None), key=lambda r: -r["value"])[:top]
+        names = sorted({k for r in ranked for k in r["params"]})
+        header = ["trial", "state", "value", "seconds", *names]
+        cells = [header] + [
+            [str(r["number"]), r["state"].lower(), f"{r['value']:.2f}", f"{r['seconds']:.0f}",
+             *(_short(r["params"].get(n)) for n in names)]
+            for r in ranked
+        ]  # fmt: skip
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+        return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def run_study(config: Any, trials: int = 20, timeout: float | None = None, storage: str | None = None,
+              study: str | None = None, sampler: str = "tpe", pruner: Any = "median", space: str | Path | None = None,
+              runs_dir: str | Path = "runs", workers: int = 1, backend: str = "local", address: str | None = None,
+              seed: int | None = None) -> TuneResult:  # fmt: skip
+    """Tune ``config`` (a :class:`~recurrent_rl.runs.config.TrainConfig`) up to ``trials`` finished trials.
+
+    :param storage: an Optuna storage URL (default: ``sqlite:///<runs_dir>/tune/<study>.db``)
+    :param study: the study's name (default: ``<env>-<memory>``); an existing study continues
+    :param sampler: ``tpe`` or ``random``; :param pruner: ``median``, ``none`` or an Optuna pruner
+    :param space: a YAML file whose entries replace the memory type's default search space
+    :param workers: trials at a time (local processes; with ``backend="ray"``, Ray tasks)
+    :param timeout: seconds after which no new trial starts (per worker)
+    """
+    optuna = require_optuna()
+    from recurrent_rl.runs import folders
+
+    if trials < 1:
+        raise UserInputError(f"--trials must be at least 1, got {trials}")
+    if workers < 1:
+        raise UserInputError(f"--workers must be at least 1, got {workers}")
+    if timeout is not None and timeout <= 0:
+        raise UserInputError(f"--timeout must be positive, got {timeout}")
+    if isinstance(sampler, str):
+        make_sampler(sampler)
+    make_pruner(pruner)
+    if backend == "ray":
+        from recurrent_rl.sweeps.ray_backend import require_ray
+
+        require_ray()
+    name = study or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', config.env)}-{config.memory}"
+    folders.check_run_name(name)
+    search = load_space(config.memory, space)
+    base = config.to_dict()
+    check_space(search, base)
+    trials_dir = Path(runs_dir) / "tune" / name
+    spec = StudySpec(name, storage or default_storage(runs_dir, name), base, search, str(trials_dir.resolve()),
+                     trials, timeout, sampler, pruner, seed)  # fmt: skip
+    handle = open_study(spec)
+    trials_dir.mkdir(parents=True, exist_ok=True)
+    done = finished_trials(handle)
+    if done >= trials:
+        print(f"study {name} already has {done} finished trials (--trials {trials}): nothing to run; "
+              "raise --trials to run more", file=sys.stderr)  # fmt: skip
+        ran = 0
+    elif workers == 1 and backend == "local":
+        ran = run_worker(spec)
+    else:
+        from recurrent_rl.sweeps.ray_backend import run_tasks
+
+        # each worker its share of what is left, so that together they run no more than asked
+        left = trials - done
+        shares = [left // workers + (i < left % workers) for i in range(min(workers, left))]
+        specs = [dataclasses.replace(spec, worker_trials=share) for share in shares]
+        ran = sum(run_tasks(run_worker, specs, backend=backend, workers=len(specs), address=address))
+    handle = optuna.load_study(study_name=name, storage=open_storage(spec.storage))
+    return _conclude(spec, handle, trials_dir, ran)
+
+
+def _conclude(spec: StudySpec, study: Any, folder: Path, ran: int) -> TuneResult:
+    optuna = require_optuna()
+    from recurrent_rl.atomic import atomic_write_json
+    from recurrent_rl.runs.config import save_config
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        ended, started = t.datetime_complete, t.datetime_start
+        seconds = (ended - started).total_seconds() if ended and started else 0.0
+        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
+                     "seconds": seconds, "run_dir": t.user_attrs.get("run_dir")})  # fmt: skip
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    best_path = importance = None
+    summary: dict[str, Any] = {"study": spec.study, "storage": spec.storage, "objective": OBJECTIVE, "trials": rows}
+    if complete:
+        best = study.best_trial
+        config = trial_config(spec, best.params)
+        config = config.replace(description=f"tuned: study {spec.study}, trial {best.number}, {best.value:.2f}")
+        best_path = folder / BEST_PRESET
+        save_config(config, best_path, header=(
+            f"Best trial ({best.number}, {OBJECTIVE}: {best.value:.2f}) of study {spec.study} in {spec.storage}.\n"
+            f"Train it: recurrent-rl train --config {best_path}"))  # fmt: skip
+        summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
+                           "run_dir": best.user_attrs.get("run_dir"), "preset": str(best_path)}  # fmt: skip
+        importance = plot_importance(study, folder / IMPORTANCE)
+    atomic_write_json(folder / SUMMARY, json.loads(json.dumps(summary, default=str)))
+    return TuneResult(study, folder, best_path, importance, ran, rows, spec.storage)
+
+
+def plot_importance(study: Any, path: Path) -> Path | None:
+    """Optuna's parameter-importance figure as a PNG, or None when the study cannot tell yet (< 2 complete trials)."""
+    optuna = require_optuna()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "plot_param_importances is experimental"
+        try:
+            ax = optuna.visualization.matplotlib.plot_param_importances(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # all values equal: no importance to show
+            return None
+    figure = ax.figure
+    figure.set_size_inches(7, 4.5)
+    figure.tight_layout()
+    from recurrent_rl.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    return path
