@@ -24,6 +24,7 @@ Reading a space loads neither optuna nor torch.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Param:
     step: float | None = None
     choices: tuple[Any, ...] | None = None
     value: Any = None  # the fixed value, when neither a range nor choices
+    default: bool = False  # from the memory type's default space (not the user's file): fit_space may narrow it
 
     @property
     def fixed(self) -> bool:
@@ -185,7 +187,34 @@ def load_space(memory: str, path: str | Path | None = None) -> dict[str, Param]:
         if not isinstance(data, Mapping):
             raise SpaceError(f"--space {path}: expected a mapping of parameter names, got {type(data).__name__}")
         specs.update(data)
-    return {name: parse_param(str(name), spec, source) for name, spec in specs.items()}
+    else:
+        data = {}
+    space = {name: parse_param(str(name), spec, source) for name, spec in specs.items()}
+    return {name: p if name in data else dataclasses.replace(p, default=True) for name, p in space.items()}
+
+
+def fit_space(space: Mapping[str, Param], base: Mapping[str, Any]) -> dict[str, Param]:
+    """``space`` with the default choices of minibatches and sequence_length that cannot fit ``base`` removed.
+
+    The default space is written for 8 envs; with fewer, its smallest minibatches would be shorter than
+    its longest chunks. A choice is kept when it fits with every choice of the others; a user's
+    own entries are never changed (:func:`check_space` reports them).
+    """
+    fitted = dict(space)
+    for name in ("minibatches", "sequence_length"):
+        param = fitted.get(name)
+        if param is None or not param.default or param.choices is None:
+            continue
+        keep = []
+        for choice in param.choices:
+            try:
+                check_space({**fitted, name: dataclasses.replace(param, choices=(choice,))}, base)
+            except SpaceError:
+                continue
+            keep.append(choice)
+        if keep:
+            fitted[name] = dataclasses.replace(param, choices=tuple(keep))
+    return fitted
 
 
 def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.sweeps.space import Param, check_space, load_space
+from recurrent_rl.sweeps.space import Param, check_space, fit_space, load_space
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
@@ -87,9 +87,7 @@ def open_storage(url: str) -> Any:
 def make_sampler(name: str, seed: int | None = None) -> Any:
     optuna = require_optuna()
     if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False
-        )
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserInputError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
@@ -310,8 +308,8 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
         require_ray()
     name = study or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', config.env)}-{config.memory}"
     folders.check_run_name(name)
-    search = load_space(config.memory, space)
     base = config.to_dict()
+    search = fit_space(load_space(config.memory, space), base)
     check_space(search, base)
     trials_dir = Path(runs_dir) / "tune" / name
     spec = StudySpec(name, storage or default_storage(runs_dir, name), base, search, str(trials_dir.resolve()),

@@ -1,0 +1,103 @@
+"""Many seeds (recurrent-rl train --seeds): parsing, the statistics by hand, and a real two-seed run."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from recurrent_rl.errors import UserInputError
+from recurrent_rl.runs import folders
+from recurrent_rl.runs.cli import main
+from recurrent_rl.runs.presets import load_preset
+from recurrent_rl.sweeps.ray_backend import require_ray
+from recurrent_rl.sweeps.seeds import REPORT, SeedResult, parse_seeds, run_seeds, summarize
+from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
+
+TINY = ["n_timesteps=256", "n_envs=2", "batch_size=64", "eval.freq=128", "eval.episodes=2",
+        "eval.final_episodes=2", "checkpoint.freq=0"]  # fmt: skip
+SCORES = [10.0, 2.0, 7.0, 4.0, 9.0, 1.0, 8.0, 3.0, 6.0, 5.0]
+
+
+def test_seed_specs_parse_and_bad_ones_are_one_clear_error():
+    assert parse_seeds("0-9") == list(range(10))
+    assert parse_seeds("0,3,5") == [0, 3, 5]
+    assert parse_seeds("0-2, 10") == [0, 1, 2, 10]
+    for text, message in (("5-2", "is empty"), ("a", "expected seeds"), ("1,1", "more than once"),
+                          ("-1", "expected seeds"), ("", "expected seeds")):  # fmt: skip
+        with pytest.raises(UserInputError, match=message):
+            parse_seeds(text)
+
+
+def test_iqm_is_the_mean_of_the_middle_half_by_hand():
+    # 10 scores: int(0.25 * 10) = 2 dropped at each end, the mean of 3, 4, 5, 6, 7, 8
+    assert iqm(SCORES) == pytest.approx(5.5)
+    assert iqm([1.0, 2.0, 3.0, 100.0]) == pytest.approx(2.5)  # 1 dropped at each end
+    assert iqm([4.0, 1.0, 9.0]) == pytest.approx(14 / 3)  # int(0.75) = 0: nothing dropped
+
+
+def test_stratified_bootstrap_equals_a_hand_computed_resampling():
+    estimate = stratified_bootstrap(SCORES, iqm, reps=500, seed=3)
+    rng = np.random.default_rng(3)
+    draws = rng.integers(0, 10, size=(500, 10, 1))  # per resample, per run, per task: which run
+    by_hand = [iqm(np.asarray(SCORES)[draw[:, 0]]) for draw in draws]
+    assert estimate.value == pytest.approx(5.5)
+    assert (estimate.low, estimate.high) == pytest.approx(tuple(np.quantile(by_hand, [0.025, 0.975])))
+    constant = stratified_bootstrap([3.0] * 5, iqm, reps=100)
+    assert (constant.value, constant.low, constant.high) == (3.0, 3.0, 3.0)
+    # two tasks: each column is resampled on its own, so a task's scores never move to the other
+    two = stratified_bootstrap([[0.0, 100.0], [0.0, 100.0]], np.mean, reps=50)  # type: ignore[arg-type]
+    assert (two.low, two.high) == (50.0, 50.0)
+
+
+def test_the_intervals_agree_with_rliable():
+    try:
+        from rliable import library as rliable
+    except Exception as error:  # rliable 1.2.0's arch 7.2.0 fails to import under pandas 3.1 (TypeError)
+        pytest.skip(f"rliable cannot be imported here ({type(error).__name__}): the cross-check only")
+    ours = stratified_bootstrap(SCORES, iqm, reps=20_000, seed=0)
+    theirs_point, theirs_ci = rliable.get_interval_estimates(
+        {"a": np.asarray(SCORES)[:, None]}, lambda x: np.array([iqm(x)]), reps=20_000
+    )
+    assert ours.value == pytest.approx(float(theirs_point["a"][0]))
+    assert (ours.low, ours.high) == pytest.approx(tuple(theirs_ci["a"][:, 0]), abs=0.3)
+
+
+def test_summary_counts_the_threshold_and_leaves_failed_seeds_out():
+    results = [SeedResult(i, f"r{i}", final_return=s) for i, s in enumerate(SCORES)]
+    results.append(SeedResult(10, "r10", error="crashed"))
+    summary = summarize(results, threshold=8.0, reps=200)
+    assert summary["seeds_finished"] == 10 and summary["at_threshold"] == 3
+    assert summary["iqm"]["value"] == pytest.approx(5.5)
+    assert summary["mean"]["value"] == pytest.approx(5.5) and summary["median"]["value"] == pytest.approx(5.5)
+
+
+def test_two_seeds_in_parallel_processes_write_run_folders_and_the_report(tmp_path):
+    report = run_seeds(load_preset("repeat-first-gru", TINY), [0, 1], tmp_path, "group", workers=2)
+    data = json.loads((tmp_path / "group" / REPORT).read_text())
+    assert [s["seed"] for s in data["seeds"]] == [0, 1]
+    for seed in data["seeds"]:
+        assert folders.read_run_info(seed["run_dir"])["status"] == "finished"
+        on_disk = json.loads((tmp_path / "group" / f"seed{seed['seed']}" / folders.EVAL_REPORT).read_text())
+        assert seed["final_return"] == pytest.approx(on_disk["mean_return"])
+        assert [step for step, _ in seed["curve"]] == [128, 256]
+    finals = [s["final_return"] for s in data["seeds"]]
+    assert data["summary"]["iqm"]["value"] == pytest.approx(iqm(finals))
+    assert (tmp_path / "group" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "IQM" in report.table()
+
+
+def test_seed_and_backend_flags_are_checked_before_anything_runs(tmp_path, capsys, monkeypatch):
+    for argv, message in ((["--seeds", "5-2"], "is empty"), (["--backend", "ray"], "only with --seeds"),
+                          (["--seeds", "0-1", "--seed", "3"], "cannot be combined"),
+                          (["--seeds", "0-1", "--workers", "0"], "at least 1")):  # fmt: skip
+        assert main(["train", "--runs-dir", str(tmp_path), *argv]) == 2
+        assert message in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    with pytest.raises(UserInputError, match=r"pip install 'recurrent_rl\[ray\]'"):
+        require_ray()
+    assert main(["train", "--runs-dir", str(tmp_path), "--seeds", "0-1", "--backend", "ray"]) == 2
+    assert "recurrent_rl[ray]" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
