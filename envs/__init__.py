@@ -3,7 +3,7 @@
 With the package installed, ``import gymnasium`` registers them (a startup hook that the wheel
 ships, ``_recurrent_rl_gym_hook``), so ``gym.make("pomdp/...")`` needs no other import; importing
 ``recurrent_rl`` or ``recurrent_rl.envs`` registers them as well.
-See the README's "Environments" section for the list of ids, what each hides and its reference returns.
+See docs/environments.md for the list of ids, what each hides and its reference returns.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from recurrent_rl.envs.registry import (
     MEMORY_TASKS,
     NAMESPACE,
     VELOCITY_INDICES,
+    action_mask_task_ids,
     make_masked,
     make_masked_raw,
     masked_ids,
     memory_task_ids,
     register_all,
 )
-from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze
+from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze, VisitAll
 from recurrent_rl.envs.wrappers import (
     FlickerObservation,
     GaussianObservationNoise,
@@ -41,6 +42,8 @@ __all__ = [
     "RepeatFirst",
     "RepeatPrevious",
     "TMaze",
+    "VisitAll",
+    "action_mask_task_ids",
     "make_masked",
     "make_masked_raw",
     "masked_ids",

@@ -237,7 +237,8 @@ def _check_missing_or_broken_package(installed: dict[str, Path]) -> None:
     assert broken.returncode == 0 and broken.stdout.strip() == "0", broken.stderr
     assert "RuntimeWarning" in broken.stderr and "broken on purpose" in broken.stderr, broken.stderr
     again = _run(python, count, cwd=cwd, env=env)
-    assert again.stdout.strip() == str(len(envs.masked_ids()) + len(envs.memory_task_ids())), again.stderr
+    registered = len(envs.masked_ids()) + len(envs.memory_task_ids()) + len(envs.action_mask_task_ids())
+    assert again.stdout.strip() == str(registered), again.stderr
 
 
 def test_installed_wheel(tmp_path: Path) -> None:
