@@ -177,7 +177,7 @@ def convert_contrib_zip(
     data.pop("rollout_buffer_class", None)
     data.pop("rollout_buffer_kwargs", None)
     data.pop("_last_lstm_states", None)
-    from recurrent_rl.ppo.algorithm import plan_minibatches
+    from recurrent_rl.ppo.buffers import plan_minibatches
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # learning with its sizes warns when it starts, not here
