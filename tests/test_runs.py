@@ -262,3 +262,35 @@ def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path):
     with runs.run_lock(run):  # the lock of a process that is gone is taken over
         assert (run / runs.LOCK).read_text().strip() == str(os.getpid())
     assert not (run / runs.LOCK).exists()
+
+
+def _enter_lock(run: str, barrier, holders, most) -> None:
+    barrier.wait()
+    try:
+        with runs.run_lock(run):
+            with holders.get_lock():
+                holders.value += 1
+                most.value = max(most.value, holders.value)
+            time.sleep(0.02)
+            with holders.get_lock():
+                holders.value -= 1
+    except runs.RunError:
+        pass
+
+
+def test_two_processes_entering_the_lock_at_once_never_both_hold_it(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    most = ctx.Value("i", 0)
+    for attempt in range(40):  # a fresh run each time: the lock file is created by the racers
+        run = tmp_path / f"run{attempt}"
+        run.mkdir()
+        barrier, holders = ctx.Barrier(2), ctx.Value("i", 0)
+        racers = [ctx.Process(target=_enter_lock, args=(str(run), barrier, holders, most)) for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+            assert racer.exitcode == 0
+    assert most.value == 1

@@ -24,6 +24,7 @@ write leaves the previous version intact and never a half-written file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -282,25 +283,37 @@ def update_run_info(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold ``run_dir/.lock`` while training: a second process (say, a --resume) is refused.
 
-    A lock left by a process that no longer exists (killed) is taken over.
+    The lock is an exclusive ``flock`` on the file, which the kernel releases when its process
+    dies, plus the holder's pid written inside (for the message, and so that a live pid left
+    by a holder that does not ``flock`` still counts). A lock whose process is gone is taken over.
+    Two processes that enter at once never both hold it: the one that does not get the
+    ``flock`` is refused, and one that locked a file already unlinked by its releasing holder
+    tries again on the new file.
     """
     path = Path(run_dir) / LOCK
-    for _ in range(2):
+    for _ in range(5):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise RunError(
-                    f"run {run_dir} is being trained by process {pid}; wait for it or stop it first"
-                ) from None
-            path.unlink(missing_ok=True)  # stale: its process is gone
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunError(
+                f"run {run_dir} is being trained by process {_lock_pid(path) or '(starting)'}; "
+                "wait for it or stop it first"
+            ) from None
+        try:
+            same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if not same_file:  # unlinked by the holder that just released it: lock the new file
+            os.close(fd)
             continue
-        with os.fdopen(fd, "w") as file:
-            file.write(f"{os.getpid()}\n")
+        pid = _lock_pid(path)
+        if pid and pid != os.getpid() and _alive(pid):
+            os.close(fd)
+            raise RunError(f"run {run_dir} is being trained by process {pid}; wait for it or stop it first")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
         break
     else:
         raise RunError(f"cannot lock run {run_dir} ({path})")
@@ -308,6 +321,14 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         yield
     finally:
         path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _lock_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _alive(pid: int) -> bool:
