@@ -155,6 +155,9 @@ def test_unknown_key_names_the_key_and_suggests():
         ("policy=MlpGRUPolicy", "Did you mean 'MlpGruPolicy'?"),
         ("policy_kwargs.activation_fn=ReLU", "one of 'tanh', 'relu'"),
         ("learning_rate=lin_fast", "expected a number > 0 or lin_<number > 0>"),
+        ("learning_rate=lin_1e400", "got 'lin_1e400'"),  # overflows to inf: not a schedule
+        ("clip_range=lin_inf", "got 'lin_inf'"),
+        ("n_timesteps=1e30", "config key 'n_timesteps': expected an integer in [1, 1000000000000]"),
         ("policy_kwargs.net_arch=[64, big]", "item 1: expected an integer"),
         ("normalize=maybe", "expected a mapping with keys enabled"),
         ("batch_size=100", "batch_size=100 is not a multiple of sequence_length=32"),

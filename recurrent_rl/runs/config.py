@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_confi
 # --- learning-rate and clip-range schedules ---------------------------------------------------
 
 _LINEAR = re.compile(r"^lin_(?P<value>.+)$")
+MAX_TIMESTEPS = 10**12
 
 
 class Linear:
@@ -190,7 +192,8 @@ class TrainConfig(Section):
     env_kwargs: dict[str, Any] = setting(help="keyword arguments for gymnasium.make", factory=dict)
     n_envs: int = setting(8, "parallel envs (DummyVecEnv)", low=1)
     normalize: NormalizeConfig = setting(help="VecNormalize settings, or true/false", factory=NormalizeConfig)
-    n_timesteps: int = setting(100_000, "total env steps", low=1)
+    # 10^12 steps: decades on one machine; 1e30 would be accepted as "train forever" otherwise
+    n_timesteps: int = setting(100_000, "total env steps", low=1, high=MAX_TIMESTEPS)
     seed: int = setting(0, "seed of the model, the envs and the evaluations", low=0)
     description: str = setting("", "free text shown by recurrent-rl presets")
     policy: Literal[POLICIES] = setting("MlpGruPolicy", "policy class")  # type: ignore[valid-type]
@@ -230,7 +233,7 @@ class TrainConfig(Section):
             if isinstance(value, str):
                 match = _LINEAR.match(value)
                 number = parse_number(match["value"]) if match else None
-                if number is None or not number > 0:
+                if number is None or not number > 0 or not math.isfinite(number):
                     raise ConfigError(
                         f"expected a number > 0 or lin_<number > 0> (e.g. lin_1e-3), got {value!r}", key=name
                     )
