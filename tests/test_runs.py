@@ -294,3 +294,17 @@ def test_two_processes_entering_the_lock_at_once_never_both_hold_it(tmp_path):
             racer.join(30)
             assert racer.exitcode == 0
     assert most.value == 1
+
+
+def test_parameters_already_non_finite_are_never_saved_as_the_last_good_model(tmp_path, capsys):
+    # a learning rate near float32's maximum: the first Adam step writes inf into the parameters
+    # (its gradients were finite), and the next loss is nan
+    args = ["train", "--runs-dir", str(tmp_path), "--name", "inf", "--timesteps", "2048", "--set", "n_envs=2",
+            "--set", "n_steps=16", "--set", "batch_size=32", "--set", "learning_rate=3e38",
+            "--set", "checkpoint.freq=64", "--set", "eval.freq=100000", "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "The last good model is none: no checkpoint was written before it" in err and "Traceback" not in err
+    run = tmp_path / "inf"
+    assert runs.latest_checkpoint(run) is None  # the periodic checkpoints refused the inf parameters
+    assert json.loads((run / runs.RUN_INFO).read_text())["status"] == "failed: non-finite loss"

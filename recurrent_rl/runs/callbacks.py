@@ -281,7 +281,7 @@ class PeriodicEvaluation(BaseCallback):
 class PeriodicCheckpoint(BaseCallback):
     """Every ``freq`` env steps (checked after each update), write a checkpoint folder atomically."""
 
-    def __init__(self, save: Callable[[], Path], freq: int):
+    def __init__(self, save: Callable[[], Path | None], freq: int):
         super().__init__()
         self.save, self.freq = save, freq
         self._marks = _Every(freq)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
@@ -56,6 +57,24 @@ from recurrent_rl.runs.folders import RunError
 # at every evaluation, so they compare), the final evaluation seed + FINAL_EVAL_SEED + i.
 PERIODIC_EVAL_SEED = 1_000
 FINAL_EVAL_SEED = 10_000
+
+
+def model_is_finite(model: RecurrentPPO) -> bool:
+    """Whether the policy's parameters and the VecNormalize statistics hold no nan or inf."""
+    if not all(bool(th.isfinite(p).all()) for p in model.policy.parameters()):
+        return False
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is None:
+        return True
+    stats = [getattr(vec_normalize, "obs_rms", None), getattr(vec_normalize, "ret_rms", None)]
+    arrays = [np.asarray(a) for rms in stats if rms is not None for a in _rms_arrays(rms)]
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
+def _rms_arrays(rms: Any) -> list[Any]:
+    if isinstance(rms, dict):  # Dict observations: one RunningMeanStd per key
+        return [a for value in rms.values() for a in _rms_arrays(value)]
+    return [rms.mean, rms.var]
 
 
 class TrainingError(RuntimeError):
@@ -445,8 +464,13 @@ def _learn(
         config.eval.deterministic, config.seed + PERIODIC_EVAL_SEED, config.env,
         best_mean_reward=float("-inf") if best_mean_reward is None else best_mean_reward,
     )  # fmt: skip
-    checkpoints = PeriodicCheckpoint(lambda: runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep),
-                                     config.checkpoint.freq)  # fmt: skip
+
+    def periodic_checkpoint() -> Path | None:
+        if not model_is_finite(model):  # a nan or inf already in the parameters: keep the last good ones
+            return None
+        return runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
+
+    checkpoints = PeriodicCheckpoint(periodic_checkpoint, config.checkpoint.freq)
     diagnostics = MemoryDiagnostics(hparams(config) if fresh else None)
     bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     progress = TrainingProgress("bar" if bar else "lines", diagnostics.successes)
@@ -469,11 +493,13 @@ def _learn(
             model.learn(steps, callback=callback, reset_num_timesteps=fresh)
         except NonFiniteLossError as error:
             model.logger.close()
-            path = runs.write_model_checkpoint(run_dir, model, keep=0)  # the parameters are the last good ones
+            if model_is_finite(model):  # the refused step changed nothing: these are the last good parameters
+                path: Path | None = runs.write_model_checkpoint(run_dir, model, keep=0)
+            else:  # an earlier step already wrote nan or inf into the parameters or the statistics
+                path = runs.latest_checkpoint(run_dir)
             runs.update_run_info(run_dir, status="failed: non-finite loss")
-            raise TrainingError(
-                f"{error}\nThe last good model is checkpoint {path}; the run folder is {run_dir}."
-            ) from None
+            last = f"checkpoint {path}" if path is not None else "none: no checkpoint was written before it"
+            raise TrainingError(f"{error}\nThe last good model is {last}; the run folder is {run_dir}.") from None
         except BaseException as error:
             model.logger.close()
             status = (
