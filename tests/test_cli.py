@@ -370,3 +370,16 @@ def test_pretrain_then_train_with_its_encoder(tmp_path, capsys):
     assert_clean_error(capsys, run_cli("train", "--resume", run), "is a pretraining run")
     assert run_cli("train", "--runs-dir", tmp_path, "--name", "agent", "--encoder", run / runs.ENCODER, *TINY) == 0
     assert "hidden_size: 8" in (tmp_path / "agent" / runs.CONFIG).read_text()
+
+
+def test_evaluate_output_paths_that_cannot_be_written_fail_before_any_episode(tiny_run, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for args, fragment in (
+        (("--json", tmp_path), f"--json {tmp_path} is a folder: give a file name, e.g. --json {tmp_path / 'eval.json'}"),
+        (("--plot", blocker / "plot.png"), "cannot write there"),  # its folder is a file
+        (("--json", blocker / "eval.json"), "cannot write there"),
+    ):
+        assert run_cli("evaluate", tiny_run, "--episodes", "1", "--no-progress", *args) == 2
+        out, err = capsys.readouterr()
+        assert fragment in err and "Traceback" not in err and "mean" not in out, err  # no episode ran

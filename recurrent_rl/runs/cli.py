@@ -386,6 +386,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch as th
 
     from recurrent_rl.runs.evaluation import (
+        check_output_path,
         check_plot_path,
         check_video_path,
         evaluate,
@@ -404,6 +405,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserInputError(f"--video-episodes must be at least 1, got {args.video_episodes}")
     if args.plot:
         check_plot_path(args.plot)
+    for flag, path, example in (("--json", args.json, "eval.json"), ("--plot", args.plot, "plot.png"),
+                                ("--video", args.video, "episode.gif")):  # fmt: skip
+        if path:
+            check_output_path(flag, path, example)
     agent = load_agent(args.target, env_id=args.env, best=args.best)
     video_episodes = min(args.video_episodes, args.episodes) if args.video else 0
     report = evaluate(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,

@@ -17,6 +17,7 @@ import inspect
 import math
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -466,6 +467,19 @@ def save_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Non
             iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / max(fps, 1), loop=0)
         else:
             iio.imwrite(tmp, np.stack(frames), extension=".mp4", fps=fps)
+
+
+def check_output_path(flag: str, path: str | Path, example: str) -> None:
+    """Fail before any episode runs if ``path`` is a folder or its folder cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{flag} {path} is a folder: give a file name, e.g. {flag} {path / example}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as error:
+        raise RunError(f"{flag} {path}: cannot write there ({error.strerror or error}); choose another path") from None
 
 
 def check_plot_path(path: str | Path) -> None:
