@@ -383,3 +383,19 @@ def test_evaluate_output_paths_that_cannot_be_written_fail_before_any_episode(ti
         assert run_cli("evaluate", tiny_run, "--episodes", "1", "--no-progress", *args) == 2
         out, err = capsys.readouterr()
         assert fragment in err and "Traceback" not in err and "mean" not in out, err  # no episode ran
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("policy=CnnGruPolicy", "CNN policies (NatureCNN) need image observations"),
+        ("policy=MultiInputGruPolicy", "multi-input policies (CombinedExtractor) need Dict observations"),
+        ("policy_kwargs.hidden_size=100000000", "the model does not fit in memory"),
+    ],
+)
+def test_configs_that_validate_but_cannot_build_the_model_leave_no_run_folder(override, fragment, tmp_path, capsys):
+    args = ["train", "--runs-dir", tmp_path, "--name", "x", "--set", override, *TINY]
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()

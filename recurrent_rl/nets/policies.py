@@ -17,6 +17,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -140,6 +141,19 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             raise ValueError(
                 "Dict observation spaces need a multi-input policy: use 'MultiInputGruPolicy', "
                 "'MultiInputLstmPolicy' or 'MultiInputRnnPolicy' (or features_extractor_class=CombinedExtractor)"
+            )
+        extractor = kwargs["features_extractor_class"]
+        if extractor is CombinedExtractor and not isinstance(observation_space, spaces.Dict):
+            raise ValueError(
+                f"multi-input policies (CombinedExtractor) need Dict observations, but the env's are "
+                f"{observation_space}: use 'MlpGruPolicy', 'MlpLstmPolicy' or 'MlpRnnPolicy'"
+            )
+        normalized = not kwargs.get("normalize_images", True)  # float images already in [0, 1]
+        if extractor is NatureCNN and not is_image_space(observation_space, normalized_image=normalized):
+            raise ValueError(
+                f"CNN policies (NatureCNN) need image observations (a uint8 Box of shape (C, H, W) or "
+                f"(H, W, C)), but the env's are {observation_space}: use 'MlpGruPolicy', 'MlpLstmPolicy' "
+                "or 'MlpRnnPolicy'"
             )
         # Plain attributes may be set before nn.Module.__init__; _build (called by the parent
         # constructor) needs them.

@@ -148,6 +148,13 @@ def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentP
         return model
     except (ValueError, OSError) as error:
         raise ConfigError(f"the config does not fit {config.env}: {error}") from None
+    except RuntimeError as error:
+        if "allocate" not in str(error):
+            raise
+        raise ConfigError(
+            f"the model does not fit in memory ({str(error).splitlines()[0]}): lower policy_kwargs.hidden_size, "
+            "policy_kwargs.num_layers or the net_arch sizes"
+        ) from None
 
 
 ENCODER_KEYS = ("memory", "hidden_size", "num_layers")  # the policy_kwargs an encoder dictates
