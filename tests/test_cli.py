@@ -399,3 +399,18 @@ def test_configs_that_validate_but_cannot_build_the_model_leave_no_run_folder(ov
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_removes_what_interrupted_writes_left(tiny_run, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "copy"))
+    leftovers = [run / ".model.zip.k2j3_x.tmp.zip", run / "checkpoints" / ".step_0000000064.a1b2.tmp",
+                 run / "checkpoints" / ".step_0000000128.old-4242"]  # fmt: skip
+    leftovers[0].write_bytes(b"half a zip")
+    for folder in leftovers[1:]:
+        folder.mkdir()
+        (folder / "model.zip").write_bytes(b"half")
+    assert run_cli("train", "--resume", run, "--timesteps", "320", "--no-progress") == 0
+    assert not any(p.exists() for p in leftovers)
+    assert (run / "model.zip").is_file() and (run / ".lock").exists() is False

@@ -41,6 +41,7 @@ from recurrent_rl.runs.folders import (  # noqa: F401  the run-folder API, re-ex
     is_run_dir,
     latest_checkpoint,
     read_run_info,
+    remove_leftovers,
     run_lock,
     run_name,
     save_model,

@@ -61,6 +61,8 @@ SEQUENCE_MODEL = "model.pt"  # a pretraining run's sequence model (recurrent-rl 
 
 # mkstemp/mkdtemp create private (0600/0700) entries; renamed into place they should look like
 # any other file the user writes, so they get the usual mode under the process umask.
+# what atomic_path / write_checkpoint leave when killed mid-write (never a file a run keeps)
+_LEFTOVER = re.compile(r"^\.[^/]+\.(?:[A-Za-z0-9_]+\.tmp.*|old-\d+)$")
 _CHECKPOINT = re.compile(r"^step_(\d+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
@@ -322,6 +324,27 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
+def remove_leftovers(run_dir: str | Path) -> list[Path]:
+    """Delete what interrupted atomic writes leave in a run folder: ``.<name>.<random>.tmp*`` files
+    and checkpoint folders, and ``.step_<N>.old-<pid>`` folders. Call it holding the run's lock.
+
+    :return: the paths removed
+    """
+    run_dir = Path(run_dir)
+    removed = []
+    for folder in (run_dir, run_dir / CHECKPOINTS):
+        if not folder.is_dir():
+            continue
+        for child in folder.iterdir():
+            if _LEFTOVER.match(child.name):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+                removed.append(child)
+    return removed
 
 
 def _lock_pid(path: Path) -> int:

@@ -373,6 +373,7 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool
 
 def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, verbose: int,
             callbacks: Sequence[BaseCallback]) -> TrainResult:  # fmt: skip
+    runs.remove_leftovers(run_dir)  # temporary files of writes a kill interrupted
     config = load_config(run_dir / runs.CONFIG)
     checkpoint = runs.latest_checkpoint(run_dir)
     if checkpoint is None:
