@@ -308,3 +308,18 @@ def test_parameters_already_non_finite_are_never_saved_as_the_last_good_model(tm
     run = tmp_path / "inf"
     assert runs.latest_checkpoint(run) is None  # the periodic checkpoints refused the inf parameters
     assert json.loads((run / runs.RUN_INFO).read_text())["status"] == "failed: non-finite loss"
+
+
+def test_a_stale_lock_marks_a_run_left_running_as_killed(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.CONFIG).write_text("env: pomdp/CartPoleNoVel-v1\n")
+    runs.update_run_info(run, status="running")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (run / runs.LOCK).write_text(f"{gone.pid}\n")  # the lock of a trainer that was SIGKILLed
+    with runs.run_lock(run):
+        assert runs.read_run_info(run)["status"] == f"killed (process {gone.pid} ended without closing the run)"
+    runs.update_run_info(run, status="finished")
+    with runs.run_lock(run):  # no stale lock: the status is left alone
+        assert runs.read_run_info(run)["status"] == "finished"

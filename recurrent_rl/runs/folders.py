@@ -314,6 +314,8 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         if pid and pid != os.getpid() and _alive(pid):
             os.close(fd)
             raise RunError(f"run {run_dir} is being trained by process {pid}; wait for it or stop it first")
+        if pid and pid != os.getpid():  # a stale lock: its trainer was killed, so run.json may still say running
+            _mark_killed(Path(run_dir), pid)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         break
@@ -345,6 +347,15 @@ def remove_leftovers(run_dir: str | Path) -> list[Path]:
                     child.unlink(missing_ok=True)
                 removed.append(child)
     return removed
+
+
+def _mark_killed(run_dir: Path, pid: int) -> None:
+    try:
+        status = read_run_info(run_dir).get("status")
+    except (OSError, ValueError):
+        return
+    if status in ("running", "created"):
+        update_run_info(run_dir, status=f"killed (process {pid} ended without closing the run)")
 
 
 def _lock_pid(path: Path) -> int:
