@@ -323,3 +323,31 @@ def test_a_stale_lock_marks_a_run_left_running_as_killed(tmp_path):
     runs.update_run_info(run, status="finished")
     with runs.run_lock(run):  # no stale lock: the status is left alone
         assert runs.read_run_info(run)["status"] == "finished"
+
+
+def test_a_signal_before_the_final_evaluation_leaves_the_run_interrupted_not_finished(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from recurrent_rl.runs import training
+
+    evaluate = training.PeriodicEvaluation.evaluate
+
+    def evaluate_then_ctrl_c(self):  # the last periodic evaluation, in _finish: Ctrl-C arrives there
+        report = evaluate(self)
+        if self.num_timesteps >= 256:
+            os.kill(os.getpid(), signal.SIGINT)
+        return report
+
+    monkeypatch.setattr(training.PeriodicEvaluation, "evaluate", evaluate_then_ctrl_c)
+    args = ["train", "--runs-dir", str(tmp_path), "--name", "r", "--timesteps", "256", "--set", "n_envs=2",
+            "--set", "n_steps=16", "--set", "batch_size=32", "--set", "eval.freq=100000",
+            "--set", "eval.episodes=2", "--set", "eval.final_episodes=2", "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 130
+    out, err = capsys.readouterr()
+    run = tmp_path / "r"
+    assert not (run / runs.EVAL_REPORT).exists() and str(run / runs.EVAL_REPORT) not in out + err
+    assert json.loads((run / runs.RUN_INFO).read_text())["status"].startswith("interrupted (")
+    monkeypatch.undo()
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0  # finishing it just works
+    assert (run / runs.EVAL_REPORT).is_file()
+    assert json.loads((run / runs.RUN_INFO).read_text())["status"] == "finished"

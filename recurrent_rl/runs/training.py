@@ -556,5 +556,10 @@ def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation:
             model.logger.record("eval/final_success_rate", report.success_rate)
         model.logger.dump(model.num_timesteps)
         save_report(report, run_dir / runs.EVAL_REPORT)
+    if report is None and config.eval.final_episodes:  # a signal came before the final evaluation: not finished
+        runs.update_run_info(run_dir, status=f"interrupted ({flag.reason}, before the final evaluation)",
+                             num_timesteps=int(model.num_timesteps))  # fmt: skip
+        return TrainResult(run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path,
+                           config=config)  # fmt: skip
     runs.update_run_info(run_dir, status="finished", num_timesteps=int(model.num_timesteps))
     return TrainResult(run_dir, model, int(model.num_timesteps), report=report, checkpoint=path, config=config)
