@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,33 @@ def test_memory_diagnostics_read_the_state_the_rollout_step_produced():
         expected = sum(th.stack([leaf.norm(dim=-1).mean() for leaf in state_leaves(getattr(s, name))]).mean().item()
                        for s in seen) / len(seen)  # fmt: skip
         assert diagnostics.means[name] == pytest.approx(expected)
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    import shutil
+
+    args = ["train", "--runs-dir", str(tmp_path), "--name", "r", "--timesteps", "256", "--set", "n_envs=2",
+            "--set", "n_steps=16", "--set", "batch_size=32", "--set", "checkpoint.freq=64",
+            "--set", "checkpoint.keep=0", "--set", "eval.freq=100000", "--set", "eval.final_episodes=0",
+            "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    run = tmp_path / "r"
+    uninterrupted = loss_steps(run)
+    # as if killed after step 160 with its last checkpoint at 128: the steps after it were logged
+    for step, folder in runs.checkpoint_dirs(run):
+        if step > 128:
+            shutil.rmtree(folder)
+    (run / runs.MODEL).unlink()
+    runs.update_run_info(run, status="running")
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    steps = loss_steps(run)
+    # no step more often than in the run that was never stopped (the one at 160 is not logged
+    # again: its update's loss is in the process that was killed)
+    assert not Counter(steps) - Counter(uninterrupted) and steps[-1] == 256, (steps, uninterrupted)
+    assert steps == sorted(steps)
+
+
+def loss_steps(run: Path) -> list[int]:
+    events = EventAccumulator(str(run / runs.TENSORBOARD))
+    events.Reload()
+    return [e.step for e in events.Scalars("train/loss")]

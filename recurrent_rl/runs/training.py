@@ -465,7 +465,10 @@ def _learn(
     on_evaluation: EvaluationHook | None = None,
 ) -> TrainResult:
     formats = ["tensorboard", "stdout"] if verbose else ["tensorboard"]
-    model.set_logger(configure(str(run_dir / runs.TENSORBOARD), formats))
+    logger = configure(str(run_dir / runs.TENSORBOARD), formats)
+    if not fresh:  # what the killed process logged after its last checkpoint is logged again: purge it
+        _purge_tensorboard_after(logger, int(model.num_timesteps))
+    model.set_logger(logger)
     flag = StopFlag()
     evaluation = PeriodicEvaluation(
         lambda: make_env(config.env, config.env_kwargs), run_dir, config.eval.freq, config.eval.episodes,
@@ -525,6 +528,19 @@ def _learn(
             return _finish(run_dir, model, config, evaluation, flag)
         finally:
             model.logger.close()
+
+
+def _purge_tensorboard_after(logger: Any, step: int) -> None:
+    """Reopen the logger's TensorBoard writer with ``purge_step``: TensorBoard then drops the events
+    logged at steps after ``step`` by the run before it was resumed (the resumed run logs them anew)."""
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+    from torch.utils.tensorboard import SummaryWriter
+
+    for output in logger.output_formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            log_dir = output.writer.log_dir
+            output.writer.close()
+            output.writer = SummaryWriter(log_dir=log_dir, purge_step=step + 1)
 
 
 def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation: PeriodicEvaluation,
