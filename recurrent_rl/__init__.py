@@ -9,7 +9,7 @@ The package, along the data path::
     supervised/  sequence models, their trainer and datasets, pretrained encoders
     runs/        configs and presets, run folders, training, callbacks, evaluation, the CLI
     export/      ONNX export, the torch-free ONNX runner, the weights-only (safe) model format
-    types.py, errors.py, sequences.py   leaf modules every part may import
+    types.py, errors.py, sequences.py, atomic.py, versions.py   leaf modules every part may import
 
 Importing the package registers the ``pomdp/`` environments and nothing heavier: the names
 below are imported on first use (PEP 562), so ``import recurrent_rl`` does not load torch.

@@ -279,7 +279,8 @@ def test_every_internal_import_names_a_module_of_the_package() -> None:
 
 # what each part may import (the subpackages' docstrings); "recurrent_rl" alone is the lazy package root
 LAYERS = {
-    "recurrent_rl.types": (), "recurrent_rl.errors": (), "recurrent_rl.sequences": (),
+    "recurrent_rl.types": (), "recurrent_rl.errors": (), "recurrent_rl.sequences": (), "recurrent_rl.versions": (),
+    "recurrent_rl.atomic": (),
     "recurrent_rl.envs": ("recurrent_rl.envs",),
     "recurrent_rl.nets": ("recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors", "recurrent_rl.sequences"),
     "recurrent_rl.ppo": ("recurrent_rl.ppo", "recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors",

@@ -59,6 +59,7 @@ from torch import nn
 from recurrent_rl.errors import UserInputError
 from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY, env_id_of
 from recurrent_rl.export.spaces import space_to_json
+from recurrent_rl.versions import package_versions
 
 DEFAULT_OPSET = 17
 INSTALL_HINT = "pip install 'recurrent_rl[onnx]' (onnx, onnxscript, onnxruntime)"
@@ -425,18 +426,6 @@ def _obs_shape(space: spaces.Space) -> list[int]:
     return [int(s) for s in space.shape or ()]
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    found = {}
-    for package in ("recurrent_rl", "torch", "stable-baselines3", "gymnasium", "onnx"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
 def _metadata(
     policy: Any,
     signature: _Signature,
@@ -492,7 +481,7 @@ def _metadata(
         "include_value": include_value,
         "include_distribution": include_distribution,
         "opset": opset,
-        "versions": _versions(),
+        "versions": package_versions("onnx"),
     }
 
 

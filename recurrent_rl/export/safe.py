@@ -41,6 +41,7 @@ from torch import nn
 from recurrent_rl.errors import UserInputError
 from recurrent_rl.export.format import env_id_of
 from recurrent_rl.export.spaces import describe, space_from_json, space_to_json
+from recurrent_rl.versions import package_versions
 
 FORMAT = "recurrent_rl.safe_model"
 FORMAT_VERSION = 1
@@ -281,18 +282,6 @@ def _set_rms(rms: Any, data: dict[str, Any], where: str) -> None:
 # --- save ------------------------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    found = {}
-    for package in ("recurrent_rl", "torch", "stable-baselines3", "gymnasium", "numpy", "safetensors"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
 def _policy_name(policy: Any) -> str:
     from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
 
@@ -386,7 +375,7 @@ def save_safe(
         if isinstance(vecnormalize, dict)
         else vecnormalize_to_json(vecnormalize),
         "env_id": env_id_of(model),
-        "versions": {**_versions(), "recurrent_rl": __version__},
+        "versions": {**package_versions("safetensors"), "recurrent_rl": __version__},
     }
     if config["algorithm"] != "RecurrentPPO":
         raise SafeFormatError(f"save_safe stores RecurrentPPO models, got a {config['algorithm']}")

@@ -44,6 +44,7 @@ from recurrent_rl.atomic import (
     fsync as _fsync,
 )
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.versions import package_versions
 
 CONFIG = "config.yaml"
 RUN_INFO = "run.json"
@@ -249,17 +250,8 @@ def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Pa
 
 
 def versions() -> dict[str, str]:
-    """Versions of what a run depends on (recorded in run.json)."""
-    import platform
-    from importlib import metadata
-
-    found = {"python": platform.python_version()}
-    for package in ("recurrent_rl", "torch", "stable-baselines3", "gymnasium", "numpy"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+    """Python's and the main packages' versions, for run.json."""
+    return package_versions(python=True)
 
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
