@@ -70,3 +70,25 @@ NON_FINITE_GRADIENTS = (
     "Usual fixes: lower learning_rate; normalise observations and rewards (VecNormalize); lower "
     "max_grad_norm; check the env for nan/inf observations or rewards (SB3's VecCheckNan finds them)."
 )
+
+
+class UntrustedPickleError(UserInputError):
+    """A pickle-based file (SB3's zip, ``vecnormalize.pkl``) that would be opened without the user's opt-in."""
+
+
+TRUST_PICKLE_FLAG = "--trust-pickle"
+
+
+def refuse_pickle(path: Any, what: str = "SB3's zip", fix: str = "") -> UntrustedPickleError:
+    """The error for opening ``path``, a pickle with no weights-only copy beside it, without opt-in.
+
+    Unpickling runs whatever code the file was crafted to run, so the package's commands open
+    pickles only when the user says they trust them (``--trust-pickle``, ``trust_pickle=True``).
+    Run folders that this package writes hold a weights-only copy beside every zip, so they never
+    need it.
+    """
+    return UntrustedPickleError(
+        f"{path} is {what}, a pickle, with no weights-only copy (.safetensors + .json) beside it: opening it runs "
+        f"any code it was made to run. Open it only if you trust where it came from: pass {TRUST_PICKLE_FLAG} "
+        f"(in Python: trust_pickle=True){fix}"
+    )

@@ -564,7 +564,9 @@ def test_export_a_run_folder_to_onnx_plays_as_evaluate(tiny_run, tmp_path, capsy
     from recurrent_rl.runs import cli
 
     run = copy_run(tiny_run, tmp_path)
-    assert export_cli(run) == 0
+    assert export_cli(run) == 2  # SB3's zip without a safe copy: only with the opt-in
+    assert "--trust-pickle" in capsys.readouterr().err and not (run / "model.onnx").exists()
+    assert export_cli(run, "--trust-pickle") == 0
     out, err = capsys.readouterr()
     assert (run / "model.onnx").is_file() and f"wrote {run / 'model.onnx'}" in out
     assert f"python -m recurrent_rl.export.play {run / 'model.onnx'} --env {ENV}" in out
@@ -572,7 +574,7 @@ def test_export_a_run_folder_to_onnx_plays_as_evaluate(tiny_run, tmp_path, capsy
     meta = read_metadata(run / "model.onnx")
     assert meta["env_id"] == ENV and meta["vecnormalize"]["folded"]  # the run normalised observations
     assert cli.main(["evaluate", str(run), "--episodes", "4", "--seed", "6", "--json", str(tmp_path / "e.json"),
-                     "--no-progress"]) == 0  # fmt: skip
+                     "--no-progress", "--trust-pickle"]) == 0  # fmt: skip
     report = json.loads((tmp_path / "e.json").read_text())
     returns, lengths = play_episodes(run / "model.onnx", ENV, episodes=4, seed=6)
     assert returns == report["episode_returns"] and lengths == report["episode_lengths"]
@@ -580,7 +582,7 @@ def test_export_a_run_folder_to_onnx_plays_as_evaluate(tiny_run, tmp_path, capsy
 
 def test_export_prefers_the_safe_copy_and_never_unpickles(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path)
-    assert export_cli(run, "--format", "safe") == 0
+    assert export_cli(run, "--format", "safe", "--trust-pickle") == 0
     out, _ = capsys.readouterr()
     assert (run / "model.safetensors").is_file() and (run / "model.json").is_file() and "safe to open" in out
     assert export_cli(run, "--out", tmp_path / "from_zip.onnx") == 0
@@ -606,7 +608,7 @@ def load_for_test(run: Path) -> RecurrentPPO:
 
 def test_export_the_best_model(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path)
-    assert export_cli(run, "--best", "--include-value") == 0
+    assert export_cli(run, "--best", "--include-value", "--trust-pickle") == 0
     assert (run / "best_model.onnx").is_file() and not (run / "model.onnx").exists()
     assert "value" in [o["name"] for o in read_metadata(run / "best_model.onnx")["outputs"]]
 
@@ -629,7 +631,7 @@ def test_export_bad_input_is_one_line_and_writes_nothing(tiny_run, tmp_path, cap
         err = capsys.readouterr().err
         assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
     (run / "model.zip").write_bytes(b"not a zip")
-    assert export_cli(run) == 2
+    assert export_cli(run, "--trust-pickle") == 2
     assert "cannot load a RecurrentPPO model" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == before
 
@@ -641,7 +643,7 @@ def test_add_parser_registers_the_command_on_a_cli(tiny_run, tmp_path, capsys):
 
     parser = argparse.ArgumentParser(prog="recurrent-rl")
     cli.add_parser(parser.add_subparsers(dest="command"))
-    run = copy_run(tiny_run, tmp_path)
+    run = copy_run(tiny_run, tmp_path, zip_only=False)
     args = parser.parse_args(["export", str(run), "--format", "safe", "--out", str(tmp_path / "copy" / "agent")])
     assert args.handler(args) == 0
     assert (tmp_path / "copy" / "agent.safetensors").is_file() and (tmp_path / "copy" / "agent.json").is_file()
@@ -662,7 +664,8 @@ def test_evaluate_prefers_the_safe_copy_and_never_unpickles(tiny_run, tmp_path):
     first, again = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("safe", "again"))
     assert first["episode_returns"] == again["episode_returns"]
     zip_only = copy_run(tiny_run, tmp_path / "zip")  # the same run through SB3's zip: the same episodes
-    assert cli.main(["evaluate", str(zip_only), *args[2:], "--json", str(tmp_path / "zip.json")]) == 0
+    assert cli.main(["evaluate", str(zip_only), *args[2:], "--json", str(tmp_path / "zip.json"),
+                     "--trust-pickle"]) == 0  # fmt: skip
     assert json.loads((tmp_path / "zip.json").read_text())["episode_returns"] == first["episode_returns"]
 
 

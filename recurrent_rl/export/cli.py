@@ -6,8 +6,8 @@ A thin layer over :func:`recurrent_rl.export.export_onnx` and :func:`recurrent_r
   (:func:`recurrent_rl.runs.evaluation.resolve_model_path`: the final ``model.zip``, the best
   with ``--best``, the latest checkpoint when training did not finish);
 - the safe copy (``model.safetensors`` + ``model.json``) is read when it lies there, and never
-  unpickles anything; otherwise SB3's zip and ``vecnormalize.pkl`` are loaded, with a note that
-  those unpickle;
+  unpickles anything; otherwise SB3's zip and ``vecnormalize.pkl`` are loaded, which unpickle,
+  only with ``--trust-pickle``;
 - ``--format onnx`` (default) writes ``model.onnx`` next to the model (``best_model.onnx`` with
   ``--best``), with the VecNormalize statistics folded in; ``--format safe`` writes the safe copy.
 
@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.errors import UserInputError
+from recurrent_rl.errors import UserInputError, refuse_pickle
 
 FORMATS = ("onnx", "safe")
 EXIT_USAGE = 2
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="onnx: also output the action distribution's parameters (logits, or mean and log_std)",
     )
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="onnx: the ONNX opset (default: 17)")
+    parser.add_argument("--trust-pickle", action="store_true", help="read a model .zip that has no weights-only copy "
+                        "beside it, and its vecnormalize.pkl: both run any code they hold, so only for files you "
+                        "trust (--format safe then writes the copy that opens safely)")  # fmt: skip
     return parser
 
 
@@ -188,16 +192,11 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_source(args.target, args.best)
     if source.note:
         print(f"note: {source.note}", file=sys.stderr)
-    if not source.safe:
-        print(
-            f"note: reading {source.model_path}, SB3's zip, which unpickles (runs) code when it is loaded: open only "
-            f"files you trust. `recurrent-rl export {args.target} --format safe` writes a copy that opens without "
-            "running anything",
-            file=sys.stderr,
-        )
+    trust = partial(_trust, source, args)
     if args.format == "onnx":
         out = Path(args.out) if args.out else source.prefix.with_suffix(".onnx")
         _check_out(out, ".onnx")
+        trust()
         model, stats = load_source(source)
         from recurrent_rl.export.onnx import export_onnx
 
@@ -227,11 +226,28 @@ def run(args: argparse.Namespace) -> int:
     weights, config = safe_paths(prefix)
     if source.safe and config.resolve() == source.model_path.resolve():
         raise UserInputError(f"{source.model_path} is already the safe copy; pass --out PATH to write another one")
+    trust()
     model, stats = load_source(source)
     written = save_safe(model, prefix, vecnormalize=stats if stats is not None else False)
     print(f"wrote {written[0]} and {written[1]}: weights and plain data, safe to open from strangers")
     print(f"load it: recurrent_rl.export.load_safe({str(written[1])!r}, env=...)")
     return 0
+
+
+def _trust(source: Source, args: argparse.Namespace) -> None:
+    """Refuse SB3's zip without ``--trust-pickle`` (after the other checks: nothing is read yet)."""
+    if source.safe:
+        return
+    if not getattr(args, "trust_pickle", False):
+        raise refuse_pickle(source.model_path, "SB3's zip",
+                            f"; then `recurrent-rl export {args.target} --format safe --trust-pickle` writes a "
+                            "copy that opens without running anything")  # fmt: skip
+    print(
+        f"note: reading {source.model_path}, SB3's zip, which unpickles (runs) code when it is loaded "
+        f"(--trust-pickle). `recurrent-rl export {args.target} --format safe` writes a copy that opens without "
+        "running anything",
+        file=sys.stderr,
+    )
 
 
 def _check_out(out: Path, suffix: str) -> None:

@@ -16,10 +16,15 @@ tensors and JSON:
 
 :func:`load_safe` rebuilds a :class:`~recurrent_rl.RecurrentPPO` from them with
 ``RecurrentPPO``'s own constructor and ``load_state_dict``: no ``pickle``, ``torch.load`` or
-SB3 ``load`` is ever called. Not stored: the optimizer's moments (training continued from a safe
-copy starts Adam afresh) and a learning-rate or clip-range schedule that is an arbitrary Python
-function (its value at the time of saving is stored instead; the ``lin_<x>`` schedules of the
-configs and SB3's schedule classes are stored as such).
+SB3 ``load`` is ever called.
+
+The optimizer's state is stored on request (``save_safe(..., optimizer=True)``, as every checkpoint
+of a run folder does): ``<prefix>.optimizer.safetensors`` holds its tensors (Adam's moments and
+step counters) and the ``optimizer`` entry of the JSON its parameter groups and the file's SHA-256.
+``load_safe(..., optimizer=True)`` restores it, so ``recurrent-rl train --resume`` continues from a
+checkpoint without unpickling anything. Not stored: a learning-rate or clip-range schedule that is
+an arbitrary Python function (its value at the time of saving is stored instead; the ``lin_<x>``
+schedules of the configs and SB3's schedule classes are stored as such).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ FORMAT = "recurrent_rl.safe_model"
 FORMAT_VERSION = 1
 WEIGHTS = ".safetensors"
 CONFIG = ".json"
+OPTIMIZER = ".optimizer.safetensors"  # the optimizer's state, beside a checkpoint's weights
 DEFAULT_NAME = "model"  # a folder's safe copy: model.safetensors + model.json
 # where the classes named in policy_kwargs may come from
 ALLOWED_MODULES = ("torch.nn", "torch.optim", "stable_baselines3", "recurrent_rl")
@@ -89,6 +95,12 @@ def safe_paths(path: str | Path) -> tuple[Path, Path]:
     elif path.suffix in (WEIGHTS, CONFIG, ".zip"):
         path = path.with_suffix("")
     return path.with_name(path.name + WEIGHTS), path.with_name(path.name + CONFIG)
+
+
+def optimizer_path(path: str | Path) -> Path:
+    """``<prefix>.optimizer.safetensors``: the optimizer state written with ``save_safe(..., optimizer=True)``."""
+    weights, _ = safe_paths(path)
+    return weights.with_name(weights.name.removesuffix(WEIGHTS) + OPTIMIZER)
 
 
 def has_safe_copy(path: str | Path) -> bool:
@@ -279,6 +291,62 @@ def _set_rms(rms: Any, data: dict[str, Any], where: str) -> None:
     rms.mean, rms.var, rms.count = mean, var, float(data["count"])
 
 
+# --- optimizer state ------------------------------------------------------------------------------------
+
+
+def optimizer_to_safe(optimizer: th.optim.Optimizer) -> tuple[dict[str, th.Tensor], dict[str, Any]]:
+    """(tensors, JSON) of an optimizer's ``state_dict``: each state tensor as ``state.<index>.<key>``
+    (Adam: ``exp_avg``, ``exp_avg_sq``, ``step``), the parameter groups and any non-tensor state as JSON."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, th.Tensor] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for index, state in state_dict["state"].items():
+        for key, value in state.items():
+            if isinstance(value, th.Tensor):
+                tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                values.setdefault(str(index), {})[key] = to_json(value, f"optimizer state {index}.{key}")
+    groups = [to_json(dict(g), f"optimizer param_groups[{i}]") for i, g in enumerate(state_dict["param_groups"])]
+    return tensors, {"class": _class_name(type(optimizer)), "param_groups": groups, "state_values": values}
+
+
+def optimizer_from_safe(tensors: Mapping[str, th.Tensor], data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The ``state_dict`` that :func:`optimizer_to_safe` described."""
+    state: dict[int, dict[str, Any]] = {}
+    try:
+        for name, tensor in tensors.items():
+            head, index, key = name.split(".", 2)
+            if head != "state":
+                raise ValueError(f"unexpected tensor {name!r}")
+            state.setdefault(int(index), {})[key] = tensor
+        for index, entries in dict(data.get("state_values", {})).items():
+            state.setdefault(int(index), {}).update(from_json(entries, f"{where} optimizer state"))
+        groups = [from_json(group, f"{where} optimizer param_groups") for group in data["param_groups"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise SafeFormatError(f"{where}: the optimizer state is malformed ({type(error).__name__}: {error})") from None
+    return {"state": state, "param_groups": groups}
+
+
+def _load_optimizer(model: Any, config: Mapping[str, Any], path: str | Path) -> None:
+    where, file = str(safe_paths(path)[1]), optimizer_path(path)
+    data = config.get("optimizer")
+    if not isinstance(data, dict) or not file.is_file():
+        raise SafeFormatError(
+            f"{where} was saved without its optimizer state ({file.name}): it acts and trains, but cannot continue "
+            "a training with Adam's moments. Load it with optimizer=False"
+        )
+    if _sha256(file) != data.get("sha256"):
+        raise SafeFormatError(
+            f"{file} is not the optimizer state {Path(where).name} was written with (damaged, truncated, or "
+            "replaced): refused"
+        )
+    state_dict = optimizer_from_safe(_load_tensors(file), data, where)
+    try:
+        model.policy.optimizer.load_state_dict(state_dict)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise SafeFormatError(f"{file} does not fit the policy's optimizer: {error}") from None
+
+
 # --- save ------------------------------------------------------------------------------------------------
 
 
@@ -330,6 +398,7 @@ def save_safe(
     directory_or_prefix: str | Path,
     vecnormalize: Any = None,
     custom_classes: Mapping[str, type] | Iterable[type] | None = None,
+    optimizer: bool = False,
 ) -> tuple[Path, Path]:
     """Write the safe copy of ``model``: ``<prefix>.safetensors`` and ``<prefix>.json``.
 
@@ -339,7 +408,10 @@ def save_safe(
         entry of another safe copy). None: the model's own VecNormalize env, if any; False: none
     :param custom_classes: classes outside the allow-list that ``policy_kwargs`` may name (your own
         features extractor); the loader must be given them too
-    :returns: the two paths written; each is written to a temporary file and renamed into place
+    :param optimizer: also write the optimizer's state (``<prefix>.optimizer.safetensors``), so that
+        training continues from the copy as from SB3's zip (``load_safe(..., optimizer=True)``)
+    :returns: (weights, config) paths; each file is written to a temporary file and renamed into
+        place, the config last, since it holds the SHA-256 of the others
     """
     from safetensors.torch import save_file
 
@@ -385,6 +457,11 @@ def save_safe(
     with atomic_path(weights_path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "recurrent_rl": FORMAT})
         config["weights_sha256"] = _sha256(tmp)
+    if optimizer:
+        optimizer_tensors, config["optimizer"] = optimizer_to_safe(policy.optimizer)
+        with atomic_path(optimizer_path(directory_or_prefix)) as tmp:
+            save_file(optimizer_tensors, str(tmp), metadata={"format": "pt", "recurrent_rl": FORMAT})
+            config["optimizer"]["sha256"] = _sha256(tmp)
     try:
         text = json.dumps(config, indent=1, allow_nan=False)
     except ValueError as error:  # nan in the VecNormalize statistics
@@ -452,6 +529,7 @@ def load_safe(
     env: Any = None,
     device: str | th.device = "auto",
     custom_classes: Mapping[str, type] | Iterable[type] | None = None,
+    optimizer: bool = False,
 ) -> Any:
     """A :class:`~recurrent_rl.RecurrentPPO` rebuilt from a safe copy, without unpickling anything.
 
@@ -460,6 +538,9 @@ def load_safe(
         takes it; its spaces must be the model's. None: a model without env (``predict`` works)
     :param device: where the policy goes (``"auto"``: CUDA when available)
     :param custom_classes: classes outside the allow-list that the file's ``policy_kwargs`` name
+    :param optimizer: also restore the optimizer's state (Adam's moments), which the copy must hold
+        (``save_safe(..., optimizer=True)``; every checkpoint of a run folder does): training then
+        continues as from SB3's zip
     """
     from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
     from recurrent_rl.ppo.algorithm import RecurrentPPO
@@ -528,6 +609,8 @@ def load_safe(
         model.policy.load_state_dict(full, strict=True)
     except RuntimeError as error:
         raise SafeFormatError(f"{weights_path} does not fit the policy: {str(error).splitlines()[0]}") from None
+    if optimizer:
+        _load_optimizer(model, config, path)
     return model
 
 

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", metavar="NAME", help="run folder name (default: env, memory, seed and time)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint "
                        "(with --timesteps N: up to N steps in total)")  # fmt: skip
+    train.add_argument("--trust-pickle", action="store_true", help="with --resume: read a checkpoint that has no "
+                       "weights-only copy from SB3's zip and vecnormalize.pkl, which run any code they hold: only "
+                       "for files you trust (run folders this package writes never need it)")  # fmt: skip
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     train.add_argument(
         "--progress",
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--pruner", choices=("median", "none"), default="median", help="pruner (default: median)")
     tune.add_argument("--sampler-seed", type=int, metavar="N", help="seed of the sampler (default: random)")
     tune.add_argument("--space", metavar="FILE", help="YAML search space; its entries replace the default's")
+    tune.add_argument("--trial-seeds", type=int, default=1, metavar="N", help="train each trial on N seeds (the "
+                      "config's seed and the next ones) and maximise the mean of their final returns: settings that "
+                      "work on most seeds, at N times the cost (default: 1)")  # fmt: skip
     tune.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of tune/ (default: runs)")
     _add_backend_options(tune, "trials", default_workers="1")
     tune.set_defaults(handler=cmd_tune)
@@ -147,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", metavar="PATH", help="PNG: return distribution and memory activations")
     evaluate.add_argument("--best", action="store_true", help="evaluate the run's best_model.zip instead of model.zip")
     evaluate.add_argument("--env", metavar="ID", help="env id (default: the one in the run's config.yaml)")
+    evaluate.add_argument("--trust-pickle", action="store_true", help="open a model .zip that has no weights-only copy "
+                          "(.safetensors + .json) beside it, and its vecnormalize.pkl: both run any code they hold, "
+                          "so only for files you trust")  # fmt: skip
     evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                           help="progress bar (default: when stderr is a terminal)")  # fmt: skip
     evaluate.set_defaults(handler=cmd_evaluate)
@@ -212,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from recurrent_rl.runs.training import TrainingError, resume, train
 
+    if args.trust_pickle and not args.resume:
+        raise UserInputError("--trust-pickle goes with --resume RUN_DIR (a checkpoint without a weights-only copy); "
+                             "a new run opens no model file")  # fmt: skip
     if args.seeds is None:
         given = [flag for flag, value in (("--threshold", args.threshold), ("--workers", args.workers),
                  ("--address", args.address), ("--backend ray", args.backend == "ray")) if value]  # fmt: skip
@@ -236,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise folders.RunError(f"--resume {args.resume}: not a run folder (no {folders.CONFIG})")
             print(Path(args.resume, folders.CONFIG).read_text(encoding="utf-8"), end="")
             return 0
-        run = partial(resume, args.resume, args.timesteps)
+        run = partial(resume, args.resume, args.timesteps, trust_pickle=args.trust_pickle)
     else:
         from recurrent_rl.runs.training import check_device, resolve_encoder
 
@@ -315,7 +327,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = run_study(config, trials=args.trials, timeout=args.timeout, storage=args.storage, study=study,
                        sampler=args.sampler, pruner=args.pruner, space=args.space, runs_dir=args.runs_dir,
                        workers=args.workers or 1, backend=args.backend, address=args.address,
-                       seed=args.sampler_seed)  # fmt: skip
+                       seed=args.sampler_seed, trial_seeds=args.trial_seeds)  # fmt: skip
     print(result.table())
     print(f"study: {study} in {result.storage}")
     if result.best_preset is not None:
@@ -399,6 +411,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     th.set_num_threads(1)
     if args.episodes < 1:
         raise UserInputError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.best and Path(args.target).is_file():
+        raise UserInputError(f"--best picks the best model of a run folder, and {args.target} is a file: give the "
+                             "run folder (recurrent-rl evaluate RUN_DIR --best), or drop --best")  # fmt: skip
     if args.video:  # fail before running any episode
         check_video_path(args.video)
         if args.video_episodes < 1:
@@ -409,7 +424,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                 ("--video", args.video, "episode.gif")):  # fmt: skip
         if path:
             check_output_path(flag, path, example)
-    agent = load_agent(args.target, env_id=args.env, best=args.best)
+    agent = load_agent(args.target, env_id=args.env, best=args.best, trust_pickle=args.trust_pickle)
     video_episodes = min(args.video_episodes, args.episodes) if args.video else 0
     report = evaluate(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
                       video_episodes=video_episodes, progress=args.progress)  # fmt: skip

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from recurrent_rl.errors import refuse_pickle
 from recurrent_rl.runs import folders as runs
 from recurrent_rl.runs.folders import RunError
 
@@ -172,13 +173,14 @@ def resolve_model_path(path: str | Path, best: bool = False) -> tuple[Path, Path
 
 
 def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None,
-               best: bool = False, device: str = "auto") -> Agent:  # fmt: skip
+               best: bool = False, device: str = "auto", trust_pickle: bool = False) -> Agent:  # fmt: skip
     """Load the agent in a run folder (its final model, or the best with ``best=True``) or a model file.
 
     The env comes from the run's ``config.yaml`` unless ``env_id`` is given. The model's safe copy
-    (``model.safetensors`` + ``model.json``, with the VecNormalize statistics inside) is preferred
+    (``model.safetensors`` + ``model.json``, with the VecNormalize statistics inside) is read
     when it exists: it opens without unpickling. Otherwise the SB3 zip and the VecNormalize
-    statistics saved next to it (``vecnormalize.pkl``) are used; both unpickle code.
+    statistics saved next to it (``vecnormalize.pkl``) are used, which unpickle code: only with
+    ``trust_pickle=True`` (an :class:`~recurrent_rl.errors.UntrustedPickleError` without it).
     """
     from recurrent_rl import RecurrentPPO
     from recurrent_rl.runs.config import check_env_id, load_config
@@ -197,6 +199,8 @@ def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str
     env_kwargs = dict(env_kwargs or {})
     if has_safe_copy(model_path):
         return _load_safe_agent(model_path, run_dir, env_id, env_kwargs, device)
+    if not trust_pickle:
+        raise refuse_pickle(model_path)
     try:
         model = RecurrentPPO.load(model_path, device=device)
     except Exception as error:  # a zip of the wrong kind fails in many ways; all mean "not loadable"

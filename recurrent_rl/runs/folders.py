@@ -6,9 +6,11 @@ leaves behind::
     config.yaml                  resolved config: `recurrent-rl train --config config.yaml` reruns it
     run.json                     status, step counter, versions, command line
     tb/                          TensorBoard event files (resumed runs append to the same folder)
-    checkpoints/step_<N>/        model.zip (+ vecnormalize.pkl, state.json), newest = resume point
-    best_model.zip               best periodic evaluation (+ best_vecnormalize.pkl)
-    model.zip                    final model (+ vecnormalize.pkl)
+    checkpoints/step_<N>/        model.zip (+ vecnormalize.pkl, state.json), newest = resume point,
+                                 and its weights-only copy: model.safetensors, model.json,
+                                 model.optimizer.safetensors (what --resume reads)
+    best_model.zip               best periodic evaluation (+ best_vecnormalize.pkl), + .safetensors/.json
+    model.zip                    final model (+ vecnormalize.pkl), + model.safetensors/model.json
     eval.json                    final evaluation report
     encoder.pt                   the pretrained encoder, when the config names one
 
@@ -148,16 +150,17 @@ def save_model(model: Any, path: str | Path) -> None:
     save_safe_copy(model, Path(path).with_suffix(""))
 
 
-def save_safe_copy(model: Any, prefix: str | Path) -> None:
-    """Write the weights-only copy ``<prefix>.safetensors`` + ``<prefix>.json``; a model that the
-    format cannot describe (a policy option naming a class outside its allow-list) gets a warning
-    and keeps its zip only."""
+def save_safe_copy(model: Any, prefix: str | Path, optimizer: bool = False) -> None:
+    """Write the weights-only copy ``<prefix>.safetensors`` + ``<prefix>.json`` (with ``optimizer``:
+    also ``<prefix>.optimizer.safetensors``, which ``--resume`` reads); a model that the format
+    cannot describe (a policy option naming a class outside its allow-list) gets a warning and
+    keeps its zip only."""
     import warnings
 
     from recurrent_rl.export.safe import SafeFormatError, save_safe
 
     try:
-        save_safe(model, prefix)
+        save_safe(model, prefix, optimizer=optimizer)
     except SafeFormatError as error:
         warnings.warn(f"no safe copy of the model at {prefix}: {error}", stacklevel=2)
 
@@ -233,7 +236,7 @@ def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Pa
 
     def write(folder: Path) -> None:
         model.save(folder / MODEL)
-        save_safe_copy(model, (folder / MODEL).with_suffix(""))
+        save_safe_copy(model, (folder / MODEL).with_suffix(""), optimizer=True)  # what --resume reads
         vec_normalize = model.get_vec_normalize_env()
         if vec_normalize is not None:
             vec_normalize.save(str(folder / VECNORMALIZE))

@@ -38,8 +38,8 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from recurrent_rl.accel import native
-from recurrent_rl.errors import NonFiniteLossError
-from recurrent_rl.ppo.algorithm import RecurrentPPO, using_torch_threads
+from recurrent_rl.errors import TRUST_PICKLE_FLAG, NonFiniteLossError, refuse_pickle
+from recurrent_rl.ppo.algorithm import RecurrentPPO, check_torch_threads, using_torch_threads
 from recurrent_rl.runs import folders as runs
 from recurrent_rl.runs.callbacks import (
     MemoryDiagnostics,
@@ -354,12 +354,17 @@ def _train(config: TrainConfig, runs_dir: Path, name: str | None, progress_bar: 
 
 
 def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool | None = None, verbose: int = 0,
-           callbacks: Sequence[BaseCallback] = ()) -> TrainResult:  # fmt: skip
+           callbacks: Sequence[BaseCallback] = (), trust_pickle: bool = False) -> TrainResult:  # fmt: skip
     """Continue a run from its latest checkpoint, up to ``timesteps`` in total (default: its config's).
 
     A run whose checkpoint has reached the total but that did not finish (stopped during its last
     rollout, or before its final evaluation) is finished: final model, final evaluation, status
     ``finished``, without more training. A finished run needs a larger ``timesteps`` to go on.
+
+    The checkpoint is read from its weights-only copy (``model.safetensors``, ``model.json`` with
+    the VecNormalize statistics, ``model.optimizer.safetensors``): nothing is unpickled. A
+    checkpoint without one (written by a model the safe format cannot describe, or from elsewhere)
+    is read from SB3's zip and ``vecnormalize.pkl`` only with ``trust_pickle=True``.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -368,11 +373,11 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool
     if not runs.is_run_dir(run_dir):
         raise RunError(f"--resume {run_dir}: not a run folder (no {runs.CONFIG})")
     with runs.run_lock(run_dir):  # before anything is read or written: one trainer per run
-        return _resume(run_dir, timesteps, progress_bar, verbose, callbacks)
+        return _resume(run_dir, timesteps, progress_bar, verbose, callbacks, trust_pickle)
 
 
 def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, verbose: int,
-            callbacks: Sequence[BaseCallback]) -> TrainResult:  # fmt: skip
+            callbacks: Sequence[BaseCallback], trust_pickle: bool = False) -> TrainResult:  # fmt: skip
     runs.remove_leftovers(run_dir)  # temporary files of writes a kill interrupted
     config = load_config(run_dir / runs.CONFIG)
     checkpoint = runs.latest_checkpoint(run_dir)
@@ -396,22 +401,48 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
             f"--resume {run_dir}: the run is already at {done} steps (target {total}) and finished; "
             f"pass --timesteps N with N > {done} to train further"
         )
+    safe = _has_resumable_safe_copy(checkpoint)
+    if not safe and not trust_pickle:
+        raise refuse_pickle(checkpoint / runs.MODEL, "SB3's zip (with vecnormalize.pkl)",
+                            f": recurrent-rl train --resume {run_dir} {TRUST_PICKLE_FLAG}")  # fmt: skip
     with using_torch_threads(config.torch_threads):
-        return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks)
+        return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks, safe)
 
 
-def _continue(run_dir: Path, config: TrainConfig, checkpoint: Path, done: int, total: int, info: dict[str, Any],
-              progress_bar: bool | None, verbose: int, callbacks: Sequence[BaseCallback]) -> TrainResult:  # fmt: skip
-    # different env seeds than the first segment, the same for the same checkpoint
-    env = make_training_env(config, config.seed + done)
-    try:
+def _has_resumable_safe_copy(checkpoint: Path) -> bool:
+    from recurrent_rl.export.safe import has_safe_copy, optimizer_path
+
+    return has_safe_copy(checkpoint / runs.MODEL) and optimizer_path(checkpoint / runs.MODEL).is_file()
+
+
+def _load_checkpoint(checkpoint: Path, env: VecEnv, config: TrainConfig, safe: bool) -> RecurrentPPO:
+    """The model of ``checkpoint`` on ``env`` (wrapped in its VecNormalize statistics when the run
+    normalises): from the weights-only copy when ``safe``, else from SB3's zip and pickle."""
+    prefix = checkpoint / runs.MODEL
+    if not safe:
         if isinstance(env, VecNormalize):
             stats = VecNormalize.load(str(checkpoint / runs.VECNORMALIZE), env.venv)
             stats.training = True
             env = stats
-        model = RecurrentPPO.load(
-            checkpoint / runs.MODEL, env=env, device=config.device, torch_threads=config.torch_threads
-        )
+        return RecurrentPPO.load(prefix, env=env, device=config.device, torch_threads=config.torch_threads)
+    from recurrent_rl.export.safe import load_safe, load_safe_vecnormalize
+
+    if isinstance(env, VecNormalize):
+        stats = load_safe_vecnormalize(prefix, env.venv)
+        stats.training = True
+        env = stats
+    model = load_safe(prefix, env=env, device=config.device, optimizer=True)
+    model.torch_threads = check_torch_threads(config.torch_threads)
+    return model
+
+
+def _continue(run_dir: Path, config: TrainConfig, checkpoint: Path, done: int, total: int, info: dict[str, Any],
+              progress_bar: bool | None, verbose: int, callbacks: Sequence[BaseCallback],
+              safe: bool = True) -> TrainResult:  # fmt: skip
+    # different env seeds than the first segment, the same for the same checkpoint
+    env = make_training_env(config, config.seed + done)
+    try:
+        model = _load_checkpoint(checkpoint, env, config, safe)
     except Exception as error:
         env.close()
         raise RunError(
@@ -546,6 +577,17 @@ def _purge_tensorboard_after(logger: Any, step: int) -> None:
 def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation: PeriodicEvaluation,
             flag: StopFlag) -> TrainResult:  # fmt: skip
     """After the last step: checkpoint, final and best models, final evaluation (skipped if a signal came)."""
+    if not model_is_finite(model):
+        # a nan or inf observation in the last rollout's last step reaches VecNormalize's statistics
+        # after the last check of the observations: nothing of this state is saved
+        good = runs.latest_checkpoint(run_dir)
+        runs.update_run_info(run_dir, status="failed: non-finite model")
+        last = f"checkpoint {good}" if good is not None else "none: no checkpoint was written before it"
+        raise TrainingError(
+            "Training stopped at its end: the policy's parameters or the VecNormalize statistics hold nan or inf "
+            "(an observation or reward of the last rollout was not finite; SB3's VecCheckNan finds where), so no "
+            f"final model was saved.\nThe last good model is {last}; the run folder is {run_dir}."
+        )
     path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:

@@ -48,6 +48,9 @@ def add_pretrain_command(subparsers: Any) -> argparse.ArgumentParser:
         help="override one config key, e.g. train.epochs=20 or model.memory=lstm (repeatable)",
     )
     parser.add_argument("--runs-dir", default="runs", help="where to create the run folder (default: runs)")
+    parser.add_argument("--trust-pickle", action="store_true", help="let data.policy be a model .zip without a "
+                        "weights-only copy (.safetensors + .json) beside it: it runs any code it holds, so only for "
+                        "files you trust")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="a progress bar over the epochs with the losses; --no-progress: a plain line every 10%% "
@@ -68,7 +71,8 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
             return 0
         from recurrent_rl.supervised.pretrain import pretrain
 
-        pretrain(config, runs_dir=args.runs_dir, progress_bar=getattr(args, "progress", None))
+        pretrain(config, runs_dir=args.runs_dir, progress_bar=getattr(args, "progress", None),
+                 trust_pickle=getattr(args, "trust_pickle", False))  # fmt: skip
     except UserInputError as error:
         print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch as th
 
+from recurrent_rl.errors import refuse_pickle
 from recurrent_rl.runs import folders
 from recurrent_rl.runs.schema import ConfigError, save_config
 from recurrent_rl.supervised.config import (  # noqa: F401  re-exported: they were defined here
@@ -45,13 +46,24 @@ from recurrent_rl.supervised.models import SequenceModel, SequenceModelConfig, s
 from recurrent_rl.supervised.trainer import evaluate, fit
 
 
-def _load_policy(spec: str) -> Any:
-    """``"random"``, a saved SB3 / recurrent_rl model (``.zip``), or ``"module:function"``."""
+def _load_policy(spec: str, trust_pickle: bool = False) -> Any:
+    """``"random"``, a saved SB3 / recurrent_rl model (``.zip``), or ``"module:function"``.
+
+    A recurrent_rl model is read from its weights-only copy (``.safetensors`` + ``.json`` beside the
+    zip, as run folders hold) when there is one; SB3's zip itself unpickles code, so it is opened
+    only with ``trust_pickle``.
+    """
     if spec == "random":
         return spec
     if spec.endswith(".zip"):
+        from recurrent_rl.export.safe import has_safe_copy, load_safe
+
+        if has_safe_copy(spec):
+            return load_safe(spec, device="cpu")
         if not Path(spec).is_file():
             raise ConfigError(f"the policy file {spec} does not exist", key="data.policy")
+        if not trust_pickle:
+            raise refuse_pickle(spec, "SB3's zip", " to record with it")
         from recurrent_rl import RecurrentPPO
 
         try:
@@ -104,19 +116,21 @@ def next_command(env_id: str, encoder_path: str | Path) -> str:
 
 
 def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = "runs", verbose: bool = True,
-             progress_bar: bool | None = None) -> PretrainResult:  # fmt: skip
+             progress_bar: bool | None = None, trust_pickle: bool = False) -> PretrainResult:  # fmt: skip
     """Record trajectories, train a sequence model on them, and write a run folder (see module doc).
 
     :param verbose: print what happens (False: nothing)
     :param progress_bar: True: a bar over the epochs; False: a plain line every 10% of the epochs;
         None: the bar when stderr is a terminal, else lines
+    :param trust_pickle: allow ``data.policy`` to be an SB3 zip without a weights-only copy beside
+        it (opening it runs any code it holds)
     """
     th.set_num_threads(1)  # small recurrent nets run fastest on one thread
     config = PretrainConfig.from_dict(config) if isinstance(config, Mapping) else config
     d, log = config.data, (print if verbose else None)
     bar = verbose and (sys.stderr.isatty() if progress_bar is None else progress_bar)
     started = time.perf_counter()
-    trajectories = record_trajectories(d.env_id, d.n_steps, _load_policy(d.policy), seed=d.seed)
+    trajectories = record_trajectories(d.env_id, d.n_steps, _load_policy(d.policy, trust_pickle), seed=d.seed)
     try:
         dataset = trajectories.to_dataset(d.target, d.target_indices)
         dataset.split(config.train.val_fraction, config.train.seed)  # an empty split fails here, before any file
