@@ -144,3 +144,32 @@ def test_summary_json_names_every_trial_and_the_best(tmp_path, space):
     summary = json.loads((result.folder / "summary.json").read_text())
     assert [t["number"] for t in summary["trials"]] == [0, 1]
     assert summary["best"]["preset"] == str(result.best_preset)
+
+
+def test_trials_over_several_seeds_average_their_final_returns(tmp_path, space):
+    result = run_study(tiny_config(), trials=2, space=space, runs_dir=tmp_path / "runs", study="m", sampler="random",
+                       seed=0, trial_seeds=2)  # fmt: skip
+    assert "mean over 2 seeds" in result.table()
+    for row in result.rows:
+        finals = []
+        for seed in (0, 1):  # the preset's seed and the next
+            run = tmp_path / f"runs/tune/m/trial{row['number']:04d}/seed{seed}"
+            assert folders.read_run_info(run)["status"] == "finished"
+            finals.append(json.loads((run / folders.EVAL_REPORT).read_text())["mean_return"])
+            assert load_config(run / folders.CONFIG).seed == seed
+        assert row["state"] == "COMPLETE" and row["value"] == pytest.approx(sum(finals) / 2)
+        assert row["seed_returns"] == pytest.approx(finals)
+    # the same study name with another number of seeds per trial is another objective
+    with pytest.raises(UserInputError, match="another objective"):
+        run_study(tiny_config(), trials=3, space=space, runs_dir=tmp_path / "runs", study="m", trial_seeds=3)
+    with pytest.raises(UserInputError, match="final evaluation"):
+        run_study(tiny_config("eval.final_episodes=0"), trials=1, trial_seeds=2, runs_dir=tmp_path / "runs")
+
+
+def test_local_worker_processes_share_the_study(tmp_path, space):
+    result = run_study(tiny_config(), trials=2, space=space, runs_dir=tmp_path / "runs", study="w", sampler="random",
+                       workers=2)  # fmt: skip
+    assert result.ran == 2
+    assert [state for _, state in trial_rows(tmp_path / "runs/tune/w.db")] == ["COMPLETE"] * 2
+    assert {row["run_dir"] for row in result.rows} == {str((tmp_path / f"runs/tune/w/trial{n:04d}").resolve())
+                                                       for n in (0, 1)}  # fmt: skip

@@ -7,6 +7,11 @@ rollout sizes compare at the same points) and stops early when the pruner says s
 ``interrupted (pruned)``, Optuna state PRUNED). The objective is the final evaluation's mean
 return (``eval.json``), maximised.
 
+With ``trial_seeds=N`` (``--trial-seeds N``) a trial trains its config on N seeds in turn (the
+base config's seed, +1, ...; run folders ``trial<NNNN>/seed<S>/``) and its objective is the mean
+of their final returns: a search for settings that work on most seeds rather than on one. The
+running mean after each seed is what the pruner sees (step = seeds done).
+
 The study lives in a database: by default the SQLite file ``<runs>/tune/<study>.db``; any Optuna
 RDB storage URL works (``postgresql://...``, ``mysql://...``). Running the same command with the
 same ``--study`` continues it up to ``--trials`` finished (complete or pruned) trials; a trial
@@ -39,6 +44,7 @@ from recurrent_rl.sweeps.space import Param, check_space, fit_space, load_space
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 OBJECTIVE = "final evaluation mean return (eval.json), maximized"
+SEEDS_OBJECTIVE = "mean over {n} seeds of the final evaluation mean return (eval.json), maximized"
 HEARTBEAT = 30  # seconds between a running trial's heartbeats in the storage
 GRACE_PERIOD = 120  # a RUNNING trial without a heartbeat for this long is marked FAIL
 BEST_PRESET = "best.yaml"
@@ -120,11 +126,16 @@ class StudySpec:
     pruner: Any = "median"
     seed: int | None = None
     worker_trials: int | None = None  # this worker's share of the trials still to run
+    trial_seeds: int = 1  # seeds per trial: the objective is the mean of their final returns
+
+    @property
+    def objective(self) -> str:
+        return OBJECTIVE if self.trial_seeds == 1 else SEEDS_OBJECTIVE.format(n=self.trial_seeds)
 
 
 def _study_attrs(spec: StudySpec) -> dict[str, Any]:
     return {
-        "objective": OBJECTIVE,
+        "objective": spec.objective,
         "config": json.dumps(spec.config, sort_keys=True),
         "space": json.dumps({name: p.to_yaml() for name, p in spec.space.items()}, sort_keys=True),
         "trials_dir": spec.trials_dir,
@@ -203,6 +214,8 @@ def _objective(spec: StudySpec) -> Any:
             return "pruned" if trial.should_prune() else None
 
         print(f"trial {trial.number}: {json.dumps(params)}", file=sys.stderr)
+        if spec.trial_seeds > 1:
+            return _over_seeds(trial, config, Path(spec.trials_dir) / name, spec.trial_seeds)
         result = train(config, spec.trials_dir, name, progress_bar=False, on_evaluation=report)
         if result.interrupted == "pruned":
             raise optuna.TrialPruned(f"pruned after evaluation {len(evaluations)} ({evaluations[-1]:.1f})")
@@ -217,6 +230,30 @@ def _objective(spec: StudySpec) -> Any:
     return objective
 
 
+def _over_seeds(trial: Any, config: Any, folder: Path, seeds: int) -> float:
+    """Train ``config`` on ``seeds`` seeds into ``folder/seed<S>/``; the mean final return (pruned
+    on the running mean after each seed)."""
+    optuna = require_optuna()
+    from recurrent_rl.runs.training import train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    finals: list[float] = []
+    for index in range(seeds):
+        seed = config.seed + index
+        result = train(config.replace(seed=seed), folder, f"seed{seed}", progress_bar=False)
+        if result.interrupted:  # SIGINT / SIGTERM: the trial fails, the study stops, --study resumes it
+            raise KeyboardInterrupt(result.interrupted)
+        if result.report is None:
+            raise UserInputError("--trial-seeds needs a final evaluation (eval.final_episodes > 0)")
+        finals.append(float(result.report.mean_return))
+        trial.set_user_attr("seed_returns", finals)
+        mean = sum(finals) / len(finals)
+        trial.report(mean, index + 1)
+        if index + 1 < seeds and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after {index + 1} of {seeds} seeds (mean {mean:.1f})")
+    return sum(finals) / len(finals)
+
+
 def run_worker(spec: StudySpec) -> int:
     """Run trials of the study until it has ``spec.trials`` finished ones (or the timeout); return how many ran."""
     optuna = require_optuna()
@@ -229,12 +266,13 @@ def run_worker(spec: StudySpec) -> int:
         remaining = min(remaining, spec.worker_trials)
     if remaining <= 0:
         return 0
-    before = len(study.get_trials(deepcopy=False))
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ran: list[int] = []  # this worker's trials (other workers add theirs to the same study meanwhile)
     study.optimize(_objective(spec), n_trials=remaining, timeout=spec.timeout, catch=(ValueError,),
-                   callbacks=[optuna.study.MaxTrialsCallback(spec.trials, states=states), _print_trial],
+                   callbacks=[optuna.study.MaxTrialsCallback(spec.trials, states=states), _print_trial,
+                              lambda study, trial: ran.append(trial.number)],
                    gc_after_trial=True)  # fmt: skip
-    return len(study.get_trials(deepcopy=False)) - before
+    return len(ran)
 
 
 def _print_trial(study: Any, trial: Any) -> None:
@@ -251,13 +289,14 @@ class TuneResult:
     ran: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     storage: str = ""
+    objective: str = OBJECTIVE
 
     def table(self, top: int = 10) -> str:
         counts: dict[str, int] = {}
         for row in self.rows:
             counts[row["state"]] = counts.get(row["state"], 0) + 1
-        lines = [f"study {self.study.study_name}: {len(self.rows)} trials ("
-                 + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f"); {OBJECTIVE}"]  # fmt: skip
+        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+        lines = [f"study {self.study.study_name}: {len(self.rows)} trials ({states}); {self.objective}"]
         ranked = sorted((r for r in self.rows if r["value"] is not None), key=lambda r: -r["value"])[:top]
         names = sorted({k for r in ranked for k in r["params"]})
         header = ["trial", "state", "value", "seconds", *names]
@@ -280,7 +319,7 @@ def _short(value: Any) -> str:
 def run_study(config: Any, trials: int = 20, timeout: float | None = None, storage: str | None = None,
               study: str | None = None, sampler: str = "tpe", pruner: Any = "median", space: str | Path | None = None,
               runs_dir: str | Path = "runs", workers: int = 1, backend: str = "local", address: str | None = None,
-              seed: int | None = None) -> TuneResult:  # fmt: skip
+              seed: int | None = None, trial_seeds: int = 1) -> TuneResult:  # fmt: skip
     """Tune ``config`` (a :class:`~recurrent_rl.runs.config.TrainConfig`) up to ``trials`` finished trials.
 
     :param storage: an Optuna storage URL (default: ``sqlite:///<runs_dir>/tune/<study>.db``)
@@ -289,6 +328,8 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
     :param space: a YAML file whose entries replace the memory type's default search space
     :param workers: trials at a time (local processes; with ``backend="ray"``, Ray tasks)
     :param timeout: seconds after which no new trial starts (per worker)
+    :param trial_seeds: seeds per trial (the config's seed and the next ones); the objective is the
+        mean of their final returns
     """
     optuna = require_optuna()
     from recurrent_rl.runs import folders
@@ -299,6 +340,10 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
         raise UserInputError(f"--workers must be at least 1, got {workers}")
     if timeout is not None and timeout <= 0:
         raise UserInputError(f"--timeout must be positive, got {timeout}")
+    if trial_seeds < 1:
+        raise UserInputError(f"--trial-seeds must be at least 1, got {trial_seeds}")
+    if trial_seeds > 1 and not config.eval.final_episodes:
+        raise UserInputError("--trial-seeds compares the seeds' final evaluations: set eval.final_episodes > 0")
     if isinstance(sampler, str):
         make_sampler(sampler)
     make_pruner(pruner)
@@ -313,7 +358,7 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
     check_space(search, base)
     trials_dir = Path(runs_dir) / "tune" / name
     spec = StudySpec(name, storage or default_storage(runs_dir, name), base, search, str(trials_dir.resolve()),
-                     trials, timeout, sampler, pruner, seed)  # fmt: skip
+                     trials, timeout, sampler, pruner, seed, trial_seeds=trial_seeds)  # fmt: skip
     handle = open_study(spec)
     trials_dir.mkdir(parents=True, exist_ok=True)
     done = finished_trials(handle)
@@ -345,23 +390,25 @@ def _conclude(spec: StudySpec, study: Any, folder: Path, ran: int) -> TuneResult
         ended, started = t.datetime_complete, t.datetime_start
         seconds = (ended - started).total_seconds() if ended and started else 0.0
         rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
-                     "seconds": seconds, "run_dir": t.user_attrs.get("run_dir")})  # fmt: skip
+                     "seconds": seconds, "run_dir": t.user_attrs.get("run_dir"),
+                     "seed_returns": t.user_attrs.get("seed_returns")})  # fmt: skip
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     best_path = importance = None
-    summary: dict[str, Any] = {"study": spec.study, "storage": spec.storage, "objective": OBJECTIVE, "trials": rows}
+    summary: dict[str, Any] = {"study": spec.study, "storage": spec.storage, "objective": spec.objective,
+                               "trials": rows}  # fmt: skip
     if complete:
         best = study.best_trial
         config = trial_config(spec, best.params)
         config = config.replace(description=f"tuned: study {spec.study}, trial {best.number}, {best.value:.2f}")
         best_path = folder / BEST_PRESET
         save_config(config, best_path, header=(
-            f"Best trial ({best.number}, {OBJECTIVE}: {best.value:.2f}) of study {spec.study} in {spec.storage}.\n"
+            f"Best trial ({best.number}, {spec.objective}: {best.value:.2f}) of study {spec.study} in {spec.storage}.\n"
             f"Train it: recurrent-rl train --config {best_path}"))  # fmt: skip
         summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
                            "run_dir": best.user_attrs.get("run_dir"), "preset": str(best_path)}  # fmt: skip
         importance = plot_importance(study, folder / IMPORTANCE)
     atomic_write_json(folder / SUMMARY, json.loads(json.dumps(summary, default=str)))
-    return TuneResult(study, folder, best_path, importance, ran, rows, spec.storage)
+    return TuneResult(study, folder, best_path, importance, ran, rows, spec.storage, spec.objective)
 
 
 def plot_importance(study: Any, path: Path) -> Path | None:
