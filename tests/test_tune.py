@@ -168,8 +168,10 @@ def test_trials_over_several_seeds_average_their_final_returns(tmp_path, space):
 
 def test_local_worker_processes_share_the_study(tmp_path, space):
     result = run_study(tiny_config(), trials=2, space=space, runs_dir=tmp_path / "runs", study="w", sampler="random",
-                       workers=2)  # fmt: skip
+                       workers=2, seed=0)  # fmt: skip
     assert result.ran == 2
+    # a sampler seed is each worker's own: one seed for both proposed the same trial twice
+    assert result.rows[0]["params"] != result.rows[1]["params"]
     assert [state for _, state in trial_rows(tmp_path / "runs/tune/w.db")] == ["COMPLETE"] * 2
     assert {row["run_dir"] for row in result.rows} == {str((tmp_path / f"runs/tune/w/trial{n:04d}").resolve())
                                                        for n in (0, 1)}  # fmt: skip

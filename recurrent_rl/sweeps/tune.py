@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.sweeps.seeds import check_can_create
 from recurrent_rl.sweeps.space import Param, check_space, fit_space, load_space
 
 SAMPLERS = ("tpe", "random")
@@ -352,10 +353,17 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
 
         require_ray()
     name = study or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', config.env)}-{config.memory}"
-    folders.check_run_name(name)
+    if not folders.is_plain_name(name):
+        raise UserInputError(f"--study {name!r} is not a plain name: use letters, digits and . _ + = - (no slashes); "
+                             "it names the folder <runs-dir>/tune/<study>/ of the trials")  # fmt: skip
     base = config.to_dict()
     search = fit_space(load_space(config.memory, space), base)
     check_space(search, base)
+    check_can_create(runs_dir)
+    if backend == "ray":  # reach the cluster (or fail) before the study is created
+        from recurrent_rl.sweeps.ray_backend import connect
+
+        connect(address, num_cpus=workers if address in (None, "local") else None)
     trials_dir = Path(runs_dir) / "tune" / name
     spec = StudySpec(name, storage or default_storage(runs_dir, name), base, search, str(trials_dir.resolve()),
                      trials, timeout, sampler, pruner, seed, trial_seeds=trial_seeds)  # fmt: skip
@@ -374,7 +382,9 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
         # each worker its share of what is left, so that together they run no more than asked
         left = trials - done
         shares = [left // workers + (i < left % workers) for i in range(min(workers, left))]
-        specs = [dataclasses.replace(spec, worker_trials=share) for share in shares]
+        # each worker its own sampler seed: with one seed for all, they would propose the same trials
+        specs = [dataclasses.replace(spec, worker_trials=share, seed=None if seed is None else seed + i)
+                 for i, share in enumerate(shares)]  # fmt: skip
         ran = sum(run_tasks(run_worker, specs, backend=backend, workers=len(specs), address=address))
     handle = optuna.load_study(study_name=name, storage=open_storage(spec.storage))
     return _conclude(spec, handle, trials_dir, ran)
