@@ -175,3 +175,37 @@ def test_local_worker_processes_share_the_study(tmp_path, space):
     assert [state for _, state in trial_rows(tmp_path / "runs/tune/w.db")] == ["COMPLETE"] * 2
     assert {row["run_dir"] for row in result.rows} == {str((tmp_path / f"runs/tune/w/trial{n:04d}").resolve())
                                                        for n in (0, 1)}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_study_killed_in_the_middle_of_a_trial_resumes(tmp_path, space, monkeypatch):
+    """SIGKILL while trial 0 trains: the same command later marks it failed and runs the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from recurrent_rl.sweeps import tune
+
+    runs = tmp_path / "runs"
+    argv = [sys.executable, "-m", "recurrent_rl", "tune", "--preset", "repeat-first-gru", "--trials", "2",
+            "--space", str(space), "--runs-dir", str(runs), "--study", "k", "--sampler", "random",
+            *(f"--set={s}" for s in TINY), "--set=n_timesteps=4096"]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while folders.read_run_info(runs / "tune/k/trial0000").get("status") != "running":
+            assert process.poll() is None and time.monotonic() < deadline, "the trial never started"
+            time.sleep(0.1)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert trial_rows(runs / "tune/k.db") == [(0, "RUNNING")]
+    monkeypatch.setattr(tune, "GRACE_PERIOD", 1)  # the killed trial's heartbeat is stale after a second
+    time.sleep(1.5)
+    result = run_study(tiny_config("n_timesteps=4096"), trials=2, space=space, runs_dir=runs, study="k",
+                       sampler="random")  # fmt: skip
+    assert result.ran == 2
+    assert trial_rows(runs / "tune/k.db") == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert result.best_preset is not None and result.best_preset.is_file()
