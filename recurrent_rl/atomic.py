@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,23 +26,29 @@ def fsync(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same suffix); on success it is renamed to ``path``.
+    """Yield a temporary path to write; on success it is renamed to ``path``.
 
-    On an exception the temporary file is removed and ``path`` keeps its previous content.
+    The temporary path has ``path``'s name, in a private folder ``.<name>.<random>.tmp`` next to
+    ``path``. A writer that itself writes a temporary file beside the path it is given and renames
+    it (safetensors' ``save_file`` does) keeps that file inside the folder, so a kill leaves a
+    single leftover whose name says what it is (``runs.folders.remove_leftovers`` deletes it). Such
+    a writer creates a private (0600) file; the file gets the usual mode under the process umask
+    before it is renamed into place.
+
+    On an exception the temporary folder is removed and ``path`` keeps its previous content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~UMASK)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp_path = folder / path.name
     try:
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # exists, as mkstemp's file did
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~UMASK)
         fsync(tmp_path)
         os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
