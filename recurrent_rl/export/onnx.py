@@ -62,6 +62,10 @@ from recurrent_rl.export.spaces import space_to_json
 from recurrent_rl.versions import package_versions
 
 DEFAULT_OPSET = 17
+# below this opset no acting graph runs (Equal takes no float input there, and the episode-start
+# reset needs one); above it, the check in onnxruntime says when a part needs a newer one. The
+# newest is torch's.
+MIN_OPSET = 11
 INSTALL_HINT = "pip install 'recurrent_rl[onnx]' (onnx, onnxscript, onnxruntime)"
 # ONNX domains of standard operators; anything else (a custom operator) cannot run elsewhere
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -692,7 +696,14 @@ def _verify(onnx_bytes: bytes, graph: _ActingGraph, policy: Any, signature: _Sig
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's InvalidGraph, Fail, NotImplemented: a graph it cannot load
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(
+            f"onnxruntime cannot load the exported graph ({first}); an older opset lacks some operator this graph "
+            f"needs: use the default opset {DEFAULT_OPSET} or newer"
+        ) from None
     inputs = _example_inputs(graph, policy, batch=3, seed=1)
     with th.no_grad():
         expected = [t.numpy() for t in graph(*inputs)]
@@ -758,9 +769,11 @@ def export_onnx(
         distribution_output_names(original)  # refuses gSDE before anything is traced
     if env_id is None:
         env_id = env_id_of(model)
+    check_opset(opset)
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"{path} is a folder: give the .onnx file to write (e.g. {path / 'model.onnx'})")
+    _check_writable(path)
     # traced on the CPU in eval mode; the model's device and training mode are restored afterwards
     policy, device, training = original, original.device, original.training
     policy.set_training_mode(False)
@@ -773,6 +786,30 @@ def export_onnx(
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+def check_opset(opset: int) -> None:
+    """An :class:`ExportError` unless ``opset`` is one the acting graph can be exported to and run in."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET as newest
+    except ImportError:  # a private module: without it, torch's own error says which opsets it knows
+        newest = None
+    if opset < MIN_OPSET or (newest is not None and opset > newest):
+        known = f"{MIN_OPSET} to {newest}" if newest is not None else f"{MIN_OPSET} or newer"
+        raise ExportError(f"ONNX opset {opset} is not supported here: use one from {known} (--opset N; default "
+                          f"{DEFAULT_OPSET})")  # fmt: skip
+
+
+def _check_writable(path: Path) -> None:
+    """An :class:`ExportError` before anything is traced when ``path`` cannot be written (a file where its folder
+    should be, a folder without write permission)."""
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {path}: {folder} is a file, not a folder; choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write {path}: no permission to write in {folder}; choose another path")
 
 
 def _export_bytes(

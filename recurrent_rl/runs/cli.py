@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_runs_dir(args)
         with warnings.catch_warnings():
             warnings.showwarning = partial(_show_warning, args.command, warnings.showwarning)
             return args.handler(args)
@@ -213,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"recurrent-rl {args.command}: stopped at once (the latest checkpoint is intact)", file=sys.stderr)
         return EXIT_SIGNAL["SIGINT"]
+
+
+def _check_runs_dir(args: argparse.Namespace) -> None:
+    """A --runs-dir that is a file, or under one, is refused before any command starts (train, tune, pretrain)."""
+    if getattr(args, "runs_dir", None) and not getattr(args, "dry_run", False) and not getattr(args, "resume", None):
+        from recurrent_rl.sweeps.seeds import check_can_create
+
+        check_can_create(args.runs_dir)
 
 
 # --- commands -----------------------------------------------------------------------------------

@@ -306,6 +306,7 @@ def config_from_dict(values: Mapping[str, Any], overrides: Iterable[str] = (), s
     """Build a :class:`TrainConfig` from a mapping plus ``KEY=VALUE`` overrides (dotted keys)."""
     try:
         values = unwrap_zoo_layout(values)
+        _refuse_several_zoo_sections(values)
         if isinstance(values.get("policy"), Mapping):
             raise ConfigError(
                 "policy is the policy class name (e.g. policy: MlpLstmPolicy), got a mapping "
@@ -341,6 +342,16 @@ def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(key, str) and key not in names and isinstance(inner, Mapping) and "env" not in inner:
             return {"env": key, **inner}
     return dict(values)
+
+
+def _refuse_several_zoo_sections(values: Mapping[str, Any]) -> None:
+    """A zoo file keyed by several env ids (``{id1: {...}, id2: {...}}``): say to keep one section."""
+    env_ids = [key for key, inner in values.items() if re.search(r"-v\d+$", str(key)) and isinstance(inner, Mapping)]
+    if len(values) > 1 and len(env_ids) == len(values):
+        raise ConfigError(
+            f"the file has one section per env id ({', '.join(map(str, values))}), rl-baselines3-zoo's layout; a "
+            "config trains one env: keep one section, or write it flat with env: ID next to the hyperparameters"
+        )
 
 
 def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

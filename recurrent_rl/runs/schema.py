@@ -497,11 +497,19 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"malformed YAML{where}: {problem}", source=source) from None
+        raise ConfigError(f"malformed YAML{yaml_problem(error)}", source=source) from None
     return _mapping(values, source)
+
+
+def yaml_problem(error: Exception, lines: bool = True) -> str:
+    """Where and what a YAML parser error is, on one line: `` at line 3, column 1: expected ...``
+    (``lines=False``: the column only, for one-line texts such as a ``--set`` value)."""
+    mark = getattr(error, "problem_mark", None)
+    where = ""
+    if mark is not None:
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if lines else f" at column {mark.column + 1}"
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    return f"{where}: {' '.join(problem.split())}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -511,7 +519,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder: give the file, e.g. {path / 'config.yaml'}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}): give a YAML, JSON or TOML "
+                          "file saved as UTF-8") from None  # fmt: skip
+    except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     if path.suffix == ".json":
         try:
@@ -559,7 +572,9 @@ def apply_overrides(
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as error:
-            raise ConfigError(f"cannot read the value of --set {override!r} as YAML: {error}", key=key) from None
+            raise ConfigError(f"cannot read the value of --set {override!r} as YAML{yaml_problem(error, lines=False)}. "
+                              "Write VALUE as YAML, e.g. [64, 64], null or 1e-3, and put a string with : [ ] { } or "
+                              "# in quotes", key=key) from None  # fmt: skip
         set_path(result, key.split("."), value, root, key)
     return result
 

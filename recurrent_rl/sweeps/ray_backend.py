@@ -50,7 +50,10 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
         else:
             ray.init(address=address, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise UserInputError(f"--address {address}: cannot connect to a Ray cluster there ({error})") from None
+        raise UserInputError(
+            f"--address {address}: cannot connect to a Ray cluster there ({error}); give the head "
+            "node as HOST:6379, or auto for the cluster this machine joined with ray start"
+        ) from None
     return ray
 
 

@@ -13,6 +13,8 @@ processes, one per core by default, or Ray tasks). The group folder then holds t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import socket
 import sys
@@ -46,6 +48,33 @@ def parse_seeds(text: str) -> list[int]:
     if repeated:
         raise UserInputError(f"--seeds {text!r}: seed(s) {repeated} appear more than once")
     return seeds
+
+
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The file that stands where the folder ``path``, or a folder above it, would be; None if there is none."""
+    ancestor = Path(path).absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        if not Path(path).is_absolute():  # shown as given: relative to the current folder
+            with contextlib.suppress(ValueError):
+                return ancestor.relative_to(Path.cwd())
+        return ancestor
+    return None
+
+
+def check_can_create(path: str | Path, flag: str = "--runs-dir") -> None:
+    """A :class:`UserInputError` unless the folder ``path`` exists or can be created (no file in the way, and
+    permission to write in its nearest existing folder). Nothing is created."""
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        where = "is a file" if blocker.absolute() == Path(path).absolute() else f"is under {blocker}, a file"
+        raise UserInputError(f"{flag} {path} {where}, not a folder: choose another {flag}")
+    ancestor = Path(path).absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserInputError(f"{flag} {path}: cannot write in {ancestor} (permission denied): choose another {flag}")
 
 
 @dataclass
@@ -162,7 +191,15 @@ def run_seeds(config: Any, seeds: Sequence[int], runs_dir: str | Path = "runs", 
     group = (Path(runs_dir) / name).resolve()  # absolute: Ray workers do not share this cwd
     if group.exists():
         raise folders.RunError(f"{group} already exists; nothing was changed. Choose another --name.")
-    group.mkdir(parents=True)
+    check_can_create(runs_dir)
+    if backend == "ray":  # reach the cluster (or fail) before anything is written
+        from recurrent_rl.sweeps.ray_backend import connect
+
+        connect(address, num_cpus=workers if address in (None, "local") else None)
+    try:
+        group.mkdir(parents=True)
+    except OSError as error:
+        raise folders.RunError(f"cannot create {group} ({error.strerror}): choose another --runs-dir") from None
     jobs = [{"config": config.to_dict(), "seed": seed, "group": str(group)} for seed in seeds]
     results: list[SeedResult] = run_tasks(_train_seed, jobs, backend=backend, workers=workers, address=address)
     report = SeedsReport(group, results, summarize(results, threshold))

@@ -147,23 +147,38 @@ def parse_param(name: str, spec: Any, source: str = "") -> Param:
         if unknown or "low" not in spec or "high" not in spec:
             raise SpaceError(f"{where}{name}: a range is {{low: L, high: H}} with optional log: true and step: S, "
                              f"got {dict(spec)}")  # fmt: skip
-        low, high = spec["low"], spec["high"]
+        low, high, step = (_number(spec.get(key)) for key in ("low", "high", "step"))
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
             raise SpaceError(f"{where}{name}: low and high must be numbers, got {low!r} and {high!r}")
         if not low < high:
             raise SpaceError(f"{where}{name}: empty range, low {low} is not below high {high}")
-        log = bool(spec.get("log", False))
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+            raise SpaceError(f"{where}{name}: step must be a number > 0, got {step!r}")
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise SpaceError(f"{where}{name}: log must be true or false, got {log!r}")
         if log and low <= 0:
             raise SpaceError(f"{where}{name}: a log range needs low > 0, got {low}")
         if name in CHOICES_ONLY:
             raise SpaceError(f"{where}{name}: give a list of choices (its combinations with "
                              f"{', '.join(n for n in CHOICES_ONLY if n != name)} are checked to divide)")  # fmt: skip
-        return Param(name, low=low, high=high, log=log, step=spec.get("step"))
+        return Param(name, low=low, high=high, log=log, step=step)
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise SpaceError(f"{where}{name}: empty list of choices")
-        return Param(name, choices=tuple(spec))
-    return Param(name, value=spec)
+        return Param(name, choices=tuple(_number(choice) for choice in spec))
+    return Param(name, value=_number(spec))
+
+
+def _number(value: Any) -> Any:
+    """A string that spells a number is that number: PyYAML (YAML 1.1) reads ``1e-4`` as a string."""
+    if isinstance(value, str):
+        from recurrent_rl.runs.schema import parse_number
+
+        number = parse_number(value)
+        if number is not None:
+            return int(number) if number.is_integer() and value.strip().lstrip("+-").isdigit() else number
+    return value
 
 
 def load_space(memory: str, path: str | Path | None = None) -> dict[str, Param]:
@@ -181,7 +196,9 @@ def load_space(memory: str, path: str | Path | None = None) -> dict[str, Param]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise SpaceError(f"--space {path}: not valid YAML ({error})") from None
+            from recurrent_rl.runs.schema import yaml_problem
+
+            raise SpaceError(f"--space {path}: malformed YAML{yaml_problem(error)}") from None
         if data is None:
             data = {}
         if not isinstance(data, Mapping):

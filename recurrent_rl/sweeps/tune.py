@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.sweeps.seeds import check_can_create
+from recurrent_rl.sweeps.seeds import check_can_create, file_in_the_way
 from recurrent_rl.sweeps.space import Param, check_space, fit_space, load_space
 
 SAMPLERS = ("tpe", "random")
@@ -75,6 +75,9 @@ def open_storage(url: str) -> Any:
         if str(path) not in ("", ":memory:"):
             if path.is_dir():
                 raise UserInputError(f"--storage {url}: {path} is a folder, not a database file")
+            blocker = file_in_the_way(path.parent)
+            if blocker is not None:
+                raise UserInputError(f"--storage {url}: {blocker} is a file, not a folder; put the database elsewhere")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
