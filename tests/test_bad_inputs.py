@@ -100,6 +100,7 @@ RUN_FOLDERS: dict[str, Callable[[Path], None] | None] = {
     "run-locked": _locked,
 }
 
+CARTPOLE = "pomdp/CartPoleNoVel-v1"
 SEEDS = ["train", "--seeds", "0-1"]
 RESUME = ["train", "--resume"]
 PRETRAIN = ["pretrain", "--preset", "cartpole-novel"]
@@ -152,6 +153,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("device-absent", ["train", "--device", "cuda:99"], "device 'cuda:99'"),
     Bad("encoder-missing", ["train", "--encoder", "nope.pt"], "cannot read the encoder"),
     Bad("freeze-without-encoder", ["train", "--freeze-encoder"], "there is no encoder to freeze"),
+    Bad("trust-pickle-without-resume", ["train", "--trust-pickle"], "goes with --resume RUN_DIR"),
     Bad("name-with-slash", ["train", "--name", "exp/1"], "is not a plain folder name"),
     Bad("name-dot-dot", ["train", "--name", ".."], "is not a plain folder name"),
     Bad("name-taken", ["train", "--runs-dir", ".", "--name", "run"], "already exists"),
@@ -184,6 +186,8 @@ BAD_INPUTS: list[Bad] = [
     Bad("evaluate-no-model-yet", ["evaluate", "run-empty"], "saved no model yet"),
     Bad("evaluate-no-best", ["evaluate", "run-nobest", "--best"], "has no best_model.zip"),
     Bad("evaluate-best-of-a-file", ["evaluate", "run/model.zip", "--best"], "give the run folder"),
+    Bad("evaluate-zip-without-safe-copy", ["evaluate", "corrupt.zip", "--env", CARTPOLE], "pass --trust-pickle"),
+    Bad("evaluate-damaged-zip", ["evaluate", "corrupt.zip", "--env", CARTPOLE, "--trust-pickle"], "cannot load a"),
     Bad("evaluate-episodes-zero", ["evaluate", "run", "--episodes", "0"], "--episodes must be at least 1"),
     Bad("evaluate-episodes-word", ["evaluate", "run", "--episodes", "ten"], "invalid int value: 'ten'"),
     Bad("evaluate-unknown-env", ["evaluate", "run", "--env", "pomdp/Nope-v0"], "unknown env id"),
@@ -202,11 +206,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("export-out-under-a-file", ["export", "run", "--out", "notes.txt/policy.onnx"], "is a file, not a folder"),
     Bad("export-opset-old", ["export", "run", "--opset", "9"], "ONNX opset 9 is not supported"),
     Bad("export-opset-new", ["export", "run", "--opset", "99"], "ONNX opset 99 is not supported"),
+    Bad("export-opset-too-old-for-the-graph", ["export", "run", "--opset", "11"], "onnxruntime cannot load"),
     Bad("export-safe-with-value", ["export", "run", "--format", "safe", "--include-value"], "options of --format onnx"),
     Bad("export-best-of-a-file", ["export", "run/model.json", "--best"], "give the folder, not a file"),
     Bad("export-half-a-safe-copy", ["export", "policy.json"], "policy.safetensors is missing"),
     Bad("export-safe-of-safe", ["export", "run/model.json", "--format", "safe"], "is already the safe copy"),
     Bad("export-no-best", ["export", "run-nobest", "--best"], "has no best_model.zip"),
+    Bad("export-damaged-zip", ["export", "corrupt.zip", "--trust-pickle"], "cannot load a RecurrentPPO model"),
     # --- tune -------------------------------------------------------------------------------
     Bad("tune-unknown-preset", ["tune", "--preset", "tmaze"], "unknown preset 'tmaze'"),
     Bad("tune-config-missing", ["tune", "--config", "nope.yaml"], "config file nope.yaml does not exist"),
