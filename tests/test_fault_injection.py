@@ -16,8 +16,9 @@ writes on purpose rather than by luck. One kill in four comes from the helper in
 wall-clock time, while each write call is slowed by a random millisecond or two. A seeded RNG draws
 every kill.
 
-The windows these kills found in the package are each killed on purpose by a test at the end of
-this file (strict xfails until they are fixed); see KNOWN_DEFECTS.
+The windows these kills found in the package (a safe copy's two files renamed one after the other,
+a checkpoint pruned or replaced under its final name) are each killed on purpose by a test at the
+end of this file.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import pytest
 
 from recurrent_rl import RecurrentPPO
 from recurrent_rl.atomic import UMASK, atomic_path
-from recurrent_rl.export.safe import SafeFormatError, load_safe
+from recurrent_rl.export.safe import load_safe
 from recurrent_rl.runs import folders as runs
 from recurrent_rl.runs.config import load_config
 
@@ -318,32 +319,6 @@ def check_finished(run: Path) -> list[str]:
 
 # --- kill, check, resume, ... ---------------------------------------------------------------------
 
-# Defects of the package, each pinned by a strict xfail test at the end of this file that kills the
-# trainer in its window on purpose. Random kills meet the first two now and then: while they are
-# open, a random run that meets one is reported as xfailed, with what it found, rather than failed.
-# Remove an entry of KNOWN_DEFECTS when its test passes.
-TORN_SAFE_COPY = (
-    "save_safe renames <prefix>.safetensors into place, then <prefix>.json: between the two renames the old "
-    "json names the sha256 of the old weights, and load_safe refuses the pair; best_model.* stays so until a "
-    "new best, and evaluate reads the safe copy"
-)
-PARTIAL_CHECKPOINT = (
-    "write_checkpoint prunes an old checkpoint with shutil.rmtree on the folder under its final name: a kill "
-    "there leaves a partial checkpoints/step_<N>/ that checkpoint_dirs no longer lists (no model.zip), so "
-    "neither pruning nor remove_leftovers ever removes it"
-)
-LOST_CHECKPOINT = (
-    "rewriting the checkpoint of the same step (a resume that finishes a run killed in its final writes) "
-    "renames the old folder to .step_<N>.old-<pid> before the new one takes its place; killed between, the run "
-    "has no step_<N>, and remove_leftovers deletes the old one: with checkpoint.keep=1 no checkpoint is left "
-    "and resume refuses the run"
-)
-KNOWN_DEFECTS = {  # what check_files says when a random kill met one
-    TORN_SAFE_COPY: re.compile(r"^(best_)?model\.safetensors: SafeFormatError: .* is not the weights file"),
-    PARTIAL_CHECKPOINT: re.compile(r"^checkpoints/step_\d+ is incomplete"),
-}
-
-
 def reference(helper: Helper, runs_dir: Path) -> tuple[Path, int, float]:
     """An unkilled run (made once): its folder, how many write calls it made, how long it took."""
     if helper.reference is None:
@@ -415,14 +390,7 @@ def fault_injection(helper: Helper, runs_dir: Path, kills: int, seed: int) -> di
 
 
 def assert_no_problems(problems: list[tuple[str, str]]) -> None:
-    """Fail on any problem but those of KNOWN_DEFECTS; with only those, xfail saying which were met."""
-    known = {defect for defect, text in KNOWN_DEFECTS.items() for _, problem in problems if text.search(problem)}
-    unknown = [f"{attempt}: {problem}" for attempt, problem in problems
-               if not any(text.search(problem) for text in KNOWN_DEFECTS.values())]  # fmt: skip
-    assert unknown == [], "\n".join(unknown)
-    if problems:
-        found = "\n".join(f"{attempt}: {problem}" for attempt, problem in problems)
-        pytest.xfail("known defects met: " + "; ".join(sorted(known)) + "\n" + found)
+    assert problems == [], "\n".join(f"{attempt}: {problem}" for attempt, problem in problems)
 
 
 def test_a_few_sigkills_during_checkpoint_writes_leave_loadable_files_and_resume_finishes(helper, tmp_path):
@@ -488,8 +456,9 @@ def test_a_kill_inside_a_writer_that_renames_its_own_temporary_file_leaves_a_rem
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-@pytest.mark.xfail(strict=True, raises=SafeFormatError, reason=TORN_SAFE_COPY)
 def test_a_kill_between_the_two_files_of_a_safe_copy_leaves_a_loadable_pair(tmp_path, monkeypatch):
+    """save_safe renames the weights into place, then the JSON; between the two the new JSON waits in
+    its leftover folder, where read_safe_config finds it (and remove_leftovers puts it in place)."""
     import torch as th
 
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16)
@@ -511,8 +480,9 @@ def test_a_kill_between_the_two_files_of_a_safe_copy_leaves_a_loadable_pair(tmp_
     load_safe(tmp_path / "best_model", device="cpu")  # the old pair or the new one, either will do
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=PARTIAL_CHECKPOINT)
 def test_a_kill_while_old_checkpoints_are_pruned_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
+    """A pruned checkpoint is renamed to a leftover name before it is deleted: a kill in the middle of
+    the deletion leaves no partial step_<N>/ that nothing would list or remove."""
     import shutil
 
     def write(folder: Path) -> None:
@@ -523,7 +493,7 @@ def test_a_kill_while_old_checkpoints_are_pruned_leaves_no_partial_checkpoint(tm
     rmtree = shutil.rmtree
 
     def remove_one_file_then_die(path, *args, **kwargs):
-        if STEP.match(Path(path).name):
+        if Path(path).parent.name == runs.CHECKPOINTS and (Path(path) / runs.MODEL).is_file():  # the pruned one
             (Path(path) / runs.MODEL).unlink()  # rmtree deletes file by file; the process dies after one
             raise KeyboardInterrupt
         rmtree(path, *args, **kwargs)
@@ -537,8 +507,9 @@ def test_a_kill_while_old_checkpoints_are_pruned_leaves_no_partial_checkpoint(tm
     assert [p.name for p in (tmp_path / runs.CHECKPOINTS).iterdir()] == ["step_0000000128"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOST_CHECKPOINT)
 def test_a_kill_while_a_checkpoint_of_the_same_step_is_rewritten_keeps_a_checkpoint(helper, tmp_path):
+    """Rewriting a step's checkpoint moves the old one to .step_<N>.old-<pid> first; killed before the
+    new one takes its place, remove_leftovers puts the old one back (with keep=1 it is the only one)."""
     overrides = [*OVERRIDES, "checkpoint.keep=1"]
     # killed in its final writes, after the last checkpoint: the resume only finishes the run
     plan = {"match": r"^replace \S+ \S+/run/model\.zip$", "at": 1, "how": "before"}

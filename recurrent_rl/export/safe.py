@@ -29,11 +29,14 @@ schedules of the configs and SB3's schedule classes are stored as such).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib
 import json
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -454,21 +457,78 @@ def save_safe(
     tensors, aliases = _unique_tensors(policy.state_dict())
     config["aliases"] = aliases
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(weights_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "recurrent_rl": FORMAT})
-        config["weights_sha256"] = _sha256(tmp)
     if optimizer:
         optimizer_tensors, config["optimizer"] = optimizer_to_safe(policy.optimizer)
         with atomic_path(optimizer_path(directory_or_prefix)) as tmp:
             save_file(optimizer_tensors, str(tmp), metadata={"format": "pt", "recurrent_rl": FORMAT})
             config["optimizer"]["sha256"] = _sha256(tmp)
+    # The pair cannot be renamed into place at once. The JSON is written in full first, then the
+    # weights are renamed, then the JSON: a kill between the two renames leaves the new JSON in its
+    # leftover folder, where read_safe_config finds it (and runs.folders.remove_leftovers puts it
+    # in place), so both files under their final names always load, the old pair or the new one.
+    pending: Path | None = None
     try:
-        text = json.dumps(config, indent=1, allow_nan=False)
-    except ValueError as error:  # nan in the VecNormalize statistics
-        raise SafeFormatError(f"the model's data holds a value JSON cannot store: {error}") from None
-    with atomic_path(config_path) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")
+        with atomic_path(weights_path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt", "recurrent_rl": FORMAT})
+            config["weights_sha256"] = _sha256(tmp)
+            try:
+                text = json.dumps(config, indent=1, allow_nan=False)
+            except ValueError as error:  # nan in the VecNormalize statistics
+                raise SafeFormatError(f"the model's data holds a value JSON cannot store: {error}") from None
+            pending = _write_pending(config_path, text + "\n")
+        os.replace(pending, config_path)
+    finally:
+        if pending is not None:
+            try:  # interrupted (Ctrl-C) after the weights were renamed: the JSON follows them
+                if pending.exists() and _sha256(weights_path) == config["weights_sha256"]:
+                    os.replace(pending, config_path)
+            finally:
+                shutil.rmtree(pending.parent, ignore_errors=True)
     return weights_path, config_path
+
+
+def _write_pending(config_path: Path, text: str) -> Path:
+    """``text`` in ``.<name>.<random>.tmp/<name>`` beside ``config_path`` (synced, usual mode)."""
+    from recurrent_rl.atomic import UMASK, fsync
+
+    folder = Path(tempfile.mkdtemp(prefix=f".{config_path.name}.", suffix=".tmp", dir=config_path.parent))
+    path = folder / config_path.name
+    path.write_text(text, encoding="utf-8")
+    os.chmod(path, 0o666 & ~UMASK)
+    fsync(path)
+    return path
+
+
+def _pending_configs(config_path: Path) -> list[Path]:
+    return sorted(config_path.parent.glob(f".{glob.escape(config_path.name)}.*.tmp/{glob.escape(config_path.name)}"))
+
+
+def _matching_pending_config(weights_path: Path, config_path: Path) -> Path | None:
+    """The JSON that a kill left in its leftover folder and that belongs to ``weights_path``, if any."""
+    pending = _pending_configs(config_path)
+    if not pending:
+        return None
+    digest = _sha256(weights_path)
+    for path in pending:
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("weights_sha256") == digest:
+                return path
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def complete_pending_config(path: str | Path) -> bool:
+    """Put in place the JSON of a safe copy whose weights were renamed into place but whose JSON
+    was not (a kill between the two renames of :func:`save_safe`); True when it did."""
+    weights_path, config_path = safe_paths(path)
+    if not weights_path.is_file():
+        return False
+    pending = _matching_pending_config(weights_path, config_path)
+    if pending is None:
+        return False
+    os.replace(pending, config_path)
+    return True
 
 
 # --- load ------------------------------------------------------------------------------------------------
@@ -484,6 +544,20 @@ def read_safe_config(path: str | Path) -> dict[str, Any]:
                 f"the safe copy {file} does not exist (a safe copy is {weights_path.name} and "
                 f"{config_path.name} side by side)"
             )
+    config = _parse_config(config_path)
+    if _sha256(weights_path) != config.get("weights_sha256"):
+        pending = _matching_pending_config(weights_path, config_path)
+        if pending is not None:  # killed between the two renames of save_safe: its JSON waits there
+            return _parse_config(pending)
+        raise SafeFormatError(
+            f"{weights_path} is not the weights file {config_path.name} was written with (damaged, truncated, or "
+            "replaced): refused. Copy both files of the safe copy together"
+        )
+    return config
+
+
+def _parse_config(config_path: Path) -> dict[str, Any]:
+    """``model.json`` read and checked for its format and version."""
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
@@ -497,11 +571,6 @@ def read_safe_config(path: str | Path) -> dict[str, Any]:
         raise SafeFormatError(
             f"{config_path} is format version {config.get('format_version')!r}; this recurrent_rl "
             f"reads version {FORMAT_VERSION}"
-        )
-    if _sha256(weights_path) != config.get("weights_sha256"):
-        raise SafeFormatError(
-            f"{weights_path} is not the weights file {config_path.name} was written with (damaged, truncated, or "
-            "replaced): refused. Copy both files of the safe copy together"
         )
     return config
 

@@ -221,8 +221,19 @@ def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Non
             shutil.rmtree(tmp, ignore_errors=True)
     if keep > 0:
         for _, old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_checkpoint(old)
     return final
+
+
+def _remove_checkpoint(path: Path) -> None:
+    """Delete a checkpoint folder: first renamed to a leftover name, so that a kill in the middle of
+    the deletion leaves no partial ``step_<N>/`` under its final name (remove_leftovers ends it)."""
+    doomed = path.with_name(f".{path.name}.old-{os.getpid()}")
+    try:
+        os.replace(path, doomed)
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Path:
@@ -331,6 +342,8 @@ def remove_leftovers(run_dir: str | Path) -> list[Path]:
     """
     run_dir = Path(run_dir)
     removed = []
+    _restore_replaced_checkpoints(run_dir)
+    _complete_safe_copies(run_dir)
     for folder in (run_dir, run_dir / CHECKPOINTS):
         if not folder.is_dir():
             continue
@@ -342,6 +355,33 @@ def remove_leftovers(run_dir: str | Path) -> list[Path]:
                     child.unlink(missing_ok=True)
                 removed.append(child)
     return removed
+
+
+_OLD_CHECKPOINT = re.compile(r"^\.(step_\d+)\.old-\d+$")
+
+
+def _restore_replaced_checkpoints(run_dir: Path) -> None:
+    """Put back a checkpoint that a rewrite of the same step moved aside (``.step_<N>.old-<pid>``)
+    when the kill came before the new one took its place: otherwise the run would lose it."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return
+    for child in sorted(folder.iterdir()):
+        match = _OLD_CHECKPOINT.match(child.name)
+        if match and child.is_dir() and (child / MODEL).is_file() and not (folder / match[1]).exists():
+            os.replace(child, folder / match[1])
+
+
+def _complete_safe_copies(run_dir: Path) -> None:
+    """Finish a safe copy whose weights were renamed into place but whose JSON was not (a kill
+    between the two renames of ``save_safe``): its JSON waits in the leftover folder."""
+    from recurrent_rl.export.safe import complete_pending_config
+
+    for folder in (run_dir, run_dir / CHECKPOINTS):
+        if folder.is_dir():
+            for child in folder.iterdir():
+                if child.suffix == ".safetensors" and child.is_file():
+                    complete_pending_config(child)
 
 
 def _mark_killed(run_dir: Path, pid: int) -> None:
