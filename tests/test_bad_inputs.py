@@ -48,6 +48,7 @@ class Bad(NamedTuple):
 # the files in the scratch folder of every row
 FILES: dict[str, str | bytes] = {
     "notes.txt": "",
+    "garbage.pt": "not a torch file\n",
     "malformed.yaml": "env: pomdp/CartPoleNoVel-v1\nn_steps: [32\n",
     "tabs.yaml": "env: pomdp/CartPoleNoVel-v1\npolicy_kwargs:\n\thidden_size: 8\n",
     "list.yaml": "- env: pomdp/CartPoleNoVel-v1\n",
@@ -152,6 +153,8 @@ BAD_INPUTS: list[Bad] = [
     Bad("device-unknown", ["train", "--device", "tpu"], "unknown device 'tpu'"),
     Bad("device-absent", ["train", "--device", "cuda:99"], "device 'cuda:99'"),
     Bad("encoder-missing", ["train", "--encoder", "nope.pt"], "cannot read the encoder"),
+    Bad("encoder-not-torch", ["train", "--encoder", "garbage.pt"], "is not a recurrent_rl model or encoder file"),
+    Bad("encoder-a-folder", ["train", "--encoder", "."], "is a folder: give the file"),
     Bad("freeze-without-encoder", ["train", "--freeze-encoder"], "there is no encoder to freeze"),
     Bad("trust-pickle-without-resume", ["train", "--trust-pickle"], "goes with --resume RUN_DIR"),
     Bad("name-with-slash", ["train", "--name", "exp/1"], "is not a plain folder name"),
@@ -204,6 +207,8 @@ BAD_INPUTS: list[Bad] = [
     Bad("export-out-suffix", ["export", "run", "--out", "policy.txt"], "use a .onnx file name"),
     Bad("export-out-folder", ["export", "run", "--out", "."], "is a folder"),
     Bad("export-out-under-a-file", ["export", "run", "--out", "notes.txt/policy.onnx"], "is a file, not a folder"),
+    Bad("export-safe-out-under-a-file", ["export", "run", "--format", "safe", "--out", "notes.txt/agent"],
+        "is a file, not a folder"),  # fmt: skip
     Bad("export-opset-old", ["export", "run", "--opset", "9"], "ONNX opset 9 is not supported"),
     Bad("export-opset-new", ["export", "run", "--opset", "99"], "ONNX opset 99 is not supported"),
     Bad("export-opset-too-old-for-the-graph", ["export", "run", "--opset", "11"], "onnxruntime cannot load"),

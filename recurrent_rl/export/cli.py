@@ -224,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
 
     prefix = Path(args.out) if args.out else source.prefix
     weights, config = safe_paths(prefix)
+    from recurrent_rl.runs.folders import check_can_create
+
+    check_can_create(weights.parent, "--out")
     if source.safe and config.resolve() == source.model_path.resolve():
         raise UserInputError(f"{source.model_path} is already the safe copy; pass --out PATH to write another one")
     trust()

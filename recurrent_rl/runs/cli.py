@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 def _check_runs_dir(args: argparse.Namespace) -> None:
     """A --runs-dir that is a file, or under one, is refused before any command starts (train, tune, pretrain)."""
     if getattr(args, "runs_dir", None) and not getattr(args, "dry_run", False) and not getattr(args, "resume", None):
-        from recurrent_rl.sweeps.seeds import check_can_create
+        from recurrent_rl.runs.folders import check_can_create
 
         check_can_create(args.runs_dir)
 

@@ -136,6 +136,36 @@ def check_not_pretraining_run(path: str | Path, flag: str = "") -> None:
                        f"{path / ENCODER}")  # fmt: skip
 
 
+# --- paths to create -------------------------------------------------------------------------
+
+
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The file that stands where the folder ``path``, or a folder above it, would be; None if there is none."""
+    ancestor = Path(path).absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        if not Path(path).is_absolute():  # shown as given: relative to the current folder
+            with contextlib.suppress(ValueError):
+                return ancestor.relative_to(Path.cwd())
+        return ancestor
+    return None
+
+
+def check_can_create(path: str | Path, flag: str = "--runs-dir") -> None:
+    """A :class:`UserInputError` unless the folder ``path`` exists or can be created (no file in the way, and
+    permission to write in its nearest existing folder). Nothing is created."""
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        where = "is a file" if blocker.absolute() == Path(path).absolute() else f"is under {blocker}, a file"
+        raise UserInputError(f"{flag} {path} {where}, not a folder: choose another {flag}")
+    ancestor = Path(path).absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserInputError(f"{flag} {path}: cannot write in {ancestor} (permission denied): choose another {flag}")
+
+
 # --- atomic writes: recurrent_rl.atomic (atomic_path, atomic_open, atomic_write_text, atomic_write_json)
 
 

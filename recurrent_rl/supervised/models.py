@@ -227,12 +227,17 @@ def load_sequence_model(path: str | Path) -> SequenceModel:
 def read_checkpoint(path: str | Path, expected_format: str | tuple[str, ...]) -> dict[str, Any]:
     """``torch.load`` a file of ours, with an error naming what the file is when it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder: give the file (encoder.pt or model.pt inside a pretraining run)")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
         data = th.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  any unreadable file gets the same explanation
-        raise ValueError(f"{path} is not a recurrent_rl model or encoder file (torch.load failed: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # torch's text runs to many lines
+        if "Weights only load failed" in first:  # its advice (weights_only=False) would run the file's code
+            first = "it is not plain tensors and data; nothing in it was run"
+        raise ValueError(f"{path} is not a recurrent_rl model or encoder file ({first})") from exc
     expected = (expected_format,) if isinstance(expected_format, str) else expected_format
     found = data.get("format") if isinstance(data, dict) else None
     if found not in expected:

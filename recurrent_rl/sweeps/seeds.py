@@ -13,8 +13,6 @@ processes, one per core by default, or Ray tasks). The group folder then holds t
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import socket
 import sys
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.runs.folders import check_can_create
 
 REPORT = "seeds.json"
 CURVES = "curves.png"
@@ -48,33 +47,6 @@ def parse_seeds(text: str) -> list[int]:
     if repeated:
         raise UserInputError(f"--seeds {text!r}: seed(s) {repeated} appear more than once")
     return seeds
-
-
-def file_in_the_way(path: str | Path) -> Path | None:
-    """The file that stands where the folder ``path``, or a folder above it, would be; None if there is none."""
-    ancestor = Path(path).absolute()
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if ancestor.exists() and not ancestor.is_dir():
-        if not Path(path).is_absolute():  # shown as given: relative to the current folder
-            with contextlib.suppress(ValueError):
-                return ancestor.relative_to(Path.cwd())
-        return ancestor
-    return None
-
-
-def check_can_create(path: str | Path, flag: str = "--runs-dir") -> None:
-    """A :class:`UserInputError` unless the folder ``path`` exists or can be created (no file in the way, and
-    permission to write in its nearest existing folder). Nothing is created."""
-    blocker = file_in_the_way(path)
-    if blocker is not None:
-        where = "is a file" if blocker.absolute() == Path(path).absolute() else f"is under {blocker}, a file"
-        raise UserInputError(f"{flag} {path} {where}, not a folder: choose another {flag}")
-    ancestor = Path(path).absolute()
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserInputError(f"{flag} {path}: cannot write in {ancestor} (permission denied): choose another {flag}")
 
 
 @dataclass

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.sweeps.seeds import check_can_create, file_in_the_way
+from recurrent_rl.runs.folders import check_can_create, file_in_the_way
 from recurrent_rl.sweeps.space import Param, check_space, fit_space, load_space
 
 SAMPLERS = ("tpe", "random")
