@@ -790,8 +790,11 @@ def export_onnx(
 
 def check_opset(opset: int) -> None:
     """An :class:`ExportError` unless ``opset`` is one the acting graph can be exported to and run in."""
+    newest: int | None
     try:
-        from torch.onnx._constants import ONNX_MAX_OPSET as newest
+        from torch.onnx._constants import ONNX_MAX_OPSET
+
+        newest = int(ONNX_MAX_OPSET)
     except ImportError:  # a private module: without it, torch's own error says which opsets it knows
         newest = None
     if opset < MIN_OPSET or (newest is not None and opset > newest):
