@@ -7,7 +7,7 @@ A space maps parameter names to one of:
 - a single value (``0.0``, ``null``): fixed, not searched.
 
 The names are the tuned config keys (``learning_rate``, ``n_steps``, ``n_epochs``, ``gamma``,
-``gae_lambda``, ``ent_coef``, ``clip_range``, ``sequence_length``; ``hidden_size``,
+``gae_lambda``, ``ent_coef``, ``clip_range``, ``sequence_length``, ``target_kl``; ``hidden_size``,
 ``num_layers``, ``gate_bias`` under ``policy_kwargs``) and ``minibatches``, the number of
 minibatches per epoch: ``batch_size = n_steps * n_envs / minibatches``. RecurrentPPO cuts each
 env's rollout into whole chunks of ``sequence_length`` steps and fills fixed-size minibatches with
@@ -44,6 +44,7 @@ CONFIG_KEYS = {
     "ent_coef": "ent_coef",
     "clip_range": "clip_range",
     "sequence_length": "sequence_length",
+    "target_kl": "target_kl",
     "hidden_size": "policy_kwargs.hidden_size",
     "num_layers": "policy_kwargs.num_layers",
     "gate_bias": "policy_kwargs.gate_bias",
