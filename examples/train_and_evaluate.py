@@ -2,8 +2,9 @@
 
 The agent sees the cart position and the pole angle only (``pomdp/CartPoleNoVel-v1``), so it
 must infer both velocities from successive observations: a memoryless policy stays near 40,
-a recurrent one can reach the maximum of 500. The settings are the package's default preset
-(``recurrent-rl presets``: ``cartpole-novel-gru``, rl-baselines3-zoo's tuned values).
+a recurrent one can reach the maximum of 500. The settings are rl-baselines3-zoo's
+(``recurrent-rl presets``: ``cartpole-novel-gru-zoo``); the default preset ``cartpole-novel-gru``
+holds settings tuned to end near 500 on more seeds.
 
     python examples/train_and_evaluate.py                     # 100k steps, a few minutes on one core
     python examples/train_and_evaluate.py --timesteps 20000   # a quick look

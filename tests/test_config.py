@@ -53,10 +53,13 @@ def test_default_preset_is_the_default_job():
     assert config.env == "pomdp/CartPoleNoVel-v1" and config.memory == "gru" and config.n_envs == 8
     assert config.normalize.enabled and config.n_timesteps == 100_000 and config.seed == 0
     kwargs = config.algorithm_kwargs()
-    expected = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0)
-    assert {k: kwargs[k] for k in expected} == expected
-    assert kwargs["learning_rate"](0.5) == pytest.approx(1e-3 * 0.5)
+    expected = dict(n_steps=128, batch_size=1024, n_epochs=18, gae_lambda=0.95, gamma=0.98, ent_coef=0.0)
+    assert {k: kwargs[k] for k in expected} == expected  # the tuned settings (docs/sweeps.md, Tuned presets)
+    assert kwargs["learning_rate"](0.5) == pytest.approx(3.61984e-4 * 0.5)
     assert kwargs["clip_range"](0.25) == pytest.approx(0.2 * 0.25)
+    zoo = load_preset("cartpole-novel-gru-zoo").algorithm_kwargs()  # rl-baselines3-zoo's, as the benchmarks use
+    expected = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0)
+    assert {k: zoo[k] for k in expected} == expected and zoo["learning_rate"](0.5) == pytest.approx(1e-3 * 0.5)
     policy = kwargs["policy_kwargs"]
     assert policy["hidden_size"] == 64 and policy["ortho_init"] is False and policy["activation_fn"] is th.nn.ReLU
     assert policy["net_arch"] == dict(pi=[64], vf=[64])
@@ -101,13 +104,13 @@ def test_config_round_trip_reproduces_the_first_actions(tmp_path):
 
 
 def test_vecnormalize_discounts_returns_with_the_algorithms_gamma_unless_told():
-    config = load_preset("cartpole-novel-gru", ["n_envs=1", "batch_size=32"])
+    config = load_preset("cartpole-novel-gru", ["n_envs=1", "n_steps=32", "batch_size=32"])
     env = make_training_env(config, 0)
     try:
         assert env.gamma == config.gamma == 0.98  # as rl-baselines3-zoo wraps it, not VecNormalize's 0.99
     finally:
         env.close()
-    env = make_training_env(load_preset("cartpole-novel-gru", ["n_envs=1", "batch_size=32", "normalize.gamma=0.9"]), 0)
+    env = make_training_env(load_preset("cartpole-novel-gru", ["n_envs=1", "n_steps=32", "batch_size=32", "normalize.gamma=0.9"]), 0)
     try:
         assert env.gamma == 0.9
     finally:
@@ -160,7 +163,7 @@ def test_unknown_key_names_the_key_and_suggests():
         ("n_timesteps=1e30", "config key 'n_timesteps': expected an integer in [1, 1000000000000]"),
         ("policy_kwargs.net_arch=[64, big]", "item 1: expected an integer"),
         ("normalize=maybe", "expected a mapping with keys enabled"),
-        ("batch_size=100", "batch_size=100 is not a multiple of sequence_length=32"),
+        ("batch_size=100", "batch_size=100 is not a multiple of sequence_length=128"),
     ],
 )
 def test_ill_typed_values_say_what_is_expected(override, expected):

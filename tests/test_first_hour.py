@@ -306,8 +306,9 @@ def test_train_help_shows_the_default_presets_values(capsys):
         run_cli("train", "--help")
     out = capsys.readouterr().out
     preset = load_preset(DEFAULT_PRESET)
-    assert preset.n_steps != 128  # the schema's default: the help shows both
-    assert f"n_steps (an integer >= 1; default 128; default preset: {preset.n_steps})" in out
+    assert preset.n_epochs != 10  # the schema's default: the help shows both
+    assert f"n_epochs (an integer >= 1; default 10; default preset: {preset.n_epochs})" in out
+    assert preset.n_steps == 128 and "n_steps (an integer >= 1; default 128):" in out  # the same: shown once
     assert f"default preset ({DEFAULT_PRESET})" in " ".join(out.split())
     assert f"default preset: {preset.n_timesteps})" in " ".join(out.split())  # next to --timesteps
 
