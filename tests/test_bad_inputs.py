@@ -180,6 +180,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("seeds-address-without-ray", [*SEEDS, "--address", "auto"], "add --backend ray"),
     Bad("seeds-runs-dir-is-a-file", [*SEEDS, "--runs-dir", "notes.txt"], "is a file, not a folder"),
     Bad("seeds-ray-bad-address", [*SEEDS, "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
+    # nothing listens on port 1 of this machine: refused at once, where Ray would retry for minutes
+    Bad("seeds-ray-unreachable", [*SEEDS, "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers there",
+        "ray"),  # fmt: skip
     Bad("threshold-without-seeds", ["train", "--threshold", "400"], "only with --seeds"),
     Bad("workers-without-seeds", ["train", "--workers", "4"], "only with --seeds"),
     # --- evaluate ---------------------------------------------------------------------------
@@ -236,6 +239,8 @@ BAD_INPUTS: list[Bad] = [
     Bad("tune-no-workers", ["tune", "--workers", "0"], "--workers must be at least 1"),
     Bad("tune-address-without-ray", ["tune", "--address", "auto"], "add --backend ray"),
     Bad("tune-ray-bad-address", ["tune", "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
+    Bad("tune-ray-unreachable", ["tune", "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers there",
+        "ray"),  # fmt: skip
     Bad("space-missing", ["tune", "--space", "nope.yaml"], "cannot read it"),
     Bad("space-malformed", ["tune", "--space", "space-malformed.yaml"], "malformed YAML at line 2"),
     Bad("space-list", ["tune", "--space", "space-list.yaml"], "expected a mapping of parameter names"),
