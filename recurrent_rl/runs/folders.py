@@ -403,15 +403,14 @@ def _restore_replaced_checkpoints(run_dir: Path) -> None:
 
 
 def _complete_safe_copies(run_dir: Path) -> None:
-    """Finish a safe copy whose weights were renamed into place but whose JSON was not (a kill
-    between the two renames of ``save_safe``): its JSON waits in the leftover folder."""
+    """Finish a safe copy of the run folder (final or best model) whose weights were renamed into
+    place but whose JSON was not (a kill between the two renames of ``save_safe``): its JSON waits
+    in the leftover folder. Checkpoints need none of this: each is a folder renamed into place whole."""
     from recurrent_rl.export.safe import complete_pending_config
 
-    for folder in (run_dir, run_dir / CHECKPOINTS):
-        if folder.is_dir():
-            for child in folder.iterdir():
-                if child.suffix == ".safetensors" and child.is_file():
-                    complete_pending_config(child)
+    for child in run_dir.glob("*.safetensors"):
+        if child.is_file():
+            complete_pending_config(child)
 
 
 def _mark_killed(run_dir: Path, pid: int) -> None:
