@@ -61,8 +61,13 @@ def main(argv: list[str] | None = None) -> None:
             outs = backends[use_kernels].forward_cores(cores, xs, states, starts, need_final_state=need_final_state)
             sum(out.sum() for out, _ in outs).backward()
 
-        variants = {"compiled": (True, True, True), "compiled-2t": (True, True, True, 2), "numpy": (True, False, True),
-                    "padded": (False, False, False), "packed": (False, False, True)}  # fmt: skip
+        variants = {
+            "compiled": (True, True, True),
+            "compiled-2t": (True, True, True, 2),
+            "numpy": (True, False, True),
+            "padded": (False, False, False),
+            "packed": (False, False, True),
+        }
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):  # interleaved, so background load hits all variants alike
             for name, variant in variants.items():

@@ -25,12 +25,16 @@ from recurrent_rl.nets.backend import TorchBackend
 from recurrent_rl.nets.memory import MEMORIES, MemoryCore
 
 VARIANTS = {  # name -> (memory, backend)
-    "gru compiled": ("gru", "cpu-kernels"), "gru torch": ("gru", "torch"),
-    "lstm compiled": ("lstm", "cpu-kernels"), "lstm torch": ("lstm", "torch"),
-    "mingru compiled": ("mingru", "cpu-kernels"), "mingru torch": ("mingru", "torch"),
-    "minlstm compiled": ("minlstm", "cpu-kernels"), "minlstm torch": ("minlstm", "torch"),
+    "gru compiled": ("gru", "cpu-kernels"),
+    "gru torch": ("gru", "torch"),
+    "lstm compiled": ("lstm", "cpu-kernels"),
+    "lstm torch": ("lstm", "torch"),
+    "mingru compiled": ("mingru", "cpu-kernels"),
+    "mingru torch": ("mingru", "torch"),
+    "minlstm compiled": ("minlstm", "cpu-kernels"),
+    "minlstm torch": ("minlstm", "torch"),
     "transformer": ("transformer", "torch"),
-}  # fmt: skip
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -164,8 +164,13 @@ def mean_spread(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="*", default=list(DEFAULT_TASKS), choices=[*TASKS, "long"],
-                        help="task names, or `long` for the long-horizon study's five tasks")  # fmt: skip
+    parser.add_argument(
+        "--tasks",
+        nargs="*",
+        default=list(DEFAULT_TASKS),
+        choices=[*TASKS, "long"],
+        help="task names, or `long` for the long-horizon study's five tasks",
+    )
     parser.add_argument("--agents", nargs="*", default=["gru", "mlp", "mlp-stack4"], choices=AGENTS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
@@ -210,19 +215,27 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(["python -m benchmarks.memory_tasks", *(sys.argv[1:] if argv is None else argv)])
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, `{command}`", flush=True)
     # seed-major order: a study stopped early has every agent on the first seeds
-    jobs = [(task, agent, seed, budgets[task], overrides, args.eval_every, args.target * refs[task]["optimal"])
-            for seed in range(args.seeds) for task in tasks for agent in args.agents]  # fmt: skip
+    jobs = [
+        (task, agent, seed, budgets[task], overrides, args.eval_every, args.target * refs[task]["optimal"])
+        for seed in range(args.seeds)
+        for task in tasks
+        for agent in args.agents
+    ]
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(args.workers) as pool:
         for result in pool.map(run, jobs):
             results.append(result)
-            print(f"{result['task']:22s} {result['agent']:10s} seed {result['seed']}: return {result['ret']:.2f}"
-                  f" success {result['success']} ({result['seconds']:.0f} s) reached {result['reached']}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{result['task']:22s} {result['agent']:10s} seed {result['seed']}: return {result['ret']:.2f}"
+                f" success {result['success']} ({result['seconds']:.0f} s) reached {result['reached']}",
+                flush=True,
+            )
 
     target = f"{args.target:.0%} of optimal"
-    print(f"\n| task | budget | optimal | random | memoryless | agent | return (mean ± sd) | success | "
-          f"fraction of optimal | seconds | seeds at {target} | steps to it | seconds to it |")  # fmt: skip
+    print(
+        f"\n| task | budget | optimal | random | memoryless | agent | return (mean ± sd) | success | "
+        f"fraction of optimal | seconds | seeds at {target} | steps to it | seconds to it |"
+    )
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for task in tasks:
         ref = refs[task]
@@ -233,12 +246,14 @@ def main(argv: list[str] | None = None) -> None:
             reached = [r["reached"] for r in rows if r["reached"]]
             steps_to = f"{statistics.mean(s for s, _ in reached) / 1000:.0f}k" if reached else "-"
             seconds_to = f"{statistics.mean(t for _, t in reached):.0f}" if reached else "-"
-            print(f"| {task} | {budgets[task] // 1000}k | {ref['optimal']:g} | {ref['random']:.2f} | "
-                  f"{ref['memoryless']:.2f} | {agent} | {mean_spread(rets)} | "
-                  f"{mean_spread(succ) if succ else '-'} | {statistics.mean(rets) / ref['optimal']:.2f} | "
-                  f"{statistics.mean(r['seconds'] for r in rows):.0f} | "
-                  f"{f'{len(reached)}/{len(rows)}' if args.eval_every else '-'} | "
-                  f"{steps_to} | {seconds_to} |")  # fmt: skip
+            print(
+                f"| {task} | {budgets[task] // 1000}k | {ref['optimal']:g} | {ref['random']:.2f} | "
+                f"{ref['memoryless']:.2f} | {agent} | {mean_spread(rets)} | "
+                f"{mean_spread(succ) if succ else '-'} | {statistics.mean(rets) / ref['optimal']:.2f} | "
+                f"{statistics.mean(r['seconds'] for r in rows):.0f} | "
+                f"{f'{len(reached)}/{len(rows)}' if args.eval_every else '-'} | "
+                f"{steps_to} | {seconds_to} |"
+            )
 
 
 if __name__ == "__main__":

@@ -55,18 +55,45 @@ class Task:
 # (hyperparams/ppo_lstm.yml), with a GRU of 64 units and a shorter BPTT chunk for Pendulum.
 TASKS = {
     "cartpole": Task(
-        "pomdp/CartPoleNoVel-v1", "cartpole-novel", threshold=400.0, budget=120_000, n_envs=8,
-        ppo=dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0,
-                 learning_rate=("linear", 1e-3), clip_range=("linear", 0.2)),
+        "pomdp/CartPoleNoVel-v1",
+        "cartpole-novel",
+        threshold=400.0,
+        budget=120_000,
+        n_envs=8,
+        ppo=dict(
+            n_steps=32,
+            batch_size=256,
+            n_epochs=20,
+            gae_lambda=0.8,
+            gamma=0.98,
+            ent_coef=0.0,
+            learning_rate=("linear", 1e-3),
+            clip_range=("linear", 0.2),
+        ),
         heads=dict(ortho_init=False, activation_fn="relu", net_arch=dict(pi=[64], vf=[64])),
     ),
     "pendulum": Task(
-        "pomdp/PendulumNoVel-v1", "pendulum-novel", threshold=-300.0, budget=150_000, n_envs=4,
-        ppo=dict(n_steps=1024, batch_size=256, sequence_length=64, n_epochs=10, gae_lambda=0.95, gamma=0.9,
-                 ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
+        "pomdp/PendulumNoVel-v1",
+        "pendulum-novel",
+        threshold=-300.0,
+        budget=150_000,
+        n_envs=4,
+        ppo=dict(
+            n_steps=1024,
+            batch_size=256,
+            sequence_length=64,
+            n_epochs=10,
+            gae_lambda=0.95,
+            gamma=0.9,
+            ent_coef=0.0,
+            learning_rate=1e-3,
+            clip_range=0.2,
+            use_sde=True,
+            sde_sample_freq=4,
+        ),
         heads=dict(ortho_init=False, activation_fn="relu", net_arch=dict(pi=[64], vf=[64])),
     ),
-}  # fmt: skip
+}
 
 
 def _schedule(value: Any) -> Any:
@@ -111,13 +138,19 @@ def train_agent(task_name: str, variant: str, seed: int, encoder: str | None) ->
     if variant != "scratch":
         policy_kwargs = encoder_policy_kwargs(encoder, **policy_kwargs)
     ppo = {k: _schedule(v) for k, v in task.ppo.items()}
-    model = RecurrentPPO("MlpGruPolicy", env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
-                         stats_window_size=20, **ppo)  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy", env, policy_kwargs=policy_kwargs, seed=seed, device="cpu", stats_window_size=20, **ppo
+    )
     if variant == "scratch-fixednorm":  # the statistics only; the weights stay as initialised
         model.policy.features_extractor.inputs.load_state_dict(read_encoder(encoder)["inputs"])
     elif variant != "scratch":
-        load_encoder(model, encoder, freeze=variant.startswith("frozen"), critic=True,
-                     observation_statistics="vecnormalize" if vecnorm else "encoder")  # fmt: skip
+        load_encoder(
+            model,
+            encoder,
+            freeze=variant.startswith("frozen"),
+            critic=True,
+            observation_statistics="vecnormalize" if vecnorm else "encoder",
+        )
 
     class Curve(BaseCallback):
         def __init__(self) -> None:
@@ -139,8 +172,14 @@ def train_agent(task_name: str, variant: str, seed: int, encoder: str | None) ->
     curve = Curve()
     started = time.perf_counter()
     model.learn(task.budget, callback=curve)
-    return {"task": task_name, "variant": variant, "seed": seed, "reached": curve.reached, "curve": curve.points,
-            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return {
+        "task": task_name,
+        "variant": variant,
+        "seed": seed,
+        "reached": curve.reached,
+        "curve": curve.points,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _run(job: tuple) -> dict[str, Any]:
@@ -171,20 +210,28 @@ def summarize(
                 for b in BASELINES
             }
             transitions = [pretraining[(task_name, r["seed"])]["transitions"] for r in runs]
-            rows.append({
-                "task": task_name, "variant": variant, "threshold": task.threshold,
-                "reached": f"{sum(r['reached'] is not None for r in runs)}/{len(runs)}",
-                "mean_total_steps": round(mean), "median_total_steps": round(float(np.median(totals))),
-                "pretraining_steps": 0 if variant not in PRETRAINED else round(float(np.mean(transitions))),
-                "fewer_steps_than": saving,
-                "totals": totals,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "task": task_name,
+                    "variant": variant,
+                    "threshold": task.threshold,
+                    "reached": f"{sum(r['reached'] is not None for r in runs)}/{len(runs)}",
+                    "mean_total_steps": round(mean),
+                    "median_total_steps": round(float(np.median(totals))),
+                    "pretraining_steps": 0 if variant not in PRETRAINED else round(float(np.mean(transitions))),
+                    "fewer_steps_than": saving,
+                    "totals": totals,
+                }
+            )
     return rows
 
 
 def print_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| task | variant | reached threshold | pretraining steps | total steps, mean | total steps, median "
-             "| vs scratch | vs scratch-fixednorm |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        "| task | variant | reached threshold | pretraining steps | total steps, mean | total steps, median "
+        "| vs scratch | vs scratch-fixednorm |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         cells = []
         for baseline in BASELINES:
@@ -208,8 +255,14 @@ def plot(results: list[dict[str, Any]], pretraining: dict[tuple[str, int], dict[
 
     tasks = list(dict.fromkeys(r["task"] for r in results))
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
-    colors = {"scratch": "tab:gray", "frozen": "tab:blue", "finetuned": "tab:orange", "scratch-fixednorm": "tab:green",
-              "frozen-vecnorm": "tab:purple", "finetuned-vecnorm": "tab:red"}  # fmt: skip
+    colors = {
+        "scratch": "tab:gray",
+        "frozen": "tab:blue",
+        "finetuned": "tab:orange",
+        "scratch-fixednorm": "tab:green",
+        "frozen-vecnorm": "tab:purple",
+        "finetuned-vecnorm": "tab:red",
+    }
     for ax, task_name in zip(axes[0], tasks):
         for r in (r for r in results if r["task"] == task_name):
             if not r["curve"]:
@@ -261,10 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/benchmark-pretraining")
-    parser.add_argument("--pretrain-set", metavar="KEY=VALUE", action="append", default=[],
-                        help="override a pretraining preset key for every task, e.g. data.n_steps=2000")  # fmt: skip
-    parser.add_argument("--combine", nargs="+", metavar="RESULTS_JSON",
-                        help="run nothing: table and plot of the union of earlier results.json files")  # fmt: skip
+    parser.add_argument(
+        "--pretrain-set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a pretraining preset key for every task, e.g. data.n_steps=2000",
+    )
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="run nothing: table and plot of the union of earlier results.json files",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.combine:
@@ -280,17 +342,25 @@ def main(argv: list[str] | None = None) -> int:
                 pool.map(pretrain_encoder, *zip(*keys), [str(out)] * len(keys), [tuple(args.pretrain_set)] * len(keys)),
             )
         )
-        print(f"pretraining done ({time.perf_counter() - started:.0f} s):",
-              {f"{t}/{s}": round(p["val_r2"], 3) for (t, s), p in pretraining.items()}, flush=True)  # fmt: skip
+        print(
+            f"pretraining done ({time.perf_counter() - started:.0f} s):",
+            {f"{t}/{s}": round(p["val_r2"], 3) for (t, s), p in pretraining.items()},
+            flush=True,
+        )
         # the longest jobs first, so the pool does not end on one straggler
-        order = sorted(args.variants, key=("scratch-fixednorm", "finetuned", "scratch", "finetuned-vecnorm",
-                                           "frozen-vecnorm", "frozen").index)  # fmt: skip
+        order = sorted(
+            args.variants,
+            key=("scratch-fixednorm", "finetuned", "scratch", "finetuned-vecnorm", "frozen-vecnorm", "frozen").index,
+        )
         jobs = [(t, v, s, pretraining[(t, s)]["encoder"]) for v in order for t in args.tasks for s in seeds]
         results = []
         for result in pool.map(_run, jobs):
             results.append(result)
-            print(f"{result['task']} {result['variant']} seed {result['seed']}: reached at {result['reached']} "
-                  f"({result['seconds']} s)", flush=True)  # fmt: skip
+            print(
+                f"{result['task']} {result['variant']} seed {result['seed']}: reached at {result['reached']} "
+                f"({result['seconds']} s)",
+                flush=True,
+            )
     report(results, pretraining, out)
     print(f"total time {time.perf_counter() - started:.0f} s")
     return 0

@@ -34,8 +34,11 @@ from benchmarks.core import CONTENDERS, LABELS, make_model
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contenders", default="ours-gru-2t,sb3-mlp",
-                        help=f"comma-separated, the last is the reference; from {', '.join(CONTENDERS)}")  # fmt: skip
+    parser.add_argument(
+        "--contenders",
+        default="ours-gru-2t,sb3-mlp",
+        help=f"comma-separated, the last is the reference; from {', '.join(CONTENDERS)}",
+    )
     parser.add_argument("--rounds", type=int, default=15, help="rounds; each times 2 rollouts per contender")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.contenders.split(",") if n.strip()]
@@ -79,8 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     ref = names[-1]
     ref_total = sum(best[ref])
     n_grad = models[ref].n_epochs * (models[ref].n_steps * models[ref].n_envs // models[ref].batch_size)
-    print(f"\nms per rollout of {models[ref].n_steps * models[ref].n_envs} env steps and its {n_grad} gradient steps "
-          f"(best of {2 * args.rounds})\n")  # fmt: skip
+    print(
+        f"\nms per rollout of {models[ref].n_steps * models[ref].n_envs} env steps and its {n_grad} gradient steps "
+        f"(best of {2 * args.rounds})\n"
+    )
     print(f"| contender | collection | update | update per gradient step | total | x {LABELS[ref]} | MLP + work |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     n_steps = models[ref].n_steps
@@ -90,12 +95,16 @@ def main(argv: list[str] | None = None) -> None:
         if name in extra:
             layers, heads, step = extra[name]
             ceiling = f"{ref_total / (ref_total + n_grad * (layers + heads) + n_steps * step):.2f}"
-        print(f"| {LABELS[name]} | {collect:.1f} | {update:.1f} | {update / n_grad:.2f} | {collect + update:.1f} | "
-              f"{ref_total / (collect + update):.2f} | {ceiling} |")  # fmt: skip
+        print(
+            f"| {LABELS[name]} | {collect:.1f} | {update:.1f} | {update / n_grad:.2f} | {collect + update:.1f} | "
+            f"{ref_total / (collect + update):.2f} | {ceiling} |"
+        )
     for name, (layers, heads, step) in extra.items():
-        print(f"\n{LABELS[name]}: memory layers {layers * 1e3:.0f} µs per gradient step (forward + backward), heads' "
-              f"extra width {heads * 1e3:.0f} µs, memory step {step * 1e3:.0f} µs per rollout step: "
-              f"{n_grad * (layers + heads) + n_steps * step:.1f} ms per rollout of work the MLP has not")  # fmt: skip
+        print(
+            f"\n{LABELS[name]}: memory layers {layers * 1e3:.0f} µs per gradient step (forward + backward), heads' "
+            f"extra width {heads * 1e3:.0f} µs, memory step {step * 1e3:.0f} µs per rollout step: "
+            f"{n_grad * (layers + heads) + n_steps * step:.1f} ms per rollout of work the MLP has not"
+        )
 
 
 def _best_ms(fn, calls: int = 300) -> float:

@@ -82,12 +82,19 @@ def train(delay: int, timesteps: int, seed: int) -> RecurrentPPO:
     # observations are already 0/1, so no VecNormalize. Each env's rollout of 64 steps holds several
     # whole episodes; the memory is reset at every episode start inside it.
     model = RecurrentPPO(
-        "MlpGruPolicy", env, n_steps=64, batch_size=256, n_epochs=10, learning_rate=1e-3, gamma=0.99,
-        ent_coef=0.01, seed=seed,
+        "MlpGruPolicy",
+        env,
+        n_steps=64,
+        batch_size=256,
+        n_epochs=10,
+        learning_rate=1e-3,
+        gamma=0.99,
+        ent_coef=0.01,
+        seed=seed,
         # gate_bias opens the GRU's update gate at init, so a fresh memory holds the cue longer
         # (without it, delay 20 stayed at chance after 50k steps; with it, solved)
         policy_kwargs=dict(hidden_size=32, gate_bias=2.0, net_arch=dict(pi=[32], vf=[32])),
-    )  # fmt: skip
+    )
     model.learn(timesteps)
     print(f"trained {model.num_timesteps} steps on RememberCue (delay {delay})")
     return model
@@ -102,8 +109,10 @@ def evaluate(model: RecurrentPPO, delay: int, episodes: int, seed: int) -> None:
             successes.append(bool(local["info"]["success"]))
 
     mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, callback=record)
-    print(f"mean return over {episodes} episodes: {mean:.2f} ± {std:.2f} (memoryless 0, perfect memory 1); "
-          f"success rate {np.mean(successes):.2f}")  # fmt: skip
+    print(
+        f"mean return over {episodes} episodes: {mean:.2f} ± {std:.2f} (memoryless 0, perfect memory 1); "
+        f"success rate {np.mean(successes):.2f}"
+    )
 
 
 def show_wrapper() -> None:

@@ -44,15 +44,29 @@ def pretrain(steps: int, epochs: int, out: Path, seed: int) -> Path:
     # 2. model: input layers (standardisation) -> GRU -> linear head, an output at every step.
     #    The GRU is the policies' own memory core, so its weights map onto a policy name for name.
     th.manual_seed(seed)  # the initial weights
-    model = SequenceModel(SequenceModelConfig(
-        input_size=dataset.input_size, output_size=dataset.target_size,
-        memory="gru", hidden_size=64, num_layers=1,
-        task="many_to_many", objective="regression",
-    ))  # fmt: skip
+    model = SequenceModel(
+        SequenceModelConfig(
+            input_size=dataset.input_size,
+            output_size=dataset.target_size,
+            memory="gru",
+            hidden_size=64,
+            num_layers=1,
+            task="many_to_many",
+            objective="regression",
+        )
+    )
 
     # 3. training: AdamW, gradient clipping, early stopping on a validation split of the episodes
-    config = FitConfig(epochs=epochs, batch_size=32, learning_rate=3e-3, weight_decay=1e-4, max_grad_norm=1.0,
-                       val_fraction=0.2, patience=15, seed=seed)  # fmt: skip
+    config = FitConfig(
+        epochs=epochs,
+        batch_size=32,
+        learning_rate=3e-3,
+        weight_decay=1e-4,
+        max_grad_norm=1.0,
+        val_fraction=0.2,
+        patience=15,
+        seed=seed,
+    )
     result = fit(model, dataset, config, log=None)
     _, val_set = dataset.split(config.val_fraction, config.seed)  # the same split as fit()'s
     assert val_set is not None  # val_fraction > 0
@@ -78,10 +92,18 @@ def train_with_encoder(encoder: Path, timesteps: int, out: Path, seed: int) -> t
         encoder, critic_memory="separate", activation_fn=th.nn.ReLU, ortho_init=False, net_arch=dict(pi=[64], vf=[64])
     )
     model = RecurrentPPO(
-        "MlpGruPolicy", env, policy_kwargs=policy_kwargs, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98,
-        gae_lambda=0.8, learning_rate=lambda progress: 1e-3 * progress, clip_range=lambda progress: 0.2 * progress,
+        "MlpGruPolicy",
+        env,
+        policy_kwargs=policy_kwargs,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=20,
+        gamma=0.98,
+        gae_lambda=0.8,
+        learning_rate=lambda progress: 1e-3 * progress,
+        clip_range=lambda progress: 0.2 * progress,
         seed=seed,
-    )  # fmt: skip
+    )
     # after construction: SB3 re-initialises Linear layers inside the constructor, so weights put
     # in earlier would be lost. freeze=True keeps them bit-identical through learn().
     load_encoder(model, encoder, freeze=True, critic=True, observation_statistics="vecnormalize")
@@ -99,8 +121,12 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=50_000, help="PPO steps (default: %(default)s)")
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/examples/pretrain_encoder"),
-                        help="folder for the files (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/examples/pretrain_encoder"),
+        help="folder for the files (default: %(default)s)",
+    )
     args = parser.parse_args()
 
     # small recurrent nets run fastest on one thread; RecurrentPPO.learn() sets that itself on the

@@ -32,11 +32,18 @@ def train(timesteps: int, seed: int) -> tuple[RecurrentPPO, VecNormalize]:
     """A GRU agent with the default preset's settings (see train_and_evaluate.py)."""
     env = VecNormalize(make_vec_env(ENV_ID, n_envs=8, seed=seed), gamma=0.98)
     model = RecurrentPPO(
-        "MlpGruPolicy", env, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
-        learning_rate=lambda progress: 1e-3 * progress, clip_range=lambda progress: 0.2 * progress,
+        "MlpGruPolicy",
+        env,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=20,
+        gamma=0.98,
+        gae_lambda=0.8,
+        learning_rate=lambda progress: 1e-3 * progress,
+        clip_range=lambda progress: 0.2 * progress,
         policy_kwargs=dict(hidden_size=64, activation_fn=th.nn.ReLU, ortho_init=False, net_arch=dict(pi=[64], vf=[64])),
         seed=seed,
-    )  # fmt: skip
+    )
     model.learn(timesteps)
     print(f"trained {model.num_timesteps} steps")
     return model, env

@@ -85,8 +85,12 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=100_000, help="training steps (default: %(default)s)")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/examples/train_and_evaluate"),
-                        help="folder for model.zip and vecnormalize.pkl (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/examples/train_and_evaluate"),
+        help="folder for model.zip and vecnormalize.pkl (default: %(default)s)",
+    )
     args = parser.parse_args()
 
     model_path, stats_path = train(args.timesteps, args.out, args.seed)

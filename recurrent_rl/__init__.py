@@ -29,10 +29,16 @@ _aliases.install()
 
 _POLICIES = (
     "RecurrentActorCriticPolicy",
-    "MlpGruPolicy", "MlpLstmPolicy", "MlpRnnPolicy",
-    "CnnGruPolicy", "CnnLstmPolicy", "CnnRnnPolicy",
-    "MultiInputGruPolicy", "MultiInputLstmPolicy", "MultiInputRnnPolicy",
-)  # fmt: skip
+    "MlpGruPolicy",
+    "MlpLstmPolicy",
+    "MlpRnnPolicy",
+    "CnnGruPolicy",
+    "CnnLstmPolicy",
+    "CnnRnnPolicy",
+    "MultiInputGruPolicy",
+    "MultiInputLstmPolicy",
+    "MultiInputRnnPolicy",
+)
 _PUBLIC: dict[str, str] = {
     "RecurrentPPO": "recurrent_rl.ppo.algorithm",
     "MaskableRecurrentPPO": "recurrent_rl.ppo.masking",

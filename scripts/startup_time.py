@@ -21,7 +21,12 @@ PTH = "_recurrent_rl_gym_hook.pth"
 
 
 def site_packages(python: str) -> Path:
-    out = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip())
 
 
@@ -62,7 +67,9 @@ def measure(python: str, runs: int, code: str = "pass") -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--python", required=True, help="interpreter of a throwaway environment with the wheel installed")
+    parser.add_argument(
+        "--python", required=True, help="interpreter of a throwaway environment with the wheel installed"
+    )
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--code", default="pass", help="what each interpreter runs (default: pass)")
     args = parser.parse_args()

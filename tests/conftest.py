@@ -6,5 +6,3 @@ import torch as th
 def _one_thread():
     # small recurrent nets run fastest on one thread, and tests stay reproducible
     th.set_num_threads(1)
-
-

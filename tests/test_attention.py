@@ -15,9 +15,16 @@ from recurrent_rl.nets.memory import MemoryCore, assign_state, cat_states, mask_
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not th.cuda.is_available(), reason="no CUDA device"))]
 
 
-def core_of(memory_length: int, num_layers: int = 1, input_size: int = 5, hidden_size: int = 12, **kwargs) -> MemoryCore:
-    return MemoryCore("transformer", input_size, hidden_size, num_layers,
-                      memory_kwargs=dict(memory_length=memory_length, n_heads=3, **kwargs))  # fmt: skip
+def core_of(
+    memory_length: int, num_layers: int = 1, input_size: int = 5, hidden_size: int = 12, **kwargs
+) -> MemoryCore:
+    return MemoryCore(
+        "transformer",
+        input_size,
+        hidden_size,
+        num_layers,
+        memory_kwargs=dict(memory_length=memory_length, n_heads=3, **kwargs),
+    )
 
 
 def step_through(core: MemoryCore, x, state, starts):
@@ -138,8 +145,9 @@ def test_nothing_crosses_a_reset_in_value_or_gradient(num_layers):
     sg = tuple(s.clone().requires_grad_(True) for s in state)
     out, _ = core(xg, sg, starts)
     # (the validity mask is only compared, never differentiated: no gradient at all)
-    grad_x, grad_cache, grad_valid = th.autograd.grad(out[7:, 1].sum() + out[:, 2].sum(), [xg, *sg], allow_unused=True,
-                                                      retain_graph=True)
+    grad_x, grad_cache, grad_valid = th.autograd.grad(
+        out[7:, 1].sum() + out[:, 2].sum(), [xg, *sg], allow_unused=True, retain_graph=True
+    )
     assert grad_x[:7, 1].abs().sum() == 0 and grad_x[7:, 1].abs().sum() > 0
     assert grad_cache[:, 1:].abs().sum() == 0 and grad_valid is None
     assert th.autograd.grad(out[:, 0].sum(), sg[0])[0].abs().sum() > 0  # column 0 does read its cache
@@ -267,13 +275,19 @@ def test_bad_options_are_named_with_their_valid_values():
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match=r"memory_length must be a positive integer \(1, 2, \.\.\.\), got"):
             MemoryCore("transformer", 3, 16, memory_kwargs=dict(memory_length=bad))
-    with pytest.raises(ValueError, match=r"n_heads=3 does not divide hidden_size=16; choose n_heads among \[1, 2, 4, 8, 16\]"):
+    with pytest.raises(
+        ValueError, match=r"n_heads=3 does not divide hidden_size=16; choose n_heads among \[1, 2, 4, 8, 16\]"
+    ):
         MemoryCore("transformer", 3, 16, memory_kwargs=dict(n_heads=3))
     with pytest.raises(ValueError, match="n_heads must be a positive integer"):
         MemoryCore("transformer", 3, 16, memory_kwargs=dict(n_heads=0))
-    with pytest.raises(ValueError, match="takes no memory_kwargs \\['window'\\]; its options are \\['memory_length', 'n_heads'"):
+    with pytest.raises(
+        ValueError, match="takes no memory_kwargs \\['window'\\]; its options are \\['memory_length', 'n_heads'"
+    ):
         MemoryCore("transformer", 3, 16, memory_kwargs=dict(window=4))
-    with pytest.raises(ValueError, match="gate_bias=1.0 sets the initial bias of the GRU-type gates, which need gated=True"):
+    with pytest.raises(
+        ValueError, match="gate_bias=1.0 sets the initial bias of the GRU-type gates, which need gated=True"
+    ):
         MemoryCore("transformer", 3, 16, gate_bias=1.0)  # gated=False is the default
     with pytest.raises(ValueError, match="gated must be True or False"):
         MemoryCore("transformer", 3, 16, memory_kwargs=dict(gated="yes"))
@@ -284,8 +298,13 @@ def test_bad_options_are_named_with_their_valid_values():
     assert MemoryCore("transformer", 3, 16).rnn.memory_length == 32 and not MemoryCore("transformer", 3, 16).rnn.gated
     # the policy validates at construction
     with pytest.raises(ValueError, match="n_heads=5 does not divide hidden_size=16"):
-        RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=8, batch_size=8,
-                     policy_kwargs=dict(memory="transformer", hidden_size=16, memory_kwargs=dict(n_heads=5)))  # fmt: skip
+        RecurrentPPO(
+            "MlpGruPolicy",
+            "pomdp/CartPoleNoVel-v1",
+            n_steps=8,
+            batch_size=8,
+            policy_kwargs=dict(memory="transformer", hidden_size=16, memory_kwargs=dict(n_heads=5)),
+        )
 
 
 def test_predict_names_the_state_it_needs():
@@ -297,8 +316,11 @@ def test_predict_names_the_state_it_needs():
     _, gru_state = gru.predict(obs)
     _, state = model.predict(obs)
     assert [s.shape for s in state] == [(2, 2, 6 * 16), (1, 2, 6)]
-    with pytest.raises(ValueError, match=r"shape \[\(1, 2, 16\)\], but this transformer policy with 2 observation\(s\) "
-                                         r"needs a tuple of 2 array\(s\) of shape \[\(2, 2, 96\), \(1, 2, 6\)\].*state=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape \[\(1, 2, 16\)\], but this transformer policy with 2 observation\(s\) "
+        r"needs a tuple of 2 array\(s\) of shape \[\(2, 2, 96\), \(1, 2, 6\)\].*state=None",
+    ):
         model.predict(obs, state=gru_state)
     with pytest.raises(ValueError, match=r"this gru policy .* needs a tuple of 1 array\(s\) of shape \(1, 2, 16\)"):
         gru.predict(obs, state=state)
@@ -316,9 +338,21 @@ POLICY = dict(memory="transformer", hidden_size=16, num_layers=2, memory_kwargs=
 def test_rollout_log_probs_and_values_equal_the_update_and_it_trains(critic_memory, backend, gated):
     # CartPole under a random policy ends episodes every ~20 steps: chunks hold episode starts
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=4, seed=1)
-    model = RecurrentPPO("MlpGruPolicy", env, n_steps=64, batch_size=64, sequence_length=8, n_epochs=2, seed=1,
-                         policy_kwargs={**POLICY, "critic_memory": critic_memory, "backend": backend,
-                                        "memory_kwargs": {**POLICY["memory_kwargs"], "gated": gated}})  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy",
+        env,
+        n_steps=64,
+        batch_size=64,
+        sequence_length=8,
+        n_epochs=2,
+        seed=1,
+        policy_kwargs={
+            **POLICY,
+            "critic_memory": critic_memory,
+            "backend": backend,
+            "memory_kwargs": {**POLICY["memory_kwargs"], "gated": gated},
+        },
+    )
     policy = model.policy
     assert policy.actor_memory.rnn.gated == gated
     assert isinstance(policy.actor_memory.rnn, AttentionMemory)
@@ -345,8 +379,9 @@ def test_rollout_log_probs_and_values_equal_the_update_and_it_trains(critic_memo
 
 
 def test_predict_carries_and_resets_the_state():
-    model = RecurrentPPO("MlpGruPolicy", make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=3), n_steps=8, batch_size=8,
-                         policy_kwargs=POLICY)  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy", make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=3), n_steps=8, batch_size=8, policy_kwargs=POLICY
+    )
     obs = model.env.reset()
     _, state = model.predict(obs)
     _, state = model.predict(obs, state=state)
@@ -406,14 +441,29 @@ def test_transformer_learns_repeat_previous():
     8k steps (seeds 0-3)."""
     env = make_vec_env("pomdp/RepeatPrevious-k2-v0", n_envs=8, seed=0)
     model = RecurrentPPO(
-        "MlpGruPolicy", env, seed=0, n_steps=64, batch_size=256, n_epochs=10, learning_rate=lambda p: 1e-3 * p,
-        gamma=0.9, gae_lambda=0.95, ent_coef=0.01,
-        policy_kwargs=dict(memory="transformer", hidden_size=64, ortho_init=False, activation_fn=th.nn.ReLU,
-                           net_arch=dict(pi=[64], vf=[64]), memory_kwargs=dict(memory_length=4)),
-    )  # fmt: skip
+        "MlpGruPolicy",
+        env,
+        seed=0,
+        n_steps=64,
+        batch_size=256,
+        n_epochs=10,
+        learning_rate=lambda p: 1e-3 * p,
+        gamma=0.9,
+        gae_lambda=0.95,
+        ent_coef=0.01,
+        policy_kwargs=dict(
+            memory="transformer",
+            hidden_size=64,
+            ortho_init=False,
+            activation_fn=th.nn.ReLU,
+            net_arch=dict(pi=[64], vf=[64]),
+            memory_kwargs=dict(memory_length=4),
+        ),
+    )
     model.learn(15_000)
-    mean, _ = evaluate_policy(model, make_vec_env("pomdp/RepeatPrevious-k2-v0", n_envs=8, seed=100), n_eval_episodes=48,
-                              deterministic=True)  # fmt: skip
+    mean, _ = evaluate_policy(
+        model, make_vec_env("pomdp/RepeatPrevious-k2-v0", n_envs=8, seed=100), n_eval_episodes=48, deterministic=True
+    )
     print("transformer RepeatPrevious-k2 return", mean)
     assert mean >= 25, mean
 
@@ -430,6 +480,8 @@ def test_transformer_learns_a_16_step_delay_the_frame_stack_cannot_see():
     kwargs.pop("policy")
     model = RecurrentPPO(config.policy, make_vec_env(config.env, n_envs=config.n_envs, seed=0), seed=0, **kwargs)
     model.learn(40_000)
-    mean, _ = evaluate_policy(model, make_vec_env(config.env, n_envs=8, seed=100), n_eval_episodes=16, deterministic=True)
+    mean, _ = evaluate_policy(
+        model, make_vec_env(config.env, n_envs=8, seed=100), n_eval_episodes=16, deterministic=True
+    )
     print("transformer RepeatPrevious-k16 return", mean)
     assert mean >= 90, mean

@@ -21,12 +21,22 @@ from recurrent_rl.accel.optim import PolicyAdam
 from recurrent_rl.nets.backend import BACKENDS, TorchBackend, resolve_backend
 
 
-def _model(backend, memory: str = "gru", critic_memory: str = "separate", seed: int = 0, **policy_kwargs) -> RecurrentPPO:
+def _model(
+    backend, memory: str = "gru", critic_memory: str = "separate", seed: int = 0, **policy_kwargs
+) -> RecurrentPPO:
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=4, seed=seed)
-    kwargs = dict(memory=memory, hidden_size=16, critic_memory=critic_memory, backend=backend,
-                  net_arch=dict(pi=[16], vf=[16]), activation_fn=th.nn.ReLU, **policy_kwargs)  # fmt: skip
-    return RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, sequence_length=8, n_epochs=1, seed=seed,
-                        policy_kwargs=kwargs)  # fmt: skip
+    kwargs = dict(
+        memory=memory,
+        hidden_size=16,
+        critic_memory=critic_memory,
+        backend=backend,
+        net_arch=dict(pi=[16], vf=[16]),
+        activation_fn=th.nn.ReLU,
+        **policy_kwargs,
+    )
+    return RecurrentPPO(
+        "MlpGruPolicy", env, n_steps=16, batch_size=32, sequence_length=8, n_epochs=1, seed=seed, policy_kwargs=kwargs
+    )
 
 
 def test_the_names_resolve_to_the_backends():
@@ -42,7 +52,9 @@ def test_the_names_resolve_to_the_backends():
 
 
 def test_bad_backends_are_named_with_the_choices():
-    with pytest.raises(ValueError, match=r"backend='gpu' is not a backend; choose one of \['auto', 'torch', 'cpu-kernels'\]"):
+    with pytest.raises(
+        ValueError, match=r"backend='gpu' is not a backend; choose one of \['auto', 'torch', 'cpu-kernels'\]"
+    ):
         _model("gpu")
     with pytest.raises(ValueError, match="neither one of"):
         _model(object())
@@ -67,7 +79,10 @@ def test_auto_follows_the_device_the_policy_moves_to(monkeypatch):
     policy, fixed = _model("auto").policy, _model("cpu-kernels").policy
     assert policy.backend_name == "cpu-kernels"
     seen = []
-    monkeypatch.setattr("recurrent_rl.nets.policies.resolve_backend", lambda name, device: seen.append((name, str(device))) or TorchBackend())
+    monkeypatch.setattr(
+        "recurrent_rl.nets.policies.resolve_backend",
+        lambda name, device: seen.append((name, str(device))) or TorchBackend(),
+    )
     policy.to("cpu")
     assert seen == [("auto", "cpu")] and policy.backend_name == "torch"
     fixed.to("cpu")
@@ -97,8 +112,16 @@ def test_torch_and_speed_backends_compute_the_same_update(memory, critic_memory)
         with th.no_grad():
             step_values = policy.predict_values(obs, state, starts)
             latent_pi, latent_vf, next_state = policy._step_latents(obs, state, starts)
-        return [values, log_prob, entropy, *(p.grad for p in policy.parameters()), step_values, latent_pi, latent_vf,
-                *(s for part in next_state for s in part)]  # fmt: skip
+        return [
+            values,
+            log_prob,
+            entropy,
+            *(p.grad for p in policy.parameters()),
+            step_values,
+            latent_pi,
+            latent_vf,
+            *(s for part in next_state for s in part),
+        ]
 
     fast, plain = run(CpuKernels()), run(TorchBackend())
     assert len(fast) == len(plain)

@@ -181,8 +181,12 @@ BAD_INPUTS: list[Bad] = [
     Bad("seeds-runs-dir-is-a-file", [*SEEDS, "--runs-dir", "notes.txt"], "is a file, not a folder"),
     Bad("seeds-ray-bad-address", [*SEEDS, "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
     # nothing listens on port 1 of this machine: refused at once, where Ray would retry for minutes
-    Bad("seeds-ray-unreachable", [*SEEDS, "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers there",
-        "ray"),  # fmt: skip
+    Bad(
+        "seeds-ray-unreachable",
+        [*SEEDS, "--backend", "ray", "--address", "127.0.0.1:1"],
+        "nothing answers there",
+        "ray",
+    ),
     Bad("threshold-without-seeds", ["train", "--threshold", "400"], "only with --seeds"),
     Bad("workers-without-seeds", ["train", "--workers", "4"], "only with --seeds"),
     # --- evaluate ---------------------------------------------------------------------------
@@ -210,8 +214,11 @@ BAD_INPUTS: list[Bad] = [
     Bad("export-out-suffix", ["export", "run", "--out", "policy.txt"], "use a .onnx file name"),
     Bad("export-out-folder", ["export", "run", "--out", "."], "is a folder"),
     Bad("export-out-under-a-file", ["export", "run", "--out", "notes.txt/policy.onnx"], "is a file, not a folder"),
-    Bad("export-safe-out-under-a-file", ["export", "run", "--format", "safe", "--out", "notes.txt/agent"],
-        "is a file, not a folder"),  # fmt: skip
+    Bad(
+        "export-safe-out-under-a-file",
+        ["export", "run", "--format", "safe", "--out", "notes.txt/agent"],
+        "is a file, not a folder",
+    ),
     Bad("export-opset-old", ["export", "run", "--opset", "9"], "ONNX opset 9 is not supported"),
     Bad("export-opset-new", ["export", "run", "--opset", "99"], "ONNX opset 99 is not supported"),
     Bad("export-opset-too-old-for-the-graph", ["export", "run", "--opset", "11"], "onnxruntime cannot load"),
@@ -239,8 +246,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("tune-no-workers", ["tune", "--workers", "0"], "--workers must be at least 1"),
     Bad("tune-address-without-ray", ["tune", "--address", "auto"], "add --backend ray"),
     Bad("tune-ray-bad-address", ["tune", "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
-    Bad("tune-ray-unreachable", ["tune", "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers there",
-        "ray"),  # fmt: skip
+    Bad(
+        "tune-ray-unreachable", ["tune", "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers there", "ray"
+    ),
     Bad("space-missing", ["tune", "--space", "nope.yaml"], "cannot read it"),
     Bad("space-malformed", ["tune", "--space", "space-malformed.yaml"], "malformed YAML at line 2"),
     Bad("space-list", ["tune", "--space", "space-list.yaml"], "expected a mapping of parameter names"),

@@ -17,10 +17,26 @@ from recurrent_rl.runs.presets import DEFAULT_PRESET
 ROOT = Path(__file__).resolve().parents[1]
 # a few hundred steps: 2 envs, rollouts of 16 steps, evaluations and checkpoints every few rollouts
 TINY = [
-    "--timesteps", "256", "--set", "n_envs=2", "--set", "n_steps=16", "--set", "batch_size=32",
-    "--set", "eval.freq=128", "--set", "eval.episodes=2", "--set", "eval.final_episodes=3",
-    "--set", "checkpoint.freq=64", "--set", "checkpoint.keep=2", "--no-progress",
-]  # fmt: skip
+    "--timesteps",
+    "256",
+    "--set",
+    "n_envs=2",
+    "--set",
+    "n_steps=16",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "eval.freq=128",
+    "--set",
+    "eval.episodes=2",
+    "--set",
+    "eval.final_episodes=3",
+    "--set",
+    "checkpoint.freq=64",
+    "--set",
+    "checkpoint.keep=2",
+    "--no-progress",
+]
 
 
 def run_cli(*args: str) -> int:
@@ -60,8 +76,17 @@ def test_evaluate_writes_the_json_report(tiny_run, tmp_path, capsys):
     out = tmp_path / "out" / "report.json"
     assert run_cli("evaluate", tiny_run, "--episodes", 4, "--seed", 5, "--json", out, "--no-progress") == 0
     report = json.loads(out.read_text())
-    for key in ("mean_return", "std_return", "median_return", "min_return", "max_return", "success_rate",
-                "episode_lengths", "episode_returns", "mean_length"):  # fmt: skip
+    for key in (
+        "mean_return",
+        "std_return",
+        "median_return",
+        "min_return",
+        "max_return",
+        "success_rate",
+        "episode_lengths",
+        "episode_returns",
+        "mean_length",
+    ):
         assert key in report
     assert report["episodes"] == 4 and report["seed"] == 5 and report["deterministic"] is True
     assert report["success_rate"] is None  # CartPole reports no success
@@ -102,8 +127,9 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_python_m_entry_point():
-    result = subprocess.run([sys.executable, "-m", "recurrent_rl", "train", "--help"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "recurrent_rl", "train", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert (
         result.returncode == 0 and "--resume RUN_DIR" in result.stdout and "policy_kwargs.hidden_size" in result.stdout
     )
@@ -210,11 +236,16 @@ def test_bad_model_files(kind, tmp_path, capsys):
     elif kind == "folder":
         path = tmp_path
     before = snapshot(tmp_path)
-    code = run_cli("evaluate", path, "--env", "pomdp/CartPoleNoVel-v1", "--json", tmp_path / "r.json",
-                   "--trust-pickle")  # past the refusal of a pickle without a safe copy: the file itself
+    code = run_cli(
+        "evaluate", path, "--env", "pomdp/CartPoleNoVel-v1", "--json", tmp_path / "r.json", "--trust-pickle"
+    )  # past the refusal of a pickle without a safe copy: the file itself
     message = assert_clean_error(capsys, code)
-    assert {"missing": "does not exist", "corrupt": "cannot load", "not-a-zip-model": "cannot load",
-            "folder": "not a run folder"}[kind] in message  # fmt: skip
+    assert {
+        "missing": "does not exist",
+        "corrupt": "cannot load",
+        "not-a-zip-model": "cannot load",
+        "folder": "not a run folder",
+    }[kind] in message
     assert snapshot(tmp_path) == before
 
 
@@ -267,8 +298,20 @@ def test_train_with_a_frozen_pretrained_encoder(tmp_path, capsys):
 
     sequence_model = SequenceModel(SequenceModelConfig(input_size=4, output_size=2, memory="lstm", hidden_size=16))
     export_encoder(sequence_model, tmp_path / "pretrained" / "encoder.pt")
-    args = ["train", "--runs-dir", tmp_path, "--name", "enc", "--encoder", tmp_path / "pretrained" / "encoder.pt",
-            "--set", "encoder.freeze=true", "--set", "normalize=false", *TINY]  # fmt: skip
+    args = [
+        "train",
+        "--runs-dir",
+        tmp_path,
+        "--name",
+        "enc",
+        "--encoder",
+        tmp_path / "pretrained" / "encoder.pt",
+        "--set",
+        "encoder.freeze=true",
+        "--set",
+        "normalize=false",
+        *TINY,
+    ]
     assert run_cli(*args) == 0
     run = tmp_path / "enc"
     assert (run / runs.ENCODER).read_bytes() == (tmp_path / "pretrained" / "encoder.pt").read_bytes()
@@ -377,7 +420,10 @@ def test_evaluate_output_paths_that_cannot_be_written_fail_before_any_episode(ti
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     for args, fragment in (
-        (("--json", tmp_path), f"--json {tmp_path} is a folder: give a file name, e.g. --json {tmp_path / 'eval.json'}"),
+        (
+            ("--json", tmp_path),
+            f"--json {tmp_path} is a folder: give a file name, e.g. --json {tmp_path / 'eval.json'}",
+        ),
         (("--plot", blocker / "plot.png"), "cannot write there"),  # its folder is a file
         (("--json", blocker / "eval.json"), "cannot write there"),
     ):
@@ -406,8 +452,11 @@ def test_resume_removes_what_interrupted_writes_left(tiny_run, tmp_path):
     import shutil
 
     run = Path(shutil.copytree(tiny_run, tmp_path / "copy"))
-    leftovers = [run / ".model.zip.k2j3_x.tmp.zip", run / "checkpoints" / ".step_0000000064.a1b2.tmp",
-                 run / "checkpoints" / ".step_0000000128.old-4242"]  # fmt: skip
+    leftovers = [
+        run / ".model.zip.k2j3_x.tmp.zip",
+        run / "checkpoints" / ".step_0000000064.a1b2.tmp",
+        run / "checkpoints" / ".step_0000000128.old-4242",
+    ]
     leftovers[0].write_bytes(b"half a zip")
     for folder in leftovers[1:]:
         folder.mkdir()

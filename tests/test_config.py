@@ -110,7 +110,9 @@ def test_vecnormalize_discounts_returns_with_the_algorithms_gamma_unless_told():
         assert env.gamma == config.gamma == 0.98  # as rl-baselines3-zoo wraps it, not VecNormalize's 0.99
     finally:
         env.close()
-    env = make_training_env(load_preset("cartpole-novel-gru", ["n_envs=1", "n_steps=32", "batch_size=32", "normalize.gamma=0.9"]), 0)
+    env = make_training_env(
+        load_preset("cartpole-novel-gru", ["n_envs=1", "n_steps=32", "batch_size=32", "normalize.gamma=0.9"]), 0
+    )
     try:
         assert env.gamma == 0.9
     finally:
@@ -128,7 +130,9 @@ def test_zoo_layout_and_yaml_1_1_numbers_are_read(tmp_path):
 
 
 def test_overrides_expand_shorthands_and_reach_env_kwargs():
-    config = load_preset("tmaze-l10-gru", ["normalize.enabled=true", "env_kwargs.corridor_length=4", "policy_kwargs.memory=rnn"])
+    config = load_preset(
+        "tmaze-l10-gru", ["normalize.enabled=true", "env_kwargs.corridor_length=4", "policy_kwargs.memory=rnn"]
+    )
     assert config.normalize.enabled and config.env_kwargs == {"corridor_length": 4} and config.memory == "rnn"
 
 
@@ -154,7 +158,10 @@ def test_unknown_key_names_the_key_and_suggests():
         ("n_steps=many", "config key 'n_steps': expected an integer >= 1, got 'many' (str)"),
         ("n_steps=true", "expected an integer >= 1, got True (bool)"),
         ("gamma=1.5", "config key 'gamma': expected a number in [0, 1], got 1.5"),
-        ("policy_kwargs.memory=gruu", "expected one of 'gru', 'lstm', 'rnn', 'mingru', 'minlstm', 'transformer' or null, got 'gruu' (str)"),
+        (
+            "policy_kwargs.memory=gruu",
+            "expected one of 'gru', 'lstm', 'rnn', 'mingru', 'minlstm', 'transformer' or null, got 'gruu' (str)",
+        ),
         ("policy=MlpGRUPolicy", "Did you mean 'MlpGruPolicy'?"),
         ("policy_kwargs.activation_fn=ReLU", "one of 'tanh', 'relu'"),
         ("learning_rate=lin_fast", "expected a number > 0 or lin_<number > 0>"),
@@ -220,6 +227,10 @@ def test_memory_kwargs_reach_the_policy():
     config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": {"memory": "mingru"}})
     assert config.algorithm_kwargs()["policy_kwargs"]["memory"] == "mingru"
     assert "memory_kwargs" not in config.algorithm_kwargs()["policy_kwargs"]
-    config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1",
-                               "policy_kwargs": {"memory": "transformer", "memory_kwargs": {"memory_length": 8}}})  # fmt: skip
+    config = config_from_dict(
+        {
+            "env": "pomdp/CartPoleNoVel-v1",
+            "policy_kwargs": {"memory": "transformer", "memory_kwargs": {"memory_length": 8}},
+        }
+    )
     assert config.algorithm_kwargs()["policy_kwargs"]["memory_kwargs"] == {"memory_length": 8}

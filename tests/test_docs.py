@@ -38,11 +38,24 @@ def history_lines(paths: list[Path]) -> list[str]:
 
 
 def test_history_pattern_is_precise():
-    for line in ["measured in session 6", "sessions 5-7", "this session's run", "(commit 2da99fc)",
-                 "the first work period", "GRU, session 5 (eb835a2), 0.99"]:  # fmt: skip
+    for line in [
+        "measured in session 6",
+        "sessions 5-7",
+        "this session's run",
+        "(commit 2da99fc)",
+        "the first work period",
+        "GRU, session 5 (eb835a2), 0.99",
+    ]:
         assert HISTORY.search(line), line
-    for line in ["session = ort.InferenceSession(model)", "self.session.run(names, feed)", "color: #3f51b5",
-                 "(deadbeef)", "(1234567)", "one session of training", "see commit messages"]:  # fmt: skip
+    for line in [
+        "session = ort.InferenceSession(model)",
+        "self.session.run(names, feed)",
+        "color: #3f51b5",
+        "(deadbeef)",
+        "(1234567)",
+        "one session of training",
+        "see commit messages",
+    ]:
         assert not HISTORY.search(line), line
 
 
@@ -111,8 +124,12 @@ def test_mkdocs_build_strict(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
     for page in ["index.html", "getting-started/index.html", "api/index.html", "images/tensorboard.png"]:
         assert (tmp_path / "site" / page).is_file(), page

@@ -18,11 +18,22 @@ from recurrent_rl.supervised import SequenceModel, SequenceModelConfig, save_seq
 ENV = "pomdp/CartPoleNoVel-v1"
 
 
-def trained_like_model(memory="gru", hidden_size=12, num_layers=1, input_layers=(6,), bidirectional=False, input_size=4):
+def trained_like_model(
+    memory="gru", hidden_size=12, num_layers=1, input_layers=(6,), bidirectional=False, input_size=4
+):
     """A sequence model with non-default weights and statistics, as training would leave it."""
     th.manual_seed(1)
-    model = SequenceModel(SequenceModelConfig(input_size=input_size, output_size=2, memory=memory, hidden_size=hidden_size,
-                                              num_layers=num_layers, input_layers=input_layers, bidirectional=bidirectional))  # fmt: skip
+    model = SequenceModel(
+        SequenceModelConfig(
+            input_size=input_size,
+            output_size=2,
+            memory=memory,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            input_layers=input_layers,
+            bidirectional=bidirectional,
+        )
+    )
     with th.no_grad():
         for p in model.parameters():
             p.add_(th.randn_like(p) * 0.3)
@@ -44,8 +55,17 @@ def policy_hidden_states(policy, x, core):
     return out
 
 
-@pytest.mark.parametrize(("memory", "num_layers", "input_layers"), [("gru", 1, (6,)), ("lstm", 2, ()), ("rnn", 1, (6, 5)),
-                                                            ("mingru", 2, (6,)), ("minlstm", 1, ()), ("transformer", 1, (6,))])
+@pytest.mark.parametrize(
+    ("memory", "num_layers", "input_layers"),
+    [
+        ("gru", 1, (6,)),
+        ("lstm", 2, ()),
+        ("rnn", 1, (6, 5)),
+        ("mingru", 2, (6,)),
+        ("minlstm", 1, ()),
+        ("transformer", 1, (6,)),
+    ],
+)
 def test_loaded_encoder_gives_the_standalone_models_hidden_states(tmp_path, memory, num_layers, input_layers):
     model = trained_like_model(memory, num_layers=num_layers, input_layers=input_layers)
     path = export_encoder(model, tmp_path / "encoder.pt")
@@ -67,7 +87,9 @@ def test_loaded_encoder_gives_the_standalone_models_hidden_states(tmp_path, memo
     other = ppo_with_encoder(tmp_path / "model.pt")
     load_encoder(other, tmp_path / "model.pt")
     with th.no_grad():
-        th.testing.assert_close(policy_hidden_states(other.policy, x, other.policy.actor_memory), expected, rtol=0, atol=1e-6)
+        th.testing.assert_close(
+            policy_hidden_states(other.policy, x, other.policy.actor_memory), expected, rtol=0, atol=1e-6
+        )
 
 
 def snapshot(module):
@@ -91,8 +113,11 @@ def test_frozen_encoder_is_bit_identical_after_learn_and_a_fine_tuned_one_change
             assert th.equal(value, before[name][key]), f"frozen {name}.{key} moved"
     assert any(not th.equal(v, heads_before[k]) for k, v in frozen.policy.mlp_extractor.state_dict().items())
     for name in ("extractor", "actor"):
-        changed = [k for k, v in parts(tuned.policy)[name].state_dict().items()
-                   if "input_" not in k and not th.equal(v, tuned_before[name][k])]  # fmt: skip
+        changed = [
+            k
+            for k, v in parts(tuned.policy)[name].state_dict().items()
+            if "input_" not in k and not th.equal(v, tuned_before[name][k])
+        ]
         assert changed, f"fine-tuned {name} did not change"
 
 
@@ -123,7 +148,9 @@ def test_mismatches_are_listed_by_name(tmp_path):
     # an encoder trained on another env: the observation size differs
     wrong_obs = export_encoder(trained_like_model(input_size=3, input_layers=()), tmp_path / "pendulum.pt")
     ppo = ppo_with_encoder(wrong_obs)
-    with pytest.raises(EncoderMismatchError, match=r"observation size: the env gives 4 values per observation .* trained on 3"):
+    with pytest.raises(
+        EncoderMismatchError, match=r"observation size: the env gives 4 values per observation .* trained on 3"
+    ):
         load_encoder(ppo, wrong_obs)
     with pytest.raises(EncoderMismatchError, match=r"hidden_size=32 \(the encoder has 12\)"):
         encoder_policy_kwargs(path, hidden_size=32)
@@ -196,8 +223,9 @@ def test_vecnormalize_can_take_over_the_encoders_standardisation(tmp_path):
     normalized = th.as_tensor(env.normalize_obs(x.numpy().astype(np.float64)), dtype=th.float32)
     with th.no_grad():
         expected, _ = model.encode(x)  # at the start, VecNormalize standardises as the encoder did in training
-        th.testing.assert_close(policy_hidden_states(ppo.policy, normalized, ppo.policy.actor_memory), expected,
-                                rtol=1e-4, atol=1e-4)  # fmt: skip
+        th.testing.assert_close(
+            policy_hidden_states(ppo.policy, normalized, ppo.policy.actor_memory), expected, rtol=1e-4, atol=1e-4
+        )
     plain = ppo_with_encoder(path)
     with pytest.raises(EncoderMismatchError, match=r"needs the env wrapped in VecNormalize\(norm_obs=True\)"):
         load_encoder(plain, path, observation_statistics="vecnormalize")

@@ -140,8 +140,18 @@ def test_base_ids_share_the_easy_parameters() -> None:
 # --- exact references: closed forms and overrides ----------------------------------------------
 def test_reference_closed_forms() -> None:
     exact = {"method": "exact"}
-    assert envs.reference_returns("pomdp/RepeatPrevious-k4-v0") == {"optimal": 60.0, "random": 15.0, "memoryless": 15.0, **exact}
-    assert envs.reference_returns("pomdp/RepeatFirst-Easy-v0") == {"optimal": 16.0, "random": 4.0, "memoryless": 4.75, **exact}
+    assert envs.reference_returns("pomdp/RepeatPrevious-k4-v0") == {
+        "optimal": 60.0,
+        "random": 15.0,
+        "memoryless": 15.0,
+        **exact,
+    }
+    assert envs.reference_returns("pomdp/RepeatFirst-Easy-v0") == {
+        "optimal": 16.0,
+        "random": 4.0,
+        "memoryless": 4.75,
+        **exact,
+    }
     # no bump penalty and a very long limit: random reaches the junction and picks an arm 50/50
     assert tmaze_random_return(3, 10_000, 0.0) == pytest.approx(0.5)
     # corridor of 1, limit 2: forward then a turn, (1/3) * (1/3) chance of the cued arm
@@ -229,7 +239,12 @@ def test_repeat_first_flags_only_the_first_step() -> None:
 
 
 def test_renders() -> None:
-    for env_id in ["pomdp/TMaze-L10-v0", "pomdp/RepeatPrevious-k2-v0", "pomdp/RepeatFirst-Easy-v0", "pomdp/CountRecall-Easy-v0"]:
+    for env_id in [
+        "pomdp/TMaze-L10-v0",
+        "pomdp/RepeatPrevious-k2-v0",
+        "pomdp/RepeatFirst-Easy-v0",
+        "pomdp/CountRecall-Easy-v0",
+    ]:
         env = gym.make(env_id, render_mode="ansi")
         env.reset(seed=0)
         env.step(0)

@@ -92,7 +92,9 @@ def test_random_wrappers_leave_the_env_episodes_unchanged() -> None:
     # they draw from their own generator, so the task below sees the same episodes, across resets
     clean = [info["state"] for _, info, *_ in _random_steps(gym.make("pomdp/RepeatFirst-Easy-v0"), 300)]
     wrapped = GaussianObservationNoise(FlickerObservation(gym.make("pomdp/RepeatFirst-Easy-v0"), 0.5), 0.3)
-    np.testing.assert_array_equal(np.stack(clean), np.stack([info["state"] for _, info, *_ in _random_steps(wrapped, 300)]))
+    np.testing.assert_array_equal(
+        np.stack(clean), np.stack([info["state"] for _, info, *_ in _random_steps(wrapped, 300)])
+    )
 
 
 # --- Gaussian noise ----------------------------------------------------------------------------
@@ -163,7 +165,10 @@ def test_stacked_wrappers_pass_check_env(base: gym.Env) -> None:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: FlickerObservation(gym.make("CartPole-v1"), -0.1), r"p must be a real number in \[0.0, 1.0\], got -0.1"),
+        (
+            lambda: FlickerObservation(gym.make("CartPole-v1"), -0.1),
+            r"p must be a real number in \[0.0, 1.0\], got -0.1",
+        ),
         (lambda: FlickerObservation(gym.make("CartPole-v1"), 1.5), r"p must be a real number in \[0.0, 1.0\]"),
         (lambda: FlickerObservation(gym.make("CartPole-v1"), float("nan")), r"p must be a real number"),
         (lambda: FlickerObservation(gym.make("FrozenLake-v1"), 0.1), r"Box observation space"),

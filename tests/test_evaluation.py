@@ -103,7 +103,9 @@ def test_hidden_states_are_the_memorys_own_summary_for_every_core(memory, width,
     """The plot's activations come from the memory core (the attention memory: its newest cache
     entry, not the whole window), one (H,) vector per step of the first episode."""
     env = gym.make("pomdp/RepeatFirst-v0")
-    kwargs = dict(memory=memory, hidden_size=width, memory_kwargs=dict(memory_length=4) if memory == "transformer" else {})
+    kwargs = dict(
+        memory=memory, hidden_size=width, memory_kwargs=dict(memory_length=4) if memory == "transformer" else {}
+    )
     model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, seed=0, policy_kwargs=kwargs)
     report = run_episodes(model, env, episodes=1, seed=0)
     assert report.hidden_states.shape == (16, width)

@@ -49,8 +49,20 @@ def test_step_by_hand_trains_without_a_model(tmp_path):
 
 
 def test_pretrain_encoder_fits_exports_and_reuses(tmp_path):
-    stdout = run_example("pretrain_encoder.py", "--steps", 400, "--epochs", 2, "--timesteps", 256, "--episodes", 2,
-                         "--out", tmp_path, cwd=tmp_path)  # fmt: skip
+    stdout = run_example(
+        "pretrain_encoder.py",
+        "--steps",
+        400,
+        "--epochs",
+        2,
+        "--timesteps",
+        256,
+        "--episodes",
+        2,
+        "--out",
+        tmp_path,
+        cwd=tmp_path,
+    )
     for name in ("trajectories.npz", "encoder.pt", "model.zip", "vecnormalize.pkl"):
         assert (tmp_path / name).is_file(), name
     assert re.search(r"sequence model: 2 epochs, validation R² -?\d\.\d{3}", stdout), stdout

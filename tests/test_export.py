@@ -218,8 +218,9 @@ def test_parity_for_every_observation_space(tmp_path, obs):
 
 
 def test_parity_with_separate_features_extractors(tmp_path):
-    model = tiny_model(spaces_env("image", "discrete"), policy="CnnGruPolicy", updates=1,
-                       share_features_extractor=False)  # fmt: skip
+    model = tiny_model(
+        spaces_env("image", "discrete"), policy="CnnGruPolicy", updates=1, share_features_extractor=False
+    )
     assert model.policy.vf_features_extractor is not model.policy.pi_features_extractor
     path = export_onnx(model, tmp_path / "model.onnx", include_value=True)
     check_parity(model, path, spaces_env("image", "discrete"), episodes=6, value=True)
@@ -513,10 +514,24 @@ def test_a_part_that_does_not_export_is_named_and_nothing_is_written(tmp_path, e
 # --- recurrent-rl export ---------------------------------------------------------------------------------
 
 TINY_RUN = [
-    "--timesteps", "256", "--set", "n_envs=2", "--set", "n_steps=16", "--set", "batch_size=32",
-    "--set", "eval.freq=128", "--set", "eval.episodes=2", "--set", "eval.final_episodes=2",
-    "--set", "checkpoint.freq=128", "--no-progress",
-]  # fmt: skip
+    "--timesteps",
+    "256",
+    "--set",
+    "n_envs=2",
+    "--set",
+    "n_steps=16",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "eval.freq=128",
+    "--set",
+    "eval.episodes=2",
+    "--set",
+    "eval.final_episodes=2",
+    "--set",
+    "checkpoint.freq=128",
+    "--no-progress",
+]
 
 
 def export_cli(*args: object) -> int:
@@ -573,8 +588,23 @@ def test_export_a_run_folder_to_onnx_plays_as_evaluate(tiny_run, tmp_path, capsy
     assert "unpickles" in err  # read from SB3's zip: said so
     meta = read_metadata(run / "model.onnx")
     assert meta["env_id"] == ENV and meta["vecnormalize"]["folded"]  # the run normalised observations
-    assert cli.main(["evaluate", str(run), "--episodes", "4", "--seed", "6", "--json", str(tmp_path / "e.json"),
-                     "--no-progress", "--trust-pickle"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(run),
+                "--episodes",
+                "4",
+                "--seed",
+                "6",
+                "--json",
+                str(tmp_path / "e.json"),
+                "--no-progress",
+                "--trust-pickle",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "e.json").read_text())
     returns, lengths = play_episodes(run / "model.onnx", ENV, episodes=4, seed=6)
     assert returns == report["episode_returns"] and lengths == report["episode_lengths"]
@@ -664,8 +694,7 @@ def test_evaluate_prefers_the_safe_copy_and_never_unpickles(tiny_run, tmp_path):
     first, again = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("safe", "again"))
     assert first["episode_returns"] == again["episode_returns"]
     zip_only = copy_run(tiny_run, tmp_path / "zip")  # the same run through SB3's zip: the same episodes
-    assert cli.main(["evaluate", str(zip_only), *args[2:], "--json", str(tmp_path / "zip.json"),
-                     "--trust-pickle"]) == 0  # fmt: skip
+    assert cli.main(["evaluate", str(zip_only), *args[2:], "--json", str(tmp_path / "zip.json"), "--trust-pickle"]) == 0
     assert json.loads((tmp_path / "zip.json").read_text())["episode_returns"] == first["episode_returns"]
 
 
@@ -676,7 +705,9 @@ def test_recurrent_ppo_load_safe_reads_the_run_folders_copy(tiny_run):
     again = RecurrentPPO.load(tiny_run / "model.zip")
     obs = np.zeros((2, *model.observation_space.shape), dtype=np.float32)
     starts = np.ones(2, dtype=bool)
-    assert np.array_equal(model.predict(obs, episode_start=starts, deterministic=True)[0],
-                          again.predict(obs, episode_start=starts, deterministic=True)[0])  # fmt: skip
+    assert np.array_equal(
+        model.predict(obs, episode_start=starts, deterministic=True)[0],
+        again.predict(obs, episode_start=starts, deterministic=True)[0],
+    )
     sd, sd_again = model.policy.state_dict(), again.policy.state_dict()
     assert sd.keys() == sd_again.keys() and all(th.equal(sd[k], sd_again[k]) for k in sd)

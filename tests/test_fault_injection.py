@@ -47,9 +47,20 @@ TOTAL = 256
 # Tiny rollouts (32 steps), two PPO epochs and a checkpoint after every rollout: the trainer spends
 # much of its time writing checkpoints. Stochastic periodic evaluations may make new best models
 # (best_model.* rewritten), and keep=2 makes it prune old checkpoints too.
-OVERRIDES = [f"n_timesteps={TOTAL}", "n_envs=2", "n_steps=16", "batch_size=32", "n_epochs=2", "torch_threads=1",
-             "checkpoint.freq=32", "checkpoint.keep=2", "eval.freq=64", "eval.episodes=2",
-             "eval.deterministic=false", "eval.final_episodes=2"]  # fmt: skip
+OVERRIDES = [
+    f"n_timesteps={TOTAL}",
+    "n_envs=2",
+    "n_steps=16",
+    "batch_size=32",
+    "n_epochs=2",
+    "torch_threads=1",
+    "checkpoint.freq=32",
+    "checkpoint.keep=2",
+    "eval.freq=64",
+    "eval.episodes=2",
+    "eval.deterministic=false",
+    "eval.final_episodes=2",
+]
 FILE_MODE = 0o666 & ~UMASK  # what every file a run keeps gets, as any file the user writes
 STEP = re.compile(r"^step_(\d+)$")
 # What resume answers when a kill came before the run had anything to continue from.
@@ -169,8 +180,14 @@ class Helper:
         self.attempts = 0
         self.reference: tuple[Path, int, float] | None = None  # an unkilled run, its write calls and seconds
         self.stderr = open(folder / "helper.err", "w")  # noqa: SIM115 closed in close()
-        self.process = subprocess.Popen([sys.executable, "-c", HELPER], cwd=ROOT, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=self.stderr, text=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HELPER],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
         assert self._answer(180) == "ready"
 
     def _answer(self, timeout: float) -> str:
@@ -297,8 +314,13 @@ def _same(found: int, expected: int) -> None:
 
 
 def hidden(run: Path) -> list[str]:
-    return [str(p.relative_to(run)) for folder in (run, run / runs.CHECKPOINTS) if folder.is_dir()
-            for p in folder.iterdir() if p.name.startswith(".")]  # fmt: skip
+    return [
+        str(p.relative_to(run))
+        for folder in (run, run / runs.CHECKPOINTS)
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if p.name.startswith(".")
+    ]
 
 
 def check_finished(run: Path) -> list[str]:
@@ -319,6 +341,7 @@ def check_finished(run: Path) -> list[str]:
 
 # --- kill, check, resume, ... ---------------------------------------------------------------------
 
+
 def reference(helper: Helper, runs_dir: Path) -> tuple[Path, int, float]:
     """An unkilled run (made once): its folder, how many write calls it made, how long it took."""
     if helper.reference is None:
@@ -333,8 +356,14 @@ def fault_injection(helper: Helper, runs_dir: Path, kills: int, seed: int) -> di
     """Train runs and kill them ``kills`` times in all (resume after each kill, kill the resume, ...);
     what was found wrong is in the result's ``problems``."""
     rng = random.Random(seed)
-    tally: dict[str, object] = {"kills": 0, "by_call": 0, "by_clock": 0, "runs": 0, "finished": 0,
-                                "before_a_checkpoint": 0}  # fmt: skip
+    tally: dict[str, object] = {
+        "kills": 0,
+        "by_call": 0,
+        "by_clock": 0,
+        "runs": 0,
+        "finished": 0,
+        "before_a_checkpoint": 0,
+    }
     problems: list[tuple[str, str]] = []  # (attempt, what was wrong after it), each the first time it was
 
     def found(attempt: str, wrong: list[str]) -> None:
@@ -411,8 +440,13 @@ def test_the_check_finds_a_truncated_or_torn_file(helper, tmp_path):
 
     run = Path(shutil.copytree(reference(helper, tmp_path)[0], tmp_path / "copy"))
     checkpoint = runs.latest_checkpoint(run)
-    damaged = [run / runs.MODEL, run / "best_model.safetensors", run / runs.EVAL_REPORT,
-               checkpoint / runs.VECNORMALIZE, checkpoint / "model.json"]  # fmt: skip
+    damaged = [
+        run / runs.MODEL,
+        run / "best_model.safetensors",
+        run / runs.EVAL_REPORT,
+        checkpoint / runs.VECNORMALIZE,
+        checkpoint / "model.json",
+    ]
     for path in damaged:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     (run / ".tmpXyZ123").write_bytes(b"")

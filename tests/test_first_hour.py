@@ -26,8 +26,22 @@ from recurrent_rl.runs.training import train
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "pomdp/CartPoleNoVel-v1"
 # a few hundred steps: 2 envs, rollouts of 16 steps (32 env steps), evaluations every few rollouts
-TINY = ["--set", "n_envs=2", "--set", "n_steps=16", "--set", "batch_size=32", "--set", "eval.freq=128",
-        "--set", "eval.episodes=2", "--set", "eval.final_episodes=2", "--set", "checkpoint.freq=64"]  # fmt: skip
+TINY = [
+    "--set",
+    "n_envs=2",
+    "--set",
+    "n_steps=16",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "eval.freq=128",
+    "--set",
+    "eval.episodes=2",
+    "--set",
+    "eval.final_episodes=2",
+    "--set",
+    "checkpoint.freq=64",
+]
 
 
 def run_cli(*args: object) -> int:
@@ -61,8 +75,16 @@ class RecordThreads(BaseCallback):
 
 
 def tiny_model(**kwargs) -> RecurrentPPO:
-    return RecurrentPPO("MlpGruPolicy", ENV, n_steps=16, batch_size=16, n_epochs=1, policy_kwargs={"hidden_size": 8},
-                        device="cpu", **kwargs)  # fmt: skip
+    return RecurrentPPO(
+        "MlpGruPolicy",
+        ENV,
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        policy_kwargs={"hidden_size": 8},
+        device="cpu",
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -117,8 +139,19 @@ def test_torch_threads_is_checked_and_not_saved(tmp_path):
 
 
 def test_without_a_terminal_training_prints_plain_lines(tmp_path):
-    args = [sys.executable, "-m", "recurrent_rl", "train", "--runs-dir", str(tmp_path), "--name", "run",
-            "--timesteps", "256", *TINY]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "recurrent_rl",
+        "train",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--timesteps",
+        "256",
+        *TINY,
+    ]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -144,8 +177,18 @@ def test_the_bar_is_drawn_with_the_signal_and_the_evaluations(tmp_path, monkeypa
 
     stream = io.StringIO()
     monkeypatch.setenv("COLUMNS", "160")  # rich draws a file at 80 columns otherwise
-    config = load_preset("tmaze-l10-gru", ["n_envs=2", "n_steps=16", "batch_size=32", "n_timesteps=128",
-                                           "eval.freq=64", "eval.episodes=2", "eval.final_episodes=0"])  # fmt: skip
+    config = load_preset(
+        "tmaze-l10-gru",
+        [
+            "n_envs=2",
+            "n_steps=16",
+            "batch_size=32",
+            "n_timesteps=128",
+            "eval.freq=64",
+            "eval.episodes=2",
+            "eval.final_episodes=0",
+        ],
+    )
 
     class Bar(TrainingProgress):
         def __init__(self, *args, **kwargs):
@@ -175,9 +218,19 @@ class SignalAt(BaseCallback):
 
 def test_a_run_stopped_in_its_last_rollout_finishes_on_resume(tmp_path, capsys):
     # rollouts of 2 envs x 16 steps end at 32, 64, 96 and 128: the last one passes the target of 100
-    config = load_preset(DEFAULT_PRESET, ["n_envs=2", "n_steps=16", "batch_size=32", "n_timesteps=100",
-                                          "eval.freq=64", "eval.episodes=2", "eval.final_episodes=2",
-                                          "checkpoint.freq=32"])  # fmt: skip
+    config = load_preset(
+        DEFAULT_PRESET,
+        [
+            "n_envs=2",
+            "n_steps=16",
+            "batch_size=32",
+            "n_timesteps=100",
+            "eval.freq=64",
+            "eval.episodes=2",
+            "eval.final_episodes=2",
+            "checkpoint.freq=32",
+        ],
+    )
     result = train(config, tmp_path, name="run", progress_bar=False, callbacks=[SignalAt(104)])
     run = result.run_dir
     assert result.interrupted == "SIGTERM" and result.num_timesteps >= 100  # past the target, not finished
@@ -221,18 +274,22 @@ def test_an_encoder_says_which_memory_it_sets(tmp_path, capsys):
     assert run_cli("train", "--encoder", encoder, "--dry-run") == 0
     captured = capsys.readouterr()
     assert "memory: lstm" in captured.out and "hidden_size: 16" in captured.out
-    assert (f"encoder {encoder} (pretrained on {ENV}): the policy's memory is the encoder's, a lstm of hidden_size 16 "
-            "with 1 layer; it replaces the config's gru of hidden_size 64") in captured.err  # fmt: skip
+    assert (
+        f"encoder {encoder} (pretrained on {ENV}): the policy's memory is the encoder's, a lstm of hidden_size 16 "
+        "with 1 layer; it replaces the config's gru of hidden_size 64"
+    ) in captured.err
 
 
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["--memory", "gru"], ["policy_kwargs.memory=gru (--memory gru) contradicts the encoder", "a lstm",
-                               "--set model.memory=gru"]),
+        (
+            ["--memory", "gru"],
+            ["policy_kwargs.memory=gru (--memory gru) contradicts the encoder", "a lstm", "--set model.memory=gru"],
+        ),
         (["--set", "policy_kwargs.hidden_size=32"], ["policy_kwargs.hidden_size=32 contradicts", "hidden_size 16"]),
     ],
-)  # fmt: skip
+)
 def test_a_memory_that_contradicts_the_encoder_is_refused(args, fragments, tmp_path, capsys):
     encoder = make_encoder(tmp_path / "encoder.pt")
     code = run_cli("train", "--runs-dir", tmp_path / "runs", "--encoder", encoder, *args, "--timesteps", 64)
@@ -244,16 +301,34 @@ def test_an_encoder_from_another_env_is_used_with_a_warning(tmp_path, capsys):
     from recurrent_rl.supervised.encoder import EncoderEnvWarning, encoder_policy_kwargs, load_encoder
 
     encoder = make_encoder(tmp_path / "encoder.pt", env_id="pomdp/CartPoleNoVel-v1-elsewhere")
-    model = RecurrentPPO("MlpLstmPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16,
-                         policy_kwargs=encoder_policy_kwargs(encoder))  # fmt: skip
+    model = RecurrentPPO(
+        "MlpLstmPolicy",
+        "pomdp/CartPoleNoVel-v1",
+        n_steps=16,
+        batch_size=16,
+        policy_kwargs=encoder_policy_kwargs(encoder),
+    )
     with pytest.warns(
         EncoderEnvWarning,
         match="recorded from pomdp/CartPoleNoVel-v1-elsewhere, but this model trains on pomdp/CartPoleNoVel-v1",
     ):
         load_encoder(model, encoder)
     # the command line: one warning line, and the run goes on
-    args = ["train", "--runs-dir", tmp_path, "--name", "run", "--encoder", encoder, "--set", "normalize=false",
-            "--timesteps", 64, *TINY, "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--runs-dir",
+        tmp_path,
+        "--name",
+        "run",
+        "--encoder",
+        encoder,
+        "--set",
+        "normalize=false",
+        "--timesteps",
+        64,
+        *TINY,
+        "--no-progress",
+    ]
     assert run_cli(*args) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
     assert len(warnings) == 1 and warnings[0].startswith("recurrent-rl train: warning: the encoder")
@@ -274,8 +349,10 @@ def test_train_env_device_and_freeze_encoder_flags(tmp_path, capsys):
     one_error_line(capsys, run_cli("train", "--env", "pomdp/TMaze-L1O-v0", "--dry-run"), "unknown env id")
 
 
-@pytest.mark.parametrize("device, fragment", [("bogus", "unknown device 'bogus'"), ("cuda:99", "cuda:99"),
-                                              ("cpu:x", "unknown device 'cpu:x'")])  # fmt: skip
+@pytest.mark.parametrize(
+    "device, fragment",
+    [("bogus", "unknown device 'bogus'"), ("cuda:99", "cuda:99"), ("cpu:x", "unknown device 'cpu:x'")],
+)
 def test_an_unknown_device_is_refused_before_anything_runs(device, fragment, tmp_path, capsys):
     code = run_cli("train", "--runs-dir", tmp_path / "runs", "--device", device, "--timesteps", 64)
     one_error_line(capsys, code, "device", fragment)
@@ -338,13 +415,26 @@ def test_pretrain_prints_a_few_lines_and_the_next_command(tmp_path, capsys):
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["1/40", *[f"{n}/40" for n in range(4, 41, 4)]]  # every 10%
     (run,) = tmp_path.iterdir()
-    assert lines[-1].startswith("train an agent with it: recurrent-rl train --preset cartpole-novel-gru --encoder "
-                                f"{run / runs.ENCODER}")  # fmt: skip
+    assert lines[-1].startswith(
+        f"train an agent with it: recurrent-rl train --preset cartpole-novel-gru --encoder {run / runs.ENCODER}"
+    )
 
 
 def test_pretrain_progress_bar(tmp_path, capsys):
-    args = ["pretrain", "--preset", "cartpole-novel", "--runs-dir", tmp_path, "--set", "data.n_steps=300",
-            "--set", "train.epochs=3", "--set", "model.hidden_size=8", "--progress"]  # fmt: skip
+    args = [
+        "pretrain",
+        "--preset",
+        "cartpole-novel",
+        "--runs-dir",
+        tmp_path,
+        "--set",
+        "data.n_steps=300",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "model.hidden_size=8",
+        "--progress",
+    ]
     assert run_cli(*args) == 0
     captured = capsys.readouterr()
     assert not [line for line in captured.out.splitlines() if line.startswith("epoch ")]
@@ -362,8 +452,19 @@ def test_presets_lists_the_pretraining_presets_marked(capsys):
 # --- 8. start-up imports no torch ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["presets"], ["presets", "--pretrain"],
-                                  ["pretrain", "--help"], ["evaluate", "--help"], ["envs"], ["--version"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["presets"],
+        ["presets", "--pretrain"],
+        ["pretrain", "--help"],
+        ["evaluate", "--help"],
+        ["envs"],
+        ["--version"],
+    ],
+)
 def test_help_and_listings_import_no_torch(argv):
     code = f"""
 import json, sys

@@ -86,7 +86,9 @@ def find_modules(sources: dict[str, Path]) -> dict[str, Module]:
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 class _ImportCollector(ast.NodeVisitor):
@@ -129,7 +131,11 @@ def _canonical(name: str, aliases: dict[str, str]) -> str:
 
 
 def imported_modules(
-    module: Module, modules: dict[str, Module], aliases: dict[str, str], lazy: dict[str, dict[str, str]], root: str = PACKAGE
+    module: Module,
+    modules: dict[str, Module],
+    aliases: dict[str, str],
+    lazy: dict[str, dict[str, str]],
+    root: str = PACKAGE,
 ) -> list[Edge]:
     """The modules of ``root`` that ``module`` imports (targets may be unknown names: see the test)."""
     tree = ast.parse(module.path.read_text(encoding="utf-8"), filename=str(module.path))
@@ -170,10 +176,15 @@ def imported_modules(
 
 
 def import_graph(
-    sources: dict[str, Path], aliases: dict[str, str], lazy: dict[str, dict[str, str]] | None = None, root: str = PACKAGE
+    sources: dict[str, Path],
+    aliases: dict[str, str],
+    lazy: dict[str, dict[str, str]] | None = None,
+    root: str = PACKAGE,
 ) -> tuple[dict[str, Module], dict[str, list[Edge]]]:
     modules = find_modules(sources)
-    return modules, {name: imported_modules(module, modules, aliases, lazy or {}, root) for name, module in modules.items()}
+    return modules, {
+        name: imported_modules(module, modules, aliases, lazy or {}, root) for name, module in modules.items()
+    }
 
 
 def strongly_connected(graph: dict[str, list[Edge]]) -> list[list[str]]:
@@ -243,9 +254,16 @@ def describe_cycles(graph: dict[str, list[Edge]]) -> str:
     for component in strongly_connected(graph):
         members = set(component)
         lines.append(f"cycle among {', '.join(component)}; a shortest loop:")
-        lines += [f"    {source} -> {edge.target}  ({edge.where()})" for source, edge in shortest_loop(graph, component)]
+        lines += [
+            f"    {source} -> {edge.target}  ({edge.where()})" for source, edge in shortest_loop(graph, component)
+        ]
         lines.append("  all imports inside it:")
-        lines += [f"    {source} -> {edge.target}  ({edge.where()})" for source in component for edge in graph[source] if edge.target in members]
+        lines += [
+            f"    {source} -> {edge.target}  ({edge.where()})"
+            for source in component
+            for edge in graph[source]
+            if edge.target in members
+        ]
     return "\n".join(lines)
 
 
@@ -273,21 +291,36 @@ def test_the_package_has_no_import_cycles() -> None:
 
 def test_every_internal_import_names_a_module_of_the_package() -> None:
     modules, graph = import_graph(SOURCES, _aliases(), _lazy())
-    unknown = sorted({f"{edge.target}  ({edge.where()})" for edges in graph.values() for edge in edges if edge.target not in modules})
+    unknown = sorted(
+        {f"{edge.target}  ({edge.where()})" for edges in graph.values() for edge in edges if edge.target not in modules}
+    )
     assert unknown == []
 
 
 # what each part may import (the subpackages' docstrings); "recurrent_rl" alone is the lazy package root
 LAYERS = {
-    "recurrent_rl.types": (), "recurrent_rl.errors": (), "recurrent_rl.sequences": (), "recurrent_rl.versions": (),
+    "recurrent_rl.types": (),
+    "recurrent_rl.errors": (),
+    "recurrent_rl.sequences": (),
+    "recurrent_rl.versions": (),
     "recurrent_rl.atomic": (),
     "recurrent_rl.envs": ("recurrent_rl.envs",),
     "recurrent_rl.nets": ("recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors", "recurrent_rl.sequences"),
-    "recurrent_rl.ppo": ("recurrent_rl.ppo", "recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors",
-                         "recurrent_rl.sequences"),
-    "recurrent_rl.accel": ("recurrent_rl.accel", "recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors",
-                           "recurrent_rl.sequences"),
-}  # fmt: skip
+    "recurrent_rl.ppo": (
+        "recurrent_rl.ppo",
+        "recurrent_rl.nets",
+        "recurrent_rl.types",
+        "recurrent_rl.errors",
+        "recurrent_rl.sequences",
+    ),
+    "recurrent_rl.accel": (
+        "recurrent_rl.accel",
+        "recurrent_rl.nets",
+        "recurrent_rl.types",
+        "recurrent_rl.errors",
+        "recurrent_rl.sequences",
+    ),
+}
 
 
 def _layer(name: str) -> str | None:
@@ -317,7 +350,10 @@ def _fresh_modules(code: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("code", ["import recurrent_rl", "import recurrent_rl.envs", "import gymnasium as gym; gym.make('pomdp/CartPoleNoVel-v1')"])
+@pytest.mark.parametrize(
+    "code",
+    ["import recurrent_rl", "import recurrent_rl.envs", "import gymnasium as gym; gym.make('pomdp/CartPoleNoVel-v1')"],
+)
 def test_importing_the_package_loads_no_torch_or_sb3(code: str) -> None:
     loaded = _fresh_modules(code)
     assert "recurrent_rl.envs" in loaded or "gymnasium" not in code
@@ -407,7 +443,11 @@ def test_rules_relative_imports_resolve_against_the_package(tmp_path: Path) -> N
 
 def test_rules_a_sibling_reached_through_the_parent_package_is_no_cycle(tmp_path: Path) -> None:
     # the package __init__ imports its submodules, which import each other by full path
-    files = {"__init__.py": "from pkg.a import f\nfrom pkg import b\n", "a.py": "import pkg.b\ndef f(): ...\n", "b.py": "x = 1\n"}
+    files = {
+        "__init__.py": "from pkg.a import f\nfrom pkg import b\n",
+        "a.py": "import pkg.b\ndef f(): ...\n",
+        "b.py": "x = 1\n",
+    }
     assert _cycles(tmp_path, files) == []
     # but a submodule that takes a name from its own package's __init__, which imports it, is one
     files["b.py"] = "from pkg import f\n"
@@ -427,14 +467,23 @@ def test_rules_a_module_importing_a_cousin_runs_the_cousins_package(tmp_path: Pa
 
 
 def test_rules_old_paths_are_read_as_their_new_homes(tmp_path: Path) -> None:
-    files = {"__init__.py": "", "new/__init__.py": "", "new/a.py": "from pkg.b import f\n", "b.py": "from pkg.old_a import g\n"}
+    files = {
+        "__init__.py": "",
+        "new/__init__.py": "",
+        "new/a.py": "from pkg.b import f\n",
+        "b.py": "from pkg.old_a import g\n",
+    }
     _, graph = import_graph(_write(tmp_path, files), {"pkg.old_a": "pkg.new.a"}, root="pkg")
     assert [e.target for e in graph["pkg.b"]] == ["pkg.new", "pkg.new.a"]
     assert strongly_connected(graph) == [["pkg.b", "pkg.new.a"]]
 
 
 def test_rules_lazy_package_attributes_are_imports_of_their_modules(tmp_path: Path) -> None:
-    files = {"__init__.py": "def __getattr__(name): ...\n", "a.py": "def f():\n    from pkg import Thing\n", "b.py": "from pkg.a import f\n"}
+    files = {
+        "__init__.py": "def __getattr__(name): ...\n",
+        "a.py": "def f():\n    from pkg import Thing\n",
+        "b.py": "from pkg.a import f\n",
+    }
     _, graph = import_graph(_write(tmp_path, files), {}, {"pkg": {"Thing": "pkg.b"}}, root="pkg")
     assert [e.target for e in graph["pkg.a"]] == ["pkg", "pkg.b"]
     assert strongly_connected(graph) == [["pkg.a", "pkg.b"]]

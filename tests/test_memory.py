@@ -15,6 +15,8 @@ BACKENDS = {True: CpuKernels(), False: TorchBackend()}  # use_kernels -> the bac
 def run(core: MemoryCore, x, state, starts, need_final_state: bool = True, use_kernels: bool = True):
     """One core over a (T, B, F) batch through the speed backend (kernels) or plain torch (segments)."""
     return BACKENDS[use_kernels].forward_cores([core], [x], [state], starts, need_final_state)[0]
+
+
 from recurrent_rl.sequences import Segments, check_sequence_sizes, chunk_rows
 
 CORES = ["gru", "lstm", "rnn", "mingru", "minlstm"]

@@ -13,14 +13,18 @@ from recurrent_rl.accel.optim import PolicyAdam, refuse_non_finite_steps
 
 def _net() -> th.nn.Module:
     th.manual_seed(0)
-    return th.nn.Sequential(th.nn.Linear(3, 8), th.nn.Tanh(), th.nn.GRU(8, 5), )
+    return th.nn.Sequential(
+        th.nn.Linear(3, 8),
+        th.nn.Tanh(),
+        th.nn.GRU(8, 5),
+    )
 
 
 def _loss(net: th.nn.Module, step: int) -> th.Tensor:
     g = th.Generator().manual_seed(step)
     x = th.randn(4, 2, 3, generator=g)
     out, _ = net[2](net[1](net[0](x)))
-    return (out ** 2).mean() + out.sum() * 0.1
+    return (out**2).mean() + out.sum() * 0.1
 
 
 def _train(net: th.nn.Module, opt: th.optim.Optimizer, steps: range, lrs: list[float]) -> None:
@@ -104,11 +108,13 @@ def test_a_closure_computes_the_gradients_that_are_checked_and_used():
     ref_opt = th.optim.Adam(ref.parameters(), lr=1e-2, fused=True)
     for step in range(3):
         for net, optimizer in ((ours, opt), (ref, ref_opt)):
+
             def closure(net=net, optimizer=optimizer, step=step):
                 optimizer.zero_grad()
                 loss = _loss(net, step)
                 loss.backward()
                 return loss
+
             assert optimizer.step(closure) is not None
     assert all(th.equal(a, b) for a, b in zip(ours.parameters(), ref.parameters()))
 
@@ -117,6 +123,7 @@ def test_a_closure_computes_the_gradients_that_are_checked_and_used():
         loss = _loss(ours, 9) * float("nan")
         loss.backward()
         return loss
+
     before = [p.detach().clone() for p in ours.parameters()]
     with pytest.raises(NonFiniteLossError):
         opt.step(bad_closure)

@@ -41,11 +41,17 @@ print(json.dumps({{"recurrent_rl": recurrent_rl.__file__, "heavy": heavy, "loade
 """.format(HEAVY=set(HEAVY))
 
 
-def _run(python: str | Path, code: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    python: str | Path, code: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(python), "-c", "import json\n" + textwrap.dedent(code)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _clean_env() -> dict[str, str]:
@@ -85,8 +91,6 @@ def _backend(hook: str, project: Path, out: Path) -> Path:
     return out / result.stdout.strip().splitlines()[-1]
 
 
-
-
 def test_editable_wheel_carries_the_hook(tmp_path: Path) -> None:
     """`pip install -e .` (scripts/setup.sh) gets the .pth and a copy of the hook module too."""
     _setuptools_or_skip()
@@ -106,7 +110,9 @@ def test_this_environment_registers_on_import_gymnasium(tmp_path: Path) -> None:
     purelib = Path(sysconfig.get_paths()["purelib"])
     if not list(purelib.glob("recurrent_rl-*.dist-info")):
         pytest.skip(f"recurrent_rl is not installed in {purelib} (tests run from the source tree only)")
-    assert (purelib / f"{HOOK}.pth").is_file(), "the installed recurrent_rl predates the gymnasium hook: re-run scripts/setup.sh"
+    assert (purelib / f"{HOOK}.pth").is_file(), (
+        "the installed recurrent_rl predates the gymnasium hook: re-run scripts/setup.sh"
+    )
     result = _run(sys.executable, MAKE_CARTPOLE, cwd=tmp_path, env=_clean_env())
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -120,7 +126,19 @@ def _build_and_install(tmp: Path) -> dict[str, Path]:
         archive.extractall(tmp / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     (unpacked,) = (tmp / "unpacked").iterdir()
     wheels = tmp / "wheels"
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(wheels), str(unpacked)]
+    pip_wheel = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-q",
+        "-w",
+        str(wheels),
+        str(unpacked),
+    ]
     result = subprocess.run(pip_wheel, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     (wheel,) = wheels.glob("recurrent_rl-*.whl")
@@ -132,7 +150,18 @@ def _build_and_install(tmp: Path) -> dict[str, Path]:
     # the dependencies of this environment, as a plain sys.path entry: the .pth files there (the
     # editable install's finder and hook among them) are not run
     (purelib / "_borrowed_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)]
+    install = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "install",
+        "--no-deps",
+        "--no-index",
+        "-q",
+        str(wheel),
+    ]
     result = subprocess.run(install, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     outside = tmp / "elsewhere"
@@ -152,8 +181,16 @@ def _check_wheel_contents(installed: dict[str, Path]) -> None:
     assert top == {"recurrent_rl", f"{HOOK}.py", f"{HOOK}.pth", dist_info}, top
     assert f"{dist_info}/licenses/LICENSE" in names, sorted(n for n in names if n.startswith(dist_info))
     # every module and data file on disk made it in (a new subpackage must be listed in pyproject.toml)
-    on_disk = {f"recurrent_rl/{p.relative_to(ROOT / 'recurrent_rl').as_posix()}" for p in (ROOT / "recurrent_rl").rglob("*") if p.is_file()}
-    on_disk |= {f"recurrent_rl/envs/{p.relative_to(ROOT / 'envs').as_posix()}" for p in (ROOT / "envs").rglob("*") if p.is_file()}
+    on_disk = {
+        f"recurrent_rl/{p.relative_to(ROOT / 'recurrent_rl').as_posix()}"
+        for p in (ROOT / "recurrent_rl").rglob("*")
+        if p.is_file()
+    }
+    on_disk |= {
+        f"recurrent_rl/envs/{p.relative_to(ROOT / 'envs').as_posix()}"
+        for p in (ROOT / "envs").rglob("*")
+        if p.is_file()
+    }
     missing = {n for n in on_disk if "__pycache__" not in n} - names
     assert missing == set(), f"not in the wheel (list new subpackages in pyproject.toml): {sorted(missing)}"
     # (c) nothing named envs in site-packages

@@ -20,14 +20,23 @@ def spaces_vec_env(obs: str, act: str, n_envs: int = 2) -> DummyVecEnv:
 
 @pytest.mark.parametrize(
     "obs,act",
-    [(o, "discrete") for o in OBSERVATION_SPACES] + [("box", a) for a in ACTION_SPACES if a != "discrete"]
+    [(o, "discrete") for o in OBSERVATION_SPACES]
+    + [("box", a) for a in ACTION_SPACES if a != "discrete"]
     + [("image", "box"), ("dict", "multidiscrete"), ("multibinary", "multibinary")],
 )
 def test_every_space_trains(obs, act):
     policy = POLICY_FOR_OBS.get(obs, "MlpGruPolicy")
     kwargs = {"features_extractor_kwargs": {"features_dim": 32}} if obs == "image" else {}
-    model = RecurrentPPO(policy, spaces_vec_env(obs, act), n_steps=16, batch_size=16, sequence_length=8, n_epochs=2,
-                         policy_kwargs=dict(hidden_size=16, **kwargs), seed=0)  # fmt: skip
+    model = RecurrentPPO(
+        policy,
+        spaces_vec_env(obs, act),
+        n_steps=16,
+        batch_size=16,
+        sequence_length=8,
+        n_epochs=2,
+        policy_kwargs=dict(hidden_size=16, **kwargs),
+        seed=0,
+    )
     model.learn(2048 if obs != "image" else 512)
     assert model.num_timesteps >= 512
     action, state = model.predict(model.env.observation_space.sample(), deterministic=True)
@@ -38,9 +47,15 @@ def test_every_space_trains(obs, act):
 @pytest.mark.parametrize("memory,n_state", [("gru", 1), ("lstm", 2), ("rnn", 1), ("mingru", 1), ("minlstm", 1)])
 @pytest.mark.parametrize("critic_memory", ["separate", "shared", "none"])
 def test_policy_options_build_what_they_say(memory, n_state, critic_memory):
-    model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=8, batch_size=8,
-                         policy_kwargs=dict(memory=memory, hidden_size=10, num_layers=2, critic_memory=critic_memory,
-                                            net_arch=dict(pi=[7], vf=[5])))  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy",
+        "pomdp/CartPoleNoVel-v1",
+        n_steps=8,
+        batch_size=8,
+        policy_kwargs=dict(
+            memory=memory, hidden_size=10, num_layers=2, critic_memory=critic_memory, net_arch=dict(pi=[7], vf=[5])
+        ),
+    )
     policy = model.policy
     from recurrent_rl.nets.scan import MinRNN
 
@@ -62,8 +77,12 @@ def test_aliases_pick_memory_and_extractor():
     for alias, memory in [("MlpGruPolicy", "gru"), ("MlpLstmPolicy", "lstm"), ("MlpRnnPolicy", "rnn")]:
         model = RecurrentPPO(alias, "pomdp/CartPoleNoVel-v1", n_steps=8, batch_size=8)
         assert model.policy.memory == memory
-    model = RecurrentPPO("CnnLstmPolicy", make_vec_env(lambda: SpacesEnv(OBSERVATION_SPACES["image"], ACTION_SPACES["discrete"])),
-                         n_steps=8, batch_size=8)  # fmt: skip
+    model = RecurrentPPO(
+        "CnnLstmPolicy",
+        make_vec_env(lambda: SpacesEnv(OBSERVATION_SPACES["image"], ACTION_SPACES["discrete"])),
+        n_steps=8,
+        batch_size=8,
+    )
     assert model.policy.memory == "lstm" and type(model.policy.features_extractor).__name__ == "NatureCNN"
 
 
@@ -73,8 +92,15 @@ def test_aliases_pick_memory_and_extractor():
 def test_rollout_log_probs_and_values_equal_the_update(memory, critic_memory, sequence_length):
     # CartPole under a random policy ends episodes every ~20 steps: chunks hold episode starts
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=4, seed=1)
-    model = RecurrentPPO("MlpGruPolicy", env, n_steps=32, batch_size=64, sequence_length=sequence_length, seed=1,
-                         policy_kwargs=dict(memory=memory, critic_memory=critic_memory, num_layers=2, hidden_size=16))  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy",
+        env,
+        n_steps=32,
+        batch_size=64,
+        sequence_length=sequence_length,
+        seed=1,
+        policy_kwargs=dict(memory=memory, critic_memory=critic_memory, num_layers=2, hidden_size=16),
+    )
     _, callback = model._setup_learn(10_000, None)
     model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
     assert model.rollout_buffer.episode_starts[1:].sum() > 0
@@ -89,8 +115,13 @@ def test_rollout_log_probs_and_values_equal_the_update(memory, critic_memory, se
 
 
 def test_predict_contract():
-    model = RecurrentPPO("MlpLstmPolicy", make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=3), n_steps=8, batch_size=8,
-                         policy_kwargs=dict(hidden_size=6, num_layers=2))  # fmt: skip
+    model = RecurrentPPO(
+        "MlpLstmPolicy",
+        make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=3),
+        n_steps=8,
+        batch_size=8,
+        policy_kwargs=dict(hidden_size=6, num_layers=2),
+    )
     obs = model.env.reset()
     actions, state = model.predict(obs)
     assert actions.shape == (3,) and len(state) == 2 and all(s.shape == (2, 3, 6) for s in state)
@@ -169,7 +200,9 @@ def test_default_gate_bias_is_one_for_the_lstm_forget_gate_only():
         th.manual_seed(0)
         model = RecurrentPPO(alias, env, n_steps=16, batch_size=32, policy_kwargs=kwargs, seed=0)
         biases[(alias, kwargs.get("gate_bias"))] = model.policy.actor_memory.rnn.bias_ih_l0.detach().clone()
-        assert model.policy.gate_bias == (1.0 if alias == "MlpLstmPolicy" and not kwargs else kwargs.get("gate_bias", 0.0))
+        assert model.policy.gate_bias == (
+            1.0 if alias == "MlpLstmPolicy" and not kwargs else kwargs.get("gate_bias", 0.0)
+        )
     H = 64
     default, explicit_zero = biases[("MlpLstmPolicy", None)], biases[("MlpLstmPolicy", 0.0)]
     th.testing.assert_close(default[H : 2 * H] - explicit_zero[H : 2 * H], th.ones(H))  # forget gate f
@@ -228,8 +261,15 @@ def test_a_custom_mlp_extractor_is_called_through_its_own_methods():
             super()._build_mlp_extractor()
             self.mlp_extractor = Heads(self.hidden_size)
 
-    model = RecurrentPPO(Policy, "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16, n_epochs=1, seed=0,
-                         policy_kwargs=dict(hidden_size=8))  # fmt: skip
+    model = RecurrentPPO(
+        Policy,
+        "pomdp/CartPoleNoVel-v1",
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        seed=0,
+        policy_kwargs=dict(hidden_size=8),
+    )
     model.learn(32)
     assert "actor" in calls and "critic" in calls
     model.predict(model.env.observation_space.sample(), deterministic=True)

@@ -83,8 +83,16 @@ def test_rollout_states_can_enter_the_update_on_every_path(monkeypatch):
     monkeypatch.setattr(native, "available", lambda: False)
     for memory in ("gru", "lstm"):
         env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=0)
-        model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, sequence_length=8, n_epochs=1, seed=0,
-                             policy_kwargs=dict(memory=memory, hidden_size=8))  # fmt: skip
+        model = RecurrentPPO(
+            "MlpGruPolicy",
+            env,
+            n_steps=16,
+            batch_size=16,
+            sequence_length=8,
+            n_epochs=1,
+            seed=0,
+            policy_kwargs=dict(memory=memory, hidden_size=8),
+        )
         model.learn(64)
         stored = [t for state in model.rollout_buffer.chunk_start_states for part in state for t in part]
         assert stored and not any(t.is_inference() for t in stored)
@@ -216,8 +224,15 @@ def linear(start: float):
 
 
 # rl-baselines3-zoo's tuned CartPoleNoVel-v1 settings (the default preset and the core benchmark)
-ZOO_SETTINGS = dict(n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98,
-                    learning_rate=linear(1e-3), clip_range=linear(0.2))  # fmt: skip
+ZOO_SETTINGS = dict(
+    n_steps=32,
+    batch_size=256,
+    n_epochs=20,
+    gae_lambda=0.8,
+    gamma=0.98,
+    learning_rate=linear(1e-3),
+    clip_range=linear(0.2),
+)
 ZOO_POLICY = dict(ortho_init=False, activation_fn=th.nn.ReLU, net_arch=dict(pi=[64], vf=[64]))
 LEARNING_BUDGET = 100_000
 

@@ -14,8 +14,15 @@ from recurrent_rl.runs.presets import load_preset  # noqa: E402
 from recurrent_rl.sweeps.seeds import run_seeds  # noqa: E402
 from recurrent_rl.sweeps.tune import run_study  # noqa: E402
 
-TINY = ["n_timesteps=256", "n_envs=2", "batch_size=64", "eval.freq=128", "eval.episodes=2",
-        "eval.final_episodes=2", "checkpoint.freq=0"]  # fmt: skip
+TINY = [
+    "n_timesteps=256",
+    "n_envs=2",
+    "batch_size=64",
+    "eval.freq=128",
+    "eval.episodes=2",
+    "eval.final_episodes=2",
+    "checkpoint.freq=0",
+]
 SPACE = "n_steps: [16, 32]\nminibatches: [1, 2]\nsequence_length: [8, null]\nhidden_size: [8, 16]\nnum_layers: 1\n"
 
 
@@ -29,12 +36,21 @@ def local_ray():
 def test_two_trials_run_as_ray_tasks_with_run_folders_and_study_rows(local_ray, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    result = run_study(load_preset("repeat-first-gru", TINY), trials=2, space=space, runs_dir=tmp_path, study="ray",
-                       sampler="random", backend="ray", workers=2)  # fmt: skip
+    result = run_study(
+        load_preset("repeat-first-gru", TINY),
+        trials=2,
+        space=space,
+        runs_dir=tmp_path,
+        study="ray",
+        sampler="random",
+        backend="ray",
+        workers=2,
+    )
     with sqlite3.connect(tmp_path / "tune" / "ray.db") as db:
         assert db.execute("SELECT number, state FROM trials ORDER BY number").fetchall() == [
-            (0, "COMPLETE"), (1, "COMPLETE")
-        ]  # fmt: skip
+            (0, "COMPLETE"),
+            (1, "COMPLETE"),
+        ]
     for row in result.rows:
         assert folders.read_run_info(row["run_dir"])["status"] == "finished"
     assert result.best_preset is not None and result.best_preset.is_file()

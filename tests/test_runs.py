@@ -19,8 +19,16 @@ from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
 from recurrent_rl.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["n_envs=2", "n_steps=16", "batch_size=32", "n_timesteps=256", "eval.freq=128", "eval.episodes=2",
-        "eval.final_episodes=2", "checkpoint.freq=64"]  # fmt: skip
+TINY = [
+    "n_envs=2",
+    "n_steps=16",
+    "batch_size=32",
+    "n_timesteps=256",
+    "eval.freq=128",
+    "eval.episodes=2",
+    "eval.final_episodes=2",
+    "checkpoint.freq=64",
+]
 
 
 def tb_steps(run_dir: Path, tag: str = "time/fps") -> list[int]:
@@ -299,9 +307,28 @@ def test_two_processes_entering_the_lock_at_once_never_both_hold_it(tmp_path):
 def test_parameters_already_non_finite_are_never_saved_as_the_last_good_model(tmp_path, capsys):
     # a learning rate near float32's maximum: the first Adam step writes inf into the parameters
     # (its gradients were finite), and the next loss is nan
-    args = ["train", "--runs-dir", str(tmp_path), "--name", "inf", "--timesteps", "2048", "--set", "n_envs=2",
-            "--set", "n_steps=16", "--set", "batch_size=32", "--set", "learning_rate=3e38",
-            "--set", "checkpoint.freq=64", "--set", "eval.freq=100000", "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "inf",
+        "--timesteps",
+        "2048",
+        "--set",
+        "n_envs=2",
+        "--set",
+        "n_steps=16",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "learning_rate=3e38",
+        "--set",
+        "checkpoint.freq=64",
+        "--set",
+        "eval.freq=100000",
+        "--no-progress",
+    ]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert "The last good model is none: no checkpoint was written before it" in err and "Traceback" not in err
@@ -339,9 +366,28 @@ def test_a_signal_before_the_final_evaluation_leaves_the_run_interrupted_not_fin
         return report
 
     monkeypatch.setattr(training.PeriodicEvaluation, "evaluate", evaluate_then_ctrl_c)
-    args = ["train", "--runs-dir", str(tmp_path), "--name", "r", "--timesteps", "256", "--set", "n_envs=2",
-            "--set", "n_steps=16", "--set", "batch_size=32", "--set", "eval.freq=100000",
-            "--set", "eval.episodes=2", "--set", "eval.final_episodes=2", "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--timesteps",
+        "256",
+        "--set",
+        "n_envs=2",
+        "--set",
+        "n_steps=16",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "eval.freq=100000",
+        "--set",
+        "eval.episodes=2",
+        "--set",
+        "eval.final_episodes=2",
+        "--no-progress",
+    ]
     assert cli.main(args) == 130
     out, err = capsys.readouterr()
     run = tmp_path / "r"

@@ -45,8 +45,9 @@ def tiny_model(env, memory: str = "gru", policy: str = "MlpGruPolicy", steps: in
     kwargs = dict(memory=memory, hidden_size=16, net_arch=[16], activation_fn=th.nn.ReLU, **policy_kwargs)
     if memory == "transformer":
         kwargs["memory_kwargs"] = {"memory_length": 4}
-    model = RecurrentPPO(policy, env, n_steps=16, batch_size=32, n_epochs=1, learning_rate=Linear(1e-3),
-                         policy_kwargs=kwargs, seed=0)  # fmt: skip
+    model = RecurrentPPO(
+        policy, env, n_steps=16, batch_size=32, n_epochs=1, learning_rate=Linear(1e-3), policy_kwargs=kwargs, seed=0
+    )
     if steps:
         model.learn(steps)
     return model
@@ -73,8 +74,10 @@ def test_round_trip_gives_identical_actions(tmp_path, memory):
     # step by step too, from the same states and episode starts
     obs = np.stack([model.observation_space.sample() for _ in range(4)])
     starts = np.array([1, 0, 1, 0])
-    state = tuple(np.random.default_rng(0).standard_normal(s).astype(np.float32) * 0.1
-                  for s in model.policy.actor_memory.state_shapes(4))  # fmt: skip
+    state = tuple(
+        np.random.default_rng(0).standard_normal(s).astype(np.float32) * 0.1
+        for s in model.policy.actor_memory.state_shapes(4)
+    )
     if memory == "transformer":
         state = (state[0], (state[1] > 0).astype(np.float32))
     a1, s1 = model.predict(obs, state, starts, deterministic=True)
@@ -126,8 +129,13 @@ def test_training_continues_from_a_safe_copy(tmp_path):
 
 
 def test_a_schedule_function_is_stored_as_its_current_value(tmp_path):
-    model = RecurrentPPO("MlpGruPolicy", make_vec_env(ENV, n_envs=2), n_steps=16, batch_size=32,
-                         learning_rate=lambda progress: 3e-4 * progress)  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy",
+        make_vec_env(ENV, n_envs=2),
+        n_steps=16,
+        batch_size=32,
+        learning_rate=lambda progress: 3e-4 * progress,
+    )
     with pytest.warns(UserWarning, match="learning_rate is a function"):
         _, config = save_safe(model, tmp_path)
     assert json.loads(config.read_text())["hyperparameters"]["learning_rate"] == pytest.approx(3e-4)
@@ -208,8 +216,14 @@ def test_classes_outside_the_allow_list_are_refused_and_nothing_is_imported(tmp_
     model = tiny_model(make_vec_env(ENV, n_envs=2), steps=0)
     _, config = save_safe(model, tmp_path)
     data = json.loads(config.read_text())
-    for name in ("os:system", "subprocess:Popen", "builtins:eval", "torch.nn:Module.__subclasses__",
-                 "recurrent_rl.export.safe:SafeFormatError", "torch.nn:_private"):  # fmt: skip
+    for name in (
+        "os:system",
+        "subprocess:Popen",
+        "builtins:eval",
+        "torch.nn:Module.__subclasses__",
+        "recurrent_rl.export.safe:SafeFormatError",
+        "torch.nn:_private",
+    ):
         data["policy_kwargs"]["activation_fn"] = {"__class__": name}
         config.write_text(json.dumps(data))
         with pytest.raises(SafeFormatError, match="refused|does not exist"):
@@ -226,8 +240,13 @@ def test_custom_classes_are_stored_only_when_named(tmp_path):
     class Mine(FlattenExtractor):
         pass
 
-    model = RecurrentPPO("MlpGruPolicy", make_vec_env(ENV, n_envs=2), n_steps=16, batch_size=32,
-                         policy_kwargs=dict(hidden_size=8, features_extractor_class=Mine))  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy",
+        make_vec_env(ENV, n_envs=2),
+        n_steps=16,
+        batch_size=32,
+        policy_kwargs=dict(hidden_size=8, features_extractor_class=Mine),
+    )
     (tmp_path / "model.json").write_text("previous")
     with pytest.raises(SafeFormatError, match="custom_classes"):
         save_safe(model, tmp_path)
@@ -262,9 +281,12 @@ def test_a_truncated_or_corrupt_weights_file_is_refused(saved):
 def test_a_corrupt_json_file_is_refused(saved):
     _, config = safe_paths(saved)
     text = config.read_text()
-    for bad, message in ((text[: len(text) // 2], "not valid JSON"), ("[1, 2]", "not a recurrent_rl safe model"),
-                         (json.dumps({"format": "other"}), "its format is 'other'"),
-                         (text.replace('"format_version": 1', '"format_version": 7'), "format version 7")):  # fmt: skip
+    for bad, message in (
+        (text[: len(text) // 2], "not valid JSON"),
+        ("[1, 2]", "not a recurrent_rl safe model"),
+        (json.dumps({"format": "other"}), "its format is 'other'"),
+        (text.replace('"format_version": 1', '"format_version": 7'), "format version 7"),
+    ):
         config.write_text(bad)
         with pytest.raises(SafeFormatError, match=message):
             load_safe(saved)

@@ -129,8 +129,10 @@ def test_the_compiled_scan_equals_the_torch_scan_values_and_gradients():
     compiled, reference = native.library().scan(a, b, h0), linear_scan(a, b, h0)
     th.testing.assert_close(compiled, reference, atol=1e-5, rtol=1e-5)
     weights = th.randn_like(reference)
-    for x, y in zip(th.autograd.grad((compiled * weights).sum(), (a, b, h0)),
-                    th.autograd.grad((reference * weights).sum(), (a, b, h0))):  # fmt: skip
+    for x, y in zip(
+        th.autograd.grad((compiled * weights).sum(), (a, b, h0)),
+        th.autograd.grad((reference * weights).sum(), (a, b, h0)),
+    ):
         th.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="float32 CPU"):
         native.library().scan(a.double(), b.double(), h0.double())
@@ -153,7 +155,9 @@ def test_the_speed_backend_runs_scan_cores_through_the_compiled_scan(memory, mon
     starts = (th.rand(12, 4) < 0.2).float()
     calls = []
     real = native.library().scan
-    monkeypatch.setattr(native, "library", lambda: type("Lib", (), {"scan": staticmethod(lambda *a: calls.append(1) or real(*a))}))
+    monkeypatch.setattr(
+        native, "library", lambda: type("Lib", (), {"scan": staticmethod(lambda *a: calls.append(1) or real(*a))})
+    )
     fast = CpuKernels().forward_cores(cores, xs, states, starts)
     assert len(calls) == 4  # two cores of two layers
     plain = TorchBackend().forward_cores(cores, xs, states, starts)

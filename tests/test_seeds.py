@@ -16,8 +16,15 @@ from recurrent_rl.sweeps.ray_backend import require_ray
 from recurrent_rl.sweeps.seeds import REPORT, SeedResult, parse_seeds, run_seeds, summarize
 from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
 
-TINY = ["n_timesteps=256", "n_envs=2", "batch_size=64", "eval.freq=128", "eval.episodes=2",
-        "eval.final_episodes=2", "checkpoint.freq=0"]  # fmt: skip
+TINY = [
+    "n_timesteps=256",
+    "n_envs=2",
+    "batch_size=64",
+    "eval.freq=128",
+    "eval.episodes=2",
+    "eval.final_episodes=2",
+    "checkpoint.freq=0",
+]
 SCORES = [10.0, 2.0, 7.0, 4.0, 9.0, 1.0, 8.0, 3.0, 6.0, 5.0]
 
 
@@ -25,8 +32,13 @@ def test_seed_specs_parse_and_bad_ones_are_one_clear_error():
     assert parse_seeds("0-9") == list(range(10))
     assert parse_seeds("0,3,5") == [0, 3, 5]
     assert parse_seeds("0-2, 10") == [0, 1, 2, 10]
-    for text, message in (("5-2", "is empty"), ("a", "expected seeds"), ("1,1", "more than once"),
-                          ("-1", "expected seeds"), ("", "expected seeds")):  # fmt: skip
+    for text, message in (
+        ("5-2", "is empty"),
+        ("a", "expected seeds"),
+        ("1,1", "more than once"),
+        ("-1", "expected seeds"),
+        ("", "expected seeds"),
+    ):
         with pytest.raises(UserInputError, match=message):
             parse_seeds(text)
 
@@ -90,9 +102,12 @@ def test_two_seeds_in_parallel_processes_write_run_folders_and_the_report(tmp_pa
 
 
 def test_seed_and_backend_flags_are_checked_before_anything_runs(tmp_path, capsys, monkeypatch):
-    for argv, message in ((["--seeds", "5-2"], "is empty"), (["--backend", "ray"], "only with --seeds"),
-                          (["--seeds", "0-1", "--seed", "3"], "cannot be combined"),
-                          (["--seeds", "0-1", "--workers", "0"], "at least 1")):  # fmt: skip
+    for argv, message in (
+        (["--seeds", "5-2"], "is empty"),
+        (["--backend", "ray"], "only with --seeds"),
+        (["--seeds", "0-1", "--seed", "3"], "cannot be combined"),
+        (["--seeds", "0-1", "--workers", "0"], "at least 1"),
+    ):
         assert main(["train", "--runs-dir", str(tmp_path), *argv]) == 2
         assert message in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed

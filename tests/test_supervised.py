@@ -53,8 +53,14 @@ def test_reverse_padded_keeps_padding_at_the_end():
 def test_padded_steps_change_neither_outputs_nor_losses_nor_gradients(options):
     th.manual_seed(0)
     regression = options["task"] == "many_to_many"
-    config = SequenceModelConfig(input_size=3, output_size=2, hidden_size=8, input_layers=(5,),
-                                 objective="regression" if regression else "classification", **options)  # fmt: skip
+    config = SequenceModelConfig(
+        input_size=3,
+        output_size=2,
+        hidden_size=8,
+        input_layers=(5,),
+        objective="regression" if regression else "classification",
+        **options,
+    )
     model = SequenceModel(config)
     rng = np.random.default_rng(0)
     seqs = [rng.normal(size=(n, 3)).astype(np.float32) for n in (7, 3, 5)]
@@ -76,17 +82,25 @@ def test_padded_steps_change_neither_outputs_nor_losses_nor_gradients(options):
     model.eval()
     alone = model(batch.x[:3, 1:2], batch.lengths[1:2])
     together = model(batch.x, batch.lengths)
-    th.testing.assert_close(alone[:, 0] if regression else alone[0], together[:3, 1] if regression else together[1],
-                            atol=1e-5, rtol=1e-5)  # fmt: skip
+    th.testing.assert_close(
+        alone[:, 0] if regression else alone[0], together[:3, 1] if regression else together[1], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_trainer_learns_to_recall_the_first_symbol_far_above_chance(tmp_path):
     data = recall_first_dataset(400, seed=0)
-    config = SequenceModelConfig(input_size=4, output_size=4, hidden_size=32, task="many_to_one", objective="classification")
+    config = SequenceModelConfig(
+        input_size=4, output_size=4, hidden_size=32, task="many_to_one", objective="classification"
+    )
     th.manual_seed(0)
     model = SequenceModel(config)
-    result = fit(model, data, FitConfig(epochs=25, batch_size=32, learning_rate=1e-2, patience=25, seed=0),
-                 run_dir=tmp_path, log=None)  # fmt: skip
+    result = fit(
+        model,
+        data,
+        FitConfig(epochs=25, batch_size=32, learning_rate=1e-2, patience=25, seed=0),
+        run_dir=tmp_path,
+        log=None,
+    )
     assert result.history[-1]["val_accuracy"] > 0.9  # chance is 0.25
     test = recall_first_dataset(200, seed=1)
     batch = collate(test, range(len(test)))
@@ -102,8 +116,15 @@ def test_trainer_learns_to_recall_the_first_symbol_far_above_chance(tmp_path):
 
 def test_training_is_reproducible_and_stops_early():
     data = recall_first_dataset(60, seed=2)
-    config = SequenceModelConfig(input_size=4, output_size=4, hidden_size=8, task="many_to_one",
-                                 objective="classification", dropout=0.0, memory="lstm")  # fmt: skip
+    config = SequenceModelConfig(
+        input_size=4,
+        output_size=4,
+        hidden_size=8,
+        task="many_to_one",
+        objective="classification",
+        dropout=0.0,
+        memory="lstm",
+    )
     histories = []
     for _ in range(2):
         th.manual_seed(0)
@@ -145,10 +166,14 @@ def test_bad_input_gets_errors_that_name_the_mismatch():
     with pytest.raises(ValueError, match="2 input sequences but 1 targets"):
         SequenceDataset([np.zeros((3, 2))] * 2, [np.int64(0)], per_step=False)
     data = SequenceDataset.from_arrays([np.zeros((3, 2))] * 4, np.array([0, 1, 2, 4]))
-    model = SequenceModel(SequenceModelConfig(input_size=2, output_size=3, task="many_to_one", objective="classification"))
+    model = SequenceModel(
+        SequenceModelConfig(input_size=2, output_size=3, task="many_to_one", objective="classification")
+    )
     with pytest.raises(ValueError, match=r"labels span 0..4 \(5 classes\) but the model has output_size=3"):
         fit(model, data, log=None)
-    wide = SequenceModel(SequenceModelConfig(input_size=5, output_size=5, task="many_to_one", objective="classification"))
+    wide = SequenceModel(
+        SequenceModelConfig(input_size=5, output_size=5, task="many_to_one", objective="classification")
+    )
     with pytest.raises(ValueError, match="2 features per step but the model's input_size is 5"):
         fit(wide, data, log=None)
     values = SequenceDataset.from_arrays([np.zeros((3, 2))] * 4, [np.zeros((3, 3))] * 4)
@@ -175,7 +200,9 @@ def test_recorded_trajectories_hold_episodes_states_and_next_observations(tmp_pa
     again = Trajectories.load(tmp_path / "t.npz")
     assert again.n_episodes == traj.n_episodes and np.array_equal(again.states[2], traj.states[2])
     # the same seed records the same data; a callable policy works too
-    np.testing.assert_array_equal(record_trajectories("pomdp/CartPoleNoVel-v1", 300, seed=0).actions[1], traj.actions[1])
+    np.testing.assert_array_equal(
+        record_trajectories("pomdp/CartPoleNoVel-v1", 300, seed=0).actions[1], traj.actions[1]
+    )
     pushes = record_trajectories("pomdp/CartPoleNoVel-v1", 50, policy=lambda obs: 1, seed=0)
     assert all((a == 1).all() for a in pushes.actions)
     pendulum = record_trajectories("pomdp/PendulumNoVel-v1", 20, seed=0)
@@ -189,16 +216,30 @@ def test_pretrain_command_writes_a_run_folder_with_an_encoder(tmp_path):
 
     parser = argparse.ArgumentParser()
     add_pretrain_command(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["pretrain", "--preset", "cartpole-novel", "--runs-dir", str(tmp_path),
-                              "--set", "data.n_steps=400", "--set", "train.epochs=2", "--set", "model.hidden_size=8"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "pretrain",
+            "--preset",
+            "cartpole-novel",
+            "--runs-dir",
+            str(tmp_path),
+            "--set",
+            "data.n_steps=400",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "model.hidden_size=8",
+        ]
+    )
     assert run_pretrain_command(args) == 0
     (run,) = tmp_path.iterdir()
     for name in ("config.json", "model.pt", "encoder.pt", "metrics.json", "trajectories.npz", "checkpoints", "tb"):
         assert (run / name).exists(), name
     saved = json.loads((run / "config.json").read_text())
     assert saved["model"]["hidden_size"] == 8 and saved["data"]["n_steps"] == 400
-    assert PretrainConfig.from_dict(saved) == resolve_config("cartpole-novel", None, ["data.n_steps=400", "train.epochs=2",
-                                                                                   "model.hidden_size=8"])  # fmt: skip
+    assert PretrainConfig.from_dict(saved) == resolve_config(
+        "cartpole-novel", None, ["data.n_steps=400", "train.epochs=2", "model.hidden_size=8"]
+    )
 
 
 def test_pretrain_config_errors_name_the_bad_key(tmp_path, capsys):
@@ -245,8 +286,13 @@ def test_trajectories_from_a_trained_model_and_a_self_supervised_target(tmp_path
     from recurrent_rl import RecurrentPPO
     from recurrent_rl.supervised.pretrain import _load_policy
 
-    model = RecurrentPPO("MlpLstmPolicy", make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=1), n_steps=16, batch_size=16,
-                         policy_kwargs=dict(hidden_size=8))  # fmt: skip
+    model = RecurrentPPO(
+        "MlpLstmPolicy",
+        make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=1),
+        n_steps=16,
+        batch_size=16,
+        policy_kwargs=dict(hidden_size=8),
+    )
     model.save(tmp_path / "agent.zip")
     policy = _load_policy(str(tmp_path / "agent.zip"), trust_pickle=True)  # SB3's zip alone: the opt-in
     traj = record_trajectories("pomdp/CartPoleNoVel-v1", 60, policy=policy, seed=1)
@@ -273,7 +319,9 @@ def test_supervised_configs_check_types_ranges_and_keys_like_the_rl_configs():
     assert "expected one of 'state', 'next_observation'" in error_of("data.target=velocity")
     assert "Did you mean 'relu'?" in error_of("model.activation=ReLU")
     message = error_of("model.hiden_size=8")
-    assert "['model.hiden_size']; valid keys in model: ['memory', 'hidden_size'" in message and "'hidden_size'?" in message
+    assert (
+        "['model.hiden_size']; valid keys in model: ['memory', 'hidden_size'" in message and "'hidden_size'?" in message
+    )
     assert message.startswith("pretraining preset 'cartpole-novel': ")
     assert "unknown env id 'pomdp/CartPoleNoVell-v1'" in error_of("data.env_id=pomdp/CartPoleNoVell-v1")
     assert "config key 'data.policy'" in error_of("data.policy=expert")

@@ -17,9 +17,22 @@ from recurrent_rl.runs import cli, folders as runs
 from recurrent_rl.runs.callbacks import ALWAYS_TAGS
 
 TINY = [
-    "--timesteps", "384", "--set", "n_envs=2", "--set", "n_steps=32", "--set", "batch_size=64",
-    "--set", "eval.freq=128", "--set", "eval.episodes=4", "--set", "eval.final_episodes=4", "--no-progress",
-]  # fmt: skip
+    "--timesteps",
+    "384",
+    "--set",
+    "n_envs=2",
+    "--set",
+    "n_steps=32",
+    "--set",
+    "batch_size=64",
+    "--set",
+    "eval.freq=128",
+    "--set",
+    "eval.episodes=4",
+    "--set",
+    "eval.final_episodes=4",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +47,15 @@ def test_event_files_hold_the_documented_tags(tmaze_run):
     events = EventAccumulator(str(tmaze_run / runs.TENSORBOARD))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    expected = {*ALWAYS_TAGS, "rollout/success_rate", "eval/success_rate", "eval/final_mean_reward",
-                "eval/final_success_rate", "grad/critic_memory_norm", "memory/critic_state_norm"}  # fmt: skip
+    expected = {
+        *ALWAYS_TAGS,
+        "rollout/success_rate",
+        "eval/success_rate",
+        "eval/final_mean_reward",
+        "eval/final_success_rate",
+        "grad/critic_memory_norm",
+        "memory/critic_state_norm",
+    }
     assert not expected - tags, sorted(expected - tags)
     rates = [e.value for e in events.Scalars("eval/success_rate")]
     assert all(0.0 <= r <= 1.0 for r in rates)
@@ -43,7 +63,10 @@ def test_event_files_hold_the_documented_tags(tmaze_run):
     grads = [e.value for e in events.Scalars("grad/actor_memory_norm")]
     assert all(g > 0 for g in grads)  # the memory core learns
     hparams = events.PluginTagToContent("hparams")
-    assert "_hparams_/session_start_info" in hparams and b"policy_kwargs.hidden_size" in hparams["_hparams_/session_start_info"]
+    assert (
+        "_hparams_/session_start_info" in hparams
+        and b"policy_kwargs.hidden_size" in hparams["_hparams_/session_start_info"]
+    )
 
 
 def free_port() -> int:
@@ -62,9 +85,21 @@ def test_a_tensorboard_server_serves_the_run(tmaze_run, tmp_path):
     base = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "tensorboard.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmaze_run), "--host", "127.0.0.1",
-         "--port", str(port), "--reload_interval", "0"],  # fmt: skip
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(tmaze_run),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline, tags = time.monotonic() + 90, {}
@@ -105,8 +140,15 @@ def test_memory_diagnostics_read_the_state_the_rollout_step_produced():
     from recurrent_rl.nets.memory import state_leaves
     from recurrent_rl.runs.callbacks import MemoryDiagnostics
 
-    model = RecurrentPPO("MlpGruPolicy", make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=0), n_steps=8,
-                         batch_size=16, n_epochs=1, seed=0, policy_kwargs=dict(hidden_size=8))  # fmt: skip
+    model = RecurrentPPO(
+        "MlpGruPolicy",
+        make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=0),
+        n_steps=8,
+        batch_size=16,
+        n_epochs=1,
+        seed=0,
+        policy_kwargs=dict(hidden_size=8),
+    )
     produced, seen = [], []
     forward = model.policy.forward
 
@@ -133,18 +175,39 @@ def test_memory_diagnostics_read_the_state_the_rollout_step_produced():
     assert all(s is p for s, p in zip(seen, produced))  # the policy's own state, each step, no copy
     assert not th.equal(seen[0].actor[0], seen[1].actor[0])  # it moves from step to step
     for name in ("actor", "critic"):
-        expected = sum(th.stack([leaf.norm(dim=-1).mean() for leaf in state_leaves(getattr(s, name))]).mean().item()
-                       for s in seen) / len(seen)  # fmt: skip
+        expected = sum(
+            th.stack([leaf.norm(dim=-1).mean() for leaf in state_leaves(getattr(s, name))]).mean().item() for s in seen
+        ) / len(seen)
         assert diagnostics.means[name] == pytest.approx(expected)
 
 
 def test_a_resumed_run_logs_each_step_once(tmp_path):
     import shutil
 
-    args = ["train", "--runs-dir", str(tmp_path), "--name", "r", "--timesteps", "256", "--set", "n_envs=2",
-            "--set", "n_steps=16", "--set", "batch_size=32", "--set", "checkpoint.freq=64",
-            "--set", "checkpoint.keep=0", "--set", "eval.freq=100000", "--set", "eval.final_episodes=0",
-            "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--timesteps",
+        "256",
+        "--set",
+        "n_envs=2",
+        "--set",
+        "n_steps=16",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "checkpoint.freq=64",
+        "--set",
+        "checkpoint.keep=0",
+        "--set",
+        "eval.freq=100000",
+        "--set",
+        "eval.final_episodes=0",
+        "--no-progress",
+    ]
     assert cli.main(args) == 0
     run = tmp_path / "r"
     uninterrupted = loss_steps(run)

@@ -19,8 +19,21 @@ def test_fused_adam_kernel_makes_torchs_fused_adam_update():
     reference.step()
     exp_avg, exp_avg_sq, step = th.zeros_like(p1), th.zeros_like(p1), th.zeros(())
     step += 1
-    torch_private.fused_adam_([p1], [grad.clone()], [exp_avg], [exp_avg_sq], [], [step], amsgrad=False, lr=1e-2,
-                              beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-5, maximize=False)  # fmt: skip
+    torch_private.fused_adam_(
+        [p1],
+        [grad.clone()],
+        [exp_avg],
+        [exp_avg_sq],
+        [],
+        [step],
+        amsgrad=False,
+        lr=1e-2,
+        beta1=0.9,
+        beta2=0.999,
+        weight_decay=0.0,
+        eps=1e-5,
+        maximize=False,
+    )
     assert th.equal(p1, p2.detach())
     state = reference.state[p2]
     assert th.equal(exp_avg, state["exp_avg"]) and th.equal(exp_avg_sq, state["exp_avg_sq"])
@@ -55,7 +68,11 @@ def test_unhooked_step_skips_the_hooks_but_steps():
 
 def test_flat_weights_are_the_modules_parameters_per_layer():
     for module in (nn.GRU(3, 4, num_layers=2), nn.LSTM(3, 4), nn.RNN(3, 4)):
-        names = [f"{n}_l{layer}" for layer in range(module.num_layers) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        names = [
+            f"{n}_l{layer}"
+            for layer in range(module.num_layers)
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
         flat = torch_private.flat_weights(module)
         assert len(flat) == len(names) and all(w is getattr(module, n) for w, n in zip(flat, names))
 

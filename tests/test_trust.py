@@ -38,8 +38,16 @@ from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
 from recurrent_rl.runs.training import TrainingError, resume, train
 from tests.test_safe_format import ENV, WritesMarker, malicious_zip, tiny_model
 
-TINY = ["n_envs=2", "n_steps=16", "batch_size=32", "n_timesteps=256", "eval.freq=128", "eval.episodes=2",
-        "eval.final_episodes=2", "checkpoint.freq=64"]  # fmt: skip
+TINY = [
+    "n_envs=2",
+    "n_steps=16",
+    "batch_size=32",
+    "n_timesteps=256",
+    "eval.freq=128",
+    "eval.episodes=2",
+    "eval.final_episodes=2",
+    "checkpoint.freq=64",
+]
 
 
 def _same_optimizer_state(a: th.optim.Optimizer, b: th.optim.Optimizer) -> None:
@@ -127,9 +135,22 @@ def test_crafted_pickles_in_a_run_folder_never_run(tmp_path, capsys):
     assert json.loads((run / runs.RUN_INFO).read_text())["status"] == "finished"
     # data collection for pretraining, with the crafted zip as the recording policy
     malicious_zip(model, run / runs.MODEL, marker)
-    code = cli.main(["pretrain", "--preset", "cartpole-novel", "--runs-dir", str(tmp_path / "pre"),
-                     "--set", f"data.policy={run / runs.MODEL}", "--set", "data.n_steps=300",
-                     "--set", "train.epochs=1", "--no-progress"])  # fmt: skip
+    code = cli.main(
+        [
+            "pretrain",
+            "--preset",
+            "cartpole-novel",
+            "--runs-dir",
+            str(tmp_path / "pre"),
+            "--set",
+            f"data.policy={run / runs.MODEL}",
+            "--set",
+            "data.n_steps=300",
+            "--set",
+            "train.epochs=1",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert not marker.exists()
 
@@ -151,9 +172,16 @@ def test_a_pickle_without_a_safe_copy_needs_the_opt_in(tmp_path, capsys):
     commands = [
         ["evaluate", str(crafted), "--env", ENV, "--episodes", "1"],
         ["export", str(crafted), "--out", str(tmp_path / "a.onnx")],
-        ["pretrain", "--preset", "cartpole-novel", "--runs-dir", str(tmp_path / "pre"),
-         "--set", f"data.policy={crafted}"],
-    ]  # fmt: skip
+        [
+            "pretrain",
+            "--preset",
+            "cartpole-novel",
+            "--runs-dir",
+            str(tmp_path / "pre"),
+            "--set",
+            f"data.policy={crafted}",
+        ],
+    ]
     for argv in commands:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -200,8 +228,9 @@ gym.register("tests/NanAtStep-v0", entry_point=NanAtStep)
 
 def test_a_nan_observation_at_the_last_step_saves_no_broken_model(tmp_path, capsys):
     # n_envs=2, n_steps=16: the 128th step of the run is each env's 64th, the last of the last rollout
-    config = load_preset(DEFAULT_PRESET, [*TINY, "n_timesteps=128", "env=tests/NanAtStep-v0",
-                                          "env_kwargs={at: 64}", "eval.freq=0"])  # fmt: skip
+    config = load_preset(
+        DEFAULT_PRESET, [*TINY, "n_timesteps=128", "env=tests/NanAtStep-v0", "env_kwargs={at: 64}", "eval.freq=0"]
+    )
     with pytest.raises(TrainingError, match="last good model is checkpoint") as error:
         train(config, tmp_path, name="run", progress_bar=False)
     run = tmp_path / "run"

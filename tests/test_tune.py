@@ -18,8 +18,15 @@ from recurrent_rl.runs.training import train  # noqa: E402
 from recurrent_rl.sweeps.space import SpaceError, apply_params, check_space, fit_space, load_space  # noqa: E402
 from recurrent_rl.sweeps.tune import run_study  # noqa: E402
 
-TINY = ["n_timesteps=256", "n_envs=2", "batch_size=64", "eval.freq=128", "eval.episodes=2",
-        "eval.final_episodes=2", "checkpoint.freq=0"]  # fmt: skip
+TINY = [
+    "n_timesteps=256",
+    "n_envs=2",
+    "batch_size=64",
+    "eval.freq=128",
+    "eval.episodes=2",
+    "eval.final_episodes=2",
+    "checkpoint.freq=0",
+]
 SPACE = """\
 n_steps: [16, 32]
 minibatches: [1, 2]
@@ -47,8 +54,9 @@ def trial_rows(db):
 
 
 def test_a_study_of_three_trials_completes_and_its_best_preset_loads_and_trains(tmp_path, space):
-    result = run_study(tiny_config(), trials=3, space=space, runs_dir=tmp_path / "runs", study="s", sampler="random",
-                       seed=0)  # fmt: skip
+    result = run_study(
+        tiny_config(), trials=3, space=space, runs_dir=tmp_path / "runs", study="s", sampler="random", seed=0
+    )
     assert trial_rows(tmp_path / "runs/tune/s.db") == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
     for number in range(3):
         run = tmp_path / f"runs/tune/s/trial{number:04d}"
@@ -76,8 +84,9 @@ def test_an_interrupted_study_resumes_and_finishes_the_rest(tmp_path, space):
 
 def test_pruned_trials_are_marked_pruned_and_their_runs_stop(tmp_path, space):
     prune_all = optuna.pruners.ThresholdPruner(lower=1e9)  # every first evaluation is below it
-    result = run_study(tiny_config("n_timesteps=512"), trials=2, space=space, runs_dir=tmp_path / "runs", study="p",
-                       pruner=prune_all)  # fmt: skip
+    result = run_study(
+        tiny_config("n_timesteps=512"), trials=2, space=space, runs_dir=tmp_path / "runs", study="p", pruner=prune_all
+    )
     assert [state for _, state in trial_rows(tmp_path / "runs/tune/p.db")] == ["PRUNED", "PRUNED"]
     for row in result.rows:
         info = folders.read_run_info(row["run_dir"])
@@ -97,12 +106,14 @@ def test_the_default_spaces_fit_every_preset_size_and_bad_spaces_are_refused(tmp
     fitted = fit_space(load_space("gru"), {**base, "n_envs": 2})  # the default narrowed for 2 envs
     check_space(fitted, {**base, "n_envs": 2})
     assert fitted["minibatches"].choices == (1, 2)
-    for text, message in (("batch: [1]", "unknown search parameter 'batch'"),
-                          ("batch_size: [64]", "set through minibatches"),
-                          ("gamma: {low: 0.99, high: 0.9}", "empty range"),
-                          ("hidden_size: []", "empty list"),
-                          ("n_steps: {low: 16, high: 64}", "give a list of choices"),
-                          ("ent_coef: {low: 0, high: 0.1, log: true}", "log range needs low > 0")):  # fmt: skip
+    for text, message in (
+        ("batch: [1]", "unknown search parameter 'batch'"),
+        ("batch_size: [64]", "set through minibatches"),
+        ("gamma: {low: 0.99, high: 0.9}", "empty range"),
+        ("hidden_size: []", "empty list"),
+        ("n_steps: {low: 16, high: 64}", "give a list of choices"),
+        ("ent_coef: {low: 0, high: 0.1, log: true}", "log range needs low > 0"),
+    ):
         path = tmp_path / "bad.yaml"
         path.write_text(text)
         with pytest.raises(SpaceError, match=message):
@@ -123,8 +134,9 @@ def test_bad_input_is_one_line_and_leaves_the_study_as_it_was(tmp_path, space, c
     db = tmp_path / "runs/tune/k.db"
     before = trial_rows(db)
     # the same study name with another base config or another search space
-    code, out = run_cli(capsys, "--trials", "2", "--space", str(space), "--runs-dir", runs, "--study", "k",
-                        "--set", "gamma=0.5")  # fmt: skip
+    code, out = run_cli(
+        capsys, "--trials", "2", "--space", str(space), "--runs-dir", runs, "--study", "k", "--set", "gamma=0.5"
+    )
     assert code == 2 and "another base config" in out.err and "gamma" in out.err
     code, out = run_cli(capsys, "--trials", "2", "--runs-dir", runs, "--study", "k")
     assert code == 2 and "another search space" in out.err
@@ -147,8 +159,16 @@ def test_summary_json_names_every_trial_and_the_best(tmp_path, space):
 
 
 def test_trials_over_several_seeds_average_their_final_returns(tmp_path, space):
-    result = run_study(tiny_config(), trials=2, space=space, runs_dir=tmp_path / "runs", study="m", sampler="random",
-                       seed=0, trial_seeds=2)  # fmt: skip
+    result = run_study(
+        tiny_config(),
+        trials=2,
+        space=space,
+        runs_dir=tmp_path / "runs",
+        study="m",
+        sampler="random",
+        seed=0,
+        trial_seeds=2,
+    )
     assert "mean over 2 seeds" in result.table()
     for row in result.rows:
         finals = []
@@ -167,14 +187,16 @@ def test_trials_over_several_seeds_average_their_final_returns(tmp_path, space):
 
 
 def test_local_worker_processes_share_the_study(tmp_path, space):
-    result = run_study(tiny_config(), trials=2, space=space, runs_dir=tmp_path / "runs", study="w", sampler="random",
-                       workers=2, seed=0)  # fmt: skip
+    result = run_study(
+        tiny_config(), trials=2, space=space, runs_dir=tmp_path / "runs", study="w", sampler="random", workers=2, seed=0
+    )
     assert result.ran == 2
     # a sampler seed is each worker's own: one seed for both proposed the same trial twice
     assert result.rows[0]["params"] != result.rows[1]["params"]
     assert [state for _, state in trial_rows(tmp_path / "runs/tune/w.db")] == ["COMPLETE"] * 2
-    assert {row["run_dir"] for row in result.rows} == {str((tmp_path / f"runs/tune/w/trial{n:04d}").resolve())
-                                                       for n in (0, 1)}  # fmt: skip
+    assert {row["run_dir"] for row in result.rows} == {
+        str((tmp_path / f"runs/tune/w/trial{n:04d}").resolve()) for n in (0, 1)
+    }
 
 
 @pytest.mark.slow
@@ -189,9 +211,26 @@ def test_a_study_killed_in_the_middle_of_a_trial_resumes(tmp_path, space, monkey
     from recurrent_rl.sweeps import tune
 
     runs = tmp_path / "runs"
-    argv = [sys.executable, "-m", "recurrent_rl", "tune", "--preset", "repeat-first-gru", "--trials", "2",
-            "--space", str(space), "--runs-dir", str(runs), "--study", "k", "--sampler", "random",
-            *(f"--set={s}" for s in TINY), "--set=n_timesteps=4096"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "recurrent_rl",
+        "tune",
+        "--preset",
+        "repeat-first-gru",
+        "--trials",
+        "2",
+        "--space",
+        str(space),
+        "--runs-dir",
+        str(runs),
+        "--study",
+        "k",
+        "--sampler",
+        "random",
+        *(f"--set={s}" for s in TINY),
+        "--set=n_timesteps=4096",
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -204,8 +243,9 @@ def test_a_study_killed_in_the_middle_of_a_trial_resumes(tmp_path, space, monkey
     assert trial_rows(runs / "tune/k.db") == [(0, "RUNNING")]
     monkeypatch.setattr(tune, "GRACE_PERIOD", 1)  # the killed trial's heartbeat is stale after a second
     time.sleep(1.5)
-    result = run_study(tiny_config("n_timesteps=4096"), trials=2, space=space, runs_dir=runs, study="k",
-                       sampler="random")  # fmt: skip
+    result = run_study(
+        tiny_config("n_timesteps=4096"), trials=2, space=space, runs_dir=runs, study="k", sampler="random"
+    )
     assert result.ran == 2
     assert trial_rows(runs / "tune/k.db") == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")]
     assert result.best_preset is not None and result.best_preset.is_file()

@@ -79,9 +79,13 @@ class CpuKernels(TorchBackend):
         return f"CpuKernels(parts={sorted(self.parts)})"
 
     def forward_cores(
-        self, cores: list[MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_starts: th.Tensor,
+        self,
+        cores: list[MemoryCore],
+        xs: list[th.Tensor],
+        states: list[MemoryState],
+        episode_starts: th.Tensor,
         need_final_state: bool = True,
-    ) -> list[tuple[th.Tensor, MemoryState | None]]:  # fmt: skip
+    ) -> list[tuple[th.Tensor, MemoryState | None]]:
         """Cores of one kind and shape as one stacked kernel call per layer (an actor's and a
         critic's memory then cost about as much as one); resets as a mask inside the loops."""
         first = cores[0]

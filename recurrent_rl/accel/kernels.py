@@ -144,8 +144,13 @@ class _GRU(th.autograd.Function):
         grad_gi = grad_gh.copy()
         np.multiply(grad_h, through_n, out=grad_gi[..., 2 * H :])
         grad_b_hh = grad_gh.sum(axis=(0, 2))[:, None, :]  # (C, 1, 3H)
-        return (th.from_numpy(grad_gi), th.from_numpy(dh), None,
-                th.from_numpy(_weight_grad(grad_gh, prev)), th.from_numpy(grad_b_hh))  # fmt: skip
+        return (
+            th.from_numpy(grad_gi),
+            th.from_numpy(dh),
+            None,
+            th.from_numpy(_weight_grad(grad_gh, prev)),
+            th.from_numpy(grad_b_hh),
+        )
 
 
 def _swap_go(a: np.ndarray, h: int) -> np.ndarray:
@@ -222,8 +227,13 @@ class _LSTM(th.autograd.Function):
             dh = np.matmul(grad_pre[t], w)
             dh *= keep[t]
         grad_w = _swap_go(_weight_grad(grad_pre, prev_h).transpose(0, 2, 1), H).transpose(0, 2, 1)
-        return (th.from_numpy(_swap_go(grad_pre, H)), th.from_numpy(dh), th.from_numpy(dc), None,
-                th.from_numpy(np.ascontiguousarray(grad_w)))  # fmt: skip
+        return (
+            th.from_numpy(_swap_go(grad_pre, H)),
+            th.from_numpy(dh),
+            th.from_numpy(dc),
+            None,
+            th.from_numpy(np.ascontiguousarray(grad_w)),
+        )
 
 
 class _RNN(th.autograd.Function):

@@ -87,8 +87,16 @@ def _torch_flags() -> list[str]:
     root = Path(th.__file__).parent
     include, lib = root / "include", root / "lib"
     abi = int(getattr(th._C, "_GLIBCXX_USE_CXX11_ABI", True))
-    return [f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-            f"-L{lib}", "-ltorch", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{lib}"]  # fmt: skip
+    return [
+        f"-I{include}",
+        f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        f"-L{lib}",
+        "-ltorch",
+        "-ltorch_cpu",
+        "-lc10",
+        f"-Wl,-rpath,{lib}",
+    ]
 
 
 def library_path(cc: str, cxx: str) -> Path:

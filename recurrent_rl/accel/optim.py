@@ -60,10 +60,20 @@ class PolicyAdam(th.optim.Adam):
                 beta1, beta2 = group["betas"]
                 _count_step(states, steps)
                 torch_private.fused_adam_(
-                    params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                    [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-                    beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                )  # fmt: skip
+                    params,
+                    [p.grad for p in params],
+                    [s["exp_avg"] for s in states],
+                    [s["exp_avg_sq"] for s in states],
+                    [],
+                    steps,
+                    amsgrad=False,
+                    lr=group["lr"],
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    maximize=False,
+                )
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

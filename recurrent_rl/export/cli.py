@@ -59,9 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="onnx: also output the action distribution's parameters (logits, or mean and log_std)",
     )
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="onnx: the ONNX opset (default: 17)")
-    parser.add_argument("--trust-pickle", action="store_true", help="read a model .zip that has no weights-only copy "
-                        "beside it, and its vecnormalize.pkl: both run any code they hold, so only for files you "
-                        "trust (--format safe then writes the copy that opens safely)")  # fmt: skip
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read a model .zip that has no weights-only copy "
+        "beside it, and its vecnormalize.pkl: both run any code they hold, so only for files you "
+        "trust (--format safe then writes the copy that opens safely)",
+    )
     return parser
 
 
@@ -242,9 +246,12 @@ def _trust(source: Source, args: argparse.Namespace) -> None:
     if source.safe:
         return
     if not getattr(args, "trust_pickle", False):
-        raise refuse_pickle(source.model_path, "SB3's zip",
-                            f"; then `recurrent-rl export {args.target} --format safe --trust-pickle` writes a "
-                            "copy that opens without running anything")  # fmt: skip
+        raise refuse_pickle(
+            source.model_path,
+            "SB3's zip",
+            f"; then `recurrent-rl export {args.target} --format safe --trust-pickle` writes a "
+            "copy that opens without running anything",
+        )
     print(
         f"note: reading {source.model_path}, SB3's zip, which unpickles (runs) code when it is loaded "
         f"(--trust-pickle). `recurrent-rl export {args.target} --format safe` writes a copy that opens without "

@@ -799,8 +799,9 @@ def check_opset(opset: int) -> None:
         newest = None
     if opset < MIN_OPSET or (newest is not None and opset > newest):
         known = f"{MIN_OPSET} to {newest}" if newest is not None else f"{MIN_OPSET} or newer"
-        raise ExportError(f"ONNX opset {opset} is not supported here: use one from {known} (--opset N; default "
-                          f"{DEFAULT_OPSET})")  # fmt: skip
+        raise ExportError(
+            f"ONNX opset {opset} is not supported here: use one from {known} (--opset N; default {DEFAULT_OPSET})"
+        )
 
 
 def _check_writable(path: Path) -> None:

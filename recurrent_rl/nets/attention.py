@@ -150,9 +150,19 @@ class AttentionMemory(SequenceMemory):
 
     options = ("memory_length", "n_heads", "gated", "ff_size")
 
-    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 gate_bias: float = 0.0, memory_length: int = 32, n_heads: int | None = None, gated: bool = False,
-                 ff_size: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        kind: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        gate_bias: float = 0.0,
+        memory_length: int = 32,
+        n_heads: int | None = None,
+        gated: bool = False,
+        ff_size: int | None = None,
+    ):
         super().__init__()
         if kind not in ATTENTION_MEMORIES:
             raise ValueError(f"kind={kind!r} is not an attention memory; choose one of {list(ATTENTION_MEMORIES)}")

@@ -44,9 +44,13 @@ class Backend(Protocol):
     name: str
 
     def forward_cores(
-        self, cores: list[memory.MemoryCore], xs: list[th.Tensor], states: list[MemoryState],
-        episode_starts: th.Tensor, need_final_state: bool = True,
-    ) -> list[tuple[th.Tensor, MemoryState | None]]: ...  # fmt: skip
+        self,
+        cores: list[memory.MemoryCore],
+        xs: list[th.Tensor],
+        states: list[MemoryState],
+        episode_starts: th.Tensor,
+        need_final_state: bool = True,
+    ) -> list[tuple[th.Tensor, MemoryState | None]]: ...
 
     def step_cores(
         self, cores: list[memory.MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
@@ -102,8 +106,10 @@ def check_backend(backend: Any) -> None:
     if isinstance(backend, str):
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not a backend; choose one of {list(BACKENDS)}")
-    elif not all(callable(getattr(backend, method, None)) for method in
-                 ("forward_cores", "step_cores", "run_heads", "action_distribution", "optimizer")):  # fmt: skip
+    elif not all(
+        callable(getattr(backend, method, None))
+        for method in ("forward_cores", "step_cores", "run_heads", "action_distribution", "optimizer")
+    ):
         raise ValueError(
             f"backend={backend!r} is neither one of {list(BACKENDS)} nor an object with the methods of "
             "recurrent_rl.nets.backend.Backend"

@@ -270,8 +270,10 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         any other extractor through its ``forward_actor`` / ``forward_critic``."""
         extractor = self.mlp_extractor
         if not self._sb3_heads():
-            return (None if actor_in is None else extractor.forward_actor(actor_in),
-                    None if critic_in is None else extractor.forward_critic(critic_in))  # fmt: skip
+            return (
+                None if actor_in is None else extractor.forward_actor(actor_in),
+                None if critic_in is None else extractor.forward_critic(critic_in),
+            )
         pairs = [
             (net, x) for net, x in ((extractor.policy_net, actor_in), (extractor.value_net, critic_in)) if x is not None
         ]

@@ -121,8 +121,15 @@ class MinRNN(SequenceMemory):
         of minGRU's update gate z (which takes in the new value), added to minLSTM's forget gate f
     """
 
-    def __init__(self, kind: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 gate_bias: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        kind: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        gate_bias: float = 0.0,
+    ):
         super().__init__()
         if kind not in SCAN_MEMORIES:
             raise ValueError(f"kind={kind!r} is not a scan memory; choose one of {list(SCAN_MEMORIES)}")

@@ -210,8 +210,14 @@ class RecurrentPPO(PPO):
             )
         self._last_state: RecurrentState = self.policy.initial_state(self.n_envs)
 
-    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, reset_num_timesteps: bool = True,
-                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, BaseCallback]:  # fmt: skip
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
         reset_env = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if reset_env or not hasattr(self, "_last_state"):
@@ -346,8 +352,9 @@ class RecurrentPPO(PPO):
         return super().load(source, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     @classmethod
-    def load_safe(cls, path: str | pathlib.Path, env: GymEnv | None = None, device: th.device | str = "auto",
-                  **kwargs: Any) -> RecurrentPPO:  # fmt: skip
+    def load_safe(
+        cls, path: str | pathlib.Path, env: GymEnv | None = None, device: th.device | str = "auto", **kwargs: Any
+    ) -> RecurrentPPO:
         """Rebuild a model from its weights-only copy (``model.safetensors`` + ``model.json``, written
         beside every zip of a run folder, or by :func:`recurrent_rl.save_safe`) without unpickling
         anything: safe for files from strangers. See :func:`recurrent_rl.export.safe.load_safe`."""

@@ -222,9 +222,18 @@ class _Every:
 class PeriodicEvaluation(BaseCallback):
     """Every ``freq`` env steps, evaluate on a separate env; keep the best model (atomically)."""
 
-    def __init__(self, make_env: Callable[[], Any], run_dir: Path, freq: int, episodes: int, deterministic: bool,
-                 seed: int, env_id: str, best_mean_reward: float = -np.inf,
-                 on_report: Callable[[int, EvalReport, bool], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        make_env: Callable[[], Any],
+        run_dir: Path,
+        freq: int,
+        episodes: int,
+        deterministic: bool,
+        seed: int,
+        env_id: str,
+        best_mean_reward: float = -np.inf,
+        on_report: Callable[[int, EvalReport, bool], None] | None = None,
+    ):
         """:param on_report: called after each evaluation with the step, the report and whether it is a new best."""
         super().__init__()
         self.on_report = on_report
@@ -250,9 +259,14 @@ class PeriodicEvaluation(BaseCallback):
             self._env = self.make_env()
         vec_normalize = self.model.get_vec_normalize_env()
         report = run_episodes(
-            self.model, self._env, self.episodes, self.deterministic, self.seed,
-            normalize_obs=vec_normalize.normalize_obs if vec_normalize is not None else None, env_id=self.env_id,
-        )  # fmt: skip
+            self.model,
+            self._env,
+            self.episodes,
+            self.deterministic,
+            self.seed,
+            normalize_obs=vec_normalize.normalize_obs if vec_normalize is not None else None,
+            env_id=self.env_id,
+        )
         self.last_eval_step, self.last_report = self.num_timesteps, report
         self.logger.record("eval/mean_reward", report.mean_return)
         self.logger.record("eval/std_reward", report.std_return)
@@ -321,8 +335,14 @@ class TrainingProgress(BaseCallback):
     :param successes: the rolling record of episode successes (:attr:`MemoryDiagnostics.successes`)
     """
 
-    def __init__(self, mode: Literal["bar", "lines"], successes: deque[bool] | None = None, every: float = 0.1,
-                 max_seconds: float = 60.0, stream: IO[str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        mode: Literal["bar", "lines"],
+        successes: deque[bool] | None = None,
+        every: float = 0.1,
+        max_seconds: float = 60.0,
+        stream: IO[str] | None = None,
+    ):
         super().__init__()
         if mode not in ("bar", "lines"):
             raise ValueError(f"mode must be 'bar' or 'lines', got {mode!r}")
@@ -350,8 +370,10 @@ class TrainingProgress(BaseCallback):
     @staticmethod
     def evaluation_line(step: int, report: EvalReport, best: bool = False) -> str:
         """``eval at 20000 steps: return 123.4 +/- 5.6 over 5 episodes, success 80% (new best)``."""
-        line = (f"eval at {step} steps: return {report.mean_return:.4g} +/- {report.std_return:.3g} "
-                f"over {report.episodes} episodes")  # fmt: skip
+        line = (
+            f"eval at {step} steps: return {report.mean_return:.4g} +/- {report.std_return:.3g} "
+            f"over {report.episodes} episodes"
+        )
         if report.success_rate is not None:
             line += f", success {100 * report.success_rate:.0f}%"
         return line + (" (new best)" if best else "")
@@ -379,10 +401,15 @@ class TrainingProgress(BaseCallback):
             )
 
             self._bar = Progress(
-                BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("<"),
-                TimeRemainingColumn(), TextColumn("{task.fields[signal]}"),
-                console=Console(file=self.stream or sys.stderr), transient=False,
-            )  # fmt: skip
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("<"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[signal]}"),
+                console=Console(file=self.stream or sys.stderr),
+                transient=False,
+            )
             self._bar.start()
             self._task = self._bar.add_task(
                 "train", total=max(self._target, 1), completed=self.num_timesteps, signal=""

@@ -57,8 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     source = train.add_mutually_exclusive_group()
     source.add_argument("--preset", metavar="NAME", help="a preset (recurrent-rl presets lists them)")
     source.add_argument("--config", metavar="FILE", help="a YAML config file (e.g. a run's config.yaml)")
-    train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                       help="override a config key (dotted for nested keys, repeatable): --set n_steps=64")  # fmt: skip
+    train.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override a config key (dotted for nested keys, repeatable): --set n_steps=64",
+    )
     train.add_argument("--env", metavar="ID", help=f"env id (= --set env=ID; default preset: {uses['env']})")
     train.add_argument(
         "--timesteps",
@@ -72,19 +78,35 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(MEMORIES),
         help=f"memory core (= --set policy_kwargs.memory=...; default preset: {uses['memory']})",
     )
-    train.add_argument("--device", metavar="DEVICE", help="torch device: auto, cpu, cuda, cuda:N (= --set device=...; "
-                       f"default preset: {uses['device']}); checked before anything runs")  # fmt: skip
-    train.add_argument("--encoder", metavar="PATH", help="a pretrained encoder.pt (= --set encoder.path=PATH); it sets "
-                       "the memory type and sizes, so --memory must agree with it")  # fmt: skip
-    train.add_argument("--freeze-encoder", action="store_true",
-                       help="keep the encoder's weights fixed (= --set encoder.freeze=true)")  # fmt: skip
+    train.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="torch device: auto, cpu, cuda, cuda:N (= --set device=...; "
+        f"default preset: {uses['device']}); checked before anything runs",
+    )
+    train.add_argument(
+        "--encoder",
+        metavar="PATH",
+        help="a pretrained encoder.pt (= --set encoder.path=PATH); it sets "
+        "the memory type and sizes, so --memory must agree with it",
+    )
+    train.add_argument(
+        "--freeze-encoder", action="store_true", help="keep the encoder's weights fixed (= --set encoder.freeze=true)"
+    )
     train.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of the run folder (default: runs)")
     train.add_argument("--name", metavar="NAME", help="run folder name (default: env, memory, seed and time)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint "
-                       "(with --timesteps N: up to N steps in total)")  # fmt: skip
-    train.add_argument("--trust-pickle", action="store_true", help="with --resume: read a checkpoint that has no "
-                       "weights-only copy from SB3's zip and vecnormalize.pkl, which run any code they hold: only "
-                       "for files you trust (run folders this package writes never need it)")  # fmt: skip
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue this run from its latest checkpoint (with --timesteps N: up to N steps in total)",
+    )
+    train.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="with --resume: read a checkpoint that has no "
+        "weights-only copy from SB3's zip and vecnormalize.pkl, which run any code they hold: only "
+        "for files you trust (run folders this package writes never need it)",
+    )
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     train.add_argument(
         "--progress",
@@ -95,11 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("-v", "--verbose", action="store_true", help="print SB3's log table after each rollout")
     many = train.add_argument_group("many seeds (recurrent_rl.sweeps.seeds)")
-    many.add_argument("--seeds", metavar="SPEC", help="train these seeds (0-9, 0,3,5 or 0-4,10), each into "
-                      "<runs-dir>/<name>/seed<N>/, in parallel, and write the aggregate report seeds.json and "
-                      "curves.png there")  # fmt: skip
-    many.add_argument("--threshold", type=float, metavar="R", help="with --seeds: also count the seeds whose final "
-                      "return reaches R")  # fmt: skip
+    many.add_argument(
+        "--seeds",
+        metavar="SPEC",
+        help="train these seeds (0-9, 0,3,5 or 0-4,10), each into "
+        "<runs-dir>/<name>/seed<N>/, in parallel, and write the aggregate report seeds.json and "
+        "curves.png there",
+    )
+    many.add_argument(
+        "--threshold", type=float, metavar="R", help="with --seeds: also count the seeds whose final return reaches R"
+    )
     _add_backend_options(many, "seeds")
     train.set_defaults(handler=cmd_train)
 
@@ -114,21 +141,39 @@ def build_parser() -> argparse.ArgumentParser:
     tune_source = tune.add_mutually_exclusive_group()
     tune_source.add_argument("--preset", metavar="NAME", help=f"the preset to tune (default: {DEFAULT_PRESET})")
     tune_source.add_argument("--config", metavar="FILE", help="a YAML config file to tune")
-    tune.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                      help="override a config key of the base config (repeatable)")  # fmt: skip
-    tune.add_argument("--trials", type=int, default=20, metavar="N",
-                      help="finished (complete or pruned) trials the study should have (default: 20)")  # fmt: skip
+    tune.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override a config key of the base config (repeatable)",
+    )
+    tune.add_argument(
+        "--trials",
+        type=int,
+        default=20,
+        metavar="N",
+        help="finished (complete or pruned) trials the study should have (default: 20)",
+    )
     tune.add_argument("--timeout", type=float, metavar="S", help="start no new trial after S seconds")
     tune.add_argument("--study", metavar="NAME", help="study name; an existing study continues (default: the preset)")
-    tune.add_argument("--storage", metavar="URL",
-                      help="Optuna storage URL (default: sqlite:///<runs-dir>/tune/<study>.db)")  # fmt: skip
+    tune.add_argument(
+        "--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<runs-dir>/tune/<study>.db)"
+    )
     tune.add_argument("--sampler", choices=("tpe", "random"), default="tpe", help="Optuna sampler (default: tpe)")
     tune.add_argument("--pruner", choices=("median", "none"), default="median", help="pruner (default: median)")
     tune.add_argument("--sampler-seed", type=int, metavar="N", help="seed of the sampler (default: random)")
     tune.add_argument("--space", metavar="FILE", help="YAML search space; its entries replace the default's")
-    tune.add_argument("--trial-seeds", type=int, default=1, metavar="N", help="train each trial on N seeds (the "
-                      "config's seed and the next ones) and maximise the mean of their final returns: settings that "
-                      "work on most seeds, at N times the cost (default: 1)")  # fmt: skip
+    tune.add_argument(
+        "--trial-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each trial on N seeds (the "
+        "config's seed and the next ones) and maximise the mean of their final returns: settings that "
+        "work on most seeds, at N times the cost (default: 1)",
+    )
     tune.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of tune/ (default: runs)")
     _add_backend_options(tune, "trials", default_workers="1")
     tune.set_defaults(handler=cmd_tune)
@@ -153,17 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", metavar="PATH", help="PNG: return distribution and memory activations")
     evaluate.add_argument("--best", action="store_true", help="evaluate the run's best_model.zip instead of model.zip")
     evaluate.add_argument("--env", metavar="ID", help="env id (default: the one in the run's config.yaml)")
-    evaluate.add_argument("--trust-pickle", action="store_true", help="open a model .zip that has no weights-only copy "
-                          "(.safetensors + .json) beside it, and its vecnormalize.pkl: both run any code they hold, "
-                          "so only for files you trust")  # fmt: skip
-    evaluate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                          help="progress bar (default: when stderr is a terminal)")  # fmt: skip
+    evaluate.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="open a model .zip that has no weights-only copy "
+        "(.safetensors + .json) beside it, and its vecnormalize.pkl: both run any code they hold, "
+        "so only for files you trust",
+    )
+    evaluate.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    presets = commands.add_parser("presets", help="list the presets, one line each (* = default)",
-                                  description="List the shipped presets: name, env, memory, steps, description; the "
-                                  "training presets (recurrent-rl train --preset), then the pretraining presets "
-                                  "(recurrent-rl pretrain --preset).")  # fmt: skip
+    presets = commands.add_parser(
+        "presets",
+        help="list the presets, one line each (* = default)",
+        description="List the shipped presets: name, env, memory, steps, description; the "
+        "training presets (recurrent-rl train --preset), then the pretraining presets "
+        "(recurrent-rl pretrain --preset).",
+    )
     presets.add_argument(
         "--pretrain", action="store_true", help="list only the pretraining presets (recurrent-rl pretrain)"
     )
@@ -188,12 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_backend_options(parser: Any, what: str, default_workers: str = "one per CPU") -> None:
-    parser.add_argument("--workers", type=int, metavar="N", help=f"{what} at a time (default: {default_workers}; "
-                        "with --backend ray: the cluster's CPUs)")  # fmt: skip
-    parser.add_argument("--backend", choices=("local", "ray"), default="local", help=f"run the {what} as local "
-                        "processes (default) or as Ray tasks (needs recurrent_rl[ray])")  # fmt: skip
-    parser.add_argument("--address", metavar="ADDR", help="with --backend ray: the cluster (HOST:6379, auto; "
-                        "default: local, a Ray runtime started on this machine)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"{what} at a time (default: {default_workers}; with --backend ray: the cluster's CPUs)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help=f"run the {what} as local processes (default) or as Ray tasks (needs recurrent_rl[ray])",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --backend ray: the cluster (HOST:6379, auto; default: local, a Ray runtime started on this machine)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,20 +298,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recurrent_rl.runs.training import TrainingError, resume, train
 
     if args.trust_pickle and not args.resume:
-        raise UserInputError("--trust-pickle goes with --resume RUN_DIR (a checkpoint without a weights-only copy); "
-                             "a new run opens no model file")  # fmt: skip
+        raise UserInputError(
+            "--trust-pickle goes with --resume RUN_DIR (a checkpoint without a weights-only copy); "
+            "a new run opens no model file"
+        )
     if args.seeds is None:
-        given = [flag for flag, value in (("--threshold", args.threshold), ("--workers", args.workers),
-                 ("--address", args.address), ("--backend ray", args.backend == "ray")) if value]  # fmt: skip
+        given = [
+            flag
+            for flag, value in (
+                ("--threshold", args.threshold),
+                ("--workers", args.workers),
+                ("--address", args.address),
+                ("--backend ray", args.backend == "ray"),
+            )
+            if value
+        ]
         if given:
             raise UserInputError(f"{', '.join(given)}: only with --seeds (e.g. --seeds 0-9)")
     else:
         return cmd_train_seeds(args)
     if args.resume:
-        conflicting = [flag for flag, value in (("--preset", args.preset), ("--config", args.config),
-                       ("--set", args.overrides), ("--seed", args.seed), ("--memory", args.memory),
-                       ("--name", args.name), ("--encoder", args.encoder), ("--env", args.env),
-                       ("--device", args.device), ("--freeze-encoder", args.freeze_encoder)) if value]  # fmt: skip
+        conflicting = [
+            flag
+            for flag, value in (
+                ("--preset", args.preset),
+                ("--config", args.config),
+                ("--set", args.overrides),
+                ("--seed", args.seed),
+                ("--memory", args.memory),
+                ("--name", args.name),
+                ("--encoder", args.encoder),
+                ("--env", args.env),
+                ("--device", args.device),
+                ("--freeze-encoder", args.freeze_encoder),
+            )
+            if value
+        ]
         if conflicting:
             raise UserInputError(
                 f"--resume continues a run with its own config.yaml; {', '.join(conflicting)} cannot change it "
@@ -295,8 +384,11 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     from recurrent_rl.sweeps.seeds import parse_seeds, run_seeds
 
     seeds = parse_seeds(args.seeds)
-    conflicting = [flag for flag, value in (("--seed", args.seed), ("--resume", args.resume),
-                                            ("--encoder", args.encoder)) if value is not None]  # fmt: skip
+    conflicting = [
+        flag
+        for flag, value in (("--seed", args.seed), ("--resume", args.resume), ("--encoder", args.encoder))
+        if value is not None
+    ]
     if conflicting:
         raise UserInputError(f"--seeds sets the seed of each run; {', '.join(conflicting)} cannot be combined with it")
     _check_backend(args)
@@ -308,8 +400,16 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
         print(config_to_yaml(config), end="")
         print(f"# seeds: {seeds}")
         return 0
-    report = run_seeds(config, seeds, args.runs_dir, args.name, workers=args.workers, backend=args.backend,
-                       address=args.address, threshold=args.threshold)  # fmt: skip
+    report = run_seeds(
+        config,
+        seeds,
+        args.runs_dir,
+        args.name,
+        workers=args.workers,
+        backend=args.backend,
+        address=args.address,
+        threshold=args.threshold,
+    )
     from recurrent_rl.sweeps.seeds import CURVES, REPORT
 
     print(report.table())
@@ -333,10 +433,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides) if args.config else load_preset(str(preset), args.overrides)
     check_device(config.device)
     study = args.study or (preset if preset else Path(args.config).stem)
-    result = run_study(config, trials=args.trials, timeout=args.timeout, storage=args.storage, study=study,
-                       sampler=args.sampler, pruner=args.pruner, space=args.space, runs_dir=args.runs_dir,
-                       workers=args.workers or 1, backend=args.backend, address=args.address,
-                       seed=args.sampler_seed, trial_seeds=args.trial_seeds)  # fmt: skip
+    result = run_study(
+        config,
+        trials=args.trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        study=study,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        space=args.space,
+        runs_dir=args.runs_dir,
+        workers=args.workers or 1,
+        backend=args.backend,
+        address=args.address,
+        seed=args.sampler_seed,
+        trial_seeds=args.trial_seeds,
+    )
     print(result.table())
     print(f"study: {study} in {result.storage}")
     if result.best_preset is not None:
@@ -372,8 +484,10 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
         load_config(args.config, overrides) if args.config else load_preset(args.preset or DEFAULT_PRESET, overrides)
     )
     if config.encoder.freeze and config.encoder.path is None and getattr(args, "freeze_encoder", False):
-        raise UserInputError("--freeze-encoder: there is no encoder to freeze; add --encoder PATH (an encoder.pt "
-                             "from recurrent-rl pretrain)")  # fmt: skip
+        raise UserInputError(
+            "--freeze-encoder: there is no encoder to freeze; add --encoder PATH (an encoder.pt "
+            "from recurrent-rl pretrain)"
+        )
     return config
 
 
@@ -421,22 +535,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise UserInputError(f"--episodes must be at least 1, got {args.episodes}")
     if args.best and Path(args.target).is_file():
-        raise UserInputError(f"--best picks the best model of a run folder, and {args.target} is a file: give the "
-                             "run folder (recurrent-rl evaluate RUN_DIR --best), or drop --best")  # fmt: skip
+        raise UserInputError(
+            f"--best picks the best model of a run folder, and {args.target} is a file: give the "
+            "run folder (recurrent-rl evaluate RUN_DIR --best), or drop --best"
+        )
     if args.video:  # fail before running any episode
         check_video_path(args.video)
         if args.video_episodes < 1:
             raise UserInputError(f"--video-episodes must be at least 1, got {args.video_episodes}")
     if args.plot:
         check_plot_path(args.plot)
-    for flag, path, example in (("--json", args.json, "eval.json"), ("--plot", args.plot, "plot.png"),
-                                ("--video", args.video, "episode.gif")):  # fmt: skip
+    for flag, path, example in (
+        ("--json", args.json, "eval.json"),
+        ("--plot", args.plot, "plot.png"),
+        ("--video", args.video, "episode.gif"),
+    ):
         if path:
             check_output_path(flag, path, example)
     agent = load_agent(args.target, env_id=args.env, best=args.best, trust_pickle=args.trust_pickle)
     video_episodes = min(args.video_episodes, args.episodes) if args.video else 0
-    report = evaluate(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
-                      video_episodes=video_episodes, progress=args.progress)  # fmt: skip
+    report = evaluate(
+        agent,
+        args.episodes,
+        deterministic=not args.stochastic,
+        seed=args.seed,
+        video_episodes=video_episodes,
+        progress=args.progress,
+    )
     print(report.table())
     if args.json:
         save_report(report, args.json)
@@ -487,8 +612,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
     rows = []
     for name in preset_names():
         values = _default_preset_values(_preset_mapping(name))
-        rows.append(("*" if name == DEFAULT_PRESET else " ", name, str(values["env"]), str(values["memory"]),
-                     _steps(values["n_timesteps"]), str(values["description"]) + note(str(values["env"]))))  # fmt: skip
+        rows.append(
+            (
+                "*" if name == DEFAULT_PRESET else " ",
+                name,
+                str(values["env"]),
+                str(values["memory"]),
+                _steps(values["n_timesteps"]),
+                str(values["description"]) + note(str(values["env"])),
+            )
+        )
     _print_rows(rows)
     print("* default (what `recurrent-rl` trains); use one with: recurrent-rl train --preset NAME")
     print("\npretraining presets (an encoder for train --encoder):")

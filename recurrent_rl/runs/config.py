@@ -138,8 +138,11 @@ class PolicyConfig(Section):
 class EncoderConfig(Section):
     """A pretrained encoder (``encoder.pt`` from ``recurrent-rl pretrain``) in the policy."""
 
-    path: str | None = setting(None, "encoder file loaded into the actor's input layers and memory (null: none); "
-                              "it sets policy_kwargs memory, hidden_size and num_layers")  # fmt: skip
+    path: str | None = setting(
+        None,
+        "encoder file loaded into the actor's input layers and memory (null: none); "
+        "it sets policy_kwargs memory, hidden_size and num_layers",
+    )
     freeze: bool = setting(False, "keep the encoder's weights fixed during training")
     critic: bool = setting(False, "also load (and freeze) it into the critic's memory")
 
@@ -301,8 +304,9 @@ def memory_of(policy: str, memory: str | None) -> str:
 # --- reading, overriding, writing -------------------------------------------------------------
 
 
-def config_from_dict(values: Mapping[str, Any], overrides: Iterable[str] = (), source: str | None = None,
-                     check_env: bool = True) -> TrainConfig:  # fmt: skip
+def config_from_dict(
+    values: Mapping[str, Any], overrides: Iterable[str] = (), source: str | None = None, check_env: bool = True
+) -> TrainConfig:
     """Build a :class:`TrainConfig` from a mapping plus ``KEY=VALUE`` overrides (dotted keys)."""
     try:
         values = unwrap_zoo_layout(values)
@@ -338,7 +342,7 @@ def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
     """``{env_id: {hyperparameters}}`` (rl-baselines3-zoo) -> ``{env: env_id, hyperparameters}``."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     if len(values) == 1:
-        (key, inner), = values.items()  # fmt: skip
+        ((key, inner),) = values.items()
         if isinstance(key, str) and key not in names and isinstance(inner, Mapping) and "env" not in inner:
             return {"env": key, **inner}
     return dict(values)
@@ -367,8 +371,9 @@ def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict
         if head == "policy" and dot:
             fields = [f.name for f in dataclasses.fields(PolicyConfig)]
             known = rest.split(".")[0] in fields
-            hint = (f"--set policy_kwargs.{rest}={value}" if known
-                    else f"policy_kwargs.<key>, one of: {', '.join(fields)}")  # fmt: skip
+            hint = (
+                f"--set policy_kwargs.{rest}={value}" if known else f"policy_kwargs.<key>, one of: {', '.join(fields)}"
+            )
             raise ConfigError(
                 f"'policy' is the policy class name (e.g. --set policy=MlpLstmPolicy); the policy's options are "
                 f"under policy_kwargs: {hint}",

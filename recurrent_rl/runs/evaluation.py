@@ -172,8 +172,14 @@ def resolve_model_path(path: str | Path, best: bool = False) -> tuple[Path, Path
     return path, None, ""
 
 
-def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str, Any] | None = None,
-               best: bool = False, device: str = "auto", trust_pickle: bool = False) -> Agent:  # fmt: skip
+def load_agent(
+    path: str | Path,
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    best: bool = False,
+    device: str = "auto",
+    trust_pickle: bool = False,
+) -> Agent:
     """Load the agent in a run folder (its final model, or the best with ``best=True``) or a model file.
 
     The env comes from the run's ``config.yaml`` unless ``env_id`` is given. The model's safe copy
@@ -218,8 +224,9 @@ def load_agent(path: str | Path, env_id: str | None = None, env_kwargs: dict[str
     return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
 
 
-def _load_safe_agent(model_path: Path, run_dir: Path | None, env_id: str, env_kwargs: dict[str, Any],
-                     device: str) -> Agent:  # fmt: skip
+def _load_safe_agent(
+    model_path: Path, run_dir: Path | None, env_id: str, env_kwargs: dict[str, Any], device: str
+) -> Agent:
     """The agent from its safe copy: nothing is unpickled, the model or the statistics."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -311,9 +318,18 @@ def observation_adapter(model: Any, env: Any, env_id: str) -> Callable[[Any], An
 # --- running ------------------------------------------------------------------------------------
 
 
-def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True, seed: int | None = 0,
-                 normalize_obs: Callable[[Any], Any] | None = None, env_id: str = "",
-                 record_frames: int = 0, max_frames: int = 2000, progress: bool = False) -> EvalReport:  # fmt: skip
+def run_episodes(
+    model: Any,
+    env: Any,
+    episodes: int,
+    deterministic: bool = True,
+    seed: int | None = 0,
+    normalize_obs: Callable[[Any], Any] | None = None,
+    env_id: str = "",
+    record_frames: int = 0,
+    max_frames: int = 2000,
+    progress: bool = False,
+) -> EvalReport:
     """Play ``episodes`` whole episodes of ``env`` with ``model`` and report them.
 
     :param seed: episode ``i`` is reset with ``seed + i``; stochastic actions are drawn from
@@ -348,8 +364,9 @@ def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True
             while not done:
                 model_obs = adapt(normalize_obs(obs) if normalize_obs is not None else obs)
                 masks = {"action_masks": env_action_masks(env)[None]} if masked else {}
-                action, state = model.predict(model_obs, state=state, episode_start=start, deterministic=deterministic,
-                                              **masks)  # fmt: skip
+                action, state = model.predict(
+                    model_obs, state=state, episode_start=start, deterministic=deterministic, **masks
+                )
                 start = np.zeros((1,), dtype=bool)
                 if episode == 0:
                     memory = getattr(getattr(model, "policy", None), "actor_memory", None)
@@ -370,9 +387,16 @@ def run_episodes(model: Any, env: Any, episodes: int, deterministic: bool = True
         bar.close()
     fps = int((getattr(env, "metadata", None) or {}).get("render_fps") or 30)
     return EvalReport(
-        env_id or "", deterministic, seed, returns, lengths, successes,
-        hidden_states=np.stack(hidden) if hidden else None, frames=frames, fps=fps,
-    )  # fmt: skip
+        env_id or "",
+        deterministic,
+        seed,
+        returns,
+        lengths,
+        successes,
+        hidden_states=np.stack(hidden) if hidden else None,
+        frames=frames,
+        fps=fps,
+    )
 
 
 def _uses_action_masks(model: Any, env: Any) -> bool:
@@ -410,8 +434,14 @@ def _add_frame(frames: list[np.ndarray], env: Any, max_frames: int) -> None:
     frames.append(np.ascontiguousarray(frame))
 
 
-def evaluate(agent: Agent, episodes: int = 20, deterministic: bool = True, seed: int | None = 0,
-             video_episodes: int = 0, progress: bool | None = None) -> EvalReport:  # fmt: skip
+def evaluate(
+    agent: Agent,
+    episodes: int = 20,
+    deterministic: bool = True,
+    seed: int | None = 0,
+    video_episodes: int = 0,
+    progress: bool | None = None,
+) -> EvalReport:
     """Evaluate a loaded :class:`Agent` on its env (see :func:`run_episodes`)."""
     env = make_env(agent.env_id, agent.env_kwargs, render_mode="rgb_array" if video_episodes else None)
     modes = (getattr(env, "metadata", None) or {}).get("render_modes", [])
@@ -420,11 +450,16 @@ def evaluate(agent: Agent, episodes: int = 20, deterministic: bool = True, seed:
         raise RunError(f"{agent.env_id} cannot draw frames (its render modes: {modes}); a video needs 'rgb_array'")
     try:
         report = run_episodes(
-            agent.model, env, episodes, deterministic, seed,
+            agent.model,
+            env,
+            episodes,
+            deterministic,
+            seed,
             normalize_obs=agent.normalizer.normalize_obs if agent.normalizer is not None else None,
-            env_id=agent.env_id, record_frames=video_episodes,
+            env_id=agent.env_id,
+            record_frames=video_episodes,
             progress=sys.stderr.isatty() if progress is None else progress,
-        )  # fmt: skip
+        )
     finally:
         env.close()
     report.model = str(agent.model_path) if agent.model_path else ""

@@ -131,9 +131,11 @@ def check_not_pretraining_run(path: str | Path, flag: str = "") -> None:
     """:class:`RunError` if ``path`` is a pretraining run folder (``model.pt`` and ``encoder.pt``, no agent)."""
     path = Path(path)
     if (path / SEQUENCE_MODEL).is_file() and (path / ENCODER).is_file() and not (path / MODEL).is_file():
-        raise RunError(f"{flag + ' ' if flag else ''}{path} is a pretraining run (recurrent-rl pretrain): it holds a "
-                       f"sequence model, not an agent; train one with its encoder: recurrent-rl train --encoder "
-                       f"{path / ENCODER}")  # fmt: skip
+        raise RunError(
+            f"{flag + ' ' if flag else ''}{path} is a pretraining run (recurrent-rl pretrain): it holds a "
+            f"sequence model, not an agent; train one with its encoder: recurrent-rl train --encoder "
+            f"{path / ENCODER}"
+        )
 
 
 # --- paths to create -------------------------------------------------------------------------

@@ -93,8 +93,14 @@ class MissingKeyError(ConfigError):
 class UnknownKeyError(ConfigError):
     """Keys that a section does not have; ``key`` is the section's dotted path (None: the top level)."""
 
-    def __init__(self, unknown: Iterable[str], valid: Iterable[str], key: str | None = None,
-                 noun: str = "config key", source: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        unknown: Iterable[str],
+        valid: Iterable[str],
+        key: str | None = None,
+        noun: str = "config key",
+        source: str | None = None,
+    ):
         self.unknown, self.valid, self.noun = [str(k) for k in unknown], list(valid), noun
         super().__init__("", key, source)
 
@@ -112,9 +118,17 @@ class UnknownKeyError(ConfigError):
         return f"{self.source}: {self.message}" if self.source else self.message
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, low: float | None = None,
-            high: float | None = None, above: float | None = None, below: float | None = None,
-            factory: Any = None, example: str | None = None) -> Any:  # fmt: skip
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    factory: Any = None,
+    example: str | None = None,
+) -> Any:
     """A dataclass field with its help text and numeric range (``low <= x <= high``, ``above < x < below``).
 
     ``example`` is shown when a required key is missing.
@@ -413,8 +427,12 @@ def set_path(values: dict[str, Any], parts: list[str], value: Any, cls: type, fu
     head = parts[0]
     if head not in hints:
         prefix = full_key[: len(full_key) - len(".".join(parts))].rstrip(".")
-        raise UnknownKeyError([head], [f.name for f in dataclasses.fields(cls)], key=prefix or None,
-                              noun=getattr(cls, "key_noun", "config key"))  # fmt: skip
+        raise UnknownKeyError(
+            [head],
+            [f.name for f in dataclasses.fields(cls)],
+            key=prefix or None,
+            noun=getattr(cls, "key_noun", "config key"),
+        )
     if len(parts) == 1:
         values[head] = value
         return
@@ -522,8 +540,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder: give the file, e.g. {path / 'config.yaml'}") from None
     except UnicodeDecodeError as error:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}): give a YAML, JSON or TOML "
-                          "file saved as UTF-8") from None  # fmt: skip
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {error.start}): give a YAML, JSON or TOML file saved as UTF-8"
+        ) from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     if path.suffix == ".json":
@@ -572,9 +591,12 @@ def apply_overrides(
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as error:
-            raise ConfigError(f"cannot read the value of --set {override!r} as YAML{yaml_problem(error, lines=False)}. "
-                              "Write VALUE as YAML, e.g. [64, 64], null or 1e-3, and put a string with : [ ] { } or "
-                              "# in quotes", key=key) from None  # fmt: skip
+            raise ConfigError(
+                f"cannot read the value of --set {override!r} as YAML{yaml_problem(error, lines=False)}. "
+                "Write VALUE as YAML, e.g. [64, 64], null or 1e-3, and put a string with : [ ] { } or "
+                "# in quotes",
+                key=key,
+            ) from None
         set_path(result, key.split("."), value, root, key)
     return result
 

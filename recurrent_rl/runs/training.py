@@ -96,8 +96,10 @@ class TrainResult:
         head = f"{self.config.env} {self.config.memory} seed {self.config.seed}: " if self.config else ""
         if self.report is None:
             return f"{head}{self.num_timesteps} steps"
-        return (f"{head}{self.num_timesteps} steps, evaluation over {self.report.episodes} episodes: "
-                f"{self.report.mean_return:.1f} +/- {self.report.std_return:.1f}")  # fmt: skip
+        return (
+            f"{head}{self.num_timesteps} steps, evaluation over {self.report.episodes} episodes: "
+            f"{self.report.mean_return:.1f} +/- {self.report.std_return:.1f}"
+        )
 
 
 # --- building blocks ----------------------------------------------------------------------------
@@ -234,8 +236,9 @@ def check_device(device: str) -> None:
             raise ConfigError(f"device {device!r}: CUDA is not available here ({build}); use auto or cpu", key="device")
         count = th.cuda.device_count()
         if parsed.index is not None and parsed.index >= count:
-            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}",
-                              key="device")  # fmt: skip
+            raise ConfigError(
+                f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}", key="device"
+            )
         return
     backend = th.backends.mps if parsed.type == "mps" else getattr(th, parsed.type, None)
     available = getattr(backend, "is_available", None)
@@ -287,8 +290,12 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
 def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
     """Deprecated: :func:`recurrent_rl.runs.folders.write_model_checkpoint` (``folders.write_checkpoint``
     is the atomic checkpoint folder it fills)."""
-    warnings.warn("recurrent_rl.runs.training.write_checkpoint is deprecated: use "
-                  "recurrent_rl.runs.folders.write_model_checkpoint", DeprecationWarning, stacklevel=2)  # fmt: skip
+    warnings.warn(
+        "recurrent_rl.runs.training.write_checkpoint is deprecated: use "
+        "recurrent_rl.runs.folders.write_model_checkpoint",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return runs.write_model_checkpoint(run_dir, model, keep)
 
 
@@ -301,9 +308,15 @@ def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
 EvaluationHook = Callable[[int, EvalReport], "str | None"]
 
 
-def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None, progress_bar: bool | None = None,
-          verbose: int = 0, callbacks: Sequence[BaseCallback] = (),
-          on_evaluation: EvaluationHook | None = None) -> TrainResult:  # fmt: skip
+def train(
+    config: TrainConfig,
+    runs_dir: str | Path = "runs",
+    name: str | None = None,
+    progress_bar: bool | None = None,
+    verbose: int = 0,
+    callbacks: Sequence[BaseCallback] = (),
+    on_evaluation: EvaluationHook | None = None,
+) -> TrainResult:
     """Train a new agent into a new run folder ``runs_dir/name`` (default name: env, memory, seed, time).
 
     :param progress_bar: True: a progress bar with the learning signal; False: plain lines on
@@ -330,8 +343,15 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None =
         return _train(config, Path(runs_dir), name, progress_bar, verbose, callbacks, on_evaluation)
 
 
-def _train(config: TrainConfig, runs_dir: Path, name: str | None, progress_bar: bool | None, verbose: int,
-           callbacks: Sequence[BaseCallback], on_evaluation: EvaluationHook | None = None) -> TrainResult:  # fmt: skip
+def _train(
+    config: TrainConfig,
+    runs_dir: Path,
+    name: str | None,
+    progress_bar: bool | None,
+    verbose: int,
+    callbacks: Sequence[BaseCallback],
+    on_evaluation: EvaluationHook | None = None,
+) -> TrainResult:
     config = resolve_encoder(config)
     env = make_training_env(config, config.seed)
     try:
@@ -346,15 +366,36 @@ def _train(config: TrainConfig, runs_dir: Path, name: str | None, progress_bar: 
         with runs.atomic_open(run_dir / runs.ENCODER, "wb") as file:
             file.write(Path(config.encoder.path).read_bytes())
     _save_run_config(run_dir, config)
-    runs.update_run_info(run_dir, status="created", created=time.strftime("%Y-%m-%dT%H:%M:%S"), command=sys.argv,
-                         versions=runs.versions(), num_timesteps=0)  # fmt: skip
+    runs.update_run_info(
+        run_dir,
+        status="created",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        command=sys.argv,
+        versions=runs.versions(),
+        num_timesteps=0,
+    )
     with runs.run_lock(run_dir):
-        return _learn(run_dir, model, config, config.n_timesteps, fresh=True, progress_bar=progress_bar,
-                      verbose=verbose, callbacks=callbacks, on_evaluation=on_evaluation)  # fmt: skip
+        return _learn(
+            run_dir,
+            model,
+            config,
+            config.n_timesteps,
+            fresh=True,
+            progress_bar=progress_bar,
+            verbose=verbose,
+            callbacks=callbacks,
+            on_evaluation=on_evaluation,
+        )
 
 
-def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool | None = None, verbose: int = 0,
-           callbacks: Sequence[BaseCallback] = (), trust_pickle: bool = False) -> TrainResult:  # fmt: skip
+def resume(
+    run_dir: str | Path,
+    timesteps: int | None = None,
+    progress_bar: bool | None = None,
+    verbose: int = 0,
+    callbacks: Sequence[BaseCallback] = (),
+    trust_pickle: bool = False,
+) -> TrainResult:
     """Continue a run from its latest checkpoint, up to ``timesteps`` in total (default: its config's).
 
     A run whose checkpoint has reached the total but that did not finish (stopped during its last
@@ -376,8 +417,14 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress_bar: bool
         return _resume(run_dir, timesteps, progress_bar, verbose, callbacks, trust_pickle)
 
 
-def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, verbose: int,
-            callbacks: Sequence[BaseCallback], trust_pickle: bool = False) -> TrainResult:  # fmt: skip
+def _resume(
+    run_dir: Path,
+    timesteps: int | None,
+    progress_bar: bool | None,
+    verbose: int,
+    callbacks: Sequence[BaseCallback],
+    trust_pickle: bool = False,
+) -> TrainResult:
     runs.remove_leftovers(run_dir)  # temporary files of writes a kill interrupted
     config = load_config(run_dir / runs.CONFIG)
     checkpoint = runs.latest_checkpoint(run_dir)
@@ -403,8 +450,11 @@ def _resume(run_dir: Path, timesteps: int | None, progress_bar: bool | None, ver
         )
     safe = _has_resumable_safe_copy(checkpoint)
     if not safe and not trust_pickle:
-        raise refuse_pickle(checkpoint / runs.MODEL, "SB3's zip (with vecnormalize.pkl)",
-                            f": recurrent-rl train --resume {run_dir} {TRUST_PICKLE_FLAG}")  # fmt: skip
+        raise refuse_pickle(
+            checkpoint / runs.MODEL,
+            "SB3's zip (with vecnormalize.pkl)",
+            f": recurrent-rl train --resume {run_dir} {TRUST_PICKLE_FLAG}",
+        )
     with using_torch_threads(config.torch_threads):
         return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks, safe)
 
@@ -436,9 +486,18 @@ def _load_checkpoint(checkpoint: Path, env: VecEnv, config: TrainConfig, safe: b
     return model
 
 
-def _continue(run_dir: Path, config: TrainConfig, checkpoint: Path, done: int, total: int, info: dict[str, Any],
-              progress_bar: bool | None, verbose: int, callbacks: Sequence[BaseCallback],
-              safe: bool = True) -> TrainResult:  # fmt: skip
+def _continue(
+    run_dir: Path,
+    config: TrainConfig,
+    checkpoint: Path,
+    done: int,
+    total: int,
+    info: dict[str, Any],
+    progress_bar: bool | None,
+    verbose: int,
+    callbacks: Sequence[BaseCallback],
+    safe: bool = True,
+) -> TrainResult:
     # different env seeds than the first segment, the same for the same checkpoint
     env = make_training_env(config, config.seed + done)
     try:
@@ -454,21 +513,44 @@ def _continue(run_dir: Path, config: TrainConfig, checkpoint: Path, done: int, t
 
         freeze_encoder(model, config.encoder.critic)  # requires_grad is not saved; Adam's moments are
     if total > config.n_timesteps:
-        _save_run_config(run_dir, config.replace(n_timesteps=total),
-                         f"n_timesteps raised from {config.n_timesteps} to {total} by --resume.")  # fmt: skip
+        _save_run_config(
+            run_dir,
+            config.replace(n_timesteps=total),
+            f"n_timesteps raised from {config.n_timesteps} to {total} by --resume.",
+        )
         config = config.replace(n_timesteps=total)
-    resumes = [*info.get("resumes", []), {"from_step": done, "checkpoint": checkpoint.name, "target": total,
-                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}]  # fmt: skip
+    resumes = [
+        *info.get("resumes", []),
+        {
+            "from_step": done,
+            "checkpoint": checkpoint.name,
+            "target": total,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "command": sys.argv,
+        },
+    ]
     runs.update_run_info(run_dir, resumes=resumes)
     if done >= total:
         # stopped in its last rollout (the steps of that rollout count, but no update learned from
         # them) or before its final evaluation: what is left is the end of a run, no more training
-        print(f"finishing {run_dir} from {checkpoint.name} ({done} of {total} steps: the target is reached); "
-              "writing the final model and evaluation", file=sys.stderr)  # fmt: skip
+        print(
+            f"finishing {run_dir} from {checkpoint.name} ({done} of {total} steps: the target is reached); "
+            "writing the final model and evaluation",
+            file=sys.stderr,
+        )
     else:
         print(f"resuming {run_dir} from {checkpoint.name} ({done} of {total} steps)", file=sys.stderr)
-    return _learn(run_dir, model, config, max(total - done, 0), fresh=False, progress_bar=progress_bar, verbose=verbose,
-                  callbacks=callbacks, best_mean_reward=info.get("best_mean_reward"))  # fmt: skip
+    return _learn(
+        run_dir,
+        model,
+        config,
+        max(total - done, 0),
+        fresh=False,
+        progress_bar=progress_bar,
+        verbose=verbose,
+        callbacks=callbacks,
+        best_mean_reward=info.get("best_mean_reward"),
+    )
 
 
 def _save_run_config(run_dir: Path, config: TrainConfig, note: str = "") -> None:
@@ -502,10 +584,15 @@ def _learn(
     model.set_logger(logger)
     flag = StopFlag()
     evaluation = PeriodicEvaluation(
-        lambda: make_env(config.env, config.env_kwargs), run_dir, config.eval.freq, config.eval.episodes,
-        config.eval.deterministic, config.seed + PERIODIC_EVAL_SEED, config.env,
+        lambda: make_env(config.env, config.env_kwargs),
+        run_dir,
+        config.eval.freq,
+        config.eval.episodes,
+        config.eval.deterministic,
+        config.seed + PERIODIC_EVAL_SEED,
+        config.env,
         best_mean_reward=float("-inf") if best_mean_reward is None else best_mean_reward,
-    )  # fmt: skip
+    )
 
     def periodic_checkpoint() -> Path | None:
         if not model_is_finite(model):  # a nan or inf already in the parameters: keep the last good ones
@@ -553,8 +640,9 @@ def _learn(
             model.logger.close()
             path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
             runs.update_run_info(run_dir, status=f"interrupted ({flag.reason})")
-            return TrainResult(run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path,
-                               config=config)  # fmt: skip
+            return TrainResult(
+                run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path, config=config
+            )
         try:
             return _finish(run_dir, model, config, evaluation, flag)
         finally:
@@ -574,8 +662,9 @@ def _purge_tensorboard_after(logger: Any, step: int) -> None:
             output.writer = SummaryWriter(log_dir=log_dir, purge_step=step + 1)
 
 
-def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation: PeriodicEvaluation,
-            flag: StopFlag) -> TrainResult:  # fmt: skip
+def _finish(
+    run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation: PeriodicEvaluation, flag: StopFlag
+) -> TrainResult:
     """After the last step: checkpoint, final and best models, final evaluation (skipped if a signal came)."""
     if not model_is_finite(model):
         # a nan or inf observation in the last rollout's last step reaches VecNormalize's statistics
@@ -603,9 +692,14 @@ def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation:
         env = make_env(config.env, config.env_kwargs)
         try:
             report = run_episodes(
-                model, env, config.eval.final_episodes, config.eval.deterministic, config.seed + FINAL_EVAL_SEED,
-                normalize_obs=vec_normalize.normalize_obs if vec_normalize is not None else None, env_id=config.env,
-            )  # fmt: skip
+                model,
+                env,
+                config.eval.final_episodes,
+                config.eval.deterministic,
+                config.seed + FINAL_EVAL_SEED,
+                normalize_obs=vec_normalize.normalize_obs if vec_normalize is not None else None,
+                env_id=config.env,
+            )
         finally:
             env.close()
         report.model, report.num_timesteps = str(run_dir / runs.MODEL), int(model.num_timesteps)
@@ -615,9 +709,13 @@ def _finish(run_dir: Path, model: RecurrentPPO, config: TrainConfig, evaluation:
         model.logger.dump(model.num_timesteps)
         save_report(report, run_dir / runs.EVAL_REPORT)
     if report is None and config.eval.final_episodes:  # a signal came before the final evaluation: not finished
-        runs.update_run_info(run_dir, status=f"interrupted ({flag.reason}, before the final evaluation)",
-                             num_timesteps=int(model.num_timesteps))  # fmt: skip
-        return TrainResult(run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path,
-                           config=config)  # fmt: skip
+        runs.update_run_info(
+            run_dir,
+            status=f"interrupted ({flag.reason}, before the final evaluation)",
+            num_timesteps=int(model.num_timesteps),
+        )
+        return TrainResult(
+            run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path, config=config
+        )
     runs.update_run_info(run_dir, status="finished", num_timesteps=int(model.num_timesteps))
     return TrainResult(run_dir, model, int(model.num_timesteps), report=report, checkpoint=path, config=config)

@@ -35,10 +35,17 @@ def add_pretrain_command(subparsers: Any) -> argparse.ArgumentParser:
         + "\n  ".join(pretrain_config_keys()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--preset", metavar="NAME", help=f"a pretraining preset: {', '.join(preset_names('pretrain'))} "
-                        "(recurrent-rl presets --pretrain describes them)")  # fmt: skip
-    parser.add_argument("--config", metavar="FILE", help="a config file (.yaml, .json or .toml; e.g. a pretraining "
-                        "run's config.yaml), laid over the preset")  # fmt: skip
+    parser.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"a pretraining preset: {', '.join(preset_names('pretrain'))} "
+        "(recurrent-rl presets --pretrain describes them)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a config file (.yaml, .json or .toml; e.g. a pretraining run's config.yaml), laid over the preset",
+    )
     parser.add_argument(
         "--set",
         metavar="KEY=VALUE",
@@ -48,13 +55,21 @@ def add_pretrain_command(subparsers: Any) -> argparse.ArgumentParser:
         help="override one config key, e.g. train.epochs=20 or model.memory=lstm (repeatable)",
     )
     parser.add_argument("--runs-dir", default="runs", help="where to create the run folder (default: runs)")
-    parser.add_argument("--trust-pickle", action="store_true", help="let data.policy be a model .zip without a "
-                        "weights-only copy (.safetensors + .json) beside it: it runs any code it holds, so only for "
-                        "files you trust")  # fmt: skip
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let data.policy be a model .zip without a "
+        "weights-only copy (.safetensors + .json) beside it: it runs any code it holds, so only for "
+        "files you trust",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="a progress bar over the epochs with the losses; --no-progress: a plain line every 10%% "
-                        "of the epochs instead (default: the bar when stderr is a terminal, else lines)")  # fmt: skip
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar over the epochs with the losses; --no-progress: a plain line every 10%% "
+        "of the epochs instead (default: the bar when stderr is a terminal, else lines)",
+    )
     parser.set_defaults(handler=run_pretrain_command)
     return parser
 
@@ -71,8 +86,12 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
             return 0
         from recurrent_rl.supervised.pretrain import pretrain
 
-        pretrain(config, runs_dir=args.runs_dir, progress_bar=getattr(args, "progress", None),
-                 trust_pickle=getattr(args, "trust_pickle", False))  # fmt: skip
+        pretrain(
+            config,
+            runs_dir=args.runs_dir,
+            progress_bar=getattr(args, "progress", None),
+            trust_pickle=getattr(args, "trust_pickle", False),
+        )
     except UserInputError as error:
         print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -50,8 +50,9 @@ class FitConfig(Section):
     learning_rate: float = setting(1e-3, "AdamW step size", above=0)
     weight_decay: float = setting(0.0, "AdamW decoupled weight decay", low=0)
     max_grad_norm: float = setting(1.0, "clip the global gradient norm to this (0: no clipping)", low=0)
-    val_fraction: float = setting(0.2, "share of sequences held out for validation (0: none, and no early stop)",
-                                  low=0, below=1)  # fmt: skip
+    val_fraction: float = setting(
+        0.2, "share of sequences held out for validation (0: none, and no early stop)", low=0, below=1
+    )
     patience: int = setting(10, "epochs without a better validation loss before stopping", low=1)
     normalize_inputs: bool = setting(
         True,
@@ -75,8 +76,10 @@ class DataConfig(Section):
 
     def _check(self) -> None:
         if self.policy != "random" and not self.policy.endswith(".zip") and ":" not in self.policy:
-            raise ConfigError(f"expected 'random', a saved model path ending in .zip, or 'module:function', "
-                              f"got {self.policy!r}", key="policy")  # fmt: skip
+            raise ConfigError(
+                f"expected 'random', a saved model path ending in .zip, or 'module:function', got {self.policy!r}",
+                key="policy",
+            )
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,9 @@ class PretrainConfig(Section):
 OVERRIDE_EXAMPLE = "train.epochs=20"
 
 
-def pretrain_config_from_dict(values: Mapping[str, Any], overrides: Iterable[str] = (), source: str | None = None,
-                              check_env: bool = True) -> PretrainConfig:  # fmt: skip
+def pretrain_config_from_dict(
+    values: Mapping[str, Any], overrides: Iterable[str] = (), source: str | None = None, check_env: bool = True
+) -> PretrainConfig:
     """Build a :class:`PretrainConfig` from a mapping plus ``KEY=VALUE`` overrides (dotted keys)."""
     try:
         config = PretrainConfig.from_dict(apply_overrides(values, overrides))
@@ -156,8 +160,12 @@ def load_pretrain_preset(name: str, overrides: Iterable[str] = (), check_env: bo
     return pretrain_config_from_dict(values, overrides, source=preset_source(name, "pretrain"), check_env=check_env)
 
 
-def resolve_config(preset: str | None = None, config_file: str | Path | None = None,
-                   overrides: Iterable[str] | None = None, check_env: bool = True) -> PretrainConfig:  # fmt: skip
+def resolve_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] | None = None,
+    check_env: bool = True,
+) -> PretrainConfig:
     """Preset, then config file laid over it, then ``--set`` overrides on top of both."""
     from recurrent_rl.runs.presets import preset_source, preset_values
 
@@ -200,8 +208,11 @@ def deprecated_name(module: str, name: str) -> Any:
     :class:`FitConfig` (``recurrent_rl.runs.config.TrainConfig`` is the RL run's), with a DeprecationWarning."""
     if name != "TrainConfig":
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    warnings.warn(f"{module}.TrainConfig is deprecated: use FitConfig (recurrent_rl.supervised.FitConfig)",
-                  DeprecationWarning, stacklevel=3)  # fmt: skip
+    warnings.warn(
+        f"{module}.TrainConfig is deprecated: use FitConfig (recurrent_rl.supervised.FitConfig)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return FitConfig
 
 

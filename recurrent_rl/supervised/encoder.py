@@ -58,8 +58,10 @@ class EncoderFeaturesExtractor(BaseFeaturesExtractor):
         self, observation_space: gym.Space, input_layers: list[int] | tuple[int, ...] = (), activation: str = "tanh"
     ):
         if isinstance(observation_space, gym.spaces.Dict):
-            raise ValueError("an encoder reads flat observations; this env has a Dict observation space "
-                             "(flatten it with gymnasium.wrappers.FlattenObservation)")  # fmt: skip
+            raise ValueError(
+                "an encoder reads flat observations; this env has a Dict observation space "
+                "(flatten it with gymnasium.wrappers.FlattenObservation)"
+            )
         input_size = int(gym.spaces.flatdim(observation_space))
         inputs = InputLayers(input_size, tuple(input_layers), activation)
         super().__init__(observation_space, inputs.output_size)
@@ -118,11 +120,19 @@ def read_encoder(path: str | Path) -> dict[str, Any]:
     state = data["state_dict"]
     pick = lambda prefix: {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}  # noqa: E731
     return {
-        "format": ENCODER_FORMAT, "version": FORMAT_VERSION, "memory": c["memory"], "input_size": c["input_size"],
-        "hidden_size": c["hidden_size"], "num_layers": c["num_layers"], "input_layers": list(c["input_layers"]),
-        "activation": c["activation"], "bidirectional": False, "inputs": pick("inputs."), "core": pick("core.rnn."),
+        "format": ENCODER_FORMAT,
+        "version": FORMAT_VERSION,
+        "memory": c["memory"],
+        "input_size": c["input_size"],
+        "hidden_size": c["hidden_size"],
+        "num_layers": c["num_layers"],
+        "input_layers": list(c["input_layers"]),
+        "activation": c["activation"],
+        "bidirectional": False,
+        "inputs": pick("inputs."),
+        "core": pick("core.rnn."),
         "metadata": data.get("metadata", {}),
-    }  # fmt: skip
+    }
 
 
 def encoder_policy_kwargs(path: str | Path, **overrides: Any) -> dict[str, Any]:
@@ -140,8 +150,11 @@ def encoder_policy_kwargs(path: str | Path, **overrides: Any) -> dict[str, Any]:
         features_extractor_class=EncoderFeaturesExtractor,
         features_extractor_kwargs=dict(input_layers=list(enc["input_layers"]), activation=enc["activation"]),
     )
-    clash = [f"{k}={overrides[k]!r} (the encoder has {kwargs[k]!r})" for k in ("memory", "hidden_size", "num_layers")
-             if k in overrides and overrides[k] != kwargs[k]]  # fmt: skip
+    clash = [
+        f"{k}={overrides[k]!r} (the encoder has {kwargs[k]!r})"
+        for k in ("memory", "hidden_size", "num_layers")
+        if k in overrides and overrides[k] != kwargs[k]
+    ]
     if clash:
         raise EncoderMismatchError(f"policy_kwargs contradict the encoder {path}: " + ", ".join(clash))
     return {**overrides, **kwargs}

@@ -33,16 +33,27 @@ def digits_dataset() -> SequenceDataset:
 
 
 def run_digits_example(
-    seed: int = 0, epochs: int = 60, memory: str = "gru", pooling: str = "last", test_fraction: float = 0.25,
+    seed: int = 0,
+    epochs: int = 60,
+    memory: str = "gru",
+    pooling: str = "last",
+    test_fraction: float = 0.25,
     verbose: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Train a sequence classifier on a seeded train split (validation carved from it); return its test accuracy."""
     th.manual_seed(seed)
     data = digits_dataset()
     train, test = data.split(test_fraction, seed=seed)
     assert test is not None
-    config = SequenceModelConfig(input_size=8, output_size=10, memory=memory, hidden_size=64, task="many_to_one",
-                                 pooling=pooling, objective="classification")  # fmt: skip
+    config = SequenceModelConfig(
+        input_size=8,
+        output_size=10,
+        memory=memory,
+        hidden_size=64,
+        task="many_to_one",
+        pooling=pooling,
+        objective="classification",
+    )
     model = SequenceModel(config)
     fit_config = FitConfig(
         epochs=epochs, batch_size=32, learning_rate=3e-3, weight_decay=1e-4, val_fraction=0.15, patience=10, seed=seed
@@ -50,8 +61,12 @@ def run_digits_example(
     result = fit(model, train, fit_config, log=print if verbose else None)
     batch = collate(test, range(len(test)))
     accuracy = float((model.predict(batch.x, batch.lengths) == batch.y).float().mean())
-    return {"model": f"{memory} 64, many-to-one ({pooling})", "test_accuracy": accuracy,
-            "epochs": len(result.history), "test_sequences": len(test)}  # fmt: skip
+    return {
+        "model": f"{memory} 64, many-to-one ({pooling})",
+        "test_accuracy": accuracy,
+        "epochs": len(result.history),
+        "test_sequences": len(test),
+    }
 
 
 def digits_baselines(seed: int = 0, test_fraction: float = 0.25) -> dict[str, float]:

@@ -76,8 +76,9 @@ class SequenceModelConfig(EncoderModelConfig):
     def _check(self) -> None:
         super()._check()
         if self.pooling == "attention" and self.task != "many_to_one":
-            raise ConfigError("pooling='attention' pools a sequence into one output: it needs task='many_to_one'",
-                              key="pooling")  # fmt: skip
+            raise ConfigError(
+                "pooling='attention' pools a sequence into one output: it needs task='many_to_one'", key="pooling"
+            )
 
 
 class InputLayers(nn.Module):
@@ -208,10 +209,15 @@ def save_sequence_model(model: SequenceModel, path: str | Path, metadata: dict[s
     path = Path(path)
     with folders.atomic_path(path) as tmp:  # a crash mid-write leaves the previous file
         th.save(
-            {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
-             "state_dict": model.state_dict(), "metadata": metadata or {}},
+            {
+                "format": MODEL_FORMAT,
+                "version": FORMAT_VERSION,
+                "config": model.config.to_dict(),
+                "state_dict": model.state_dict(),
+                "metadata": metadata or {},
+            },
             tmp,
-        )  # fmt: skip
+        )
     return path
 
 

@@ -89,8 +89,9 @@ def _load_policy(spec: str, trust_pickle: bool = False) -> Any:
         if not callable(function):
             raise ConfigError(f"{spec!r} is not a function (obs -> action)", key="data.policy")
         return function
-    raise ConfigError(f"use 'random', a saved model path ending in .zip, or 'module:function', got {spec!r}",
-                      key="data.policy")  # fmt: skip
+    raise ConfigError(
+        f"use 'random', a saved model path ending in .zip, or 'module:function', got {spec!r}", key="data.policy"
+    )
 
 
 @dataclass
@@ -115,8 +116,13 @@ def next_command(env_id: str, encoder_path: str | Path) -> str:
     return f"recurrent-rl train {where} --encoder {encoder_path}"
 
 
-def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = "runs", verbose: bool = True,
-             progress_bar: bool | None = None, trust_pickle: bool = False) -> PretrainResult:  # fmt: skip
+def pretrain(
+    config: PretrainConfig | Mapping[str, Any],
+    runs_dir: str | Path = "runs",
+    verbose: bool = True,
+    progress_bar: bool | None = None,
+    trust_pickle: bool = False,
+) -> PretrainResult:
     """Record trajectories, train a sequence model on them, and write a run folder (see module doc).
 
     :param verbose: print what happens (False: nothing)
@@ -135,27 +141,45 @@ def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = 
         dataset = trajectories.to_dataset(d.target, d.target_indices)
         dataset.split(config.train.val_fraction, config.train.seed)  # an empty split fails here, before any file
     except ValueError as error:
-        raise ConfigError(f"the {trajectories.n_transitions} steps recorded from {d.env_id} ({trajectories.n_episodes} "
-                          f"episode(s)) do not fit the config: {error}") from None  # fmt: skip
+        raise ConfigError(
+            f"the {trajectories.n_transitions} steps recorded from {d.env_id} ({trajectories.n_episodes} "
+            f"episode(s)) do not fit the config: {error}"
+        ) from None
     if log:
-        log(f"recorded {trajectories.n_transitions} transitions in {trajectories.n_episodes} episodes of {d.env_id} "
-            f"({time.perf_counter() - started:.1f} s); target: {d.target} {list(d.target_indices or [])}")  # fmt: skip
+        log(
+            f"recorded {trajectories.n_transitions} transitions in {trajectories.n_episodes} episodes of {d.env_id} "
+            f"({time.perf_counter() - started:.1f} s); target: {d.target} {list(d.target_indices or [])}"
+        )
 
     name = f"{config.name}__{folders.run_name(d.env_id, config.model.memory, config.train.seed)}"
     run = folders.create_run_dir(runs_dir, name, unique=True)  # never reuses a folder
-    save_config(config, run / folders.CONFIG, header=f"Resolved pretraining config of run {run.name}.\n"
-                f"Run it again: recurrent-rl pretrain --config {run / folders.CONFIG}")  # fmt: skip
+    save_config(
+        config,
+        run / folders.CONFIG,
+        header=f"Resolved pretraining config of run {run.name}.\n"
+        f"Run it again: recurrent-rl pretrain --config {run / folders.CONFIG}",
+    )
     folders.atomic_write_json(run / "config.json", config.to_dict())
     trajectories.save(run / "trajectories.npz")
 
     model_config = SequenceModelConfig(
-        input_size=dataset.input_size, output_size=dataset.target_size, task="many_to_many", objective="regression",
+        input_size=dataset.input_size,
+        output_size=dataset.target_size,
+        task="many_to_many",
+        objective="regression",
         **config.model.to_dict(),
-    )  # fmt: skip
+    )
     th.manual_seed(config.train.seed)  # the initial weights
     model = SequenceModel(model_config)
-    result = fit(model, dataset, config.train, run_dir=run, log=None if bar else log,
-                 log_every=max(1, config.train.epochs // 10), progress_bar=bar)  # fmt: skip
+    result = fit(
+        model,
+        dataset,
+        config.train,
+        run_dir=run,
+        log=None if bar else log,
+        log_every=max(1, config.train.epochs // 10),
+        progress_bar=bar,
+    )
     _, val_set = dataset.split(config.train.val_fraction, config.train.seed)
     metrics = {
         "transitions": trajectories.n_transitions,
@@ -165,15 +189,22 @@ def pretrain(config: PretrainConfig | Mapping[str, Any], runs_dir: str | Path = 
         "seconds": round(time.perf_counter() - started, 2),
         **{f"val_{k}": v for k, v in (evaluate(model, val_set).items() if val_set is not None else [])},
     }
-    metadata = {"env_id": d.env_id, "target": d.target, "target_indices": list(d.target_indices or []),
-                "transitions": trajectories.n_transitions, "run": str(run)}  # fmt: skip
+    metadata = {
+        "env_id": d.env_id,
+        "target": d.target,
+        "target_indices": list(d.target_indices or []),
+        "transitions": trajectories.n_transitions,
+        "run": str(run),
+    }
     model_path = save_sequence_model(model, run / folders.SEQUENCE_MODEL, metadata)
     encoder_path = export_encoder(model, run / folders.ENCODER, metadata)
     folders.atomic_write_json(run / "metrics.json", metrics)
     command = next_command(d.env_id, encoder_path)
     if log:
-        log(f"run folder: {run}\n  model: {model_path}\n  encoder: {encoder_path}\n  metrics: {metrics}\n"
-            f"train an agent with it: {command}  (add --freeze-encoder to keep it fixed)")  # fmt: skip
+        log(
+            f"run folder: {run}\n  model: {model_path}\n  encoder: {encoder_path}\n  metrics: {metrics}\n"
+            f"train an agent with it: {command}  (add --freeze-encoder to keep it fixed)"
+        )
     return PretrainResult(run, model_path, encoder_path, metrics, command)
 
 

@@ -211,8 +211,13 @@ def fit(
     model.eval()
     if writer is not None:
         writer.close()
-    result = FitResult(history, best_epoch, best_loss if val_set is not None else None,
-                       stopped_early=len(history) < config.epochs, seconds=time.perf_counter() - started)  # fmt: skip
+    result = FitResult(
+        history,
+        best_epoch,
+        best_loss if val_set is not None else None,
+        stopped_early=len(history) < config.epochs,
+        seconds=time.perf_counter() - started,
+    )
     if run_dir is not None:
         folders.atomic_write_json(Path(run_dir) / "history.json", asdict(result))
     return result
@@ -233,9 +238,15 @@ class _EpochBar:
         )
 
         self._progress = Progress(
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=24), TimeElapsedColumn(), TextColumn("<"),
-            TimeRemainingColumn(), TextColumn("{task.fields[numbers]}"), console=Console(file=sys.stderr),
-        )  # fmt: skip
+            TextColumn("epoch"),
+            MofNCompleteColumn(),
+            BarColumn(bar_width=24),
+            TimeElapsedColumn(),
+            TextColumn("<"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[numbers]}"),
+            console=Console(file=sys.stderr),
+        )
         self._progress.start()
         self._task = self._progress.add_task("fit", total=epochs, numbers="")
 

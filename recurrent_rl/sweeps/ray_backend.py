@@ -88,8 +88,13 @@ def ray_cpus(ray: Any) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def run_tasks(fn: Callable[[Any], Any], args: Sequence[Any], backend: str = "local", workers: int | None = None,
-              address: str | None = None) -> list[Any]:  # fmt: skip
+def run_tasks(
+    fn: Callable[[Any], Any],
+    args: Sequence[Any],
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+) -> list[Any]:
     """``[fn(a) for a in args]``, each call in its own process (local) or Ray task (ray), ``workers`` at a time."""
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -40,8 +40,9 @@ def parse_seeds(text: str) -> list[int]:
             raise UserInputError(f"--seeds {text!r}: expected seeds like 0-9, 0,3,5 or 0-4,10 (non-negative integers)")
         first, last = int(match[1]), int(match[2]) if match[2] is not None else int(match[1])
         if last < first:
-            raise UserInputError(f"--seeds {text!r}: the range {first}-{last} is empty (write it low-high, e.g. "
-                                 f"{last}-{first})")  # fmt: skip
+            raise UserInputError(
+                f"--seeds {text!r}: the range {first}-{last} is empty (write it low-high, e.g. {last}-{first})"
+            )
         seeds.extend(range(first, last + 1))
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
@@ -105,12 +106,15 @@ class SeedsReport:
             lines.append(f"{r.seed:>6}  {final}  {success}  {r.run_dir}" + (f"  ({r.error})" if r.error else ""))
         s = self.summary
         if s.get("seeds_finished"):
-            lines.append(f"over {s['seeds_finished']} of {len(self.results)} seeds, with 95% stratified-bootstrap "
-                         "intervals:")  # fmt: skip
+            lines.append(
+                f"over {s['seeds_finished']} of {len(self.results)} seeds, with 95% stratified-bootstrap intervals:"
+            )
             for name in ("mean", "median", "iqm"):
                 e = s[name]
-                lines.append(f"  {name.upper() if name == 'iqm' else name:>6}  {e['value']:.1f}  "
-                             f"[{e['low']:.1f}, {e['high']:.1f}]")  # fmt: skip
+                lines.append(
+                    f"  {name.upper() if name == 'iqm' else name:>6}  {e['value']:.1f}  "
+                    f"[{e['low']:.1f}, {e['high']:.1f}]"
+                )
             if s.get("success_rate") is not None:
                 lines.append(f"  success rate (mean over seeds)  {s['success_rate']:.2f}")
             if s.get("threshold") is not None:
@@ -140,9 +144,16 @@ def group_name(env: str, memory: str, seeds: Sequence[int]) -> str:
     return f"{env_part}__{memory}__seeds{spread}__{stamp}"
 
 
-def run_seeds(config: Any, seeds: Sequence[int], runs_dir: str | Path = "runs", name: str | None = None,
-              workers: int | None = None, backend: str = "local", address: str | None = None,
-              threshold: float | None = None) -> SeedsReport:  # fmt: skip
+def run_seeds(
+    config: Any,
+    seeds: Sequence[int],
+    runs_dir: str | Path = "runs",
+    name: str | None = None,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    threshold: float | None = None,
+) -> SeedsReport:
     """Train ``config`` once per seed into ``runs_dir/<name>/seed<N>/`` and write the aggregate report.
 
     :param workers: parallel runs (default: one per CPU here; with Ray, the cluster's CPUs)
@@ -189,11 +200,18 @@ def write_report(report: SeedsReport, config: Any = None) -> None:
         "n_timesteps": getattr(config, "n_timesteps", None),
         "summary": report.summary,
         "seeds": [
-            {"seed": r.seed, "run_dir": r.run_dir, "final_return": r.final_return, "success_rate": r.success_rate,
-             "host": r.host, "error": r.error, "curve": [list(point) for point in r.curve]}
+            {
+                "seed": r.seed,
+                "run_dir": r.run_dir,
+                "final_return": r.final_return,
+                "success_rate": r.success_rate,
+                "host": r.host,
+                "error": r.error,
+                "curve": [list(point) for point in r.curve],
+            }
             for r in report.results
         ],
-    }  # fmt: skip
+    }
     atomic_write_json(report.group / REPORT, data)
     if any(r.curve for r in report.results):
         plot_curves(report.results, report.group / CURVES, title=f"{data['env']} {data['memory']}")

@@ -146,8 +146,9 @@ def parse_param(name: str, spec: Any, source: str = "") -> Param:
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"low", "high", "log", "step"}
         if unknown or "low" not in spec or "high" not in spec:
-            raise SpaceError(f"{where}{name}: a range is {{low: L, high: H}} with optional log: true and step: S, "
-                             f"got {dict(spec)}")  # fmt: skip
+            raise SpaceError(
+                f"{where}{name}: a range is {{low: L, high: H}} with optional log: true and step: S, got {dict(spec)}"
+            )
         low, high, step = (_number(spec.get(key)) for key in ("low", "high", "step"))
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
             raise SpaceError(f"{where}{name}: low and high must be numbers, got {low!r} and {high!r}")
@@ -161,8 +162,10 @@ def parse_param(name: str, spec: Any, source: str = "") -> Param:
         if log and low <= 0:
             raise SpaceError(f"{where}{name}: a log range needs low > 0, got {low}")
         if name in CHOICES_ONLY:
-            raise SpaceError(f"{where}{name}: give a list of choices (its combinations with "
-                             f"{', '.join(n for n in CHOICES_ONLY if n != name)} are checked to divide)")  # fmt: skip
+            raise SpaceError(
+                f"{where}{name}: give a list of choices (its combinations with "
+                f"{', '.join(n for n in CHOICES_ONLY if n != name)} are checked to divide)"
+            )
         return Param(name, low=low, high=high, log=log, step=step)
     if isinstance(spec, (list, tuple)):
         if not spec:
@@ -279,10 +282,14 @@ def check_space(space: Mapping[str, Param], base: Mapping[str, Any]) -> None:
         minibatches = params.get("minibatches")
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         if minibatches is not None and (n_steps * n_envs) % int(minibatches):
-            raise SpaceError(f"search space: {shown} with n_envs={n_envs}: n_steps * n_envs = {n_steps * n_envs} "
-                             f"does not split into {minibatches} minibatches; drop that choice")  # fmt: skip
+            raise SpaceError(
+                f"search space: {shown} with n_envs={n_envs}: n_steps * n_envs = {n_steps * n_envs} "
+                f"does not split into {minibatches} minibatches; drop that choice"
+            )
         try:
             check_sequence_sizes(n_steps, n_envs, batch, int(seq))
         except ValueError as error:
-            raise SpaceError(f"search space: {shown} with n_envs={n_envs} (batch_size {batch}) does not fit: "
-                             f"{error}; drop or change one of these choices") from None  # fmt: skip
+            raise SpaceError(
+                f"search space: {shown} with n_envs={n_envs} (batch_size {batch}) does not fit: "
+                f"{error}; drop or change one of these choices"
+            ) from None

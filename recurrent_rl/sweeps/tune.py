@@ -57,8 +57,9 @@ def require_optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise UserInputError("recurrent-rl tune needs Optuna, which is not installed here: "
-                             "pip install 'recurrent_rl[tune]'") from None  # fmt: skip
+        raise UserInputError(
+            "recurrent-rl tune needs Optuna, which is not installed here: pip install 'recurrent_rl[tune]'"
+        ) from None
     return optuna
 
 
@@ -90,8 +91,10 @@ def open_storage(url: str) -> Any:
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE_PERIOD)
     except Exception as error:  # sqlalchemy's ArgumentError, OperationalError, a missing driver module, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserInputError(f"--storage {url}: cannot open this Optuna storage ({first}). Use an RDB URL such as "
-                             "sqlite:///path/study.db or postgresql://user@host/db") from None  # fmt: skip
+        raise UserInputError(
+            f"--storage {url}: cannot open this Optuna storage ({first}). Use an RDB URL such as "
+            "sqlite:///path/study.db or postgresql://user@host/db"
+        ) from None
 
 
 def make_sampler(name: str, seed: int | None = None) -> Any:
@@ -153,13 +156,19 @@ def open_study(spec: StudySpec) -> Any:
     attrs = _study_attrs(spec)
     exists = spec.study in [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if exists:
-        study = optuna.load_study(study_name=spec.study, storage=storage, sampler=make_sampler(spec.sampler, spec.seed),
-                                  pruner=make_pruner(spec.pruner))  # fmt: skip
+        study = optuna.load_study(
+            study_name=spec.study,
+            storage=storage,
+            sampler=make_sampler(spec.sampler, spec.seed),
+            pruner=make_pruner(spec.pruner),
+        )
         theirs = study.user_attrs
         if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
             directions = [d.name for d in study.directions]
-            raise UserInputError(f"study {spec.study!r} in {spec.storage} optimizes another objective "
-                                 f"({directions}); nothing was changed. Use another --study")  # fmt: skip
+            raise UserInputError(
+                f"study {spec.study!r} in {spec.storage} optimizes another objective "
+                f"({directions}); nothing was changed. Use another --study"
+            )
         for key, label in (("objective", "objective"), ("config", "base config"), ("space", "search space")):
             if theirs.get(key) != attrs[key]:
                 diff = _difference(theirs.get(key), attrs[key]) if key != "objective" else theirs.get(key)
@@ -170,11 +179,17 @@ def open_study(spec: StudySpec) -> Any:
         return study
     trials_dir = Path(spec.trials_dir)
     if trials_dir.is_dir() and any(trials_dir.iterdir()):
-        raise UserInputError(f"{trials_dir} holds trials of a study that {spec.storage} does not have; nothing was "
-                             "changed. Use another --study, or --storage where that study is")  # fmt: skip
-    study = optuna.create_study(storage=storage, study_name=spec.study, direction="maximize",
-                                sampler=make_sampler(spec.sampler, spec.seed),
-                                pruner=make_pruner(spec.pruner))  # fmt: skip
+        raise UserInputError(
+            f"{trials_dir} holds trials of a study that {spec.storage} does not have; nothing was "
+            "changed. Use another --study, or --storage where that study is"
+        )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=spec.study,
+        direction="maximize",
+        sampler=make_sampler(spec.sampler, spec.seed),
+        pruner=make_pruner(spec.pruner),
+    )
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     return study
@@ -262,9 +277,12 @@ def run_worker(spec: StudySpec) -> int:
     """Run trials of the study until it has ``spec.trials`` finished ones (or the timeout); return how many ran."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage),
-                              sampler=make_sampler(spec.sampler, spec.seed),
-                              pruner=make_pruner(spec.pruner))  # fmt: skip
+    study = optuna.load_study(
+        study_name=spec.study,
+        storage=open_storage(spec.storage),
+        sampler=make_sampler(spec.sampler, spec.seed),
+        pruner=make_pruner(spec.pruner),
+    )
     remaining = spec.trials - finished_trials(study)
     if spec.worker_trials is not None:
         remaining = min(remaining, spec.worker_trials)
@@ -272,10 +290,18 @@ def run_worker(spec: StudySpec) -> int:
         return 0
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     ran: list[int] = []  # this worker's trials (other workers add theirs to the same study meanwhile)
-    study.optimize(_objective(spec), n_trials=remaining, timeout=spec.timeout, catch=(ValueError,),
-                   callbacks=[optuna.study.MaxTrialsCallback(spec.trials, states=states), _print_trial,
-                              lambda study, trial: ran.append(trial.number)],
-                   gc_after_trial=True)  # fmt: skip
+    study.optimize(
+        _objective(spec),
+        n_trials=remaining,
+        timeout=spec.timeout,
+        catch=(ValueError,),
+        callbacks=[
+            optuna.study.MaxTrialsCallback(spec.trials, states=states),
+            _print_trial,
+            lambda study, trial: ran.append(trial.number),
+        ],
+        gc_after_trial=True,
+    )
     return len(ran)
 
 
@@ -305,10 +331,15 @@ class TuneResult:
         names = sorted({k for r in ranked for k in r["params"]})
         header = ["trial", "state", "value", "seconds", *names]
         cells = [header] + [
-            [str(r["number"]), r["state"].lower(), f"{r['value']:.2f}", f"{r['seconds']:.0f}",
-             *(_short(r["params"].get(n)) for n in names)]
+            [
+                str(r["number"]),
+                r["state"].lower(),
+                f"{r['value']:.2f}",
+                f"{r['seconds']:.0f}",
+                *(_short(r["params"].get(n)) for n in names),
+            ]
             for r in ranked
-        ]  # fmt: skip
+        ]
         widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
         return "\n".join(lines)
@@ -320,10 +351,22 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def run_study(config: Any, trials: int = 20, timeout: float | None = None, storage: str | None = None,
-              study: str | None = None, sampler: str = "tpe", pruner: Any = "median", space: str | Path | None = None,
-              runs_dir: str | Path = "runs", workers: int = 1, backend: str = "local", address: str | None = None,
-              seed: int | None = None, trial_seeds: int = 1) -> TuneResult:  # fmt: skip
+def run_study(
+    config: Any,
+    trials: int = 20,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    sampler: str = "tpe",
+    pruner: Any = "median",
+    space: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    seed: int | None = None,
+    trial_seeds: int = 1,
+) -> TuneResult:
     """Tune ``config`` (a :class:`~recurrent_rl.runs.config.TrainConfig`) up to ``trials`` finished trials.
 
     :param storage: an Optuna storage URL (default: ``sqlite:///<runs_dir>/tune/<study>.db``)
@@ -357,8 +400,10 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
         require_ray()
     name = study or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', config.env)}-{config.memory}"
     if not folders.is_plain_name(name):
-        raise UserInputError(f"--study {name!r} is not a plain name: use letters, digits and . _ + = - (no slashes); "
-                             "it names the folder <runs-dir>/tune/<study>/ of the trials")  # fmt: skip
+        raise UserInputError(
+            f"--study {name!r} is not a plain name: use letters, digits and . _ + = - (no slashes); "
+            "it names the folder <runs-dir>/tune/<study>/ of the trials"
+        )
     base = config.to_dict()
     search = fit_space(load_space(config.memory, space), base)
     check_space(search, base)
@@ -368,14 +413,28 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
 
         connect(address, num_cpus=workers if address in (None, "local") else None)
     trials_dir = Path(runs_dir) / "tune" / name
-    spec = StudySpec(name, storage or default_storage(runs_dir, name), base, search, str(trials_dir.resolve()),
-                     trials, timeout, sampler, pruner, seed, trial_seeds=trial_seeds)  # fmt: skip
+    spec = StudySpec(
+        name,
+        storage or default_storage(runs_dir, name),
+        base,
+        search,
+        str(trials_dir.resolve()),
+        trials,
+        timeout,
+        sampler,
+        pruner,
+        seed,
+        trial_seeds=trial_seeds,
+    )
     handle = open_study(spec)
     trials_dir.mkdir(parents=True, exist_ok=True)
     done = finished_trials(handle)
     if done >= trials:
-        print(f"study {name} already has {done} finished trials (--trials {trials}): nothing to run; "
-              "raise --trials to run more", file=sys.stderr)  # fmt: skip
+        print(
+            f"study {name} already has {done} finished trials (--trials {trials}): nothing to run; "
+            "raise --trials to run more",
+            file=sys.stderr,
+        )
         ran = 0
     elif workers == 1 and backend == "local":
         ran = run_worker(spec)
@@ -386,8 +445,10 @@ def run_study(config: Any, trials: int = 20, timeout: float | None = None, stora
         left = trials - done
         shares = [left // workers + (i < left % workers) for i in range(min(workers, left))]
         # each worker its own sampler seed: with one seed for all, they would propose the same trials
-        specs = [dataclasses.replace(spec, worker_trials=share, seed=None if seed is None else seed + i)
-                 for i, share in enumerate(shares)]  # fmt: skip
+        specs = [
+            dataclasses.replace(spec, worker_trials=share, seed=None if seed is None else seed + i)
+            for i, share in enumerate(shares)
+        ]
         ran = sum(run_tasks(run_worker, specs, backend=backend, workers=len(specs), address=address))
     handle = optuna.load_study(study_name=name, storage=open_storage(spec.storage))
     return _conclude(spec, handle, trials_dir, ran)
@@ -402,23 +463,46 @@ def _conclude(spec: StudySpec, study: Any, folder: Path, ran: int) -> TuneResult
     for t in study.get_trials(deepcopy=False):
         ended, started = t.datetime_complete, t.datetime_start
         seconds = (ended - started).total_seconds() if ended and started else 0.0
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
-                     "seconds": seconds, "run_dir": t.user_attrs.get("run_dir"),
-                     "seed_returns": t.user_attrs.get("seed_returns")})  # fmt: skip
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": dict(t.params),
+                "seconds": seconds,
+                "run_dir": t.user_attrs.get("run_dir"),
+                "seed_returns": t.user_attrs.get("seed_returns"),
+            }
+        )
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     best_path = importance = None
-    summary: dict[str, Any] = {"study": spec.study, "storage": spec.storage, "objective": spec.objective,
-                               "trials": rows}  # fmt: skip
+    summary: dict[str, Any] = {
+        "study": spec.study,
+        "storage": spec.storage,
+        "objective": spec.objective,
+        "trials": rows,
+    }
     if complete:
         best = study.best_trial
         config = trial_config(spec, best.params)
         config = config.replace(description=f"tuned: study {spec.study}, trial {best.number}, {best.value:.2f}")
         best_path = folder / BEST_PRESET
-        save_config(config, best_path, header=(
-            f"Best trial ({best.number}, {spec.objective}: {best.value:.2f}) of study {spec.study} in {spec.storage}.\n"
-            f"Train it: recurrent-rl train --config {best_path}"))  # fmt: skip
-        summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
-                           "run_dir": best.user_attrs.get("run_dir"), "preset": str(best_path)}  # fmt: skip
+        save_config(
+            config,
+            best_path,
+            header=(
+                f"Best trial ({best.number}, {spec.objective}: {best.value:.2f}) of study {spec.study} "
+                f"in {spec.storage}.\n"
+                f"Train it: recurrent-rl train --config {best_path}"
+            ),
+        )
+        summary["best"] = {
+            "number": best.number,
+            "value": best.value,
+            "params": best.params,
+            "run_dir": best.user_attrs.get("run_dir"),
+            "preset": str(best_path),
+        }
         importance = plot_importance(study, folder / IMPORTANCE)
     atomic_write_json(folder / SUMMARY, json.loads(json.dumps(summary, default=str)))
     return TuneResult(study, folder, best_path, importance, ran, rows, spec.storage, spec.objective)
