@@ -304,6 +304,7 @@ LAYERS = {
     "recurrent_rl.sequences": (),
     "recurrent_rl.versions": (),
     "recurrent_rl.atomic": (),
+    "recurrent_rl.received": ("recurrent_rl.errors",),
     "recurrent_rl.envs": ("recurrent_rl.envs",),
     "recurrent_rl.nets": ("recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors", "recurrent_rl.sequences"),
     "recurrent_rl.ppo": (

@@ -1,0 +1,187 @@
+"""Data read from files is data: the limits and checks every loader applies before using it.
+
+A file may come from a stranger (a run folder, a weights-only model, an ONNX graph, a config, a
+study). Whatever is read from it (text, env ids, sizes, paths, class names) is checked here
+before anything is imported, allocated or opened on its word:
+
+- :func:`read_text` refuses a file larger than its limit before reading it whole;
+- :func:`load_yaml` refuses YAML whose aliases expand beyond a node budget (a "billion laughs"
+  file is a few hundred bytes that expand to billions of values once copied or dumped), or that
+  nests too deep, before constructing a value;
+- :func:`env_id_from_file` accepts only an env id that is registered already: Gymnasium imports
+  the module of an id written ``module:Env-v0``, and importing a module runs its code;
+- :func:`path_inside` keeps a path named in a file inside the file's folder;
+- :func:`shorten` cuts what an error message echoes from a file.
+
+Every refusal is a :class:`ReceivedFileError` (a :class:`~recurrent_rl.errors.UserInputError`,
+so the command line prints one line) that names the file and the field.
+
+A leaf module: the standard library, PyYAML and :mod:`recurrent_rl.errors` (Gymnasium and the
+``pomdp/`` registry are imported inside :func:`env_id_from_file`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recurrent_rl.errors import UserInputError
+
+MAX_TEXT_BYTES = 4 << 20  # a config, model.json, a study's search space: kilobytes in practice
+MAX_YAML_NODES = 100_000  # values after expanding every alias; a resolved config has a few hundred
+MAX_YAML_DEPTH = 64  # nesting; a config nests three levels
+MAX_ECHO = 120  # characters of a value from a file shown in an error message
+MAX_ENV_ID = 200
+
+
+class ReceivedFileError(UserInputError):
+    """A file (or a field in it) that the package refuses to use: too large, malformed, or naming
+    code, sizes or paths it does not accept."""
+
+
+def shorten(value: Any, limit: int = MAX_ECHO) -> str:
+    """``repr(value)`` cut to ``limit`` characters (``...`` and the full length when cut), for messages."""
+    text = value if isinstance(value, str) and not value else repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 3, 1)]}... ({len(text)} characters)"
+
+
+def read_text(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of ``path``, refused before reading when it is larger than ``limit`` bytes.
+
+    :param what: what the file is, for the message (``"config file"``, ``"model.json"``)
+    :raises ReceivedFileError: too large or not UTF-8; ``OSError`` (missing, a folder, unreadable)
+        is left to the caller, which knows what to suggest
+    """
+    path = Path(path)
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > limit:
+            raise ReceivedFileError(
+                f"{what} {path} is {size:,} bytes, more than the {limit:,} this package reads: it is not a file it "
+                "wrote (or it was altered); refused before reading it"
+            )
+        data = file.read(limit + 1)
+    if len(data) > limit:  # grew while being read (a pipe, a file still being written)
+        raise ReceivedFileError(f"{what} {path} is larger than the {limit:,} bytes this package reads: refused")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ReceivedFileError(f"{what} {path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+
+
+def load_yaml(text: str, source: str, max_nodes: int = MAX_YAML_NODES, max_depth: int = MAX_YAML_DEPTH) -> Any:
+    """``yaml.safe_load(text)``, refused when its aliases expand to more than ``max_nodes`` values,
+    it nests deeper than ``max_depth``, or an alias refers to itself.
+
+    The document is composed first (aliases stay references, so this costs the size of the text),
+    its expanded size is counted, and only then is the value constructed.
+
+    :raises yaml.YAMLError: malformed YAML (the caller says where)
+    :raises ReceivedFileError: too many values, too deep, or self-referring
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ReceivedFileError(f"{source}: the YAML nests too deep (more than {max_depth} levels)") from None
+        if node is None:
+            return None
+        _count_nodes(node, source, max_nodes, max_depth)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _count_nodes(root: yaml.Node, source: str, max_nodes: int, max_depth: int) -> int:
+    """The number of values of ``root`` with every alias expanded (each use counted), iteratively."""
+    sizes: dict[int, int] = {}  # id(node) -> expanded size, once known
+    open_nodes: set[int] = set()  # on the current path: an alias back to one of them is a cycle
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, expanded = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if not expanded:
+            if key in sizes:
+                continue
+            if key in open_nodes:
+                raise ReceivedFileError(f"{source}: a YAML alias refers to a value that contains it: refused")
+            if depth > max_depth:
+                raise ReceivedFileError(f"{source}: the YAML nests too deep (more than {max_depth} levels)")
+            open_nodes.add(key)
+            stack.append((node, depth, True))
+            stack.extend((child, depth + 1, False) for child in children if id(child) not in sizes)
+            continue
+        open_nodes.discard(key)
+        total = 1 + sum(sizes[id(child)] for child in children)
+        if total > max_nodes:
+            raise ReceivedFileError(
+                f"{source}: the YAML expands to more than {max_nodes:,} values (aliases repeated inside aliases): "
+                "refused before building it"
+            )
+        sizes[key] = total
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def env_id_from_file(env_id: Any, where: str, trusted: bool = False) -> str:
+    """``env_id`` read from a file, accepted only if it is a registered Gymnasium id.
+
+    An unregistered id is never passed to ``gymnasium.make``: for ``module:Env-v0`` it would
+    import ``module`` (a file beside the model, or any installed module), which runs its code.
+
+    :param where: the file and field, for the message (``"model.onnx (metadata env_id)"``)
+    :param trusted: the user typed this id themselves (command line or Python), so a ``module:``
+        prefix is theirs to ask for: only the type and length are checked
+    """
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise ReceivedFileError(f"{where}: the env id must be a non-empty string, got {shorten(env_id)}")
+    if len(env_id) > MAX_ENV_ID:
+        raise ReceivedFileError(f"{where}: the env id is {len(env_id)} characters long: {shorten(env_id)}")
+    if trusted:
+        return env_id
+    import gymnasium as gym
+
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
+
+    if env_id in gym.registry:
+        return env_id
+    module, colon, _ = env_id.partition(":")
+    if colon:
+        raise ReceivedFileError(
+            f"{where} names the env {shorten(env_id)}, whose module {shorten(module)} Gymnasium would import, "
+            "running its code: a module named in a file is never imported. If you trust it, name the env yourself "
+            "(--env on the command line)"
+        )
+    raise ReceivedFileError(
+        f"{where} names the env {shorten(env_id)}, which is not registered here: give the env yourself (--env ID)"
+    )
+
+
+def path_inside(folder: str | Path, name: Any, where: str) -> Path:
+    """``folder / name`` for a relative path ``name`` read from a file in ``folder``, refused when it
+    is absolute or leads outside ``folder`` (``..``, or a link pointing out)."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise ReceivedFileError(f"{where}: expected a file name, got {shorten(name)}")
+    if Path(name).is_absolute():
+        raise ReceivedFileError(
+            f"{where} names the absolute path {shorten(name)}: a file may only name files inside its own folder"
+        )
+    base = Path(folder).resolve()
+    target = (base / name).resolve()
+    if target != base and base not in target.parents:
+        raise ReceivedFileError(f"{where} names {shorten(name)}, which leads outside its folder {folder}: refused")
+    return target
