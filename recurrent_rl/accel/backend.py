@@ -32,9 +32,9 @@ from recurrent_rl.nets.scan import MinRNN
 from recurrent_rl.types import MemoryState
 
 PARTS = ("memory", "optimizer", "distributions")
-# The MLP heads stay in torch (run_heads is TorchBackend's): compiled heads gain at most about 5%
-# on the core benchmark (AMD Zen 4; nothing measurable on an Intel Xeon) for some 300 lines of C,
-# C++ and Python.
+# The MLP heads stay in torch (SB3's MlpExtractor): compiled heads gained at most about 5% on the
+# core benchmark (AMD Zen 4; nothing measurable on an Intel Xeon) for some 300 lines of C, C++ and
+# Python, so the backend has no hook for them.
 
 
 def sequence_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:

@@ -252,33 +252,15 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             return actor_out  # type: ignore[return-value]
         return self.critic_projection(vf_features)  # type: ignore[misc]
 
-    def _sb3_heads(self) -> bool:
-        """Whether the heads are SB3's own MlpExtractor (its forward_actor / forward_critic not
-        overridden), whose layers the backend's ``run_heads`` may run; any other extractor (a
-        custom ``_build_mlp_extractor``) is called through its own methods."""
-        extractor_type = type(self.mlp_extractor)
-        return issubclass(extractor_type, MlpExtractor) and (
-            extractor_type.forward_actor is MlpExtractor.forward_actor
-            and extractor_type.forward_critic is MlpExtractor.forward_critic
-        )
-
     def _latents(
         self, actor_in: th.Tensor | None, critic_in: th.Tensor | None
     ) -> tuple[th.Tensor | None, th.Tensor | None]:
-        """(latent_pi, latent_vf) of the two heads; a head given None is skipped (None out).
-        SB3's own MlpExtractor runs through the backend's ``run_heads`` (both heads in one call);
-        any other extractor through its ``forward_actor`` / ``forward_critic``."""
+        """(latent_pi, latent_vf) of the two heads; a head given None is skipped (None out)."""
         extractor = self.mlp_extractor
-        if not self._sb3_heads():
-            return (
-                None if actor_in is None else extractor.forward_actor(actor_in),
-                None if critic_in is None else extractor.forward_critic(critic_in),
-            )
-        pairs = [
-            (net, x) for net, x in ((extractor.policy_net, actor_in), (extractor.value_net, critic_in)) if x is not None
-        ]
-        outs = iter(self._backend.run_heads([net for net, _ in pairs], [x for _, x in pairs]))
-        return (None if actor_in is None else next(outs)), (None if critic_in is None else next(outs))
+        return (
+            None if actor_in is None else extractor.forward_actor(actor_in),
+            None if critic_in is None else extractor.forward_critic(critic_in),
+        )
 
     def _step_latents(
         self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor
