@@ -34,6 +34,8 @@ STORAGE_ERRNOS = (
 )
 LOW_SPACE = 1 << 20  # bytes left on a file system after a write failed there for no stated reason: full
 _OS_ERROR = re.compile(r"os error (\d+)")  # how Rust writers (safetensors) name the errno
+# how SQLite (an Optuna study's database) says it
+_SQLITE = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EROFS}
 
 UMASK = os.umask(0)  # read once: the mode new files get, applied to the temporary files too
 os.umask(UMASK)
@@ -60,6 +62,9 @@ def storage_errno(error: BaseException) -> int | None:
             return int(match[1])
         for code in STORAGE_ERRNOS:
             if os.strerror(code) in text:
+                return code
+        for phrase, code in _SQLITE.items():
+            if phrase in text:
                 return code
         current = current.__cause__ or current.__context__
     return None

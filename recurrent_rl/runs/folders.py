@@ -126,7 +126,7 @@ def storage_error(error: BaseException, path: str | Path | None = None, then: st
             return error if isinstance(error, StorageError) else None
         name = failure.filename if failure is not None else _filename(error)
     what, advice = _STORAGE_ADVICE.get(code, (os.strerror(code), "write elsewhere"))
-    target = f" {name}" if name else ""
+    target = f" {_cut(name, 200)}" if name else ""
     message = f"cannot write{target}: {what} ({os.strerror(code)}); {advice}" + (f", {then}" if then else "")
     return StorageError(message, code, str(name) if name else None)
 
@@ -401,7 +401,8 @@ def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Pa
     run_dir = Path(run_dir)
 
     def write(folder: Path) -> None:
-        model.save(folder / MODEL)
+        with open(folder / MODEL, "wb") as file:  # closed here when the disk refuses it (SB3 leaves it open)
+            model.save(file)
         save_safe_copy(model, (folder / MODEL).with_suffix(""), optimizer=True)  # what --resume reads
         vec_normalize = model.get_vec_normalize_env()
         if vec_normalize is not None:
@@ -437,7 +438,23 @@ def update_run_info(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into run.json (written atomically) and return the result."""
     info = read_run_info(run_dir)
     info.update(fields)
-    atomic_write_json(Path(run_dir) / RUN_INFO, info)
+    path = Path(run_dir) / RUN_INFO
+    try:
+        atomic_write_json(path, info)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.is_file():
+            raise
+        # a full disk: run.json (a few hundred bytes) is rewritten in the blocks it holds, so that it
+        # still says what happened; not atomic, but nothing else can be written
+        data = (json.dumps(info, indent=2) + "\n").encode()
+        try:
+            with open(path, "r+b") as file:
+                file.write(data)
+                file.truncate()
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError:
+            raise error from None
     return info
 
 

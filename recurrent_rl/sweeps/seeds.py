@@ -99,7 +99,10 @@ def _train_seed(job: dict[str, Any]) -> SeedResult:
         trained = train(config, job["group"], f"seed{job['seed']}", progress_bar=False, on_evaluation=record)
     except Exception as error:  # one seed failing leaves the others' runs and the report
         result.error = f"{type(error).__name__}: {error}"
-        traceback.print_exc(file=sys.stderr)
+        if isinstance(error, UserInputError):  # a full disk, a config the env refuses: one line says it
+            print(f"seed {job['seed']}: error: {error}", file=sys.stderr)
+        else:
+            traceback.print_exc(file=sys.stderr)
         return result
     if trained.interrupted:
         result.error = f"interrupted ({trained.interrupted})"

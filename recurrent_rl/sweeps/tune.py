@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -227,7 +228,26 @@ def trial_config(spec: StudySpec, params: Mapping[str, Any]) -> Any:
     return TrainConfig.from_dict(apply_params(spec.config, params))
 
 
-def _objective(spec: StudySpec) -> Any:
+def _objective(spec: StudySpec, storage_failures: list[Exception] | None = None) -> Any:
+    """The trial function; a full disk or a read-only folder in a trial stops the study (the next
+    trials would fail the same way) and is added to ``storage_failures``."""
+    from recurrent_rl.runs.folders import StorageError
+
+    train_trial = _objective_of(spec)
+
+    def objective(trial: Any) -> float:
+        try:
+            return train_trial(trial)
+        except StorageError as error:
+            if storage_failures is not None:
+                storage_failures.append(error)
+            trial.study.stop()
+            raise
+
+    return objective
+
+
+def _objective_of(spec: StudySpec) -> Any:
     optuna = require_optuna()
     from recurrent_rl.runs.training import train
 
@@ -302,19 +322,39 @@ def run_worker(spec: StudySpec) -> int:
         return 0
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     ran: list[int] = []  # this worker's trials (other workers add theirs to the same study meanwhile)
-    study.optimize(
-        _objective(spec),
-        n_trials=remaining,
-        timeout=spec.timeout,
-        catch=(ValueError,),
-        callbacks=[
-            optuna.study.MaxTrialsCallback(spec.trials, states=states),
-            _print_trial,
-            lambda study, trial: ran.append(trial.number),
-        ],
-        gc_after_trial=True,
-    )
+    failures: list[Exception] = []
+    logging.getLogger("optuna.study._optimize").addFilter(_no_traceback_for_user_errors)
+    try:
+        study.optimize(
+            _objective(spec, failures),
+            n_trials=remaining,
+            timeout=spec.timeout,
+            catch=(ValueError,),
+            callbacks=[
+                optuna.study.MaxTrialsCallback(spec.trials, states=states),
+                _print_trial,
+                lambda study, trial: ran.append(trial.number),
+            ],
+            gc_after_trial=True,
+        )
+    except Exception as error:  # the study's own database on a full disk ("database or disk is full")
+        from recurrent_rl.runs.folders import storage_error
+
+        failure = storage_error(error)
+        if failure is None:
+            raise
+        raise failure from None
+    if failures:
+        raise failures[0]
     return len(ran)
+
+
+def _no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
+    """Optuna logs a failed trial's exception with its traceback; an error of the user's input, a full
+    disk included, is one line (its message is in the log line already)."""
+    if record.exc_info and isinstance(record.exc_info[1], UserInputError):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _print_trial(study: Any, trial: Any) -> None:
@@ -334,11 +374,12 @@ def _replace_dead_worker(spec: StudySpec, died: Any) -> StudySpec | None:
     for trial in storage.get_all_trials(study_id, deepcopy=False):
         if trial.user_attrs.get("worker_pid") != died.pid:
             continue
-        ran += 1
-        if trial.state == running:
+        if trial.state == running:  # killed with it: failed, and not one of its share's trials
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
             failed.append(trial.number)
+        else:
+            ran += 1
     left = (spec.worker_trials or 0) - ran
     restarts = spec.restarts + 1
     again = restarts <= RESTARTS and left > 0
