@@ -22,6 +22,7 @@ A leaf module: the standard library, PyYAML and :mod:`recurrent_rl.errors` (Gymn
 
 from __future__ import annotations
 
+import itertools
 import os
 import reprlib
 from pathlib import Path
@@ -64,7 +65,20 @@ def shorten(value: Any, limit: int = MAX_ECHO) -> str:
     return f"{text[: max(limit - 3, 1)]}... ({len(text)} characters)"
 
 
-_BOUNDED = reprlib.Repr()  # a few items of each container, a few levels deep: bounded whatever the value
+class _Bounded(reprlib.Repr):
+    """:mod:`reprlib`'s bounded repr, with a mapping's keys in their order (reprlib sorts them)."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = itertools.islice(x.items(), self.maxdict)
+        pieces = [f"{self.repr1(key, level - 1)}: {self.repr1(value, level - 1)}" for key, value in items]
+        return "{" + ", ".join(pieces) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+
+_BOUNDED = _Bounded()  # a few items of each container, a few levels deep: bounded whatever the value
 _BOUNDED.maxlevel, _BOUNDED.maxlist, _BOUNDED.maxtuple, _BOUNDED.maxdict, _BOUNDED.maxset = 3, 8, 8, 8, 8
 _BOUNDED.maxstring, _BOUNDED.maxother, _BOUNDED.maxlong = MAX_ECHO, MAX_ECHO, MAX_ECHO
 

@@ -392,7 +392,7 @@ def _refuse_several_zoo_sections(values: Mapping[str, Any]) -> None:
     env_ids = [key for key, inner in values.items() if re.search(r"-v\d+$", str(key)) and isinstance(inner, Mapping)]
     if len(values) > 1 and len(env_ids) == len(values):
         raise ConfigError(
-            f"the file has one section per env id ({shorten(', '.join(map(str, values)))[1:-1]}), "
+            f"the file has one section per env id ({schema.clip(', '.join(map(str, values)))}), "
             "rl-baselines3-zoo's layout; a "
             "config trains one env: keep one section, or write it flat with env: ID next to the hyperparameters"
         )

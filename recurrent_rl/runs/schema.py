@@ -43,6 +43,11 @@ from recurrent_rl.received import ReceivedFileError, load_yaml, read_text, short
 MAX_LISTED = 10  # unknown keys named in one message
 
 
+def clip(text: str, limit: int = 160) -> str:
+    """``text`` (not a repr: for names and parser messages) cut to ``limit`` characters, with the full length."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
 class ConfigError(UserInputError):
     """A config value is missing, unknown, of the wrong type or out of range.
 
@@ -109,7 +114,7 @@ class UnknownKeyError(ConfigError):
         noun: str = "config key",
         source: str | None = None,
     ):
-        self.unknown, self.valid, self.noun = [shorten(str(k), 60)[1:-1] for k in unknown], list(valid), noun
+        self.unknown, self.valid, self.noun = [clip(str(k), 60) for k in unknown], list(valid), noun
         super().__init__("", key, source)
 
     @property
@@ -454,9 +459,7 @@ def set_path(values: dict[str, Any], parts: list[str], value: Any, cls: type, fu
         _set_free(inner, parts[1:], value)
         return
     if not _is_section(tp):
-        raise ConfigError(
-            f"'{shorten(head)[1:-1]}' is not a section: set it with {shorten(head)[1:-1]}=VALUE", key=full_key
-        )
+        raise ConfigError(f"'{clip(head)}' is not a section: set it with {clip(head)}=VALUE", key=full_key)
     inner = values.get(head, {})
     if not isinstance(inner, Mapping):
         expanded = tp.from_shorthand(inner)
@@ -541,7 +544,7 @@ def yaml_problem(error: Exception, lines: bool = True) -> str:
     if mark is not None:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if lines else f" at column {mark.column + 1}"
     problem = getattr(error, "problem", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return f"{where}: {shorten(' '.join(problem.split()))[1:-1]}"
+    return f"{where}: {clip(' '.join(problem.split()))}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -555,7 +558,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a folder: give the file, e.g. {path / 'config.yaml'}") from None
     except ReceivedFileError as error:
         if "UTF-8" in str(error):
-            raise ConfigError(f"{error}: give a YAML, JSON or TOML file saved as UTF-8") from None
+            text = str(error).replace("save it as UTF-8", "give a YAML, JSON or TOML file saved as UTF-8")
+            raise ConfigError(text) from None
         raise
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
@@ -599,7 +603,7 @@ def _read_toml(text: str, path: Path) -> dict[str, Any]:
         try:
             return _mapping(tomllib.loads(text), str(path))
         except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"malformed TOML: {shorten(str(error))[1:-1]}", source=str(path)) from None
+            raise ConfigError(f"malformed TOML: {clip(str(error))}", source=str(path)) from None
         except (ValueError, RecursionError) as error:
             raise ReceivedFileError(
                 f"{path}: the TOML cannot be read ({shorten(str(error) or type(error).__name__)})"

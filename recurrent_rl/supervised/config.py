@@ -243,7 +243,7 @@ def _received_policy(values: dict[str, Any], path: Path) -> dict[str, Any]:
     raise ReceivedFileError(
         f"{where} is {shorten(policy)}, a function of the module {shorten(module)}, which Python would import, "
         "running its code: a module named in a file is never imported. If you trust it, name it yourself: "
-        f"--set data.policy={shorten(policy)[1:-1]}"
+        f"--set data.policy={schema.clip(policy)}"
     )
 
 
