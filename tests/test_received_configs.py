@@ -321,3 +321,25 @@ def test_max_episode_steps_sets_the_time_limit(capsys):
             break
     env.close()
     assert lengths == [5]  # truncated by the limit (always pushing left, the pole falls later)
+
+
+@pytest.mark.parametrize(
+    "state, fragment",
+    [
+        ('{"num_timesteps": 100000000000000000000}', "not a step count"),
+        ('{"num_timesteps": true}', "not a step count"),
+        ('{"num_timesteps": "256"}', "not a step count"),
+        ("[" * 100_000, "has no readable state.json"),
+        ('{"num_timesteps": ' + "9" * 5000 + "}", "has no readable state.json"),
+        (" " * (1 << 17), "is 131,072 bytes"),
+    ],
+    ids=["huge", "bool", "text", "deep", "digits", "large"],
+)
+def test_a_crafted_checkpoint_state_is_one_line(state, fragment, tiny_run, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (runs.latest_checkpoint(run) / runs.CHECKPOINT_STATE).write_text(state)
+    before = (run / runs.RUN_INFO).read_bytes()
+    line = refused(capsys, ["train", "--resume", run, "--timesteps", 512], fragment)
+    assert len(line) < 600
+    assert (run / runs.RUN_INFO).read_bytes() == before

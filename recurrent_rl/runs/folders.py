@@ -159,7 +159,11 @@ def check_path_length(path: str | Path, flag: str) -> None:
 
 
 def _cut(path: str | Path, limit: int = 80) -> str:
-    text = str(path)
+    return clip(str(path), limit)
+
+
+def clip(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters, with the full length, for messages."""
     return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
@@ -330,6 +334,22 @@ def checkpoint_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
         if match and (child / MODEL).is_file():
             found.append((int(match[1]), child))
     return sorted(found)
+
+
+MAX_STEPS = 10**15  # a step count no run reaches (configs stop at 10**12)
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The step count in a checkpoint's state.json; ``ValueError`` (a short reason) when it holds none."""
+    path = Path(checkpoint) / CHECKPOINT_STATE
+    try:
+        data = json.loads(read_text(path, CHECKPOINT_STATE, limit=1 << 16))
+        step = data["num_timesteps"]
+    except (UserInputError, ValueError, RecursionError, KeyError, TypeError) as error:
+        raise ValueError(clip(str(error) or type(error).__name__)) from None
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEPS:
+        raise ValueError(f"num_timesteps is {clip(repr(step))}, not a step count")
+    return step
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -581,7 +601,8 @@ def mark_killed(run_dir: str | Path, why: str) -> None:
 
 def _lock_pid(path: Path) -> int:
     try:
-        return int(path.read_text().strip() or 0)
+        with open(path, "rb") as file:
+            return int(file.read(32).strip() or 0)  # a pid, whatever else the file holds
     except (OSError, ValueError):
         return 0
 

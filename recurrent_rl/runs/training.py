@@ -446,8 +446,8 @@ def _resume(
     check_device(config.device)
     native.set_kernel_threads(config.kernel_threads)
     try:
-        done = int(json.loads((checkpoint / runs.CHECKPOINT_STATE).read_text(encoding="utf-8"))["num_timesteps"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        done = runs.checkpoint_step(checkpoint)
+    except (OSError, ValueError) as error:
         raise RunError(
             f"--resume {run_dir}: checkpoint {checkpoint} has no readable {runs.CHECKPOINT_STATE} ({error})"
         ) from None

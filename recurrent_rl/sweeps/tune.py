@@ -210,9 +210,14 @@ def open_study(spec: StudySpec) -> Any:
 def _difference(theirs: str | None, ours: str) -> str:
     if theirs is None:
         return "not recorded"
-    a, b = json.loads(theirs), json.loads(ours)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} here" for k in keys[:3])
+    try:  # what the study's database holds is data like any file's
+        a, b = json.loads(theirs), json.loads(ours)
+    except (ValueError, RecursionError):
+        return "not readable"
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return f"{shorten(a)} there"
+    keys = sorted((k for k in set(a) | set(b) if a.get(k) != b.get(k)), key=str)
+    return ", ".join(f"{shorten(k)}: {shorten(a.get(k))} there, {shorten(b.get(k))} here" for k in keys[:3])
 
 
 def finished_trials(study: Any) -> int:
@@ -225,7 +230,15 @@ def trial_config(spec: StudySpec, params: Mapping[str, Any]) -> Any:
     from recurrent_rl.runs.config import TrainConfig
     from recurrent_rl.sweeps.space import apply_params
 
-    return TrainConfig.from_dict(apply_params(spec.config, params))
+    try:
+        return TrainConfig.from_dict(apply_params(spec.config, params))
+    except (TypeError, KeyError, ValueError) as error:  # parameters read back from a study's database
+        if isinstance(error, UserInputError):
+            raise
+        raise UserInputError(
+            f"study {spec.study!r} in {spec.storage} holds parameters {shorten(dict(params))} that do not fit its "
+            f"search space ({type(error).__name__}): use another --study"
+        ) from None
 
 
 def _objective(spec: StudySpec, storage_failures: list[Exception] | None = None) -> Any:
