@@ -181,6 +181,10 @@ def test_a_read_only_run_folder_is_evaluated_but_not_written(tiny_run, disk, cap
     code, out, err = run_cli(capsys, "train", "--resume", space / "run", "--timesteps", 512)
     assert code == 1
     one_line(err, f"cannot write {space / 'run' / runs.LOCK}", "read-only", "copy the run folder")
+    for argv in (["train", "--runs-dir", space], ["pretrain", "--preset", "cartpole-novel", "--runs-dir", space]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2
+        one_line(err, f"--runs-dir {space}: cannot write in {space} (a read-only file system)")
     assert {p: p.read_bytes() for p in (space / "run").rglob("*") if p.is_file()} == before
 
 
