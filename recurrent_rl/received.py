@@ -22,7 +22,9 @@ A leaf module: the standard library, PyYAML and :mod:`recurrent_rl.errors` (Gymn
 
 from __future__ import annotations
 
+import itertools
 import os
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +45,42 @@ class ReceivedFileError(UserInputError):
 
 
 def shorten(value: Any, limit: int = MAX_ECHO) -> str:
-    """``repr(value)`` cut to ``limit`` characters (``...`` and the full length when cut), for messages."""
-    text = value if isinstance(value, str) and not value else repr(value)
+    """``repr(value)`` cut to ``limit`` characters (``...`` and the full length when cut), for messages.
+
+    A list or mapping is shown through :mod:`reprlib` (its first items, a few levels deep): its
+    full ``repr`` may be far larger than the file it came from (one long string repeated by YAML
+    aliases), so it is never built; its length is then not shown.
+    """
+    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
+        try:
+            text = value if isinstance(value, str) and not value else repr(value)
+        except ValueError:  # an int of more digits than Python converts to text (sys.get_int_max_str_digits)
+            assert isinstance(value, int)
+            return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    else:
+        text = _BOUNDED.repr(value)
+        return text if len(text) <= limit else f"{text[: max(limit - 3, 1)]}..."
     if len(text) <= limit:
         return text
     return f"{text[: max(limit - 3, 1)]}... ({len(text)} characters)"
+
+
+class _Bounded(reprlib.Repr):
+    """:mod:`reprlib`'s bounded repr, with a mapping's keys in their order (reprlib sorts them)."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = itertools.islice(x.items(), self.maxdict)
+        pieces = [f"{self.repr1(key, level - 1)}: {self.repr1(value, level - 1)}" for key, value in items]
+        return "{" + ", ".join(pieces) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+
+_BOUNDED = _Bounded()  # a few items of each container, a few levels deep: bounded whatever the value
+_BOUNDED.maxlevel, _BOUNDED.maxlist, _BOUNDED.maxtuple, _BOUNDED.maxdict, _BOUNDED.maxset = 3, 8, 8, 8, 8
+_BOUNDED.maxstring, _BOUNDED.maxother, _BOUNDED.maxlong = MAX_ECHO, MAX_ECHO, MAX_ECHO
 
 
 def read_text(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
@@ -93,7 +126,12 @@ def load_yaml(text: str, source: str, max_nodes: int = MAX_YAML_NODES, max_depth
         if node is None:
             return None
         _count_nodes(node, source, max_nodes, max_depth)
-        return loader.construct_document(node)
+        try:
+            return loader.construct_document(node)
+        except (ValueError, TypeError, OverflowError) as error:  # an int of 5,000 digits, a date 2001-02-30
+            raise ReceivedFileError(
+                f"{source}: the YAML holds a value that cannot be read ({shorten(str(error))})"
+            ) from None
     finally:
         loader.dispose()
 

@@ -75,6 +75,20 @@ FILES: dict[str, str | bytes] = {
     "space-no-divide.yaml": "n_steps: [30]\nminibatches: [7]\n",
     "space-text.yaml": "n_epochs: {low: three, high: 10}\n",
     "space-range-keys.yaml": "gamma: {min: 0.9, max: 0.999}\n",
+    # files from strangers: a YAML bomb, a module to import, paths that leave the folder
+    "laughs.yaml": "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}' if p else 'x'] * 10)}]\n" for p, n in zip(["", *"abcde"], "abcdef")
+    ),
+    "env-module.yaml": "{env: 'evil_module:Evil-v0'}\n",
+    "encoder-outside.yaml": "{env: pomdp/CartPoleNoVel-v1, encoder: {path: ../elsewhere/encoder.pt}}\n",
+    "encoder-absolute.yaml": "{env: pomdp/CartPoleNoVel-v1, encoder: {path: /tmp/encoder.pt}}\n",
+    "pretrain-module.yaml": "data: {env_id: pomdp/CartPoleNoVel-v1, policy: 'os:system'}\n",
+    "pretrain-outside.yaml": "data: {env_id: pomdp/CartPoleNoVel-v1, policy: ../agent.zip}\n",
+    "deep.json": '{"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": ' + "[" * 100 + "]" * 100 + "}\n",
+    "space-laughs.yaml": "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}' if p else '0.1'] * 10)}]\n" for p, n in zip(["", *"abcde"], "abcdef")
+    ),
+    "space-infinite.yaml": "ent_coef: {low: 0.0, high: .inf}\n",
 }
 
 
@@ -93,12 +107,23 @@ def _locked(run: Path) -> None:  # pid 1 is alive: another process is training t
     (run / ".lock").write_text("1\n")
 
 
+def _bomb(run: Path) -> None:  # a config.yaml of a few hundred bytes that expands to a million values
+    (run / "config.yaml").write_text(FILES["laughs.yaml"])  # type: ignore[arg-type]
+
+
+def _env_module(run: Path) -> None:  # a config.yaml whose env id makes Gymnasium import a module
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("env: pomdp/CartPoleNoVel-v1", "env: evil_module:Evil-v0"))
+
+
 # run folders a row may name (copies of the tiny finished run, some broken on purpose)
 RUN_FOLDERS: dict[str, Callable[[Path], None] | None] = {
     "run": None,
     "run-nobest": _without_best,
     "run-empty": _empty,
     "run-locked": _locked,
+    "run-bomb": _bomb,
+    "run-env-module": _env_module,
 }
 
 CARTPOLE = "pomdp/CartPoleNoVel-v1"
@@ -122,6 +147,11 @@ BAD_INPUTS: list[Bad] = [
     Bad("config-zoo-many-envs", ["train", "--config", "zoo.yaml"], "keep one section"),
     Bad("config-policy-mapping", ["train", "--config", "policy-mapping.yaml"], "go under policy_kwargs"),
     Bad("config-unknown-env", ["train", "--config", "old-env.yaml"], "Did you mean 'pomdp/CartPoleNoVel-v1'"),
+    Bad("config-yaml-bomb", ["train", "--config", "laughs.yaml"], "the YAML expands to more than 100,000 values"),
+    Bad("config-deep-json", ["train", "--config", "deep.json"], "nest too deep"),
+    Bad("config-env-module", ["train", "--config", "env-module.yaml"], "a module named in a file is never imported"),
+    Bad("config-encoder-outside", ["train", "--config", "encoder-outside.yaml"], "leads outside its folder"),
+    Bad("config-encoder-absolute", ["train", "--config", "encoder-absolute.yaml"], "names the absolute path"),
     # --- train: --set -----------------------------------------------------------------------
     Bad("set-no-equals", ["train", "--set", "n_steps"], "--set expects KEY=VALUE"),
     Bad("set-no-key", ["train", "--set", "=64"], "--set expects KEY=VALUE"),
@@ -144,11 +174,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("set-sde-discrete", ["train", "--set", "use_sde=true"], "continuous actions"),
     Bad("set-cnn-policy", ["train", "--set", "policy=CnnGruPolicy"], "need image observations"),
     Bad("set-huge-model", ["train", "--set", "policy_kwargs.hidden_size=100000000"], "does not fit in memory"),
+    Bad("set-no-time-limit", ["train", "--set", "env_kwargs.max_episode_steps=-1"], "expected a positive integer"),
     # --- train: the other options -----------------------------------------------------------
     Bad("env-typo", ["train", "--env", "pomdp/CartPoleNoVell-v1"], "Did you mean 'pomdp/CartPoleNoVel-v1'"),
     Bad("timesteps-zero", ["train", "--timesteps", "0"], "n_timesteps"),
     Bad("timesteps-not-integer", ["train", "--timesteps", "1e5"], "invalid int value: '1e5'"),
-    Bad("seed-negative", ["train", "--seed", "-1"], "config key 'seed': expected an integer >= 0"),
+    Bad("seed-negative", ["train", "--seed", "-1"], "config key 'seed': expected an integer in [0, 2147483647]"),
+    Bad("seed-too-large", ["train", "--seed", "4294967296"], "expected an integer in [0, 2147483647], got 4294967296"),
     Bad("memory-unknown", ["train", "--memory", "gpt"], "invalid choice: 'gpt'"),
     Bad("device-unknown", ["train", "--device", "tpu"], "unknown device 'tpu'"),
     Bad("device-absent", ["train", "--device", "cuda:99"], "device 'cuda:99'"),
@@ -170,10 +202,16 @@ BAD_INPUTS: list[Bad] = [
     Bad("resume-finished", [*RESUME, "run", "--timesteps", "100"], "already at 256 steps"),
     Bad("resume-no-checkpoint", [*RESUME, "run-empty", "--timesteps", "512"], "has no checkpoint"),
     Bad("resume-locked", [*RESUME, "run-locked", "--timesteps", "512"], "is being trained by process 1"),
+    Bad("resume-yaml-bomb", [*RESUME, "run-bomb", "--timesteps", "512"], "the YAML expands to more than"),
+    Bad("resume-env-module", [*RESUME, "run-env-module", "--timesteps", "512"], "is never imported"),
     # --- train --seeds ----------------------------------------------------------------------
     Bad("seeds-reversed", ["train", "--seeds", "9-0"], "write it low-high"),
     Bad("seeds-not-numbers", ["train", "--seeds", "first-last"], "expected seeds like 0-9"),
     Bad("seeds-repeated", ["train", "--seeds", "0,1,1"], "appear more than once"),
+    Bad("seeds-too-many", ["train", "--seeds", "0-300000"], "more than 1000 seeds"),
+    Bad("seeds-out-of-range", ["train", "--seeds", "4294967296"], "seed 4294967296 is out of range"),
+    Bad("seeds-threshold-nan", [*SEEDS, "--threshold", "nan"], "--threshold must be a finite number"),
+    Bad("seeds-too-many-workers", [*SEEDS, "--workers", "100000"], "CPU(s)"),
     Bad("seeds-and-seed", [*SEEDS, "--seed", "3"], "--seed cannot be combined"),
     Bad("seeds-and-resume", [*SEEDS, "--resume", "run"], "--resume cannot be combined"),
     Bad("seeds-no-workers", [*SEEDS, "--workers", "0"], "--workers must be at least 1"),
@@ -194,6 +232,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("evaluate-not-a-run", ["evaluate", "."], "is not a run folder"),
     Bad("evaluate-no-target", ["evaluate"], "the following arguments are required"),
     Bad("evaluate-no-model-yet", ["evaluate", "run-empty"], "saved no model yet"),
+    Bad("evaluate-yaml-bomb", ["evaluate", "run-bomb"], "the YAML expands to more than 100,000 values"),
+    Bad("evaluate-env-module", ["evaluate", "run-env-module"], "whose module 'evil_module' Gymnasium would import"),
+    Bad("evaluate-seed-negative", ["evaluate", "run", "--seed", "-1"], "--seed must be in [0, 2147483647]"),
     Bad("evaluate-no-best", ["evaluate", "run-nobest", "--best"], "has no best_model.zip"),
     Bad("evaluate-best-of-a-file", ["evaluate", "run/model.zip", "--best"], "give the run folder"),
     Bad("evaluate-zip-without-safe-copy", ["evaluate", "corrupt.zip", "--env", CARTPOLE], "pass --trust-pickle"),
@@ -236,6 +277,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("tune-trials-zero", ["tune", "--trials", "0"], "--trials must be at least 1"),
     Bad("tune-trials-word", ["tune", "--trials", "many"], "invalid int value: 'many'"),
     Bad("tune-timeout-negative", ["tune", "--timeout", "-60"], "--timeout must be positive"),
+    Bad("tune-timeout-nan", ["tune", "--timeout", "nan"], "a finite number of seconds"),
+    Bad("tune-sampler-seed-negative", ["tune", "--sampler-seed", "-1"], "--sampler-seed must be in [0, "),
+    Bad("tune-trial-seeds-too-many", ["tune", "--trial-seeds", "1000"], "--trial-seeds must be in [1, 100]"),
     Bad("tune-sampler", ["tune", "--sampler", "grid"], "invalid choice: 'grid'"),
     Bad("tune-pruner", ["tune", "--pruner", "hyperband"], "invalid choice: 'hyperband'"),
     Bad("tune-study-with-slash", ["tune", "--study", "gru/v2"], "--study 'gru/v2' is not a plain name"),
@@ -260,7 +304,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("space-n-steps-range", ["tune", "--space", "space-n-steps-range.yaml"], "give a list of choices"),
     Bad("space-no-choices", ["tune", "--space", "space-no-choices.yaml"], "empty list of choices"),
     Bad("space-not-dividing", ["tune", "--space", "space-no-divide.yaml"], "does not split into 7 minibatches"),
-    Bad("space-text-bound", ["tune", "--space", "space-text.yaml"], "low and high must be numbers"),
+    Bad("space-text-bound", ["tune", "--space", "space-text.yaml"], "low and high must be finite numbers"),
+    Bad("space-infinite-bound", ["tune", "--space", "space-infinite.yaml"], "low and high must be finite numbers"),
+    Bad("space-yaml-bomb", ["tune", "--space", "space-laughs.yaml"], "the YAML expands to more than"),
     Bad("space-range-keys", ["tune", "--space", "space-range-keys.yaml"], "a range is {low: L, high: H}"),
     # --- pretrain ---------------------------------------------------------------------------
     Bad("pretrain-nothing", ["pretrain"], "nothing to pretrain"),
@@ -273,6 +319,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("pretrain-config-missing", ["pretrain", "--config", "nope.yaml"], "config file nope.yaml does not exist"),
     Bad("pretrain-config-toml", ["pretrain", "--config", "pretrain.toml"], "malformed TOML"),
     Bad("pretrain-config-json", ["pretrain", "--config", "pretrain.json"], "malformed JSON at line 1"),
+    Bad("pretrain-config-module", ["pretrain", "--config", "pretrain-module.yaml"], "--set data.policy=os:system"),
+    Bad("pretrain-config-outside", ["pretrain", "--config", "pretrain-outside.yaml"], "leads outside its folder"),
+    Bad("pretrain-config-bomb", ["pretrain", "--config", "laughs.yaml"], "the YAML expands to more than"),
     Bad("pretrain-policy-missing", [*PRETRAIN, "--set", "data.policy=nope.zip"], "nope.zip does not exist"),
     Bad("pretrain-too-few-steps", [*PRETRAIN, "--set", "data.n_steps=5"], "leaves an empty split"),
     Bad("pretrain-runs-dir-is-a-file", [*PRETRAIN, "--runs-dir", "notes.txt"], "is a file, not a folder"),

@@ -397,3 +397,35 @@ def test_a_signal_before_the_final_evaluation_leaves_the_run_interrupted_not_fin
     assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0  # finishing it just works
     assert (run / runs.EVAL_REPORT).is_file()
     assert json.loads((run / runs.RUN_INFO).read_text())["status"] == "finished"
+
+
+def test_normalized_rewards_with_raw_observations_train_checkpoint_resume_evaluate_and_export(tmp_path, capsys):
+    """``normalize: {enabled: true, norm_obs: false}`` (what the docs advise with --encoder): SB3's
+    VecNormalize keeps no observation statistics then, and every checkpoint crashed on them."""
+    from recurrent_rl.export.play import play_episodes
+    from recurrent_rl.export.safe import load_safe, read_safe_vecnormalize
+    from recurrent_rl.runs.evaluation import evaluate, load_agent
+    from recurrent_rl.runs.training import resume
+
+    config = load_preset(
+        DEFAULT_PRESET, [*TINY, "n_timesteps=128", "normalize.enabled=true", "normalize.norm_obs=false"]
+    )
+    first = train(config, tmp_path, "raw-obs", progress_bar=False)
+    run = first.run_dir
+    assert [step for step, _ in runs.checkpoint_dirs(run)] == [64, 128]
+    stats = read_safe_vecnormalize(runs.latest_checkpoint(run) / runs.MODEL)
+    assert stats["norm_obs"] is False and stats["norm_reward"] is True and stats["obs_rms"] is None
+    assert stats["ret_rms"]["count"] > 1  # the reward statistics are kept and resumed
+    result = resume(run, timesteps=256, progress_bar=False)
+    assert result.num_timesteps == 256 and runs.read_run_info(run)["status"] == "finished"
+    agent = load_agent(run)
+    assert agent.normalizer is not None and not agent.normalizer.norm_obs
+    report = evaluate(agent, episodes=3, seed=7, progress=False)
+    # ONNX: the graph normalises nothing and acts as the model does: the same episodes, the same returns
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "policy.onnx")]) == 0
+    returns, _ = play_episodes(tmp_path / "policy.onnx", config.env, episodes=3, seed=7)
+    assert returns == pytest.approx(report.returns)
+    assert cli.main(["export", str(run), "--format", "safe", "--out", str(tmp_path / "copy")]) == 0
+    load_safe(tmp_path / "copy.json")
+    assert read_safe_vecnormalize(tmp_path / "copy.json")["obs_rms"] is None
+    capsys.readouterr()

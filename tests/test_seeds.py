@@ -116,3 +116,75 @@ def test_seed_and_backend_flags_are_checked_before_anything_runs(tmp_path, capsy
     assert main(["train", "--runs-dir", str(tmp_path), "--seeds", "0-1", "--backend", "ray"]) == 2
     assert "recurrent_rl[ray]" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_specs_are_parsed_in_linear_time_with_a_cap_and_a_range():
+    import time
+
+    from recurrent_rl.runs.config import MAX_SEED
+    from recurrent_rl.sweeps.seeds import MAX_SEEDS
+
+    assert parse_seeds(f"0-{MAX_SEEDS - 1}") == list(range(MAX_SEEDS))
+    started = time.perf_counter()
+    with pytest.raises(UserInputError, match=f"more than {MAX_SEEDS} seeds"):
+        parse_seeds("0-300000")  # hung in a quadratic duplicate check
+    with pytest.raises(UserInputError, match=f"more than {MAX_SEEDS} seeds"):
+        parse_seeds("0-2000000000")  # refused before the range is expanded
+    with pytest.raises(UserInputError, match=f"more than {MAX_SEEDS} seeds"):
+        parse_seeds(",".join(["7"] * 100_000))  # 200 kB of one seed, repeated
+    with pytest.raises(UserInputError, match=r"appear more than once"):
+        parse_seeds(",".join(str(s) for s in [*range(MAX_SEEDS - 1), 3]))
+    assert time.perf_counter() - started < 5
+    assert parse_seeds(str(MAX_SEED)) == [MAX_SEED]
+    for spec in (str(MAX_SEED + 1), "4294967296", "0-4294967296", "1" * 25):
+        with pytest.raises(UserInputError) as error:
+            parse_seeds(spec)
+        assert len(str(error.value)) < 300
+
+
+def test_out_of_range_values_are_refused_before_the_group_folder_exists(tmp_path, capsys):
+    for argv, message in (
+        (["--seeds", "4294967296"], "out of range"),
+        (["--seeds", "0-1", "--threshold", "nan"], "--threshold must be a finite number"),
+        (["--seeds", "0-1", "--threshold", "inf"], "--threshold must be a finite number"),
+        (["--seeds", "0-1", "--workers", "100000"], "CPU(s)"),
+        (["--seeds", "0-1", "--name", "g" * 300], "too long"),
+    ):
+        assert main(["train", "--runs-dir", str(tmp_path / "runs"), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    with pytest.raises(UserInputError, match="finite"):
+        run_seeds(load_preset("repeat-first-gru", TINY), [0, 1], tmp_path / "runs", "g", threshold=float("nan"))
+    assert not (tmp_path / "runs").exists()
+
+
+def _kill_on_odd(n: int) -> int:
+    """A task whose process SIGKILLs itself for odd arguments (a worker the out-of-memory killer ends)."""
+    import os
+    import signal
+
+    if n % 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return n * 10
+
+
+def _fail_on_three(n: int) -> int:
+    if n == 3:
+        raise ValueError("three")
+    return n
+
+
+def test_a_killed_worker_process_leaves_its_task_marked_and_the_others_finish():
+    from recurrent_rl.sweeps.ray_backend import WorkerDied, run_tasks
+
+    results = run_tasks(_kill_on_odd, [0, 1, 2, 3, 4], workers=2)
+    assert [r for r in results if not isinstance(r, WorkerDied)] == [0, 20, 40]
+    died = [r for r in results if isinstance(r, WorkerDied)]
+    assert [results.index(r) for r in died] == [1, 3]
+    assert all(r.exitcode == -9 and "was killed by SIGKILL" in str(r) for r in died)
+    # a replacement task takes the place of a killed one
+    replaced = run_tasks(_kill_on_odd, [1, 2], workers=2, replace=lambda arg, died: arg + 1)
+    assert replaced == [20, 20]
+    # an exception in a task is raised once every task has ended
+    with pytest.raises(ValueError, match="three"):
+        run_tasks(_fail_on_three, [1, 2, 3, 4], workers=2)

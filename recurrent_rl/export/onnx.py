@@ -96,6 +96,8 @@ def obs_normalization(vecnormalize: Any, observation_space: spaces.Space) -> dic
     without observation normalisation."""
     if vecnormalize is None:
         return {}
+    if not (vecnormalize["norm_obs"] if isinstance(vecnormalize, dict) else vecnormalize.norm_obs):
+        return {}  # rewards only: SB3 keeps no observation statistics (obs_rms) then
     if isinstance(vecnormalize, dict):
         norm_obs, clip_obs, epsilon = vecnormalize["norm_obs"], vecnormalize["clip_obs"], vecnormalize["epsilon"]
         keys, rms = vecnormalize.get("norm_obs_keys"), vecnormalize["obs_rms"]

@@ -268,8 +268,9 @@ def _rms_to_json(rms: Any) -> dict[str, Any]:
 
 
 def vecnormalize_to_json(vecnormalize: Any) -> dict[str, Any]:
-    """VecNormalize's statistics and settings as JSON (the ``vecnormalize`` entry of ``model.json``)."""
-    obs_rms = vecnormalize.obs_rms
+    """VecNormalize's statistics and settings as JSON (the ``vecnormalize`` entry of ``model.json``;
+    ``obs_rms`` is null when observations are not normalised: SB3 keeps no statistics then)."""
+    obs_rms = vecnormalize.obs_rms if vecnormalize.norm_obs else None
     return {
         "norm_obs": bool(vecnormalize.norm_obs),
         "norm_reward": bool(vecnormalize.norm_reward),
@@ -278,7 +279,9 @@ def vecnormalize_to_json(vecnormalize: Any) -> dict[str, Any]:
         "gamma": float(vecnormalize.gamma),
         "epsilon": float(vecnormalize.epsilon),
         "norm_obs_keys": None if vecnormalize.norm_obs_keys is None else list(vecnormalize.norm_obs_keys),
-        "obs_rms": {k: _rms_to_json(r) for k, r in obs_rms.items()}
+        "obs_rms": None
+        if obs_rms is None
+        else {k: _rms_to_json(r) for k, r in obs_rms.items()}
         if isinstance(obs_rms, dict)
         else _rms_to_json(obs_rms),
         "ret_rms": _rms_to_json(vecnormalize.ret_rms),
@@ -712,7 +715,9 @@ def load_safe_vecnormalize(path: str | Path, venv: Any) -> Any:
     except (KeyError, ValueError, AssertionError) as error:
         raise SafeFormatError(f"{where}: the VecNormalize statistics do not fit this env: {error}") from None
     try:
-        if isinstance(normalizer.obs_rms, dict):
+        if not normalizer.norm_obs:
+            pass  # rewards only: SB3 keeps no observation statistics
+        elif isinstance(normalizer.obs_rms, dict):
             for key, rms in normalizer.obs_rms.items():
                 _set_rms(rms, data["obs_rms"][key], f"{where} (VecNormalize, {key!r})")
         else:

@@ -1,7 +1,8 @@
 """Runs: configs and presets, run folders, training, callbacks, evaluation and the command line.
 
 - :mod:`.schema`, :mod:`.config`, :mod:`.presets`: typed, validated YAML configs (RL and supervised);
-- :mod:`.folders`: run folders, atomic writes, checkpoints, the run lock;
+- :mod:`.folders`: run folders, atomic writes, checkpoints, the run lock, failed writes as one line;
+- :mod:`.trust`: the signed record of the modules a user's own command named (``run.json``);
 - :mod:`.training`: a training run from a config (what ``recurrent-rl train`` calls);
 - :mod:`.callbacks`: periodic checkpoints and evaluations, TensorBoard memory diagnostics;
 - :mod:`.evaluation`: state-carrying evaluation episodes, reports, videos and plots;
@@ -9,7 +10,8 @@
 
 The top of the package: it may import everything else. The supervised side builds on
 :mod:`.schema` (its configs), :mod:`.folders` (run folders, atomic writes) and
-``evaluation.make_env`` (and, inside functions, ``config.check_env_id`` and :mod:`.presets`);
+``evaluation.make_env`` (and, inside functions, ``config.check_env_id``, :mod:`.presets` and
+:mod:`.trust`);
 nothing else below it imports it. The run-folder functions are re-exported here
 (``recurrent_rl.runs.run_lock`` ...).
 """

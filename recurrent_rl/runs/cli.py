@@ -3,7 +3,9 @@
 
 ``recurrent-rl`` with no arguments trains the default preset (the README's main job). Bad
 input (config, env id, preset, device, model file, run folder) gets one ``error:`` line and exit
-code 2, never a traceback, and nothing on disk is changed. Ctrl-C / SIGTERM during training writes
+code 2, never a traceback, and nothing on disk is changed. A write that fails for want of room or
+permission (full disk, read-only file system) is one ``error:`` line too, with exit code 1
+(:func:`recurrent_rl.runs.folders.storage_error`). Ctrl-C / SIGTERM during training writes
 a checkpoint and exits with 130 / 143. Warnings of the package are one ``warning:`` line each.
 
 Start-up imports no torch, SB3 or TensorBoard: ``--help``, ``train --help`` and ``presets`` answer
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -276,8 +279,18 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = partial(_show_warning, args.command, warnings.showwarning)
             return args.handler(args)
     except UserInputError as error:
+        from recurrent_rl.runs.folders import StorageError
+
         print(f"recurrent-rl {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED if isinstance(error, StorageError) else EXIT_USAGE
+    except Exception as error:  # a write refused by the disk outside a run (outputs, reports): one line too
+        from recurrent_rl.runs.folders import storage_error
+
+        failure = storage_error(error)
+        if failure is None:
+            raise
+        print(f"recurrent-rl {args.command}: error: {failure}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"recurrent-rl {args.command}: stopped at once (the latest checkpoint is intact)", file=sys.stderr)
         return EXIT_SIGNAL["SIGINT"]
@@ -344,7 +357,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             if not folders.is_run_dir(args.resume):
                 raise folders.RunError(f"--resume {args.resume}: not a run folder (no {folders.CONFIG})")
-            print(Path(args.resume, folders.CONFIG).read_text(encoding="utf-8"), end="")
+            from recurrent_rl.received import read_text
+
+            print(read_text(Path(args.resume, folders.CONFIG), folders.CONFIG), end="")
             return 0
         run = partial(resume, args.resume, args.timesteps, trust_pickle=args.trust_pickle)
     else:
@@ -384,6 +399,8 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     from recurrent_rl.sweeps.seeds import parse_seeds, run_seeds
 
     seeds = parse_seeds(args.seeds)
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise UserInputError(f"--threshold must be a finite number (a return), got {args.threshold}")
     conflicting = [
         flag
         for flag, value in (("--seed", args.seed), ("--resume", args.resume), ("--encoder", args.encoder))
@@ -534,6 +551,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     th.set_num_threads(1)
     if args.episodes < 1:
         raise UserInputError(f"--episodes must be at least 1, got {args.episodes}")
+    from recurrent_rl.runs.config import MAX_SEED
+
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserInputError(f"--seed must be in [0, {MAX_SEED}] (episode i is reset with seed N+i), got {args.seed}")
     if args.best and Path(args.target).is_file():
         raise UserInputError(
             f"--best picks the best model of a run folder, and {args.target} is a file: give the "

@@ -9,6 +9,12 @@ Every value is checked against the field's type and range when a config is built
 built (file, ``--set``, Python). Errors name the key, the expected type and the valid choices.
 The resolved config (every field, defaults included) is what a run folder keeps as
 ``config.yaml``; :func:`load_config` on it rebuilds the same config.
+
+A config file is data, whoever wrote it (:mod:`recurrent_rl.received`): its ``encoder.path`` is
+read relative to the file's folder and must stay inside it, and an env id that names a module
+(``module:Env-v0``, which Gymnasium would import) is refused unless the user's own command named
+it when the run was made (:mod:`recurrent_rl.runs.trust`). What the command line gives
+(``--set``, ``--env``, ``--encoder``) is the user's own and is not restricted so.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from recurrent_rl.received import ReceivedFileError, env_id_from_file, path_inside, shorten
 from recurrent_rl.runs import schema
 from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
     ConfigError,
@@ -40,6 +47,8 @@ from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_confi
 
 _LINEAR = re.compile(r"^lin_(?P<value>.+)$")
 MAX_TIMESTEPS = 10**12
+# numpy seeds below 2**32, and a run adds offsets to its seed (envs, evaluation episodes): half of that
+MAX_SEED = 2**31 - 1
 
 
 class Linear:
@@ -197,7 +206,7 @@ class TrainConfig(Section):
     normalize: NormalizeConfig = setting(help="VecNormalize settings, or true/false", factory=NormalizeConfig)
     # 10^12 steps: decades on one machine; 1e30 would be accepted as "train forever" otherwise
     n_timesteps: int = setting(100_000, "total env steps", low=1, high=MAX_TIMESTEPS)
-    seed: int = setting(0, "seed of the model, the envs and the evaluations", low=0)
+    seed: int = setting(0, "seed of the model, the envs and the evaluations", low=0, high=MAX_SEED)
     description: str = setting("", "free text shown by recurrent-rl presets")
     policy: Literal[POLICIES] = setting("MlpGruPolicy", "policy class")  # type: ignore[valid-type]
     policy_kwargs: PolicyConfig = setting(help="memory core and heads", factory=PolicyConfig)
@@ -231,6 +240,7 @@ class TrainConfig(Section):
     checkpoint: CheckpointConfig = setting(help="periodic checkpoints", factory=CheckpointConfig)
 
     def _check(self) -> None:
+        check_env_kwargs(self.env_kwargs)
         for name in ("learning_rate", "clip_range"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -314,7 +324,7 @@ def config_from_dict(
         if isinstance(values.get("policy"), Mapping):
             raise ConfigError(
                 "policy is the policy class name (e.g. policy: MlpLstmPolicy), got a mapping "
-                f"{dict(values['policy'])}; "
+                f"{shorten(dict(values['policy']))}; "
                 "the policy's options go under policy_kwargs (e.g. policy_kwargs: {memory: lstm})",
                 key="policy",
             )
@@ -327,15 +337,44 @@ def config_from_dict(
     return config
 
 
+ENCODER_PATH_RULE = (
+    "a path in a config file is read relative to the file's folder and must stay inside it (a config file "
+    "may come from anyone): put the encoder in that folder (or below it) and name it relative to the file, "
+    "or give it on the command line: --encoder PATH"
+)
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = (), check_env: bool = True) -> TrainConfig:
-    """Read a YAML config file (and apply ``KEY=VALUE`` overrides)."""
+    """Read a config file (YAML, JSON or TOML) and apply ``KEY=VALUE`` overrides.
+
+    The file is data (see the module docstring): its ``encoder.path`` becomes an absolute path
+    inside the file's folder (a run folder's ``config.yaml`` names its own copy, ``encoder.pt``)
+    or a :class:`~recurrent_rl.received.ReceivedFileError`, and its env id must not name a module
+    unless the run folder's signed record (:func:`recurrent_rl.runs.trust.trusted_names`) says the
+    user's own command did. An override of the same key replaces the file's value unchecked.
+    """
     path = Path(path)
-    config = config_from_dict(schema.read_config_file(path), overrides, source=str(path), check_env=check_env)
-    encoder = config.encoder.path
-    if encoder is not None and not Path(encoder).is_absolute() and (path.parent / encoder).is_file():
-        # a run folder's config.yaml names its own copy, encoder.pt, next to it
-        config = config.replace(encoder=config.encoder.replace(path=str(path.parent / encoder)))
-    return config
+    values = unwrap_zoo_layout(schema.read_config_file(path))
+    overrides = list(overrides)
+    given = {override.partition("=")[0].strip() for override in overrides}
+    encoder = values.get("encoder")
+    if (
+        isinstance(encoder, Mapping)
+        and isinstance(encoder.get("path"), str)
+        and not given & {"encoder", "encoder.path"}
+    ):
+        where = f"{path}: config key 'encoder.path'"
+        try:
+            inside = path_inside(path.parent, encoder["path"], where)
+        except ReceivedFileError as error:
+            raise ReceivedFileError(f"{error}; {ENCODER_PATH_RULE}") from None
+        values["encoder"] = {**encoder, "path": str(inside)}
+    env = values.get("env")
+    if isinstance(env, str) and ":" in env and "env" not in given:
+        from recurrent_rl.runs.trust import trusted_names
+
+        env_id_from_file(env, f"{path} (config key 'env')", trusted=trusted_names(path.parent).get("env") == env)
+    return config_from_dict(values, overrides, source=str(path), check_env=check_env)
 
 
 def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -353,7 +392,8 @@ def _refuse_several_zoo_sections(values: Mapping[str, Any]) -> None:
     env_ids = [key for key, inner in values.items() if re.search(r"-v\d+$", str(key)) and isinstance(inner, Mapping)]
     if len(values) > 1 and len(env_ids) == len(values):
         raise ConfigError(
-            f"the file has one section per env id ({', '.join(map(str, values))}), rl-baselines3-zoo's layout; a "
+            f"the file has one section per env id ({schema.clip(', '.join(map(str, values)))}), "
+            "rl-baselines3-zoo's layout; a "
             "config trains one env: keep one section, or write it flat with env: ID next to the hyperparameters"
         )
 
@@ -400,10 +440,28 @@ def check_env_id(env_id: str, key: str = "env") -> None:
     if env_id in gym.registry:
         return
     lowered = {k.lower(): k for k in gym.registry}
-    close = [lowered[c] for c in difflib.get_close_matches(env_id.lower(), list(lowered), n=3, cutoff=0.6)]
+    close = []
+    if len(env_id) <= 200:  # difflib's cost grows with the length; no id is that long
+        close = [lowered[c] for c in difflib.get_close_matches(env_id.lower(), list(lowered), n=3, cutoff=0.6)]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(
-        f"unknown env id {env_id!r}.{hint} `recurrent-rl envs` lists the pomdp/ suite; any registered "
+        f"unknown env id {shorten(env_id)}.{hint} `recurrent-rl envs` lists the pomdp/ suite; any registered "
         "Gymnasium id works.",
         key=key,
     )
+
+
+def check_env_kwargs(env_kwargs: Mapping[str, Any], key: str = "env_kwargs") -> None:
+    """The keyword arguments that ``gymnasium.make`` itself reads, checked (the env checks its own).
+
+    ``max_episode_steps`` must be a positive integer: Gymnasium takes ``-1`` or ``0`` as "no time
+    limit" (an episode that never ends on an env without terminal states).
+    """
+    if "max_episode_steps" in env_kwargs:
+        steps = env_kwargs["max_episode_steps"]
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ConfigError(
+                f"expected a positive integer (the episode's time limit), got {shorten(steps)}; leave the key out "
+                "for the env's own limit",
+                key=f"{key}.max_episode_steps",
+            )

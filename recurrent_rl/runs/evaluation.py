@@ -14,6 +14,7 @@ need the ``viz`` extra: ``pip install 'recurrent_rl[viz]'``).
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import sys
@@ -194,7 +195,9 @@ def load_agent(
     model_path, run_dir, note = resolve_model_path(path, best)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    config = load_config(run_dir / runs.CONFIG) if run_dir is not None else None
+    # the user's own --env replaces the run's (whose id, read from a file, is checked as data)
+    given = [f"env={json.dumps(env_id)}"] if env_id is not None else []
+    config = load_config(run_dir / runs.CONFIG, given, check_env=not given) if run_dir is not None else None
     if env_id is None:
         if config is None:
             raise RunError(

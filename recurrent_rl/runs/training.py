@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import sys
 import threading
@@ -51,7 +52,7 @@ from recurrent_rl.runs.callbacks import (
 )
 from recurrent_rl.runs.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
 from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
-from recurrent_rl.runs.folders import RunError
+from recurrent_rl.runs.folders import RunError, StorageError
 
 # Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
 # at every evaluation, so they compare), the final evaluation seed + FINAL_EVAL_SEED + i.
@@ -362,18 +363,27 @@ def _train(
     except BaseException:
         env.close()
         raise
-    if config.encoder.path is not None:  # the run keeps its own copy: config.yaml alone reproduces it
-        with runs.atomic_open(run_dir / runs.ENCODER, "wb") as file:
-            file.write(Path(config.encoder.path).read_bytes())
-    _save_run_config(run_dir, config)
-    runs.update_run_info(
-        run_dir,
-        status="created",
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        command=sys.argv,
-        versions=runs.versions(),
-        num_timesteps=0,
-    )
+    try:
+        if config.encoder.path is not None:  # the run keeps its own copy: config.yaml alone reproduces it
+            with runs.atomic_open(run_dir / runs.ENCODER, "wb") as file:
+                file.write(Path(config.encoder.path).read_bytes())
+        _save_run_config(run_dir, config)
+        runs.update_run_info(
+            run_dir,
+            status="created",
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            command=sys.argv,
+            versions=runs.versions(),
+            num_timesteps=0,
+        )
+    except Exception as error:
+        failure = runs.storage_error(error)
+        if failure is None:
+            raise
+        env.close()
+        shutil.rmtree(run_dir, ignore_errors=True)  # it holds nothing yet: no half-made run is left behind
+        gone = "it was removed" if not run_dir.exists() else "it holds no model"
+        raise StorageError(f"{failure}; nothing was trained (the new run folder {run_dir}: {gone})") from None
     with runs.run_lock(run_dir):
         return _learn(
             run_dir,
@@ -436,8 +446,8 @@ def _resume(
     check_device(config.device)
     native.set_kernel_threads(config.kernel_threads)
     try:
-        done = int(json.loads((checkpoint / runs.CHECKPOINT_STATE).read_text(encoding="utf-8"))["num_timesteps"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        done = runs.checkpoint_step(checkpoint)
+    except (OSError, ValueError) as error:
         raise RunError(
             f"--resume {run_dir}: checkpoint {checkpoint} has no readable {runs.CHECKPOINT_STATE} ({error})"
         ) from None
@@ -498,8 +508,10 @@ def _continue(
     callbacks: Sequence[BaseCallback],
     safe: bool = True,
 ) -> TrainResult:
-    # different env seeds than the first segment, the same for the same checkpoint
-    env = make_training_env(config, config.seed + done)
+    # different env seeds than the first segment, the same for the same checkpoint (numpy's seeds are
+    # below 2**32, and a run's step count may pass it)
+    segment_seed = (config.seed + done) % 2**32
+    env = make_training_env(config, segment_seed)
     try:
         model = _load_checkpoint(checkpoint, env, config, safe)
     except Exception as error:
@@ -507,7 +519,7 @@ def _continue(
         raise RunError(
             f"--resume {run_dir}: cannot load checkpoint {checkpoint}: {type(error).__name__}: {error}"
         ) from None
-    model.set_random_seed(config.seed + done)
+    model.set_random_seed(segment_seed)
     if config.encoder.path is not None and config.encoder.freeze:
         from recurrent_rl.supervised.encoder import freeze_encoder
 
@@ -565,7 +577,31 @@ def _save_run_config(run_dir: Path, config: TrainConfig, note: str = "") -> None
     save_config(config, run_dir / runs.CONFIG, header=header + (f"\n{note}" if note else ""))
 
 
-def _learn(
+def _learn(run_dir: Path, model: RecurrentPPO, *args: Any, **kwargs: Any) -> TrainResult:
+    """:func:`_learn_steps`; a write that fails for want of room or permission (full disk, read-only
+    file system) stops the run with one line, and run.json says so (what was written before stays)."""
+    try:
+        return _learn_steps(run_dir, model, *args, **kwargs)
+    except Exception as error:
+        failure = runs.storage_error(error, then=f"then continue: recurrent-rl train --resume {run_dir}")
+        if failure is None:
+            raise
+    step = int(model.num_timesteps)
+    latest = runs.latest_checkpoint(run_dir)
+    kept = f"latest checkpoint {latest.name}" if latest is not None else "no checkpoint yet"
+    try:
+        runs.update_run_info(run_dir, status=f"failed at step {step}: {str(failure).partition(';')[0]}")
+        noted = ""
+    except Exception as error:  # the same disk: run.json keeps its last state
+        if runs.storage_error(error) is None:
+            raise
+        noted = " (run.json could not be updated either)"
+    raise StorageError(
+        f"training stopped at step {step}: {failure}. The run folder keeps what was written before ({kept}){noted}"
+    ) from None
+
+
+def _learn_steps(
     run_dir: Path,
     model: RecurrentPPO,
     config: TrainConfig,
@@ -630,7 +666,10 @@ def _learn(
             last = f"checkpoint {path}" if path is not None else "none: no checkpoint was written before it"
             raise TrainingError(f"{error}\nThe last good model is {last}; the run folder is {run_dir}.") from None
         except BaseException as error:
-            model.logger.close()
+            with contextlib.suppress(OSError):  # a full disk: the last events cannot be flushed
+                model.logger.close()
+            if runs.storage_error(error) is not None:
+                raise  # _learn says what happened
             status = (
                 "killed (second Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"crashed: {type(error).__name__}"
             )

@@ -6,7 +6,8 @@ The main CLI (:mod:`recurrent_rl.runs.cli`) wires it in with::
 
 Bad input (a preset, a config file or key, the env id, the recording policy, data that does not
 fit the config) gets one ``error:`` line and exit code 2, never a traceback, and no run folder;
-a loss that turns non-finite during training exits with 1.
+a loss that turns non-finite during training, a full disk or a read-only folder exits with 1 and
+one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
             trust_pickle=getattr(args, "trust_pickle", False),
         )
     except UserInputError as error:
+        from recurrent_rl.runs.folders import StorageError
+
         print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED if isinstance(error, StorageError) else EXIT_USAGE
     except FloatingPointError as error:  # fit(): the gradient norm became nan or inf
         print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -8,7 +8,10 @@ data against the target and the validation split), then writes
 ``runs/<name>__<env>__<memory>__seed<seed>__<time>/`` with ``config.yaml`` (resolved: ``recurrent-rl
 pretrain --config`` on it runs it again), ``config.json`` (the same, for scripts that read it),
 ``trajectories.npz``, ``model.pt``, ``encoder.pt``, ``metrics.json``, ``history.json``,
-``checkpoints/`` and ``tb/`` (TensorBoard).
+``checkpoints/``, ``tb/`` (TensorBoard) and ``run.json`` (status, command line; with a
+``data.policy`` of ``module:function``, the signed record that the user's own command named it:
+:mod:`recurrent_rl.runs.trust`). A full disk or a read-only folder stops it with one line
+(:class:`~recurrent_rl.runs.folders.StorageError`), and run.json says so.
 
 While it trains, the terminal shows a progress bar over the epochs with the latest losses where
 stderr is a terminal, else one plain line every 10% of the epochs; at the end it prints the
@@ -17,6 +20,7 @@ command that trains an agent with the encoder.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -153,11 +157,58 @@ def pretrain(
 
     name = f"{config.name}__{folders.run_name(d.env_id, config.model.memory, config.train.seed)}"
     run = folders.create_run_dir(runs_dir, name, unique=True)  # never reuses a folder
+    try:
+        return _write_run(run, config, trajectories, dataset, started, log, bar)
+    except BaseException as error:
+        failure = folders.storage_error(error) if isinstance(error, Exception) else None
+        status = (
+            f"failed: {str(failure).partition(';')[0]}"
+            if failure is not None
+            else "failed: the gradient became non-finite"
+            if isinstance(error, FloatingPointError)
+            else "interrupted (Ctrl-C)"
+            if isinstance(error, KeyboardInterrupt)
+            else f"crashed: {type(error).__name__}"
+        )
+        try:
+            folders.update_run_info(run, status=status)
+            noted = ""
+        except Exception as again:
+            if folders.storage_error(again) is None:
+                raise
+            noted = " (run.json could not be updated either)"
+        if failure is None:
+            raise
+        raise folders.StorageError(
+            f"pretraining stopped: {failure}. The run folder {run} keeps what was written before{noted}"
+        ) from None
+
+
+def _write_run(
+    run: Path, config: PretrainConfig, trajectories: Any, dataset: Any, started: float, log: Any, bar: bool
+) -> PretrainResult:
+    """The pretraining run's files in ``run``, from its config and recorded data (see :func:`pretrain`)."""
+    from recurrent_rl.runs import trust
+
+    d = config.data
+    info: dict[str, Any] = {
+        "status": "running",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "command": sys.argv,
+        "versions": folders.versions(),
+    }
+    # pretrain() is reached only with a policy the user gave (a file's module is refused when it is read)
+    record = trust.record(run, {"data.policy": d.policy})
+    if record is not None:
+        info[trust.FIELD] = record
+    folders.update_run_info(run, **info)
+    again = f"recurrent-rl pretrain --config {shlex.quote(str(run / folders.CONFIG))}"
+    if d.policy != "random":  # a file names no module nor path outside its folder: the command line does
+        again += f" --set {shlex.quote(f'data.policy={d.policy}')}"
     save_config(
         config,
         run / folders.CONFIG,
-        header=f"Resolved pretraining config of run {run.name}.\n"
-        f"Run it again: recurrent-rl pretrain --config {run / folders.CONFIG}",
+        header=f"Resolved pretraining config of run {run.name}.\nRun it again: {again}",
     )
     folders.atomic_write_json(run / "config.json", config.to_dict())
     trajectories.save(run / "trajectories.npz")
@@ -199,6 +250,7 @@ def pretrain(
     model_path = save_sequence_model(model, run / folders.SEQUENCE_MODEL, metadata)
     encoder_path = export_encoder(model, run / folders.ENCODER, metadata)
     folders.atomic_write_json(run / "metrics.json", metrics)
+    folders.update_run_info(run, status="finished")
     command = next_command(d.env_id, encoder_path)
     if log:
         log(

@@ -1,10 +1,13 @@
 """Running sweep tasks (seeds, tuning workers) as local processes or as Ray tasks.
 
 Both backends run the same picklable function on a list of arguments and return its results in
-order. ``local``: a pool of spawned processes on this machine (spawned, not forked: torch and
-forked threads do not mix). ``ray``: one Ray task per argument, one CPU each, on the cluster at
-``address`` (``auto``: the cluster this machine has joined with ``ray start``; ``HOST:6379``: that
-head node; ``local`` or none: a Ray runtime started for this command on this machine).
+order. ``local``: one spawned process per task on this machine, ``workers`` at a time (spawned,
+not forked: torch and forked threads do not mix); a process that dies without a result (killed
+by a signal, by the out-of-memory killer) leaves a :class:`WorkerDied` in its task's place, or
+the result of the replacement task the caller asks for, and the other tasks go on. ``ray``: one
+Ray task per argument, one CPU each, on the cluster at ``address`` (``auto``: the cluster this
+machine has joined with ``ray start``; ``HOST:6379``: that head node; ``local`` or none: a Ray
+runtime started for this command on this machine).
 Ray is the optional extra ``recurrent_rl[ray]``, imported only here and only when asked for.
 """
 
@@ -12,12 +15,44 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
 
 BACKENDS = ("local", "ray")
+WORKERS_PER_CPU = 4  # local worker processes per CPU at most: each holds an env, a model and torch
+
+
+@dataclass(frozen=True)
+class WorkerDied:
+    """A task whose worker process ended without a result: ``exitcode`` is ``-N`` for signal N."""
+
+    pid: int | None
+    exitcode: int | None
+
+    def __str__(self) -> str:
+        if self.exitcode is not None and self.exitcode < 0:
+            try:
+                how = f"was killed by {signal.Signals(-self.exitcode).name}"
+            except ValueError:
+                how = f"was killed by signal {-self.exitcode}"
+        else:
+            how = f"ended with exit code {self.exitcode} without a result"
+        return f"worker process {self.pid} {how}"
+
+
+def check_local_workers(workers: int | None) -> None:
+    """A :class:`UserInputError` if ``workers`` local processes are far more than this machine's CPUs."""
+    cpus = default_workers()
+    if workers is not None and workers > WORKERS_PER_CPU * cpus:
+        raise UserInputError(
+            f"--workers {workers}: this machine has {cpus} CPU(s), and local workers are processes that each "
+            f"train a model; use at most {WORKERS_PER_CPU * cpus} (or --backend ray for a cluster)"
+        )
 
 
 def require_ray() -> Any:
@@ -94,8 +129,16 @@ def run_tasks(
     backend: str = "local",
     workers: int | None = None,
     address: str | None = None,
+    replace: Callable[[Any, WorkerDied], Any] | None = None,
 ) -> list[Any]:
-    """``[fn(a) for a in args]``, each call in its own process (local) or Ray task (ray), ``workers`` at a time."""
+    """``[fn(a) for a in args]``, each call in its own process (local) or Ray task (ray), ``workers`` at a time.
+
+    An exception raised by ``fn`` is raised here once every task has ended (the first, in the
+    order of ``args``). A local process that dies without a result gives a :class:`WorkerDied`
+    in its task's place; with ``replace``, ``replace(arg, died)`` is called first (in this
+    process), and when it returns an argument rather than None, that task runs in a new process
+    and its result takes the place.
+    """
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "ray":
@@ -105,8 +148,65 @@ def run_tasks(
     workers = workers or default_workers()
     if workers == 1 or len(args) == 1:
         return [fn(a) for a in args]
-    from concurrent.futures import ProcessPoolExecutor
+    return _run_processes(fn, list(args), min(workers, len(args)), replace)
 
+
+def _call(fn: Callable[[Any], Any], arg: Any, send: Any) -> None:
+    """In a worker process: ``fn(arg)``, its result or exception sent back through ``send``."""
+    try:
+        outcome: tuple[str, Any] = ("result", fn(arg))
+    except BaseException as error:  # sent to the parent, which raises it
+        outcome = ("error", error)
+    try:
+        send.send(outcome)
+    except Exception as error:  # an exception that does not pickle: its text
+        send.send(("error", RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({error})")))
+    finally:
+        send.close()
+
+
+def _run_processes(
+    fn: Callable[[Any], Any], args: list[Any], workers: int, replace: Callable[[Any, WorkerDied], Any] | None
+) -> list[Any]:
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(args)), mp_context=context) as pool:
-        return list(pool.map(fn, args))
+    pending = list(enumerate(args))  # (slot, argument) still to start
+    running: dict[Any, tuple[int, Any, Any]] = {}  # receiving end (a Connection) -> (slot, argument, process)
+    results: list[Any] = [None] * len(args)
+    errors: dict[int, BaseException] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                slot, arg = pending.pop(0)
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_call, args=(fn, arg, send))
+                process.start()
+                send.close()  # the child's end only: EOF here when the child dies
+                running[receive] = (slot, arg, process)
+            ready: list[Any] = wait(list(running))
+            for receive in ready:
+                slot, arg, process = running.pop(receive)
+                try:
+                    kind, value = receive.recv()
+                except EOFError:  # the process ended without sending anything: killed
+                    kind, value = "died", None
+                finally:
+                    receive.close()
+                process.join()
+                if kind == "result":
+                    results[slot] = value
+                elif kind == "error":
+                    errors[slot] = value
+                else:
+                    died = WorkerDied(process.pid, process.exitcode)
+                    again = replace(arg, died) if replace is not None else None
+                    if again is None:
+                        results[slot] = died
+                    else:
+                        pending.insert(0, (slot, again))
+    except BaseException:  # Ctrl-C reaches the workers too: they stop on their own; wait for them
+        for _, _, process in running.values():
+            process.join()
+        raise
+    if errors:
+        raise errors[min(errors)]
+    return results
