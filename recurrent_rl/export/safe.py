@@ -481,6 +481,7 @@ def save_safe(
     vecnormalize: Any = None,
     custom_classes: Mapping[str, type] | Iterable[type] | None = None,
     optimizer: bool = False,
+    env_id: str | None = None,
 ) -> tuple[Path, Path]:
     """Write the safe copy of ``model``: ``<prefix>.safetensors`` and ``<prefix>.json``.
 
@@ -492,6 +493,7 @@ def save_safe(
         features extractor); the loader must be given them too
     :param optimizer: also write the optimizer's state (``<prefix>.optimizer.safetensors``), so that
         training continues from the copy as from SB3's zip (``load_safe(..., optimizer=True)``)
+    :param env_id: the env id to record (None: the id of the model's env, when it has one)
     :returns: (weights, config) paths; each file is written to a temporary file and renamed into
         place, the config last, since it holds the SHA-256 of the others
     """
@@ -528,12 +530,15 @@ def save_safe(
         else dict(vecnormalize)
         if isinstance(vecnormalize, dict)
         else vecnormalize_to_json(vecnormalize),
-        "env_id": env_id_of(model),
+        "env_id": env_id if env_id is not None else env_id_of(model),
         "versions": {**package_versions("safetensors"), "recurrent_rl": __version__},
     }
     if config["algorithm"] != "RecurrentPPO":
         raise SafeFormatError(f"save_safe stores RecurrentPPO models, got a {config['algorithm']}")
     tensors, aliases = _unique_tensors(policy.state_dict())
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise SafeFormatError(f"the policy's weight {name} holds nan or inf: no safe copy written (it cannot act)")
     config["aliases"] = aliases
     config_path.parent.mkdir(parents=True, exist_ok=True)
     if optimizer:
