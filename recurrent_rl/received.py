@@ -55,6 +55,8 @@ class ReceivedFileError(UserInputError):
 def shorten(value: Any, limit: int = MAX_ECHO) -> str:
     """``repr(value)`` cut to ``limit`` characters (``...`` and the full length when cut), for messages."""
     text = value if isinstance(value, str) and not value else repr(value)
+    if "\n" in text:  # an object whose repr spans lines (a tensor, an array): one line in a message
+        text = " ".join(text.split())
     if len(text) <= limit:
         return text
     return f"{text[: max(limit - 3, 1)]}... ({len(text)} characters)"

@@ -748,7 +748,7 @@ def _check(path: str | Path, custom: Mapping[str, type], optimizer: bool, n_envs
             )
         header = weights_header(weights_path)
         check_settings(config["policy_kwargs"], header, where)
-        policy_kwargs = from_json(config["policy_kwargs"], f"{where} (policy_kwargs)", custom)
+        policy_kwargs = from_json(config["policy_kwargs"], f"{where}: policy_kwargs", custom)
         aliases = dict(config.get("aliases", {}))
         hyper = config["hyperparameters"]
         policy = meta_policy(policy_class, observation_space, action_space, hyper["use_sde"], policy_kwargs, where)

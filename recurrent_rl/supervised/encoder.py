@@ -227,7 +227,8 @@ def _plain_tensor(value: Any, where: str, field: str) -> th.Tensor:
     """A dense float32 tensor of finite values whose bytes are all in the file (no view that
     repeats a few bytes over a large shape)."""
     if not isinstance(value, th.Tensor) or value.dtype != th.float32 or value.layout != th.strided:
-        raise EncoderFileError(f"{where} ({field}) must be a float32 tensor, got {shorten(value)}")
+        got = f"a {value.dtype} tensor" if isinstance(value, th.Tensor) else shorten(value)
+        raise EncoderFileError(f"{where} ({field}) must be a float32 tensor, got {got}")
     if not value.is_contiguous() or value.untyped_storage().nbytes() < value.numel() * value.element_size():
         raise EncoderFileError(f"{where} ({field}) is not a plain array of its own bytes: refused")
     if not bool(th.isfinite(value).all()):
