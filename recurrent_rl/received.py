@@ -62,6 +62,12 @@ def shorten(value: Any, limit: int = MAX_ECHO) -> str:
     return f"{text[: max(limit - 3, 1)]}... ({len(text)} characters)"
 
 
+def cut(name: str, limit: int = 60) -> str:
+    """A name read from a file (a key, a tensor's name) as it is written, cut to ``limit`` characters,
+    for the field part of a message (``model.json (optimizer.param_groups[0].betas)``)."""
+    return name if len(name) <= limit else f"{name[: limit - 3]}..."
+
+
 def read_text(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
     """The UTF-8 text of ``path``, refused before reading when it is larger than ``limit`` bytes.
 
@@ -315,8 +321,12 @@ def number(value: Any, where: str, field: str = "", low: float | None = None, hi
 
 def string(value: Any, where: str, field: str = "", choices: Iterable[str] | None = None, limit: int = 1000) -> str:
     """``value`` if it is a string (at most ``limit`` characters; one of ``choices`` when given)."""
-    if not isinstance(value, str) or len(value) > limit:
+    if not isinstance(value, str):
         raise ReceivedFileError(f"{_at(where, field)} must be a string, got {shorten(value)}")
+    if len(value) > limit:
+        raise ReceivedFileError(
+            f"{_at(where, field)} is {len(value):,} characters long, more than the {limit:,} accepted: {shorten(value)}"
+        )
     if choices is not None:
         options = list(choices)
         if value not in options:

@@ -25,6 +25,7 @@ from recurrent_rl.received import (
     MAX_LIST,
     ReceivedFileError,
     boolean,
+    cut,
     integer,
     mapping,
     number,
@@ -55,11 +56,6 @@ SAFE_OPTIONAL = ("vecnormalize", "env_id", "versions", "aliases", "optimizer")
 SCHEDULE_KEYS = {"linear": ("initial",), "sb3_linear": ("start", "end", "end_fraction")}
 
 
-def _name(key: str) -> str:
-    """A key of the file as part of a field's name in a message: as written, cut to 60 characters."""
-    return key if len(key) <= 60 else f"{key[:57]}..."
-
-
 # --- model.json -----------------------------------------------------------------------------------
 
 
@@ -83,7 +79,7 @@ def check_safe_config(config: Any, where: str) -> dict[str, Any]:
     aliases = mapping(config.get("aliases", {}), where, "aliases", optional=None)
     sequence(list(aliases), where, "aliases", MAX_LIST)
     for name, target in aliases.items():
-        string(target, where, f"aliases.{_name(name)}", limit=MAX_NAME)
+        string(target, where, f"aliases.{cut(name)}", limit=MAX_NAME)
     if config.get("env_id") is not None:
         string(config["env_id"], where, "env_id", limit=MAX_NAME)
     if config.get("versions") is not None:
@@ -168,7 +164,7 @@ def json_value(value: Any, where: str, field: str, depth: int = 0) -> None:
     elif isinstance(value, dict):
         sequence(list(value), where, field)
         for key, item in value.items():
-            json_value(item, where, f"{field}.{_name(key)}", depth + 1)
+            json_value(item, where, f"{field}.{cut(key)}", depth + 1)
     elif isinstance(value, str):
         string(value, where, field, limit=4096)
     elif isinstance(value, float):
@@ -236,7 +232,7 @@ def check_vecnormalize(data: Any, observation_space: spaces.Space, where: str) -
         for key, stats in obs_rms.items():
             if key not in observation_space.spaces:
                 raise ReceivedFileError(f"{where} ({field}.obs_rms) has statistics of {shorten(key)}, not an entry")
-            _rms(stats, where, f"{field}.obs_rms.{_name(key)}", _obs_shapes(observation_space[key]))
+            _rms(stats, where, f"{field}.obs_rms.{cut(key)}", _obs_shapes(observation_space[key]))
         missing = [k for k in (keys_given or []) if k not in obs_rms]
         if missing:
             raise ReceivedFileError(f"{where} ({field}.obs_rms) lacks the statistics of {shorten(missing[0])}")
@@ -282,14 +278,14 @@ def check_optimizer_entry(data: Any, where: str) -> dict[str, Any]:
             number(group["lr"], where, f"{at}.lr", 0.0)
         for key, value in group.items():
             if key != "params":
-                _plain(value, where, f"{at}.{_name(key)}")
+                _plain(value, where, f"{at}.{cut(key)}")
     values = mapping(data["state_values"], where, f"{field}.state_values", optional=None)
     for number_text, entries in values.items():
-        at = f"{field}.state_values.{_name(number_text)}"
+        at = f"{field}.state_values.{cut(number_text)}"
         if not number_text.isdigit() or int(number_text) not in seen:
             raise ReceivedFileError(f"{where} ({at}) is not the index of a parameter of the groups")
         for key, value in mapping(entries, where, at, optional=None).items():
-            _plain(value, where, f"{at}.{_name(key)}")
+            _plain(value, where, f"{at}.{cut(key)}")
     return data
 
 
@@ -335,13 +331,15 @@ def check_onnx_metadata(meta: dict[str, Any], where: str) -> dict[str, Any]:
         names.add(string(entry["name"], where, f"{at}.name", limit=MAX_NAME))
         string(entry["dtype"], where, f"{at}.dtype", choices=["float32"])
         _dims(entry["shape"], where, f"{at}.shape", 1)
+    if len(names) != len(meta["obs"]) + len(meta["states"]) or "episode_start" in names:
+        raise ReceivedFileError(f"{where} (metadata): two inputs have the same name")
     state_names = {entry["name"] for entry in meta["states"]}
     outputs = sequence(meta["outputs"], where, "metadata outputs", limit=1024)
     for index, entry in enumerate(outputs):
         at = f"metadata outputs[{index}]"
         entry = mapping(entry, where, at, ("name",), optional=None)
         string(entry["name"], where, f"{at}.name", limit=MAX_NAME)
-        if "state" in entry and entry["state"] not in state_names:
+        if "state" in entry and string(entry["state"], where, f"{at}.state", limit=MAX_NAME) not in state_names:
             raise ReceivedFileError(f"{where} ({at}.state) names {shorten(entry['state'])}, not a state input")
     if "action" not in {entry["name"] for entry in outputs}:
         raise ReceivedFileError(f"{where} (metadata outputs) lacks the 'action' output")

@@ -39,6 +39,7 @@ from recurrent_rl.received import (
     ReceivedFileError,
     boolean,
     check_memory,
+    cut,
     integer,
     mapping,
     number,
@@ -127,7 +128,10 @@ def export_encoder(model: SequenceModel, path: str | Path, metadata: dict[str, A
 def read_encoder(path: str | Path) -> dict[str, Any]:
     """The encoder in ``path``: an encoder file, or a sequence model file (its causal part), checked
     (:func:`check_encoder`) before anything is built from it."""
-    data = read_checkpoint(path, (ENCODER_FORMAT, MODEL_FORMAT))
+    try:
+        data = read_checkpoint(path, (ENCODER_FORMAT, MODEL_FORMAT))
+    except ValueError as error:  # unreadable, another format or version: the file's fault
+        raise EncoderFileError(str(error)) from None
     where = str(path)
     if data["format"] == ENCODER_FORMAT:
         return check_encoder(data, where)
@@ -181,7 +185,7 @@ def _check_encoder(enc: Any, where: str) -> dict[str, Any]:
     tensors = {}
     for part in ("inputs", "core"):
         for name, tensor in mapping(enc[part], where, part, optional=None).items():
-            tensors[f"{part}.{name}"] = _plain_tensor(tensor, where, f"{part}.{shorten(name, 80)}")
+            tensors[f"{part}.{name}"] = _plain_tensor(tensor, where, f"{part}.{cut(str(name))}")
     total = sum(t.numel() for t in tensors.values())
     layers = sequence(enc["input_layers"], where, "input_layers", limit=len(enc["inputs"]))
     for name in ("input_size", "hidden_size"):
