@@ -416,10 +416,13 @@ def _load(kind: str, path: str) -> None:
         from recurrent_rl.export.play import OnnxPolicy
 
         OnnxPolicy(path).initial_state(1)
-    elif kind == "encoder":
-        from recurrent_rl.supervised.encoder import encoder_policy_kwargs
+    elif kind == "encoder":  # as train --encoder does: a policy of the encoder's sizes, then its weights
+        from recurrent_rl import RecurrentPPO
+        from recurrent_rl.supervised.encoder import encoder_policy_kwargs, load_encoder
 
-        encoder_policy_kwargs(path)
+        kwargs = encoder_policy_kwargs(path)
+        model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16, policy_kwargs=kwargs)
+        load_encoder(model, path)
     else:
         raise ValueError(kind)
 

@@ -178,13 +178,25 @@ def test_crafted_sizes_are_refused_before_allocation_under_a_memory_cap(base, tm
             assert len(result["message"]) < 1500 and "\n" not in result["message"], result["message"][:300]
 
 
+def test_the_onnx_runner_refuses_a_state_larger_than_memory(base):
+    from recurrent_rl.errors import UserInputError
+    from recurrent_rl.export.play import OnnxPolicy
+
+    policy = OnnxPolicy(base / "run" / "model.onnx")
+    assert policy.initial_state(3)["state.actor.0"].shape == (1, 3, 64)
+    with pytest.raises(UserInputError, match="memory state of 1000000000000 envs .* refused before allocating"):
+        policy.initial_state(10**12)
+
+
 # --- fields: one line through the command line -------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", [*crafted.SAFE_FIELDS, *crafted.SAFE_TENSORS])
-def test_a_crafted_safe_copy_gives_one_line(base, tmp_path, capsys, name):
+def test_a_crafted_safe_copy_gives_one_line(base, tmp_path, capsys, monkeypatch, name):
     """evaluate and export read the final model, --resume the checkpoint (with its optimizer state,
     which only checkpoints hold: the optimizer's cases are crafted there alone)."""
+    from recurrent_rl.runs import training
+
     run = _run_copy(base, tmp_path)
     crafted.craft_safe(_checkpoint(run), name)
     if "optimizer" not in name:
@@ -194,7 +206,8 @@ def test_a_crafted_safe_copy_gives_one_line(base, tmp_path, capsys, name):
         out = tmp_path / "x.onnx"
         line = _one_line(capsys, cli.main(["export", str(run), "--out", str(out)]), "recurrent-rl export")
         assert "model." in line and not out.exists(), line
-    # --resume refuses before it writes anything
+    # --resume refuses before it writes anything, before it even builds the envs
+    monkeypatch.setattr(training, "make_training_env", lambda *args: pytest.fail("the envs were built"))
     before = {path: path.read_bytes() for path in (run / runs.CONFIG, run / runs.RUN_INFO)}
     line = _one_line(capsys, cli.main(["train", "--resume", str(run)]), "recurrent-rl train")
     assert "model." in line, line
