@@ -65,6 +65,8 @@ def shorten(value: Any, limit: int = MAX_ECHO) -> str:
 def cut(name: str, limit: int = 60) -> str:
     """A name read from a file (a key, a tensor's name) as it is written, cut to ``limit`` characters,
     for the field part of a message (``model.json (optimizer.param_groups[0].betas)``)."""
+    if not name.isprintable():  # a newline or a control character: written as an escape, on one line
+        name = name.encode("unicode_escape").decode("ascii")
     return name if len(name) <= limit else f"{name[: limit - 3]}..."
 
 

@@ -183,6 +183,7 @@ SAFE_FIELDS: dict[str, Edit] = {
     "net_arch {'pi': 'x'}": setter(f"{PK}.net_arch", {"pi": "x"}),
     "activation_fn os:system": setter(f"{PK}.activation_fn", {"__class__": "os:system"}),
     "activation_fn 5": setter(f"{PK}.activation_fn", {"__class__": 5}),
+    "a class under a key with a newline": setter(f"{PK}.evil\nkey", {"__class__": 5}),
     "activation_fn an optimizer": setter(f"{PK}.activation_fn", {"__class__": "torch.optim:Adam"}),
     "policy optimizer_class LBFGS": setter(f"{PK}.optimizer_class", {"__class__": "torch.optim:LBFGS"}),
     "optimizer_class an activation": setter(f"{PK}.optimizer_class", {"__class__": "torch.nn:ReLU"}),

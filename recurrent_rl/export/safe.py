@@ -50,7 +50,7 @@ from torch import nn
 from recurrent_rl.export.format import env_id_of
 from recurrent_rl.export.schema import check_optimizer_entry, check_safe_config
 from recurrent_rl.export.spaces import describe, space_from_json, space_to_json
-from recurrent_rl.received import MAX_TEXT_BYTES, ReceivedFileError, check_memory, load_json, read_text, shorten
+from recurrent_rl.received import MAX_TEXT_BYTES, ReceivedFileError, check_memory, cut, load_json, read_text, shorten
 from recurrent_rl.versions import package_versions
 
 FORMAT = "recurrent_rl.safe_model"
@@ -199,17 +199,20 @@ def resolve_class(name: str, where: str, custom: Mapping[str, type] | None = Non
     module_name, _, qualname = name.partition(":")
     if not qualname or not _allowed_module(module_name) or any(not p or p[0] in "_<" for p in qualname.split(".")):
         raise SafeFormatError(
-            f"{where} names the class {name!r}, which is not from {', '.join(ALLOWED_MODULES)}: refused (loading it "
-            "would import code the file chose). If you trust it, pass custom_classes={...: TheClass} to load_safe"
+            f"{where} names the class {shorten(name)}, which is not from {', '.join(ALLOWED_MODULES)}: refused "
+            "(loading it would import code the file chose). If you trust it, pass custom_classes={...: TheClass} "
+            "to load_safe"
         )
     try:
         value: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             value = getattr(value, part)
     except (ImportError, AttributeError) as error:
-        raise SafeFormatError(f"{where}: the class {name!r} does not exist in this installation ({error})") from None
+        raise SafeFormatError(
+            f"{where}: the class {shorten(name)} does not exist in this installation ({shorten(str(error))})"
+        ) from None
     if not _allowed_class(value):
-        raise SafeFormatError(f"{where}: {name!r} is not a torch module or optimizer class: refused")
+        raise SafeFormatError(f"{where}: {shorten(name)} is not a torch module or optimizer class: refused")
     return value
 
 
@@ -223,7 +226,7 @@ def from_json(value: Any, where: str, custom: Mapping[str, type] | None = None, 
             return _received_class(value["__class__"], where, custom, key)
         if set(value) == {"__tuple__"} and isinstance(value["__tuple__"], list):
             return tuple(from_json(v, f"{where}[{i}]", custom, key) for i, v in enumerate(value["__tuple__"]))
-        return {k: from_json(v, f"{where}.{k}", custom, k) for k, v in value.items()}
+        return {k: from_json(v, f"{where}.{cut(str(k))}", custom, k) for k, v in value.items()}
     return value
 
 
@@ -595,7 +598,8 @@ def _matching_pending_config(weights_path: Path, config_path: Path) -> Path | No
     digest = _sha256(weights_path)
     for path in pending:
         try:
-            if load_json(read_text(path, "model.json"), str(path)).get("weights_sha256") == digest:
+            limit = MAX_TEXT_BYTES + weights_path.stat().st_size
+            if load_json(read_text(path, "model.json", limit), str(path)).get("weights_sha256") == digest:
                 return path
         except (OSError, ReceivedFileError, AttributeError):
             continue

@@ -274,8 +274,8 @@ def check_optimizer_entry(data: Any, where: str) -> dict[str, Any]:
             if param in seen:
                 raise ReceivedFileError(f"{where} ({at}.params) names the parameter {param} twice")
             seen.add(param)
-        if "lr" in group:
-            number(group["lr"], where, f"{at}.lr", 0.0)
+        if "lr" in group:  # finite; a linear schedule run past its end leaves it slightly below 0
+            number(group["lr"], where, f"{at}.lr")
         for key, value in group.items():
             if key != "params":
                 _plain(value, where, f"{at}.{cut(key)}")

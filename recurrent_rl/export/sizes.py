@@ -30,7 +30,7 @@ from typing import Any
 import torch as th
 from gymnasium import spaces
 
-from recurrent_rl.received import ReceivedFileError, check_memory, shorten
+from recurrent_rl.received import ReceivedFileError, check_memory, cut, shorten
 
 MAX_TENSORS = 100_000  # tensors in one weights file (a policy has tens to hundreds)
 # the keys of policy_kwargs that count layers: at most one per tensor of the file
@@ -103,7 +103,7 @@ def check_settings(policy_kwargs: Any, header: Mapping[str, tuple[th.dtype, tupl
                 )
             stack.extend((f"{field}[{index}]", item) for index, item in enumerate(value))
         elif isinstance(value, dict):
-            stack.extend((f"{field}.{name}", item) for name, item in value.items())
+            stack.extend((f"{field}.{cut(str(name))}", item) for name, item in value.items())
 
 
 def meta_policy(
