@@ -94,6 +94,12 @@ def chunk_rows(array: np.ndarray, sequence_length: int) -> np.ndarray:
     return chunks.reshape(sequence_length, K * E, *rest)
 
 
+def _divisors(n: int, largest: int = 4096) -> list[int]:
+    """The divisors of ``n`` up to ``largest``, and ``n`` itself: suggestions, found in bounded time
+    however large ``n`` is (a config from a file may say ``n_steps: 1000000000000``)."""
+    return [d for d in range(1, min(n, largest) + 1) if n % d == 0] + ([n] if n > largest else [])
+
+
 def check_sequence_sizes(n_steps: int, n_envs: int, batch_size: int, sequence_length: int) -> None:
     """Check that rollouts cut into whole chunks and minibatches hold whole chunks.
 
@@ -102,7 +108,7 @@ def check_sequence_sizes(n_steps: int, n_envs: int, batch_size: int, sequence_le
     if sequence_length < 1:
         raise ValueError(f"sequence_length must be a positive integer, got {sequence_length}")
     if n_steps % sequence_length:
-        divisors = [d for d in range(1, n_steps + 1) if n_steps % d == 0]
+        divisors = _divisors(n_steps)
         raise ValueError(
             f"sequence_length={sequence_length} does not divide n_steps={n_steps}: each env's rollout "
             f"must cut into whole chunks. Use a sequence_length among {divisors}, or change n_steps."
@@ -116,7 +122,7 @@ def check_sequence_sizes(n_steps: int, n_envs: int, batch_size: int, sequence_le
         )
     if total % batch_size:
         chunks = total // sequence_length
-        options = [m * sequence_length for m in range(1, chunks + 1) if chunks % m == 0]
+        options = [m * sequence_length for m in _divisors(chunks)]
         raise ValueError(
             f"batch_size={batch_size} does not divide the rollout size n_steps * n_envs = "
             f"{n_steps} * {n_envs} = {total}; the minibatch size is kept fixed. "

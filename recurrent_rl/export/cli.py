@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="onnx: the ONNX opset (default: 17)")
     parser.add_argument(
+        "--env",
+        metavar="ID",
+        help="the env id to record in the exported file (default: the run's, if it is registered here; an id "
+        "read from a file is never imported, so one naming a module, module:Env-v0, is recorded only when "
+        "given here)",
+    )
+    parser.add_argument(
         "--trust-pickle",
         action="store_true",
         help="read a model .zip that has no weights-only copy "
@@ -136,21 +143,36 @@ def _run_dir_of(path: Path) -> Path | None:
     return None
 
 
-def _env_id(source: Source) -> str | None:
-    """The env the model was trained on: its run's config.yaml, else what its safe copy records."""
+def _env_id(source: Source, typed: str | None = None) -> str | None:
+    """The env id to record: ``typed`` (``--env``, the user's own), else the run's ``config.yaml``,
+    else what the safe copy records; an id read from a file only if it is registered here (one
+    naming a module would import it wherever the file is played), else none, with a note."""
+    from recurrent_rl.received import ReceivedFileError, env_id_from_file
+
+    if typed:
+        return env_id_from_file(typed, "--env", trusted=True)
+    recorded, where = None, ""
     if source.run_dir is not None:
         from recurrent_rl.runs import folders
         from recurrent_rl.runs.config import load_config
 
+        where = str(source.run_dir / folders.CONFIG)
         try:
-            return load_config(source.run_dir / folders.CONFIG, check_env=False).env
-        except UserInputError:
-            pass
-    if source.safe:
+            recorded = load_config(source.run_dir / folders.CONFIG, check_env=False).env
+        except UserInputError as error:  # a crafted id among them: nothing of the file is recorded
+            print(f"note: the export records no env id: {error}", file=sys.stderr)
+            return None
+    if recorded is None and source.safe:
         from recurrent_rl.export.safe import read_safe_config
 
-        return read_safe_config(source.model_path).get("env_id")
-    return None
+        recorded, where = read_safe_config(source.model_path).get("env_id"), f"{source.model_path} (env_id)"
+    if recorded is None:
+        return None
+    try:
+        return env_id_from_file(recorded, where)
+    except ReceivedFileError as error:
+        print(f"note: the export records no env id: {error}", file=sys.stderr)
+        return None
 
 
 def load_source(source: Source) -> tuple[Any, Any]:
@@ -204,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         model, stats = load_source(source)
         from recurrent_rl.export.onnx import export_onnx
 
-        env_id = _env_id(source)
+        env_id = _env_id(source, args.env)
         path = export_onnx(
             model,
             out,
@@ -235,7 +257,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"{source.model_path} is already the safe copy; pass --out PATH to write another one")
     trust()
     model, stats = load_source(source)
-    written = save_safe(model, prefix, vecnormalize=stats if stats is not None else False)
+    written = save_safe(
+        model, prefix, vecnormalize=stats if stats is not None else False, env_id=_env_id(source, args.env)
+    )
     print(f"wrote {written[0]} and {written[1]}: weights and plain data, safe to open from strangers")
     print(f"load it: recurrent_rl.export.load_safe({str(written[1])!r}, env=...)")
     return 0

@@ -39,16 +39,18 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch as th
 from torch import nn
 
-from recurrent_rl.errors import UserInputError
 from recurrent_rl.export.format import env_id_of
+from recurrent_rl.export.schema import check_optimizer_entry, check_safe_config
 from recurrent_rl.export.spaces import describe, space_from_json, space_to_json
+from recurrent_rl.received import MAX_TEXT_BYTES, ReceivedFileError, check_memory, cut, load_json, read_text, shorten
 from recurrent_rl.versions import package_versions
 
 FORMAT = "recurrent_rl.safe_model"
@@ -80,7 +82,16 @@ SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
 _MARKERS = ("__class__", "__tuple__")
 
 
-class SafeFormatError(UserInputError):
+# the classes a received policy_kwargs may name, by key (any class of custom_classes anywhere)
+CLASS_KEYS = ("activation_fn", "optimizer_class", "features_extractor_class")
+# torch.optim's optimizers that step on dense gradients without a closure (not LBFGS, SparseAdam)
+OPTIMIZERS = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "SGD", "RMSprop", "Adagrad", "Adadelta", "ASGD", "Rprop")
+# the same update under two names: the speed backend's Adam is torch's fused Adam (accel.optim)
+SAME_OPTIMIZER = {"recurrent_rl.accel.optim:PolicyAdam": "torch.optim:Adam"}
+JSON_BYTES_PER_BYTE = 32  # Python objects a parsed JSON text takes, per byte of text (at most, about)
+
+
+class SafeFormatError(ReceivedFileError):
     """A safe model file that cannot be written or read as asked."""
 
 
@@ -108,9 +119,12 @@ def optimizer_path(path: str | Path) -> Path:
 
 def has_safe_copy(path: str | Path) -> bool:
     """Whether both files of a safe copy exist for ``path`` (a folder, prefix, or ``model.zip``
-    whose safe copy lies next to it)."""
+    whose safe copy lies next to it); a JSON that waits in its leftover folder because a save was
+    killed between its two renames counts (:func:`read_safe_config` reads it there)."""
     weights, config = safe_paths(path)
-    return weights.is_file() and config.is_file()
+    if not weights.is_file():
+        return False
+    return config.is_file() or _matching_pending_config(weights, config) is not None
 
 
 # --- JSON for policy_kwargs ---------------------------------------------------------------------------
@@ -185,31 +199,61 @@ def resolve_class(name: str, where: str, custom: Mapping[str, type] | None = Non
     module_name, _, qualname = name.partition(":")
     if not qualname or not _allowed_module(module_name) or any(not p or p[0] in "_<" for p in qualname.split(".")):
         raise SafeFormatError(
-            f"{where} names the class {name!r}, which is not from {', '.join(ALLOWED_MODULES)}: refused (loading it "
-            "would import code the file chose). If you trust it, pass custom_classes={...: TheClass} to load_safe"
+            f"{where} names the class {shorten(name)}, which is not from {', '.join(ALLOWED_MODULES)}: refused "
+            "(loading it would import code the file chose). If you trust it, pass custom_classes={...: TheClass} "
+            "to load_safe"
         )
     try:
         value: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             value = getattr(value, part)
     except (ImportError, AttributeError) as error:
-        raise SafeFormatError(f"{where}: the class {name!r} does not exist in this installation ({error})") from None
+        raise SafeFormatError(
+            f"{where}: the class {shorten(name)} does not exist in this installation ({shorten(str(error))})"
+        ) from None
     if not _allowed_class(value):
-        raise SafeFormatError(f"{where}: {name!r} is not a torch module or optimizer class: refused")
+        raise SafeFormatError(f"{where}: {shorten(name)} is not a torch module or optimizer class: refused")
     return value
 
 
-def from_json(value: Any, where: str, custom: Mapping[str, type] | None = None) -> Any:
-    """The inverse of :func:`to_json`."""
+def from_json(value: Any, where: str, custom: Mapping[str, type] | None = None, key: str | None = None) -> Any:
+    """The inverse of :func:`to_json`, for a file's data: a class only under one of
+    :data:`CLASS_KEYS`, and only of the kind that key takes (any class of ``custom``)."""
     if isinstance(value, list):
-        return [from_json(v, f"{where}[{i}]", custom) for i, v in enumerate(value)]
+        return [from_json(v, f"{where}[{i}]", custom, key) for i, v in enumerate(value)]
     if isinstance(value, dict):
         if set(value) == {"__class__"}:
-            return resolve_class(str(value["__class__"]), where, custom)
-        if set(value) == {"__tuple__"}:
-            return tuple(from_json(v, f"{where}[{i}]", custom) for i, v in enumerate(value["__tuple__"]))
-        return {key: from_json(v, f"{where}.{key}", custom) for key, v in value.items()}
+            return _received_class(value["__class__"], where, custom, key)
+        if set(value) == {"__tuple__"} and isinstance(value["__tuple__"], list):
+            return tuple(from_json(v, f"{where}[{i}]", custom, key) for i, v in enumerate(value["__tuple__"]))
+        return {k: from_json(v, f"{where}.{cut(str(k))}", custom, k) for k, v in value.items()}
     return value
+
+
+def _received_class(name: Any, where: str, custom: Mapping[str, type] | None, key: str | None) -> type:
+    """The class ``name`` for the policy option ``key``: an activation of torch.nn, one of
+    :data:`OPTIMIZERS`, or a features extractor; refused before importing anything else."""
+    if not isinstance(name, str):
+        raise SafeFormatError(f"{where}: a class name must be a string, got {shorten(name)}")
+    if custom and name in custom:
+        return custom[name]
+    module, _, qualname = name.partition(":")
+    optimizer = name in SAME_OPTIMIZER or (module == "torch.optim" and qualname in OPTIMIZERS)
+    if key not in CLASS_KEYS or (key == "optimizer_class") != optimizer:
+        raise SafeFormatError(
+            f"{where} names the class {shorten(name)}, which is refused there: a file may name an activation "
+            f"(activation_fn), an optimizer of {', '.join(OPTIMIZERS)} (optimizer_class) or a features extractor "
+            "(features_extractor_class). If you trust it, pass custom_classes={...: TheClass} to load_safe"
+        )
+    cls = resolve_class(name, where, custom)
+    if key == "activation_fn" and not cls.__module__.startswith("torch.nn.modules.activation"):
+        raise SafeFormatError(f"{where}: {shorten(name)} is not an activation of torch.nn: refused")
+    if key == "features_extractor_class":
+        from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+        if not issubclass(cls, BaseFeaturesExtractor):
+            raise SafeFormatError(f"{where}: {shorten(name)} is not a features extractor: refused")
+    return cls
 
 
 # --- schedules ------------------------------------------------------------------------------------------
@@ -316,24 +360,42 @@ def optimizer_to_safe(optimizer: th.optim.Optimizer) -> tuple[dict[str, th.Tenso
     return tensors, {"class": _class_name(type(optimizer)), "param_groups": groups, "state_values": values}
 
 
-def optimizer_from_safe(tensors: Mapping[str, th.Tensor], data: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """The ``state_dict`` that :func:`optimizer_to_safe` described."""
+def optimizer_from_safe(
+    tensors: Mapping[str, th.Tensor], data: Mapping[str, Any], where: str, parameters: list[th.Tensor] | None = None
+) -> dict[str, Any]:
+    """The ``state_dict`` that :func:`optimizer_to_safe` described, checked: every tensor named
+    ``state.<index>.<key>`` for a parameter of the groups, finite, and (given the policy's
+    ``parameters``, in the optimizer's order) either a scalar or of its parameter's shape."""
+    data = check_optimizer_entry(dict(data), where)
+    indices = [int(p) for group in data["param_groups"] for p in group["params"]]
     state: dict[int, dict[str, Any]] = {}
-    try:
-        for name, tensor in tensors.items():
-            head, index, key = name.split(".", 2)
-            if head != "state":
-                raise ValueError(f"unexpected tensor {name!r}")
-            state.setdefault(int(index), {})[key] = tensor
-        for index, entries in dict(data.get("state_values", {})).items():
-            state.setdefault(int(index), {}).update(from_json(entries, f"{where} optimizer state"))
-        groups = [from_json(group, f"{where} optimizer param_groups") for group in data["param_groups"]]
-    except (KeyError, TypeError, ValueError) as error:
-        raise SafeFormatError(f"{where}: the optimizer state is malformed ({type(error).__name__}: {error})") from None
+    for name, tensor in tensors.items():
+        head, _, rest = name.partition(".")
+        index_text, _, key = rest.partition(".")
+        if head != "state" or not index_text.isdigit() or int(index_text) not in indices or not key:
+            raise SafeFormatError(f"{where}: the optimizer state holds the unexpected tensor {shorten(name)}")
+        index = int(index_text)
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise SafeFormatError(f"{where}: the optimizer state {shorten(name)} holds nan or inf: refused")
+        if parameters is not None and tensor.dim() and tuple(tensor.shape) != tuple(parameters[index].shape):
+            raise SafeFormatError(
+                f"{where}: the optimizer state {shorten(name)} has the shape {list(tensor.shape)}, its parameter "
+                f"{list(parameters[index].shape)}"
+            )
+        state.setdefault(index, {})[key] = tensor
+    for index, entries in data["state_values"].items():
+        state.setdefault(int(index), {}).update(from_json(entries, f"{where} optimizer state"))
+    groups = [from_json(group, f"{where} optimizer param_groups") for group in data["param_groups"]]
     return {"state": state, "param_groups": groups}
 
 
-def _load_optimizer(model: Any, config: Mapping[str, Any], path: str | Path) -> None:
+def _optimizer_name(name: str) -> str:
+    return SAME_OPTIMIZER.get(name, name)
+
+
+def _check_optimizer(policy: Any, config: Mapping[str, Any], path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The optimizer file of a safe copy and its JSON entry, checked against ``policy`` (a meta
+    policy will do): the class the policy's optimizer has, the same parameter groups."""
     where, file = str(safe_paths(path)[1]), optimizer_path(path)
     data = config.get("optimizer")
     if not isinstance(data, dict) or not file.is_file():
@@ -341,16 +403,36 @@ def _load_optimizer(model: Any, config: Mapping[str, Any], path: str | Path) -> 
             f"{where} was saved without its optimizer state ({file.name}): it acts and trains, but cannot continue "
             "a training with Adam's moments. Load it with optimizer=False"
         )
+    expected = _class_name(type(policy.optimizer))
+    if _optimizer_name(data["class"]) != _optimizer_name(expected):
+        raise SafeFormatError(
+            f"{where} (optimizer.class) names the optimizer {shorten(data['class'])}, but the policy it describes "
+            f"trains with {expected}: the optimizer state is not this policy's, refused"
+        )
+    groups = [list(range(len(group["params"]))) for group in policy.optimizer.param_groups]
+    offsets = [sum(len(g) for g in groups[:i]) for i in range(len(groups))]
+    wanted = [[offset + i for i in group] for offset, group in zip(offsets, groups)]
+    if [list(group["params"]) for group in data["param_groups"]] != wanted:
+        raise SafeFormatError(
+            f"{where} (optimizer.param_groups) does not list the policy's {sum(map(len, groups))} parameters in "
+            "order: the optimizer state is not this policy's, refused"
+        )
     if _sha256(file) != data.get("sha256"):
         raise SafeFormatError(
             f"{file} is not the optimizer state {Path(where).name} was written with (damaged, truncated, or "
             "replaced): refused"
         )
-    state_dict = optimizer_from_safe(_load_tensors(file), data, where)
+    return file, data
+
+
+def _load_optimizer(model: Any, config: Mapping[str, Any], path: str | Path) -> None:
+    file, data = _check_optimizer(model.policy, config, path)
+    parameters = [p for group in model.policy.optimizer.param_groups for p in group["params"]]
+    state_dict = optimizer_from_safe(_load_tensors(file), data, str(file), parameters)
     try:
         model.policy.optimizer.load_state_dict(state_dict)
-    except (ValueError, KeyError, RuntimeError) as error:
-        raise SafeFormatError(f"{file} does not fit the policy's optimizer: {error}") from None
+    except (ValueError, KeyError, RuntimeError, TypeError) as error:
+        raise SafeFormatError(f"{file} does not fit the policy's optimizer: {shorten(str(error), 200)}") from None
 
 
 # --- save ------------------------------------------------------------------------------------------------
@@ -405,6 +487,7 @@ def save_safe(
     vecnormalize: Any = None,
     custom_classes: Mapping[str, type] | Iterable[type] | None = None,
     optimizer: bool = False,
+    env_id: str | None = None,
 ) -> tuple[Path, Path]:
     """Write the safe copy of ``model``: ``<prefix>.safetensors`` and ``<prefix>.json``.
 
@@ -416,6 +499,7 @@ def save_safe(
         features extractor); the loader must be given them too
     :param optimizer: also write the optimizer's state (``<prefix>.optimizer.safetensors``), so that
         training continues from the copy as from SB3's zip (``load_safe(..., optimizer=True)``)
+    :param env_id: the env id to record (None: the id of the model's env, when it has one)
     :returns: (weights, config) paths; each file is written to a temporary file and renamed into
         place, the config last, since it holds the SHA-256 of the others
     """
@@ -452,12 +536,15 @@ def save_safe(
         else dict(vecnormalize)
         if isinstance(vecnormalize, dict)
         else vecnormalize_to_json(vecnormalize),
-        "env_id": env_id_of(model),
+        "env_id": env_id if env_id is not None else env_id_of(model),
         "versions": {**package_versions("safetensors"), "recurrent_rl": __version__},
     }
     if config["algorithm"] != "RecurrentPPO":
         raise SafeFormatError(f"save_safe stores RecurrentPPO models, got a {config['algorithm']}")
     tensors, aliases = _unique_tensors(policy.state_dict())
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise SafeFormatError(f"the policy's weight {name} holds nan or inf: no safe copy written (it cannot act)")
     config["aliases"] = aliases
     config_path.parent.mkdir(parents=True, exist_ok=True)
     if optimizer:
@@ -514,9 +601,10 @@ def _matching_pending_config(weights_path: Path, config_path: Path) -> Path | No
     digest = _sha256(weights_path)
     for path in pending:
         try:
-            if json.loads(path.read_text(encoding="utf-8")).get("weights_sha256") == digest:
+            limit = MAX_TEXT_BYTES + weights_path.stat().st_size
+            if load_json(read_text(path, "model.json", limit), str(path)).get("weights_sha256") == digest:
                 return path
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ReceivedFileError, AttributeError):
             continue
     return None
 
@@ -538,54 +626,89 @@ def complete_pending_config(path: str | Path) -> bool:
 
 
 def read_safe_config(path: str | Path) -> dict[str, Any]:
-    """The checked ``model.json`` of a safe copy (format, version, and that its weights file is the
-    one it was written with)."""
+    """The checked ``model.json`` of a safe copy: its format and version, every field's type and
+    range (:func:`recurrent_rl.export.schema.check_safe_config`), and that its weights file is the
+    one it was written with.
+
+    A copy whose weights were renamed into place by a save that was killed before it renamed the
+    JSON (see :func:`save_safe`) is read with the JSON that waits in its leftover folder, whether
+    an older ``model.json`` exists or none does yet: nothing is moved (``--resume`` puts it in place).
+    """
     weights_path, config_path = safe_paths(path)
-    for file in (config_path, weights_path):
-        if not file.is_file():
+    with _as_safe_error():
+        if not weights_path.is_file():
             raise SafeFormatError(
-                f"the safe copy {file} does not exist (a safe copy is {weights_path.name} and "
+                f"the safe copy {weights_path} does not exist (a safe copy is {weights_path.name} and "
                 f"{config_path.name} side by side)"
             )
-    config = _parse_config(config_path)
-    if _sha256(weights_path) != config.get("weights_sha256"):
+        config = _parse_config(config_path, weights_path) if config_path.is_file() else None
+        if config is not None and _sha256(weights_path) == config["weights_sha256"]:
+            return config
         pending = _matching_pending_config(weights_path, config_path)
         if pending is not None:  # killed between the two renames of save_safe: its JSON waits there
-            return _parse_config(pending)
+            return _parse_config(pending, weights_path)
+        if config is None:
+            raise SafeFormatError(
+                f"the safe copy {config_path} does not exist (a safe copy is {weights_path.name} and "
+                f"{config_path.name} side by side)"
+            )
         raise SafeFormatError(
             f"{weights_path} is not the weights file {config_path.name} was written with (damaged, truncated, or "
             "replaced): refused. Copy both files of the safe copy together"
         )
-    return config
 
 
-def _parse_config(config_path: Path) -> dict[str, Any]:
-    """``model.json`` read and checked for its format and version."""
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise SafeFormatError(f"{config_path} is not valid JSON (damaged or truncated): {error}") from None
+class _as_safe_error:
+    """Turn the refusals of the shared checks (:mod:`recurrent_rl.received`, the spaces) into
+    :class:`SafeFormatError`, so the loaders raise one kind of error."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> Literal[False]:
+        if isinstance(error, ReceivedFileError) and not isinstance(error, SafeFormatError):
+            raise SafeFormatError(str(error)) from None
+        return False
+
+
+def _parse_config(config_path: Path, weights_path: Path) -> dict[str, Any]:
+    """``model.json`` read (no larger than a few megabytes plus its weights: Box bounds grow with
+    the observation, and so do the weights) and checked for its format, version and schema."""
+    limit = MAX_TEXT_BYTES + (weights_path.stat().st_size if weights_path.is_file() else 0)
+    check_memory(
+        JSON_BYTES_PER_BYTE * min(config_path.stat().st_size, limit + 1), "reading this JSON", str(config_path)
+    )
+    config = load_json(read_text(config_path, "model.json", limit), str(config_path))
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise SafeFormatError(
-            f"{config_path} is not a recurrent_rl safe model (its format is {found!r}, expected {FORMAT!r})"
+            f"{config_path} is not a recurrent_rl safe model (its format is {shorten(found)}, expected {FORMAT!r})"
         )
     if config.get("format_version") != FORMAT_VERSION:
         raise SafeFormatError(
-            f"{config_path} is format version {config.get('format_version')!r}; this recurrent_rl "
+            f"{config_path} is format version {shorten(config.get('format_version'))}; this recurrent_rl "
             f"reads version {FORMAT_VERSION}"
         )
-    return config
+    return check_safe_config(config, str(config_path))
 
 
-def _load_tensors(weights_path: Path) -> dict[str, th.Tensor]:
+def _load_tensors(path: Path) -> dict[str, th.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    check_memory(2 * path.stat().st_size, "reading these tensors", str(path))
     try:
-        return load_file(str(weights_path), device="cpu")
+        return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
-        raise SafeFormatError(f"{weights_path} is not a readable safetensors file: {error}") from None
+        raise SafeFormatError(f"{path} is not a readable safetensors file: {shorten(str(error), 200)}") from None
+
+
+def _check_finite(tensors: Mapping[str, th.Tensor], path: Path) -> None:
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise SafeFormatError(
+                f"{path}: the tensor {shorten(name)} holds nan or inf: these weights cannot act or train, refused"
+            )
 
 
 def _wrapped_env(env: Any) -> Any:
@@ -594,6 +717,90 @@ def _wrapped_env(env: Any) -> Any:
     from recurrent_rl.ppo.algorithm import RecurrentPPO
 
     return RecurrentPPO._wrap_env(maybe_make_env(env, 0), verbose=0)
+
+
+@dataclass
+class _Checked:
+    """A safe copy that passed every check, with what building the model needs."""
+
+    config: dict[str, Any]
+    observation_space: Any
+    action_space: Any
+    policy_class: Any
+    policy_kwargs: dict[str, Any]
+    aliases: dict[str, str]
+    meta: Any  # the policy on the meta device: the shapes, no memory
+    tensors: dict[str, th.Tensor]
+
+
+def _check(path: str | Path, custom: Mapping[str, type], optimizer: bool, n_envs: int | None) -> _Checked:
+    """Every check of a safe copy before anything is allocated on its word (see :mod:`.sizes`):
+    the JSON's schema, the classes it names, its sizes against the tensors in the weights file
+    (a policy built on the meta device must have exactly their shapes), the memory the model
+    will take, then the weights themselves, which must be finite."""
+    from recurrent_rl.export.sizes import check_model_memory, check_settings, check_shapes, meta_policy, weights_header
+    from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
+
+    config = read_safe_config(path)
+    weights_path, config_path = safe_paths(path)
+    where = str(config_path)
+    with _as_safe_error():
+        observation_space = space_from_json(config["observation_space"], f"{where} (observation_space)")
+        action_space = space_from_json(config["action_space"], f"{where} (action_space)")
+        policies = {**POLICY_ALIASES, "RecurrentActorCriticPolicy": RecurrentActorCriticPolicy}
+        policy_class: Any = policies.get(config["policy"])
+        if policy_class is None:
+            raise SafeFormatError(
+                f"{where}: unknown policy {shorten(config['policy'])}; expected one of {sorted(POLICY_ALIASES)}"
+            )
+        header = weights_header(weights_path)
+        check_settings(config["policy_kwargs"], header, where)
+        policy_kwargs = from_json(config["policy_kwargs"], f"{where}: policy_kwargs", custom)
+        aliases = dict(config.get("aliases", {}))
+        hyper = config["hyperparameters"]
+        policy = meta_policy(policy_class, observation_space, action_space, hyper["use_sde"], policy_kwargs, where)
+        check_shapes(policy.state_dict(), header, aliases, weights_path, config_path.name)
+        if optimizer:
+            _check_optimizer(policy, config, path)
+        n_envs = config["n_envs"] if n_envs is None else n_envs
+        check_model_memory(
+            policy,
+            n_envs,
+            hyper["n_steps"],
+            hyper["sequence_length"],
+            observation_space,
+            action_space,
+            optimizer,
+            where,
+        )
+        tensors = _load_tensors(weights_path)
+        _check_finite(tensors, weights_path)
+    return _Checked(
+        config=config,
+        observation_space=observation_space,
+        action_space=action_space,
+        policy_class=policy_class,
+        policy_kwargs=policy_kwargs,
+        aliases=aliases,
+        meta=policy,
+        tensors=tensors,
+    )
+
+
+def check_safe_copy(
+    path: str | Path,
+    custom_classes: Mapping[str, type] | Iterable[type] | None = None,
+    optimizer: bool = False,
+) -> None:
+    """Every check :func:`load_safe` makes, without building the model: a safe copy (and with
+    ``optimizer``, its optimizer state) that passes loads. ``recurrent-rl train --resume`` calls it
+    before it writes anything."""
+    checked = _check(path, _custom(custom_classes), optimizer, None)
+    if optimizer:
+        with _as_safe_error():
+            file, data = _check_optimizer(checked.meta, checked.config, path)
+            parameters = [p for group in checked.meta.optimizer.param_groups for p in group["params"]]
+            optimizer_from_safe(_load_tensors(file), data, str(file), parameters)
 
 
 def load_safe(
@@ -605,6 +812,11 @@ def load_safe(
 ) -> Any:
     """A :class:`~recurrent_rl.RecurrentPPO` rebuilt from a safe copy, without unpickling anything.
 
+    Every field is checked first (:func:`check_safe_copy`): the schema, the classes, the sizes
+    against the tensors in the weights file and against the memory this process can allocate,
+    and the weights must be finite; each failure is one :class:`SafeFormatError` naming the file
+    and the field.
+
     :param path: a folder holding ``model.safetensors`` and ``model.json``, or a prefix / either file
     :param env: the env to attach (a VecEnv, a Gymnasium env or an id), as ``RecurrentPPO.load``
         takes it; its spaces must be the model's. None: a model without env (``predict`` works)
@@ -614,80 +826,56 @@ def load_safe(
         (``save_safe(..., optimizer=True)``; every checkpoint of a run folder does): training then
         continues as from SB3's zip
     """
-    from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
     from recurrent_rl.ppo.algorithm import RecurrentPPO
 
-    custom = _custom(custom_classes)
-    config = read_safe_config(path)
     weights_path, config_path = safe_paths(path)
     where = str(config_path)
-    try:
-        observation_space = space_from_json(config["observation_space"], where)
-        action_space = space_from_json(config["action_space"], where)
-        policy_name = config["policy"]
-        hyper = dict(config["hyperparameters"])
-        policy_kwargs = from_json(config["policy_kwargs"], "policy_kwargs", custom)
-        aliases = dict(config.get("aliases", {}))
-    except (KeyError, TypeError, AttributeError) as error:
-        raise SafeFormatError(
-            f"{where} lacks an entry or has one of the wrong kind ({type(error).__name__}: {error})"
-        ) from None
-    policy_class: Any = {**POLICY_ALIASES, "RecurrentActorCriticPolicy": RecurrentActorCriticPolicy}.get(policy_name)
-    if policy_class is None:
-        raise SafeFormatError(f"{where}: unknown policy {policy_name!r}; expected one of {sorted(POLICY_ALIASES)}")
-    tensors = _load_tensors(weights_path)
-
     venv = None
     if env is not None:
         venv = _wrapped_env(env)
-        if venv.observation_space != observation_space or venv.action_space != action_space:
-            raise SafeFormatError(
-                f"the model in {where} was trained on observations {describe(observation_space)} and actions "
-                f"{describe(action_space)}, but the env has observations {describe(venv.observation_space)} and "
-                f"actions {describe(venv.action_space)}: attach the env it was trained on"
-            )
-    # As SB3's load does: construct without building, set what was saved, then build.
-    model = RecurrentPPO(policy_class, venv, device=device, _init_setup_model=False)  # type: ignore[arg-type]
-    try:
-        for name in HYPERPARAMETERS:
-            setattr(model, name, hyper[name])
-        for name in SCHEDULES:
-            setattr(model, name, _schedule_from_json(hyper[name], name))
-        model._stats_window_size = int(hyper["stats_window_size"])
-        model.num_timesteps = int(config["num_timesteps"])
-        model._n_updates = int(config["n_updates"])
-        n_envs = int(config["n_envs"])
-    except (KeyError, TypeError, ValueError) as error:
+    checked = _check(path, _custom(custom_classes), optimizer, None if venv is None else venv.num_envs)
+    config, observation_space, action_space = checked.config, checked.observation_space, checked.action_space
+    if venv is not None and (venv.observation_space != observation_space or venv.action_space != action_space):
         raise SafeFormatError(
-            f"{where}: the hyperparameters are incomplete ({type(error).__name__}: {error})"
-        ) from None
-    model.policy_kwargs = policy_kwargs
+            f"the model in {where} was trained on observations {describe(observation_space)} and actions "
+            f"{describe(action_space)}, but the env has observations {describe(venv.observation_space)} and "
+            f"actions {describe(venv.action_space)}: attach the env it was trained on"
+        )
+    hyper = config["hyperparameters"]
+    # As SB3's load does: construct without building, set what was saved, then build.
+    model = RecurrentPPO(checked.policy_class, venv, device=device, _init_setup_model=False)  # type: ignore[arg-type]
+    for name in HYPERPARAMETERS:
+        setattr(model, name, hyper[name])
+    for name in SCHEDULES:
+        setattr(model, name, _schedule_from_json(hyper[name], name))
+    model._stats_window_size = hyper["stats_window_size"]
+    model.num_timesteps = config["num_timesteps"]
+    model._n_updates = config["n_updates"]
+    model.policy_kwargs = checked.policy_kwargs
     if venv is None:
-        model.observation_space, model.action_space, model.n_envs = observation_space, action_space, n_envs
+        model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config["n_envs"]
     try:
         model._setup_model()
     except (ValueError, TypeError) as error:
-        raise SafeFormatError(f"{where}: the stored settings do not build a model: {error}") from None
-    state_dict = model.policy.state_dict()
-    missing = sorted(set(state_dict) - set(tensors) - set(aliases))
-    unexpected = sorted(set(tensors) - set(state_dict))
-    if missing or unexpected:
         raise SafeFormatError(
-            f"{weights_path} does not fit the policy in {config_path.name}: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    full = {name: tensors[aliases[name]] if name in aliases else tensors[name] for name in state_dict}
+            f"{where}: the stored settings do not build a model: {shorten(str(error), 200)}"
+        ) from None
+    tensors, aliases = checked.tensors, checked.aliases
+    full = {name: tensors[aliases.get(name, name)] for name in model.policy.state_dict()}
     try:
         model.policy.load_state_dict(full, strict=True)
     except RuntimeError as error:
         raise SafeFormatError(f"{weights_path} does not fit the policy: {str(error).splitlines()[0]}") from None
+    del full, checked
     if optimizer:
-        _load_optimizer(model, config, path)
+        with _as_safe_error():
+            _load_optimizer(model, config, path)
     return model
 
 
 def read_safe_vecnormalize(path: str | Path) -> dict[str, Any] | None:
-    """The VecNormalize entry of a safe copy (None when the model was trained without VecNormalize)."""
+    """The VecNormalize entry of a safe copy (None when the model was trained without VecNormalize),
+    checked: settings in range, statistics finite, variances not negative, of the observations' shapes."""
     return read_safe_config(path).get("vecnormalize")
 
 
@@ -704,25 +892,29 @@ def load_safe_vecnormalize(path: str | Path, venv: Any) -> Any:
         normalizer = VecNormalize(
             venv,
             training=False,
-            norm_obs=bool(data["norm_obs"]),
-            norm_reward=bool(data["norm_reward"]),
-            clip_obs=float(data["clip_obs"]),
-            clip_reward=float(data["clip_reward"]),
-            gamma=float(data["gamma"]),
-            epsilon=float(data["epsilon"]),
+            norm_obs=data["norm_obs"],
+            norm_reward=data["norm_reward"],
+            clip_obs=data["clip_obs"],
+            clip_reward=data["clip_reward"],
+            gamma=data["gamma"],
+            epsilon=data["epsilon"],
             norm_obs_keys=data["norm_obs_keys"],
         )
     except (KeyError, ValueError, AssertionError) as error:
-        raise SafeFormatError(f"{where}: the VecNormalize statistics do not fit this env: {error}") from None
-    try:
-        if not normalizer.norm_obs:
-            pass  # rewards only: SB3 keeps no observation statistics
-        elif isinstance(normalizer.obs_rms, dict):
-            for key, rms in normalizer.obs_rms.items():
-                _set_rms(rms, data["obs_rms"][key], f"{where} (VecNormalize, {key!r})")
-        else:
-            _set_rms(normalizer.obs_rms, data["obs_rms"], f"{where} (VecNormalize)")
-        _set_rms(normalizer.ret_rms, data["ret_rms"], f"{where} (VecNormalize returns)")
-    except (KeyError, TypeError) as error:
-        raise SafeFormatError(f"{where}: the VecNormalize statistics are incomplete ({error})") from None
+        raise SafeFormatError(
+            f"{where}: the VecNormalize statistics do not fit this env: {shorten(str(error))}"
+        ) from None
+    if not normalizer.norm_obs:
+        pass  # rewards only: SB3 keeps no observation statistics
+    elif isinstance(normalizer.obs_rms, dict):
+        missing = [key for key in normalizer.obs_rms if key not in data["obs_rms"]]
+        if missing:
+            raise SafeFormatError(f"{where}: the VecNormalize statistics lack the observation entry {missing[0]!r}")
+        for key, rms in normalizer.obs_rms.items():
+            _set_rms(rms, data["obs_rms"][key], f"{where} (VecNormalize, {key!r})")
+    else:
+        if isinstance(data["obs_rms"], dict) and set(data["obs_rms"]) != {"mean", "var", "count"}:
+            raise SafeFormatError(f"{where}: the VecNormalize statistics are for Dict observations, the env's are not")
+        _set_rms(normalizer.obs_rms, data["obs_rms"], f"{where} (VecNormalize)")
+    _set_rms(normalizer.ret_rms, data["ret_rms"], f"{where} (VecNormalize returns)")
     return normalizer

@@ -465,6 +465,10 @@ def _resume(
             "SB3's zip (with vecnormalize.pkl)",
             f": recurrent-rl train --resume {run_dir} {TRUST_PICKLE_FLAG}",
         )
+    if safe:  # every check of the received checkpoint (its optimizer state too) before anything is written
+        from recurrent_rl.export.safe import check_safe_copy
+
+        check_safe_copy(checkpoint / runs.MODEL, optimizer=True)
     with using_torch_threads(config.torch_threads):
         return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks, safe)
 
