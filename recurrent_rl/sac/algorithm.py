@@ -72,7 +72,7 @@ class RecurrentSAC(SAC):
     ``optimize_memory_usage`` and ``n_steps > 1`` are not supported; actions must be a ``Box``.
     """
 
-    policy: RecurrentSACPolicy
+    policy: RecurrentSACPolicy  # type: ignore[assignment]
     replay_buffer: SequenceReplayBuffer
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": RecurrentSACPolicy}
 
@@ -119,7 +119,9 @@ class RecurrentSAC(SAC):
     ):
         self.torch_threads = check_torch_threads(torch_threads)
         if isinstance(policy, str) and policy not in self.policy_aliases:
-            raise UserInputError(f"unknown policy {policy!r} for RecurrentSAC; choose one of {sorted(self.policy_aliases)}")
+            raise UserInputError(
+                f"unknown policy {policy!r} for RecurrentSAC; choose one of {sorted(self.policy_aliases)}"
+            )
         policy_kwargs = dict(policy_kwargs or {})
         given = dict(
             memory=memory,
@@ -135,7 +137,7 @@ class RecurrentSAC(SAC):
             # bad input is refused here, before an env is stepped or a network built
             if env is not None:
                 env = maybe_make_env(env, verbose)
-                check_action_space(env.action_space)  # type: ignore[union-attr]
+                check_sac_spaces(env.observation_space, env.action_space)
             check_policy_options(
                 policy_kwargs["memory"],
                 policy_kwargs["hidden_size"],
@@ -156,7 +158,7 @@ class RecurrentSAC(SAC):
         self.burn_in = burn_in
         self.stored_states = bool(stored_states)
         super().__init__(
-            policy,
+            policy,  # type: ignore[arg-type]
             env,
             learning_rate=learning_rate,
             buffer_size=buffer_size,
@@ -246,8 +248,8 @@ class RecurrentSAC(SAC):
         prev_r = th.as_tensor(self._last_prev_reward, device=device) * keep[:, 0] if policy.prev_reward else None
         actor_state, critic_state = self._last_state
         with th.no_grad():
-            obs = policy.obs_to_tensor(self._last_obs)[0]  # type: ignore[arg-type]
-            entering = (reset_columns(actor_state, starts),)
+            obs = policy.obs_to_tensor(self._last_obs)[0]
+            entering: tuple[MemoryState, ...] = (reset_columns(actor_state, starts),)
             actions, actor_state = policy.actor.step(obs, actor_state, starts, prev_a, prev_r, deterministic=False)
             if self.stored_states and policy.critic_has_memory:
                 entering += (reset_columns(critic_state, starts),)
@@ -255,7 +257,7 @@ class RecurrentSAC(SAC):
         self._last_state = (actor_state, critic_state)
         self.rollout_state = self._last_state  # for callbacks, as RecurrentPPO.rollout_state
         stored = tuple(leaf for state in entering for leaf in state_to_numpy(state)) if self.stored_states else ()
-        self._step_extras = StepExtras(np.asarray(self._last_episode_starts, dtype=bool), stored)  # type: ignore[arg-type]
+        self._step_extras = StepExtras(np.asarray(self._last_episode_starts, dtype=bool), stored)
 
         if self.num_timesteps < learning_starts:
             scaled_action = policy.scale_action(np.array([self.action_space.sample() for _ in range(n_envs)]))
@@ -314,16 +316,57 @@ class RecurrentSAC(SAC):
         if not policy.critic_has_memory:
             critic_start = actor_start  # one memory: the stored state is the shared one
         actor_out = policy.actor.encoder.sequence(state=actor_start, **inputs)
-        critic_out = actor_out if not policy.critic_has_memory else policy.critic.encoder.sequence(state=critic_start, **inputs)
+        critic_out = (
+            actor_out if not policy.critic_has_memory else policy.critic.encoder.sequence(state=critic_start, **inputs)
+        )
         with th.no_grad():
             target_out = policy.critic_target.encoder.sequence(state=critic_start, **inputs)
         return {"actor": actor_out, "critic": critic_out, "target": target_out}
+
+    def critic_loss(
+        self,
+        data: SequenceReplaySamples,
+        outs: dict[str, th.Tensor],
+        actions_pi: th.Tensor,
+        log_prob: th.Tensor,
+        ent_coef: th.Tensor,
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """SAC's critic loss over the trained rows, and the first Q head's values (T, W).
+
+        The TD target of row t bootstraps from the target critic's memory at row t + 1 (the next
+        observation) with the actor's action and log-probability there; a termination stops it,
+        a time-limit truncation does not (SB3's ``handle_timeout_termination``).
+        """
+        B, mask = self.burn_in, data.mask[self.burn_in :]
+        critic, critic_target = self.policy.critic, self.policy.critic_target
+        with th.no_grad():
+            next_q = th.stack(critic_target.q_values(outs["target"][1:], actions_pi[1:]), dim=0).min(dim=0).values
+            next_q = next_q - ent_coef * log_prob[1:]
+            target_q = data.rewards[B:] + (1 - data.dones[B:]) * self.gamma * next_q  # (T, W)
+        current_q = critic.q_values(outs["critic"][:-1], data.actions[B:])
+        loss = 0.5 * sum(masked_mean((q - target_q) ** 2, mask) for q in current_q)
+        return loss, current_q[0]  # type: ignore[return-value]
+
+    def actor_loss(
+        self,
+        data: SequenceReplaySamples,
+        outs: dict[str, th.Tensor],
+        actions_pi: th.Tensor,
+        log_prob: th.Tensor,
+        ent_coef: th.Tensor,
+    ) -> th.Tensor:
+        """SAC's actor loss over the trained rows. The critic reads its memory's output detached
+        (computed before the critic's step, its Q heads after it): the loss trains the actor only."""
+        mask = data.mask[self.burn_in :]
+        q_pi = self.policy.critic.q_values(outs["critic"][:-1].detach(), actions_pi[:-1])
+        min_q_pi = th.stack(q_pi, dim=0).min(dim=0).values
+        return masked_mean(ent_coef * log_prob[:-1] - min_q_pi, mask)
 
     def train(self, gradient_steps: int, batch_size: int = 32) -> None:
         """SAC's update (SB3's ``SAC.train``, step for step) on windows: every loss is a mean over the
         rows the buffer's mask keeps, and the memories run over whole windows."""
         self.policy.set_training_mode(True)
-        actor, critic, critic_target = self.policy.actor, self.policy.critic, self.policy.critic_target
+        actor, critic = self.policy.actor, self.policy.critic
         optimizers = [actor.optimizer, critic.optimizer]
         if self.ent_coef_optimizer is not None:
             optimizers += [self.ent_coef_optimizer]
@@ -354,24 +397,14 @@ class RecurrentSAC(SAC):
                 ent_coef = self.ent_coef_tensor
             logs["ent_coef"].append(ent_coef.item())
 
-            with th.no_grad():
-                next_q = th.stack(critic_target.q_values(outs["target"][1:], actions_pi[1:]), dim=0).min(dim=0).values
-                next_q = next_q - ent_coef * log_prob[1:]
-                target_q = data.rewards[B:] + (1 - data.dones[B:]) * self.gamma * next_q  # (T, W)
-
-            current_q = critic.q_values(outs["critic"][:-1], data.actions[B:])
-            critic_loss = 0.5 * sum(masked_mean((q - target_q) ** 2, mask) for q in current_q)
-            assert isinstance(critic_loss, th.Tensor)
+            critic_loss, current_q = self.critic_loss(data, outs, actions_pi, log_prob, ent_coef)
             logs["critic_loss"].append(critic_loss.item())
-            logs["q_values"].append(masked_mean(current_q[0].detach(), mask).item())
+            logs["q_values"].append(masked_mean(current_q.detach(), mask).item())
             critic.optimizer.zero_grad()
             critic_loss.backward()
             critic.optimizer.step()
 
-            # the critic's memory output, detached: the actor loss trains the actor only
-            q_pi = critic.q_values(outs["critic"][:-1].detach(), actions_pi[:-1])
-            min_q_pi = th.stack(q_pi, dim=0).min(dim=0).values
-            actor_loss = masked_mean(ent_coef * log_prob[:-1] - min_q_pi, mask)
+            actor_loss = self.actor_loss(data, outs, actions_pi, log_prob, ent_coef)
             logs["actor_loss"].append(actor_loss.item())
             logs["entropy"].append(-masked_mean(log_prob[:-1].detach(), mask).item())
             actor.optimizer.zero_grad()
@@ -379,7 +412,7 @@ class RecurrentSAC(SAC):
             actor.optimizer.step()
 
             if gradient_step % self.target_update_interval == 0:
-                polyak_update(critic.parameters(), critic_target.parameters(), self.tau)
+                polyak_update(critic.parameters(), self.policy.critic_target.parameters(), self.tau)
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
             norms["actor"].append(_row_norm(outs["actor"][:-1], mask))
             if self.policy.critic_has_memory:
@@ -419,17 +452,19 @@ class RecurrentSAC(SAC):
         """SB3's ``learn``, with torch on the thread count that ``torch_threads`` chooses."""
         threads = learn_threads(getattr(self, "torch_threads", "auto"), self.device)
         with using_torch_threads(threads):
-            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+            return super().learn(
+                total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar
+            )
 
-    def load_replay_buffer(
-        self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True
-    ) -> None:
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """SB3's ``load_replay_buffer`` (a pickle: load only files you trust), refusing a buffer that
         does not match this model's windows or stored states."""
         super().load_replay_buffer(path, truncate_last_traj)
         buffer = self.replay_buffer
         if not isinstance(buffer, SequenceReplayBuffer):
-            raise UserInputError(f"{path} holds a {type(buffer).__name__}, not a SequenceReplayBuffer from RecurrentSAC")
+            raise UserInputError(
+                f"{path} holds a {type(buffer).__name__}, not a SequenceReplayBuffer from RecurrentSAC"
+            )
         expected = self.replay_buffer_kwargs.get("state_shapes", [])
         if (buffer.sequence_length, buffer.burn_in, buffer.state_shapes) != (
             self.sequence_length,
@@ -455,8 +490,13 @@ class RecurrentSAC(SAC):
         ]
 
 
-def check_action_space(action_space: spaces.Space) -> None:
-    """RecurrentSAC acts in ``Box`` spaces only (SAC's squashed Gaussian)."""
+def check_sac_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """RecurrentSAC acts in ``Box`` spaces only (SAC's squashed Gaussian), on non-Dict observations."""
+    if isinstance(observation_space, spaces.Dict):
+        raise UserInputError(
+            "RecurrentSAC does not support Dict observations yet: flatten them with "
+            "gymnasium.wrappers.FlattenObservation"
+        )
     if not isinstance(action_space, spaces.Box):
         raise UserInputError(
             f"RecurrentSAC needs a continuous (Box) action space, got {action_space}: use RecurrentPPO for "

@@ -124,9 +124,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         state_shapes: list[tuple[int, int]] | tuple[tuple[int, int], ...] = (),
     ):
         if optimize_memory_usage:
-            raise UserInputError(
-                "optimize_memory_usage=True is not supported by the sequence replay buffer: use False"
-            )
+            raise UserInputError("optimize_memory_usage=True is not supported by the sequence replay buffer: use False")
         if isinstance(observation_space, spaces.Dict):
             raise UserInputError(
                 "RecurrentSAC does not support Dict observations yet: flatten them with "
@@ -205,8 +203,8 @@ class SequenceReplayBuffer(ReplayBuffer):
                 return steps, envs
             steps[bad] = np.random.randint(0, upper, size=int(bad.sum()))
             envs[bad] = np.random.randint(0, self.n_envs, size=int(bad.sum()))
-        all_steps, all_envs = np.meshgrid(np.arange(upper), np.arange(self.n_envs), indexing="ij")
-        all_steps, all_envs = all_steps.reshape(-1), all_envs.reshape(-1)
+        grid_steps, grid_envs = np.meshgrid(np.arange(upper), np.arange(self.n_envs), indexing="ij")
+        all_steps, all_envs = grid_steps.reshape(-1), grid_envs.reshape(-1)
         ok = np.flatnonzero(self.valid_anchors(all_steps, all_envs))
         bad = ~self.valid_anchors(steps, envs)
         pick = np.random.choice(ok, size=int(bad.sum()))

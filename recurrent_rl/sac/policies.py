@@ -132,7 +132,9 @@ class MemoryEncoder(nn.Module):
 
         if burn_in:
             with th.no_grad():
-                _, state = self.core(rows(0, burn_in), state, episode_starts[:burn_in])  # type: ignore[assignment]
+                _, burnt = self.core(rows(0, burn_in), state, episode_starts[:burn_in])
+            assert burnt is not None
+            state = burnt
         out, _ = self.core(rows(burn_in, T), state, episode_starts[burn_in:], need_final_state=False)
         return out
 
@@ -147,6 +149,8 @@ class RecurrentActor(nn.Module):
     With ``detach_memory`` (a memory shared with the critic and trained by it), the heads read
     the memory's output detached.
     """
+
+    optimizer: th.optim.Optimizer  # set by the policy: SAC's actor optimizer
 
     def __init__(
         self,
@@ -177,7 +181,9 @@ class RecurrentActor(nn.Module):
         """Sampled (reparametrised) actions in [-1, 1] and their log-probabilities, for any leading shape."""
         mean, log_std = self.dist_params(memory_out)
         shape = mean.shape
-        actions, log_prob = self.action_dist.log_prob_from_params(mean.reshape(-1, shape[-1]), log_std.reshape(-1, shape[-1]))
+        actions, log_prob = self.action_dist.log_prob_from_params(
+            mean.reshape(-1, shape[-1]), log_std.reshape(-1, shape[-1])
+        )
         return actions.view(shape), log_prob.view(shape[:-1])
 
     def step(
@@ -212,6 +218,8 @@ class RecurrentActor(nn.Module):
 
 class RecurrentCritic(nn.Module):
     """Twin (``n_critics``) Q heads on one memory: Q_i(memory output, action)."""
+
+    optimizer: th.optim.Optimizer  # set by the policy: SAC's critic optimizer
 
     def __init__(
         self,
@@ -325,7 +333,9 @@ class RecurrentSACPolicy(BasePolicy):
         )
 
     def make_critic(self) -> RecurrentCritic:
-        return RecurrentCritic(self.make_encoder(), self.action_dim, self.critic_arch, self.activation_fn, self.n_critics)
+        return RecurrentCritic(
+            self.make_encoder(), self.action_dim, self.critic_arch, self.activation_fn, self.n_critics
+        )
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.critic = self.make_critic()
@@ -385,13 +395,17 @@ class RecurrentSACPolicy(BasePolicy):
     def stored_state_shapes(self) -> list[tuple[int, int]]:
         """``(layers, width)`` of each state tensor a replay buffer stores per step: the actor's, then
         the critic's own (the target critic starts from the critic's, as R2D2's target network does)."""
-        return stored_state_shapes(self.memory, self.hidden_size, self.num_layers, self.memory_kwargs, self.critic_memory)
+        return stored_state_shapes(
+            self.memory, self.hidden_size, self.num_layers, self.memory_kwargs, self.critic_memory
+        )
 
     # --- acting ---------------------------------------------------------------------------------
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         """Actions from a fresh memory (SB3's stateless interface); :meth:`predict` carries the memory."""
-        n_envs = int(next(iter(observation.values())).shape[0] if isinstance(observation, dict) else observation.shape[0])
+        n_envs = int(
+            next(iter(observation.values())).shape[0] if isinstance(observation, dict) else observation.shape[0]
+        )
         zeros = th.zeros(n_envs, self.action_dim, device=self.device) if self.prev_action else None
         reward = th.zeros(n_envs, device=self.device) if self.prev_reward else None
         state = self.actor.encoder.core.initial_state(n_envs, self.device)
@@ -436,8 +450,8 @@ class RecurrentSACPolicy(BasePolicy):
             if reward is None:
                 if not (starts == 1).all():
                     raise UserInputError(
-                        "this policy reads the previous reward (prev_reward=True): pass predict(..., reward=r) with the "
-                        "rewards the envs returned after the previous actions"
+                        "this policy reads the previous reward (prev_reward=True): pass predict(..., reward=r) "
+                        "with the rewards the envs returned after the previous actions"
                     )
                 reward = np.zeros(n_envs, dtype=np.float32)
             prev_r = th.as_tensor(np.asarray(reward, dtype=np.float32).reshape(n_envs), device=self.device) * keep[:, 0]
@@ -451,7 +465,7 @@ class RecurrentSACPolicy(BasePolicy):
         out_state = tuple(state_to_numpy(memory))
         if self.prev_action:
             out_state = (*out_state, actions.cpu().numpy().reshape(n_envs, self.action_dim))
-        return unscaled, out_state  # type: ignore[return-value]
+        return unscaled, out_state
 
     def _state_from_numpy(self, state: Any, n_envs: int) -> tuple[MemoryState, th.Tensor | None]:
         core = self.actor.encoder.core
@@ -482,7 +496,9 @@ def check_policy_options(memory: Any, hidden_size: Any, num_layers: Any, critic_
     except ValueError as error:
         raise UserInputError(str(error)) from None
     if critic_memory not in CRITIC_MEMORY:
-        raise UserInputError(f"critic_memory={critic_memory!r} is not valid for RecurrentSAC; choose one of {list(CRITIC_MEMORY)}")
+        raise UserInputError(
+            f"critic_memory={critic_memory!r} is not valid for RecurrentSAC; choose one of {list(CRITIC_MEMORY)}"
+        )
     if use_sde:
         raise UserInputError("RecurrentSAC does not support gSDE (use_sde=True): use use_sde=False")
 
