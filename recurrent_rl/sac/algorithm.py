@@ -37,7 +37,7 @@ from recurrent_rl.nets.memory import state_to_numpy
 from recurrent_rl.ppo.algorithm import TorchThreads, check_torch_threads, learn_threads, using_torch_threads
 from recurrent_rl.sac.buffers import SequenceReplayBuffer, SequenceReplaySamples, StepExtras, check_sequence_options
 from recurrent_rl.sac.policies import RecurrentSACPolicy, check_policy_options, reset_columns, stored_state_shapes
-from recurrent_rl.types import MemoryState
+from recurrent_rl.types import MemoryState, RecurrentState
 
 # RecurrentSAC's own options that are the policy's (forwarded through policy_kwargs)
 POLICY_OPTIONS = ("memory", "hidden_size", "num_layers", "critic_memory", "prev_action", "prev_reward")
@@ -213,7 +213,7 @@ class RecurrentSAC(SAC):
     def _reset_memory(self) -> None:
         """Fresh memory and zero previous action and reward for every env (a new episode everywhere)."""
         n_envs = self.n_envs
-        self._last_state: tuple[MemoryState, MemoryState] = self.policy.initial_state(n_envs)
+        self._last_state: RecurrentState = self.policy.initial_state(n_envs)
         self._last_prev_action = np.zeros((n_envs, self.policy.action_dim), dtype=np.float32)
         self._last_prev_reward = np.zeros(n_envs, dtype=np.float32)
 
@@ -254,8 +254,9 @@ class RecurrentSAC(SAC):
             if self.stored_states and policy.critic_has_memory:
                 entering += (reset_columns(critic_state, starts),)
                 _, critic_state = policy.critic.encoder.step(obs, critic_state, starts, prev_a, prev_r)
-        self._last_state = (actor_state, critic_state)
-        self.rollout_state = self._last_state  # for callbacks, as RecurrentPPO.rollout_state
+        self._last_state = RecurrentState(actor_state, critic_state)
+        # for callbacks, as RecurrentPPO.rollout_state (the memory/ norms of the runs' callback)
+        self.rollout_state = self._last_state
         stored = tuple(leaf for state in entering for leaf in state_to_numpy(state)) if self.stored_states else ()
         self._step_extras = StepExtras(np.asarray(self._last_episode_starts, dtype=bool), stored)
 

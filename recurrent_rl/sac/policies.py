@@ -38,7 +38,7 @@ from torch import nn
 
 from recurrent_rl.errors import UserInputError, check_finite_observations
 from recurrent_rl.nets.memory import MemoryCore, check_memory_options, mask_state, state_leaves, state_to_numpy
-from recurrent_rl.types import MemoryState
+from recurrent_rl.types import MemoryState, RecurrentState
 
 CRITIC_MEMORY = ("separate", "shared")
 
@@ -386,11 +386,11 @@ class RecurrentSACPolicy(BasePolicy):
         """Whether the critic's memory is its own (``critic_memory="separate"``)."""
         return self.critic_memory == "separate"
 
-    def initial_state(self, n_envs: int) -> tuple[MemoryState, MemoryState]:
-        """Zero memory for ``n_envs`` columns: (actor, critic), the critic's empty when shared."""
+    def initial_state(self, n_envs: int) -> RecurrentState:
+        """Zero memory for ``n_envs`` columns: the actor's and the critic's (empty when shared)."""
         actor = self.actor.encoder.core.initial_state(n_envs, self.device)
         critic = self.critic.encoder.core.initial_state(n_envs, self.device) if self.critic_has_memory else ()
-        return actor, critic
+        return RecurrentState(actor, critic)
 
     def stored_state_shapes(self) -> list[tuple[int, int]]:
         """``(layers, width)`` of each state tensor a replay buffer stores per step: the actor's, then
