@@ -6,6 +6,7 @@ The package, along the data path::
     nets/        memory cores, the recurrent policy, the backend hook (plain torch)
     accel/       the CPU speed backend (compiled memory layers and scan, lean Adam and categorical)
     ppo/         RecurrentPPO and its rollout buffer
+    sac/         RecurrentSAC, its policy and its sequence replay buffer
     supervised/  sequence models, their trainer and datasets, pretrained encoders
     runs/        configs and presets, run folders, training, callbacks, evaluation, the CLI
     export/      ONNX export, the torch-free ONNX runner, the weights-only (safe) model format
@@ -42,6 +43,7 @@ _POLICIES = (
 _PUBLIC: dict[str, str] = {
     "RecurrentPPO": "recurrent_rl.ppo.algorithm",
     "MaskableRecurrentPPO": "recurrent_rl.ppo.masking",
+    "RecurrentSAC": "recurrent_rl.sac.algorithm",
     "MemoryCore": "recurrent_rl.nets.memory",
     "NonFiniteLossError": "recurrent_rl.errors",
     "encoder_policy_kwargs": "recurrent_rl.supervised.encoder",
@@ -101,6 +103,7 @@ if TYPE_CHECKING:
     )
     from recurrent_rl.ppo.algorithm import RecurrentPPO as RecurrentPPO
     from recurrent_rl.ppo.masking import MaskableRecurrentPPO as MaskableRecurrentPPO
+    from recurrent_rl.sac.algorithm import RecurrentSAC as RecurrentSAC
     from recurrent_rl.supervised.encoder import (
         encoder_policy_kwargs as encoder_policy_kwargs,
         load_encoder as load_encoder,

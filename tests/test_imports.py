@@ -314,6 +314,14 @@ LAYERS = {
         "recurrent_rl.errors",
         "recurrent_rl.sequences",
     ),
+    "recurrent_rl.sac": (
+        "recurrent_rl.sac",
+        "recurrent_rl.ppo",
+        "recurrent_rl.nets",
+        "recurrent_rl.types",
+        "recurrent_rl.errors",
+        "recurrent_rl.sequences",
+    ),
     "recurrent_rl.accel": (
         "recurrent_rl.accel",
         "recurrent_rl.nets",
