@@ -98,6 +98,17 @@ def using_torch_threads(n: int | None) -> Iterator[None]:
             th.set_num_threads(previous)
 
 
+def rollout_collector(env: Any) -> Any:
+    """The VecEnv (``env`` or one under its VecEnv wrappers) that collects whole rollouts itself,
+    such as :class:`recurrent_rl.runners.RunnerVecEnv`, whose runners run this algorithm's own
+    ``collect_rollouts`` in other processes; None for ordinary VecEnvs."""
+    while env is not None:
+        if getattr(env, "collects_rollouts", False):
+            return env
+        env = getattr(env, "venv", None)
+    return None
+
+
 class RecurrentPPO(PPO):
     """PPO with a recurrent (GRU / LSTM / Elman RNN) policy.
 
@@ -235,6 +246,10 @@ class RecurrentPPO(PPO):
         through SB3's ``self.locals`` (the ``memory/`` TensorBoard tags come from it). It is the
         policy's own tensors, not a copy: read them, do not change them in place.
         """
+        collector = rollout_collector(env)
+        if collector is not None:  # envs in other processes (Ray runners) that run this loop themselves
+            self.policy.set_training_mode(False)
+            return collector.collect_rollouts(self, callback, rollout_buffer, n_rollout_steps)
         assert self._last_obs is not None, "No previous observation was provided"
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
