@@ -30,7 +30,6 @@ seeded ``seed + i*K``; the ``r``-th replacement of runner ``i`` uses ``seed + i*
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -148,7 +147,6 @@ class RunnerVecEnv(VecEnv):
 
     def collect_rollouts(self, model: Any, callback: BaseCallback, rollout_buffer: Any, n_rollout_steps: int) -> bool:
         """One synchronous iteration over all runners; see the module docstring. False when a callback stops."""
-        started = time.perf_counter()
         if self.spec is None:
             self._build(model)
         normalizer = model.get_vec_normalize_env()
@@ -164,8 +162,6 @@ class RunnerVecEnv(VecEnv):
                 if obs_rms is not None:
                     moments.merge(normalizer.obs_rms, piece.obs_moments)
                 moments.merge(normalizer.ret_rms, piece.ret_moments)
-        collected = time.perf_counter() - started
-        model.logger.record("time/collect_s", collected)
         model.logger.record("runners/restarts", self.restarts)
         for index, piece in enumerate(pieces):
             rate = n_rollout_steps * self.envs_per_runner / max(piece.seconds, 1e-9)

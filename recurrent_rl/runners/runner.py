@@ -31,6 +31,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from recurrent_rl.nets.memory import map_state
@@ -180,6 +181,7 @@ class RolloutRunner:
             device="cpu",
             torch_threads=1,
         )
+        self.model.set_logger(Logger(folder=None, output_formats=[]))  # the learner logs, not the runners
         self.model.ep_info_buffer = deque(maxlen=spec.stats_window_size)
         self.model.ep_success_buffer = deque(maxlen=spec.stats_window_size)
         self._recorder.init_callback(self.model)
