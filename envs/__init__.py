@@ -8,6 +8,7 @@ See docs/environments.md for the list of ids, what each hides and its reference 
 
 from __future__ import annotations
 
+from recurrent_rl.envs.latency import StepCost
 from recurrent_rl.envs.reference import memoryless_policy, reference_returns
 from recurrent_rl.envs.registry import (
     MEMORY_TASKS,
@@ -41,6 +42,7 @@ __all__ = [
     "PreviousActionReward",
     "RepeatFirst",
     "RepeatPrevious",
+    "StepCost",
     "TMaze",
     "VisitAll",
     "action_mask_task_ids",

@@ -305,6 +305,7 @@ LAYERS = {
     "recurrent_rl.versions": (),
     "recurrent_rl.atomic": (),
     "recurrent_rl.received": ("recurrent_rl.errors",),
+    "recurrent_rl.cluster": ("recurrent_rl.errors",),
     "recurrent_rl.envs": ("recurrent_rl.envs",),
     "recurrent_rl.nets": ("recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors", "recurrent_rl.sequences"),
     "recurrent_rl.ppo": (
@@ -321,6 +322,15 @@ LAYERS = {
         "recurrent_rl.types",
         "recurrent_rl.errors",
         "recurrent_rl.sequences",
+    ),
+    "recurrent_rl.runners": (
+        "recurrent_rl.runners",
+        "recurrent_rl.ppo",
+        "recurrent_rl.nets",
+        "recurrent_rl.types",
+        "recurrent_rl.errors",
+        "recurrent_rl.sequences",
+        "recurrent_rl.cluster",
     ),
     "recurrent_rl.accel": (
         "recurrent_rl.accel",

@@ -20,6 +20,7 @@ import importlib
 import io
 import os
 import pathlib
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
@@ -96,6 +97,17 @@ def using_torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if th.get_num_threads() != previous:
             th.set_num_threads(previous)
+
+
+def rollout_collector(env: Any) -> Any:
+    """The VecEnv (``env`` or one under its VecEnv wrappers) that collects whole rollouts itself,
+    such as :class:`recurrent_rl.runners.RunnerVecEnv`, whose runners run this algorithm's own
+    ``collect_rollouts`` in other processes; None for ordinary VecEnvs."""
+    while env is not None:
+        if getattr(env, "collects_rollouts", False):
+            return env
+        env = getattr(env, "venv", None)
+    return None
 
 
 class RecurrentPPO(PPO):
@@ -235,6 +247,20 @@ class RecurrentPPO(PPO):
         through SB3's ``self.locals`` (the ``memory/`` TensorBoard tags come from it). It is the
         policy's own tensors, not a copy: read them, do not change them in place.
         """
+        started = time.perf_counter()
+        collector = rollout_collector(env)
+        if collector is not None:  # envs in other processes (Ray runners) that run this loop themselves
+            self.policy.set_training_mode(False)
+            collected = collector.collect_rollouts(self, callback, rollout_buffer, n_rollout_steps)
+        else:
+            collected = self._collect_here(env, callback, rollout_buffer, n_rollout_steps)
+        self.logger.record("time/collect_s", time.perf_counter() - started)
+        return collected
+
+    def _collect_here(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RecurrentRolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """The collection loop itself (what every runner runs too; see :meth:`collect_rollouts`)."""
         assert self._last_obs is not None, "No previous observation was provided"
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
@@ -308,6 +334,12 @@ class RecurrentPPO(PPO):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def train(self) -> None:
+        """SB3's PPO update, unchanged; its wall time is logged as ``time/update_s``."""
+        started = time.perf_counter()
+        super().train()
+        self.logger.record("time/update_s", time.perf_counter() - started)
 
     def _rollout_action_masks(self, env: VecEnv) -> np.ndarray | None:
         """The action masks of the current step, (n_envs, mask_size) bool; None: no masking (here)."""
