@@ -172,7 +172,7 @@ def build(task: str, agent: str, seed: int):
     if agent == "ppo":
         from stable_baselines3.common.vec_env import VecNormalize
 
-        from recurrent_rl.runs.presets import load_preset
+        from recurrent_rl.config.presets import load_preset
         from recurrent_rl.runs.training import make_model, make_training_env
 
         config = load_preset(spec["preset"], overrides=[f"seed={seed}"])

@@ -72,8 +72,8 @@ def build_model(contender: str, env_fn: SlowEnv, address: str | None) -> tuple[A
     from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
     from recurrent_rl import RecurrentPPO
+    from recurrent_rl.config.presets import load_preset
     from recurrent_rl.runners import RunnerVecEnv
-    from recurrent_rl.runs.presets import load_preset
 
     config = load_preset(PRESET)
     if contender == "dummy":

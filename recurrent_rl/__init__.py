@@ -49,8 +49,8 @@ _PUBLIC: dict[str, str] = {
     "encoder_policy_kwargs": "recurrent_rl.supervised.encoder",
     "load_encoder": "recurrent_rl.supervised.encoder",
     "export_onnx": "recurrent_rl.export.onnx",
-    "save_safe": "recurrent_rl.export.safe",
-    "load_safe": "recurrent_rl.export.safe",
+    "save_safe": "recurrent_rl.io.safe",
+    "load_safe": "recurrent_rl.algorithms",
     **dict.fromkeys(_POLICIES, "recurrent_rl.nets.policies"),
 }
 
@@ -85,9 +85,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     __version__: str
 
+    from recurrent_rl.algorithms import load_safe as load_safe
     from recurrent_rl.errors import NonFiniteLossError as NonFiniteLossError
     from recurrent_rl.export.onnx import export_onnx as export_onnx
-    from recurrent_rl.export.safe import load_safe as load_safe, save_safe as save_safe
+    from recurrent_rl.io.safe import save_safe as save_safe
     from recurrent_rl.nets.memory import MemoryCore as MemoryCore
     from recurrent_rl.nets.policies import (
         CnnGruPolicy as CnnGruPolicy,

@@ -4,7 +4,7 @@ A write that fails for want of room or permission (a full disk, a read-only file
 too long) raises an ``OSError`` with that ``errno`` and the path it was writing
 (:func:`failed_write`), whatever the writer raised: safetensors says "os error 28" in its
 message, ``torch.save`` only that its stream failed. The caller turns it into one line
-(``recurrent_rl.runs.folders.storage_error``).
+(``recurrent_rl.io.run_folder.storage_error``).
 
 A leaf module (the standard library only), so every part of the package may write through it.
 """

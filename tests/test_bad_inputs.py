@@ -2,7 +2,7 @@
 code 2 and one ``error:`` line saying what is wrong and how to fix it, without a traceback, and
 without writing or changing anything on disk.
 
-Each row runs in-process (``recurrent_rl.runs.cli.main``) in a scratch folder that is the current
+Each row runs in-process (``recurrent_rl.cli.main.main``) in a scratch folder that is the current
 folder and holds the files of FILES and, where the row names them, copies of the run folders of
 RUN_FOLDERS; the folder must be byte for byte the same afterwards.
 

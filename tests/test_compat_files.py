@@ -72,7 +72,7 @@ def test_the_run_evaluates_exports_and_resumes(run, tmp_path):
 
 def test_the_study_continues(tmp_path):
     pytest.importorskip("optuna")
-    from recurrent_rl.runs.presets import load_preset
+    from recurrent_rl.config.presets import load_preset
     from recurrent_rl.sweeps.tune import run_study
 
     (tmp_path / "tune").mkdir()

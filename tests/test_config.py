@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from recurrent_rl.runs.config import (
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset, preset_names, preset_template, presets_by_env
+from recurrent_rl.config.train import (
     ConfigError,
     Linear,
     TrainConfig,
@@ -17,7 +18,6 @@ from recurrent_rl.runs.config import (
     load_config,
     save_config,
 )
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names, preset_template, presets_by_env
 from recurrent_rl.runs.training import make_model, make_training_env
 
 SMALL = ["n_envs=2", "n_steps=16", "batch_size=32"]
@@ -209,20 +209,20 @@ def test_configs_are_frozen_and_validated_on_replace():
 
 def test_policy_choices_are_the_core_aliases():
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.runs.config import POLICIES
+    from recurrent_rl.config.train import POLICIES
 
     assert set(POLICIES) == set(RecurrentPPO.policy_aliases)
 
 
 def test_the_config_names_every_memory_core():
+    from recurrent_rl.config.train import MEMORIES
     from recurrent_rl.nets.memory import MEMORIES as CORE_MEMORIES
-    from recurrent_rl.runs.config import MEMORIES
 
     assert MEMORIES == CORE_MEMORIES
 
 
 def test_memory_kwargs_reach_the_policy():
-    from recurrent_rl.runs.config import config_from_dict
+    from recurrent_rl.config.train import config_from_dict
 
     config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": {"memory": "mingru"}})
     assert config.algorithm_kwargs()["policy_kwargs"]["memory"] == "mingru"

@@ -17,10 +17,11 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from recurrent_rl import RecurrentPPO
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset, preset_names
+from recurrent_rl.io import run_folder as runs
 from recurrent_rl.ppo import algorithm
-from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl.runs import cli
 from recurrent_rl.runs.callbacks import TrainingProgress
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names
 from recurrent_rl.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]

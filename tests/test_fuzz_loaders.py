@@ -39,10 +39,10 @@ def files(tmp_path_factory) -> dict[str, Any]:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
+    from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
+    from recurrent_rl.config.schema import config_to_yaml
     from recurrent_rl.export.onnx import export_onnx
     from recurrent_rl.export.safe import save_safe
-    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
-    from recurrent_rl.runs.schema import config_to_yaml
     from tests.test_safe_format import ENV, tiny_model
 
     folder = tmp_path_factory.mktemp("fuzz")
@@ -233,7 +233,7 @@ def _fuzz_onnx(files: dict[str, Any], examples: int, monkeypatch: pytest.MonkeyP
 
 
 def _fuzz_config_yaml(files: dict[str, Any], examples: int, tmp_path: Path) -> None:
-    from recurrent_rl.runs.config import load_config
+    from recurrent_rl.config.train import load_config
 
     original = yaml.safe_load(files["config"].read_text())
     target = tmp_path / "config.yaml"
@@ -244,7 +244,7 @@ def _fuzz_config_yaml(files: dict[str, Any], examples: int, tmp_path: Path) -> N
     @given(mutated(original))
     def check(data: Any) -> None:
         target.write_text(yaml.dump(data, Dumper=DUMPER))
-        # config.yaml's messages echo whole values (runs/schema.py): only the kind of error is checked here
+        # config.yaml's messages echo whole values (config/schema.py): only the kind of error is checked here
         _refused_or_loaded(lambda: load_config(target), one_short_line=False)
 
     check()

@@ -30,7 +30,6 @@ with one shortest loop through it and all the imports inside it, every edge with
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import subprocess
 import sys
@@ -391,8 +390,8 @@ for old, new in {sorted(aliases.items())!r}:
 from recurrent_rl.policies import MlpGruPolicy
 from recurrent_rl.nets.policies import MlpGruPolicy as new
 assert MlpGruPolicy is new
-import recurrent_rl.config, recurrent_rl.runs.config
-assert recurrent_rl.config is recurrent_rl.runs.config
+import recurrent_rl.config, recurrent_rl.config.train
+assert recurrent_rl.config is recurrent_rl.config.train
 """
     _fresh_modules(code)
 
@@ -407,7 +406,7 @@ for old in {sorted(aliases)!r}:
     importlib.import_module(old)
 changed = [new for new, spec in specs.items() if sys.modules[new].__spec__ is not spec]
 assert changed == [], changed
-resources.files("recurrent_rl.runs.presets")
+resources.files("recurrent_rl.config.presets")
 """
     _fresh_modules(code)
 

@@ -12,7 +12,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from recurrent_rl import NonFiniteLossError, RecurrentPPO
-from recurrent_rl.nets.memory import select_state
 from tests.spaces_env import SpacesEnv
 
 

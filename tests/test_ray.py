@@ -9,8 +9,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="recurrent_rl[ray] (ray) is not installed")
 pytest.importorskip("optuna", reason="recurrent_rl[tune] (optuna) is not installed")
 
-from recurrent_rl.runs import folders  # noqa: E402
-from recurrent_rl.runs.presets import load_preset  # noqa: E402
+from recurrent_rl.config.presets import load_preset  # noqa: E402
+from recurrent_rl.io import run_folder as folders  # noqa: E402
 from recurrent_rl.sweeps.seeds import run_seeds  # noqa: E402
 from recurrent_rl.sweeps.tune import run_study  # noqa: E402
 

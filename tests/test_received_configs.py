@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recurrent_rl.io import run_folder as runs, trust
 from recurrent_rl.received import MAX_YAML_NODES
-from recurrent_rl.runs import cli, folders as runs, trust
+from recurrent_rl.runs import cli
 from tests.test_cli import tiny_run  # noqa: F401  tiny_run: a finished run, trained once for this module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,7 +308,7 @@ def test_max_episode_steps_must_be_a_positive_integer(value, capsys):
 
 
 def test_max_episode_steps_sets_the_time_limit(capsys):
-    from recurrent_rl.runs.presets import load_preset
+    from recurrent_rl.config.presets import load_preset
     from recurrent_rl.runs.training import make_training_env
 
     config = load_preset("cartpole-novel-gru", ["env_kwargs.max_episode_steps=5"])

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from recurrent_rl.export.play import main as play_main
-from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import cli
 from tests import crafted
 from tests.test_trust import TINY
 
@@ -38,7 +39,7 @@ CAP = 2 << 30  # address space the loaders may map beyond what the process maps 
 def base(tmp_path_factory) -> Path:
     """A tiny interrupted run (VecNormalize on, a final model and a checkpoint, each with its safe
     copy), its ONNX export and an encoder file."""
-    from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
+    from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
     from recurrent_rl.runs.training import train
     from recurrent_rl.supervised.encoder import export_encoder
     from tests.test_encoder import trained_like_model
@@ -251,7 +252,8 @@ KILLED_SAVE = """
 import os, sys
 from pathlib import Path
 from recurrent_rl.export.safe import load_safe
-from recurrent_rl.runs import folders
+from recurrent_rl.io import run_folder as folders
+from recurrent_rl.runs import checkpoints
 run = Path(sys.argv[1])
 model = load_safe(run / "model", device="cpu")
 for name in ("model.zip", "model.safetensors", "model.json", "model.onnx"):
@@ -262,7 +264,7 @@ def replace_then_die(src, dst, *args, **kwargs):
     if Path(dst).name == "model.safetensors":
         os._exit(9)  # killed right after this rename: no finally runs, as with SIGKILL
 os.replace = replace_then_die
-folders.save_model(model, run / folders.MODEL)
+checkpoints.save_model(model, run / folders.MODEL)
 """
 
 

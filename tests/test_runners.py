@@ -360,7 +360,7 @@ def test_two_runners_reach_the_default_tasks_target(local_ray):
     500; the memoryless ceiling is about 42)."""
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    from recurrent_rl.runs.presets import load_preset
+    from recurrent_rl.config.presets import load_preset
 
     config = load_preset("cartpole-novel-gru")
     venv = RunnerVecEnv(make_cartpole, count=2, envs_per_runner=4)

@@ -14,8 +14,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from recurrent_rl import RecurrentPPO
-from recurrent_rl.runs import cli, folders as runs
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import checkpoints, cli
 from recurrent_rl.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_a_failed_checkpoint_leaves_the_previous_ones(tmp_path):
 
 def test_model_saves_are_atomic(tmp_path):
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16)
-    runs.save_model(model, tmp_path / "model.zip")
+    checkpoints.save_model(model, tmp_path / "model.zip")
     before = (tmp_path / "model.zip").read_bytes()
 
     class Broken:
@@ -93,7 +94,7 @@ def test_model_saves_are_atomic(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runs.save_model(Broken(), tmp_path / "model.zip")
+        checkpoints.save_model(Broken(), tmp_path / "model.zip")
     assert (tmp_path / "model.zip").read_bytes() == before
     RecurrentPPO.load(tmp_path / "model.zip")
 
@@ -103,7 +104,7 @@ def test_a_model_checkpoint_holds_the_model_and_its_step(tmp_path):
 
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16)
     model.num_timesteps = 48
-    path = runs.write_model_checkpoint(tmp_path, model, keep=1)
+    path = checkpoints.write_model_checkpoint(tmp_path, model, keep=1)
     assert path == runs.latest_checkpoint(tmp_path) and path.name == "step_0000000048"
     assert json.loads((path / runs.CHECKPOINT_STATE).read_text())["num_timesteps"] == 48
     assert runs.read_run_info(tmp_path)["last_checkpoint"] == str(path.relative_to(tmp_path))

@@ -25,6 +25,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from recurrent_rl import RecurrentPPO
+from recurrent_rl.config.train import Linear
 from recurrent_rl.export.safe import (
     SafeFormatError,
     has_safe_copy,
@@ -34,7 +35,6 @@ from recurrent_rl.export.safe import (
     safe_paths,
     save_safe,
 )
-from recurrent_rl.runs.config import Linear
 from recurrent_rl.runs.evaluation import run_episodes
 from tests.spaces_env import OBSERVATION_SPACES, SpacesEnv
 

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from recurrent_rl.config.presets import load_preset
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.runs import folders
-from recurrent_rl.runs.cli import main
-from recurrent_rl.runs.presets import load_preset
+from recurrent_rl.io import run_folder as folders
+from recurrent_rl.cli.main import main
 from recurrent_rl.sweeps.ray_backend import require_ray
 from recurrent_rl.sweeps.seeds import REPORT, SeedResult, parse_seeds, run_seeds, summarize
 from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
@@ -121,7 +121,7 @@ def test_seed_and_backend_flags_are_checked_before_anything_runs(tmp_path, capsy
 def test_seed_specs_are_parsed_in_linear_time_with_a_cap_and_a_range():
     import time
 
-    from recurrent_rl.runs.config import MAX_SEED
+    from recurrent_rl.config.train import MAX_SEED
     from recurrent_rl.sweeps.seeds import MAX_SEEDS
 
     assert parse_seeds(f"0-{MAX_SEEDS - 1}") == list(range(MAX_SEEDS))

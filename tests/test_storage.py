@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 
+from recurrent_rl.config.presets import load_preset
 from recurrent_rl.export.safe import load_safe
-from recurrent_rl.runs import cli, folders as runs
-from recurrent_rl.runs.presets import load_preset
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import cli
 from recurrent_rl.runs.training import resume, train
 from tests.test_cli import TINY, tiny_run  # noqa: F401  tiny_run: a finished run, trained once for this module
 

@@ -18,7 +18,7 @@ from recurrent_rl.supervised import (
     record_trajectories,
     save_sequence_model,
 )
-from recurrent_rl.supervised.cli import add_pretrain_command, run_pretrain_command
+from recurrent_rl.cli.pretrain import add_pretrain_command, run_pretrain_command
 from recurrent_rl.supervised.models import reverse_padded
 from recurrent_rl.supervised.pretrain import PretrainConfig, resolve_config
 from recurrent_rl.supervised.trainer import batch_loss
@@ -308,7 +308,7 @@ def test_trajectories_from_a_trained_model_and_a_self_supervised_target(tmp_path
 
 
 def test_supervised_configs_check_types_ranges_and_keys_like_the_rl_configs():
-    from recurrent_rl.runs.schema import ConfigError
+    from recurrent_rl.config.schema import ConfigError
 
     def error_of(*overrides):
         with pytest.raises(ConfigError) as info:
@@ -346,8 +346,8 @@ def test_train_config_of_the_supervised_side_is_a_deprecated_alias_of_fit_config
 
 
 def test_pretrain_presets_are_yaml_files_read_like_the_training_presets():
-    from recurrent_rl.runs.presets import preset_names, preset_text
-    from recurrent_rl.runs.schema import parse_yaml
+    from recurrent_rl.config.presets import preset_names, preset_text
+    from recurrent_rl.config.schema import parse_yaml
     from recurrent_rl.supervised.config import load_pretrain_preset
     from recurrent_rl.supervised.presets import PRESETS, get_preset
 
@@ -381,7 +381,7 @@ def test_a_pretraining_run_saves_its_resolved_config_as_yaml_that_runs_it_again(
 
 
 def test_the_supervised_make_env_is_the_evaluation_one():
-    from recurrent_rl.runs.folders import RunError
+    from recurrent_rl.io.run_folder import RunError
     from recurrent_rl.supervised.data import make_env
 
     env = make_env("pomdp/CartPoleNoVel-v1", max_episode_steps=7)
@@ -392,8 +392,8 @@ def test_the_supervised_make_env_is_the_evaluation_one():
 
 
 def test_one_activation_table_for_policy_heads_and_sequence_models():
-    from recurrent_rl.runs import schema
-    from recurrent_rl.runs.config import ACTIVATIONS as POLICY_ACTIVATIONS
+    from recurrent_rl.config import schema
+    from recurrent_rl.config.train import ACTIVATIONS as POLICY_ACTIVATIONS
     from recurrent_rl.supervised.models import ACTIVATIONS, InputLayers
 
     assert tuple(ACTIVATIONS) == POLICY_ACTIVATIONS == tuple(schema.ACTIVATIONS)

@@ -57,8 +57,9 @@ from stable_baselines3.common.preprocessing import is_image_space, preprocess_ob
 from torch import nn
 
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY, env_id_of
-from recurrent_rl.export.spaces import space_to_json
+from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY
+from recurrent_rl.io.safe import env_id_of
+from recurrent_rl.io.spaces import space_to_json
 from recurrent_rl.received import ReceivedFileError, load_json, shorten
 from recurrent_rl.versions import package_versions
 

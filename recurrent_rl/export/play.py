@@ -60,8 +60,8 @@ class OnnxFileError(ReceivedFileError):
 
 def read_onnx_metadata(session: Any, path: str | Path) -> dict[str, Any]:
     """The ``recurrent_rl`` metadata of a loaded onnxruntime session, checked for format, version
-    and schema (:func:`recurrent_rl.export.schema.check_onnx_metadata`)."""
-    from recurrent_rl.export.schema import check_onnx_metadata
+    and schema (:func:`recurrent_rl.io.schema.check_onnx_metadata`)."""
+    from recurrent_rl.io.schema import check_onnx_metadata
 
     props = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in props:
@@ -230,7 +230,7 @@ class OnnxPolicy:
 
 
 def _check_env(policy: OnnxPolicy, env: Any, env_id: str) -> None:
-    from recurrent_rl.export.spaces import SpaceFormatError, describe, space_from_json
+    from recurrent_rl.io.spaces import SpaceFormatError, describe, space_from_json
 
     try:
         action_space = space_from_json(policy.metadata["action_space"], str(policy.path))

@@ -16,7 +16,6 @@ thread per core, makes the many small matrix products of a recurrent policy slow
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import os
 import pathlib
@@ -389,13 +388,11 @@ class RecurrentPPO(PPO):
     ) -> RecurrentPPO:
         """Rebuild a model from its weights-only copy (``model.safetensors`` + ``model.json``, written
         beside every zip of a run folder, or by :func:`recurrent_rl.save_safe`) without unpickling
-        anything: safe for files from strangers. See :func:`recurrent_rl.export.safe.load_safe`."""
-        # the export layer sits above this one: looked up by name, as the speed backend is
-        load_safe = importlib.import_module("recurrent_rl.export.safe").load_safe
-        model = load_safe(path, env=env, device=device, **kwargs)
-        if not isinstance(model, cls):
-            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
+        anything: safe for files from strangers. ``kwargs``: ``custom_classes``, ``optimizer``
+        (see :func:`recurrent_rl.ppo.persistence.load_safe_model`)."""
+        from recurrent_rl.ppo.persistence import load_safe_model
+
+        return load_safe_model(cls, path, env=env, device=device, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         # torch_threads is a choice for this machine, not part of the model

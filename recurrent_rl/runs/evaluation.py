@@ -16,10 +16,8 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from recurrent_rl.config.envs import VIZ_HINT, make_env  # noqa: F401  make_env: re-exported
 from recurrent_rl.errors import refuse_pickle
-from recurrent_rl.runs import folders as runs
-from recurrent_rl.runs.folders import RunError
-
-VIZ_HINT = "install the viz extra: pip install 'recurrent_rl[viz]'"
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.io.run_folder import RunError
 
 
 @dataclass
@@ -190,7 +187,7 @@ def load_agent(
     ``trust_pickle=True`` (an :class:`~recurrent_rl.errors.UntrustedPickleError` without it).
     """
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.runs.config import check_env_id, load_config
+    from recurrent_rl.config.train import check_env_id, load_config
 
     model_path, run_dir, note = resolve_model_path(path, best)
     if note:
@@ -233,7 +230,8 @@ def _load_safe_agent(
     """The agent from its safe copy: nothing is unpickled, the model or the statistics."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from recurrent_rl.export.safe import load_safe, load_safe_vecnormalize, read_safe_vecnormalize
+    from recurrent_rl.algorithms import load_safe
+    from recurrent_rl.io.safe import load_safe_vecnormalize, read_safe_vecnormalize
 
     model = load_safe(model_path, device=device)
     normalizer = None
@@ -246,7 +244,7 @@ def _load_safe_agent(
 
 def has_safe_copy(path: str | Path) -> bool:
     """Whether the weights-only copy of a model file exists (``model.zip``: ``model.safetensors`` + ``model.json``)."""
-    from recurrent_rl.export.safe import has_safe_copy as exists
+    from recurrent_rl.io.safe import has_safe_copy as exists
 
     return exists(path)
 
@@ -263,32 +261,6 @@ def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Any
     normalizer.training = False
     normalizer.norm_reward = False
     return normalizer
-
-
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode: str | None = None) -> Any:
-    """``gymnasium.make`` with errors from bad kwargs or missing render support as :class:`RunError`."""
-    import gymnasium as gym
-
-    import recurrent_rl.envs  # noqa: F401  registers pomdp/
-
-    kwargs = dict(env_kwargs or {})
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display needed
-        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    try:
-        with warnings.catch_warnings():
-            # an env without rgb_array only warns here; evaluate() says so as an error instead
-            warnings.filterwarnings("ignore", message=".*render_mode.*", category=UserWarning)
-            return gym.make(env_id, **kwargs)
-    except gym.error.DependencyNotInstalled as error:
-        raise RunError(f"{env_id} needs a package that is not installed ({error}); {VIZ_HINT}") from None
-    except (TypeError, ValueError, gym.error.Error) as error:
-        if render_mode is not None:
-            raise RunError(
-                f"{env_id} cannot draw frames ({error}); a video needs render_mode {render_mode!r}"
-            ) from None
-        raise RunError(f"cannot make env {env_id} with env_kwargs {env_kwargs}: {error}") from None
 
 
 def observation_adapter(model: Any, env: Any, env_id: str) -> Callable[[Any], Any]:

@@ -13,7 +13,7 @@ While training, the terminal shows the learning signal (:class:`~recurrent_rl.ru
 a progress bar with the recent mean return where stderr is a terminal, plain lines on stdout
 elsewhere, and one line per periodic evaluation.
 
-Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.runs.folders` for the folder layout.
+Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.io.run_folder` for the folder layout.
 """
 
 from __future__ import annotations
@@ -34,14 +34,16 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from recurrent_rl.accel import native
+from recurrent_rl.config.envs import make_training_env  # noqa: F401  re-exported
+from recurrent_rl.config.train import ConfigError, TrainConfig, load_config, save_config
 from recurrent_rl.errors import TRUST_PICKLE_FLAG, NonFiniteLossError, refuse_pickle
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.io.run_folder import RunError, StorageError
 from recurrent_rl.ppo.algorithm import RecurrentPPO, check_torch_threads, using_torch_threads
-from recurrent_rl.runs import folders as runs
 from recurrent_rl.runs.callbacks import (
     MemoryDiagnostics,
     PeriodicCheckpoint,
@@ -50,9 +52,8 @@ from recurrent_rl.runs.callbacks import (
     StopOnFlag,
     TrainingProgress,
 )
-from recurrent_rl.runs.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
+from recurrent_rl.runs.checkpoints import save_model, save_vecnormalize, write_model_checkpoint
 from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
-from recurrent_rl.runs.folders import RunError, StorageError
 
 # Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
 # at every evaluation, so they compare), the final evaluation seed + FINAL_EVAL_SEED + i.
@@ -104,26 +105,6 @@ class TrainResult:
 
 
 # --- building blocks ----------------------------------------------------------------------------
-
-
-def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
-    """``config.n_envs`` envs (seeded ``seed``, ``seed + 1``, ...), in VecNormalize if configured."""
-    check_env_id(config.env)
-    try:
-        env: VecEnv = make_vec_env(config.env, n_envs=config.n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(
-            f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs"
-        ) from None
-    norm = config.normalize
-    if norm.enabled:
-        # rewards are scaled by the spread of returns discounted as the values are (rl-baselines3-zoo
-        # does the same: "Use the same discount factor as for the algorithm"), unless set apart
-        gamma = config.gamma if norm.gamma is None else norm.gamma
-        env = VecNormalize(
-            env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, gamma=gamma
-        )
-    return env
 
 
 def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentPPO:
@@ -289,15 +270,15 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
 
 
 def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
-    """Deprecated: :func:`recurrent_rl.runs.folders.write_model_checkpoint` (``folders.write_checkpoint``
+    """Deprecated: :func:`recurrent_rl.io.run_folder.write_model_checkpoint` (``folders.write_checkpoint``
     is the atomic checkpoint folder it fills)."""
     warnings.warn(
         "recurrent_rl.runs.training.write_checkpoint is deprecated: use "
-        "recurrent_rl.runs.folders.write_model_checkpoint",
+        "recurrent_rl.io.run_folder.write_model_checkpoint",
         DeprecationWarning,
         stacklevel=2,
     )
-    return runs.write_model_checkpoint(run_dir, model, keep)
+    return write_model_checkpoint(run_dir, model, keep)
 
 
 # --- train and resume ---------------------------------------------------------------------------
@@ -466,7 +447,7 @@ def _resume(
             f": recurrent-rl train --resume {run_dir} {TRUST_PICKLE_FLAG}",
         )
     if safe:  # every check of the received checkpoint (its optimizer state too) before anything is written
-        from recurrent_rl.export.safe import check_safe_copy
+        from recurrent_rl.io.safe import check_safe_copy
 
         check_safe_copy(checkpoint / runs.MODEL, optimizer=True)
     with using_torch_threads(config.torch_threads):
@@ -474,7 +455,7 @@ def _resume(
 
 
 def _has_resumable_safe_copy(checkpoint: Path) -> bool:
-    from recurrent_rl.export.safe import has_safe_copy, optimizer_path
+    from recurrent_rl.io.safe import has_safe_copy, optimizer_path
 
     return has_safe_copy(checkpoint / runs.MODEL) and optimizer_path(checkpoint / runs.MODEL).is_file()
 
@@ -489,13 +470,13 @@ def _load_checkpoint(checkpoint: Path, env: VecEnv, config: TrainConfig, safe: b
             stats.training = True
             env = stats
         return RecurrentPPO.load(prefix, env=env, device=config.device, torch_threads=config.torch_threads)
-    from recurrent_rl.export.safe import load_safe, load_safe_vecnormalize
+    from recurrent_rl.io.safe import load_safe_vecnormalize
 
     if isinstance(env, VecNormalize):
         stats = load_safe_vecnormalize(prefix, env.venv)
         stats.training = True
         env = stats
-    model = load_safe(prefix, env=env, device=config.device, optimizer=True)
+    model = RecurrentPPO.load_safe(prefix, env=env, device=config.device, optimizer=True)
     model.torch_threads = check_torch_threads(config.torch_threads)
     return model
 
@@ -637,7 +618,7 @@ def _learn_steps(
     def periodic_checkpoint() -> Path | None:
         if not model_is_finite(model):  # a nan or inf already in the parameters: keep the last good ones
             return None
-        return runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
+        return write_model_checkpoint(run_dir, model, config.checkpoint.keep)
 
     checkpoints = PeriodicCheckpoint(periodic_checkpoint, config.checkpoint.freq)
     diagnostics = MemoryDiagnostics(hparams(config) if fresh else None)
@@ -663,7 +644,7 @@ def _learn_steps(
         except NonFiniteLossError as error:
             model.logger.close()
             if model_is_finite(model):  # the refused step changed nothing: these are the last good parameters
-                path: Path | None = runs.write_model_checkpoint(run_dir, model, keep=0)
+                path: Path | None = write_model_checkpoint(run_dir, model, keep=0)
             else:  # an earlier step already wrote nan or inf into the parameters or the statistics
                 path = runs.latest_checkpoint(run_dir)
             runs.update_run_info(run_dir, status="failed: non-finite loss")
@@ -681,7 +662,7 @@ def _learn_steps(
             raise
         if flag.is_set():
             model.logger.close()
-            path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
+            path = write_model_checkpoint(run_dir, model, config.checkpoint.keep)
             runs.update_run_info(run_dir, status=f"interrupted ({flag.reason})")
             return TrainResult(
                 run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path, config=config
@@ -720,11 +701,11 @@ def _finish(
             "(an observation or reward of the last rollout was not finite; SB3's VecCheckNan finds where), so no "
             f"final model was saved.\nThe last good model is {last}; the run folder is {run_dir}."
         )
-    path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
+    path = write_model_checkpoint(run_dir, model, config.checkpoint.keep)
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
-        runs.save_vecnormalize(vec_normalize, run_dir / runs.VECNORMALIZE)
-    runs.save_model(model, run_dir / runs.MODEL)
+        save_vecnormalize(vec_normalize, run_dir / runs.VECNORMALIZE)
+    save_model(model, run_dir / runs.MODEL)
     try:
         if evaluation.last_eval_step != model.num_timesteps and not flag.is_set():
             evaluation.evaluate()  # so that best_model.zip exists and the final policy competes too

@@ -35,7 +35,7 @@ _PUBLIC: dict[str, str] = {
 __all__ = sorted([*_PUBLIC, "TrainConfig"])
 
 
-_MODULES = ("cli", "config", "data", "encoder", "examples", "models", "presets", "pretrain", "trainer")
+_MODULES = ("config", "data", "encoder", "examples", "models", "presets", "pretrain", "trainer")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,11 +1,11 @@
 """Configs of the supervised side: what to record, the model's architecture, the fit, a pretraining run.
 
-The same machinery as the RL configs (:mod:`recurrent_rl.runs.schema`): frozen dataclasses
+The same machinery as the RL configs (:mod:`recurrent_rl.config.schema`): frozen dataclasses
 checked however they are built, unknown keys rejected with the list of valid ones, types and
 ranges checked, errors that name the dotted key; ``--set KEY=VALUE`` overrides read as YAML; the
 resolved config written as YAML into the run folder (``config.yaml``), which ``--config`` reads
-back. Presets are YAML files next to the RL presets, ``recurrent_rl/runs/presets/<name>.pretrain.yaml``,
-read by :mod:`recurrent_rl.runs.presets` (:func:`load_pretrain_preset`).
+back. Presets are YAML files next to the RL presets, ``recurrent_rl/config/presets/<name>.pretrain.yaml``,
+read by :mod:`recurrent_rl.config.presets` (:func:`load_pretrain_preset`).
 
 A pretraining config (every key optional except ``data.env_id``)::
 
@@ -22,7 +22,7 @@ not import torch (the memory check imports it when a config is built).
 A config file is data, whoever wrote it (:mod:`recurrent_rl.received`): :func:`resolve_config`
 refuses a ``data.policy`` that the file names as ``module:function`` (importing the module runs
 its code) unless the run folder the file is in records, signed, that the user's own command gave
-it (:mod:`recurrent_rl.runs.trust`); a ``data.policy`` path (``.zip``) is read relative to the
+it (:mod:`recurrent_rl.io.trust`); a ``data.policy`` path (``.zip``) is read relative to the
 file's folder and must stay inside it. ``--set data.policy=...`` on the command line, or a config
 built in Python, is the user's own and is not restricted so.
 """
@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from recurrent_rl.config import schema
+from recurrent_rl.config.schema import ConfigError, Section, describe_keys, setting
 from recurrent_rl.received import ReceivedFileError, load_yaml, path_inside, shorten
-from recurrent_rl.runs import schema
-from recurrent_rl.runs.schema import ConfigError, Section, describe_keys, setting
 
 TARGETS = ("state", "next_observation")
 MAX_SEED = 2**31 - 1  # numpy seeds below 2**32; episodes add their index to the seed
@@ -132,7 +132,7 @@ class PretrainConfig(Section):
     description: str = setting("", "free text shown by recurrent-rl presets --pretrain")
 
     def _check(self) -> None:
-        from recurrent_rl.runs.folders import is_plain_name
+        from recurrent_rl.io.run_folder import is_plain_name
 
         if not is_plain_name(self.name):
             raise ConfigError(
@@ -159,7 +159,7 @@ def pretrain_config_from_dict(
     except ConfigError as error:
         raise error.with_source(source) if source else error from None
     if check_env:
-        from recurrent_rl.runs.config import check_env_id
+        from recurrent_rl.config.train import check_env_id
 
         check_env_id(config.data.env_id, key="data.env_id")
     return config
@@ -168,9 +168,9 @@ def pretrain_config_from_dict(
 def load_pretrain_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> PretrainConfig:
     """The config of pretraining preset ``name``, with overrides.
 
-    The preset is ``recurrent_rl/runs/presets/<name>.pretrain.yaml``.
+    The preset is ``recurrent_rl/config/presets/<name>.pretrain.yaml``.
     """
-    from recurrent_rl.runs.presets import preset_source, preset_values
+    from recurrent_rl.config.presets import preset_source, preset_values
 
     values = preset_values(name, "pretrain")
     return pretrain_config_from_dict(values, overrides, source=preset_source(name, "pretrain"), check_env=check_env)
@@ -183,7 +183,7 @@ def resolve_config(
     check_env: bool = True,
 ) -> PretrainConfig:
     """Preset, then config file laid over it, then ``--set`` overrides on top of both."""
-    from recurrent_rl.runs.presets import preset_source, preset_values
+    from recurrent_rl.config.presets import preset_source, preset_values
 
     values: dict[str, Any] = {}
     sources = []
@@ -228,7 +228,7 @@ def _received_policy(values: dict[str, Any], path: Path) -> dict[str, Any]:
                 f"--set data.policy=PATH"
             ) from None
         return {**values, "data": {**data, "policy": str(inside)}}
-    from recurrent_rl.runs.trust import module_of, trusted_names
+    from recurrent_rl.io.trust import module_of, trusted_names
 
     module = module_of(policy)
     if module is None:
@@ -264,7 +264,7 @@ def pretrain_config_keys() -> list[str]:
 
 def deprecated_name(module: str, name: str) -> Any:
     """Module ``__getattr__`` of the modules that had the supervised ``TrainConfig``: that name, renamed
-    :class:`FitConfig` (``recurrent_rl.runs.config.TrainConfig`` is the RL run's), with a DeprecationWarning."""
+    :class:`FitConfig` (``recurrent_rl.config.train.TrainConfig`` is the RL run's), with a DeprecationWarning."""
     if name != "TrainConfig":
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     warnings.warn(

@@ -173,8 +173,8 @@ def check_encoder(enc: Any, where: str) -> dict[str, Any]:
 
 
 def _check_encoder(enc: Any, where: str) -> dict[str, Any]:
+    from recurrent_rl.config.schema import ACTIVATIONS
     from recurrent_rl.nets.memory import MEMORIES, MemoryCore
-    from recurrent_rl.runs.schema import ACTIVATIONS
 
     keys = ("format", "version", *ENCODER_SIZES, "bidirectional", "inputs", "core")
     enc = mapping(enc, where, "", keys, ("metadata",))

@@ -1,7 +1,7 @@
 """Pretraining from a config: record trajectories, train a sequence model, export ``encoder.pt``.
 
 The config is a :class:`~recurrent_rl.supervised.config.PretrainConfig` (its keys: see
-:mod:`recurrent_rl.supervised.config`; presets: ``recurrent_rl/runs/presets/<name>.pretrain.yaml``).
+:mod:`recurrent_rl.supervised.config`; presets: ``recurrent_rl/config/presets/<name>.pretrain.yaml``).
 
 ``pretrain(config)`` checks what it can before it writes anything (the policy, then the recorded
 data against the target and the validation split), then writes
@@ -10,8 +10,8 @@ pretrain --config`` on it runs it again), ``config.json`` (the same, for scripts
 ``trajectories.npz``, ``model.pt``, ``encoder.pt``, ``metrics.json``, ``history.json``,
 ``checkpoints/``, ``tb/`` (TensorBoard) and ``run.json`` (status, command line; with a
 ``data.policy`` of ``module:function``, the signed record that the user's own command named it:
-:mod:`recurrent_rl.runs.trust`). A full disk or a read-only folder stops it with one line
-(:class:`~recurrent_rl.runs.folders.StorageError`), and run.json says so.
+:mod:`recurrent_rl.io.trust`). A full disk or a read-only folder stops it with one line
+(:class:`~recurrent_rl.io.run_folder.StorageError`), and run.json says so.
 
 While it trains, the terminal shows a progress bar over the epochs with the latest losses where
 stderr is a terminal, else one plain line every 10% of the epochs; at the end it prints the
@@ -30,9 +30,9 @@ from typing import Any
 
 import torch as th
 
+from recurrent_rl.config.schema import ConfigError, save_config
 from recurrent_rl.errors import refuse_pickle
-from recurrent_rl.runs import folders
-from recurrent_rl.runs.schema import ConfigError, save_config
+from recurrent_rl.io import run_folder as folders
 from recurrent_rl.supervised.config import (  # noqa: F401  re-exported: they were defined here
     TARGETS,
     DataConfig,
@@ -60,7 +60,8 @@ def _load_policy(spec: str, trust_pickle: bool = False) -> Any:
     if spec == "random":
         return spec
     if spec.endswith(".zip"):
-        from recurrent_rl.export.safe import has_safe_copy, load_safe
+        from recurrent_rl.algorithms import load_safe
+        from recurrent_rl.io.safe import has_safe_copy
 
         if has_safe_copy(spec):
             return load_safe(spec, device="cpu")
@@ -112,7 +113,7 @@ class PretrainResult:
 def next_command(env_id: str, encoder_path: str | Path) -> str:
     """The ``recurrent-rl train`` command that trains an agent on ``env_id`` with this encoder
     (with the env's training preset where there is one)."""
-    from recurrent_rl.runs.presets import presets_by_env
+    from recurrent_rl.config.presets import presets_by_env
 
     presets = presets_by_env().get(env_id, [])
     gru = [name for name in presets if name.endswith("-gru")]
@@ -188,7 +189,7 @@ def _write_run(
     run: Path, config: PretrainConfig, trajectories: Any, dataset: Any, started: float, log: Any, bar: bool
 ) -> PretrainResult:
     """The pretraining run's files in ``run``, from its config and recorded data (see :func:`pretrain`)."""
-    from recurrent_rl.runs import trust
+    from recurrent_rl.io import trust
 
     d = config.data
     info: dict[str, Any] = {

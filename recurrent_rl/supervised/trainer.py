@@ -7,7 +7,7 @@ scalars, ``checkpoints/last.pt``; ``checkpoints/best.pt`` when validation improv
 after ``patience`` epochs without improvement, and the best weights are restored.
 
 The settings are a :class:`~recurrent_rl.supervised.config.FitConfig` (``TrainConfig`` before;
-that name still works, with a DeprecationWarning: ``recurrent_rl.runs.config.TrainConfig`` is
+that name still works, with a DeprecationWarning: ``recurrent_rl.config.train.TrainConfig`` is
 the RL run's config).
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 
-from recurrent_rl.runs import folders
+from recurrent_rl.io import run_folder as folders
 from recurrent_rl.supervised.config import FitConfig, deprecated_name
 from recurrent_rl.supervised.data import Batch, SequenceDataset, collate
 from recurrent_rl.supervised.models import SequenceModel, save_sequence_model

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.io.run_folder import check_can_create
 from recurrent_rl.received import shorten
-from recurrent_rl.runs.folders import check_can_create
 
 REPORT = "seeds.json"
 CURVES = "curves.png"
@@ -38,10 +38,10 @@ def parse_seeds(text: str) -> list[int]:
     """``"0-9"`` (both ends included), ``"0,3,5"``, or both mixed (``"0-4,10"``); each seed once.
 
     At most :data:`MAX_SEEDS` seeds, each in ``[0, MAX_SEED]`` (the range of
-    :class:`~recurrent_rl.runs.config.TrainConfig`'s seed); checked in time linear in the text,
+    :class:`~recurrent_rl.config.train.TrainConfig`'s seed); checked in time linear in the text,
     before any range is expanded.
     """
-    from recurrent_rl.runs.config import MAX_SEED
+    from recurrent_rl.config.train import MAX_SEED
 
     shown = shorten(str(text))
     ranges: list[tuple[int, int]] = []
@@ -84,7 +84,7 @@ class SeedResult:
 
 def _train_seed(job: dict[str, Any]) -> SeedResult:
     """Train one seed (in a worker process or Ray task); errors are returned, not raised."""
-    from recurrent_rl.runs.config import TrainConfig
+    from recurrent_rl.config.train import TrainConfig
     from recurrent_rl.runs.training import train
 
     config = TrainConfig.from_dict(job["config"]).replace(seed=job["seed"])
@@ -185,7 +185,7 @@ def run_seeds(
         :func:`recurrent_rl.sweeps.ray_backend.connect` takes it)
     :param threshold: also count the seeds whose final return is at least this
     """
-    from recurrent_rl.runs import folders
+    from recurrent_rl.io import run_folder as folders
     from recurrent_rl.sweeps.ray_backend import WorkerDied, check_local_workers, run_tasks
 
     seeds = list(seeds)

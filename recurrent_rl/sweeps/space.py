@@ -187,7 +187,7 @@ def parse_param(name: str, spec: Any, source: str = "") -> Param:
 def _number(value: Any) -> Any:
     """A string that spells a number is that number: PyYAML (YAML 1.1) reads ``1e-4`` as a string."""
     if isinstance(value, str):
-        from recurrent_rl.runs.schema import parse_number
+        from recurrent_rl.config.schema import parse_number
 
         number = parse_number(value)
         if number is not None:
@@ -212,7 +212,7 @@ def load_space(memory: str, path: str | Path | None = None) -> dict[str, Param]:
         try:
             data = load_yaml(text, f"--space {path}")
         except yaml.YAMLError as error:
-            from recurrent_rl.runs.schema import yaml_problem
+            from recurrent_rl.config.schema import yaml_problem
 
             raise SpaceError(f"--space {path}: malformed YAML{yaml_problem(error)}") from None
         if data is None:

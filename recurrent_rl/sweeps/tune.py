@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.io.run_folder import check_can_create, file_in_the_way
 from recurrent_rl.received import shorten
-from recurrent_rl.runs.folders import check_can_create, file_in_the_way
 from recurrent_rl.sweeps.space import Param, check_space, fit_space, load_space
 
 SAMPLERS = ("tpe", "random")
@@ -227,7 +227,7 @@ def finished_trials(study: Any) -> int:
 
 
 def trial_config(spec: StudySpec, params: Mapping[str, Any]) -> Any:
-    from recurrent_rl.runs.config import TrainConfig
+    from recurrent_rl.config.train import TrainConfig
     from recurrent_rl.sweeps.space import apply_params
 
     try:
@@ -244,7 +244,7 @@ def trial_config(spec: StudySpec, params: Mapping[str, Any]) -> Any:
 def _objective(spec: StudySpec, storage_failures: list[Exception] | None = None) -> Any:
     """The trial function; a full disk or a read-only folder in a trial stops the study (the next
     trials would fail the same way) and is added to ``storage_failures``."""
-    from recurrent_rl.runs.folders import StorageError
+    from recurrent_rl.io.run_folder import StorageError
 
     train_trial = _objective_of(spec)
 
@@ -351,7 +351,7 @@ def run_worker(spec: StudySpec) -> int:
             gc_after_trial=True,
         )
     except Exception as error:  # the study's own database on a full disk ("database or disk is full")
-        from recurrent_rl.runs.folders import storage_error
+        from recurrent_rl.io.run_folder import storage_error
 
         failure = storage_error(error)
         if failure is None:
@@ -458,7 +458,7 @@ def run_study(
     seed: int | None = None,
     trial_seeds: int = 1,
 ) -> TuneResult:
-    """Tune ``config`` (a :class:`~recurrent_rl.runs.config.TrainConfig`) up to ``trials`` finished trials.
+    """Tune ``config`` (a :class:`~recurrent_rl.config.train.TrainConfig`) up to ``trials`` finished trials.
 
     :param storage: an Optuna storage URL (default: ``sqlite:///<runs_dir>/tune/<study>.db``)
     :param study: the study's name (default: ``<env>-<memory>``); an existing study continues
@@ -470,8 +470,8 @@ def run_study(
         mean of their final returns
     """
     optuna = require_optuna()
-    from recurrent_rl.runs import folders
-    from recurrent_rl.runs.config import MAX_SEED
+    from recurrent_rl.config.train import MAX_SEED
+    from recurrent_rl.io import run_folder as folders
 
     if trials < 1:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
@@ -572,7 +572,7 @@ def run_study(
 def _conclude(spec: StudySpec, study: Any, folder: Path, ran: int) -> TuneResult:
     optuna = require_optuna()
     from recurrent_rl.atomic import atomic_write_json
-    from recurrent_rl.runs.config import save_config
+    from recurrent_rl.config.train import save_config
 
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -603,7 +603,7 @@ def _conclude(spec: StudySpec, study: Any, folder: Path, ran: int) -> TuneResult
         config = config.replace(description=f"tuned: study {spec.study}, trial {best.number}, {best.value:.2f}")
         best_path = folder / BEST_PRESET
         if config.encoder.path is not None:  # a config file names files beside it: the study keeps a copy
-            from recurrent_rl.runs.folders import ENCODER, atomic_open
+            from recurrent_rl.io.run_folder import ENCODER, atomic_open
 
             with atomic_open(folder / ENCODER, "wb") as file:
                 file.write(Path(config.encoder.path).read_bytes())

@@ -13,14 +13,13 @@ The resolved config (every field, defaults included) is what a run folder keeps 
 A config file is data, whoever wrote it (:mod:`recurrent_rl.received`): its ``encoder.path`` is
 read relative to the file's folder and must stay inside it, and an env id that names a module
 (``module:Env-v0``, which Gymnasium would import) is refused unless the user's own command named
-it when the run was made (:mod:`recurrent_rl.runs.trust`). What the command line gives
+it when the run was made (:mod:`recurrent_rl.io.trust`). What the command line gives
 (``--set``, ``--env``, ``--encoder``) is the user's own and is not restricted so.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -28,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from recurrent_rl.received import ReceivedFileError, env_id_from_file, path_inside, shorten
-from recurrent_rl.runs import schema
-from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
+from recurrent_rl.config import schema
+from recurrent_rl.config.envs import check_env_id, check_env_kwargs  # noqa: F401  check_env_id: re-exported
+from recurrent_rl.config.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
     ConfigError,
     Section,
     UserInputError,  # the CLI catches it
@@ -42,35 +41,12 @@ from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_confi
     save_config,
     setting,
 )
+from recurrent_rl.received import ReceivedFileError, env_id_from_file, path_inside, shorten
+from recurrent_rl.schedules import LINEAR, Linear, make_schedule  # noqa: F401  Linear: zips pickle it here
 
-# --- learning-rate and clip-range schedules ---------------------------------------------------
-
-_LINEAR = re.compile(r"^lin_(?P<value>.+)$")
 MAX_TIMESTEPS = 10**12
 # numpy seeds below 2**32, and a run adds offsets to its seed (envs, evaluation episodes): half of that
 MAX_SEED = 2**31 - 1
-
-
-class Linear:
-    """``initial * progress_remaining``: falls linearly from ``initial`` to 0 (zoo's ``lin_<x>``)."""
-
-    def __init__(self, initial: float):
-        self.initial = float(initial)
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.initial * progress_remaining
-
-    def __repr__(self) -> str:
-        return f"Linear({self.initial})"
-
-
-def make_schedule(value: float | str) -> float | Linear:
-    """A config schedule (a number, or ``"lin_<number>"``) as SB3 takes it."""
-    if isinstance(value, str):
-        match = _LINEAR.match(value)
-        assert match is not None, value  # validated when the config was built
-        return Linear(float(match["value"]))
-    return float(value)
 
 
 # --- the sections -------------------------------------------------------------------------------
@@ -244,7 +220,7 @@ class TrainConfig(Section):
         for name in ("learning_rate", "clip_range"):
             value = getattr(self, name)
             if isinstance(value, str):
-                match = _LINEAR.match(value)
+                match = LINEAR.match(value)
                 number = parse_number(match["value"]) if match else None
                 if number is None or not number > 0 or not math.isfinite(number):
                     raise ConfigError(
@@ -350,7 +326,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), check_env: bool
     The file is data (see the module docstring): its ``encoder.path`` becomes an absolute path
     inside the file's folder (a run folder's ``config.yaml`` names its own copy, ``encoder.pt``)
     or a :class:`~recurrent_rl.received.ReceivedFileError`, and its env id must not name a module
-    unless the run folder's signed record (:func:`recurrent_rl.runs.trust.trusted_names`) says the
+    unless the run folder's signed record (:func:`recurrent_rl.io.trust.trusted_names`) says the
     user's own command did. An override of the same key replaces the file's value unchecked.
     """
     path = Path(path)
@@ -371,7 +347,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), check_env: bool
         values["encoder"] = {**encoder, "path": str(inside)}
     env = values.get("env")
     if isinstance(env, str) and ":" in env and "env" not in given:
-        from recurrent_rl.runs.trust import trusted_names
+        from recurrent_rl.io.trust import trusted_names
 
         env_id_from_file(env, f"{path} (config key 'env')", trusted=trusted_names(path.parent).get("env") == env)
     return config_from_dict(values, overrides, source=str(path), check_env=check_env)
@@ -429,39 +405,3 @@ def config_keys(effective: Mapping[str, Any] | None = None, label: str = "preset
         the defaults where they differ, as ``<label> <value>``
     """
     return describe_keys(TrainConfig, effective=unwrap_zoo_layout(effective) if effective else None, label=label)
-
-
-def check_env_id(env_id: str, key: str = "env") -> None:
-    """Raise :class:`ConfigError` (for config key ``key``) if ``env_id`` is not registered, suggesting close matches."""
-    import gymnasium as gym
-
-    import recurrent_rl.envs  # noqa: F401  registers pomdp/
-
-    if env_id in gym.registry:
-        return
-    lowered = {k.lower(): k for k in gym.registry}
-    close = []
-    if len(env_id) <= 200:  # difflib's cost grows with the length; no id is that long
-        close = [lowered[c] for c in difflib.get_close_matches(env_id.lower(), list(lowered), n=3, cutoff=0.6)]
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ConfigError(
-        f"unknown env id {shorten(env_id)}.{hint} `recurrent-rl envs` lists the pomdp/ suite; any registered "
-        "Gymnasium id works.",
-        key=key,
-    )
-
-
-def check_env_kwargs(env_kwargs: Mapping[str, Any], key: str = "env_kwargs") -> None:
-    """The keyword arguments that ``gymnasium.make`` itself reads, checked (the env checks its own).
-
-    ``max_episode_steps`` must be a positive integer: Gymnasium takes ``-1`` or ``0`` as "no time
-    limit" (an episode that never ends on an env without terminal states).
-    """
-    if "max_episode_steps" in env_kwargs:
-        steps = env_kwargs["max_episode_steps"]
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ConfigError(
-                f"expected a positive integer (the episode's time limit), got {shorten(steps)}; leave the key out "
-                "for the env's own limit",
-                key=f"{key}.max_episode_steps",
-            )

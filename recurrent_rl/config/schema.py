@@ -8,7 +8,7 @@ and the valid choices, with the closest valid name for a typo.
 
 Config files and ``--set KEY=VALUE`` overrides are read, and resolved configs written, by the
 functions at the end (:func:`read_config_file`, :func:`apply_overrides`, :func:`config_to_yaml`,
-:func:`save_config`), whatever the root section: :class:`recurrent_rl.runs.config.TrainConfig`
+:func:`save_config`), whatever the root section: :class:`recurrent_rl.config.train.TrainConfig`
 (``recurrent-rl train``) or :class:`recurrent_rl.supervised.config.PretrainConfig`
 (``recurrent-rl pretrain``).
 
@@ -649,7 +649,7 @@ def config_to_yaml(config: Section, header: str = "") -> str:
 
 
 def save_config(config: Section, path: str | Path, header: str = "") -> None:
-    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.runs.folders.atomic_write_text`)."""
-    from recurrent_rl.runs.folders import atomic_write_text
+    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.io.run_folder.atomic_write_text`)."""
+    from recurrent_rl.io.run_folder import atomic_write_text
 
     atomic_write_text(Path(path), config_to_yaml(config, header))

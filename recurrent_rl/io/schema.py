@@ -7,7 +7,7 @@ and the field (``runs/x/model.json (hyperparameters.n_steps)``), never a ``KeyEr
 ``TypeError`` from deep inside a constructor.
 
 What this module cannot check alone (the sizes in ``policy_kwargs`` against the tensors in the
-weights file, and the memory a model will allocate) is done by :mod:`recurrent_rl.export.sizes`
+weights file, and the memory a model will allocate) is done by :mod:`recurrent_rl.io.sizes`
 for safe copies and by :class:`recurrent_rl.export.play.OnnxPolicy` against the graph's inputs.
 
 No torch: the ONNX runner imports it.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recurrent_rl.export.spaces import BOX_DTYPES, MAX_DIMS, space_from_json
+from recurrent_rl.io.spaces import BOX_DTYPES, MAX_DIMS, space_from_json
 from recurrent_rl.received import (
     MAX_LIST,
     ReceivedFileError,

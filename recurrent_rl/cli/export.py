@@ -11,8 +11,8 @@ A thin layer over :func:`recurrent_rl.export.export_onnx` and :func:`recurrent_r
 - ``--format onnx`` (default) writes ``model.onnx`` next to the model (``best_model.onnx`` with
   ``--best``), with the VecNormalize statistics folded in; ``--format safe`` writes the safe copy.
 
-``recurrent-rl`` registers it with :func:`add_parser` (:mod:`recurrent_rl.runs.cli`);
-``python -m recurrent_rl.export.cli`` runs it alone.
+``recurrent-rl`` registers it with :func:`add_parser` (:mod:`recurrent_rl.cli.main`);
+``python -m recurrent_rl.cli.export`` runs it alone.
 Bad input: one ``error:`` line, exit code 2, nothing written.
 """
 
@@ -85,7 +85,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command on its own (``python -m recurrent_rl.export.cli``)."""
+    """The command on its own (``python -m recurrent_rl.cli.export``)."""
     parser = argparse.ArgumentParser(prog="recurrent-rl export", description=DESCRIPTION)
     return add_arguments(parser)
 
@@ -108,7 +108,7 @@ class Source:
 def resolve_source(target: str | Path, best: bool = False) -> Source:
     """The model that ``target`` (a run folder or a file) names, preferring its safe copy."""
     from recurrent_rl.export.safe import has_safe_copy, safe_paths
-    from recurrent_rl.runs import folders
+    from recurrent_rl.io import run_folder as folders
     from recurrent_rl.runs.evaluation import resolve_model_path
 
     target = Path(target)
@@ -135,7 +135,7 @@ def resolve_source(target: str | Path, best: bool = False) -> Source:
 
 
 def _run_dir_of(path: Path) -> Path | None:
-    from recurrent_rl.runs import folders
+    from recurrent_rl.io import run_folder as folders
 
     for parent in list(path.resolve().parents)[:3]:
         if folders.is_run_dir(parent):
@@ -153,8 +153,8 @@ def _env_id(source: Source, typed: str | None = None) -> str | None:
         return env_id_from_file(typed, "--env", trusted=True)
     recorded, where = None, ""
     if source.run_dir is not None:
-        from recurrent_rl.runs import folders
-        from recurrent_rl.runs.config import load_config
+        from recurrent_rl.config.train import load_config
+        from recurrent_rl.io import run_folder as folders
 
         where = str(source.run_dir / folders.CONFIG)
         try:
@@ -177,7 +177,7 @@ def _env_id(source: Source, typed: str | None = None) -> str | None:
 
 def load_source(source: Source) -> tuple[Any, Any]:
     """(model, VecNormalize statistics or None): from the safe copy, or SB3's zip and pickle."""
-    from recurrent_rl.runs.folders import RunError
+    from recurrent_rl.io.run_folder import RunError
 
     if source.safe:
         from recurrent_rl.export.safe import load_safe, read_safe_vecnormalize
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
 
     prefix = Path(args.out) if args.out else source.prefix
     weights, config = safe_paths(prefix)
-    from recurrent_rl.runs.folders import check_can_create
+    from recurrent_rl.io.run_folder import check_can_create
 
     check_can_create(weights.parent, "--out")
     if source.safe and config.resolve() == source.model_path.resolve():
@@ -292,7 +292,7 @@ def _check_out(out: Path, suffix: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m recurrent_rl.export.cli ...``; returns the exit code."""
+    """``python -m recurrent_rl.cli.export ...``; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return run(args)

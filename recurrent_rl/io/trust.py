@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.runs.folders import RUN_INFO, read_run_info
+from recurrent_rl.io.run_folder import RUN_INFO, read_run_info
 
 KEY_ENV = "RECURRENT_RL_TRUST_KEY"
 FIELD = "trusted_modules"

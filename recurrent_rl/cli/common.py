@@ -1,0 +1,100 @@
+"""What the commands of ``recurrent-rl`` share: exit codes, the executor options of the sweeps,
+the resolved training config of ``train`` and ``tune``, and printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from recurrent_rl.errors import UserInputError
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def _add_backend_options(parser: Any, what: str, default_workers: str = "one per CPU") -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"{what} at a time (default: {default_workers}; with --backend ray: the cluster's CPUs)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help=f"run the {what} as local processes (default) or as Ray tasks (needs recurrent_rl[ray])",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --backend ray: the cluster (HOST:6379, auto; default: local, a Ray runtime started on this machine)",
+    )
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise UserInputError(f"--workers must be at least 1, got {args.workers}")
+    if args.address is not None and args.backend != "ray":
+        raise UserInputError("--address names a Ray cluster: add --backend ray")
+    if args.backend == "ray":
+        from recurrent_rl.sweeps.ray_backend import require_ray
+
+        require_ray()
+
+
+def resolve_train_config(args: argparse.Namespace) -> Any:
+    """The config a ``train`` command line asks for: preset or file, then --set, then the flags
+    (--env, --timesteps, --seed, --memory, --device, --encoder, --freeze-encoder)."""
+    from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
+    from recurrent_rl.config.train import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "env", None) is not None:
+        overrides.append(f"env={json.dumps(args.env)}")
+    if args.memory is not None:
+        overrides.append(f"policy_kwargs.memory={args.memory}")
+    if getattr(args, "device", None) is not None:
+        overrides.append(f"device={json.dumps(args.device)}")
+    if args.encoder is not None:
+        overrides.append(f"encoder.path={json.dumps(str(Path(args.encoder).resolve()))}")
+    if getattr(args, "freeze_encoder", False):
+        overrides.append("encoder.freeze=true")
+    if args.timesteps is not None:
+        overrides.append(f"n_timesteps={args.timesteps}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    config = (
+        load_config(args.config, overrides) if args.config else load_preset(args.preset or DEFAULT_PRESET, overrides)
+    )
+    if config.encoder.freeze and config.encoder.path is None and getattr(args, "freeze_encoder", False):
+        raise UserInputError(
+            "--freeze-encoder: there is no encoder to freeze; add --encoder PATH (an encoder.pt "
+            "from recurrent-rl pretrain)"
+        )
+    return config
+
+
+def _pinned_sizes(overrides: list[str]) -> list[str]:
+    """The memory sizes a command line sets itself (``--set policy_kwargs.hidden_size=...``): an encoder must agree."""
+    keys = {override.partition("=")[0].strip() for override in overrides}
+    return [name for name in ("hidden_size", "num_layers") if f"policy_kwargs.{name}" in keys]
+
+
+def _print_rows(rows: Sequence[Sequence[str]]) -> None:
+    if not rows:
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+def _steps(n: Any) -> str:
+    from recurrent_rl.config.schema import parse_number
+
+    n = int(parse_number(n) or 0) if isinstance(n, str) else int(n)
+    return f"{n / 1e6:g}M steps" if n >= 1_000_000 else f"{n / 1e3:g}k steps" if n >= 1000 else f"{n} steps"
