@@ -32,6 +32,7 @@ OLD_PATHS: dict[str, str] = {
     "recurrent_rl.runs.presets": "recurrent_rl.config.presets",
     "recurrent_rl.runs.folders": "recurrent_rl.io.run_folder",
     "recurrent_rl.runs.cli": "recurrent_rl.cli.main",
+    "recurrent_rl.sweeps.ray_backend": "recurrent_rl.sweeps.executors",
     "recurrent_rl.export.cli": "recurrent_rl.cli.export",
     "recurrent_rl.supervised.cli": "recurrent_rl.cli.pretrain",
     "recurrent_rl.runs.trust": "recurrent_rl.io.trust",

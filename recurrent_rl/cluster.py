@@ -1,7 +1,7 @@
 """Ray, when asked for: the connection to a cluster (or a runtime started on this machine).
 
 Ray is the optional extra ``recurrent_rl[ray]``; it is imported here, only when a function asks
-for it. The sweeps' executor (:mod:`recurrent_rl.sweeps.ray_backend`) and the rollout runners
+for it. The sweeps' executor (:mod:`recurrent_rl.sweeps.executors`) and the rollout runners
 (:mod:`recurrent_rl.runners`) both connect through :func:`connect`. Addresses: ``auto`` (the cluster
 this machine has joined with ``ray start``), ``HOST:6379`` (that head node), ``local`` or None (a
 Ray runtime started for this process on this machine).
@@ -17,7 +17,7 @@ from typing import Any
 from recurrent_rl.errors import UserInputError
 
 
-def require_ray(what: str = "--backend ray") -> Any:
+def require_ray(what: str = "--executor ray") -> Any:
     """The ``ray`` module, or a :class:`UserInputError` that names the extra to install."""
     try:
         import ray
@@ -61,7 +61,7 @@ def check_reachable(address: str, timeout: float = REACH_TIMEOUT) -> None:
         ) from None
 
 
-def connect(address: str | None, num_cpus: int | None = None, what: str = "--backend ray") -> Any:
+def connect(address: str | None, num_cpus: int | None = None, what: str = "--executor ray") -> Any:
     """Connect to (or start) a Ray runtime; return the ``ray`` module.
 
     :param num_cpus: the CPUs a runtime started here declares (None: this machine's)

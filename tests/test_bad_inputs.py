@@ -215,13 +215,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("seeds-and-seed", [*SEEDS, "--seed", "3"], "--seed cannot be combined"),
     Bad("seeds-and-resume", [*SEEDS, "--resume", "run"], "--resume cannot be combined"),
     Bad("seeds-no-workers", [*SEEDS, "--workers", "0"], "--workers must be at least 1"),
-    Bad("seeds-address-without-ray", [*SEEDS, "--address", "auto"], "add --backend ray"),
+    Bad("seeds-address-without-ray", [*SEEDS, "--address", "auto"], "add --executor ray"),
     Bad("seeds-runs-dir-is-a-file", [*SEEDS, "--runs-dir", "notes.txt"], "is a file, not a folder"),
-    Bad("seeds-ray-bad-address", [*SEEDS, "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
+    Bad("seeds-ray-bad-address", [*SEEDS, "--executor", "ray", "--address", "head-node"], "HOST:6379", "ray"),
     # nothing listens on port 1 of this machine: refused at once, where Ray would retry for minutes
     Bad(
         "seeds-ray-unreachable",
-        [*SEEDS, "--backend", "ray", "--address", "127.0.0.1:1"],
+        [*SEEDS, "--executor", "ray", "--address", "127.0.0.1:1"],
         "nothing answers there",
         "ray",
     ),
@@ -288,10 +288,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("tune-storage-folder", ["tune", "--storage", "sqlite:///."], "is a folder, not a database file"),
     Bad("tune-storage-under-a-file", ["tune", "--storage", "sqlite:///notes.txt/study.db"], "notes.txt is a file"),
     Bad("tune-no-workers", ["tune", "--workers", "0"], "--workers must be at least 1"),
-    Bad("tune-address-without-ray", ["tune", "--address", "auto"], "add --backend ray"),
-    Bad("tune-ray-bad-address", ["tune", "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
+    Bad("tune-address-without-ray", ["tune", "--address", "auto"], "add --executor ray"),
+    Bad("tune-ray-bad-address", ["tune", "--executor", "ray", "--address", "head-node"], "HOST:6379", "ray"),
     Bad(
-        "tune-ray-unreachable", ["tune", "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers there", "ray"
+        "tune-ray-unreachable",
+        ["tune", "--executor", "ray", "--address", "127.0.0.1:1"],
+        "nothing answers there",
+        "ray",
     ),
     Bad("space-missing", ["tune", "--space", "nope.yaml"], "cannot read it"),
     Bad("space-malformed", ["tune", "--space", "space-malformed.yaml"], "malformed YAML at line 2"),

@@ -12,7 +12,7 @@ from recurrent_rl.config.presets import load_preset
 from recurrent_rl.errors import UserInputError
 from recurrent_rl.io import run_folder as folders
 from recurrent_rl.cli.main import main
-from recurrent_rl.sweeps.ray_backend import require_ray
+from recurrent_rl.sweeps.executors import require_ray
 from recurrent_rl.sweeps.seeds import REPORT, SeedResult, parse_seeds, run_seeds, summarize
 from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
 
@@ -104,7 +104,7 @@ def test_two_seeds_in_parallel_processes_write_run_folders_and_the_report(tmp_pa
 def test_seed_and_backend_flags_are_checked_before_anything_runs(tmp_path, capsys, monkeypatch):
     for argv, message in (
         (["--seeds", "5-2"], "is empty"),
-        (["--backend", "ray"], "only with --seeds"),
+        (["--executor", "ray"], "only with --seeds"),
         (["--seeds", "0-1", "--seed", "3"], "cannot be combined"),
         (["--seeds", "0-1", "--workers", "0"], "at least 1"),
     ):
@@ -113,7 +113,7 @@ def test_seed_and_backend_flags_are_checked_before_anything_runs(tmp_path, capsy
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
     with pytest.raises(UserInputError, match=r"pip install 'recurrent_rl\[ray\]'"):
         require_ray()
-    assert main(["train", "--runs-dir", str(tmp_path), "--seeds", "0-1", "--backend", "ray"]) == 2
+    assert main(["train", "--runs-dir", str(tmp_path), "--seeds", "0-1", "--executor", "ray"]) == 2
     assert "recurrent_rl[ray]" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -175,7 +175,7 @@ def _fail_on_three(n: int) -> int:
 
 
 def test_a_killed_worker_process_leaves_its_task_marked_and_the_others_finish():
-    from recurrent_rl.sweeps.ray_backend import WorkerDied, run_tasks
+    from recurrent_rl.sweeps.executors import WorkerDied, run_tasks
 
     results = run_tasks(_kill_on_odd, [0, 1, 2, 3, 4], workers=2)
     assert [r for r in results if not isinstance(r, WorkerDied)] == [0, 20, 40]
@@ -188,3 +188,19 @@ def test_a_killed_worker_process_leaves_its_task_marked_and_the_others_finish():
     # an exception in a task is raised once every task has ended
     with pytest.raises(ValueError, match="three"):
         run_tasks(_fail_on_three, [1, 2, 3, 4], workers=2)
+
+
+def test_the_deprecated_backend_flag_is_the_executor_with_a_warning(tmp_path, capsys):
+    """``--backend local|ray`` of 0.1.0 still works as ``--executor``, with one warning line."""
+    assert main(["train", "--runs-dir", str(tmp_path), "--seeds", "0", "--backend", "local", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: --backend local is deprecated: use --executor local" in err
+    assert "--workers must be at least 1" in err
+
+
+def test_the_deprecated_backend_keyword_is_the_executor_with_a_future_warning(tmp_path):
+    from recurrent_rl.sweeps.executors import executor_argument
+
+    assert executor_argument("local", None, "run_seeds") == "local"
+    with pytest.warns(FutureWarning, match=r"run_seeds\(backend=\.\.\.\) is deprecated: the word is executor='ray'"):
+        assert executor_argument("local", "ray", "run_seeds") == "ray"

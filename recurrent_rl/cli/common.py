@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,35 +17,45 @@ EXIT_FAILED = 1
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
-def _add_backend_options(parser: Any, what: str, default_workers: str = "one per CPU") -> None:
+def add_executor_options(parser: Any, what: str, default_workers: str = "one per CPU") -> None:
     parser.add_argument(
         "--workers",
         type=int,
         metavar="N",
-        help=f"{what} at a time (default: {default_workers}; with --backend ray: the cluster's CPUs)",
+        help=f"{what} at a time (default: {default_workers}; with --executor ray: the cluster's CPUs)",
     )
     parser.add_argument(
-        "--backend",
+        "--executor",
         choices=("local", "ray"),
         default="local",
         help=f"run the {what} as local processes (default) or as Ray tasks (needs recurrent_rl[ray])",
     )
+    # the flag's name until "backend" was left to the policies' speed backend (backend: torch | cpu-kernels)
+    parser.add_argument("--backend", choices=("local", "ray"), dest="deprecated_backend", help=argparse.SUPPRESS)
     parser.add_argument(
         "--address",
         metavar="ADDR",
-        help="with --backend ray: the cluster (HOST:6379, auto; default: local, a Ray runtime started on this machine)",
+        help="the Ray cluster (HOST:6379, auto; default: local, a Ray runtime started on this machine)",
     )
 
 
-def _check_backend(args: argparse.Namespace) -> None:
+def check_executor(args: argparse.Namespace) -> None:
+    """The executor options checked; the deprecated ``--backend`` taken as ``--executor``, with a warning line."""
+    if getattr(args, "deprecated_backend", None) is not None:
+        print(
+            f"recurrent-rl {args.command}: warning: --backend {args.deprecated_backend} is deprecated: use --executor "
+            f"{args.deprecated_backend} (--backend goes after 2027-06-30)",
+            file=sys.stderr,
+        )
+        args.executor = args.deprecated_backend
     if args.workers is not None and args.workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {args.workers}")
-    if args.address is not None and args.backend != "ray":
-        raise UserInputError("--address names a Ray cluster: add --backend ray")
-    if args.backend == "ray":
-        from recurrent_rl.sweeps.ray_backend import require_ray
+    if args.address is not None and args.executor != "ray":
+        raise UserInputError("--address names a Ray cluster: add --executor ray")
+    if args.executor == "ray":
+        from recurrent_rl.sweeps.executors import require_ray
 
-        require_ray()
+        require_ray("--executor ray")
 
 
 def resolve_train_config(args: argparse.Namespace) -> Any:

@@ -12,9 +12,9 @@ from typing import Any
 from recurrent_rl.cli.common import (
     EXIT_FAILED,
     EXIT_SIGNAL,
-    _add_backend_options,
-    _check_backend,
     _pinned_sizes,
+    add_executor_options,
+    check_executor,
     resolve_train_config,
 )
 from recurrent_rl.config.train import MEMORIES, UserInputError, config_keys, config_to_yaml
@@ -111,7 +111,7 @@ def add_parser(commands: Any) -> None:
     many.add_argument(
         "--threshold", type=float, metavar="R", help="with --seeds: also count the seeds whose final return reaches R"
     )
-    _add_backend_options(many, "seeds")
+    add_executor_options(many, "seeds")
     train.set_defaults(handler=cmd_train)
 
 
@@ -130,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ("--threshold", args.threshold),
                 ("--workers", args.workers),
                 ("--address", args.address),
-                ("--backend ray", args.backend == "ray"),
+                ("--executor ray", args.executor == "ray"),
+                ("--backend", args.deprecated_backend),
             )
             if value
         ]
@@ -205,7 +206,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     ]
     if conflicting:
         raise UserInputError(f"--seeds sets the seed of each run; {', '.join(conflicting)} cannot be combined with it")
-    _check_backend(args)
+    check_executor(args)
     from recurrent_rl.runs.training import check_device
 
     config = resolve_train_config(args)
@@ -220,7 +221,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
         args.runs_dir,
         args.name,
         workers=args.workers,
-        backend=args.backend,
+        executor=args.executor,
         address=args.address,
         threshold=args.threshold,
     )

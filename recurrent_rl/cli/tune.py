@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.cli.common import _add_backend_options, _check_backend
+from recurrent_rl.cli.common import add_executor_options, check_executor
 
 
 def add_parser(commands: Any) -> None:
@@ -57,7 +57,7 @@ def add_parser(commands: Any) -> None:
         "work on most seeds, at N times the cost (default: 1)",
     )
     tune.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of tune/ (default: runs)")
-    _add_backend_options(tune, "trials", default_workers="1")
+    add_executor_options(tune, "trials", default_workers="1")
     tune.set_defaults(handler=cmd_tune)
 
 
@@ -66,7 +66,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from recurrent_rl.sweeps.tune import require_optuna, run_study
 
     require_optuna()
-    _check_backend(args)
+    check_executor(args)
     from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
     from recurrent_rl.config.train import load_config
     from recurrent_rl.runs.training import check_device
@@ -86,7 +86,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         space=args.space,
         runs_dir=args.runs_dir,
         workers=args.workers or 1,
-        backend=args.backend,
+        executor=args.executor,
         address=args.address,
         seed=args.sampler_seed,
         trial_seeds=args.trial_seeds,

@@ -252,6 +252,7 @@ class TrainConfig(Section):
             ortho_init=pk.ortho_init,
             log_std_init=pk.log_std_init,
             backend=pk.backend,
+            kernel_threads=self.kernel_threads,
         )
         if pk.memory_kwargs:
             policy_kwargs["memory_kwargs"] = dict(pk.memory_kwargs)

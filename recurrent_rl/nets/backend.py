@@ -109,8 +109,12 @@ def check_backend(backend: Any) -> None:
         )
 
 
-def resolve_backend(backend: Any, device: th.device | str = "cpu") -> Backend:
-    """The backend object for a name (``"auto"`` resolved for ``device``) or a backend object."""
+def resolve_backend(backend: Any, device: th.device | str = "cpu", kernel_threads: int | str | None = None) -> Backend:
+    """The backend object for a name (``"auto"`` resolved for ``device``) or a backend object.
+
+    :param kernel_threads: the speed backend's thread setting (``CpuKernels(threads=...)``); None:
+        its process default. Ignored by the torch backend and by backend objects.
+    """
     check_backend(backend)
     if not isinstance(backend, str):
         return backend
@@ -119,5 +123,5 @@ def resolve_backend(backend: Any, device: th.device | str = "cpu") -> Backend:
     if backend == "torch":
         return TorchBackend()
     module, name = _LOCATIONS[backend]
-    backend_class: type[Backend] = getattr(importlib.import_module(module), name)
-    return backend_class()
+    backend_class: Any = getattr(importlib.import_module(module), name)
+    return backend_class() if kernel_threads is None else backend_class(threads=kernel_threads)

@@ -61,6 +61,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     :param backend: ``"auto"`` (default), ``"torch"`` or ``"cpu-kernels"``, or a backend object:
         how the memory cores, heads, optimizer and action distribution are computed (see
         :mod:`recurrent_rl.nets.backend`); the results are the same to float rounding
+    :param kernel_threads: the speed backend's threads for the compiled memory layers: 1, 2 or
+        ``"auto"`` (see ``CpuKernels``); None (default): its process default. A choice for this
+        machine, like torch's thread count
     sb3-contrib's names (``lstm_hidden_size``, ``n_lstm_layers``, ``enable_critic_lstm``,
     ``shared_lstm``, ``lstm_kwargs``) are accepted with sb3-contrib's meaning and imply
     ``memory="lstm"`` and sb3-contrib's LSTM initialisation (``gate_bias=0`` unless given); see
@@ -85,6 +88,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         gate_bias: float | None = None,
         backend: str | Backend = "auto",
         memory_kwargs: dict[str, Any] | None = None,
+        kernel_threads: int | str | None = None,
         detach_critic_memory: bool = False,
         dropout: float | None = None,
         **kwargs: Any,
@@ -124,9 +128,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             )
         kwargs.setdefault("features_extractor_class", self.default_extractor)
         check_backend(backend)
-        self.backend = backend
+        self.backend, self.kernel_threads = backend, kernel_threads
         # Built on the CPU; "auto" is resolved again when the policy moves to its device (_apply).
-        self._backend: Backend = resolve_backend(backend, "cpu")
+        self._backend: Backend = resolve_backend(backend, "cpu", kernel_threads)
         optimizer_class, optimizer_kwargs = self._backend.optimizer(
             kwargs.get("optimizer_class"), kwargs.get("optimizer_kwargs")
         )
@@ -203,6 +207,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             critic_memory=self.critic_memory,
             gate_bias=self.gate_bias,
             backend=self.backend,
+            kernel_threads=self.kernel_threads,
             memory_kwargs=self.memory_kwargs,
             detach_critic_memory=self.detach_critic_memory,
             dropout=self.dropout,
@@ -213,7 +218,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         # .to(device), .cpu(), .cuda(), .double() ... come through here: "auto" follows the device
         result = super()._apply(fn, *args, **kwargs)
         if getattr(self, "backend", None) == "auto":
-            self._backend = resolve_backend("auto", self.device)
+            self._backend = resolve_backend("auto", self.device, getattr(self, "kernel_threads", None))
         return result
 
     @property

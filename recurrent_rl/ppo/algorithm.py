@@ -9,20 +9,17 @@ What is recurrent lives here and in the policy and buffer; the rest is SB3's:
 - the update is SB3's ``PPO.train`` unchanged: the buffer yields minibatches of whole chunks and
   the policy's ``evaluate_actions`` runs each chunk batch through one fused RNN call.
 
-``learn`` runs torch on one thread by default (see :func:`learn_threads`): torch's default, one
-thread per core, makes the many small matrix products of a recurrent policy slower, not faster.
+``learn`` runs torch on one thread by default (see :func:`recurrent_rl.threads.learn_threads`): torch's
+default, one thread per core, makes the many small matrix products of a recurrent policy slower.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import pathlib
 import time
 import warnings
-from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -39,63 +36,14 @@ from recurrent_rl.errors import check_finite_observations, check_spaces
 from recurrent_rl.nets.memory import select_state
 from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
 from recurrent_rl.ppo.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer, plan_minibatches
+from recurrent_rl.threads import (  # noqa: F401  re-exported: their home before threads.py
+    THREAD_VARIABLES,
+    TorchThreads,
+    check_torch_threads,
+    learn_threads,
+    using_torch_threads,
+)
 from recurrent_rl.types import RecurrentState
-
-TorchThreads = int | Literal["auto"] | None
-# Environment variables that name a thread count: when one is set, "auto" leaves torch's count alone.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# torch's thread count when this module was imported: a different count later was set by the caller
-# (torch does not tell whether its count is its default).
-_THREADS_AT_IMPORT = th.get_num_threads()
-
-
-def learn_threads(setting: TorchThreads, device: th.device | str) -> int | None:
-    """The torch intra-op thread count for training on ``device`` (None: leave torch's count as it is).
-
-    :param setting: ``"auto"``: 1 on the CPU, unless the caller chose a count, by
-        ``torch.set_num_threads`` after importing :class:`RecurrentPPO` or by ``OMP_NUM_THREADS`` /
-        ``MKL_NUM_THREADS``; on other devices torch's count is left alone. An integer: that many.
-        None: torch's count, whatever it is.
-
-    One thread because the small matrix products of a recurrent policy (one env step, one chunk)
-    are too small to split: with torch's default of one thread per core the threads spend their
-    time handing work over, and training runs several times slower (the command line's
-    ``torch_threads`` setting defaults to 1 for the same reason). Large networks (image
-    observations) may gain from more: pass ``torch_threads=N`` or ``None`` to :class:`RecurrentPPO`.
-    """
-    if setting is None:
-        return None
-    if setting == "auto":
-        if th.device(device).type != "cpu":
-            return None
-        if any(os.environ.get(name, "").strip() for name in THREAD_VARIABLES):
-            return None
-        if th.get_num_threads() != _THREADS_AT_IMPORT:
-            return None  # torch.set_num_threads was called after this module was imported
-        return 1
-    return check_torch_threads(setting)
-
-
-def check_torch_threads(setting: Any) -> Any:
-    """``setting`` if it is a valid ``torch_threads`` value (``"auto"``, None or an integer >= 1), else a ValueError."""
-    if setting is None or setting == "auto":
-        return setting
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ValueError(f"torch_threads must be 'auto', None or an integer >= 1, got {setting!r}")
-    return setting
-
-
-@contextlib.contextmanager
-def using_torch_threads(n: int | None) -> Iterator[None]:
-    """While inside, torch uses ``n`` intra-op threads (None: unchanged); afterwards the previous count again."""
-    previous = th.get_num_threads()
-    if n is not None and n != previous:
-        th.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if th.get_num_threads() != previous:
-            th.set_num_threads(previous)
 
 
 def rollout_collector(env: Any) -> Any:

@@ -37,7 +37,6 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from recurrent_rl.accel import native
 from recurrent_rl.config.envs import make_training_env  # noqa: F401  re-exported
 from recurrent_rl.config.train import ConfigError, TrainConfig, load_config, save_config
 from recurrent_rl.errors import TRUST_PICKLE_FLAG, NonFiniteLossError, refuse_pickle
@@ -274,7 +273,7 @@ def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
     is the atomic checkpoint folder it fills)."""
     warnings.warn(
         "recurrent_rl.runs.training.write_checkpoint is deprecated: use "
-        "recurrent_rl.io.run_folder.write_model_checkpoint",
+        "recurrent_rl.runs.checkpoints.write_model_checkpoint",
         DeprecationWarning,
         stacklevel=2,
     )
@@ -320,7 +319,6 @@ def train(
                 f"or continue that run with: recurrent-rl train --resume {path}"
             )
     check_device(config.device)
-    native.set_kernel_threads(config.kernel_threads)
     with using_torch_threads(config.torch_threads):  # small recurrent nets run fastest on one thread
         return _train(config, Path(runs_dir), name, progress_bar, verbose, callbacks, on_evaluation)
 
@@ -425,7 +423,6 @@ def _resume(
             f"Start it again: recurrent-rl train --config {run_dir / runs.CONFIG}"
         )
     check_device(config.device)
-    native.set_kernel_threads(config.kernel_threads)
     try:
         done = runs.checkpoint_step(checkpoint)
     except (OSError, ValueError) as error:

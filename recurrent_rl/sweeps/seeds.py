@@ -1,7 +1,7 @@
 """Many seeds of one config: parallel runs and their aggregate report (``recurrent-rl train --seeds``).
 
 Each seed trains into an ordinary run folder ``<group>/seed<N>/`` (``recurrent-rl evaluate`` and
-``train --resume`` work on it), in its own process (:mod:`recurrent_rl.sweeps.ray_backend`: local
+``train --resume`` work on it), in its own process (:mod:`recurrent_rl.sweeps.executors`: local
 processes, one per core by default, or Ray tasks). The group folder then holds the report:
 
 - ``seeds.json``: per-seed final returns (the final evaluation, ``eval.json``), their mean, median and
@@ -174,26 +174,30 @@ def run_seeds(
     runs_dir: str | Path = "runs",
     name: str | None = None,
     workers: int | None = None,
-    backend: str = "local",
+    executor: str = "local",
     address: str | None = None,
     threshold: float | None = None,
+    backend: str | None = None,
 ) -> SeedsReport:
     """Train ``config`` once per seed into ``runs_dir/<name>/seed<N>/`` and write the aggregate report.
 
     :param workers: parallel runs (default: one per CPU here; with Ray, the cluster's CPUs)
-    :param backend: ``local`` (processes on this machine) or ``ray`` (Ray tasks; ``address`` as
-        :func:`recurrent_rl.sweeps.ray_backend.connect` takes it)
+    :param executor: ``local`` (processes on this machine) or ``ray`` (Ray tasks; ``address`` as
+        :func:`recurrent_rl.sweeps.executors.connect` takes it)
     :param threshold: also count the seeds whose final return is at least this
     """
+    from recurrent_rl.sweeps.executors import executor_argument
+
+    executor = executor_argument(executor, backend, "run_seeds")
     from recurrent_rl.io import run_folder as folders
-    from recurrent_rl.sweeps.ray_backend import WorkerDied, check_local_workers, run_tasks
+    from recurrent_rl.sweeps.executors import WorkerDied, check_local_workers, run_tasks
 
     seeds = list(seeds)
     if not seeds:
         raise UserInputError("--seeds: no seeds to run")
     if workers is not None and workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {workers}")
-    if backend == "local":
+    if executor == "local":
         check_local_workers(workers)
     if threshold is not None and not math.isfinite(threshold):
         raise UserInputError(f"--threshold must be a finite number (a return), got {threshold}")
@@ -205,8 +209,8 @@ def run_seeds(
     if group.exists():
         raise folders.RunError(f"{group} already exists; nothing was changed. Choose another --name.")
     check_can_create(runs_dir)
-    if backend == "ray":  # reach the cluster (or fail) before anything is written
-        from recurrent_rl.sweeps.ray_backend import connect
+    if executor == "ray":  # reach the cluster (or fail) before anything is written
+        from recurrent_rl.sweeps.executors import connect
 
         connect(address, num_cpus=workers if address in (None, "local") else None)
     try:
@@ -215,7 +219,7 @@ def run_seeds(
         raise folders.RunError(f"cannot create {group} ({error.strerror}): choose another --runs-dir") from None
     jobs = [{"config": config.to_dict(), "seed": seed, "group": str(group)} for seed in seeds]
     results: list[SeedResult] = []
-    for job, result in zip(jobs, run_tasks(_train_seed, jobs, backend=backend, workers=workers, address=address)):
+    for job, result in zip(jobs, run_tasks(_train_seed, jobs, executor=executor, workers=workers, address=address)):
         if isinstance(result, WorkerDied):  # killed: its run folder says so, the other seeds count
             run_dir = group / f"seed{job['seed']}"
             if (run_dir / folders.RUN_INFO).is_file():

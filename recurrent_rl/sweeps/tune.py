@@ -453,10 +453,11 @@ def run_study(
     space: str | Path | None = None,
     runs_dir: str | Path = "runs",
     workers: int = 1,
-    backend: str = "local",
+    executor: str = "local",
     address: str | None = None,
     seed: int | None = None,
     trial_seeds: int = 1,
+    backend: str | None = None,
 ) -> TuneResult:
     """Tune ``config`` (a :class:`~recurrent_rl.config.train.TrainConfig`) up to ``trials`` finished trials.
 
@@ -464,11 +465,14 @@ def run_study(
     :param study: the study's name (default: ``<env>-<memory>``); an existing study continues
     :param sampler: ``tpe`` or ``random``; :param pruner: ``median``, ``none`` or an Optuna pruner
     :param space: a YAML file whose entries replace the memory type's default search space
-    :param workers: trials at a time (local processes; with ``backend="ray"``, Ray tasks)
+    :param workers: trials at a time (local processes; with ``executor="ray"``, Ray tasks)
     :param timeout: seconds after which no new trial starts (per worker)
     :param trial_seeds: seeds per trial (the config's seed and the next ones); the objective is the
         mean of their final returns
     """
+    from recurrent_rl.sweeps.executors import executor_argument
+
+    executor = executor_argument(executor, backend, "run_study")
     optuna = require_optuna()
     from recurrent_rl.config.train import MAX_SEED
     from recurrent_rl.io import run_folder as folders
@@ -477,8 +481,8 @@ def run_study(
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     if workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {workers}")
-    if backend == "local":
-        from recurrent_rl.sweeps.ray_backend import check_local_workers
+    if executor == "local":
+        from recurrent_rl.sweeps.executors import check_local_workers
 
         check_local_workers(workers)
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
@@ -496,8 +500,8 @@ def run_study(
     if isinstance(sampler, str):
         make_sampler(sampler)
     make_pruner(pruner)
-    if backend == "ray":
-        from recurrent_rl.sweeps.ray_backend import require_ray
+    if executor == "ray":
+        from recurrent_rl.sweeps.executors import require_ray
 
         require_ray()
     name = study or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', config.env)}-{config.memory}"
@@ -515,8 +519,8 @@ def run_study(
     search = fit_space(load_space(config.memory, space), base)
     check_space(search, base)
     check_can_create(runs_dir)
-    if backend == "ray":  # reach the cluster (or fail) before the study is created
-        from recurrent_rl.sweeps.ray_backend import connect
+    if executor == "ray":  # reach the cluster (or fail) before the study is created
+        from recurrent_rl.sweeps.executors import connect
 
         connect(address, num_cpus=workers if address in (None, "local") else None)
     trials_dir = Path(runs_dir) / "tune" / name
@@ -543,10 +547,10 @@ def run_study(
             file=sys.stderr,
         )
         ran = 0
-    elif workers == 1 and backend == "local":
+    elif workers == 1 and executor == "local":
         ran = run_worker(spec)
     else:
-        from recurrent_rl.sweeps.ray_backend import run_tasks
+        from recurrent_rl.sweeps.executors import run_tasks
 
         # each worker its share of what is left, so that together they run no more than asked
         left = trials - done
@@ -559,7 +563,7 @@ def run_study(
         counts = run_tasks(
             run_worker,
             specs,
-            backend=backend,
+            executor=executor,
             workers=len(specs),
             address=address,
             replace=_replace_dead_worker,

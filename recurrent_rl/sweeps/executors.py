@@ -1,6 +1,6 @@
 """Running sweep tasks (seeds, tuning workers) as local processes or as Ray tasks.
 
-Both backends run the same picklable function on a list of arguments and return its results in
+Both executors run the same picklable function on a list of arguments and return its results in
 order. ``local``: one spawned process per task on this machine, ``workers`` at a time (spawned,
 not forked: torch and forked threads do not mix); a process that dies without a result (killed
 by a signal, by the out-of-memory killer) leaves a :class:`WorkerDied` in its task's place, or
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -30,7 +31,8 @@ from recurrent_rl.cluster import (  # noqa: F401  re-exported: the sweeps' names
 )
 from recurrent_rl.errors import UserInputError
 
-BACKENDS = ("local", "ray")
+EXECUTORS = ("local", "ray")
+BACKENDS = EXECUTORS  # their name before "backend" was left to the speed backend
 WORKERS_PER_CPU = 4  # local worker processes per CPU at most: each holds an env, a model and torch
 
 
@@ -58,14 +60,14 @@ def check_local_workers(workers: int | None) -> None:
     if workers is not None and workers > WORKERS_PER_CPU * cpus:
         raise UserInputError(
             f"--workers {workers}: this machine has {cpus} CPU(s), and local workers are processes that each "
-            f"train a model; use at most {WORKERS_PER_CPU * cpus} (or --backend ray for a cluster)"
+            f"train a model; use at most {WORKERS_PER_CPU * cpus} (or --executor ray for a cluster)"
         )
 
 
 def run_tasks(
     fn: Callable[[Any], Any],
     args: Sequence[Any],
-    backend: str = "local",
+    executor: str = "local",
     workers: int | None = None,
     address: str | None = None,
     replace: Callable[[Any, WorkerDied], Any] | None = None,
@@ -78,9 +80,9 @@ def run_tasks(
     process), and when it returns an argument rather than None, that task runs in a new process
     and its result takes the place.
     """
-    if backend not in BACKENDS:
-        raise UserInputError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if backend == "ray":
+    if executor not in EXECUTORS:
+        raise UserInputError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    if executor == "ray":
         ray = connect(address, num_cpus=workers if address in (None, "local") else None)
         remote = ray.remote(num_cpus=1, max_retries=0)(fn)
         return list(ray.get([remote.remote(a) for a in args]))
@@ -149,3 +151,16 @@ def _run_processes(
     if errors:
         raise errors[min(errors)]
     return results
+
+
+def executor_argument(executor: str, backend: str | None, where: str) -> str:
+    """``executor``, or the deprecated ``backend=`` given in its place (with a FutureWarning)."""
+    if backend is None:
+        return executor
+    warnings.warn(
+        f"{where}(backend=...) is deprecated: the word is executor={backend!r} now (backend names the speed "
+        "backend of the policies); backend= will be removed after 2027-06-30",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return backend
