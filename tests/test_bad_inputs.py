@@ -167,7 +167,6 @@ BAD_INPUTS: list[Bad] = [
     Bad("set-unknown-policy", ["train", "--set", "policy=MlpGRUPolicy"], "'MlpGruPolicy'"),
     Bad("set-bad-schedule", ["train", "--set", "learning_rate=lin_fast"], "lin_<number > 0>"),
     Bad("set-layer-size", ["train", "--set", "policy_kwargs.net_arch=[0]"], "layer sizes must be positive"),
-    Bad("set-batch-not-multiple", ["train", "--set", "batch_size=7"], "is not a multiple of sequence_length"),
     Bad("set-chunk-not-dividing", ["train", "--set", "sequence_length=5"], "does not divide n_steps"),
     Bad("set-env-kwargs", ["train", "--set", "env_kwargs.no_such_arg=1"], "no_such_arg"),
     Bad("set-memory-kwargs", ["train", "--set", "policy_kwargs.memory_kwargs.window=8"], "takes no memory_kwargs"),

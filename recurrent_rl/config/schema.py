@@ -165,12 +165,21 @@ class Section:
         return None
 
     @classmethod
+    def complete(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The keys a mapping given for this section implies beside the ones it names (override):
+        what is left out takes the field's default unless the section says otherwise here
+        (``normalize: {norm_reward: false}`` means VecNormalize on)."""
+        return dict(values)
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Any:
         if not isinstance(values, Mapping):
             expanded = cls.from_shorthand(values)
             if expanded is None:
                 raise ConfigError(f"expected a mapping with keys {_keys(cls)}, got {_show(values)}")
             values = expanded
+        else:
+            values = cls.complete(values)
         names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         unknown = [str(key) for key in values if key not in names]
         if unknown:
@@ -253,6 +262,8 @@ def flat_values(root: type, values: Mapping[str, Any]) -> dict[str, Any]:
                 inner = values.get(f.name, {})
                 if not isinstance(inner, Mapping):
                     inner = tp.from_shorthand(inner) or {}
+                elif f.name in values:
+                    inner = tp.complete(inner)
                 walk(tp, inner, key + ".")
             elif f.name in values:
                 flat[key] = values[f.name]

@@ -81,6 +81,16 @@ class NetArch(Section):
             return {"pi": value, "vf": value}
         return None
 
+    @classmethod
+    def complete(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        # SB3's meaning of a dict: a head it leaves out has no hidden layers (MlpExtractor's
+        # net_arch.get("vf", [])), not this config's default of two
+        values = dict(values)
+        if "pi" in values or "vf" in values:
+            values.setdefault("pi", ())
+            values.setdefault("vf", ())
+        return values
+
     def _check(self) -> None:
         for name in ("pi", "vf"):
             if any(size < 1 for size in getattr(self, name)):
@@ -131,6 +141,16 @@ class EncoderConfig(Section):
     freeze: bool = setting(False, "keep the encoder's weights fixed during training")
     critic: bool = setting(False, "also load (and freeze) it into the critic's memory")
 
+    def _check(self) -> None:
+        given = [name for name in ("freeze", "critic") if getattr(self, name)]
+        if self.path is None and given:
+            raise ConfigError(
+                f"encoder.{given[0]} is true but encoder.path is null, so there is no encoder to "
+                f"{'freeze' if given[0] == 'freeze' else 'load into the critic'}: name it (encoder.path, or --encoder "
+                f"PATH) or leave encoder.{given[0]} out",
+                key="path",
+            )
+
 
 @dataclass(frozen=True)
 class NormalizeConfig(Section):
@@ -150,6 +170,12 @@ class NormalizeConfig(Section):
     @classmethod
     def from_shorthand(cls, value: Any) -> dict[str, Any] | None:
         return {"enabled": value} if isinstance(value, bool) else None
+
+    @classmethod
+    def complete(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        # rl-baselines3-zoo's way to turn VecNormalize on with options: a mapping means enabled,
+        # unless it says enabled: false
+        return {"enabled": True, **values}
 
 
 @dataclass(frozen=True)
@@ -189,7 +215,7 @@ class TrainConfig(Section):
     encoder: EncoderConfig = setting(help="a pretrained encoder", factory=EncoderConfig)
     learning_rate: float | str = setting(3e-4, "Adam step size; lin_<x> decays linearly from x to 0", above=0)
     n_steps: int = setting(128, "steps per env per rollout", low=1)
-    batch_size: int = setting(128, "minibatch size in steps (a multiple of sequence_length)", low=1)
+    batch_size: int = setting(128, "minibatch size in steps (whole chunks; a size that does not divide the rollout runs with a warning)", low=1)
     sequence_length: int | None = setting(None, "BPTT chunk length (null: n_steps)", low=1)
     n_epochs: int = setting(10, "passes over each rollout", low=1)
     gamma: float = setting(0.99, "discount factor", low=0, high=1)
@@ -227,10 +253,11 @@ class TrainConfig(Section):
                         f"expected a number > 0 or lin_<number > 0> (e.g. lin_1e-3), got {value!r}", key=name
                     )
         # imported here: recurrent_rl.sequences loads torch, which the CLI's --help and listings do not need
-        from recurrent_rl.sequences import check_sequence_sizes
+        from recurrent_rl.sequences import plan_minibatches
 
+        # what RecurrentPPO accepts: sizes that do not divide run, with its warning (plan_minibatches)
         try:
-            check_sequence_sizes(self.n_steps, self.n_envs, self.batch_size, self.sequence_length or self.n_steps)
+            plan_minibatches(self.n_steps, self.n_envs, self.batch_size, self.sequence_length)
         except ValueError as error:
             raise ConfigError(f"{error} (keys: n_steps, n_envs, batch_size, sequence_length)") from None
 

@@ -9,7 +9,6 @@ chunks, so its size never changes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from typing import Any
 
@@ -19,7 +18,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
 from recurrent_rl.nets.memory import cat_states, map_state, state_leaves
-from recurrent_rl.sequences import check_sequence_sizes, chunk_rows
+from recurrent_rl.sequences import chunk_rows, plan_minibatches  # noqa: F401  plan_minibatches: re-exported
 from recurrent_rl.types import NestedState, RecurrentState, SequenceObs
 
 # SB3's per-step scalar arrays (S, E), in the order _minibatch unpacks them
@@ -153,67 +152,3 @@ class RecurrentRolloutBuffer(_SequenceChunks, RolloutBuffer):
 # DictRolloutBuffer.get is typed as yielding DictRolloutBufferSamples
 class RecurrentDictRolloutBuffer(_SequenceChunks, DictRolloutBuffer):  # type: ignore[misc]
     """SB3's ``DictRolloutBuffer`` for Dict observations, yielding sequence chunks."""
-
-
-def plan_minibatches(n_steps: int, n_envs: int, batch_size: int, sequence_length: int | None) -> tuple[int, list[str]]:
-    """The chunk length for ``batch_size``, and warnings about sizes that do not divide.
-
-    Minibatches are made of whole chunks of ``sequence_length`` steps (``batch_size //
-    sequence_length`` chunks each). As SB3's PPO, sizes that do not divide run, with a warning
-    that names the exact sizes:
-
-    - ``batch_size`` >= the rollout (``n_steps * n_envs``): one minibatch of the whole rollout,
-      no warning (sb3-contrib's behaviour);
-    - ``sequence_length`` not given and ``batch_size`` < ``n_steps``: the chunks are cut to
-      ``gcd(n_steps, batch_size)`` steps, the longest that divides both, with a warning (sb3-contrib cuts
-      its sequences at minibatch boundaries too);
-    - ``batch_size`` not a multiple of ``sequence_length``: each minibatch holds the whole chunks
-      that fit, with a warning naming that size;
-    - the chunks do not split evenly into minibatches: the last minibatch of each epoch holds the
-      rest, with a warning, as SB3's PPO truncates its last minibatch.
-
-    Refused (``ValueError``): ``sequence_length`` that does not divide ``n_steps``, and a given
-    ``sequence_length`` longer than ``batch_size`` (a minibatch cannot hold one chunk).
-
-    :return: (sequence_length, warnings)
-    """
-    notes: list[str] = []
-    total = n_steps * n_envs
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if sequence_length is None:
-        length = n_steps
-        if batch_size < n_steps:
-            length = math.gcd(n_steps, batch_size)
-            notes.append(
-                f"batch_size={batch_size} is smaller than n_steps={n_steps}, so a minibatch cannot hold a "
-                f"whole env rollout: the rollout is cut into chunks of sequence_length={length} steps (the "
-                f"longest that divides both). Pass sequence_length to choose the chunk length."
-            )
-    else:
-        length = sequence_length
-    check_sequence_sizes(n_steps, n_envs, length, length)  # length divides n_steps
-    if batch_size >= total:
-        return length, notes
-    if batch_size < length:
-        raise ValueError(
-            f"batch_size={batch_size} is smaller than sequence_length={length}: a minibatch cannot hold one "
-            f"chunk. Use batch_size >= {length} (a multiple of it), or a shorter sequence_length."
-        )
-    per_batch = batch_size // length
-    if batch_size % length:
-        notes.append(
-            f"batch_size={batch_size} is not a multiple of sequence_length={length}: minibatches hold whole "
-            f"chunks, so each holds {per_batch} chunk(s) = {per_batch * length} steps. "
-            f"Use batch_size={per_batch * length} to say so."
-        )
-    n_chunks = total // length
-    if n_chunks % per_batch:
-        exact = [m * length for m in range(1, n_chunks + 1) if n_chunks % m == 0]
-        notes.append(
-            f"the rollout of n_steps * n_envs = {n_steps} * {n_envs} = {total} steps ({n_chunks} chunks of "
-            f"{length}) does not split into minibatches of {per_batch * length} steps: after every "
-            f"{n_chunks // per_batch} full minibatch(es) there is a truncated one of {(n_chunks % per_batch) * length} "
-            f"steps. A batch_size among {exact} divides it exactly."
-        )
-    return length, notes
