@@ -6,8 +6,8 @@ A weights-only copy's ``model.json`` names the algorithm that wrote it (``"algor
 is allocated. Only the names in :data:`ALGORITHMS` are accepted: a name read from a file never
 imports anything.
 
-The top of the algorithm floor: it imports the algorithms (``ppo``); run folders, evaluation,
-export and the command line load models through it.
+The top of the algorithm floor. May import: ``ppo``, ``io`` and the leaf modules. Run folders,
+evaluation, export and the command line load models through it.
 """
 
 from __future__ import annotations

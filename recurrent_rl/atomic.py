@@ -6,7 +6,8 @@ too long) raises an ``OSError`` with that ``errno`` and the path it was writing
 message, ``torch.save`` only that its stream failed. The caller turns it into one line
 (``recurrent_rl.io.run_folder.storage_error``).
 
-A leaf module (the standard library only), so every part of the package may write through it.
+A leaf module, so every part of the package may write through it. May import: nothing of the package
+(the standard library only).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ for it. The sweeps' executor (:mod:`recurrent_rl.sweeps.executors`) and the roll
 this machine has joined with ``ray start``), ``HOST:6379`` (that head node), ``local`` or None (a
 Ray runtime started for this process on this machine).
 
-A leaf module: the standard library and :mod:`recurrent_rl.errors`.
+A leaf module. May import: ``errors`` (the standard library; Ray when asked for).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ before anything is imported, allocated or opened on its word:
 Every refusal is a :class:`ReceivedFileError` (a :class:`~recurrent_rl.errors.UserInputError`,
 so the command line prints one line) that names the file and the field.
 
-A leaf module: the standard library, PyYAML and :mod:`recurrent_rl.errors` (Gymnasium and the
-``pomdp/`` registry are imported inside :func:`env_id_from_file`).
+A leaf module. May import: ``errors`` and ``envs`` (the ``pomdp/`` registry, inside
+:func:`env_id_from_file`); the standard library, PyYAML, Gymnasium.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ loading: zips written by recurrent_rl 0.1.0 name it ``recurrent_rl.runs.config.L
 still imports (``recurrent_rl._aliases``). The weights-only format stores it as plain data
 (``{"schedule": "linear", "initial": x}``).
 
-A leaf module: the standard library only.
+A leaf module. May import: nothing of the package (the standard library only).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ maximal runs of steps inside one column that belong to one episode. Running a re
 over each segment separately (zero initial state for segments that begin at an episode start)
 is exactly what stepping the core with resets computes, and it lets the whole batch go through
 one fused ``nn.GRU`` / ``nn.LSTM`` call instead of a Python loop over time.
+
+A leaf module. May import: nothing of the package (NumPy, torch).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ count is a setting of the speed backend (``CpuKernels(threads=...)``, the policy
 ``torch.set_num_threads`` call made after this module was first imported (torch does not tell
 whether its count is its default, so the count at that import is the reference).
 
-A leaf module: the standard library and torch.
+A leaf module. May import: nothing of the package (the standard library, torch).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   :mod:`.export`, :mod:`.pretrain`, :mod:`.listing` (``presets``, ``envs``);
 - :mod:`.common`: exit codes and what several commands share.
 
-The top of the package: it may import everything else, and nothing imports it. Its start-up
+The top of the package. May import: everything. Nothing imports it. Its start-up
 imports no torch, SB3 or TensorBoard (``--help`` answers at once); each command imports what it
 needs when it runs. Everything a command does, a script can do by calling the same function.
 """

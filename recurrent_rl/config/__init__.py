@@ -7,9 +7,8 @@
 - :mod:`.presets`: the shipped presets (``<name>.yaml``; ``<name>.pretrain.yaml`` for pretraining);
 - :mod:`.envs`: env ids and keyword arguments checked, one env or the training VecEnv made.
 
-May import: ``recurrent_rl.io`` (run-folder files), the leaf modules (``schema``, ``received``,
-``schedules``, ``errors``), and ``recurrent_rl.envs``, Gymnasium and SB3 inside the functions
-that make envs. Reading a config loads no torch. The supervised side's configs
+May import: ``io`` (run-folder files), ``envs`` and the leaf modules (``received``, ``schedules``,
+``errors``); Gymnasium and SB3 inside the functions that make envs. Reading a config loads no torch. The supervised side's configs
 (:mod:`recurrent_rl.supervised.config`) build on :mod:`.schema`; runs, export, sweeps and the
 command line build on this package; nothing below it imports it.
 

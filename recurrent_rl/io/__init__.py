@@ -10,7 +10,7 @@
   the run lock, what a kill leaves behind, writes refused by the disk as one line);
 - :mod:`.trust`: the signed record in ``run.json`` of the modules a user's own command named.
 
-As SB3's ``save_util`` sits below its algorithms, this package knows no algorithm: it may import
+As SB3's ``save_util`` sits below its algorithms, this package knows no algorithm. May import:
 ``nets`` (a policy built on the meta device checks a file's sizes) and the leaf modules. The
 algorithms build themselves from what it reads (``RecurrentPPO.load_safe``); configs, runs,
 export, sweeps and the command line write and read through it.

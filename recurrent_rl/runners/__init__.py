@@ -7,8 +7,8 @@
   dead runners;
 - :mod:`~recurrent_rl.runners.moments`: normalisation statistics split and merged across runners.
 
-May import: ``ppo``, ``nets``, the leaf modules (``cluster`` connects to Ray, the optional extra
-``recurrent_rl[ray]``, imported only when a RunnerVecEnv is made). Configs, run folders and the
+May import: ``ppo``, ``nets`` and the leaf modules (``cluster`` connects to Ray, the optional extra
+``recurrent_rl[ray]``, when a RunnerVecEnv is made). Configs, run folders and the
 command line build on it, never the other way round.
 """
 

@@ -7,8 +7,8 @@
 - :mod:`.buffers`: :class:`~.buffers.SequenceReplayBuffer` (SB3's replay buffer with episode
   boundaries, stored memory states, and windows with burn-in, padding and a loss mask).
 
-May import: :mod:`recurrent_rl.nets`, :mod:`recurrent_rl.ppo` (the thread-count helpers), the leaf
-modules (``types``, ``errors``, ``sequences``), torch and SB3. Never ``accel`` or ``runs``.
+May import: ``nets`` and the leaf modules (``types``, ``errors``, ``sequences``, ``threads``); torch
+and SB3. Never ``accel`` or ``runs``.
 """
 
 from recurrent_rl.sac.algorithm import RecurrentSAC

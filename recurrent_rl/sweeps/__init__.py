@@ -7,6 +7,7 @@ processes or a Ray cluster.
 - :mod:`recurrent_rl.sweeps.stats`: IQM and stratified-bootstrap confidence intervals;
 - :mod:`recurrent_rl.sweeps.executors`: local processes or Ray tasks.
 
-Optuna (``recurrent_rl[tune]``) and Ray (``recurrent_rl[ray]``) are optional and imported only
-by the functions that use them.
+May import: ``runs``, ``config``, ``io``, ``envs`` and the leaf modules. Optuna
+(``recurrent_rl[tune]``) and Ray (``recurrent_rl[ray]``) are optional and imported only by the
+functions that use them.
 """
