@@ -8,9 +8,10 @@
 - :mod:`.envs`: env ids and keyword arguments checked, one env or the training VecEnv made.
 
 May import: ``io`` (run-folder files), ``envs`` and the leaf modules (``received``, ``schedules``,
-``errors``); Gymnasium and SB3 inside the functions that make envs. Reading a config loads no torch. The supervised side's configs
-(:mod:`recurrent_rl.supervised.config`) build on :mod:`.schema`; runs, export, sweeps and the
-command line build on this package; nothing below it imports it.
+``errors``); Gymnasium and SB3 inside the functions that make envs. Reading a config loads no
+torch. The supervised side's configs (:mod:`recurrent_rl.supervised.config`) build on
+:mod:`.schema`; runs, export, sweeps and the command line build on this package; nothing below
+it imports it.
 
 ``recurrent_rl.config`` was the training config's module before it became this package; its
 names are here too (``from recurrent_rl.config import TrainConfig, load_config``).

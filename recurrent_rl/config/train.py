@@ -215,7 +215,11 @@ class TrainConfig(Section):
     encoder: EncoderConfig = setting(help="a pretrained encoder", factory=EncoderConfig)
     learning_rate: float | str = setting(3e-4, "Adam step size; lin_<x> decays linearly from x to 0", above=0)
     n_steps: int = setting(128, "steps per env per rollout", low=1)
-    batch_size: int = setting(128, "minibatch size in steps (whole chunks; a size that does not divide the rollout runs with a warning)", low=1)
+    batch_size: int = setting(
+        128,
+        "minibatch size in steps (whole chunks; a size that does not divide the rollout runs with a warning)",
+        low=1,
+    )
     sequence_length: int | None = setting(None, "BPTT chunk length (null: n_steps)", low=1)
     n_epochs: int = setting(10, "passes over each rollout", low=1)
     gamma: float = setting(0.99, "discount factor", low=0, high=1)

@@ -34,9 +34,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from recurrent_rl.errors import UserInputError, check_finite_observations
 from recurrent_rl.nets.memory import state_to_numpy
-from recurrent_rl.threads import TorchThreads, check_torch_threads, learn_threads, using_torch_threads
 from recurrent_rl.sac.buffers import SequenceReplayBuffer, SequenceReplaySamples, StepExtras, check_sequence_options
 from recurrent_rl.sac.policies import RecurrentSACPolicy, check_policy_options, reset_columns, stored_state_shapes
+from recurrent_rl.threads import TorchThreads, check_torch_threads, learn_threads, using_torch_threads
 from recurrent_rl.types import MemoryState, RecurrentState
 
 # RecurrentSAC's own options that are the policy's (forwarded through policy_kwargs)
