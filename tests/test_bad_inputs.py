@@ -430,6 +430,11 @@ def test_bad_input(row, run_folders, tmp_path, monkeypatch):
         assert all(other.startswith("note: ") for other in others), shown
     assert outcome.out == "", shown
     assert snapshot(tmp_path) == before, f"{shown}\nthe input changed files on disk"
+    documented = documented_messages(DOC.read_text(encoding="utf-8")).get(input_cell(row))
+    assert message_cell(outcome, tmp_path) == documented, (
+        f"{shown}\ndocs/cli.md shows another message for this input: {documented}; rebuild the table: "
+        "python -m tests.test_bad_inputs --write"
+    )
 
 
 def test_docs_list_the_same_inputs():
@@ -477,6 +482,15 @@ def documented_inputs(text: str) -> list[str]:
     table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # no header
     return [line[2:].split(" | ", 1)[0] for line in rows]
+
+
+def documented_messages(text: str) -> dict[str, str]:
+    """The message column of the table, by its input cell."""
+    if TABLE_START not in text or TABLE_END not in text:
+        return {}
+    table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # no header
+    return dict(line[2:].rstrip(" |").split(" | ", 1) for line in rows)  # type: ignore[misc]
 
 
 def markdown_table() -> str:

@@ -64,17 +64,18 @@ def test_stratified_bootstrap_equals_a_hand_computed_resampling():
     assert (two.low, two.high) == (50.0, 50.0)
 
 
-def test_the_intervals_agree_with_rliable():
-    try:
-        from rliable import library as rliable
-    except Exception as error:  # rliable 1.2.0's arch 7.2.0 fails to import under pandas 3.1 (TypeError)
-        pytest.skip(f"rliable cannot be imported here ({type(error).__name__}): the cross-check only")
-    ours = stratified_bootstrap(SCORES, iqm, reps=20_000, seed=0)
-    theirs_point, theirs_ci = rliable.get_interval_estimates(
-        {"a": np.asarray(SCORES)[:, None]}, lambda x: np.array([iqm(x)]), reps=20_000
-    )
-    assert ours.value == pytest.approx(float(theirs_point["a"][0]))
-    assert (ours.low, ours.high) == pytest.approx(tuple(theirs_ci["a"][:, 0]), abs=0.3)
+def test_the_percentile_interval_is_the_binomial_one_derived_by_hand():
+    """An independent check of the bootstrap (rliable 1.2.0 does not import beside pandas 3): the mean
+    of 10 runs scoring 0 or 1 five times each, resampled with replacement, is Binomial(10, 1/2) / 10.
+    Its 2.5% quantile is 2/10 (P(X <= 1) = 11/1024 < 0.025 < P(X <= 2) = 56/1024) and its 97.5%
+    quantile 8/10 (P(X <= 7) = 968/1024 < 0.975 < P(X <= 8) = 1013/1024), so with enough
+    resamples the 95% percentile interval is exactly [0.2, 0.8]. Two tasks are resampled apart:
+    a task whose runs all score 1 keeps its mean 1, and the mean over tasks lies in [0.6, 0.9]."""
+    scores = [0.0] * 5 + [1.0] * 5
+    one = stratified_bootstrap(scores, np.mean, reps=20_000, seed=1)
+    assert (one.value, one.low, one.high) == (0.5, pytest.approx(0.2), pytest.approx(0.8))
+    two = stratified_bootstrap([[s, 1.0] for s in scores], np.mean, reps=20_000, seed=2)  # type: ignore[arg-type]
+    assert (two.value, two.low, two.high) == (0.75, pytest.approx(0.6), pytest.approx(0.9))
 
 
 def test_summary_counts_the_threshold_and_leaves_failed_seeds_out():
