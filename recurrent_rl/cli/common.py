@@ -79,15 +79,20 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
         overrides.append(f"n_timesteps={args.timesteps}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    config = (
-        load_config(args.config, overrides) if args.config else load_preset(args.preset or DEFAULT_PRESET, overrides)
-    )
-    if config.encoder.freeze and config.encoder.path is None and getattr(args, "freeze_encoder", False):
-        raise UserInputError(
-            "--freeze-encoder: there is no encoder to freeze; add --encoder PATH (an encoder.pt "
-            "from recurrent-rl pretrain)"
+    try:
+        return (
+            load_config(args.config, overrides)
+            if args.config
+            else load_preset(args.preset or DEFAULT_PRESET, overrides)
         )
-    return config
+    except UserInputError as error:
+        # the config refuses encoder.freeze without encoder.path; the flag's own words say which flag to add
+        if getattr(args, "freeze_encoder", False) and args.encoder is None and "encoder.path is null" in str(error):
+            raise UserInputError(
+                "--freeze-encoder: there is no encoder to freeze; add --encoder PATH (an encoder.pt "
+                "from recurrent-rl pretrain)"
+            ) from None
+        raise
 
 
 def _pinned_sizes(overrides: list[str]) -> list[str]:
