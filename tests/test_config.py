@@ -185,8 +185,8 @@ def test_batch_sizes_that_do_not_divide_are_accepted_as_the_python_api_accepts_t
     from stable_baselines3.common.env_util import make_vec_env
 
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.config.envs import make_training_env
     from recurrent_rl.runs.training import make_model
+    from recurrent_rl.runs.vec_env import make_training_env
 
     config = load_preset(DEFAULT_PRESET, ["batch_size=100", "n_envs=2", "normalize=false"])
     assert config.batch_size == 100

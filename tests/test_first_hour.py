@@ -16,10 +16,9 @@ import pytest
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from recurrent_rl import RecurrentPPO
+from recurrent_rl import RecurrentPPO, threads
 from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset, preset_names
 from recurrent_rl.io import run_folder as runs
-from recurrent_rl import threads
 from recurrent_rl.runs import cli
 from recurrent_rl.runs.callbacks import TrainingProgress
 from recurrent_rl.runs.training import train

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import pickle
+import re
 import zipfile
 from pathlib import Path
 

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from recurrent_rl.cli.main import main
 from recurrent_rl.config.presets import load_preset
 from recurrent_rl.errors import UserInputError
 from recurrent_rl.io import run_folder as folders
-from recurrent_rl.cli.main import main
 from recurrent_rl.sweeps.executors import require_ray
 from recurrent_rl.sweeps.seeds import REPORT, SeedResult, parse_seeds, run_seeds, summarize
 from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch as th
 
+from recurrent_rl.cli.pretrain import add_pretrain_command, run_pretrain_command
 from recurrent_rl.supervised import (
     FitConfig,
     SequenceDataset,
@@ -18,7 +19,6 @@ from recurrent_rl.supervised import (
     record_trajectories,
     save_sequence_model,
 )
-from recurrent_rl.cli.pretrain import add_pretrain_command, run_pretrain_command
 from recurrent_rl.supervised.models import reverse_padded
 from recurrent_rl.supervised.pretrain import PretrainConfig, resolve_config
 from recurrent_rl.supervised.trainer import batch_loss

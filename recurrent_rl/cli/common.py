@@ -17,7 +17,20 @@ EXIT_FAILED = 1
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
-def add_executor_options(parser: Any, what: str, default_workers: str = "one per CPU") -> None:
+def add_env_module_options(parser: Any) -> None:
+    """``--gym-packages``: the user's own env modules (rl-baselines3-zoo's flag)."""
+    parser.add_argument(
+        "--gym-packages",
+        nargs="+",
+        metavar="MODULE",
+        help="import these modules before the env is made, in every process that makes it (your own env "
+        "registering itself; = --set gym_packages=[...]); --env my_pkg:MyEnv-v0 imports my_pkg too",
+    )
+
+
+def add_executor_options(
+    parser: Any, what: str, default_workers: str = "one per CPU", address_help: str = "the Ray cluster"
+) -> None:
     parser.add_argument(
         "--workers",
         type=int,
@@ -35,7 +48,7 @@ def add_executor_options(parser: Any, what: str, default_workers: str = "one per
     parser.add_argument(
         "--address",
         metavar="ADDR",
-        help="the Ray cluster (HOST:6379, auto; default: local, a Ray runtime started on this machine)",
+        help=f"{address_help} (HOST:6379, auto; default: local, a Ray runtime started on this machine)",
     )
 
 
@@ -50,8 +63,8 @@ def check_executor(args: argparse.Namespace) -> None:
         args.executor = args.deprecated_backend
     if args.workers is not None and args.workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {args.workers}")
-    if args.address is not None and args.executor != "ray":
-        raise UserInputError("--address names a Ray cluster: add --executor ray")
+    if args.address is not None and args.executor != "ray" and not getattr(args, "runners", None):
+        raise UserInputError("--address names a Ray cluster: add --executor ray (or --runners N)")
     if args.executor == "ray":
         from recurrent_rl.sweeps.executors import require_ray
 
@@ -75,6 +88,19 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
         overrides.append(f"encoder.path={json.dumps(str(Path(args.encoder).resolve()))}")
     if getattr(args, "freeze_encoder", False):
         overrides.append("encoder.freeze=true")
+    if getattr(args, "gym_packages", None):
+        overrides.append(f"gym_packages={json.dumps(list(args.gym_packages))}")
+    if getattr(args, "vec_env", None) is not None:
+        overrides.append(f"vec_env={args.vec_env}")
+    runners, runner_envs = getattr(args, "runners", None), getattr(args, "runner_envs", None)
+    if runner_envs is not None and runners is None:
+        raise UserInputError("--runner-envs K goes with --runners N (K envs in each of N runners)")
+    if runners is not None:
+        overrides.append(f"runners.count={runners}")
+        if runner_envs is not None:
+            overrides += [f"runners.envs_per_runner={runner_envs}", f"n_envs={runners * runner_envs}"]
+        if getattr(args, "address", None) is not None:
+            overrides.append(f"runners.address={json.dumps(args.address)}")
     if args.timesteps is not None:
         overrides.append(f"n_timesteps={args.timesteps}")
     if args.seed is not None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from recurrent_rl.cli.common import add_env_module_options
 from recurrent_rl.config.train import UserInputError
 
 
@@ -30,6 +31,7 @@ def add_parser(commands: Any) -> None:
     evaluate.add_argument("--plot", metavar="PATH", help="PNG: return distribution and memory activations")
     evaluate.add_argument("--best", action="store_true", help="evaluate the run's best_model.zip instead of model.zip")
     evaluate.add_argument("--env", metavar="ID", help="env id (default: the one in the run's config.yaml)")
+    add_env_module_options(evaluate)
     evaluate.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -85,7 +87,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ):
         if path:
             check_output_path(flag, path, example)
-    agent = load_agent(args.target, env_id=args.env, best=args.best, trust_pickle=args.trust_pickle)
+    agent = load_agent(
+        args.target, env_id=args.env, best=args.best, trust_pickle=args.trust_pickle, gym_packages=args.gym_packages
+    )
     video_episodes = min(args.video_episodes, args.episodes) if args.video else 0
     report = evaluate(
         agent,

@@ -13,6 +13,7 @@ from recurrent_rl.cli.common import (
     EXIT_FAILED,
     EXIT_SIGNAL,
     _pinned_sizes,
+    add_env_module_options,
     add_executor_options,
     check_executor,
     resolve_train_config,
@@ -77,6 +78,25 @@ def add_parser(commands: Any) -> None:
     train.add_argument(
         "--freeze-encoder", action="store_true", help="keep the encoder's weights fixed (= --set encoder.freeze=true)"
     )
+    add_env_module_options(train)
+    placement = train.add_argument_group("where the envs step (recurrent_rl.runners)")
+    placement.add_argument(
+        "--vec-env",
+        choices=("dummy", "subproc"),
+        help="dummy: one after another in this process; subproc: one process each (= --set vec_env=...)",
+    )
+    placement.add_argument(
+        "--runners",
+        type=int,
+        metavar="N",
+        help="collect in N Ray rollout runners, n_envs / N envs each (= --set runners.count=N; needs [ray])",
+    )
+    placement.add_argument(
+        "--runner-envs",
+        type=int,
+        metavar="K",
+        help="with --runners N: K envs in each runner, N * K in all (= --set runners.envs_per_runner=K n_envs=N*K)",
+    )
     train.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of the run folder (default: runs)")
     train.add_argument("--name", metavar="NAME", help="run folder name (default: env, memory, seed and time)")
     train.add_argument(
@@ -111,7 +131,7 @@ def add_parser(commands: Any) -> None:
     many.add_argument(
         "--threshold", type=float, metavar="R", help="with --seeds: also count the seeds whose final return reaches R"
     )
-    add_executor_options(many, "seeds")
+    add_executor_options(many, "seeds", address_help="the Ray cluster of --runners and of --executor ray")
     train.set_defaults(handler=cmd_train)
 
 
@@ -129,14 +149,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             for flag, value in (
                 ("--threshold", args.threshold),
                 ("--workers", args.workers),
-                ("--address", args.address),
+                ("--address", args.address is not None and args.runners is None),
                 ("--executor ray", args.executor == "ray"),
                 ("--backend", args.deprecated_backend),
             )
             if value
         ]
         if given:
-            raise UserInputError(f"{', '.join(given)}: only with --seeds (e.g. --seeds 0-9)")
+            also = " (--address also goes with --runners N)" if args.address is not None else ""
+            raise UserInputError(f"{', '.join(given)}: only with --seeds (e.g. --seeds 0-9){also}")
     else:
         return cmd_train_seeds(args)
     if args.resume:
@@ -153,6 +174,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ("--env", args.env),
                 ("--device", args.device),
                 ("--freeze-encoder", args.freeze_encoder),
+                ("--gym-packages", args.gym_packages),
+                ("--vec-env", args.vec_env),
+                ("--runners", args.runners is not None),
+                ("--runner-envs", args.runner_envs is not None),
+                ("--address", args.address),
             )
             if value
         ]
@@ -176,6 +202,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         config = resolve_train_config(args)
         check_device(config.device)
+        if config.runners.count:
+            from recurrent_rl.cluster import require_ray
+
+            require_ray("--runners")  # before anything is made: the extra to install
         notes: list[str] = []
         config = resolve_encoder(config, pinned=_pinned_sizes(args.overrides), notes=notes)
         for note in notes:

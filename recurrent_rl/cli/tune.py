@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.cli.common import add_executor_options, check_executor
+from recurrent_rl.cli.common import add_env_module_options, add_executor_options, check_executor
 
 
 def add_parser(commands: Any) -> None:
@@ -57,6 +58,7 @@ def add_parser(commands: Any) -> None:
         "work on most seeds, at N times the cost (default: 1)",
     )
     tune.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of tune/ (default: runs)")
+    add_env_module_options(tune)
     add_executor_options(tune, "trials", default_workers="1")
     tune.set_defaults(handler=cmd_tune)
 
@@ -72,7 +74,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from recurrent_rl.runs.training import check_device
 
     preset = args.preset or (None if args.config else DEFAULT_PRESET)
-    config = load_config(args.config, args.overrides) if args.config else load_preset(str(preset), args.overrides)
+    overrides = list(args.overrides)
+    if args.gym_packages:
+        overrides.append(f"gym_packages={json.dumps(list(args.gym_packages))}")
+    config = load_config(args.config, overrides) if args.config else load_preset(str(preset), overrides)
     check_device(config.device)
     study = args.study or (preset if preset else Path(args.config).stem)
     result = run_study(

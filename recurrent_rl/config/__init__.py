@@ -5,7 +5,7 @@
 - :mod:`.train`: :class:`TrainConfig`, the config of ``recurrent-rl train`` (its sections,
   :func:`load_config`);
 - :mod:`.presets`: the shipped presets (``<name>.yaml``; ``<name>.pretrain.yaml`` for pretraining);
-- :mod:`.envs`: env ids and keyword arguments checked, one env or the training VecEnv made.
+- :mod:`.envs`: env ids and keyword arguments checked, the user's env modules imported, one env made.
 
 May import: ``io`` (run-folder files), ``envs`` and the leaf modules (``received``, ``schedules``,
 ``errors``); Gymnasium and SB3 inside the functions that make envs. Reading a config loads no
@@ -17,7 +17,7 @@ it imports it.
 names are here too (``from recurrent_rl.config import TrainConfig, load_config``).
 """
 
-from recurrent_rl.config.envs import check_env_id, check_env_kwargs, make_env, make_training_env
+from recurrent_rl.config.envs import EnvFactory, check_env_id, check_env_kwargs, make_env
 from recurrent_rl.config.schema import ConfigError, Section, UserInputError, save_config, setting
 from recurrent_rl.config.train import (
     ACTIVATIONS,
@@ -32,6 +32,7 @@ from recurrent_rl.config.train import (
     NetArch,
     NormalizeConfig,
     PolicyConfig,
+    RunnersConfig,
     TrainConfig,
     apply_overrides,
     config_from_dict,
@@ -51,12 +52,14 @@ __all__ = [
     "POLICIES",
     "CheckpointConfig",
     "ConfigError",
+    "EnvFactory",
     "EncoderConfig",
     "EvalConfig",
     "Linear",
     "NetArch",
     "NormalizeConfig",
     "PolicyConfig",
+    "RunnersConfig",
     "Section",
     "TrainConfig",
     "UserInputError",
@@ -69,7 +72,6 @@ __all__ = [
     "load_config",
     "make_env",
     "make_schedule",
-    "make_training_env",
     "memory_of",
     "save_config",
     "setting",

@@ -1,5 +1,6 @@
-"""Making envs from a config: ids and ``gymnasium.make`` keyword arguments checked, one env
-(evaluation, recording) or the training VecEnv (seeded, in VecNormalize when configured).
+"""Making envs from a config: ids and ``gymnasium.make`` keyword arguments checked, the user's
+own env modules imported (``gym_packages``, ``module:EnvId``), one env made (:func:`make_env`, or
+:class:`EnvFactory` in another process).
 
 Every env of the package is made here, so the same checks apply wherever an env is made and
 errors read the same: an unknown id suggests close ones, bad keyword arguments name the env.
@@ -13,7 +14,8 @@ from __future__ import annotations
 import difflib
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from recurrent_rl.config.schema import ConfigError
@@ -21,8 +23,6 @@ from recurrent_rl.io.run_folder import RunError
 from recurrent_rl.received import shorten
 
 if TYPE_CHECKING:
-    from stable_baselines3.common.vec_env import VecEnv
-
     from recurrent_rl.config.train import TrainConfig
 
 VIZ_HINT = "install the viz extra: pip install 'recurrent_rl[viz]'"
@@ -33,12 +33,38 @@ class EnvError(RunError):
     a :class:`~recurrent_rl.io.run_folder.RunError`, as it was when evaluation made its envs."""
 
 
-def check_env_id(env_id: str, key: str = "env") -> None:
-    """Raise :class:`ConfigError` (for config key ``key``) if ``env_id`` is not registered, suggesting close matches."""
+def import_modules(packages: Iterable[str], env_id: str = "", key: str = "gym_packages") -> None:
+    """Import ``packages`` (and the module of an ``env_id`` written ``module:EnvId``) so that their
+    envs register themselves, as ``gymnasium.make("module:EnvId")`` and rl-baselines3-zoo's
+    ``--gym-packages`` do. Only for modules the user named (the command line, Python, or a run's
+    signed record of them): importing a module runs its code.
+
+    :raises ConfigError: a module that does not import, with its error
+    """
+    import importlib
+
+    module, colon, _ = env_id.partition(":")
+    for index, name in enumerate([*packages, *([module] if colon and module else [])]):
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # a user's module may raise anything while it imports
+            where = f"{key}[{index}]" if index < len(list(packages)) else "env"
+            raise ConfigError(
+                f"cannot import {shorten(name)} ({type(error).__name__}: {shorten(str(error), 200)}): is the module "
+                "on the Python path (installed, or in the current folder)?",
+                key=where,
+            ) from None
+
+
+def check_env_id(env_id: str, key: str = "env", packages: Iterable[str] = ()) -> None:
+    """Raise :class:`ConfigError` (for config key ``key``) if ``env_id`` is not registered, suggesting close
+    matches; ``packages`` (and ``env_id``'s module, for ``module:EnvId``) are imported first."""
     import gymnasium as gym
 
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
 
+    import_modules(packages, env_id)
+    env_id = env_id.partition(":")[2] or env_id
     if env_id in gym.registry:
         return
     lowered = {k.lower(): k for k in gym.registry}
@@ -48,7 +74,7 @@ def check_env_id(env_id: str, key: str = "env") -> None:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(
         f"unknown env id {shorten(env_id)}.{hint} `recurrent-rl envs` lists the pomdp/ suite; any registered "
-        "Gymnasium id works.",
+        "Gymnasium id works (your own env: --gym-packages my_pkg, or --env my_pkg:MyEnv-v0).",
         key=key,
     )
 
@@ -69,11 +95,20 @@ def check_env_kwargs(env_kwargs: Mapping[str, Any], key: str = "env_kwargs") -> 
             )
 
 
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode: str | None = None) -> Any:
-    """``gymnasium.make`` with errors from bad kwargs or missing render support as :class:`EnvError`."""
+def make_env(
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None = None,
+    render_mode: str | None = None,
+    packages: Iterable[str] = (),
+) -> Any:
+    """``gymnasium.make`` with errors from bad kwargs or missing render support as :class:`EnvError`;
+    ``packages`` (the config's ``gym_packages``) are imported first."""
     import gymnasium as gym
 
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
+
+    if packages:
+        import_modules(packages)
 
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
@@ -95,24 +130,19 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode:
         raise EnvError(f"cannot make env {env_id} with env_kwargs {env_kwargs}: {error}") from None
 
 
-def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
-    """``config.n_envs`` envs (seeded ``seed``, ``seed + 1``, ...), in VecNormalize if configured."""
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+@dataclass(frozen=True)
+class EnvFactory:
+    """Makes one env of a config, in any process: the ``pomdp/`` registry and the config's
+    ``gym_packages`` are imported there first (a subprocess worker, a Ray runner or a sweep worker
+    starts with neither). Picklable, so SB3's ``SubprocVecEnv`` and Ray can send it."""
 
-    check_env_id(config.env)
-    try:
-        env: VecEnv = make_vec_env(config.env, n_envs=config.n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(
-            f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs"
-        ) from None
-    norm = config.normalize
-    if norm.enabled:
-        # rewards are scaled by the spread of returns discounted as the values are (rl-baselines3-zoo
-        # does the same: "Use the same discount factor as for the algorithm"), unless set apart
-        gamma = config.gamma if norm.gamma is None else norm.gamma
-        env = VecNormalize(
-            env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, gamma=gamma
-        )
-    return env
+    env_id: str
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
+    gym_packages: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> EnvFactory:
+        return cls(config.env, tuple(sorted(config.env_kwargs.items())), tuple(config.gym_packages))
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return make_env(self.env_id, {**dict(self.env_kwargs), **kwargs}, packages=self.gym_packages)

@@ -353,7 +353,7 @@ def _describe(tp: Any, metadata: Mapping[str, Any] | None = None) -> str:
     if tp is str:
         return "a string"
     if origin is tuple:
-        return "a list of integers"
+        return "a list of strings" if get_args(tp)[:1] == (str,) else "a list of integers"
     if origin is dict or tp is dict:
         return "a mapping"
     if _is_section(tp):

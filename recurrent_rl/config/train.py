@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,26 @@ class CheckpointConfig(Section):
 
 
 @dataclass(frozen=True)
+class RunnersConfig(Section):
+    """Ray rollout runners: the run's envs in other processes or machines (``count: 0``: in this process)."""
+
+    count: int = setting(0, "rollout runners (Ray actors); 0: the envs step in this process", low=0, high=4096)
+    envs_per_runner: int | Literal["auto"] = setting(
+        "auto", "envs in each runner (auto: n_envs / count; else n_envs must be count * envs_per_runner)", low=1
+    )
+    address: str = setting("local", "the Ray cluster: local (a runtime started here), auto, or HOST:PORT")
+    cpus_per_runner: float = setting(1.0, "CPUs each runner asks Ray for", above=0, high=1024)
+    max_restarts: int = setting(3, "times in a row a runner may fail before the run stops", low=0, high=100)
+
+    def _check(self) -> None:
+        if not self.address.strip():
+            raise ConfigError("expected local, auto or HOST:PORT, got an empty string", key="address")
+
+
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+@dataclass(frozen=True)
 class TrainConfig(Section):
     """Everything a training run depends on. Algorithm fields are SB3 PPO's, same names."""
 
@@ -204,7 +225,18 @@ class TrainConfig(Section):
         help="Gymnasium env id (recurrent-rl envs lists the pomdp/ suite)", example="pomdp/CartPoleNoVel-v1"
     )
     env_kwargs: dict[str, Any] = setting(help="keyword arguments for gymnasium.make", factory=dict)
-    n_envs: int = setting(8, "parallel envs (DummyVecEnv)", low=1)
+    gym_packages: tuple[str, ...] = setting(
+        help="modules imported before the env is made, in every process that makes it (rl-baselines3-zoo's "
+        "--gym-packages): where your own env registers itself",
+        factory=tuple,
+    )
+    n_envs: int = setting(8, "envs stepped side by side (with runners: in all runners together)", low=1, high=65536)
+    vec_env: Literal["dummy", "subproc"] = setting(
+        "dummy",
+        "how the envs step: dummy (one after another, in this process) or subproc (one process each, SB3's "
+        "SubprocVecEnv)",
+    )
+    runners: RunnersConfig = setting(help="Ray rollout runners (count 0: none)", factory=RunnersConfig)
     normalize: NormalizeConfig = setting(help="VecNormalize settings, or true/false", factory=NormalizeConfig)
     # 10^12 steps: decades on one machine; 1e30 would be accepted as "train forever" otherwise
     n_timesteps: int = setting(100_000, "total env steps", low=1, high=MAX_TIMESTEPS)
@@ -247,6 +279,33 @@ class TrainConfig(Section):
 
     def _check(self) -> None:
         check_env_kwargs(self.env_kwargs)
+        for index, module in enumerate(self.gym_packages):
+            if not _MODULE.match(module):
+                raise ConfigError(
+                    f"expected a module name (my_pkg, my_pkg.envs), got {shorten(module)}", key=f"gym_packages[{index}]"
+                )
+        runners = self.runners
+        if runners.count:
+            if self.vec_env != "dummy":
+                raise ConfigError(
+                    "vec_env: subproc steps the envs of this process in subprocesses; with runners.count > 0 the envs "
+                    "are in the runners (each its own process): leave vec_env at dummy",
+                    key="vec_env",
+                )
+            if runners.envs_per_runner == "auto" and self.n_envs % runners.count:
+                raise ConfigError(
+                    f"n_envs={self.n_envs} envs do not split evenly over runners.count={runners.count} runners: use an "
+                    f"n_envs that is a multiple of the count, or set runners.envs_per_runner",
+                    key="runners.count",
+                )
+            if runners.envs_per_runner != "auto" and runners.count * runners.envs_per_runner != self.n_envs:
+                total = runners.count * runners.envs_per_runner
+                raise ConfigError(
+                    f"runners.count * runners.envs_per_runner = {runners.count} * {runners.envs_per_runner} = {total} "
+                    f"envs, but n_envs = {self.n_envs}: the runners hold all the envs; set n_envs={total} (the "
+                    "command line's --runner-envs does), or envs_per_runner: auto",
+                    key="runners.envs_per_runner",
+                )
         for name in ("learning_rate", "clip_range"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -264,6 +323,25 @@ class TrainConfig(Section):
             plan_minibatches(self.n_steps, self.n_envs, self.batch_size, self.sequence_length)
         except ValueError as error:
             raise ConfigError(f"{error} (keys: n_steps, n_envs, batch_size, sequence_length)") from None
+
+    @property
+    def envs_per_runner(self) -> int:
+        """Envs in each runner (``runners.envs_per_runner``, or ``n_envs / runners.count`` for auto)."""
+        runners = self.runners
+        if not runners.count:
+            return 0
+        return self.n_envs // runners.count if runners.envs_per_runner == "auto" else int(runners.envs_per_runner)
+
+    @property
+    def modules(self) -> dict[str, str]:
+        """The modules this config makes Python import, by config key: ``env`` (``my_pkg:MyEnv-v0``)
+        and ``gym_packages`` (space-separated); what :mod:`recurrent_rl.io.trust` records for a run."""
+        names = {}
+        if ":" in self.env:
+            names["env"] = self.env
+        if self.gym_packages:
+            names["gym_packages"] = " ".join(self.gym_packages)
+        return names
 
     @property
     def memory(self) -> str:
@@ -341,7 +419,7 @@ def config_from_dict(
     except ConfigError as error:
         raise error.with_source(source) if source else error from None
     if check_env:
-        check_env_id(config.env)
+        check_env_id(config.env, packages=config.gym_packages)
     return config
 
 
@@ -378,11 +456,36 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), check_env: bool
             raise ReceivedFileError(f"{error}; {ENCODER_PATH_RULE}") from None
         values["encoder"] = {**encoder, "path": str(inside)}
     env = values.get("env")
-    if isinstance(env, str) and ":" in env and "env" not in given:
+    packages = values.get("gym_packages")
+    if (isinstance(env, str) and ":" in env and "env" not in given) or (packages and "gym_packages" not in given):
         from recurrent_rl.io.trust import trusted_names
 
-        env_id_from_file(env, f"{path} (config key 'env')", trusted=trusted_names(path.parent).get("env") == env)
+        trusted = trusted_names(path.parent)
+        if isinstance(env, str) and ":" in env and "env" not in given:
+            env_id_from_file(env, f"{path} (config key 'env')", trusted=trusted.get("env") == env)
+        if packages and "gym_packages" not in given:
+            _check_gym_packages(packages, trusted.get("gym_packages"), path)
+        named = [name for name in (env if ":" in str(env) else None, packages) if name]
+        if named:
+            print(
+                f"note: {path} names the modules of your own command ({', '.join(map(str, named))}); they are "
+                "imported as when the run was made",
+                file=sys.stderr,
+            )
     return config_from_dict(values, overrides, source=str(path), check_env=check_env)
+
+
+def _check_gym_packages(packages: Any, trusted: str | None, path: Path) -> None:
+    """A file's ``gym_packages``, imported only when the run folder's signed record says the user's own
+    command named them (see :mod:`recurrent_rl.io.trust`)."""
+    listed = " ".join(map(str, packages)) if isinstance(packages, (list, tuple)) else str(packages)
+    if trusted == listed:
+        return
+    raise ReceivedFileError(
+        f"{path} (config key 'gym_packages') names the modules {shorten(listed)}, which would be imported, running "
+        "their code: a module named in a file is never imported. If you trust them, name them yourself: "
+        "--gym-packages " + shorten(listed, 60)
+    )
 
 
 def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:

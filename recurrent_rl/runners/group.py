@@ -41,11 +41,12 @@ from recurrent_rl.errors import UserInputError
 from recurrent_rl.nets.memory import cat_states, map_state
 from recurrent_rl.runners import moments
 from recurrent_rl.runners.runner import BUFFER_ARRAYS, RolloutPiece, RolloutRunner, RunnerSpec
+from recurrent_rl.runners.subproc import EnvProcessError
 
 REPLACEMENT_SEED = 1_000_003  # a replacement runner's envs and sampler start here past the original's
 
 
-class RunnerError(RuntimeError):
+class RunnerError(EnvProcessError):
     """A runner slot kept failing (an env that always raises): the run stops; its last checkpoint stays."""
 
 

@@ -18,7 +18,7 @@ import json
 import math
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,7 @@ class Agent:
     normalizer: Any = None  # VecNormalize with the training statistics, or None
     model_path: Path | None = None
     run_dir: Path | None = None
+    gym_packages: tuple[str, ...] = ()  # the modules its env needs imported (the run's config or the user's)
 
     def normalize_obs(self, obs: Any) -> Any:
         return self.normalizer.normalize_obs(obs) if self.normalizer is not None else obs
@@ -177,10 +178,12 @@ def load_agent(
     best: bool = False,
     device: str = "auto",
     trust_pickle: bool = False,
+    gym_packages: Sequence[str] | None = None,
 ) -> Agent:
     """Load the agent in a run folder (its final model, or the best with ``best=True``) or a model file.
 
-    The env comes from the run's ``config.yaml`` unless ``env_id`` is given. The model's safe copy
+    The env comes from the run's ``config.yaml`` unless ``env_id`` is given; so do the modules it
+    needs imported, unless ``gym_packages`` (the user's own) is given. The model's safe copy
     (``model.safetensors`` + ``model.json``, with the VecNormalize statistics inside) is read
     when it exists: it opens without unpickling. Otherwise the SB3 zip and the VecNormalize
     statistics saved next to it (``vecnormalize.pkl``) are used, which unpickle code: only with
@@ -194,17 +197,20 @@ def load_agent(
         print(f"note: {note}", file=sys.stderr)
     # the user's own --env replaces the run's (whose id, read from a file, is checked as data)
     given = [f"env={json.dumps(env_id)}"] if env_id is not None else []
+    if gym_packages is not None:
+        given.append(f"gym_packages={json.dumps(list(gym_packages))}")
     config = load_config(run_dir / runs.CONFIG, given, check_env=not given) if run_dir is not None else None
+    packages = tuple(gym_packages) if gym_packages is not None else config.gym_packages if config else ()
     if env_id is None:
         if config is None:
             raise RunError(
                 f"cannot tell which env {model_path} was trained on (no run folder around it): pass --env ID"
             )
         env_id, env_kwargs = config.env, dict(config.env_kwargs) if env_kwargs is None else env_kwargs
-    check_env_id(env_id)
+    check_env_id(env_id, packages=packages)
     env_kwargs = dict(env_kwargs or {})
     if has_safe_copy(model_path):
-        return _load_safe_agent(model_path, run_dir, env_id, env_kwargs, device)
+        return _load_safe_agent(model_path, run_dir, env_id, env_kwargs, device, packages)
     if not trust_pickle:
         raise refuse_pickle(model_path)
     try:
@@ -218,14 +224,19 @@ def load_agent(
     stats = stats_path_for(model_path)
     normalizer = None
     if stats.is_file():
-        normalizer = _load_normalizer(stats, env_id, env_kwargs)
+        normalizer = _load_normalizer(stats, env_id, env_kwargs, packages)
     elif config is not None and config.normalize.enabled and config.normalize.norm_obs:
         raise RunError(f"{model_path} was trained with normalized observations but {stats} is missing")
-    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
+    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir, packages)
 
 
 def _load_safe_agent(
-    model_path: Path, run_dir: Path | None, env_id: str, env_kwargs: dict[str, Any], device: str
+    model_path: Path,
+    run_dir: Path | None,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    device: str,
+    packages: tuple[str, ...] = (),
 ) -> Agent:
     """The agent from its safe copy: nothing is unpickled, the model or the statistics."""
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -236,10 +247,12 @@ def _load_safe_agent(
     model = load_safe(model_path, device=device)
     normalizer = None
     if read_safe_vecnormalize(model_path) is not None:
-        normalizer = load_safe_vecnormalize(model_path, DummyVecEnv([lambda: make_env(env_id, env_kwargs)]))
+        normalizer = load_safe_vecnormalize(
+            model_path, DummyVecEnv([lambda: make_env(env_id, env_kwargs, packages=packages)])
+        )
         normalizer.training = False
         normalizer.norm_reward = False
-    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
+    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir, packages)
 
 
 def has_safe_copy(path: str | Path) -> bool:
@@ -249,10 +262,10 @@ def has_safe_copy(path: str | Path) -> bool:
     return exists(path)
 
 
-def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any], packages: tuple[str, ...] = ()) -> Any:
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    venv = DummyVecEnv([lambda: make_env(env_id, env_kwargs)])
+    venv = DummyVecEnv([lambda: make_env(env_id, env_kwargs, packages=packages)])
     try:
         normalizer = VecNormalize.load(str(path), venv)
     except Exception as error:
@@ -418,7 +431,12 @@ def evaluate(
     progress: bool | None = None,
 ) -> EvalReport:
     """Evaluate a loaded :class:`Agent` on its env (see :func:`run_episodes`)."""
-    env = make_env(agent.env_id, agent.env_kwargs, render_mode="rgb_array" if video_episodes else None)
+    env = make_env(
+        agent.env_id,
+        agent.env_kwargs,
+        render_mode="rgb_array" if video_episodes else None,
+        packages=agent.gym_packages,
+    )
     modes = (getattr(env, "metadata", None) or {}).get("render_modes", [])
     if video_episodes and "rgb_array" not in modes:
         env.close()

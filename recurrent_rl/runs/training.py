@@ -37,12 +37,12 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from recurrent_rl.config.envs import make_training_env  # noqa: F401  re-exported
 from recurrent_rl.config.train import ConfigError, TrainConfig, load_config, save_config
 from recurrent_rl.errors import TRUST_PICKLE_FLAG, NonFiniteLossError, refuse_pickle
-from recurrent_rl.io import run_folder as runs
+from recurrent_rl.io import run_folder as runs, trust
 from recurrent_rl.io.run_folder import RunError, StorageError
 from recurrent_rl.ppo.algorithm import RecurrentPPO, check_torch_threads, using_torch_threads
+from recurrent_rl.runners.subproc import EnvProcessError
 from recurrent_rl.runs.callbacks import (
     MemoryDiagnostics,
     PeriodicCheckpoint,
@@ -53,6 +53,7 @@ from recurrent_rl.runs.callbacks import (
 )
 from recurrent_rl.runs.checkpoints import save_model, save_vecnormalize, write_model_checkpoint
 from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
+from recurrent_rl.runs.vec_env import make_training_env  # noqa: F401  re-exported: its home before vec_env.py
 
 # Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
 # at every evaluation, so they compare), the final evaluation seed + FINAL_EVAL_SEED + i.
@@ -354,6 +355,8 @@ def _train(
             command=sys.argv,
             versions=runs.versions(),
             num_timesteps=0,
+            # the modules the config names (its own env): signed, so this user's --resume imports them again
+            **({trust.FIELD: trust.record(run_dir, config.modules)} if config.modules else {}),
         )
     except Exception as error:
         failure = runs.storage_error(error)
@@ -602,7 +605,7 @@ def _learn_steps(
     model.set_logger(logger)
     flag = StopFlag()
     evaluation = PeriodicEvaluation(
-        lambda: make_env(config.env, config.env_kwargs),
+        lambda: make_env(config.env, config.env_kwargs, packages=config.gym_packages),
         run_dir,
         config.eval.freq,
         config.eval.episodes,
@@ -638,6 +641,15 @@ def _learn_steps(
     with stop_on_signals(flag):
         try:
             model.learn(steps, callback=callback, reset_num_timesteps=fresh)
+        except EnvProcessError as error:  # an env that raised or died in another process, or a runner that kept failing
+            model.logger.close()
+            latest = runs.latest_checkpoint(run_dir)
+            runs.update_run_info(run_dir, status=f"failed at step {int(model.num_timesteps)}: {error}")
+            kept = f"the latest checkpoint is {latest}" if latest is not None else "no checkpoint was written yet"
+            raise TrainingError(
+                f"{error}; the run stopped at step {int(model.num_timesteps)} ({kept}; fix the env, then continue: "
+                f"recurrent-rl train --resume {run_dir})"
+            ) from None
         except NonFiniteLossError as error:
             model.logger.close()
             if model_is_finite(model):  # the refused step changed nothing: these are the last good parameters
@@ -710,7 +722,7 @@ def _finish(
         evaluation._on_training_end()  # closes its env
     report = None
     if config.eval.final_episodes and not flag.is_set():
-        env = make_env(config.env, config.env_kwargs)
+        env = make_env(config.env, config.env_kwargs, packages=config.gym_packages)
         try:
             report = run_episodes(
                 model,
