@@ -194,6 +194,17 @@ BAD_INPUTS: list[Bad] = [
     Bad("runs-dir-is-a-file", ["train", "--runs-dir", "notes.txt"], "is a file, not a folder"),
     Bad("runs-dir-under-a-file", ["train", "--runs-dir", "notes.txt/runs"], "a file, not a folder"),
     Bad("unknown-option", ["train", "--steps", "64"], "unrecognized arguments"),
+    # --- where the envs step, and the user's own env modules ---------------------------------
+    Bad("vec-env-unknown", ["train", "--vec-env", "ray"], "invalid choice: 'ray'"),
+    Bad("runners-uneven", ["train", "--runners", "3"], "do not split evenly over runners.count=3"),
+    Bad("runners-negative", ["train", "--runners", "-1"], "expected an integer in [0, 4096]"),
+    Bad("runner-envs-without-runners", ["train", "--runner-envs", "2"], "goes with --runners N"),
+    Bad("runners-with-subproc", ["train", "--runners", "2", "--vec-env", "subproc"], "leave vec_env at dummy"),
+    Bad("runners-address-no-port", ["train", "--runners", "2", "--address", "head-node"], "HOST:PORT"),
+    Bad("runners-unreachable", ["train", "--runners", "2", "--address", "127.0.0.1:1"], "nothing answers there", "ray"),
+    Bad("gym-packages-missing", ["train", "--gym-packages", "no_such_env_pkg"], "cannot import 'no_such_env_pkg'"),
+    Bad("gym-packages-not-a-name", ["train", "--gym-packages", "my pkg"], "expected a module name"),
+    Bad("env-module-missing", ["train", "--env", "no_such_env_pkg:Env-v0"], "cannot import 'no_such_env_pkg'"),
     # --- train --resume ---------------------------------------------------------------------
     Bad("resume-missing", [*RESUME, "runs/nope"], "no such run folder"),
     Bad("resume-not-a-run", [*RESUME, "."], "not a run folder"),
@@ -203,6 +214,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("resume-locked", [*RESUME, "run-locked", "--timesteps", "512"], "is being trained by process 1"),
     Bad("resume-yaml-bomb", [*RESUME, "run-bomb", "--timesteps", "512"], "the YAML expands to more than"),
     Bad("resume-env-module", [*RESUME, "run-env-module", "--timesteps", "512"], "is never imported"),
+    Bad("resume-runners", [*RESUME, "run", "--runners", "2"], "--runners"),
     # --- train --seeds ----------------------------------------------------------------------
     Bad("seeds-reversed", ["train", "--seeds", "9-0"], "write it low-high"),
     Bad("seeds-not-numbers", ["train", "--seeds", "first-last"], "expected seeds like 0-9"),
@@ -241,6 +253,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("evaluate-episodes-zero", ["evaluate", "run", "--episodes", "0"], "--episodes must be at least 1"),
     Bad("evaluate-episodes-word", ["evaluate", "run", "--episodes", "ten"], "invalid int value: 'ten'"),
     Bad("evaluate-unknown-env", ["evaluate", "run", "--env", "pomdp/Nope-v0"], "unknown env id"),
+    Bad("evaluate-gym-packages-missing", ["evaluate", "run", "--gym-packages", "no_such_env_pkg"], "cannot import"),
     Bad("evaluate-other-spaces", ["evaluate", "run", "--env", "pomdp/TMaze-L10-v0"], "trained on observations"),
     Bad("evaluate-video-suffix", ["evaluate", "run", "--video", "episode.avi"], "use a .gif or .mp4"),
     Bad("evaluate-video-episodes", ["evaluate", "run", "--video", "v.gif", "--video-episodes", "0"], "at least 1"),

@@ -203,9 +203,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = resolve_train_config(args)
         check_device(config.device)
         if config.runners.count:
-            from recurrent_rl.cluster import require_ray
+            from recurrent_rl.cluster import check_reachable, require_ray
 
             require_ray("--runners")  # before anything is made: the extra to install
+            if config.runners.address != "local":
+                check_reachable(config.runners.address)  # Ray would retry an address where nothing listens for minutes
         notes: list[str] = []
         config = resolve_encoder(config, pinned=_pinned_sizes(args.overrides), notes=notes)
         for note in notes:

@@ -210,8 +210,14 @@ class RunnersConfig(Section):
     max_restarts: int = setting(3, "times in a row a runner may fail before the run stops", low=0, high=100)
 
     def _check(self) -> None:
-        if not self.address.strip():
-            raise ConfigError("expected local, auto or HOST:PORT, got an empty string", key="address")
+        address = self.address
+        host, _, port = address.rpartition(":")
+        if address not in ("local", "auto") and not address.startswith("ray://") and not (host and port.isdigit()):
+            raise ConfigError(
+                f"expected local, auto, HOST:PORT (the head node, e.g. 10.0.0.5:6379) or ray://HOST:PORT, got "
+                f"{shorten(address)}",
+                key="address",
+            )
 
 
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")

@@ -79,7 +79,8 @@ def record(run_dir: str | Path, names: Mapping[str, str]) -> dict[str, Any] | No
 
     Call it only with names from the command line or from Python, never with names read from a file.
     """
-    names = {key: value for key, value in names.items() if module_of(value)}
+    # gym_packages lists module names themselves (space-separated); other keys name a module before a colon
+    names = {key: value for key, value in names.items() if key == "gym_packages" or module_of(value)}
     if not names:
         return None
     key = _key(create=True)

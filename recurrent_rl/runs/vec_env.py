@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from recurrent_rl.config.envs import EnvFactory, check_env_id
+from recurrent_rl.config.envs import EnvError, EnvFactory, check_env_id
 from recurrent_rl.config.schema import ConfigError
+from recurrent_rl.runners.subproc import EnvProcessError
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -53,6 +54,8 @@ def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
         raise ConfigError(
             f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs"
         ) from None
+    except EnvProcessError as error:  # the env could not be made in its worker: before any work, one line
+        raise EnvError(f"{error}; nothing was trained") from None
     norm = config.normalize
     if norm.enabled:
         # rewards are scaled by the spread of returns discounted as the values are (rl-baselines3-zoo
