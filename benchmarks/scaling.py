@@ -5,7 +5,8 @@ default task.
 The task is the default preset's (GRU on ``pomdp/CartPoleNoVel-v1``, 8 envs, 128-step rollouts,
 one minibatch of 1,024 steps, 18 epochs, VecNormalize), each env step made slower by
 :class:`recurrent_rl.envs.StepCost`: 10 ms or 2 ms of sleep (a simulator or a remote process that
-leaves the CPU free), or 2 ms of CPU work. Every contender has 8 envs in all:
+leaves the CPU free), or 2 ms of CPU work, or not at all (``none``: the ordinary env). Every contender
+has 8 envs in all:
 
 - ``dummy``: SB3's ``DummyVecEnv`` in the learner's process (the in-process path);
 - ``subproc``: SB3's ``SubprocVecEnv``, one process per env (``forkserver``);
@@ -25,7 +26,7 @@ including the update. Each figure is also shown as a fraction of the collection 
 at which its envs could step if nothing else took time (envs x 1000 / latency in ms).
 
     bash benchmarks/setup_rllib.sh                   # once: RLlib's own venv (.venv-rllib)
-    python -m benchmarks.scaling                     # 10 ms, 2 ms and CPU, every contender (~15 min)
+    python -m benchmarks.scaling                     # 10 ms, 2 ms, CPU and none, every contender (~20 min)
     python -m benchmarks.scaling --costs sleep10 --iterations 3 --contenders dummy runners-8 rllib-8
 """
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -45,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RLLIB_PYTHON = ROOT / ".venv-rllib" / "bin" / "python"
 N_ENVS = 8
 PRESET = "cartpole-novel-gru"
-COSTS = {"sleep10": (0.010, False), "sleep2": (0.002, False), "cpu2": (0.002, True)}
+# the step cost of each variant: seconds, and whether they are burnt on the CPU (else slept); none: the ordinary env
+COSTS = {"sleep10": (0.010, False), "sleep2": (0.002, False), "cpu2": (0.002, True), "none": (0.0, False)}
 CONTENDERS = ("dummy", "subproc", "runners-1", "runners-2", "runners-4", "runners-8", "rllib-0", "rllib-8")
 
 
@@ -110,7 +113,9 @@ def rllib(contender: str, cost: str, iterations: int) -> float | None:
     runners = int(contender.split("-")[1])
     command = [str(RLLIB_PYTHON), "-m", "benchmarks.scaling_rllib", "--seconds", str(seconds)]
     command += ["--runners", str(runners), "--iterations", str(iterations)] + (["--busy"] if busy else [])
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    # its own Ray runtime: not the benchmark's cluster, whose address Ray left in the environment
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600, env=env)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         print(f"{contender}: RLlib failed:\n{result.stderr[-3000:]}", file=sys.stderr)
@@ -163,7 +168,11 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     rate = ours(contender, env_fn, args.iterations, cluster.address if cluster else None)
                 figures[cost][contender] = rate
-                shown = "not run (no .venv-rllib)" if rate is None else f"{rate:8.0f} env-steps/s"
+                shown = (
+                    "not run (no .venv-rllib, or RLlib failed: see above)"
+                    if rate is None
+                    else f"{rate:8.0f} env-steps/s"
+                )
                 print(f"{cost:8s} {contender:10s} {shown}", flush=True)
     finally:
         if cluster is not None:
@@ -179,11 +188,14 @@ def main(argv: list[str] | None = None) -> None:
 def print_table(figures: dict[str, dict[str, float | None]]) -> None:
     for cost, rows in figures.items():
         seconds, busy = COSTS[cost]
-        limit = N_ENVS / seconds  # envs x 1000 / latency in ms
+        limit = N_ENVS / seconds if seconds else None  # envs x 1000 / latency in ms; none: no limit
         dummy = rows.get("dummy")
         rllib_same = {c: rows.get(f"rllib-{c.split('-')[1]}") for c in rows if c.startswith("runners")}
         kind = "CPU" if busy else "sleep"
-        print(f"\n{cost}: {seconds * 1e3:g} ms of {kind} per step, collection limit {limit:.0f} env-steps/s")
+        if limit is None:
+            print(f"\n{cost}: the ordinary env (no step cost)")
+        else:
+            print(f"\n{cost}: {seconds * 1e3:g} ms of {kind} per step, collection limit {limit:.0f} env-steps/s")
         print("| contender | env-steps/s | x in-process | x RLlib, same runners | fraction of the limit |")
         print("|---|---:|---:|---:|---:|")
         for contender, rate in rows.items():
@@ -192,7 +204,8 @@ def print_table(figures: dict[str, dict[str, float | None]]) -> None:
             versus_dummy = f"{rate / dummy:.2f}" if dummy else "-"
             peer = rllib_same.get(contender) if contender.startswith("runners") else rows.get("rllib-0")
             versus_rllib = f"{rate / peer:.2f}" if peer and not contender.startswith("rllib") else "-"
-            print(f"| {contender} | {rate:.0f} | {versus_dummy} | {versus_rllib} | {rate / limit:.2f} |")
+            fraction = f"{rate / limit:.2f}" if limit else "-"
+            print(f"| {contender} | {rate:.0f} | {versus_dummy} | {versus_rllib} | {fraction} |")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def main() -> None:
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.tune.registry import register_env
 
-    ray.init(num_cpus=max(args.runners + 2, 2), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(args.runners + 2, 2), include_dashboard=False, log_to_driver=False)
     register_env("slow-cartpole-novel", make_env)
     config = (
         PPOConfig()
