@@ -2,6 +2,7 @@
 a library's warning, learning curves with a point per evaluation, a caveat on importances drawn
 from few trials."""
 
+import logging
 import warnings
 
 import numpy as np
@@ -29,8 +30,9 @@ def test_frames_are_scaled_to_a_short_side_of_at_least_256(shape, expected):
         assert np.array_equal(scaled[::factor, ::factor], frame)
 
 
-def test_mp4_is_written_without_a_library_warning(tmp_path, capfd):
-    """Frames whose sides are not multiples of 16 made imageio-ffmpeg print a resize warning."""
+def test_mp4_is_written_without_a_library_warning(tmp_path, capfd, caplog):
+    """Frames whose sides are not multiples of 16 made imageio-ffmpeg log a resize warning (printed
+    on the user's terminal by logging's last-resort handler)."""
     import imageio.v3 as iio
 
     frames = [np.full((264, 968, 3), value, dtype=np.uint8) for value in (0, 128, 255)]
@@ -40,6 +42,7 @@ def test_mp4_is_written_without_a_library_warning(tmp_path, capfd):
         save_video(frames, tmp_path / "episode.mp4", fps=10)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
     video = iio.imread(tmp_path / "episode.mp4")
     assert video.shape[1:3] == (272, 976)  # padded to multiples of 16 with the edge pixels
 
