@@ -675,11 +675,17 @@ def importance_figure(study: Any) -> Any:
             return None
     figure = ax.figure
     figure.set_size_inches(7, 4.5)
-    if len(complete) < FEW_TRIALS:
-        ax.set_title(
-            f"{ax.get_title()}\nonly {len(complete)} complete trials: from fewer than {FEW_TRIALS} "
-            "these importances are mostly noise",
-            color="tab:red",
-        )
     figure.tight_layout()
+    if len(complete) < FEW_TRIALS:
+        ax.text(
+            0.98,
+            0.97,
+            f"only {len(complete)} complete trials:\nfrom fewer than {FEW_TRIALS}, these\nimportances are mostly noise",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            color="tab:red",
+            fontsize="medium",
+            bbox={"facecolor": "white", "edgecolor": "tab:red", "alpha": 0.9},
+        )
     return figure
