@@ -95,20 +95,28 @@ def package_run(
             f"{run_dir} is not a run folder (it has no {folders.CONFIG}): package the folder that "
             "recurrent-rl train wrote"
         )
-    model_path, _, note = resolve_model_path(run_dir, best)
+    _, _, note = resolve_model_path(run_dir, best)
     if note:  # no final model: a run that did not finish is not packaged as if it had
         raise RunError(f"{note.split(':')[0]}: finish it first (recurrent-rl train --resume {run_dir})")
     agent = load_agent(run_dir, best=best, device="cpu")  # the safe copy, or a refusal to unpickle
     config = load_config(run_dir / folders.CONFIG)
     draws = replay and _draws_frames(agent.env_id, agent.env_kwargs, agent.gym_packages)
     if draws:
-        check_video_path(REPLAY)
+        try:
+            check_video_path(REPLAY)
+        except RunError as error:  # worded for evaluate's --video
+            raise RunError(f"{REPLAY}: {error}; or package without it: --no-replay") from None
     report = evaluate(agent, episodes, deterministic=True, seed=seed, video_episodes=int(draws), progress=progress)
     report.model = "model.safetensors"  # the packaged copy, not a path on this machine
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        save_safe(agent.model, staging, vecnormalize=agent.normalizer or False, env_id=agent.env_id)
+        save_safe(
+            agent.model,
+            staging,
+            vecnormalize=agent.normalizer if agent.normalizer is not None else False,
+            env_id=agent.env_id,
+        )
         # the encoder's weights are in model.safetensors; the path to its file on this machine is left out
         shared = dataclasses.replace(config, encoder=type(config.encoder)())
         from recurrent_rl.config.schema import config_to_yaml
