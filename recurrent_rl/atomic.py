@@ -38,8 +38,17 @@ _OS_ERROR = re.compile(r"os error (\d+)")  # how Rust writers (safetensors) name
 # how SQLite (an Optuna study's database) says it
 _SQLITE = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EROFS}
 
-UMASK = os.umask(0)  # read once: the mode new files get, applied to the temporary files too
-os.umask(UMASK)
+
+def folder_mode(parent: str | Path) -> int:
+    """The mode a new folder in ``parent`` gets (``0o777`` less the process umask), read without
+    setting the umask: ``os.umask`` reads it only by changing it, for the whole process and its
+    threads. A probe folder is created and its mode read back."""
+    probe = Path(tempfile.mkdtemp(prefix=".mode.", suffix=".tmp", dir=parent))
+    try:
+        os.mkdir(probe / "probe", 0o777)
+        return os.stat(probe / "probe").st_mode & 0o777
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 def fsync(path: Path) -> None:
@@ -77,15 +86,25 @@ def filesystem_errno(path: str | Path) -> int | None:
     folder = Path(path).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
+    if read_only(folder):
+        return errno.EROFS
     try:
-        stats = os.statvfs(folder)
+        free = shutil.disk_usage(folder).free
     except OSError:
         return None
-    if stats.f_flag & os.ST_RDONLY:
-        return errno.EROFS
-    if stats.f_bavail * stats.f_frsize < LOW_SPACE:
-        return errno.ENOSPC
-    return None
+    return errno.ENOSPC if free < LOW_SPACE else None
+
+
+def read_only(folder: str | Path) -> bool:
+    """Whether the file system holding the existing ``folder`` is mounted read-only (False where the
+    OS cannot say: ``os.statvfs`` is POSIX only)."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return False
+    try:
+        return bool(statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def failed_write(error: BaseException, path: str | Path) -> OSError | None:
@@ -114,8 +133,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ``path``. A writer that itself writes a temporary file beside the path it is given and renames
     it (safetensors' ``save_file`` does) keeps that file inside the folder, so a kill leaves a
     single leftover whose name says what it is (``runs.folders.remove_leftovers`` deletes it). Such
-    a writer creates a private (0600) file; the file gets the usual mode under the process umask
-    before it is renamed into place.
+    a writer creates a private (0600) file; the file gets the mode the temporary file was created
+    with (``0o666`` less the process umask, read back, never set) before it is renamed into place.
 
     On an exception the temporary folder is removed and ``path`` keeps its previous content; a
     full disk, a read-only file system or a name too long is an ``OSError`` naming ``path``
@@ -130,8 +149,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = folder / path.name
     try:
         os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # exists, as mkstemp's file did
+        mode = os.stat(tmp_path).st_mode & 0o777  # 0o666 less the umask: what any new file of the user's gets
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~UMASK)
+        os.chmod(tmp_path, mode)
         fsync(tmp_path)
         os.replace(tmp_path, path)
     except Exception as error:

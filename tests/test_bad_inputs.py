@@ -6,10 +6,11 @@ Each row runs in-process (``recurrent_rl.cli.main.main``) in a scratch folder th
 folder and holds the files of FILES and, where the row names them, copies of the run folders of
 RUN_FOLDERS; the folder must be byte for byte the same afterwards.
 
-docs/cli.md (section "Bad input") shows the same table with the message each row gets. Rebuild
-it after changing the rows (it runs every row and trains one tiny run, about a minute):
+docs/bad-inputs.md (a development page; the command line's page, docs/cli.md, summarises the
+kinds of bad input for users) shows the same table with the message each row gets. Rebuild it
+after changing the rows (it runs every row and trains one tiny run, about a minute):
 
-    python -m tests.test_bad_inputs --write      # rewrite the table in docs/cli.md
+    python -m tests.test_bad_inputs --write      # rewrite the table in docs/bad-inputs.md
     python -m tests.test_bad_inputs --markdown   # print it
 """
 
@@ -33,7 +34,7 @@ from recurrent_rl.runs import cli
 from tests.test_cli import TINY, tiny_run  # noqa: F401  tiny_run: the finished run, trained once for this module
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "cli.md"
+DOC = ROOT / "docs" / "bad-inputs.md"
 TABLE_START, TABLE_END = "<!-- bad-inputs:start -->", "<!-- bad-inputs:end -->"
 LONGEST_MESSAGE = 160  # longer messages are cut with "..." in the docs
 
@@ -281,6 +282,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("export-safe-of-safe", ["export", "run/model.json", "--format", "safe"], "is already the safe copy"),
     Bad("export-no-best", ["export", "run-nobest", "--best"], "has no best_model.zip"),
     Bad("export-damaged-zip", ["export", "corrupt.zip", "--trust-pickle"], "cannot load a RecurrentPPO model"),
+    # --- package ----------------------------------------------------------------------------
+    Bad("package-no-out", ["package", "run"], "the following arguments are required: --out"),
+    Bad("package-not-a-run", ["package", ".", "--out", "agent"], "is not a run folder"),
+    Bad("package-out-holds-files", ["package", "run", "--out", "."], "is a folder that holds files"),
+    Bad("package-out-is-a-file", ["package", "run", "--out", "notes.txt"], "is a file: give a folder"),
+    Bad("package-episodes", ["package", "run", "--out", "agent", "--episodes", "0"], "--episodes must be at least 1"),
+    Bad("package-unfinished", ["package", "run-empty", "--out", "agent"], "saved no model yet"),
     # --- tune -------------------------------------------------------------------------------
     Bad("tune-unknown-preset", ["tune", "--preset", "tmaze"], "unknown preset 'tmaze'"),
     Bad("tune-config-missing", ["tune", "--config", "nope.yaml"], "config file nope.yaml does not exist"),
@@ -445,7 +453,7 @@ def test_bad_input(row, run_folders, tmp_path, monkeypatch):
     assert snapshot(tmp_path) == before, f"{shown}\nthe input changed files on disk"
     documented = documented_messages(DOC.read_text(encoding="utf-8")).get(input_cell(row))
     assert message_cell(outcome, tmp_path) == documented, (
-        f"{shown}\ndocs/cli.md shows another message for this input: {documented}; rebuild the table: "
+        f"{shown}\ndocs/bad-inputs.md shows another message for this input: {documented}; rebuild the table: "
         "python -m tests.test_bad_inputs --write"
     )
 
@@ -454,12 +462,12 @@ def test_docs_list_the_same_inputs():
     documented = documented_inputs(DOC.read_text(encoding="utf-8"))
     expected = [input_cell(row) for row in BAD_INPUTS]
     assert documented == expected, (
-        "docs/cli.md's table of bad inputs differs from BAD_INPUTS in tests/test_bad_inputs.py; "
+        "docs/bad-inputs.md's table of bad inputs differs from BAD_INPUTS in tests/test_bad_inputs.py; "
         "rebuild it: python -m tests.test_bad_inputs --write"
     )
 
 
-# --- the table in docs/cli.md ------------------------------------------------------------------------
+# --- the table in docs/bad-inputs.md ------------------------------------------------------------------------
 
 
 def code(text: str) -> str:

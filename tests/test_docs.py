@@ -103,7 +103,7 @@ def test_readme_links_into_docs_resolve():
 
 def test_files_and_tests_named_in_the_docs_exist():
     """Implementation details and other pages cite `tests/test_x.py::name` and source paths."""
-    text = "\n".join(page.read_text(encoding="utf-8") for page in sorted(DOCS.glob("*.md")))
+    text = "\n".join(page.read_text(encoding="utf-8") for page in sorted(DOCS.rglob("*.md")))
     missing = []
     for file, name in sorted(set(re.findall(r"(tests/test_\w+\.py)::(\w+)", text))):
         source = ROOT / file
@@ -131,15 +131,46 @@ def test_mkdocs_build_strict(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
-    for page in ["index.html", "getting-started/index.html", "api/index.html", "images/tensorboard.png"]:
-        assert (tmp_path / "site" / page).is_file(), page
-    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
-    documented = [
-        "recurrent_rl.ppo.algorithm.RecurrentPPO",
-        "recurrent_rl.nets.memory.MemoryCore",
-        "recurrent_rl.envs.wrappers.MaskObservation",
-        "recurrent_rl.supervised.encoder.load_encoder",
-    ]
-    for name in documented:
-        assert f'id="{name}"' in api, f"the API reference lacks {name}"
-    assert ":class:`" not in api, "a Sphinx role was left unconverted in the API reference"
+    site = tmp_path / "site"
+    for page in ["index.html", "getting-started/index.html", "api/index.html", "bad-inputs/index.html"]:
+        assert (site / page).is_file(), page
+    assert (site / "images" / "tensorboard.png").is_file()
+    # the API reference, one page per package
+    documented = {
+        "ppo": ["recurrent_rl.ppo.algorithm.RecurrentPPO"],
+        "nets": ["recurrent_rl.nets.memory.MemoryCore", "recurrent_rl.nets.policies.RecurrentActorCriticPolicy"],
+        "envs": ["recurrent_rl.envs.wrappers.MaskObservation"],
+        "supervised": ["recurrent_rl.supervised.encoder.load_encoder"],
+        "runs": ["recurrent_rl.config.train.TrainConfig", "recurrent_rl.runs.package.package_run"],
+    }
+    for page, names in documented.items():
+        api = (site / "api" / page / "index.html").read_text(encoding="utf-8")
+        for name in names:
+            assert f'id="{name}"' in api, f"the API reference's page {page} lacks {name}"
+    for api_page in (site / "api").rglob("*.html"):
+        assert ":class:`" not in api_page.read_text(encoding="utf-8"), f"a Sphinx role left unconverted in {api_page}"
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert 'class="md-source"' in home, "the site has no repository link (repo_url in mkdocs.yml)"
+    assert (site / "stylesheets" / "extra.css").is_file()
+
+
+def test_user_pages_cite_tests_rarely():
+    """The user's pages say what the code does; the tests behind it are cited on the development
+    pages (implementation details, architecture, bad inputs)."""
+    development = {"implementation-details.md", "architecture.md", "bad-inputs.md"}
+    counts = {
+        page.name: len(re.findall(r"tests/", page.read_text(encoding="utf-8")))
+        for page in sorted(DOCS.glob("*.md"))
+        if page.name not in development
+    }
+    assert sum(counts.values()) <= 12, f"user pages cite tests/ {sum(counts.values())} times: {counts}"
+
+
+def test_cli_synopsis_names_every_command():
+    from recurrent_rl.cli.main import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command").choices
+    synopsis = (DOCS / "cli.md").read_text(encoding="utf-8").split("## Commands", 1)[1].split("```", 2)[1]
+    missing = [name for name in commands if f"recurrent-rl {name}" not in synopsis]
+    assert not missing, f"docs/cli.md's synopsis leaves out: {missing}"

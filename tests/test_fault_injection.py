@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from recurrent_rl import RecurrentPPO
-from recurrent_rl.atomic import UMASK, atomic_path
+from recurrent_rl.atomic import atomic_path, folder_mode
 from recurrent_rl.config.train import load_config
 from recurrent_rl.export.safe import load_safe
 from recurrent_rl.io import run_folder as runs
@@ -62,7 +62,7 @@ OVERRIDES = [
     "eval.deterministic=false",
     "eval.final_episodes=2",
 ]
-FILE_MODE = 0o666 & ~UMASK  # what every file a run keeps gets, as any file the user writes
+FILE_MODE = folder_mode(ROOT) & 0o666  # what every file a run keeps gets, as any file the user writes
 STEP = re.compile(r"^step_(\d+)$")
 # What resume answers when a kill came before the run had anything to continue from.
 NOTHING_TO_RESUME = ("no such run folder", "not a run folder", "no checkpoint to continue from")

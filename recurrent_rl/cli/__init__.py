@@ -2,7 +2,7 @@
 
 - :mod:`.main`: the parser and :func:`main` (the entry point: bad input is one ``error:`` line);
 - :mod:`.train` (``train``, ``--resume``, ``--seeds``), :mod:`.tune`, :mod:`.evaluate`,
-  :mod:`.export`, :mod:`.pretrain`, :mod:`.listing` (``presets``, ``envs``);
+  :mod:`.export`, :mod:`.package`, :mod:`.pretrain`, :mod:`.listing` (``presets``, ``envs``);
 - :mod:`.common`: exit codes and what several commands share.
 
 The top of the package. May import: everything. Nothing imports it. Its start-up

@@ -247,8 +247,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     from recurrent_rl.export.safe import safe_paths, save_safe
+    from recurrent_rl.io.safe import env_id_of
 
-    prefix = Path(args.out) if args.out else source.prefix
+    prefix: str | Path = args.out if args.out else source.prefix  # a string keeps "DIR/": a folder to create
     weights, config = safe_paths(prefix)
     from recurrent_rl.io.run_folder import check_can_create
 
@@ -257,10 +258,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"{source.model_path} is already the safe copy; pass --out PATH to write another one")
     trust()
     model, stats = load_source(source)
-    written = save_safe(
-        model, prefix, vecnormalize=stats if stats is not None else False, env_id=_env_id(source, args.env)
-    )
+    env_id = _env_id(source, args.env)
+    written = save_safe(model, prefix, vecnormalize=stats if stats is not None else False, env_id=env_id)
     print(f"wrote {written[0]} and {written[1]}: weights and plain data, safe to open from strangers")
+    if env_id is None and env_id_of(model) is None:
+        print(
+            f"note: {written[1]} records no env id ({source.model_path} has no run folder around it): add --env ID, "
+            "or whoever evaluates it must name the env",
+            file=sys.stderr,
+        )
     print(f"load it: recurrent_rl.export.load_safe({str(written[1])!r}, env=...)")
     return 0
 

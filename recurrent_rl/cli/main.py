@@ -1,6 +1,6 @@
 """``recurrent-rl``: the command line, a thin layer over :mod:`recurrent_rl.runs.training` and
 :mod:`recurrent_rl.runs.evaluation`; one module per command (``train``, ``evaluate``, ``export``,
-``pretrain``, ``tune``, ``presets`` and ``envs``), this one builds the parser and runs a command.
+``package``, ``pretrain``, ``tune``, ``presets`` and ``envs``), this one builds the parser and runs a command.
 
 ``recurrent-rl`` with no arguments trains the default preset (the README's main job). Bad
 input (config, env id, preset, device, model file, run folder) gets one ``error:`` line and exit
@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.cli import evaluate, export, listing, pretrain, train, tune
+from recurrent_rl.cli import evaluate, export, listing, package, pretrain, train, tune
 from recurrent_rl.cli.common import EXIT_FAILED, EXIT_SIGNAL, EXIT_USAGE
 from recurrent_rl.errors import UserInputError
 
@@ -32,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="recurrent-rl",
-        description="Memory-based RL (GRU / LSTM / Elman RNN PPO): train, evaluate, list presets and envs. "
+        description="Memory-based RL (GRU / LSTM / Elman RNN PPO): train, tune, evaluate, export and package agents, "
+        "list presets and envs. "
         f"With no command, trains the default preset ({DEFAULT_PRESET}) and prints its evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (train, tune, evaluate, listing, export, pretrain):
+    for command in (train, tune, evaluate, listing, export, package, pretrain):
         command.add_parser(commands)
     return parser
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,13 +43,14 @@ from typing import Any
 
 from recurrent_rl.atomic import (
     STORAGE_ERRNOS,
-    UMASK as _UMASK,
     atomic_open as atomic_open,
     atomic_path as atomic_path,
     atomic_write_json as atomic_write_json,
     atomic_write_text as atomic_write_text,
     failed_write,
+    folder_mode,
     fsync as _fsync,
+    read_only,
     storage_errno,
 )
 from recurrent_rl.errors import UserInputError
@@ -70,8 +71,6 @@ LOCK = ".lock"  # the pid of the process training this run
 ENCODER = "encoder.pt"
 SEQUENCE_MODEL = "model.pt"  # a pretraining run's sequence model (recurrent-rl pretrain)
 
-# mkstemp/mkdtemp create private (0600/0700) entries; renamed into place they should look like
-# any other file the user writes, so they get the usual mode under the process umask.
 # what atomic_path / write_checkpoint leave when killed mid-write (never a file a run keeps)
 _LEFTOVER = re.compile(r"^\.[^/]+\.(?:[A-Za-z0-9_]+\.tmp.*|old-\d+)$")
 _CHECKPOINT = re.compile(r"^step_(\d+)$")
@@ -277,11 +276,7 @@ def check_can_create(path: str | Path, flag: str = "--runs-dir") -> None:
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        try:
-            read_only = bool(os.statvfs(ancestor).f_flag & os.ST_RDONLY)
-        except OSError:
-            read_only = False
-        why = "a read-only file system" if read_only else "permission denied"
+        why = "a read-only file system" if read_only(ancestor) else "permission denied"
         raise UserInputError(f"{flag} {path}: cannot write in {ancestor} ({why}): choose another {flag}")
 
 
@@ -341,7 +336,7 @@ def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Non
     except OSError as error:
         raise storage_error(error, final) or error from None
     try:
-        os.chmod(tmp, 0o777 & ~_UMASK)
+        os.chmod(tmp, folder_mode(folder))  # mkdtemp's 0700 -> what any new folder of the user's gets
         write(tmp)
         for child in tmp.iterdir():
             _fsync(child)
@@ -428,13 +423,15 @@ def update_run_info(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold ``run_dir/.lock`` while training: a second process (say, a --resume) is refused.
 
-    The lock is an exclusive ``flock`` on the file, which the kernel releases when its process
-    dies, plus the holder's pid written inside (for the message, and so that a live pid left
-    by a holder that does not ``flock`` still counts). A lock whose process is gone is taken over.
-    Two processes that enter at once never both hold it: the one that does not get the
-    ``flock`` is refused, and one that locked a file already unlinked by its releasing holder
-    tries again on the new file.
+    The lock is an exclusive lock on the file through ``filelock`` (``flock`` on POSIX,
+    ``LockFileEx`` on Windows), which the OS releases when its process dies, plus the holder's
+    pid written inside (for the message, and so that a live pid left by a holder that does not
+    lock the file still counts). A lock whose process is gone is taken over. Two processes that
+    enter at once never both hold it: the one that does not get the lock is refused, and one
+    that locked a file already unlinked by its releasing holder tries again on the new file.
     """
+    from filelock import lock_descriptor
+
     path = Path(run_dir) / LOCK
     for _ in range(5):
         try:
@@ -442,9 +439,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as error:
             raise storage_error(error, path, "or copy the run folder to one") or error from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_descriptor(fd, blocking=False):
             os.close(fd)
             raise RunError(
                 f"run {run_dir} is being trained by process {_lock_pid(path) or '(starting)'}; "
@@ -551,6 +546,8 @@ def _lock_pid(path: Path) -> int:
 
 
 def _alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) would end the process there; the OS lock alone decides
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -266,13 +266,13 @@ def save_safe(
 
 
 def _write_pending(config_path: Path, text: str) -> Path:
-    """``text`` in ``.<name>.<random>.tmp/<name>`` beside ``config_path`` (synced, usual mode)."""
-    from recurrent_rl.atomic import UMASK, fsync
+    """``text`` in ``.<name>.<random>.tmp/<name>`` beside ``config_path`` (synced; created with the
+    usual mode, 0o666 less the umask)."""
+    from recurrent_rl.atomic import fsync
 
     folder = Path(tempfile.mkdtemp(prefix=f".{config_path.name}.", suffix=".tmp", dir=config_path.parent))
     path = folder / config_path.name
     path.write_text(text, encoding="utf-8")
-    os.chmod(path, 0o666 & ~UMASK)
     fsync(path)
     return path
 

@@ -3,7 +3,8 @@
 - :mod:`.training`: a training run from a config (what ``recurrent-rl train`` calls), resume;
 - :mod:`.checkpoints`: the final and best models and the checkpoints of a training model;
 - :mod:`.callbacks`: periodic checkpoints and evaluations, TensorBoard memory diagnostics;
-- :mod:`.evaluation`: state-carrying evaluation episodes, reports, videos and plots.
+- :mod:`.evaluation`: state-carrying evaluation episodes, reports, videos and plots;
+- :mod:`.package`: a run's agent as a shareable folder (model card, weights-only model, replay).
 
 May import: ``config``, ``io``, ``algorithms``, ``ppo``, ``runners``, ``supervised`` (a pretrained
 encoder in the policy), ``nets``, ``envs`` and the leaf modules. Sweeps and the command line build on it;

@@ -150,8 +150,15 @@ def resolve_model_path(path: str | Path, best: bool = False) -> tuple[Path, Path
     path = Path(path)
     if path.is_dir():
         runs.check_not_pretraining_run(path)
+        if not runs.is_run_dir(path) and has_safe_copy(path):  # export --format safe --out DIR
+            if best:
+                raise RunError(f"--best picks the best model of a run folder; {path} holds one model")
+            return safe_json(path), None, ""
         if not runs.is_run_dir(path):
-            raise RunError(f"{path} is not a run folder (it has no {runs.CONFIG}) nor a model .zip file")
+            raise RunError(
+                f"{path} is not a run folder (it has no {runs.CONFIG}), nor a safe copy (model.safetensors + "
+                "model.json), nor a model .zip file"
+            )
         wanted = path / (runs.BEST_MODEL if best else runs.MODEL)
         if wanted.is_file() or has_safe_copy(wanted):
             return wanted, path, ""
@@ -201,7 +208,9 @@ def load_agent(
         given.append(f"gym_packages={json.dumps(list(gym_packages))}")
     config = load_config(run_dir / runs.CONFIG, given, check_env=not given) if run_dir is not None else None
     packages = tuple(gym_packages) if gym_packages is not None else config.gym_packages if config else ()
-    if env_id is None:
+    if env_id is None and config is None and has_safe_copy(model_path):
+        env_id = _recorded_env_id(model_path)
+    elif env_id is None:
         if config is None:
             raise RunError(
                 f"cannot tell which env {model_path} was trained on (no run folder around it): pass --env ID"
@@ -228,6 +237,26 @@ def load_agent(
     elif config is not None and config.normalize.enabled and config.normalize.norm_obs:
         raise RunError(f"{model_path} was trained with normalized observations but {stats} is missing")
     return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir, packages)
+
+
+def safe_json(folder: Path) -> Path:
+    """The ``model.json`` of the safe copy in ``folder``."""
+    from recurrent_rl.io.safe import safe_paths
+
+    return safe_paths(folder)[1]
+
+
+def _recorded_env_id(model_path: Path) -> str:
+    """The env id a safe copy records (``model.json``'s ``env_id``), read as data: only an id
+    registered here is taken (one naming a module would import it), else the user names it."""
+    from recurrent_rl.io.safe import read_safe_config, safe_paths
+    from recurrent_rl.received import env_id_from_file
+
+    where = f"{safe_paths(model_path)[1]} (env_id)"
+    recorded = read_safe_config(model_path).get("env_id")
+    if recorded is None:
+        raise RunError(f"{where}: the safe copy records no env id, and no run folder is around it: pass --env ID")
+    return env_id_from_file(recorded, where)
 
 
 def _load_safe_agent(
@@ -412,14 +441,26 @@ def _add_frame(frames: list[np.ndarray], env: Any, max_frames: int) -> None:
             f"{env.spec.id if env.spec else env} did not render an RGB frame (got {type(frame).__name__}); "
             "a video needs render_mode 'rgb_array'"
         )
-    width = frame.shape[1]
-    if width > 480:  # keep GIFs small: at most ~480 px wide
-        step = math.ceil(width / 480)
-        frame = frame[::step, ::step]
-    elif width < 240:  # and large enough to see (nearest neighbour: pixel art stays sharp)
-        scale = math.ceil(240 / width)
+    frames.append(scale_frame(frame))
+
+
+MIN_SIDE = 256  # a recorded frame's shorter side, at least (grid tasks draw 72-pixel-high frames)
+MAX_WIDTH = 480  # and its width, at most, where the short side allows: GIFs stay small
+
+
+def scale_frame(frame: np.ndarray) -> np.ndarray:
+    """A rendered ``(height, width, 3)`` frame at a size to watch: a large frame thinned to at most
+    :data:`MAX_WIDTH` pixels wide while its shorter side stays at least :data:`MIN_SIDE`; a small
+    one enlarged by a whole factor until its shorter side is at least :data:`MIN_SIDE` (nearest
+    neighbour: pixel art stays sharp)."""
+    short = min(frame.shape[:2])
+    if short < MIN_SIDE:
+        scale = math.ceil(MIN_SIDE / short)
         frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)
-    frames.append(np.ascontiguousarray(frame))
+    else:
+        step = max(1, min(math.ceil(frame.shape[1] / MAX_WIDTH), short // MIN_SIDE))
+        frame = frame[::step, ::step]
+    return np.ascontiguousarray(frame)
 
 
 def evaluate(
@@ -491,14 +532,29 @@ def save_video(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Non
     check_video_path(path)
     if not frames:
         raise RunError("no frames were recorded")
-    import imageio.v3 as iio
-
     path = Path(path)
     with runs.atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
-            iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / max(fps, 1), loop=0)
-        else:
-            iio.imwrite(tmp, np.stack(frames), extension=".mp4", fps=fps)
+            # Pillow itself: through imageio a failed write (a full disk) raises once more when its
+            # writer is garbage-collected, which Python prints as "Exception ignored in ..."
+            from PIL import Image
+
+            first, *rest = (Image.fromarray(frame) for frame in frames)
+            first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=1000 / max(fps, 1), loop=0)
+        else:  # sides padded to a multiple of 16 here, or imageio-ffmpeg resizes them with a warning
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp, pad_to_block(np.stack(frames), MACRO_BLOCK), extension=".mp4", fps=fps)
+
+
+MACRO_BLOCK = 16  # the block size of H.264 video: frame sides that are multiples of it play everywhere
+
+
+def pad_to_block(frames: np.ndarray, block: int) -> np.ndarray:
+    """``(N, H, W, 3)`` frames with H and W padded up to multiples of ``block`` (the edge pixels repeated)."""
+    _, height, width, _ = frames.shape
+    pad = ((0, 0), (0, -height % block), (0, -width % block), (0, 0))
+    return np.pad(frames, pad, mode="edge") if any(p[1] for p in pad) else frames
 
 
 def check_output_path(flag: str, path: str | Path, example: str) -> None:

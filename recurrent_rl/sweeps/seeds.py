@@ -259,33 +259,49 @@ def write_report(report: SeedsReport, config: Any = None) -> None:
 
 
 def plot_curves(results: Sequence[SeedResult], path: Path, title: str = "") -> None:
-    """Each seed's periodic-evaluation curve, the median over seeds and the band between the min and max."""
-    import matplotlib
+    """``curves.png``: the figure of :func:`curves_figure`, written atomically."""
+    figure = curves_figure(results, title)
+    from recurrent_rl.atomic import atomic_path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+
+
+def curves_figure(results: Sequence[SeedResult], title: str = "") -> Any:
+    """Each seed's periodic-evaluation curve (a marker at every evaluation), the median over seeds
+    and, from two evaluations on, the bands between the min and max and the quartiles."""
     import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     curves = [r.curve for r in results if r.curve]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in results:
-        if r.curve:
-            steps, values = zip(*r.curve)
-            ax.plot(steps, values, color="gray", alpha=0.35, linewidth=0.8)
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    # every evaluation a marker: a run with one evaluation per seed draws points, not empty lines
+    for index, curve in enumerate(curves):
+        steps, values = zip(*curve)
+        ax.plot(
+            steps,
+            values,
+            color="gray",
+            alpha=0.5,
+            linewidth=0.8,
+            marker="o",
+            markersize=3,
+            label="each seed" if index == 0 else None,
+        )
     length = min(len(c) for c in curves)
     x = np.array([step for step, _ in curves[0][:length]])
     y = np.array([[v for _, v in c[:length]] for c in curves])  # (seeds, evaluations)
-    ax.fill_between(x, y.min(axis=0), y.max(axis=0), alpha=0.2, label="min-max over seeds")
-    low, high = np.percentile(y, [25, 75], axis=0)
-    ax.fill_between(x, low, high, alpha=0.3, label="interquartile range")
-    ax.plot(x, np.median(y, axis=0), linewidth=2, label=f"median of {len(curves)} seeds")
+    if length > 1:  # a band needs two evaluations; one evaluation is a point per seed and the median
+        ax.fill_between(x, y.min(axis=0), y.max(axis=0), alpha=0.2, label="min-max over seeds")
+        low, high = np.percentile(y, [25, 75], axis=0)
+        ax.fill_between(x, low, high, alpha=0.3, label="interquartile range")
+    ax.plot(x, np.median(y, axis=0), linewidth=2, marker="D", markersize=6, label=f"median of {len(curves)} seeds")
     ax.set_xlabel("env steps")
     ax.set_ylabel("evaluation mean return")
     ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    from recurrent_rl.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    return fig
