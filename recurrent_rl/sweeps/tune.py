@@ -181,8 +181,9 @@ def open_study(spec: StudySpec) -> Any:
                 f"study {spec.study!r} in {spec.storage} optimizes another objective "
                 f"({directions}); nothing was changed. Use another --study"
             )
+        recorded = {**theirs, "config": _with_defaults(theirs.get("config"))}
         for key, label in (("objective", "objective"), ("config", "base config"), ("space", "search space")):
-            if theirs.get(key) != attrs[key]:
+            if recorded.get(key) != attrs[key]:
                 diff = _difference(theirs.get(key), attrs[key]) if key != "objective" else theirs.get(key)
                 raise UserInputError(
                     f"study {spec.study!r} in {spec.storage} was made with another {label} ({diff}); nothing was "
@@ -205,6 +206,19 @@ def open_study(spec: StudySpec) -> Any:
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     return study
+
+
+def _with_defaults(recorded: Any) -> Any:
+    """A study's recorded base config with the keys added to the config since given their defaults
+    (a study made before a key existed trained with what its default does), as JSON; as read when
+    it is not a config."""
+    from recurrent_rl.config.train import TrainConfig
+
+    try:  # what the study's database holds is data like any file's
+        values = json.loads(recorded)
+        return json.dumps(TrainConfig.from_dict(values).to_dict(), sort_keys=True)
+    except Exception:  # not JSON, not a config: compared as it is, and reported as different
+        return recorded
 
 
 def _difference(theirs: str | None, ours: str) -> str:
