@@ -58,6 +58,13 @@ def add_parser(commands: Any) -> None:
         "work on most seeds, at N times the cost (default: 1)",
     )
     tune.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of tune/ (default: runs)")
+    tune.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print each trial's parameters when it starts and its training's progress lines (default: one line "
+        "per trial, when it ends)",
+    )
     add_env_module_options(tune)
     add_executor_options(tune, "trials", default_workers="1")
     tune.set_defaults(handler=cmd_tune)
@@ -95,6 +102,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         address=args.address,
         seed=args.sampler_seed,
         trial_seeds=args.trial_seeds,
+        verbose=args.verbose,
     )
     print(result.table())
     print(f"study: {study} in {result.storage}")
