@@ -332,6 +332,16 @@ BAD_INPUTS: list[Bad] = [
     Bad("pretrain-runs-dir-is-a-file", [*PRETRAIN, "--runs-dir", "notes.txt"], "is a file, not a folder"),
     # --- the command itself -----------------------------------------------------------------
     Bad("unknown-command", ["fit"], "invalid choice: 'fit'"),
+    Bad(
+        "unknown-option",
+        ["train", "--hyperparameters", "n_steps:64"],
+        "unrecognized argument --hyperparameters; did you mean --hyperparams? settings go in --set KEY=VALUE",
+    ),
+    Bad("unknown-option-config-key", ["train", "--n-steps", "64"], "n_steps is a config key: --set n_steps=VALUE"),
+    Bad("unknown-option-evaluate", ["evaluate", "run", "--episodez", "3"], "did you mean --episodes?"),
+    Bad("track-project-alone", ["train", "--wandb-project", "p"], "--wandb-project goes with --track wandb"),
+    Bad("track-with-seeds", ["train", "--track", "wandb", "--seeds", "0-1"], "--track logs one run"),
+    Bad("hyperparams-not-zoo-form", ["train", "--hyperparams", "n_steps=64"], "--hyperparams expects KEY:VALUE"),
 ]
 
 INSTALL = {"optuna": "pip install 'recurrent_rl[tune]'", "ray": "pip install 'recurrent_rl[ray]'"}

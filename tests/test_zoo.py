@@ -264,3 +264,13 @@ def test_the_zoos_recurrent_ppo_sections_train(zoo_file, env, tmp_path):
     result = train(config, tmp_path, "run", progress_bar=False)
     assert result.num_timesteps == config.n_envs * config.n_steps
     assert result.report is not None and result.report.episodes == 1
+
+
+def test_hyperparams_in_the_zoos_form_are_set_overrides(capsys):
+    zoo = ["--hyperparams", "n_steps:64", "learning_rate:lin_1e-3", 'policy_kwargs:"dict(activation_fn=nn.ReLU)"']
+    assert main(["train", *zoo, "--dry-run"]) == 0
+    from_zoo = yaml.safe_load(capsys.readouterr().out)
+    sets = ["--set", "n_steps=64", "--set", "learning_rate=lin_1e-3", "--set", "policy_kwargs={activation_fn: relu}"]
+    assert main(["train", *sets, "--dry-run"]) == 0
+    assert from_zoo == yaml.safe_load(capsys.readouterr().out)
+    assert (from_zoo["n_steps"], from_zoo["policy_kwargs"]["activation_fn"]) == (64, "relu")

@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.cli.common import add_env_module_options, add_executor_options, check_executor
+from recurrent_rl.cli.common import (
+    add_env_module_options,
+    add_executor_options,
+    add_hyperparams_option,
+    check_executor,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -32,6 +37,7 @@ def add_parser(commands: Any) -> None:
         dest="overrides",
         help="override a config key of the base config (repeatable)",
     )
+    add_hyperparams_option(tune)
     tune.add_argument(
         "--trials",
         type=int,

@@ -388,10 +388,6 @@ def _print_trial(study: Any, trial: Any) -> None:
     )
 
 
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _replace_dead_worker(spec: StudySpec, died: Any) -> StudySpec | None:
     """After a local worker process died: mark its running trials FAIL (at once, rather than when
     their heartbeat goes stale), and a spec for the rest of its share (None: nothing left, or it was
