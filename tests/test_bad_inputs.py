@@ -196,7 +196,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("name-taken", ["train", "--runs-dir", ".", "--name", "run"], "already exists"),
     Bad("runs-dir-is-a-file", ["train", "--runs-dir", "notes.txt"], "is a file, not a folder"),
     Bad("runs-dir-under-a-file", ["train", "--runs-dir", "notes.txt/runs"], "a file, not a folder"),
-    Bad("unknown-option", ["train", "--steps", "64"], "unrecognized arguments"),
+    Bad("unknown-option", ["train", "--steps", "64"], "unrecognized argument --steps; did you mean --timesteps?"),
     # --- train --resume ---------------------------------------------------------------------
     Bad("resume-missing", [*RESUME, "runs/nope"], "no such run folder"),
     Bad("resume-not-a-run", [*RESUME, "."], "not a run folder"),
@@ -244,7 +244,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("evaluate-episodes-zero", ["evaluate", "run", "--episodes", "0"], "--episodes must be at least 1"),
     Bad("evaluate-episodes-word", ["evaluate", "run", "--episodes", "ten"], "invalid int value: 'ten'"),
     Bad("evaluate-unknown-env", ["evaluate", "run", "--env", "pomdp/Nope-v0"], "unknown env id"),
-    Bad("evaluate-other-spaces", ["evaluate", "run", "--env", "pomdp/TMaze-L10-v0"], "trained on observations"),
+    Bad("evaluate-other-spaces", ["evaluate", "run", "--env", "pomdp/TMaze-v0"], "trained on observations"),
     Bad("evaluate-video-suffix", ["evaluate", "run", "--video", "episode.avi"], "use a .gif or .mp4"),
     Bad("evaluate-video-episodes", ["evaluate", "run", "--video", "v.gif", "--video-episodes", "0"], "at least 1"),
     Bad("evaluate-plot-suffix", ["evaluate", "run", "--plot", "plot.jpg"], "use a .png file name"),
@@ -333,7 +333,7 @@ BAD_INPUTS: list[Bad] = [
     # --- the command itself -----------------------------------------------------------------
     Bad("unknown-command", ["fit"], "invalid choice: 'fit'"),
     Bad(
-        "unknown-option",
+        "unknown-option-zoo",
         ["train", "--hyperparameters", "n_steps:64"],
         "unrecognized argument --hyperparameters; did you mean --hyperparams? settings go in --set KEY=VALUE",
     ),
