@@ -141,9 +141,13 @@ def _show_warning(
     file: Any = None,
     line: str | None = None,
 ) -> None:
-    """The package's own warnings as one ``recurrent-rl <command>: warning: ...`` line; others as Python shows them."""
+    """The package's own warnings as one ``recurrent-rl <command>: warning: ...`` line; others as Python shows them.
+
+    A deprecated ``pomdp/`` id warns from inside ``gymnasium.make`` with the stack level of the
+    package's caller (``recurrent_rl/config/envs.py``), so it is the package's own too."""
     if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1]) and issubclass(
-        category, UserWarning
+        category,
+        (UserWarning, FutureWarning),  # FutureWarning: a deprecated pomdp/ id (recurrent_rl.envs)
     ):
         print(f"recurrent-rl {command}: warning: {message}", file=sys.stderr)
     else:
