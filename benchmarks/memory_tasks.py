@@ -13,7 +13,7 @@ optimal, random and best-memoryless returns. With ``--eval-every`` the agents ar
 the target return (``--target``, 90% of optimal) are reported.
 
     python -m benchmarks.memory_tasks                      # every task, 3 seeds
-    python -m benchmarks.memory_tasks --tasks TMaze-L10-v0 --seeds 1
+    python -m benchmarks.memory_tasks --tasks TMaze-v0 --seeds 1
     python -m benchmarks.memory_tasks --tasks TMaze-L50-v0 --agents gru --set policy_kwargs.gate_bias=3
     python -m benchmarks.memory_tasks --tasks TMaze-L100-v0 --agents gru mingru transformer --seeds 1
     # the long-horizon study: five tasks, five contenders, the same budget per task, steps and seconds to 90%
@@ -37,11 +37,11 @@ import torch as th
 
 # task -> shipped preset
 TASKS: dict[str, str] = {
-    "TMaze-L10-v0": "tmaze-l10-gru",
+    "TMaze-v0": "tmaze-gru",
     "TMaze-L50-v0": "tmaze-l50-gru",
     "RepeatPrevious-k4-v0": "repeat-previous-k4-gru",
-    "RepeatFirst-Easy-v0": "repeat-first-easy-gru",
-    "CountRecall-Easy-v0": "count-recall-easy-gru",
+    "RepeatFirst-v0": "repeat-first-gru",
+    "CountRecall-v0": "count-recall-gru",
     # long horizons (the presets are untuned GRU settings; not in the default list)
     "TMaze-L100-v0": "tmaze-l100-gru",
     "TMaze-L200-v0": "tmaze-l200-gru",
@@ -49,7 +49,7 @@ TASKS: dict[str, str] = {
     "RepeatPrevious-k16-v0": "repeat-previous-k16-gru",
     "CountRecall-Medium-v0": "count-recall-medium-gru",
 }
-DEFAULT_TASKS = ("TMaze-L10-v0", "TMaze-L50-v0", "RepeatPrevious-k4-v0", "RepeatFirst-Easy-v0", "CountRecall-Easy-v0")
+DEFAULT_TASKS = ("TMaze-v0", "TMaze-L50-v0", "RepeatPrevious-k4-v0", "RepeatFirst-v0", "CountRecall-v0")
 MEMORY_AGENTS = ("gru", "lstm", "mingru", "minlstm", "transformer")
 # the transformer's window covers the task's delay where the shipped window (32) does not
 TRANSFORMER_WINDOW = {"TMaze-L100-v0": 128, "TMaze-L200-v0": 256, "RepeatFirst-Hard-v0": 256}

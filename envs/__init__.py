@@ -13,6 +13,7 @@ from __future__ import annotations
 from recurrent_rl.envs.latency import StepCost
 from recurrent_rl.envs.reference import memoryless_policy, reference_returns
 from recurrent_rl.envs.registry import (
+    DEPRECATED_IDS,
     MEMORY_TASKS,
     NAMESPACE,
     VELOCITY_INDICES,
@@ -22,6 +23,7 @@ from recurrent_rl.envs.registry import (
     masked_ids,
     memory_task_ids,
     register_all,
+    suite_ids,
 )
 from recurrent_rl.envs.tasks import CountRecall, RepeatFirst, RepeatPrevious, TMaze, VisitAll
 from recurrent_rl.envs.wrappers import (
@@ -34,6 +36,7 @@ from recurrent_rl.envs.wrappers import (
 register_all()
 
 __all__ = [
+    "DEPRECATED_IDS",
     "MEMORY_TASKS",
     "NAMESPACE",
     "VELOCITY_INDICES",
@@ -55,4 +58,5 @@ __all__ = [
     "memoryless_policy",
     "reference_returns",
     "register_all",
+    "suite_ids",
 ]

@@ -171,7 +171,7 @@ def _cached(env_id: str, overrides: tuple[tuple[str, Any], ...]) -> dict[str, An
 def reference_returns(env_id: str, **overrides: Any) -> dict[str, Any]:
     """Expected episode return of the optimal, uniform-random and best memoryless policies.
 
-    :param env_id: a registered memory task, e.g. ``"pomdp/TMaze-L10-v0"``
+    :param env_id: a registered memory task, e.g. ``"pomdp/TMaze-v0"``
     :param overrides: the same keyword arguments you pass to ``gym.make`` to change parameters
     :return: ``{"optimal": float, "random": float, "memoryless": float, "method": "exact"}``
     """

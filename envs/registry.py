@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -22,20 +23,15 @@ VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
 
 # pomdp/ id -> (entry point, kwargs, difficulty). The ``-v0`` ids without a suffix are the
 # configurable base ids (class defaults, the easy setting); pass kwargs to gym.make to change them.
+# One id per env: the ids of DEPRECATED_IDS named the same envs as base ids and only warn now.
 MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
     "TMaze-v0": ("recurrent_rl.envs.tasks:TMaze", {}, "easy"),
-    "TMaze-L10-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 10}, "easy"),
     "TMaze-L50-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 50}, "medium"),
     "TMaze-L100-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 100}, "hard"),
     # long horizons, for the scan and attention memories
     "TMaze-L200-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 200}, "very hard"),
     "TMaze-L500-v0": ("recurrent_rl.envs.tasks:TMaze", {"corridor_length": 500}, "very hard"),
     "RepeatPrevious-v0": ("recurrent_rl.envs.tasks:RepeatPrevious", {}, "easy"),
-    "RepeatPrevious-k2-v0": (
-        "recurrent_rl.envs.tasks:RepeatPrevious",
-        {"num_symbols": 4, "delay": 2, "episode_length": 32},
-        "easy",
-    ),
     "RepeatPrevious-k4-v0": (
         "recurrent_rl.envs.tasks:RepeatPrevious",
         {"num_symbols": 4, "delay": 4, "episode_length": 64},
@@ -47,7 +43,6 @@ MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
         "hard",
     ),
     "RepeatFirst-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {}, "easy"),
-    "RepeatFirst-Easy-v0": ("recurrent_rl.envs.tasks:RepeatFirst", {"num_symbols": 4, "episode_length": 16}, "easy"),
     "RepeatFirst-Medium-v0": (
         "recurrent_rl.envs.tasks:RepeatFirst",
         {"num_symbols": 8, "episode_length": 64},
@@ -60,11 +55,6 @@ MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
         "very hard",
     ),
     "CountRecall-v0": ("recurrent_rl.envs.tasks:CountRecall", {}, "easy"),
-    "CountRecall-Easy-v0": (
-        "recurrent_rl.envs.tasks:CountRecall",
-        {"num_symbols": 4, "episode_length": 16, "max_count": 8},
-        "easy",
-    ),
     "CountRecall-Medium-v0": (
         "recurrent_rl.envs.tasks:CountRecall",
         {"num_symbols": 4, "episode_length": 32, "max_count": 16},
@@ -81,9 +71,48 @@ MEMORY_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
 # kwargs, difficulty), registered like MEMORY_TASKS
 ACTION_MASK_TASKS: dict[str, tuple[str, dict[str, Any], str]] = {
     "VisitAll-v0": ("recurrent_rl.envs.tasks:VisitAll", {}, "easy"),
-    "VisitAll-L8-v0": ("recurrent_rl.envs.tasks:VisitAll", {"length": 8}, "easy"),
     "VisitAll-L16-v0": ("recurrent_rl.envs.tasks:VisitAll", {"length": 16}, "medium"),
 }
+
+
+# deprecated pomdp/ id -> the id of the same env (class defaults and the old id's kwargs are equal);
+# registered until 2027-06-30, each warns once per process (DeprecatedEnvId) and makes that env
+DEPRECATED_IDS: dict[str, str] = {
+    "TMaze-L10-v0": "TMaze-v0",
+    "RepeatPrevious-k2-v0": "RepeatPrevious-v0",
+    "RepeatFirst-Easy-v0": "RepeatFirst-v0",
+    "CountRecall-Easy-v0": "CountRecall-v0",
+    "VisitAll-L8-v0": "VisitAll-v0",
+}
+_warned: set[str] = set()
+
+
+class DeprecatedEnvId(FutureWarning):
+    """A ``pomdp/`` id that names the same env as another, kept for old scripts and run folders.
+
+    A ``FutureWarning``: shown to the people who run a script, not only to its developers."""
+
+
+def make_deprecated(deprecated_id: str, **kwargs: Any) -> gym.Env:
+    """The env of deprecated id ``deprecated_id`` (:data:`DEPRECATED_IDS`), with one warning per process."""
+    canonical = DEPRECATED_IDS[deprecated_id]
+    if deprecated_id not in _warned:
+        _warned.add(deprecated_id)
+        warnings.warn(
+            f"{NAMESPACE}/{deprecated_id} is deprecated: it is {NAMESPACE}/{canonical}, the same env; use "
+            f"{NAMESPACE}/{canonical} (the old id goes after 2027-06-30)",
+            DeprecatedEnvId,
+            stacklevel=3,
+        )
+    entry_point, defaults, _ = {**MEMORY_TASKS, **ACTION_MASK_TASKS}[canonical]
+    env = registration.load_env_creator(entry_point)(**{**defaults, **kwargs})
+    assert isinstance(env, gym.Env)  # the memory tasks' classes
+    return env
+
+
+def suite_ids() -> list[str]:
+    """Every ``pomdp/`` id of the suite, the deprecated ones left out (full ids, sorted)."""
+    return sorted([*masked_ids(), *memory_task_ids(), *action_mask_task_ids()])
 
 
 def make_masked(env_id: str, indices: tuple[int, ...], **kwargs: Any) -> gym.Env:
@@ -153,3 +182,9 @@ def register_all() -> None:
         if env_id not in registration.registry:
             # the tasks end their own episodes (fixed length, or TMaze's max_steps), so no TimeLimit
             registration.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs))
+    for name in DEPRECATED_IDS:
+        env_id = f"{NAMESPACE}/{name}"
+        if env_id not in registration.registry:
+            registration.register(
+                id=env_id, entry_point="recurrent_rl.envs.registry:make_deprecated", kwargs={"deprecated_id": name}
+            )

@@ -438,7 +438,7 @@ def test_transformer_learns_repeat_previous():
     memoryless or random policy gets. The preset's GRU settings; a window of 4 steps. Measured
     at this budget on a 2-core CPU: 29.94 in about 9 s (seed 0); 29.6, 28.9, 28.8, 29.0 at
     8k steps (seeds 0-3)."""
-    env = make_vec_env("pomdp/RepeatPrevious-k2-v0", n_envs=8, seed=0)
+    env = make_vec_env("pomdp/RepeatPrevious-v0", n_envs=8, seed=0)
     model = RecurrentPPO(
         "MlpGruPolicy",
         env,
@@ -461,7 +461,7 @@ def test_transformer_learns_repeat_previous():
     )
     model.learn(15_000)
     mean, _ = evaluate_policy(
-        model, make_vec_env("pomdp/RepeatPrevious-k2-v0", n_envs=8, seed=100), n_eval_episodes=48, deterministic=True
+        model, make_vec_env("pomdp/RepeatPrevious-v0", n_envs=8, seed=100), n_eval_episodes=48, deterministic=True
     )
     print("transformer RepeatPrevious-k2 return", mean)
     assert mean >= 25, mean

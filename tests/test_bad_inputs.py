@@ -57,7 +57,8 @@ FILES: dict[str, str | bytes] = {
     "typo.yaml": "{env: pomdp/CartPoleNoVel-v1, n_step: 32}\n",
     "wrong-type.yaml": "{env: pomdp/CartPoleNoVel-v1, n_epochs: ten}\n",
     "latin1.yaml": "env: pomdp/CartPoleNoVel-v1\ndescription: caf\u00e9\n".encode("latin-1"),
-    "zoo.yaml": "pomdp/CartPoleNoVel-v1: {n_steps: 32}\npomdp/TMaze-L10-v0: {n_steps: 64}\n",
+    "zoo.yaml": "pomdp/CartPoleNoVel-v1: {n_steps: 32}\npomdp/TMaze-L50-v0: {n_steps: 64}\n",
+    "zoo-code.yaml": "CartPoleNoVel-v1:\n  policy_kwargs: \"dict(net_arch=__import__('os').listdir('.'))\"\n",
     "policy-mapping.yaml": "{env: pomdp/CartPoleNoVel-v1, policy: {memory: lstm}}\n",
     "old-env.yaml": "{env: pomdp/CartPoleNoVel-v0}\n",
     "pretrain.toml": "[model]\nmemory = lstm\n",
@@ -145,7 +146,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("config-empty", ["train", "--config", "empty.yaml"], "env is required"),
     Bad("config-unknown-key", ["train", "--config", "typo.yaml"], "unknown config key(s) ['n_step']"),
     Bad("config-wrong-type", ["train", "--config", "wrong-type.yaml"], "expected an integer >= 1, got 'ten'"),
-    Bad("config-zoo-many-envs", ["train", "--config", "zoo.yaml"], "keep one section"),
+    Bad("config-zoo-many-envs", ["train", "--config", "zoo.yaml"], "pick one with --env ID"),
+    Bad("config-zoo-no-section", ["train", "--config", "zoo.yaml", "--env", "Acrobot-v1"], "no section for env"),
+    Bad("config-zoo-python-call", ["train", "--config", "zoo-code.yaml"], "a config file is data, never run"),
     Bad("config-policy-mapping", ["train", "--config", "policy-mapping.yaml"], "go under policy_kwargs"),
     Bad("config-unknown-env", ["train", "--config", "old-env.yaml"], "Did you mean 'pomdp/CartPoleNoVel-v1'"),
     Bad("config-yaml-bomb", ["train", "--config", "laughs.yaml"], "the YAML expands to more than 100,000 values"),
@@ -194,7 +197,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("name-taken", ["train", "--runs-dir", ".", "--name", "run"], "already exists"),
     Bad("runs-dir-is-a-file", ["train", "--runs-dir", "notes.txt"], "is a file, not a folder"),
     Bad("runs-dir-under-a-file", ["train", "--runs-dir", "notes.txt/runs"], "a file, not a folder"),
-    Bad("unknown-option", ["train", "--steps", "64"], "unrecognized arguments"),
+    Bad("unknown-option", ["train", "--steps", "64"], "unrecognized argument --steps; did you mean --timesteps?"),
     # --- where the envs step, and the user's own env modules ---------------------------------
     Bad("vec-env-unknown", ["train", "--vec-env", "ray"], "invalid choice: 'ray'"),
     Bad("runners-uneven", ["train", "--runners", "3"], "do not split evenly over runners.count=3"),
@@ -255,7 +258,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("evaluate-episodes-word", ["evaluate", "run", "--episodes", "ten"], "invalid int value: 'ten'"),
     Bad("evaluate-unknown-env", ["evaluate", "run", "--env", "pomdp/Nope-v0"], "unknown env id"),
     Bad("evaluate-gym-packages-missing", ["evaluate", "run", "--gym-packages", "no_such_env_pkg"], "cannot import"),
-    Bad("evaluate-other-spaces", ["evaluate", "run", "--env", "pomdp/TMaze-L10-v0"], "trained on observations"),
+    Bad("evaluate-other-spaces", ["evaluate", "run", "--env", "pomdp/TMaze-v0"], "trained on observations"),
     Bad("evaluate-video-suffix", ["evaluate", "run", "--video", "episode.avi"], "use a .gif or .mp4"),
     Bad("evaluate-video-episodes", ["evaluate", "run", "--video", "v.gif", "--video-episodes", "0"], "at least 1"),
     Bad("evaluate-plot-suffix", ["evaluate", "run", "--plot", "plot.jpg"], "use a .png file name"),
@@ -350,6 +353,16 @@ BAD_INPUTS: list[Bad] = [
     Bad("pretrain-runs-dir-is-a-file", [*PRETRAIN, "--runs-dir", "notes.txt"], "is a file, not a folder"),
     # --- the command itself -----------------------------------------------------------------
     Bad("unknown-command", ["fit"], "invalid choice: 'fit'"),
+    Bad(
+        "unknown-option-zoo",
+        ["train", "--hyperparameters", "n_steps:64"],
+        "unrecognized argument --hyperparameters; did you mean --hyperparams? settings go in --set KEY=VALUE",
+    ),
+    Bad("unknown-option-config-key", ["train", "--n-steps", "64"], "n_steps is a config key: --set n_steps=VALUE"),
+    Bad("unknown-option-evaluate", ["evaluate", "run", "--episodez", "3"], "did you mean --episodes?"),
+    Bad("track-project-alone", ["train", "--wandb-project", "p"], "--wandb-project goes with --track wandb"),
+    Bad("track-with-seeds", ["train", "--track", "wandb", "--seeds", "0-1"], "--track logs one run"),
+    Bad("hyperparams-not-zoo-form", ["train", "--hyperparams", "n_steps=64"], "--hyperparams expects KEY:VALUE"),
 ]
 
 INSTALL = {"optuna": "pip install 'recurrent_rl[tune]'", "ray": "pip install 'recurrent_rl[ray]'"}

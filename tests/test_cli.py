@@ -11,6 +11,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from recurrent_rl.config.presets import DEFAULT_PRESET
+from recurrent_rl.envs import suite_ids
 from recurrent_rl.io import run_folder as runs
 from recurrent_rl.runs import cli
 from recurrent_rl.runs.callbacks import ALWAYS_TAGS
@@ -150,7 +151,7 @@ def test_presets_lists_one_line_each_and_marks_the_default(capsys):
 def test_envs_lists_every_pomdp_env_one_line_each(capsys):
     assert run_cli("envs") == 0
     lines = capsys.readouterr().out.splitlines()
-    suite = sorted(k for k in gym.registry if k.startswith("pomdp/"))
+    suite = suite_ids()
     assert [line.split()[0] for line in lines] == suite
     assert all("obs " in line and "actions " in line for line in lines)
 
@@ -173,9 +174,9 @@ def test_no_arguments_trains_the_default_preset(monkeypatch, tmp_path):
 
 
 def test_dry_run_prints_the_resolved_config(capsys):
-    assert run_cli("train", "--preset", "tmaze-l10-gru", "--set", "n_envs=4", "--seed", 7, "--dry-run") == 0
+    assert run_cli("train", "--preset", "tmaze-gru", "--set", "n_envs=4", "--seed", 7, "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "env: pomdp/TMaze-L10-v0" in out and "n_envs: 4" in out and "seed: 7" in out
+    assert "env: pomdp/TMaze-v0" in out and "n_envs: 4" in out and "seed: 7" in out
 
 
 # --- bad input: one clear message, exit 2, no traceback, nothing changed on disk --------------
@@ -251,8 +252,8 @@ def test_bad_model_files(kind, tmp_path, capsys):
 
 
 def test_model_on_an_env_with_other_spaces(tiny_run, tmp_path, capsys):
-    code = run_cli("evaluate", tiny_run / runs.MODEL, "--env", "pomdp/TMaze-L10-v0", "--json", tmp_path / "r.json")
-    assert_clean_error(capsys, code, "trained on observations", "pomdp/TMaze-L10-v0")
+    code = run_cli("evaluate", tiny_run / runs.MODEL, "--env", "pomdp/TMaze-v0", "--json", tmp_path / "r.json")
+    assert_clean_error(capsys, code, "trained on observations", "pomdp/TMaze-v0")
     assert not (tmp_path / "r.json").exists()
 
 

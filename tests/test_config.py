@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -18,6 +17,7 @@ from recurrent_rl.config.train import (
     load_config,
     save_config,
 )
+from recurrent_rl.envs import suite_ids
 from recurrent_rl.runs.training import make_model, make_training_env
 
 SMALL = ["n_envs=2", "n_steps=16", "batch_size=32"]
@@ -33,7 +33,7 @@ def error_of(fn, *args, **kwargs) -> str:
 
 
 def test_every_pomdp_env_has_a_preset():
-    suite = sorted(k for k in gym.registry if k.startswith("pomdp/"))
+    suite = suite_ids()
     assert suite, "no pomdp/ env registered"
     covered = presets_by_env()
     missing = [env_id for env_id in suite if env_id not in covered]
@@ -131,7 +131,7 @@ def test_zoo_layout_and_yaml_1_1_numbers_are_read(tmp_path):
 
 def test_overrides_expand_shorthands_and_reach_env_kwargs():
     config = load_preset(
-        "tmaze-l10-gru", ["normalize.enabled=true", "env_kwargs.corridor_length=4", "policy_kwargs.memory=rnn"]
+        "tmaze-gru", ["normalize.enabled=true", "env_kwargs.corridor_length=4", "policy_kwargs.memory=rnn"]
     )
     assert config.normalize.enabled and config.env_kwargs == {"corridor_length": 4} and config.memory == "rnn"
 

@@ -11,15 +11,17 @@ from gymnasium.utils.env_checker import check_env
 
 from recurrent_rl import envs
 
-ALL_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))
+ALL_IDS = envs.suite_ids()  # the deprecated ids (envs.DEPRECATED_IDS) have their own test
 MASKED_IDS = envs.masked_ids()
 TASK_IDS = envs.memory_task_ids()
 ACTION_MASK_IDS = envs.registry.action_mask_task_ids()  # memory tasks with action_masks()
 
 
 def test_every_pomdp_id_is_a_masked_env_or_a_memory_task() -> None:
-    assert sorted(MASKED_IDS + TASK_IDS + ACTION_MASK_IDS) == ALL_IDS
-    assert len(MASKED_IDS) == 5 and len(TASK_IDS) == 19 and len(ACTION_MASK_IDS) == 3
+    registered = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))
+    deprecated = [f"{envs.NAMESPACE}/{old}" for old in envs.DEPRECATED_IDS]
+    assert sorted(MASKED_IDS + TASK_IDS + ACTION_MASK_IDS + deprecated) == registered
+    assert len(MASKED_IDS) == 5 and len(TASK_IDS) == 15 and len(ACTION_MASK_IDS) == 2
 
 
 def _mask_layer(env: gym.Env) -> envs.MaskObservation:
@@ -161,3 +163,49 @@ def test_registration_inside_the_old_plugin_loader_namespace() -> None:
         assert {k: v for k, v in gym.registry.items() if k.startswith("pomdp/")} == saved
     finally:
         gym.registry.update(saved)
+
+
+@pytest.mark.parametrize("old", sorted(envs.DEPRECATED_IDS))
+def test_deprecated_ids_warn_once_and_make_the_same_env(old: str) -> None:
+    """One id per env: the old ids still make their env, with one warning naming the id to use."""
+    from recurrent_rl.envs import registry
+
+    new = f"pomdp/{envs.DEPRECATED_IDS[old]}"
+    registry._warned.discard(old)
+    with pytest.warns(registry.DeprecatedEnvId, match=f"pomdp/{old} is deprecated: it is {new}, the same env"):
+        deprecated = gym.make(f"pomdp/{old}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: the second make is silent
+        again = gym.make(f"pomdp/{old}")
+    canonical = gym.make(new)
+    for env in (deprecated, again):
+        assert type(env.unwrapped) is type(canonical.unwrapped)
+        assert env.observation_space == canonical.observation_space and env.action_space == canonical.action_space
+    # the same episode from the same seed and actions
+    rng = np.random.default_rng(0)
+    actions = [int(rng.integers(canonical.action_space.n)) for _ in range(40)]
+    steps = []
+    for env in (deprecated, canonical):
+        obs, _ = env.reset(seed=3)
+        trace = [obs]
+        for action in actions:
+            obs, reward, terminated, truncated, _ = env.step(action)
+            trace += [obs, reward]
+            if terminated or truncated:
+                obs, _ = env.reset(seed=4)
+                trace.append(obs)
+        steps.append(trace)
+    assert all(np.array_equal(a, b) for a, b in zip(*steps))
+    assert f"pomdp/{old}" not in envs.suite_ids() and new in envs.suite_ids()
+
+
+def test_the_presets_of_deprecated_ids_point_to_the_one_preset(tmp_path):
+    from recurrent_rl.config.presets import RENAMED, load_preset, presets_by_env
+    from recurrent_rl.config.schema import ConfigError
+
+    for old, new in RENAMED.items():
+        with pytest.raises(ConfigError, match=f"use --preset {new}"):
+            load_preset(old)
+    by_env = presets_by_env()
+    for old, canonical in envs.DEPRECATED_IDS.items():
+        assert f"pomdp/{old}" not in by_env and len(by_env[f"pomdp/{canonical}"]) == 1

@@ -146,7 +146,7 @@ def test_reference_closed_forms() -> None:
         "memoryless": 15.0,
         **exact,
     }
-    assert envs.reference_returns("pomdp/RepeatFirst-Easy-v0") == {
+    assert envs.reference_returns("pomdp/RepeatFirst-v0") == {
         "optimal": 16.0,
         "random": 4.0,
         "memoryless": 4.75,
@@ -240,21 +240,21 @@ def test_repeat_first_flags_only_the_first_step() -> None:
 
 def test_renders() -> None:
     for env_id in [
-        "pomdp/TMaze-L10-v0",
-        "pomdp/RepeatPrevious-k2-v0",
-        "pomdp/RepeatFirst-Easy-v0",
-        "pomdp/CountRecall-Easy-v0",
+        "pomdp/TMaze-v0",
+        "pomdp/RepeatPrevious-v0",
+        "pomdp/RepeatFirst-v0",
+        "pomdp/CountRecall-v0",
     ]:
         env = gym.make(env_id, render_mode="ansi")
         env.reset(seed=0)
         env.step(0)
         assert "t=1/" in env.render()
-    env = gym.make("pomdp/TMaze-L10-v0", render_mode="rgb_array")
+    env = gym.make("pomdp/TMaze-v0", render_mode="rgb_array")
     env.reset(seed=0)
     image = env.render()
     assert image.shape == (3 * 8, 11 * 8, 3) and image.dtype == np.uint8
     # sequence tasks draw observation / last answer / score rows; SB3's make_vec_env asks for rgb_array
-    env = gym.make("pomdp/RepeatPrevious-k2-v0", render_mode="rgb_array")
+    env = gym.make("pomdp/RepeatPrevious-v0", render_mode="rgb_array")
     obs, _ = env.reset(seed=0)
     env.step(0)  # t = 0 < delay: unscored, drawn grey
     image = env.render()

@@ -78,7 +78,7 @@ def test_flicker_extremes(p: float, expected: bool) -> None:
 
 def test_flicker_is_deterministic_under_a_seed_and_keeps_the_task_state() -> None:
     def pattern(seed: int) -> list[bool]:
-        env = FlickerObservation(gym.make("pomdp/TMaze-L10-v0"), 0.5)
+        env = FlickerObservation(gym.make("pomdp/TMaze-v0"), 0.5)
         flags = []
         for _, info, *_ in _random_steps(env, 200, seed=seed):
             assert info["state"].shape == (1,)  # the cue, not the flickered observation
@@ -91,8 +91,8 @@ def test_flicker_is_deterministic_under_a_seed_and_keeps_the_task_state() -> Non
 
 def test_random_wrappers_leave_the_env_episodes_unchanged() -> None:
     # they draw from their own generator, so the task below sees the same episodes, across resets
-    clean = [info["state"] for _, info, *_ in _random_steps(gym.make("pomdp/RepeatFirst-Easy-v0"), 300)]
-    wrapped = GaussianObservationNoise(FlickerObservation(gym.make("pomdp/RepeatFirst-Easy-v0"), 0.5), 0.3)
+    clean = [info["state"] for _, info, *_ in _random_steps(gym.make("pomdp/RepeatFirst-v0"), 300)]
+    wrapped = GaussianObservationNoise(FlickerObservation(gym.make("pomdp/RepeatFirst-v0"), 0.5), 0.3)
     np.testing.assert_array_equal(
         np.stack(clean), np.stack([info["state"] for _, info, *_ in _random_steps(wrapped, 300)])
     )
@@ -121,7 +121,7 @@ def test_zero_noise_changes_nothing() -> None:
 
 
 # --- previous action and reward ----------------------------------------------------------------
-@pytest.mark.parametrize("env_id", ["pomdp/TMaze-L10-v0", "pomdp/CountRecall-Easy-v0", "pomdp/PendulumNoVel-v1"])
+@pytest.mark.parametrize("env_id", ["pomdp/TMaze-v0", "pomdp/CountRecall-v0", "pomdp/PendulumNoVel-v1"])
 def test_previous_action_and_reward_are_exactly_the_last_ones(env_id: str) -> None:
     env = PreviousActionReward(gym.make(env_id))
     plain = gym.make(env_id)

@@ -81,7 +81,7 @@ def test_same_seed_same_episodes_also_stochastic():
 
 
 def test_success_rate_comes_from_info_success():
-    env = gym.make("pomdp/TMaze-L10-v0")
+    env = gym.make("pomdp/TMaze-v0")
     # forward to the junction, then always turn left: success exactly when the cue says left
     model = RecordingModel(env, actions=lambda obs, n: 0 if obs[3] < 0.5 else 1)
     report = run_episodes(model, env, episodes=20, seed=0)
@@ -116,7 +116,7 @@ def test_plot_without_hidden_states(tmp_path):
 def test_spaces_must_match():
     model = RecurrentPPO("MlpGruPolicy", gym.make("pomdp/CartPoleNoVel-v1"), n_steps=16, batch_size=16)
     with pytest.raises(RunError, match="trained on observations"):
-        run_episodes(model, gym.make("pomdp/TMaze-L10-v0"), episodes=1)
+        run_episodes(model, gym.make("pomdp/TMaze-v0"), episodes=1)
 
 
 @pytest.mark.parametrize("memory,width", [("gru", 8), ("mingru", 8), ("transformer", 8)])

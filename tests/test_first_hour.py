@@ -178,7 +178,7 @@ def test_the_bar_is_drawn_with_the_signal_and_the_evaluations(tmp_path, monkeypa
     stream = io.StringIO()
     monkeypatch.setenv("COLUMNS", "160")  # rich draws a file at 80 columns otherwise
     config = load_preset(
-        "tmaze-l10-gru",
+        "tmaze-gru",
         [
             "n_envs=2",
             "n_steps=16",
@@ -340,9 +340,9 @@ def test_an_encoder_from_another_env_is_used_with_a_warning(tmp_path, capsys):
 
 def test_train_env_device_and_freeze_encoder_flags(tmp_path, capsys):
     encoder = make_encoder(tmp_path / "encoder.pt", env_id=None)
-    assert run_cli("train", "--env", "pomdp/TMaze-L10-v0", "--device", "cpu", "--dry-run") == 0
+    assert run_cli("train", "--env", "pomdp/TMaze-v0", "--device", "cpu", "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "env: pomdp/TMaze-L10-v0" in out and "device: cpu" in out
+    assert "env: pomdp/TMaze-v0" in out and "device: cpu" in out
     assert run_cli("train", "--encoder", encoder, "--freeze-encoder", "--dry-run") == 0
     assert "freeze: true" in capsys.readouterr().out
     one_error_line(capsys, run_cli("train", "--freeze-encoder", "--dry-run"), "--freeze-encoder", "--encoder PATH")

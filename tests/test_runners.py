@@ -96,7 +96,7 @@ def test_one_runner_collects_and_trains_exactly_as_the_local_loop(local_ray, alg
     two iterations are the local path's, bit for bit."""
     if algorithm == "MaskableRecurrentPPO":
         pytest.importorskip("sb3_contrib")
-        env_id, cls, policy = "pomdp/VisitAll-L8-v0", MaskableRecurrentPPO, "MlpGruPolicy"
+        env_id, cls, policy = "pomdp/VisitAll-v0", MaskableRecurrentPPO, "MlpGruPolicy"
     else:
         env_id, cls, policy = ENV, RecurrentPPO, "MlpGruPolicy"
 

@@ -40,7 +40,7 @@ TINY = [
 def tmaze_run(tmp_path_factory) -> Path:
     # the T-maze reports info["success"], so the success-rate tags appear too
     runs_dir = tmp_path_factory.mktemp("runs")
-    assert cli.main(["train", "--preset", "tmaze-l10-gru", "--runs-dir", str(runs_dir), "--name", "tmaze", *TINY]) == 0
+    assert cli.main(["train", "--preset", "tmaze-gru", "--runs-dir", str(runs_dir), "--name", "tmaze", *TINY]) == 0
     return runs_dir / "tmaze"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -322,3 +323,18 @@ def test_a_killed_worker_process_fails_its_trial_and_the_study_goes_on(tmp_path,
     assert rows[0] == (0, "FAIL")
     assert sorted(state for _, state in rows[1:]) == ["COMPLETE"] * 3, rows  # the study reached its 3 trials
     assert "study k: 4 trials" in out
+
+
+def test_tune_prints_one_line_per_trial_unless_verbose(tmp_path, space, capsys):
+    code, out = run_cli(capsys, "--trials", "2", "--space", str(space), "--runs-dir", str(tmp_path), "--study", "q")
+    assert code == 0, out.err
+    trial_lines = [line for line in out.out.splitlines() if re.match(r"trial \d+ ", line)]
+    assert [line.split(":")[0] for line in trial_lines] == ["trial 0 complete", "trial 1 complete"]
+    assert "learning_rate=" in trial_lines[0] and str(tmp_path / "tune/q/trial0000") in trial_lines[0]
+    assert not [line for line in out.out.splitlines() if line.startswith(("step ", "eval at "))]
+    assert "trial 0: {" not in out.err
+    code, out = run_cli(
+        capsys, "--trials", "3", "--space", str(space), "--runs-dir", str(tmp_path), "--study", "q", "-v"
+    )
+    assert code == 0, out.err
+    assert "trial 2: {" in out.err and any(line.startswith("step ") for line in out.out.splitlines())

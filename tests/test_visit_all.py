@@ -19,7 +19,6 @@ EPISODES = 2000
 def test_registered_and_checked():
     assert envs.registry.action_mask_task_ids() == [
         "pomdp/VisitAll-v0",
-        "pomdp/VisitAll-L8-v0",
         "pomdp/VisitAll-L16-v0",
     ]
     check_env(VisitAll())

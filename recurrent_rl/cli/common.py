@@ -28,6 +28,17 @@ def add_env_module_options(parser: Any) -> None:
     )
 
 
+def add_hyperparams_option(parser: Any) -> None:
+    """``--hyperparams KEY:VALUE ...``: rl-baselines3-zoo's form of ``--set KEY=VALUE`` (VALUE read as YAML)."""
+    parser.add_argument(
+        "--hyperparams",
+        nargs="+",
+        metavar="KEY:VALUE",
+        help="rl-baselines3-zoo's form of --set (n_steps:64 learning_rate:lin_1e-3); applied after --set, VALUE "
+        'read as YAML (policy_kwargs:"dict(...)" as in a zoo file)',
+    )
+
+
 def add_executor_options(
     parser: Any, what: str, default_workers: str = "one per CPU", address_help: str = "the Ray cluster"
 ) -> None:

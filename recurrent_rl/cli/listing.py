@@ -117,14 +117,14 @@ def _pretrain_preset_values(name: str) -> dict[str, Any]:
 def cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    import recurrent_rl.envs  # noqa: F401  registers pomdp/
     from recurrent_rl.config.presets import preset_names
+    from recurrent_rl.envs import suite_ids  # registers pomdp/
 
     by_env: dict[str, list[str]] = {}
     for name in preset_names():  # read, not validated (as in `presets`): no torch
         by_env.setdefault(str(_default_preset_values(_preset_mapping(name))["env"]), []).append(name)
     rows = []
-    for env_id in sorted(k for k in gym.registry if k.startswith("pomdp/")):
+    for env_id in suite_ids():  # the deprecated ids (recurrent_rl.envs.DEPRECATED_IDS) left out
         try:
             env = gym.make(env_id)
             spaces = f"obs {_space(env.observation_space)}  actions {_space(env.action_space)}"

@@ -16,6 +16,7 @@ at once, and each command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import warnings
 from functools import partial
@@ -24,6 +25,7 @@ from typing import Any
 
 from recurrent_rl.cli import evaluate, export, listing, package, pretrain, train, tune
 from recurrent_rl.cli.common import EXIT_FAILED, EXIT_SIGNAL, EXIT_USAGE
+from recurrent_rl.config.schema import clip
 from recurrent_rl.errors import UserInputError
 
 
@@ -49,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # the main job: `recurrent-rl` alone trains the default preset
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, args.command, unknown)
     try:
+        if getattr(args, "hyperparams", None):
+            args.overrides = [*args.overrides, *hyperparams_overrides(args.hyperparams)]
         _check_runs_dir(args)
         with warnings.catch_warnings():
             warnings.showwarning = partial(_show_warning, args.command, warnings.showwarning)
@@ -73,6 +79,51 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SIGNAL["SIGINT"]
 
 
+def _refuse_unknown(parser: argparse.ArgumentParser, command: str | None, unknown: list[str]) -> None:
+    """Exit 2 with the subcommand's usage and one line: the first argument it does not know, the
+    closest option it has, and where settings go (``--set KEY=VALUE``) when it takes them."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    sub = commands.get(command) if command else None
+    if sub is None:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    options = [o for a in sub._actions for o in a.option_strings if o.startswith("--") and a.help != argparse.SUPPRESS]
+    word = next((u for u in unknown if u.startswith("-")), unknown[0])
+    name = word.split("=", 1)[0]
+    message = f"unrecognized argument {clip(name, 60)}"
+    key = name.lstrip("-").replace("-", "_")
+    if "--set" in options and command in ("train", "tune") and _is_config_key(key):
+        sub.error(f"{message}; {key} is a config key: --set {key}=VALUE")
+    short = name.startswith("-") and len(name) <= 100  # difflib's cost grows with the length
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6) if short else []
+    if close:
+        message += f"; did you mean {close[0]}?"
+    if "--set" in options:
+        message += (" " if close else "; ") + "settings go in --set KEY=VALUE"
+    sub.error(message)
+
+
+def _is_config_key(key: str) -> bool:
+    import dataclasses
+
+    from recurrent_rl.config.train import TrainConfig
+
+    return key in {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def hyperparams_overrides(pairs: list[str]) -> list[str]:
+    """rl-baselines3-zoo's ``--hyperparams KEY:VALUE ...`` as ``--set KEY=VALUE`` overrides."""
+    overrides = []
+    for pair in pairs:
+        key, colon, value = pair.partition(":")
+        if not colon or not key.strip() or "=" in key:
+            raise UserInputError(
+                f"--hyperparams expects KEY:VALUE (rl-baselines3-zoo's form, e.g. n_steps:64), got {clip(pair, 60)}; "
+                "--set KEY=VALUE takes the same settings"
+            )
+        overrides.append(f"{key.strip()}={value}")
+    return overrides
+
+
 def _check_runs_dir(args: argparse.Namespace) -> None:
     """A --runs-dir that is a file, or under one, is refused before any command starts (train, tune, pretrain)."""
     if getattr(args, "runs_dir", None) and not getattr(args, "dry_run", False) and not getattr(args, "resume", None):
@@ -91,9 +142,13 @@ def _show_warning(
     file: Any = None,
     line: str | None = None,
 ) -> None:
-    """The package's own warnings as one ``recurrent-rl <command>: warning: ...`` line; others as Python shows them."""
+    """The package's own warnings as one ``recurrent-rl <command>: warning: ...`` line; others as Python shows them.
+
+    A deprecated ``pomdp/`` id warns from inside ``gymnasium.make`` with the stack level of the
+    package's caller (``recurrent_rl/config/envs.py``), so it is the package's own too."""
     if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1]) and issubclass(
-        category, UserWarning
+        category,
+        (UserWarning, FutureWarning),  # FutureWarning: a deprecated pomdp/ id (recurrent_rl.envs)
     ):
         print(f"recurrent-rl {command}: warning: {message}", file=sys.stderr)
     else:

@@ -15,6 +15,7 @@ from recurrent_rl.cli.common import (
     _pinned_sizes,
     add_env_module_options,
     add_executor_options,
+    add_hyperparams_option,
     check_executor,
     resolve_train_config,
 )
@@ -50,6 +51,7 @@ def add_parser(commands: Any) -> None:
         dest="overrides",
         help="override a config key (dotted for nested keys, repeatable): --set n_steps=64",
     )
+    add_hyperparams_option(train)
     train.add_argument("--env", metavar="ID", help=f"env id (= --set env=ID; default preset: {uses['env']})")
     train.add_argument(
         "--timesteps",
@@ -120,6 +122,17 @@ def add_parser(commands: Any) -> None:
         "every 10%% of the run instead (default: the bar when stderr is a terminal, else lines)",
     )
     train.add_argument("-v", "--verbose", action="store_true", help="print SB3's log table after each rollout")
+    track = train.add_argument_group("experiment tracking (recurrent_rl.runs.tracking)")
+    track.add_argument(
+        "--track",
+        choices=("wandb",),
+        help="also log to Weights & Biases (the run's config and every logged value; needs recurrent_rl[wandb]; "
+        "WANDB_MODE=offline keeps it in <run>/wandb/)",
+    )
+    track.add_argument(
+        "--wandb-project", metavar="NAME", help="with --track wandb: the project (default: recurrent_rl)"
+    )
+    track.add_argument("--wandb-entity", metavar="NAME", help="with --track wandb: the team or user")
     many = train.add_argument_group("many seeds (recurrent_rl.sweeps.seeds)")
     many.add_argument(
         "--seeds",
@@ -143,6 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--trust-pickle goes with --resume RUN_DIR (a checkpoint without a weights-only copy); "
             "a new run opens no model file"
         )
+    callbacks = _trackers(args)
     if args.seeds is None:
         given = [
             flag
@@ -217,11 +231,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
         run = partial(train, config, args.runs_dir, args.name)
     try:
-        result = run(progress_bar=args.progress, verbose=int(args.verbose))
+        result = run(progress_bar=args.progress, verbose=int(args.verbose), callbacks=callbacks)
     except TrainingError as error:
         print(f"recurrent-rl train: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     return _report_training(result)
+
+
+def _trackers(args: argparse.Namespace) -> list[Any]:
+    """The callbacks of ``--track``, checked before anything runs."""
+    if args.track is None:
+        given = [
+            flag
+            for flag, value in (("--wandb-project", args.wandb_project), ("--wandb-entity", args.wandb_entity))
+            if value
+        ]
+        if given:
+            raise UserInputError(f"{', '.join(given)} goes with --track wandb")
+        return []
+    if args.seeds is not None:
+        raise UserInputError("--track logs one run; with --seeds, track each seed's run by training it alone")
+    from recurrent_rl.runs.tracking import TrackWithWandb, require_wandb
+
+    require_wandb()
+    return [TrackWithWandb(project=args.wandb_project, entity=args.wandb_entity)]
 
 
 def cmd_train_seeds(args: argparse.Namespace) -> int:

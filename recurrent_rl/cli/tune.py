@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.cli.common import add_env_module_options, add_executor_options, check_executor
+from recurrent_rl.cli.common import (
+    add_env_module_options,
+    add_executor_options,
+    add_hyperparams_option,
+    check_executor,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -32,6 +37,7 @@ def add_parser(commands: Any) -> None:
         dest="overrides",
         help="override a config key of the base config (repeatable)",
     )
+    add_hyperparams_option(tune)
     tune.add_argument(
         "--trials",
         type=int,
@@ -58,6 +64,13 @@ def add_parser(commands: Any) -> None:
         "work on most seeds, at N times the cost (default: 1)",
     )
     tune.add_argument("--runs-dir", metavar="DIR", default="runs", help="parent of tune/ (default: runs)")
+    tune.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print each trial's parameters when it starts and its training's progress lines (default: one line "
+        "per trial, when it ends)",
+    )
     add_env_module_options(tune)
     add_executor_options(tune, "trials", default_workers="1")
     tune.set_defaults(handler=cmd_tune)
@@ -95,6 +108,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         address=args.address,
         seed=args.sampler_seed,
         trial_seeds=args.trial_seeds,
+        verbose=args.verbose,
     )
     print(result.table())
     print(f"study: {study} in {result.storage}")

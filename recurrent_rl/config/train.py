@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from recurrent_rl.config import schema
+from recurrent_rl.config import schema, zoo
 from recurrent_rl.config.envs import check_env_id, check_env_kwargs  # noqa: F401  check_env_id: re-exported
 from recurrent_rl.config.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
     ConfigError,
@@ -115,6 +115,13 @@ class PolicyConfig(Section):
     critic_memory: Literal["separate", "shared", "none"] = setting(
         "separate", "critic reads its own memory, the actor's, or none"
     )
+    detach_critic_memory: bool = setting(
+        False,
+        "with critic_memory shared: the value loss does not train the actor's memory (sb3-contrib's shared_lstm)",
+    )
+    dropout: float = setting(
+        0.0, "dropout between stacked memory layers (num_layers > 1; sb3-contrib's lstm_kwargs dropout)", low=0, below=1
+    )
     gate_bias: float | None = setting(
         None, "added to the initial GRU update-gate / LSTM forget-gate bias (longer memory); null: 1 for lstm, 0 else"
     )
@@ -128,6 +135,14 @@ class PolicyConfig(Section):
         "compiled memory layers and linear scan, lean Adam and categorical), auto (cpu-kernels on the CPU, "
         "torch elsewhere)",
     )
+
+    def _check(self) -> None:
+        if self.detach_critic_memory and self.critic_memory != "shared":
+            raise ConfigError(
+                f"detach_critic_memory: true detaches the critic from the actor's memory, which needs critic_memory: "
+                f"shared (got {self.critic_memory})",
+                key="detach_critic_memory",
+            )
 
 
 @dataclass(frozen=True)
@@ -371,6 +386,10 @@ class TrainConfig(Section):
         )
         if pk.memory_kwargs:
             policy_kwargs["memory_kwargs"] = dict(pk.memory_kwargs)
+        if pk.detach_critic_memory:
+            policy_kwargs["detach_critic_memory"] = True
+        if pk.dropout:
+            policy_kwargs["dropout"] = pk.dropout
         if pk.memory is not None:
             policy_kwargs["memory"] = pk.memory
         return dict(
@@ -410,9 +429,9 @@ def config_from_dict(
     values: Mapping[str, Any], overrides: Iterable[str] = (), source: str | None = None, check_env: bool = True
 ) -> TrainConfig:
     """Build a :class:`TrainConfig` from a mapping plus ``KEY=VALUE`` overrides (dotted keys)."""
+    overrides = list(overrides)
     try:
-        values = unwrap_zoo_layout(values)
-        _refuse_several_zoo_sections(values)
+        values = unwrap_zoo_layout(values, _env_override(overrides))
         if isinstance(values.get("policy"), Mapping):
             raise ConfigError(
                 "policy is the policy class name (e.g. policy: MlpLstmPolicy), got a mapping "
@@ -420,7 +439,9 @@ def config_from_dict(
                 "the policy's options go under policy_kwargs (e.g. policy_kwargs: {memory: lstm})",
                 key="policy",
             )
-        values = apply_overrides(values, overrides)
+        values = zoo.from_zoo(apply_overrides(values, overrides))  # --set policy_kwargs="dict(...)" too
+        if isinstance(values.get("env"), str):
+            values["env"] = zoo.resolve_env_id(values["env"])
         config = TrainConfig.from_dict(values)
     except ConfigError as error:
         raise error.with_source(source) if source else error from None
@@ -446,8 +467,12 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), check_env: bool
     user's own command did. An override of the same key replaces the file's value unchecked.
     """
     path = Path(path)
-    values = unwrap_zoo_layout(schema.read_config_file(path))
     overrides = list(overrides)
+    values = schema.read_config_file(path)
+    try:
+        values = unwrap_zoo_layout(values, _env_override(overrides))
+    except ConfigError as error:
+        raise error.with_source(str(path)) from None
     given = {override.partition("=")[0].strip() for override in overrides}
     encoder = values.get("encoder")
     if (
@@ -494,25 +519,30 @@ def _check_gym_packages(packages: Any, trusted: str | None, path: Path) -> None:
     )
 
 
-def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``{env_id: {hyperparameters}}`` (rl-baselines3-zoo) -> ``{env: env_id, hyperparameters}``."""
+def unwrap_zoo_layout(values: Mapping[str, Any], env: str | None = None) -> dict[str, Any]:
+    """An rl-baselines3-zoo file (``{env_id: {hyperparameters}, ...}``) -> ``{env: env_id, hyperparameters}``:
+    the section of ``env`` (the command's ``--env``), or the only one; its values in this package's
+    terms, with the zoo's defaults for what it leaves out (:func:`recurrent_rl.config.zoo.from_zoo`).
+    A flat config comes back as it is, with the zoo's Python text read."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    if len(values) == 1:
-        ((key, inner),) = values.items()
-        if isinstance(key, str) and key not in names and isinstance(inner, Mapping) and "env" not in inner:
-            return {"env": key, **inner}
-    return dict(values)
+    if not zoo.is_zoo_layout(values, names):
+        return zoo.from_zoo(values)
+    key, inner = zoo.pick_section(values, env)
+    return zoo.from_zoo({"env": key, **inner}, zoo_section=True)
 
 
-def _refuse_several_zoo_sections(values: Mapping[str, Any]) -> None:
-    """A zoo file keyed by several env ids (``{id1: {...}, id2: {...}}``): say to keep one section."""
-    env_ids = [key for key, inner in values.items() if re.search(r"-v\d+$", str(key)) and isinstance(inner, Mapping)]
-    if len(values) > 1 and len(env_ids) == len(values):
-        raise ConfigError(
-            f"the file has one section per env id ({schema.clip(', '.join(map(str, values)))}), "
-            "rl-baselines3-zoo's layout; a "
-            "config trains one env: keep one section, or write it flat with env: ID next to the hyperparameters"
-        )
+def _env_override(overrides: Iterable[str]) -> str | None:
+    """The env id the last ``env=ID`` override names (``--env ID``), if any."""
+    env = None
+    for override in overrides:
+        key, _, text = override.partition("=")
+        if key.strip() == "env":
+            try:
+                value = schema.load_yaml(text, "--set env") if text.strip() else None
+            except Exception:  # apply_overrides reports a malformed value
+                value = None
+            env = value if isinstance(value, str) else None
+    return env
 
 
 def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

@@ -234,8 +234,11 @@ class PeriodicEvaluation(BaseCallback):
         env_id: str,
         best_mean_reward: float = -np.inf,
         on_report: Callable[[int, EvalReport, bool], None] | None = None,
+        resume_step: int | None = None,
     ):
-        """:param on_report: called after each evaluation with the step, the report and whether it is a new best."""
+        """:param on_report: called after each evaluation with the step, the report and whether it is a new best.
+        :param resume_step: a resumed run's step: the evaluations in ``evaluations.npz`` up to it are kept,
+            later ones (logged after the checkpoint by the process that stopped) are dropped"""
         super().__init__()
         self.on_report = on_report
         self.make_env, self.run_dir, self.freq = make_env, Path(run_dir), freq
@@ -245,6 +248,7 @@ class PeriodicEvaluation(BaseCallback):
         self.last_report: EvalReport | None = None
         self._env: Any = None
         self._marks = _Every(freq)
+        self.history = EvaluationHistory.read(self.run_dir / runs.EVALUATIONS, resume_step)
 
     def _on_training_start(self) -> None:
         self._marks.start(self.num_timesteps)
@@ -282,7 +286,11 @@ class PeriodicEvaluation(BaseCallback):
             save_model(self.model, self.run_dir / runs.BEST_MODEL)
             runs.update_run_info(self.run_dir, best_mean_reward=report.mean_return, best_step=self.num_timesteps)
         self.logger.record("eval/best_mean_reward", self.best_mean_reward)
+        # the step in the CSV row too, as SB3's EvalCallback records it (TensorBoard has its own)
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
+        self.history.add(self.num_timesteps, report)
+        self.history.write(self.run_dir / runs.EVALUATIONS)
         if self.on_report is not None:
             self.on_report(self.num_timesteps, report, best)
         return report
@@ -291,6 +299,55 @@ class PeriodicEvaluation(BaseCallback):
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+class EvaluationHistory:
+    """The periodic evaluations of a run in SB3 ``EvalCallback``'s ``evaluations.npz`` layout:
+    ``timesteps`` (N,), ``results`` (N, episodes) returns, ``ep_lengths`` (N, episodes), and
+    ``successes`` (N, episodes) where every episode reports ``is_success``/``success``."""
+
+    def __init__(self) -> None:
+        self.timesteps: list[int] = []
+        self.results: list[list[float]] = []
+        self.ep_lengths: list[list[int]] = []
+        self.successes: list[list[bool]] | None = None
+
+    @classmethod
+    def read(cls, path: Path, until: int | None) -> EvaluationHistory:
+        """The history in ``path`` up to step ``until`` (None: a new run, an empty history)."""
+        history = cls()
+        if until is None or not path.is_file():
+            return history
+        with np.load(path) as data:
+            keep = np.asarray(data["timesteps"]) <= until
+            history.timesteps = [int(t) for t in np.asarray(data["timesteps"])[keep]]
+            history.results = np.asarray(data["results"])[keep].tolist()
+            history.ep_lengths = np.asarray(data["ep_lengths"])[keep].tolist()
+            if "successes" in data.files:
+                history.successes = np.asarray(data["successes"])[keep].tolist()
+        return history
+
+    def add(self, step: int, report: EvalReport) -> None:
+        self.timesteps.append(int(step))
+        self.results.append([float(r) for r in report.returns])
+        self.ep_lengths.append([int(n) for n in report.lengths])
+        reported = all(s is not None for s in report.successes)
+        if reported and (self.successes is not None or len(self.timesteps) == 1):
+            self.successes = [*(self.successes or []), [bool(s) for s in report.successes]]
+        else:
+            self.successes = None  # SB3 writes successes only when every evaluation has them
+
+    def write(self, path: Path) -> None:
+        """Write the history atomically (NumPy's ``.npz``, as SB3's ``np.savez``)."""
+        arrays: dict[str, Any] = {
+            "timesteps": np.asarray(self.timesteps, dtype=np.int64),
+            "results": np.asarray(self.results, dtype=np.float64),
+            "ep_lengths": np.asarray(self.ep_lengths, dtype=np.int64),
+        }
+        if self.successes is not None:
+            arrays["successes"] = np.asarray(self.successes, dtype=bool)
+        with runs.atomic_path(path) as tmp, open(tmp, "wb") as file:
+            np.savez(file, **arrays)
 
 
 class PeriodicCheckpoint(BaseCallback):

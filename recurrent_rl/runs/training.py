@@ -19,6 +19,7 @@ Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.io.run_folder
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import shutil
 import signal
@@ -34,7 +35,13 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import (
+    CSVOutputFormat,
+    HumanOutputFormat,
+    KVWriter,
+    Logger,
+    TensorBoardOutputFormat,
+)
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from recurrent_rl.config.train import ConfigError, TrainConfig, load_config, save_config
@@ -598,10 +605,7 @@ def _learn_steps(
     best_mean_reward: float | None = None,
     on_evaluation: EvaluationHook | None = None,
 ) -> TrainResult:
-    formats = ["tensorboard", "stdout"] if verbose else ["tensorboard"]
-    logger = configure(str(run_dir / runs.TENSORBOARD), formats)
-    if not fresh:  # what the killed process logged after its last checkpoint is logged again: purge it
-        _purge_tensorboard_after(logger, int(model.num_timesteps))
+    logger = make_logger(run_dir, None if fresh else int(model.num_timesteps), verbose)
     model.set_logger(logger)
     flag = StopFlag()
     evaluation = PeriodicEvaluation(
@@ -613,6 +617,7 @@ def _learn_steps(
         config.seed + PERIODIC_EVAL_SEED,
         config.env,
         best_mean_reward=float("-inf") if best_mean_reward is None else best_mean_reward,
+        resume_step=None if fresh else int(model.num_timesteps),
     )
 
     def periodic_checkpoint() -> Path | None:
@@ -682,6 +687,45 @@ def _learn_steps(
             model.logger.close()
 
 
+def make_logger(run_dir: Path, resume_step: int | None = None, verbose: int = 0) -> Logger:
+    """SB3's logger of a run: TensorBoard events in ``tb/``, ``progress.csv`` (SB3's CSV output
+    format), and SB3's table on stdout with ``verbose``. A resumed run (``resume_step``) drops what
+    the stopped process logged after its last checkpoint, in both files: it is logged again."""
+    tb_dir = run_dir / runs.TENSORBOARD
+    tb_dir.mkdir(parents=True, exist_ok=True)
+    kept = _progress_rows(run_dir / runs.PROGRESS, resume_step) if resume_step is not None else None
+    csv_format = CSVOutputFormat(str(run_dir / runs.PROGRESS))
+    if kept:
+        header, rows = kept
+        writer = csv.writer(csv_format.file, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        csv_format.file.flush()
+        csv_format.keys = list(header)
+    formats: list[KVWriter] = [TensorBoardOutputFormat(str(tb_dir)), csv_format]
+    if verbose:
+        formats.append(HumanOutputFormat(sys.stdout))
+    logger = Logger(str(tb_dir), formats)
+    if resume_step is not None:  # what the killed process logged after its last checkpoint is logged again
+        _purge_tensorboard_after(logger, resume_step)
+    return logger
+
+
+def _progress_rows(path: Path, until: int) -> tuple[list[str], list[list[str]]] | None:
+    """The header and the rows of ``progress.csv`` logged at steps up to ``until``."""
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as file:
+        table = list(csv.reader(file))
+    if not table:
+        return None
+    header, rows = table[0], table[1:]
+    column = header.index("time/total_timesteps") if "time/total_timesteps" in header else None
+    if column is not None:
+        rows = [row for row in rows if not row[column] or float(row[column]) <= until]
+    return header, rows
+
+
 def _purge_tensorboard_after(logger: Any, step: int) -> None:
     """Reopen the logger's TensorBoard writer with ``purge_step``: TensorBoard then drops the events
     logged at steps after ``step`` by the run before it was resumed (the resumed run logs them anew)."""
@@ -737,6 +781,7 @@ def _finish(
             env.close()
         report.model, report.num_timesteps = str(run_dir / runs.MODEL), int(model.num_timesteps)
         model.logger.record("eval/final_mean_reward", report.mean_return)
+        model.logger.record("time/total_timesteps", int(model.num_timesteps), exclude="tensorboard")
         if report.success_rate is not None:
             model.logger.record("eval/final_success_rate", report.success_rate)
         model.logger.dump(model.num_timesteps)

@@ -34,7 +34,9 @@ Every option is checked before the study's database or folder is created.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -146,6 +148,7 @@ class StudySpec:
     worker_trials: int | None = None  # this worker's share of the trials still to run
     trial_seeds: int = 1  # seeds per trial: the objective is the mean of their final returns
     restarts: int = 0  # how often this worker's share was taken over after its process was killed
+    verbose: bool = False  # each trial's parameters when it starts and its training's progress lines
 
     @property
     def objective(self) -> str:
@@ -291,10 +294,15 @@ def _objective_of(spec: StudySpec) -> Any:
             trial.report(float(result.mean_return), len(evaluations))
             return "pruned" if trial.should_prune() else None
 
-        print(f"trial {trial.number}: {json.dumps(params)}", file=sys.stderr)
-        if spec.trial_seeds > 1:
-            return _over_seeds(trial, config, Path(spec.trials_dir) / name, spec.trial_seeds)
-        result = train(config, spec.trials_dir, name, progress_bar=False, on_evaluation=report)
+        if spec.verbose:
+            print(f"trial {trial.number}: {json.dumps(params)}", file=sys.stderr)
+        # without --verbose a trial is the one line _print_trial writes when it ends: its training's
+        # progress lines (stdout) are left out
+        quiet = contextlib.nullcontext() if spec.verbose else contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            if spec.trial_seeds > 1:
+                return _over_seeds(trial, config, Path(spec.trials_dir) / name, spec.trial_seeds)
+            result = train(config, spec.trials_dir, name, progress_bar=False, on_evaluation=report)
         if result.interrupted == "pruned":
             raise optuna.TrialPruned(f"pruned after evaluation {len(evaluations)} ({evaluations[-1]:.1f})")
         if result.interrupted:  # SIGINT / SIGTERM: the trial fails, the study stops, --study resumes it
@@ -385,8 +393,13 @@ def _no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
 
 
 def _print_trial(study: Any, trial: Any) -> None:
+    """One line per finished trial: its number, state, value, parameters and run folder."""
     value = f"{trial.value:.2f}" if trial.value is not None else "-"
-    print(f"trial {trial.number} {trial.state.name.lower()}: {value}  ({trial.user_attrs.get('run_dir', '')})")
+    params = "  ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
+    print(
+        f"trial {trial.number} {trial.state.name.lower()}: {value}  {params}  ({trial.user_attrs.get('run_dir', '')})",
+        flush=True,
+    )
 
 
 def _replace_dead_worker(spec: StudySpec, died: Any) -> StudySpec | None:
@@ -471,6 +484,7 @@ def run_study(
     address: str | None = None,
     seed: int | None = None,
     trial_seeds: int = 1,
+    verbose: bool = False,
     backend: str | None = None,
 ) -> TuneResult:
     """Tune ``config`` (a :class:`~recurrent_rl.config.train.TrainConfig`) up to ``trials`` finished trials.
@@ -481,6 +495,8 @@ def run_study(
     :param space: a YAML file whose entries replace the memory type's default search space
     :param workers: trials at a time (local processes; with ``executor="ray"``, Ray tasks)
     :param timeout: seconds after which no new trial starts (per worker)
+    :param verbose: print each trial's parameters when it starts and its training's progress lines
+        (else one line per trial, when it ends)
     :param trial_seeds: seeds per trial (the config's seed and the next ones); the objective is the
         mean of their final returns
     """
@@ -550,6 +566,7 @@ def run_study(
         pruner,
         seed,
         trial_seeds=trial_seeds,
+        verbose=verbose,
     )
     handle = open_study(spec)
     trials_dir.mkdir(parents=True, exist_ok=True)

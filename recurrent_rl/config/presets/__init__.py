@@ -31,6 +31,16 @@ KINDS = {
 }
 
 
+# presets of the deprecated env ids (recurrent_rl.envs.DEPRECATED_IDS) -> the one preset of that env now
+RENAMED = {
+    "tmaze-l10-gru": "tmaze-gru",
+    "repeat-first-easy-gru": "repeat-first-gru",
+    "repeat-previous-k2-gru": "repeat-previous-gru",
+    "count-recall-easy-gru": "count-recall-gru",
+    "visit-all-l8-gru": "visit-all-gru",
+}
+
+
 def preset_names(kind: str = "train") -> list[str]:
     """Names of the shipped presets of ``kind`` (``train`` or ``pretrain``), sorted."""
     suffix = _kind(kind)[0]
@@ -44,6 +54,11 @@ def preset_text(name: str, kind: str = "train") -> str:
     """The YAML of preset ``name``; :class:`ConfigError` (with close matches) if there is none."""
     suffix, what, lister = _kind(kind)
     names = preset_names(kind)
+    if kind == "train" and name in RENAMED:
+        raise ConfigError(
+            f"preset {name!r} is gone: its env is the one of preset {RENAMED[name]!r} (one id and one preset per "
+            f"env; that preset holds the tuned settings): use --preset {RENAMED[name]}"
+        )
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
