@@ -15,6 +15,7 @@ from recurrent_rl.cli.common import (
     _pinned_sizes,
     add_env_module_options,
     add_executor_options,
+    check_device_flag,
     check_executor,
     resolve_train_config,
 )
@@ -67,7 +68,7 @@ def add_parser(commands: Any) -> None:
         "--device",
         metavar="DEVICE",
         help="torch device: auto, cpu, cuda, cuda:N (= --set device=...; "
-        f"default preset: {uses['device']}); checked before anything runs",
+        f"default preset: {uses['device']}); checked before anything runs; with --resume, where the run goes on",
     )
     train.add_argument(
         "--encoder",
@@ -149,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for flag, value in (
                 ("--threshold", args.threshold),
                 ("--workers", args.workers),
+                ("--workers-per-gpu", args.workers_per_gpu),
                 ("--address", args.address is not None and args.runners is None),
                 ("--executor ray", args.executor == "ray"),
                 ("--backend", args.deprecated_backend),
@@ -172,7 +174,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ("--name", args.name),
                 ("--encoder", args.encoder),
                 ("--env", args.env),
-                ("--device", args.device),
                 ("--freeze-encoder", args.freeze_encoder),
                 ("--gym-packages", args.gym_packages),
                 ("--vec-env", args.vec_env),
@@ -185,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if conflicting:
             raise UserInputError(
                 f"--resume continues a run with its own config.yaml; {', '.join(conflicting)} cannot change it "
-                "(only --timesteps can raise its total). Start a new run instead."
+                "(only --timesteps can raise its total, and --device move it). Start a new run instead."
             )
         if args.dry_run:
             from recurrent_rl.io import run_folder as folders
@@ -196,7 +197,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             print(read_text(Path(args.resume, folders.CONFIG), folders.CONFIG), end="")
             return 0
-        run = partial(resume, args.resume, args.timesteps, trust_pickle=args.trust_pickle)
+        check_device_flag(args.device)
+        run = partial(resume, args.resume, args.timesteps, trust_pickle=args.trust_pickle, device=args.device)
     else:
         from recurrent_rl.runs.training import check_device, resolve_encoder
 
@@ -254,6 +256,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
         executor=args.executor,
         address=args.address,
         threshold=args.threshold,
+        workers_per_gpu=args.workers_per_gpu,
     )
     from recurrent_rl.sweeps.seeds import CURVES, REPORT
 

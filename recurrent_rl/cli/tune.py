@@ -95,6 +95,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         address=args.address,
         seed=args.sampler_seed,
         trial_seeds=args.trial_seeds,
+        workers_per_gpu=args.workers_per_gpu,
     )
     print(result.table())
     print(f"study: {study} in {result.storage}")
