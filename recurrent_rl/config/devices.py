@@ -13,8 +13,8 @@ def check_device(device: str) -> None:
     """A :class:`ConfigError` (key ``device``) unless torch can train on ``device`` here.
 
     ``auto`` always works (what it picks: :func:`recurrent_rl.nets.devices.choose_device`);
-    ``cpu``; ``cuda`` or ``cuda:N`` where torch sees that GPU; ``mps`` on Apple silicon; any other torch device type that says it
-    is available.
+    ``cpu``; ``cuda`` or ``cuda:N`` where torch sees that GPU; ``mps`` on Apple silicon; any
+    other torch device type that says it is available.
     """
     if device == "auto":
         return

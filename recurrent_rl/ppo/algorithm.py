@@ -179,7 +179,7 @@ class RecurrentPPO(PPO):
 
     def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
         # SB3's warning for its MLP PPO, for the policies that "auto" keeps on the CPU
-        if self.device.type == "cpu" or self.auto_device:
+        if self.device.type != "cuda" or self.auto_device:
             return
         if choose_device(self.observation_space, self.policy_kwargs, cuda=True).device.type == "cpu":
             warnings.warn(
@@ -349,6 +349,8 @@ class RecurrentPPO(PPO):
 
         converted = convert_contrib_zip(path, custom_objects)
         source = path if converted is None else converted
+        if isinstance(device, str) and device == "auto":  # this package's rule, not SB3's, before tensors load
+            device = _auto_device_of_zip(source, custom_objects)
         return super().load(source, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     @classmethod
@@ -366,3 +368,14 @@ class RecurrentPPO(PPO):
     def _excluded_save_params(self) -> list[str]:
         # torch_threads and how the device was chosen are this machine's, not part of the model
         return [*super()._excluded_save_params(), "_last_state", "rollout_state", "torch_threads", "auto_device"]
+
+
+def _auto_device_of_zip(source: Any, custom_objects: dict[str, Any] | None) -> th.device:
+    """What ``device="auto"`` picks for the model a zip holds (its spaces and policy options)."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    data, _, _ = load_from_zip_file(source, load_data=True, custom_objects=custom_objects, device="cpu")
+    if isinstance(source, io.BufferedIOBase):
+        source.seek(0)
+    data = data or {}
+    return choose_device(data.get("observation_space"), data.get("policy_kwargs")).device
