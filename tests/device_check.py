@@ -45,11 +45,13 @@ def _target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> th.device | None:
 
 
 class MetaDevice(TorchFunctionMode):
-    """See the module docstring; ``ops`` counts the ops that saw a ``meta`` tensor."""
+    """See the module docstring; ``ops`` counts the ops that saw a ``meta`` tensor, ``reads`` the
+    reads of one on the host (each a host sync on CUDA)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
+        self.reads = 0
         self._nonzero = False
 
     def __enter__(self) -> MetaDevice:
@@ -69,6 +71,8 @@ class MetaDevice(TorchFunctionMode):
         first = args[0] if args else None
         if isinstance(first, th.Tensor) and first.is_meta:
             self.ops += 1
+            if name in (*READS, "tolist", "numpy", "cpu") or name == "to" and _target(args, kwargs) == th.device("cpu"):
+                self.reads += 1
             if name in READS:
                 return READS[name]
             if name == "tolist":

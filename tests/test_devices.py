@@ -159,6 +159,25 @@ def test_the_optimizer_is_chosen_again_with_its_state_after_a_move():
     assert after.param_groups[0]["lr"] == before.param_groups[0]["lr"]
 
 
+def test_the_diagnostics_read_the_device_once_per_rollout_not_per_step_or_parameter():
+    from recurrent_rl.runs.callbacks import MemoryDiagnostics
+
+    def reads(callbacks: list) -> int:
+        model = RecurrentPPO(
+            "MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16, n_epochs=1, seed=0, device="meta"
+        )
+        mode = MetaDevice()
+        with mode:
+            model.learn(32, callback=callbacks)  # 2 rollouts of 16 steps, 2 updates of 1 minibatch
+        return mode.reads
+
+    diagnostics = MemoryDiagnostics()
+    extra = reads([diagnostics]) - reads([])
+    # one read of the gradient norms and one of the state norms per rollout (before: one per
+    # step, and one per parameter at each backward pass)
+    assert 0 < extra <= 2 * 2, extra
+
+
 def test_cores_that_reset_inside_their_call_cut_no_segments(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("segments computed for a core that ignores them")
@@ -221,8 +240,7 @@ def _cpu_run(tmp_path: Path) -> Path:
 def test_a_checkpoint_written_on_the_cpu_resumes_and_evaluates_on_a_second_device(tmp_path):
     run = _cpu_run(tmp_path)
     from recurrent_rl.config.train import load_config
-    from recurrent_rl.runs.evaluation import evaluate as evaluate_agent
-    from recurrent_rl.runs.evaluation import load_agent
+    from recurrent_rl.runs.evaluation import evaluate as evaluate_agent, load_agent
     from recurrent_rl.runs.vec_env import make_training_env
 
     config = load_config(run / runs.CONFIG)
