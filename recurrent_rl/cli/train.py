@@ -186,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if conflicting:
             raise UserInputError(
                 f"--resume continues a run with its own config.yaml; {', '.join(conflicting)} cannot change it "
-                "(only --timesteps can raise its total, and --device move it). Start a new run instead."
+                "(only --timesteps can raise its total). Start a new run instead."
             )
         if args.dry_run:
             from recurrent_rl.io import run_folder as folders
