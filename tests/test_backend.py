@@ -35,7 +35,15 @@ def _model(
         **policy_kwargs,
     )
     return RecurrentPPO(
-        "MlpGruPolicy", env, n_steps=16, batch_size=32, sequence_length=8, n_epochs=1, seed=seed, policy_kwargs=kwargs
+        "MlpGruPolicy",
+        env,
+        n_steps=16,
+        batch_size=32,
+        sequence_length=8,
+        n_epochs=1,
+        seed=seed,
+        device="cpu",
+        policy_kwargs=kwargs,
     )
 
 
@@ -160,7 +168,7 @@ def test_training_with_the_torch_backend_never_imports_the_speed_layer():
         from recurrent_rl import RecurrentPPO
         env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=0)
         model = RecurrentPPO("MlpLstmPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0,
-                             policy_kwargs=dict(hidden_size=8, backend="torch"))
+                             device="cpu", policy_kwargs=dict(hidden_size=8, backend="torch"))
         model.learn(64)
         actions, state = model.predict(env.reset(), state=None, episode_start=[True, True])
         loaded = [m for m in sys.modules if m.startswith("recurrent_rl.accel")]

@@ -134,10 +134,9 @@ def test_an_env_raising_in_a_subprocess_worker_ends_the_run_with_one_line(own_en
     argv += ["--name", "raising", "--set", "env_kwargs.raise_at=40"]
     code, err = _cli(capsys, *argv, *TINY)
     assert code == 1
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("recurrent-rl train: error: ")]
+    assert len(lines) == 1 and "Traceback" not in err and "File " not in err, err
     line = lines[0]
-    assert line.startswith("recurrent-rl train: error: ") and "Traceback" not in err
     for part in (f"{module}:{env_id}", "raised RuntimeError in env worker", "the simulator lost its connection"):
         assert part in line, line
     assert f"recurrent-rl train --resume {run}" in line

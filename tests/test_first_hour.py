@@ -371,8 +371,9 @@ def test_policy_dot_key_points_to_policy_kwargs(tmp_path, capsys):
 
 
 def test_resume_refuses_the_new_flags(tmp_path, capsys):
+    # --device is not refused: it says where the run goes on (tests/test_devices.py)
     code = run_cli("train", "--resume", tmp_path, "--env", ENV, "--device", "cpu", "--freeze-encoder")
-    one_error_line(capsys, code, "--env, --device, --freeze-encoder cannot change it")
+    one_error_line(capsys, code, "--env, --freeze-encoder cannot change it")
 
 
 # --- 6. train --help shows the values the default preset uses ---------------------------------------

@@ -17,7 +17,7 @@ from tests.spaces_env import SpacesEnv
 
 def test_minibatches_are_whole_chunks_of_fixed_size():
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=3, seed=0)
-    model = RecurrentPPO("MlpGruPolicy", env, n_steps=20, batch_size=30, sequence_length=5, seed=0)
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=20, batch_size=30, sequence_length=5, seed=0, device="cpu")
     _, callback = model._setup_learn(1000, None)
     model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
     buffer = model.rollout_buffer
@@ -42,7 +42,7 @@ def test_one_minibatch_of_all_chunks_is_the_rollout_in_any_order():
     """batch_size = the whole rollout: the minibatch is the stored chunks unshuffled, made once,
     and what the update computes from it equals what it computes from a shuffled order."""
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=3, seed=0)
-    model = RecurrentPPO("MlpLstmPolicy", env, n_steps=20, batch_size=60, sequence_length=5, seed=0)
+    model = RecurrentPPO("MlpLstmPolicy", env, n_steps=20, batch_size=60, sequence_length=5, seed=0, device="cpu")
     _, callback = model._setup_learn(1000, None)
     model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
     buffer = model.rollout_buffer
@@ -132,7 +132,7 @@ class TimeLimitCounter(gym.Env):
 
 def test_time_limit_is_bootstrapped_with_the_memory_at_that_step():
     env = make_vec_env(TimeLimitCounter, n_envs=1)
-    model = RecurrentPPO("MlpGruPolicy", env, n_steps=10, batch_size=10, gamma=0.9, seed=0)
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=10, batch_size=10, gamma=0.9, seed=0, device="cpu")
     _, callback = model._setup_learn(100, None)
     model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
     policy, rewards = model.policy, model.rollout_buffer.rewards[:, 0]
@@ -197,7 +197,7 @@ class NaNRewardAfter(gym.Env):
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_model(tmp_path):
     env = make_vec_env(lambda: NaNRewardAfter(after=200), n_envs=1)
-    model = RecurrentPPO("MlpGruPolicy", env, n_steps=32, batch_size=32, seed=0)
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=32, batch_size=32, seed=0, device="cpu")
     checkpoints = CheckpointCallback(save_freq=32, save_path=str(tmp_path), name_prefix="ckpt")
     with pytest.raises(NonFiniteLossError, match="lower learning_rate.*VecCheckNan"):
         model.learn(2000, callback=checkpoints)
@@ -225,7 +225,7 @@ class NaNObservationAfter(NaNRewardAfter):
 
 def test_a_nan_observation_is_named_in_rollouts_and_predict():
     env = make_vec_env(lambda: NaNObservationAfter(after=40), n_envs=2)
-    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=0)
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=0, device="cpu")
     with pytest.raises(
         ValueError, match=r"rollout: the observation holds nan or inf \(batch rows \[0, 1\]\).*VecCheckNan"
     ):
@@ -274,7 +274,12 @@ def test_gru_learns_cartpole_without_velocities():
     for seed in (0, 1):
         env = VecNormalize(make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=8, seed=seed))
         gru = RecurrentPPO(
-            "MlpGruPolicy", env, seed=seed, policy_kwargs=dict(hidden_size=64, **ZOO_POLICY), **ZOO_SETTINGS
+            "MlpGruPolicy",
+            env,
+            seed=seed,
+            device="cpu",
+            policy_kwargs=dict(hidden_size=64, **ZOO_POLICY),
+            **ZOO_SETTINGS,
         )
         gru.learn(LEARNING_BUDGET)
         returns.append(evaluate_on_cartpole_novel(gru, env))

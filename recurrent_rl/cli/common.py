@@ -39,6 +39,24 @@ def add_hyperparams_option(parser: Any) -> None:
     )
 
 
+def add_device_option(parser: Any, what: str, default: str = "auto") -> None:
+    """``--device``: where torch puts the model (checked with :func:`check_device_flag`)."""
+    parser.add_argument(
+        "--device",
+        metavar="DEVICE",
+        default=default,
+        help=f"torch device {what}: auto, cpu, cuda, cuda:N (default: {default})",
+    )
+
+
+def check_device_flag(device: str | None) -> None:
+    """A one-line error for a ``--device`` this machine cannot use (before anything is read or written)."""
+    if device is not None:
+        from recurrent_rl.runs.training import check_device
+
+        check_device(device)
+
+
 def add_executor_options(
     parser: Any, what: str, default_workers: str = "one per CPU", address_help: str = "the Ray cluster"
 ) -> None:
@@ -53,6 +71,12 @@ def add_executor_options(
         choices=("local", "ray"),
         default="local",
         help=f"run the {what} as local processes (default) or as Ray tasks (needs recurrent_rl[ray])",
+    )
+    parser.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        metavar="N",
+        help=f"with device cuda: {what} sharing one GPU (default: 4; a Ray task asks for 1/N of a GPU)",
     )
     # the flag's name until "backend" was left to the policies' speed backend (backend: torch | cpu-kernels)
     parser.add_argument("--backend", choices=("local", "ray"), dest="deprecated_backend", help=argparse.SUPPRESS)
@@ -74,6 +98,8 @@ def check_executor(args: argparse.Namespace) -> None:
         args.executor = args.deprecated_backend
     if args.workers is not None and args.workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {args.workers}")
+    if getattr(args, "workers_per_gpu", None) is not None and args.workers_per_gpu < 1:
+        raise UserInputError(f"--workers-per-gpu must be at least 1, got {args.workers_per_gpu}")
     if args.address is not None and args.executor != "ray" and not getattr(args, "runners", None):
         raise UserInputError("--address names a Ray cluster: add --executor ray (or --runners N)")
     if args.executor == "ray":

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recurrent_rl.cli.common import add_env_module_options
+from recurrent_rl.cli.common import add_device_option, add_env_module_options, check_device_flag
 from recurrent_rl.config.train import UserInputError
 
 
@@ -32,6 +32,7 @@ def add_parser(commands: Any) -> None:
     evaluate.add_argument("--best", action="store_true", help="evaluate the run's best_model.zip instead of model.zip")
     evaluate.add_argument("--env", metavar="ID", help="env id (default: the one in the run's config.yaml)")
     add_env_module_options(evaluate)
+    add_device_option(evaluate, "to evaluate on (auto: the CPU for vector observations and small memories)")
     evaluate.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -87,8 +88,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ):
         if path:
             check_output_path(flag, path, example)
+    check_device_flag(args.device)
     agent = load_agent(
-        args.target, env_id=args.env, best=args.best, trust_pickle=args.trust_pickle, gym_packages=args.gym_packages
+        args.target,
+        env_id=args.env,
+        best=args.best,
+        device=args.device,
+        trust_pickle=args.trust_pickle,
+        gym_packages=args.gym_packages,
     )
     video_episodes = min(args.video_episodes, args.episodes) if args.video else 0
     report = evaluate(

@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from recurrent_rl.cli.common import add_device_option, check_device_flag
 from recurrent_rl.errors import UserInputError, refuse_pickle
 
 FORMATS = ("onnx", "safe")
@@ -66,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "read from a file is never imported, so one naming a module, module:Env-v0, is recorded only when "
         "given here)",
     )
+    add_device_option(parser, "to load the model on (the ONNX graph is traced on the CPU either way)", "cpu")
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -175,21 +177,21 @@ def _env_id(source: Source, typed: str | None = None) -> str | None:
         return None
 
 
-def load_source(source: Source) -> tuple[Any, Any]:
+def load_source(source: Source, device: str = "cpu") -> tuple[Any, Any]:
     """(model, VecNormalize statistics or None): from the safe copy, or SB3's zip and pickle."""
     from recurrent_rl.io.run_folder import RunError
 
     if source.safe:
         from recurrent_rl.export.safe import load_safe, read_safe_vecnormalize
 
-        return load_safe(source.model_path, device="cpu"), read_safe_vecnormalize(source.model_path)
+        return load_safe(source.model_path, device=device), read_safe_vecnormalize(source.model_path)
     import pickle
 
     from recurrent_rl import RecurrentPPO
     from recurrent_rl.runs.evaluation import stats_path_for
 
     try:
-        model = RecurrentPPO.load(source.model_path, device="cpu")
+        model = RecurrentPPO.load(source.model_path, device=device)
     except Exception as error:  # a zip of the wrong kind fails in many ways; all mean "not loadable"
         raise RunError(
             f"cannot load a RecurrentPPO model from {source.model_path}: {type(error).__name__}: {error}. "
@@ -215,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``export`` for parsed ``args``; returns the exit code (bad input raises UserInputError)."""
     if args.format == "safe" and (args.include_value or args.include_distribution):
         raise UserInputError("--include-value and --include-distribution are options of --format onnx")
+    check_device_flag(getattr(args, "device", None))
     source = resolve_source(args.target, args.best)
     if source.note:
         print(f"note: {source.note}", file=sys.stderr)
@@ -223,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else source.prefix.with_suffix(".onnx")
         _check_out(out, ".onnx")
         trust()
-        model, stats = load_source(source)
+        model, stats = load_source(source, getattr(args, "device", "cpu"))
         from recurrent_rl.export.onnx import export_onnx
 
         env_id = _env_id(source, args.env)
@@ -257,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     if source.safe and config.resolve() == source.model_path.resolve():
         raise UserInputError(f"{source.model_path} is already the safe copy; pass --out PATH to write another one")
     trust()
-    model, stats = load_source(source)
+    model, stats = load_source(source, getattr(args, "device", "cpu"))
     env_id = _env_id(source, args.env)
     written = save_safe(model, prefix, vecnormalize=stats if stats is not None else False, env_id=env_id)
     print(f"wrote {written[0]} and {written[1]}: weights and plain data, safe to open from strangers")

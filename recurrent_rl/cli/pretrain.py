@@ -13,6 +13,7 @@ one ``error:`` line.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -55,6 +56,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         dest="overrides",
         help="override one config key, e.g. train.epochs=20 or model.memory=lstm (repeatable)",
     )
+    parser.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="torch device of the fit: auto, cpu, cuda, cuda:N (= --set train.device=...; default: auto, "
+        "the CPU); checked before anything runs",
+    )
     parser.add_argument("--runs-dir", default="runs", help="where to create the run folder (default: runs)")
     parser.add_argument(
         "--trust-pickle",
@@ -81,7 +88,10 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
     from recurrent_rl.supervised.config import resolve_config
 
     try:
-        config = resolve_config(args.preset, args.config, list(getattr(args, "overrides", []) or []))
+        overrides = list(getattr(args, "overrides", []) or [])
+        if getattr(args, "device", None) is not None:
+            overrides.append(f"train.device={json.dumps(args.device)}")
+        config = resolve_config(args.preset, args.config, overrides)
         if getattr(args, "dry_run", False):
             print(config_to_yaml(config), end="")
             return 0

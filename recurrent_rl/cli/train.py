@@ -16,6 +16,7 @@ from recurrent_rl.cli.common import (
     add_env_module_options,
     add_executor_options,
     add_hyperparams_option,
+    check_device_flag,
     check_executor,
     resolve_train_config,
 )
@@ -69,7 +70,7 @@ def add_parser(commands: Any) -> None:
         "--device",
         metavar="DEVICE",
         help="torch device: auto, cpu, cuda, cuda:N (= --set device=...; "
-        f"default preset: {uses['device']}); checked before anything runs",
+        f"default preset: {uses['device']}); checked before anything runs; with --resume, where the run goes on",
     )
     train.add_argument(
         "--encoder",
@@ -163,6 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for flag, value in (
                 ("--threshold", args.threshold),
                 ("--workers", args.workers),
+                ("--workers-per-gpu", args.workers_per_gpu),
                 ("--address", args.address is not None and args.runners is None),
                 ("--executor ray", args.executor == "ray"),
                 ("--backend", args.deprecated_backend),
@@ -186,7 +188,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ("--name", args.name),
                 ("--encoder", args.encoder),
                 ("--env", args.env),
-                ("--device", args.device),
                 ("--freeze-encoder", args.freeze_encoder),
                 ("--gym-packages", args.gym_packages),
                 ("--vec-env", args.vec_env),
@@ -210,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             print(read_text(Path(args.resume, folders.CONFIG), folders.CONFIG), end="")
             return 0
-        run = partial(resume, args.resume, args.timesteps, trust_pickle=args.trust_pickle)
+        check_device_flag(args.device)
+        run = partial(resume, args.resume, args.timesteps, trust_pickle=args.trust_pickle, device=args.device)
     else:
         from recurrent_rl.runs.training import check_device, resolve_encoder
 
@@ -289,6 +291,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
         executor=args.executor,
         address=args.address,
         threshold=args.threshold,
+        workers_per_gpu=args.workers_per_gpu,
     )
     from recurrent_rl.sweeps.seeds import CURVES, REPORT
 

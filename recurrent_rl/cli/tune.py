@@ -109,6 +109,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         seed=args.sampler_seed,
         trial_seeds=args.trial_seeds,
         verbose=args.verbose,
+        workers_per_gpu=args.workers_per_gpu,
     )
     print(result.table())
     print(f"study: {study} in {result.storage}")

@@ -205,8 +205,11 @@ def forward_cores(
     need_final_state: bool = True,
 ) -> list[tuple[th.Tensor, MemoryState | None]]:
     """Run several cores over their own inputs with the same ``episode_starts`` (T, B): the same
-    result as calling each core, with the batch cut into episode segments once for all of them."""
-    segments = Segments.from_episode_starts(episode_starts)
+    result as calling each core, with the batch cut into episode segments once for all of them
+    (and not at all when every core is a sequence memory, which resets inside its own call: the
+    cut copies the episode starts to the host)."""
+    needs_segments = any(not isinstance(core.rnn, SequenceMemory) for core in cores)
+    segments = Segments.from_episode_starts(episode_starts) if needs_segments else None
     return [core(x, s, episode_starts, segments, need_final_state) for core, x, s in zip(cores, xs, states)]
 
 

@@ -131,9 +131,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self.backend, self.kernel_threads = backend, kernel_threads
         # Built on the CPU; "auto" is resolved again when the policy moves to its device (_apply).
         self._backend: Backend = resolve_backend(backend, "cpu", kernel_threads)
-        optimizer_class, optimizer_kwargs = self._backend.optimizer(
-            kwargs.get("optimizer_class"), kwargs.get("optimizer_kwargs")
-        )
+        # what the user asked for: the backend chooses the optimizer again after a move (_apply)
+        self._asked_optimizer = (kwargs.get("optimizer_class"), kwargs.get("optimizer_kwargs"))
+        optimizer_class, optimizer_kwargs = self._backend.optimizer(*self._asked_optimizer)
         if optimizer_class is not None:
             kwargs["optimizer_class"] = optimizer_class
         if optimizer_kwargs is not None:
@@ -218,8 +218,33 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         # .to(device), .cpu(), .cuda(), .double() ... come through here: "auto" follows the device
         result = super()._apply(fn, *args, **kwargs)
         if getattr(self, "backend", None) == "auto":
+            before = self._backend.name
             self._backend = resolve_backend("auto", self.device, getattr(self, "kernel_threads", None))
+            if self._backend.name != before and hasattr(self, "optimizer"):
+                self._choose_optimizer_again()
         return result
+
+    def _choose_optimizer_again(self) -> None:
+        """The optimizer the new backend chooses (SB3's Adam after a move to CUDA, where the CPU
+        backend's ``PolicyAdam`` would add a second norm and a host sync per step), with the old
+        one's state (moments, steps, learning rate) moved to the parameters' device."""
+        optimizer_class, optimizer_kwargs = self._backend.optimizer(*self._asked_optimizer)
+        optimizer_class = optimizer_class or th.optim.Adam  # SB3's defaults (ActorCriticPolicy)
+        if optimizer_kwargs is None:
+            optimizer_kwargs = {"eps": 1e-5} if optimizer_class is th.optim.Adam else {}
+        old = self.optimizer
+        if type(old) is optimizer_class and all(old.defaults.get(k) == v for k, v in optimizer_kwargs.items()):
+            return
+        new = optimizer_class(self.parameters(), lr=old.param_groups[0]["lr"], **optimizer_kwargs)  # type: ignore[call-arg]
+        state = old.state_dict()
+        fresh = new.state_dict()["param_groups"]
+        # the new class's settings, the old run's learning rate and parameter ids
+        state["param_groups"] = [
+            {**f, "lr": o["lr"], "params": o["params"]} for f, o in zip(fresh, state["param_groups"], strict=True)
+        ]
+        new.load_state_dict(state)  # casts and moves the state to each parameter's device
+        refuse_non_finite_steps(new)
+        self.optimizer = new
 
     @property
     def backend_name(self) -> str:

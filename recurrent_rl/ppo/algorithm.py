@@ -33,6 +33,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from recurrent_rl.errors import check_finite_observations, check_spaces
+from recurrent_rl.nets.devices import choose_device
 from recurrent_rl.nets.memory import select_state
 from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
 from recurrent_rl.ppo.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer, plan_minibatches
@@ -108,11 +109,16 @@ class RecurrentPPO(PPO):
         _init_setup_model: bool = True,
     ):
         self.torch_threads = check_torch_threads(torch_threads)
+        # "auto" is this package's rule, not SB3's "CUDA when present" (recurrent_rl.nets.devices):
+        # chosen here when the env is known, again in _setup_model (loading builds without an env)
+        self.auto_device = isinstance(device, str) and device == "auto"
         if isinstance(policy, str) and policy not in self.policy_aliases:
             raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(self.policy_aliases)}")
         if env is not None:
             env = maybe_make_env(env, verbose)
             check_spaces(env.observation_space, env.action_space, "RecurrentPPO")
+            if self.auto_device:
+                device = choose_device(env.observation_space, policy_kwargs).device
         self.sequence_length = sequence_length or n_steps
         if env is not None and _init_setup_model:
             n_envs = env.num_envs if isinstance(env, VecEnv) else 1
@@ -162,12 +168,27 @@ class RecurrentPPO(PPO):
         dict_obs = isinstance(self.observation_space, spaces.Dict)
         self.rollout_buffer_class = self.buffer_classes[1] if dict_obs else self.buffer_classes[0]
         self.rollout_buffer_kwargs = {"sequence_length": self.sequence_length}
+        if getattr(self, "auto_device", False):  # a model loaded with device="auto"
+            self.device = choose_device(self.observation_space, self.policy_kwargs).device
         super()._setup_model()  # PPO's: lr and clip schedules, buffer, policy
         if not isinstance(self.policy, RecurrentActorCriticPolicy):
             raise ValueError(
                 f"RecurrentPPO needs a RecurrentActorCriticPolicy (or subclass), got {type(self.policy).__name__}"
             )
         self._last_state: RecurrentState = self.policy.initial_state(self.n_envs)
+
+    def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
+        # SB3's warning for its MLP PPO, for the policies that "auto" keeps on the CPU
+        if self.device.type != "cuda" or self.auto_device:
+            return
+        if choose_device(self.observation_space, self.policy_kwargs, cuda=True).device.type == "cpu":
+            warnings.warn(
+                f"RecurrentPPO trains on {self.device}, but for vector observations and small memories the "
+                "CPU (with its speed backend) is faster: device='auto' picks it (recurrent_rl.nets.devices). "
+                "The model will train, with poor GPU use.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def _setup_learn(
         self,
@@ -328,6 +349,8 @@ class RecurrentPPO(PPO):
 
         converted = convert_contrib_zip(path, custom_objects)
         source = path if converted is None else converted
+        if isinstance(device, str) and device == "auto":  # this package's rule, not SB3's, before tensors load
+            device = _auto_device_of_zip(source, custom_objects)
         return super().load(source, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     @classmethod
@@ -343,5 +366,16 @@ class RecurrentPPO(PPO):
         return load_safe_model(cls, path, env=env, device=device, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        # torch_threads is a choice for this machine, not part of the model
-        return [*super()._excluded_save_params(), "_last_state", "rollout_state", "torch_threads"]
+        # torch_threads and how the device was chosen are this machine's, not part of the model
+        return [*super()._excluded_save_params(), "_last_state", "rollout_state", "torch_threads", "auto_device"]
+
+
+def _auto_device_of_zip(source: Any, custom_objects: dict[str, Any] | None) -> th.device:
+    """What ``device="auto"`` picks for the model a zip holds (its spaces and policy options)."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    data, _, _ = load_from_zip_file(source, load_data=True, custom_objects=custom_objects, device="cpu")
+    if isinstance(source, io.BufferedIOBase):
+        source.seek(0)
+    data = data or {}
+    return choose_device(data.get("observation_space"), data.get("policy_kwargs")).device

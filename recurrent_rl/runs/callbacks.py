@@ -23,6 +23,7 @@ TensorBoard tags added to SB3's (``rollout/``, ``train/``, ``time/``):
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -105,9 +106,11 @@ class MemoryDiagnostics(BaseCallback):
         super().__init__()
         self.hparams = dict(hparams) if hparams else None
         self.successes: deque[bool] = deque(maxlen=success_window)
-        self._norm_sums: dict[str, float] = {}
+        # sums kept on the policy's device and read once per rollout: no host sync per step or
+        # per parameter (a float 0 until the first tensor is added)
+        self._norm_sums: dict[str, th.Tensor | float] = {}
         self._norm_steps = 0
-        self._grad_sumsq: dict[str, th.Tensor] = {}
+        self._grad_sumsq: dict[str, th.Tensor | float] = {}
         self._grad_counts: dict[str, int] = {}
         self._hooks: list[Any] = []
         self._clock: tuple[float, int] | None = None
@@ -127,10 +130,10 @@ class MemoryDiagnostics(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         # called after each update: the gradients of that update are complete
-        for group, count in self._grad_counts.items():
-            if count:
-                self.logger.record(f"grad/{group}_norm", float(th.sqrt(self._grad_sumsq[group] / count)))
-        self._grad_sumsq = {g: th.zeros(()) for g in self._grad_sumsq}
+        counted = [group for group, count in self._grad_counts.items() if count]
+        for group, value in zip(counted, _read([self._grad_sumsq[g] for g in counted]), strict=True):
+            self.logger.record(f"grad/{group}_norm", math.sqrt(value / self._grad_counts[group]))
+        self._grad_sumsq = {g: 0.0 for g in self._grad_sumsq}
         self._grad_counts = {g: 0 for g in self._grad_counts}
         now = time.perf_counter()
         if self._clock is not None and self.num_timesteps > self._clock[1]:
@@ -147,8 +150,8 @@ class MemoryDiagnostics(BaseCallback):
                 part = getattr(state, name, None)
                 leaves = state_leaves(part) if part else []
                 if leaves:  # each (L, B, H): norm over H, mean over layers, envs and tensors
-                    norm = th.stack([leaf.norm(dim=-1).mean() for leaf in leaves]).mean().item()
-                    self._norm_sums[name] = self._norm_sums.get(name, 0.0) + norm
+                    norm = th.stack([leaf.norm(dim=-1).mean() for leaf in leaves]).mean()
+                    self._norm_sums[name] = self._norm_sums.get(name, 0.0) + norm.detach()
             self._norm_steps += 1
         dones, infos = self.locals.get("dones"), self.locals.get("infos")
         if dones is not None and infos is not None:
@@ -161,7 +164,7 @@ class MemoryDiagnostics(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         if self._norm_steps:
-            for name, total in self._norm_sums.items():
+            for name, total in zip(self._norm_sums, _read(list(self._norm_sums.values())), strict=True):
                 self.logger.record(f"memory/{name}_state_norm", total / self._norm_steps)
         self._norm_sums, self._norm_steps = {}, 0
         if self.successes:
@@ -188,18 +191,27 @@ class MemoryDiagnostics(BaseCallback):
         for group, params in self.parameter_groups().items():
             if not params:
                 continue
-            self._grad_sumsq[group] = th.zeros(())
+            self._grad_sumsq[group] = 0.0
             self._grad_counts[group] = 0
             for index, param in enumerate(params):
                 self._hooks.append(param.register_hook(self._make_hook(group, first=index == 0)))
 
     def _make_hook(self, group: str, first: bool) -> Callable[[th.Tensor], None]:
         def hook(grad: th.Tensor) -> None:
-            self._grad_sumsq[group] = self._grad_sumsq[group] + grad.detach().float().pow(2).sum().cpu()
+            self._grad_sumsq[group] = self._grad_sumsq[group] + grad.detach().float().pow(2).sum()
             if first:  # one count per backward pass (minibatch)
                 self._grad_counts[group] += 1
 
         return hook
+
+
+def _read(values: list[th.Tensor | float]) -> list[float]:
+    """Sums kept on a device as floats, with one copy to the host for all of them."""
+    tensors = [v for v in values if isinstance(v, th.Tensor)]
+    if not tensors:
+        return [float(v) for v in values]
+    read = iter(th.stack([t.reshape(()).float() for t in tensors]).tolist())
+    return [next(read) if isinstance(v, th.Tensor) else float(v) for v in values]
 
 
 class _Every:

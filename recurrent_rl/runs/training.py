@@ -44,10 +44,12 @@ from stable_baselines3.common.logger import (
 )
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from recurrent_rl.config.devices import check_device
 from recurrent_rl.config.train import ConfigError, TrainConfig, load_config, save_config
 from recurrent_rl.errors import TRUST_PICKLE_FLAG, NonFiniteLossError, refuse_pickle
 from recurrent_rl.io import run_folder as runs, trust
 from recurrent_rl.io.run_folder import RunError, StorageError
+from recurrent_rl.nets.devices import choose_device
 from recurrent_rl.ppo.algorithm import RecurrentPPO, check_torch_threads, using_torch_threads
 from recurrent_rl.runners.subproc import EnvProcessError
 from recurrent_rl.runs.callbacks import (
@@ -204,37 +206,6 @@ def _memory_text(memory: dict[str, Any]) -> str:
     return f"{memory['memory']} of hidden_size {memory['hidden_size']} with {layers} layer{'s' if layers != 1 else ''}"
 
 
-def check_device(device: str) -> None:
-    """A :class:`ConfigError` (key ``device``) unless torch can train on ``device`` here.
-
-    ``auto`` always works (CUDA where there is a GPU, else the CPU); ``cpu``; ``cuda`` or ``cuda:N``
-    where torch sees that GPU; ``mps`` on Apple silicon; any other torch device type that says it
-    is available.
-    """
-    if device == "auto":
-        return
-    try:
-        parsed = th.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N (or mps)", key="device") from None
-    if parsed.type == "cpu":
-        return
-    if parsed.type == "cuda":
-        if not th.cuda.is_available():
-            build = f"torch {th.__version__}" + ("" if th.version.cuda else ", a CPU-only build")
-            raise ConfigError(f"device {device!r}: CUDA is not available here ({build}); use auto or cpu", key="device")
-        count = th.cuda.device_count()
-        if parsed.index is not None and parsed.index >= count:
-            raise ConfigError(
-                f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}", key="device"
-            )
-        return
-    backend = th.backends.mps if parsed.type == "mps" else getattr(th, parsed.type, None)
-    available = getattr(backend, "is_available", None)
-    if available is None or not available():
-        raise ConfigError(f"device {device!r}: torch cannot use {parsed.type} here; use auto or cpu", key="device")
-
-
 def hparams(config: TrainConfig) -> dict[str, bool | str | float | int]:
     """The config flattened to ``key.sub: value`` scalars for TensorBoard's HParams tab."""
     flat: dict[str, Any] = {}
@@ -286,6 +257,13 @@ def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
         stacklevel=2,
     )
     return write_model_checkpoint(run_dir, model, keep)
+
+
+def device_line(model: RecurrentPPO, asked: str) -> str:
+    """The run's first line: the device it trains on and why (``auto``'s rule, or what was asked)."""
+    if asked == "auto":
+        return choose_device(model.observation_space, model.policy_kwargs).line()
+    return f"device: {model.device} (device: {asked} in the config or on the command line)"
 
 
 # --- train and resume ---------------------------------------------------------------------------
@@ -344,6 +322,7 @@ def _train(
     env = make_training_env(config, config.seed)
     try:
         model = make_model(config, env, verbose)
+        print(device_line(model, config.device), file=sys.stderr)
         run_dir = runs.create_run_dir(
             runs_dir, name or runs.run_name(config.env, config.memory, config.seed), unique=name is None
         )
@@ -362,6 +341,7 @@ def _train(
             command=sys.argv,
             versions=runs.versions(),
             num_timesteps=0,
+            device=str(model.device),
             # the modules the config names (its own env): signed, so this user's --resume imports them again
             **({trust.FIELD: trust.record(run_dir, config.modules)} if config.modules else {}),
         )
@@ -394,6 +374,7 @@ def resume(
     verbose: int = 0,
     callbacks: Sequence[BaseCallback] = (),
     trust_pickle: bool = False,
+    device: str | None = None,
 ) -> TrainResult:
     """Continue a run from its latest checkpoint, up to ``timesteps`` in total (default: its config's).
 
@@ -405,7 +386,14 @@ def resume(
     the VecNormalize statistics, ``model.optimizer.safetensors``): nothing is unpickled. A
     checkpoint without one (written by a model the safe format cannot describe, or from elsewhere)
     is read from SB3's zip and ``vecnormalize.pkl`` only with ``trust_pickle=True``.
+
+    ``device`` (None: the config's) continues the run on another device than its config names:
+    a run trained on CUDA goes on on a machine without a GPU (``device="cpu"``), the optimizer's
+    state moved with the weights. The config is left as it is; the run's ``resumes`` record the
+    device of each segment.
     """
+    if device is not None:
+        check_device(device)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run folder")
@@ -413,7 +401,7 @@ def resume(
     if not runs.is_run_dir(run_dir):
         raise RunError(f"--resume {run_dir}: not a run folder (no {runs.CONFIG})")
     with runs.run_lock(run_dir):  # before anything is read or written: one trainer per run
-        return _resume(run_dir, timesteps, progress_bar, verbose, callbacks, trust_pickle)
+        return _resume(run_dir, timesteps, progress_bar, verbose, callbacks, trust_pickle, device)
 
 
 def _resume(
@@ -423,6 +411,7 @@ def _resume(
     verbose: int,
     callbacks: Sequence[BaseCallback],
     trust_pickle: bool = False,
+    device: str | None = None,
 ) -> TrainResult:
     runs.remove_leftovers(run_dir)  # temporary files of writes a kill interrupted
     config = load_config(run_dir / runs.CONFIG)
@@ -432,7 +421,14 @@ def _resume(
             f"--resume {run_dir}: the run has no checkpoint to continue from (it stopped before the first one). "
             f"Start it again: recurrent-rl train --config {run_dir / runs.CONFIG}"
         )
-    check_device(config.device)
+    if device is None:
+        try:
+            check_device(config.device)
+        except ConfigError as error:
+            raise RunError(
+                f"--resume {run_dir}: its config.yaml says {error}; continue it on another device with "
+                f"--device (e.g. recurrent-rl train --resume {run_dir} --device cpu)"
+            ) from None
     try:
         done = runs.checkpoint_step(checkpoint)
     except (OSError, ValueError) as error:
@@ -458,7 +454,7 @@ def _resume(
 
         check_safe_copy(checkpoint / runs.MODEL, optimizer=True)
     with using_torch_threads(config.torch_threads):
-        return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks, safe)
+        return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks, safe, device)
 
 
 def _has_resumable_safe_copy(checkpoint: Path) -> bool:
@@ -467,23 +463,27 @@ def _has_resumable_safe_copy(checkpoint: Path) -> bool:
     return has_safe_copy(checkpoint / runs.MODEL) and optimizer_path(checkpoint / runs.MODEL).is_file()
 
 
-def _load_checkpoint(checkpoint: Path, env: VecEnv, config: TrainConfig, safe: bool) -> RecurrentPPO:
+def _load_checkpoint(
+    checkpoint: Path, env: VecEnv, config: TrainConfig, safe: bool, device: str | None = None
+) -> RecurrentPPO:
     """The model of ``checkpoint`` on ``env`` (wrapped in its VecNormalize statistics when the run
-    normalises): from the weights-only copy when ``safe``, else from SB3's zip and pickle."""
+    normalises) on ``device`` (None: the config's): from the weights-only copy when ``safe``, else
+    from SB3's zip and pickle."""
     prefix = checkpoint / runs.MODEL
+    device = config.device if device is None else device
     if not safe:
         if isinstance(env, VecNormalize):
             stats = VecNormalize.load(str(checkpoint / runs.VECNORMALIZE), env.venv)
             stats.training = True
             env = stats
-        return RecurrentPPO.load(prefix, env=env, device=config.device, torch_threads=config.torch_threads)
+        return RecurrentPPO.load(prefix, env=env, device=device, torch_threads=config.torch_threads)
     from recurrent_rl.io.safe import load_safe_vecnormalize
 
     if isinstance(env, VecNormalize):
         stats = load_safe_vecnormalize(prefix, env.venv)
         stats.training = True
         env = stats
-    model = RecurrentPPO.load_safe(prefix, env=env, device=config.device, optimizer=True)
+    model = RecurrentPPO.load_safe(prefix, env=env, device=device, optimizer=True)
     model.torch_threads = check_torch_threads(config.torch_threads)
     return model
 
@@ -499,13 +499,14 @@ def _continue(
     verbose: int,
     callbacks: Sequence[BaseCallback],
     safe: bool = True,
+    device: str | None = None,
 ) -> TrainResult:
     # different env seeds than the first segment, the same for the same checkpoint (numpy's seeds are
     # below 2**32, and a run's step count may pass it)
     segment_seed = (config.seed + done) % 2**32
     env = make_training_env(config, segment_seed)
     try:
-        model = _load_checkpoint(checkpoint, env, config, safe)
+        model = _load_checkpoint(checkpoint, env, config, safe, device)
     except Exception as error:
         env.close()
         raise RunError(
@@ -531,6 +532,7 @@ def _continue(
             "target": total,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "command": sys.argv,
+            "device": str(model.device),
         },
     ]
     runs.update_run_info(run_dir, resumes=resumes)
@@ -544,6 +546,7 @@ def _continue(
         )
     else:
         print(f"resuming {run_dir} from {checkpoint.name} ({done} of {total} steps)", file=sys.stderr)
+    print(device_line(model, config.device if device is None else device), file=sys.stderr)
     return _learn(
         run_dir,
         model,

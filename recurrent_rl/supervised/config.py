@@ -14,7 +14,7 @@ A pretraining config (every key optional except ``data.env_id``)::
     data:  env_id, n_steps, policy, target, target_indices, seed
     model: memory, hidden_size, num_layers, dropout, input_layers, activation
     train: epochs, batch_size, learning_rate, weight_decay, max_grad_norm, val_fraction,
-           patience, normalize_inputs, normalize_targets, seed
+           patience, normalize_inputs, normalize_targets, seed, device
 
 :func:`pretrain_config_keys` lists every key with its type, default and help. This module does
 not import torch (the memory check imports it when a config is built).
@@ -72,6 +72,20 @@ class FitConfig(Section):
     seed: int = setting(
         0, "seeds the split, the shuffling, dropout and (in pretraining) the initial weights", low=0, high=MAX_SEED
     )
+    device: str = setting(
+        "auto", "torch device of the fit: auto (where the model is; a new model is on the CPU), cpu, cuda, cuda:N"
+    )
+
+    def _check(self) -> None:
+        if self.device != "auto":
+            import torch as th
+
+            try:
+                th.device(self.device)
+            except (RuntimeError, TypeError, ValueError):
+                raise ConfigError(
+                    f"unknown device {shorten(self.device)}: use auto, cpu, cuda or cuda:N", key="device"
+                ) from None
 
 
 @dataclass(frozen=True)

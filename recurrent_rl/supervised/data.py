@@ -177,8 +177,9 @@ class SequenceDataset:
         return values.mean(0), values.std(0)
 
 
-def collate(dataset: SequenceDataset, indices: Sequence[int] | np.ndarray) -> Batch:
-    """Pad sequences ``indices`` of ``dataset`` into one time-major :class:`Batch`."""
+def collate(dataset: SequenceDataset, indices: Sequence[int] | np.ndarray, device: th.device | str = "cpu") -> Batch:
+    """Pad sequences ``indices`` of ``dataset`` into one time-major :class:`Batch` on ``device``
+    (the model's: the arrays are padded on the host and copied once)."""
     xs = [dataset.inputs[i] for i in indices]
     lengths = np.array([len(x) for x in xs])
     T, B, F = int(lengths.max()), len(xs), dataset.input_size
@@ -188,14 +189,19 @@ def collate(dataset: SequenceDataset, indices: Sequence[int] | np.ndarray) -> Ba
     ys = [dataset.targets[i] for i in indices]
     if not dataset.per_step:
         y = np.stack([t.reshape(-1) if not dataset.is_classification else t for t in ys])
-        return Batch(th.from_numpy(x), th.from_numpy(lengths), th.from_numpy(y), None)
+        x_, lengths_, y_ = _to(device, x, lengths, y)
+        return Batch(x_, lengths_, y_, None)
     tail = () if dataset.is_classification else (dataset.target_size,)
     y = np.zeros((T, B, *tail), dtype=ys[0].dtype)
     mask = np.zeros((T, B), dtype=bool)
     for b, (seq, n) in enumerate(zip(ys, lengths)):
         y[:n, b] = seq.reshape(n, *tail)
         mask[:n, b] = True if dataset.target_masks is None else dataset.target_masks[indices[b]]
-    return Batch(th.from_numpy(x), th.from_numpy(lengths), th.from_numpy(y), th.from_numpy(mask))
+    return Batch(*_to(device, x, lengths, y, mask))
+
+
+def _to(device: th.device | str, *arrays: np.ndarray) -> tuple[th.Tensor, ...]:
+    return tuple(th.from_numpy(a).to(device) for a in arrays)  # no copy on the CPU
 
 
 # --- trajectories from environments ---------------------------------------------------------------

@@ -170,7 +170,7 @@ class SequenceModel(nn.Module):
         forward_out, _ = self.encode(x)
         if self.backward_core is None:
             return forward_out
-        lengths = th.full((B,), T, dtype=th.long) if lengths is None else lengths
+        lengths = th.full((B,), T, dtype=th.long, device=x.device) if lengths is None else lengths
         features = reverse_padded(self.inputs(x), lengths)
         starts = th.zeros(T, B, device=x.device)
         backward_out, _ = self.backward_core(features, self.backward_core.initial_state(B, x.device), starts)

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch as th
 
+from recurrent_rl.config.devices import check_device
 from recurrent_rl.config.schema import ConfigError, save_config
 from recurrent_rl.errors import refuse_pickle
 from recurrent_rl.io import run_folder as folders
@@ -138,6 +139,7 @@ def pretrain(
     """
     th.set_num_threads(1)  # small recurrent nets run fastest on one thread
     config = PretrainConfig.from_dict(config) if isinstance(config, Mapping) else config
+    check_device(config.train.device)  # before anything is recorded or written
     d, log = config.data, (print if verbose else None)
     bar = verbose and (sys.stderr.isatty() if progress_bar is None else progress_bar)
     started = time.perf_counter()

@@ -42,6 +42,11 @@ class FitResult:
     seconds: float
 
 
+def model_device(model: th.nn.Module) -> th.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    return next(model.parameters(), th.empty(0)).device
+
+
 def check_compatible(model: SequenceModel, dataset: SequenceDataset) -> None:
     """Raise ``ValueError`` naming each way ``dataset`` does not fit ``model``."""
     c, problems = model.config, []
@@ -101,7 +106,7 @@ def evaluate(model: SequenceModel, dataset: SequenceDataset, batch_size: int = 2
     sums = None  # (SSE, sum of targets, sum of squared targets) per entry, in standardised units
     with th.no_grad():
         for start in range(0, len(dataset), batch_size):
-            batch = collate(dataset, range(start, min(start + batch_size, len(dataset))))
+            batch = collate(dataset, range(start, min(start + batch_size, len(dataset))), model_device(model))
             _, stats = batch_loss(model, batch)
             totals = {k: totals[k] + stats[k] for k in totals}
             if regression:
@@ -141,6 +146,7 @@ def fit(
     """Train ``model`` on ``dataset``; with ``run_dir``, write TensorBoard logs and checkpoints there.
 
     Reproducible: the same seed, data and config give the same weights (one torch thread).
+    The model trains on ``config.device`` (moved there; ``auto``: where it is) and stays there.
 
     :param config: the settings (default: ``FitConfig()``)
     :param log: gets one line per logged epoch (losses, metric, gradient norm)
@@ -149,6 +155,9 @@ def fit(
     """
     config = FitConfig() if config is None else config
     check_compatible(model, dataset)
+    if config.device != "auto":
+        model.to(config.device)
+    device = model_device(model)  # every batch is made there
     th.manual_seed(config.seed)
     train_set, val_set = dataset.split(config.val_fraction, config.seed)
     if config.normalize_inputs:
@@ -180,7 +189,8 @@ def fit(
             totals = {"loss_sum": 0.0, "count": 0.0, "metric_sum": 0.0}
             norms = []
             for start in range(0, len(order), config.batch_size):
-                loss, stats = batch_loss(model, collate(train_set, order[start : start + config.batch_size]))
+                batch = collate(train_set, order[start : start + config.batch_size], device)
+                loss, stats = batch_loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 # the norm before clipping: how steep the loss is, which clipping hides

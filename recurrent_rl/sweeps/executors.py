@@ -8,6 +8,13 @@ the result of the replacement task the caller asks for, and the other tasks go o
 Ray task per argument, one CPU each, on the cluster at ``address`` (``auto``: the cluster this
 machine has joined with ``ray start``; ``HOST:6379``: that head node; ``local`` or none: a Ray
 runtime started for this command on this machine).
+
+On GPUs (the tasks' ``device`` is ``cuda`` or ``cuda:N``), ``workers_per_gpu`` tasks share one
+GPU (each holds its own CUDA context, some hundreds of MB): a Ray task asks for ``1 /
+workers_per_gpu`` of a GPU, so Ray places and limits them; the local executor runs at most
+``workers_per_gpu`` processes per visible GPU and, for ``cuda``, gives each process the GPU with
+the fewest running (``CUDA_VISIBLE_DEVICES``), so the work spreads over all of them. With
+``auto`` tasks ask for no GPU: a Ray task then sees none and trains on the CPU.
 Ray is the optional extra ``recurrent_rl[ray]``, imported only here and only when asked for.
 """
 
@@ -34,6 +41,7 @@ from recurrent_rl.errors import UserInputError
 EXECUTORS = ("local", "ray")
 BACKENDS = EXECUTORS  # their name before "backend" was left to the speed backend
 WORKERS_PER_CPU = 4  # local worker processes per CPU at most: each holds an env, a model and torch
+WORKERS_PER_GPU = 4  # tasks sharing one GPU by default (a guess, not measured: see docs/sweeps.md)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ def run_tasks(
     workers: int | None = None,
     address: str | None = None,
     replace: Callable[[Any, WorkerDied], Any] | None = None,
+    device: str = "cpu",
+    workers_per_gpu: int | None = None,
 ) -> list[Any]:
     """``[fn(a) for a in args]``, each call in its own process (local) or Ray task (ray), ``workers`` at a time.
 
@@ -79,21 +89,53 @@ def run_tasks(
     in its task's place; with ``replace``, ``replace(arg, died)`` is called first (in this
     process), and when it returns an argument rather than None, that task runs in a new process
     and its result takes the place.
+
+    :param device: the tasks' torch device: on ``cuda``/``cuda:N``, GPUs are shared as the
+        module docstring says
+    :param workers_per_gpu: tasks per GPU (default :data:`WORKERS_PER_GPU`)
     """
     if executor not in EXECUTORS:
         raise UserInputError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    per_gpu = WORKERS_PER_GPU if workers_per_gpu is None else workers_per_gpu
+    if per_gpu < 1:
+        raise UserInputError(f"--workers-per-gpu must be at least 1, got {per_gpu}")
+    on_gpu = device.startswith("cuda")
     if executor == "ray":
         ray = connect(address, num_cpus=workers if address in (None, "local") else None)
-        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+        remote = ray.remote(num_cpus=1, num_gpus=ray_gpu_fraction(device, per_gpu), max_retries=0)(fn)
         return list(ray.get([remote.remote(a) for a in args]))
     workers = workers or default_workers()
+    gpus = visible_gpus() if device == "cuda" else []  # cuda:N: every task on that one GPU
+    if on_gpu:
+        workers = min(workers, per_gpu * max(len(gpus), 1))
     if workers == 1 or len(args) == 1:
         return [fn(a) for a in args]
-    return _run_processes(fn, list(args), min(workers, len(args)), replace)
+    return _run_processes(fn, list(args), min(workers, len(args)), replace, gpus)
 
 
-def _call(fn: Callable[[Any], Any], arg: Any, send: Any) -> None:
-    """In a worker process: ``fn(arg)``, its result or exception sent back through ``send``."""
+def ray_gpu_fraction(device: str, workers_per_gpu: int) -> float:
+    """The share of a GPU a Ray task asks for: ``1 / workers_per_gpu`` on CUDA, else none."""
+    return 1.0 / workers_per_gpu if device.startswith("cuda") else 0.0
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may hand to its workers (``CUDA_VISIBLE_DEVICES``'s entries)."""
+    import os
+
+    import torch as th
+
+    count = th.cuda.device_count()
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
+
+
+def _call(fn: Callable[[Any], Any], arg: Any, send: Any, gpu: str | None = None) -> None:
+    """In a worker process: ``fn(arg)``, its result or exception sent back through ``send``; with
+    ``gpu``, the only CUDA device it sees (set before torch starts CUDA)."""
+    if gpu is not None:
+        import os
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     try:
         outcome: tuple[str, Any] = ("result", fn(arg))
     except BaseException as error:  # sent to the parent, which raises it
@@ -107,11 +149,15 @@ def _call(fn: Callable[[Any], Any], arg: Any, send: Any) -> None:
 
 
 def _run_processes(
-    fn: Callable[[Any], Any], args: list[Any], workers: int, replace: Callable[[Any, WorkerDied], Any] | None
+    fn: Callable[[Any], Any],
+    args: list[Any],
+    workers: int,
+    replace: Callable[[Any, WorkerDied], Any] | None,
+    gpus: Sequence[str] = (),
 ) -> list[Any]:
     context = multiprocessing.get_context("spawn")
     pending = list(enumerate(args))  # (slot, argument) still to start
-    running: dict[Any, tuple[int, Any, Any]] = {}  # receiving end (a Connection) -> (slot, argument, process)
+    running: dict[Any, tuple[int, Any, Any, str | None]] = {}  # receiving end -> (slot, argument, process, GPU)
     results: list[Any] = [None] * len(args)
     errors: dict[int, BaseException] = {}
     try:
@@ -119,13 +165,15 @@ def _run_processes(
             while pending and len(running) < workers:
                 slot, arg = pending.pop(0)
                 receive, send = context.Pipe(duplex=False)
-                process = context.Process(target=_call, args=(fn, arg, send))
+                busy = [entry[3] for entry in running.values()]
+                gpu = min(gpus, key=busy.count) if gpus else None  # the least busy GPU
+                process = context.Process(target=_call, args=(fn, arg, send, gpu))
                 process.start()
                 send.close()  # the child's end only: EOF here when the child dies
-                running[receive] = (slot, arg, process)
+                running[receive] = (slot, arg, process, gpu)
             ready: list[Any] = wait(list(running))
             for receive in ready:
-                slot, arg, process = running.pop(receive)
+                slot, arg, process, _ = running.pop(receive)
                 try:
                     kind, value = receive.recv()
                 except EOFError:  # the process ended without sending anything: killed
@@ -145,7 +193,7 @@ def _run_processes(
                     else:
                         pending.insert(0, (slot, again))
     except BaseException:  # Ctrl-C reaches the workers too: they stop on their own; wait for them
-        for _, _, process in running.values():
+        for _, _, process, _ in running.values():
             process.join()
         raise
     if errors:

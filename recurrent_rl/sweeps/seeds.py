@@ -178,6 +178,7 @@ def run_seeds(
     address: str | None = None,
     threshold: float | None = None,
     backend: str | None = None,
+    workers_per_gpu: int | None = None,
 ) -> SeedsReport:
     """Train ``config`` once per seed into ``runs_dir/<name>/seed<N>/`` and write the aggregate report.
 
@@ -185,6 +186,9 @@ def run_seeds(
     :param executor: ``local`` (processes on this machine) or ``ray`` (Ray tasks; ``address`` as
         :func:`recurrent_rl.sweeps.executors.connect` takes it)
     :param threshold: also count the seeds whose final return is at least this
+    :param workers_per_gpu: runs sharing one GPU when ``config.device`` is CUDA (a share of a GPU
+        per Ray task; at most this many local processes per GPU), see
+        :func:`recurrent_rl.sweeps.executors.run_tasks`
     """
     from recurrent_rl.sweeps.executors import executor_argument
 
@@ -219,7 +223,18 @@ def run_seeds(
         raise folders.RunError(f"cannot create {group} ({error.strerror}): choose another --runs-dir") from None
     jobs = [{"config": config.to_dict(), "seed": seed, "group": str(group)} for seed in seeds]
     results: list[SeedResult] = []
-    for job, result in zip(jobs, run_tasks(_train_seed, jobs, executor=executor, workers=workers, address=address)):
+    for job, result in zip(
+        jobs,
+        run_tasks(
+            _train_seed,
+            jobs,
+            executor=executor,
+            workers=workers,
+            address=address,
+            device=config.device,
+            workers_per_gpu=workers_per_gpu,
+        ),
+    ):
         if isinstance(result, WorkerDied):  # killed: its run folder says so, the other seeds count
             run_dir = group / f"seed{job['seed']}"
             if (run_dir / folders.RUN_INFO).is_file():

@@ -486,6 +486,7 @@ def run_study(
     trial_seeds: int = 1,
     verbose: bool = False,
     backend: str | None = None,
+    workers_per_gpu: int | None = None,
 ) -> TuneResult:
     """Tune ``config`` (a :class:`~recurrent_rl.config.train.TrainConfig`) up to ``trials`` finished trials.
 
@@ -494,6 +495,8 @@ def run_study(
     :param sampler: ``tpe`` or ``random``; :param pruner: ``median``, ``none`` or an Optuna pruner
     :param space: a YAML file whose entries replace the memory type's default search space
     :param workers: trials at a time (local processes; with ``executor="ray"``, Ray tasks)
+    :param workers_per_gpu: workers sharing one GPU when ``config.device`` is CUDA (see
+        :func:`recurrent_rl.sweeps.executors.run_tasks`)
     :param timeout: seconds after which no new trial starts (per worker)
     :param verbose: print each trial's parameters when it starts and its training's progress lines
         (else one line per trial, when it ends)
@@ -598,6 +601,8 @@ def run_study(
             workers=len(specs),
             address=address,
             replace=_replace_dead_worker,
+            device=config.device,
+            workers_per_gpu=workers_per_gpu,
         )
         ran = sum(count for count in counts if isinstance(count, int))
     handle = optuna.load_study(study_name=name, storage=open_storage(spec.storage))
