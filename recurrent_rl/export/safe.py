@@ -77,6 +77,7 @@ HYPERPARAMETERS = (
     "seed",
 )
 SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
+OPTIONAL_HYPERPARAMETERS = ("state_refresh", "burn_in", "burn_in_gradient")  # absent from older files: defaults
 _MARKERS = ("__class__", "__tuple__")
 
 
@@ -435,7 +436,7 @@ def save_safe(
         "policy": _policy_name(policy),
         "policy_kwargs": to_json(dict(model.policy_kwargs), "policy_kwargs", custom),
         "hyperparameters": {
-            **{name: to_json(getattr(model, name), name) for name in HYPERPARAMETERS},
+            **{name: to_json(getattr(model, name), name) for name in HYPERPARAMETERS + OPTIONAL_HYPERPARAMETERS},
             **{name: _schedule_to_json(getattr(model, name), name, model) for name in SCHEDULES},
             "stats_window_size": int(model._stats_window_size),
         },
@@ -646,7 +647,7 @@ def load_safe(
     # As SB3's load does: construct without building, set what was saved, then build.
     model = RecurrentPPO(policy_class, venv, device=device, _init_setup_model=False)  # type: ignore[arg-type]
     try:
-        for name in HYPERPARAMETERS:
+        for name in HYPERPARAMETERS + tuple(n for n in OPTIONAL_HYPERPARAMETERS if n in hyper):
             setattr(model, name, hyper[name])
         for name in SCHEDULES:
             setattr(model, name, _schedule_from_json(hyper[name], name))
