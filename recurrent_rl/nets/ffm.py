@@ -26,14 +26,15 @@ beyond 100 steps; the geometric spacing keeps eleven there, which the long-delay
 **State.** ``(L, B, 2 m c)`` real: the real parts of ``S`` (channel-major), then the imaginary
 parts. Zeros are a fresh memory, so the state helpers store, index and reset it like any other.
 
-**The scan.** ``S_t = gamma keep_t S_{t-1} + u_t`` with ``keep_t = 0`` at an episode start. The
-decay of a window of ``o`` steps is ``gamma^o`` times "no reset inside the window", so the
-Hillis-Steele scan (``ceil(log2 T)`` rounds, as :func:`recurrent_rl.nets.scan.linear_scan`)
-only carries the complex trace and a ``(T, B)`` reset mask; the powers ``gamma^o`` are computed
-in closed form. It multiplies and adds numbers of magnitude at most 1, never divides (the
-paper's cumulative-sum form divides by ``gamma^t`` and must cut long chunks to avoid overflow).
-The reset happens inside the scan: nothing before an episode start reaches a later step, in
-value or gradient.
+**The scan.** ``S_t = gamma keep_t S_{t-1} + u_t`` with ``keep_t = 0`` at an episode start.
+Turned back by its age, ``S'_t = S_t e^{-i omega t}``, the trace decays by the real ``r =
+exp(-|alpha|)`` only: ``S'_t = r keep_t S'_{t-1} + u_t e^{-i omega t}``, two real linear
+recurrences (real and imaginary parts) computed by the same scan as minGRU's
+(:func:`recurrent_rl.nets.scan.linear_scan`, ``ceil(log2 T)`` rounds; on the CPU the speed backend
+passes its compiled pass in time), then turned forward again. It multiplies and adds numbers of
+magnitude at most 1, never divides (the paper's cumulative-sum form divides by ``gamma^t`` and must
+cut long chunks to avoid overflow). The reset happens inside the scan: nothing before an episode
+start reaches a later step, in value or gradient.
 
 Shapes: T time, B batch, F features, H hidden (the output), L layers, m channels, c slots.
 """
@@ -41,13 +42,14 @@ Shapes: T time, B batch, F features, H hidden (the output), L layers, m channels
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from recurrent_rl.nets.scan import SequenceMemory
+from recurrent_rl.nets.scan import SequenceMemory, linear_scan
 from recurrent_rl.types import MemoryState
 
 FFM_MEMORIES = ("ffm",)
@@ -99,32 +101,37 @@ class FFMLayer(nn.Module):
 
 
 def decay_scan(
-    layer: FFMLayer, u: th.Tensor, keep: th.Tensor, h0_re: th.Tensor, h0_im: th.Tensor
+    layer: FFMLayer,
+    u: th.Tensor,
+    keep: th.Tensor,
+    h0_re: th.Tensor,
+    h0_im: th.Tensor,
+    scan: Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor] = linear_scan,
 ) -> tuple[th.Tensor, th.Tensor]:
     """``S_t = gamma keep_t S_{t-1} + u_t`` over a chunk: ``u`` (T, B, m), ``keep`` (T, B) (0 at an
-    episode start), ``h0_*`` (B, m, c) -> ``S`` as (re, im), each (T, B, m, c)."""
+    episode start), ``h0_*`` (B, m, c) -> ``S`` as (re, im), each (T, B, m, c).
+
+    With ``gamma = r e^{i omega}``, the trace turned back by its age, ``S'_t = S_t e^{-i omega t}``,
+    follows a recurrence with a *real* decay, ``S'_t = r keep_t S'_{t-1} + u_t e^{-i omega t}``:
+    its real and imaginary parts are two real linear recurrences, which ``scan`` computes
+    (:func:`recurrent_rl.nets.scan.linear_scan`'s contract; a speed backend passes its compiled
+    pass in time). The angles ``omega t`` are reduced modulo 2 pi in float64 first, so long chunks
+    keep their phase to float32 precision.
+    """
     T = u.shape[0]
-    c = layer.context_size
-    re = u.unsqueeze(-1).expand(*u.shape, c)  # (T, B, m, c): the write enters every slot
-    im = th.zeros_like(re)
-    window = keep  # (T, B): 1 where no episode starts inside the window ending at t
-    offset = 1
-    while offset < T:
-        # S[t] += gamma^offset * window[t] * S[t - offset]  (a window of `offset` steps, exactly)
-        g_re, g_im = layer.gamma_power(th.tensor([offset], device=u.device))  # (1, m, c)
-        w = window[offset:].view(T - offset, -1, 1, 1)
-        prev_re, prev_im = re[:-offset], im[:-offset]
-        re = th.cat([re[:offset], re[offset:] + w * (g_re * prev_re - g_im * prev_im)])
-        im = th.cat([im[:offset], im[offset:] + w * (g_re * prev_im + g_im * prev_re)])
-        window = th.cat([window[:offset], window[offset:] * window[:-offset]])
-        offset *= 2
-    # the carried state reaches step t decayed t + 1 times, unless an episode started since
-    g_re, g_im = layer.gamma_power(th.arange(1, T + 1, device=u.device))  # (T, m, c)
-    g_re, g_im = g_re.unsqueeze(1), g_im.unsqueeze(1)  # (T, 1, m, c)
-    w = window.view(T, -1, 1, 1)
-    carry_re = w * (g_re * h0_re - g_im * h0_im)
-    carry_im = w * (g_re * h0_im + g_im * h0_re)
-    return re + carry_re, im + carry_im
+    r = th.exp(-layer.alpha.abs())  # (m,)
+    t = th.arange(T, device=u.device, dtype=th.float64).view(T, 1)
+    angle = th.remainder(layer.omega.to(th.float64).view(1, -1) * t, 2.0 * math.pi).to(u.dtype)  # (T, c)
+    cos, sin = th.cos(angle).view(T, 1, 1, -1), th.sin(angle).view(T, 1, 1, -1)  # (T, 1, 1, c)
+    w = u.unsqueeze(-1)  # (T, B, m, 1)
+    b = th.cat([w * cos, -w * sin], dim=-1)  # (T, B, m, 2c): u e^{-i omega t}, real then imaginary
+    a = (keep.view(*keep.shape, 1, 1) * r.view(1, 1, -1, 1)).expand_as(b)  # (T, B, m, 2c)
+    # S'_{-1} = S_{-1} e^{i omega}
+    c1, s1 = th.cos(layer.omega), th.sin(layer.omega)  # (c,)
+    h0 = th.cat([h0_re * c1 - h0_im * s1, h0_re * s1 + h0_im * c1], dim=-1)  # (B, m, 2c)
+    turned = scan(a.contiguous(), b, h0)  # (T, B, m, 2c)
+    p_re, p_im = turned.chunk(2, dim=-1)
+    return p_re * cos - p_im * sin, p_re * sin + p_im * cos  # S_t = S'_t e^{i omega t}
 
 
 class FastForgetfulMemory(SequenceMemory):
@@ -213,10 +220,16 @@ class FastForgetfulMemory(SequenceMemory):
         return layer_in, (th.stack(new),)
 
     def forward_sequence(
-        self, x: th.Tensor, state: MemoryState, episode_starts: th.Tensor, need_final_state: bool = True
+        self,
+        x: th.Tensor,
+        state: MemoryState,
+        episode_starts: th.Tensor,
+        need_final_state: bool = True,
+        scan: Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor] = linear_scan,
     ) -> tuple[th.Tensor, MemoryState | None]:
         """``x`` (T, B, F), ``state`` (L, B, 2mc), ``episode_starts`` (T, B) -> outputs (T, B, H)
-        and the final state: equal to :meth:`step` T times."""
+        and the final state: equal to :meth:`step` T times. ``scan`` computes the real linear
+        recurrences of :func:`decay_scan` (a speed backend may pass a compiled one)."""
         (s,) = state
         keep = 1.0 - episode_starts.to(s.dtype)  # (T, B)
         layer_in, finals = x, []
@@ -224,7 +237,7 @@ class FastForgetfulMemory(SequenceMemory):
             assert isinstance(layer, FFMLayer)
             u, gate_out, skip = layer.inputs(layer_in)  # (T, B, m), (T, B, H), (T, B, H)
             h0_re, h0_im = self._split(s[index])  # (B, m, c)
-            re, im = decay_scan(layer, u, keep, h0_re, h0_im)  # (T, B, m, c)
+            re, im = decay_scan(layer, u, keep, h0_re, h0_im, scan)  # (T, B, m, c)
             finals.append(th.cat([re[-1].flatten(-2), im[-1].flatten(-2)], dim=-1))
             layer_in = self._between_layers(layer.output(re, im, gate_out, skip), index)
         return layer_in, ((th.stack(finals),) if need_final_state else None)

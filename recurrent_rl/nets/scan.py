@@ -87,6 +87,9 @@ def g(v: th.Tensor) -> th.Tensor:
     return F.relu(v) + th.sigmoid(v.clamp(max=0.0))
 
 
+CANDIDATES: dict[str, Callable[[th.Tensor], th.Tensor]] = {"g": g, "tanh": th.tanh}
+
+
 def linear_scan(a: th.Tensor, b: th.Tensor, h0: th.Tensor) -> th.Tensor:
     """``h_t = a_t h_{t-1} + b_t`` over dim 0 from ``h0``: ``a``, ``b`` (T, B, H), ``h0`` (B, H)
     -> h (T, B, H), as an associative scan (``ceil(log2 T)`` rounds over the whole tensor)."""
@@ -119,7 +122,14 @@ class MinRNN(SequenceMemory):
     :param dropout: dropout between layers (training only)
     :param gate_bias: makes a fresh core keep its state longer: subtracted from the initial bias
         of minGRU's update gate z (which takes in the new value), added to minLSTM's forget gate f
+    :param candidate: the candidate's activation: ``"g"`` (the paper's, positive) or ``"tanh"``
+    :param norm: a layer norm on each layer's output (the state itself is not normalised)
+    :param chrono: None, or the longest initial memory horizon T_max in steps: the keep gate's
+        bias starts so that unit j keeps its state for about tau_j steps, tau_j drawn uniformly
+        from [1, T_max] (the chrono initialisation of Tallec and Ollivier, 2018)
     """
+
+    options = ("candidate", "norm", "chrono")
 
     def __init__(
         self,
@@ -129,22 +139,38 @@ class MinRNN(SequenceMemory):
         num_layers: int = 1,
         dropout: float = 0.0,
         gate_bias: float = 0.0,
+        candidate: str = "g",
+        norm: bool = False,
+        chrono: float | None = None,
     ):
         super().__init__()
         if kind not in SCAN_MEMORIES:
             raise ValueError(f"kind={kind!r} is not a scan memory; choose one of {list(SCAN_MEMORIES)}")
+        if candidate not in CANDIDATES:
+            raise ValueError(f"candidate={candidate!r} is not a candidate activation; choose one of {list(CANDIDATES)}")
+        if not isinstance(norm, bool):
+            raise ValueError(f"norm must be True or False, got {norm!r}")
+        if chrono is not None and (isinstance(chrono, bool) or not isinstance(chrono, (int, float)) or chrono < 2):
+            raise ValueError(f"chrono must be null or the longest initial horizon in steps (>= 2), got {chrono!r}")
         self.kind, self.input_size, self.hidden_size, self.num_layers = kind, input_size, hidden_size, num_layers
-        self.dropout = dropout
+        self.dropout, self.candidate, self.norm, self.chrono = dropout, candidate, norm, chrono
         n_gates = 2 if kind == "mingru" else 3  # (z, h~) or (f, i, h~)
         linears = [
             nn.Linear(input_size if layer == 0 else hidden_size, n_gates * hidden_size) for layer in range(num_layers)
         ]
-        if gate_bias:
-            with th.no_grad():
-                for linear in linears:
-                    # the first block is z (mingru: how much of the new value enters) or f (minlstm: how much stays)
-                    linear.bias[:hidden_size] += -gate_bias if kind == "mingru" else gate_bias
+        with th.no_grad():
+            for linear in linears:
+                keep = linear.bias[:hidden_size]  # z (mingru: how much of the new value enters) or f (minlstm: stays)
+                if chrono is not None:
+                    # keep a fraction 1 - 1/tau per step: z = 1/tau, f' = f / (f + i) ~ sigmoid(b_f) = 1 - 1/tau
+                    tau = th.empty(hidden_size).uniform_(1.0, float(chrono)).clamp(min=1.0 + 1e-3)
+                    keep.copy_(-th.log(tau - 1.0) if kind == "mingru" else th.log(tau - 1.0))
+                    if kind == "minlstm":
+                        linear.bias[hidden_size : 2 * hidden_size] = 0.0
+                if gate_bias:
+                    keep += -gate_bias if kind == "mingru" else gate_bias
         self.layers = nn.ModuleList(linears)
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(num_layers)) if norm else None
 
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
         return [(self.num_layers, batch_size, self.hidden_size)]
@@ -153,16 +179,19 @@ class MinRNN(SequenceMemory):
         """(a, b) of the recurrence ``h = a h_prev + b`` for inputs ``x`` (..., F)."""
         H = self.hidden_size
         pre = self.layers[layer](x)  # (..., G*H)
+        activation = CANDIDATES[self.candidate]
         if self.kind == "mingru":
             k_z, k_h = pre[..., :H], pre[..., H:]
             z = th.sigmoid(k_z)
-            return 1.0 - z, z * g(k_h)
+            return 1.0 - z, z * activation(k_h)
         k_f, k_i, k_h = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
         # f' = f / (f + i) = sigmoid(log f - log i), with log sigmoid(k) = -softplus(-k)
         f = th.sigmoid(F.softplus(-k_i) - F.softplus(-k_f))
-        return f, (1.0 - f) * g(k_h)
+        return f, (1.0 - f) * activation(k_h)
 
     def _between_layers(self, out: th.Tensor, layer_in: th.Tensor, layer: int) -> th.Tensor:
+        if self.norms is not None:
+            out = self.norms[layer](out)
         if layer > 0:
             out = out + layer_in  # residual from the second layer on
         if self.training and self.dropout > 0 and layer < self.num_layers - 1:
