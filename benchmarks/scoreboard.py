@@ -12,8 +12,8 @@ suite, with 95% stratified-bootstrap intervals (:mod:`recurrent_rl.sweeps.stats`
 
 Variants change one thing about an agent, named after a ``+``: ``gru+refresh``
 (``state_refresh``), ``gru+t32`` (chunks of 32 steps), ``gru+t32+refresh``, ``gru+t32+burnin``
-(32 steps of burn-in), ``gru+context`` (burn-in over the task's delay, with gradient): see
-:data:`VARIANTS`.
+(32 steps of burn-in), ``gru+context`` (burn-in over the task's delay, with gradient),
+``mingru+l2`` (two layers): see :data:`VARIANTS`.
 
     python -m benchmarks.scoreboard run results.jsonl                  # the whole scoreboard, seeds 0-4
     python -m benchmarks.scoreboard run results.jsonl --agents gru ffm --seeds 0 1 --tasks RepeatFirst-Hard-v0
@@ -76,6 +76,7 @@ VARIANTS: dict[str, Callable[[Task, int], tuple[str, ...]]] = {
     "t32": lambda task, n: ("sequence_length=32",),
     "burnin": lambda task, n: ("burn_in=32",),
     "context": lambda task, n: (f"burn_in={_burn_in(task, n)}", "burn_in_gradient=true"),
+    "l2": lambda task, n: ("policy_kwargs.num_layers=2",),
 }
 
 
@@ -189,8 +190,8 @@ def run(path: Path, tasks: list[str], agents: list[str], seeds: list[int], budge
     for agent in agents:
         split_agent(agent)
     done = {(r["task"], r["agent"], r["seed"]) for r in read_results(path)}
-    # seed-major: a study stopped early has every agent on the first seeds
-    jobs = [(t, a, s) for s in seeds for t in tasks for a in agents if (t, a, s) not in done]
+    # seed-major (a study stopped early has every agent on the first seeds), agents in the order given
+    jobs = [(t, a, s) for s in seeds for a in agents for t in tasks if (t, a, s) not in done]
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: {len(jobs)} runs to go, {len(done)} in {path}", flush=True)
     for task, agent, seed in jobs:
         result = run_one(TASKS[task], agent, seed, budget_scale)

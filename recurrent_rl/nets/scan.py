@@ -7,11 +7,22 @@ the gates, and a layer's recurrence becomes linear in the state,
 
 so a whole ``(T, B, F)`` chunk is a handful of large tensor operations instead of T small steps.
 
-- minGRU: ``z = sigmoid(W_z x)``, ``h~ = g(W_h x)``, ``h_t = (1 - z) h_{t-1} + z h~``;
-- minLSTM: ``f = sigmoid(W_f x)``, ``i = sigmoid(W_i x)``, ``h~ = g(W_h x)``, and with the gates
+- minGRU: ``z = sigmoid(W_z x)``, ``h~ = act(W_h x)``, ``h_t = (1 - z) h_{t-1} + z h~``;
+- minLSTM: ``f = sigmoid(W_f x)``, ``i = sigmoid(W_i x)``, ``h~ = act(W_h x)``, and with the gates
   normalised to ``f' = f / (f + i)``, ``i' = i / (f + i)``: ``h_t = f' h_{t-1} + i' h~``;
 
-with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below, as in the paper.
+with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below in the paper.
+
+**Three changes from the paper** (options ``candidate``, ``norm``, ``chrono``; the paper's model
+is ``candidate="g", norm=False, chrono=None``). With the paper's choices a minGRU learned less
+than the GRU, and on RepeatFirst-Medium less than a memoryless policy: ``g`` keeps the state
+positive, which only the paper's log-space scan needs (the scan here is not in log space); the
+layer's output is its raw state, whose scale drifts with the inputs; and ``nn.Linear``'s zero-mean
+gate bias makes a fresh layer keep half its state per step, so the gradient from a step 50 steps
+later is ``2^-50`` of what it could be. Here the candidate is ``tanh``, each layer's output goes
+through a layer norm, and the keep gate starts with the chrono initialisation (Tallec and
+Ollivier 2018): unit j keeps ``1 - 1/tau_j`` of its state per step, ``tau_j`` drawn uniformly
+from [1, ``chrono``] (default 256). Measured in docs/memories.md (minGRU).
 
 The chunk is one associative (Hillis-Steele) scan over the pairs ``(a_t, b_t)`` with
 ``(a, b) . (a', b') = (a a', a' b + b')``: ``ceil(log2 T)`` rounds of a few elementwise
@@ -24,8 +35,8 @@ the log-space scan (``logcumsumexp``), which can only reset by cutting the batch
 segments (some 30 times slower with a reset every 50 steps). ``step`` is the O(1) recurrence
 (rollouts, ``predict``).
 
-Layers are stacked with a residual connection from the second layer on (``out = h + input``),
-as the paper stacks them; the state is ``(h,)``, each ``(L, B, H)``: the shape of a GRU's.
+Layers are stacked with a residual connection from the second layer on (``out = norm(h) +
+input``), as the paper stacks them; the state is ``(h,)``, each ``(L, B, H)``: the shape of a GRU's.
 
 Shapes: T time, B batch, N segments, F features, H hidden, L layers.
 """
@@ -122,11 +133,15 @@ class MinRNN(SequenceMemory):
     :param dropout: dropout between layers (training only)
     :param gate_bias: makes a fresh core keep its state longer: subtracted from the initial bias
         of minGRU's update gate z (which takes in the new value), added to minLSTM's forget gate f
-    :param candidate: the candidate's activation: ``"g"`` (the paper's, positive) or ``"tanh"``
-    :param norm: a layer norm on each layer's output (the state itself is not normalised)
-    :param chrono: None, or the longest initial memory horizon T_max in steps: the keep gate's
-        bias starts so that unit j keeps its state for about tau_j steps, tau_j drawn uniformly
-        from [1, T_max] (the chrono initialisation of Tallec and Ollivier, 2018)
+    :param candidate: the candidate's activation: ``"tanh"`` (default; a state of either sign) or
+        ``"g"`` (the paper's, positive, needed only by its log-space scan)
+    :param norm: a layer norm on each layer's output (default True; the state itself is not
+        normalised)
+    :param chrono: the longest initial memory horizon T_max in steps (default 256): the keep
+        gate's bias starts so that unit j keeps its state for about tau_j steps, tau_j drawn
+        uniformly from [1, T_max] (the chrono initialisation of Tallec and Ollivier, 2018,
+        "Can recurrent neural networks warp time?"); None: the gate biases of ``nn.Linear``,
+        which keep half the state per step
     """
 
     options = ("candidate", "norm", "chrono")
@@ -139,9 +154,9 @@ class MinRNN(SequenceMemory):
         num_layers: int = 1,
         dropout: float = 0.0,
         gate_bias: float = 0.0,
-        candidate: str = "g",
-        norm: bool = False,
-        chrono: float | None = None,
+        candidate: str = "tanh",
+        norm: bool = True,
+        chrono: float | None = 256,
     ):
         super().__init__()
         if kind not in SCAN_MEMORIES:
@@ -162,11 +177,14 @@ class MinRNN(SequenceMemory):
             for linear in linears:
                 keep = linear.bias[:hidden_size]  # z (mingru: how much of the new value enters) or f (minlstm: stays)
                 if chrono is not None:
-                    # keep a fraction 1 - 1/tau per step: z = 1/tau, f' = f / (f + i) ~ sigmoid(b_f) = 1 - 1/tau
+                    # keep a fraction 1 - 1/tau per step: minGRU z = sigmoid(-log(tau - 1)) = 1/tau;
+                    # minLSTM f' = f / (f + i) with f = sigmoid(log(tau - 1)) = 1 - 1/tau and
+                    # i = sigmoid(-log(tau - 1)) = 1/tau, so f' = 1 - 1/tau too
                     tau = th.empty(hidden_size).uniform_(1.0, float(chrono)).clamp(min=1.0 + 1e-3)
-                    keep.copy_(-th.log(tau - 1.0) if kind == "mingru" else th.log(tau - 1.0))
+                    log_tau = th.log(tau - 1.0)
+                    keep.copy_(-log_tau if kind == "mingru" else log_tau)
                     if kind == "minlstm":
-                        linear.bias[hidden_size : 2 * hidden_size] = 0.0
+                        linear.bias[hidden_size : 2 * hidden_size] = -log_tau
                 if gate_bias:
                     keep += -gate_bias if kind == "mingru" else gate_bias
         self.layers = nn.ModuleList(linears)
