@@ -53,7 +53,6 @@ class Task:
 SUITE = (
     Task("RepeatPrevious-k4-v0", "repeat-previous-k4-gru", 100_000, 4),
     Task("RepeatFirst-Medium-v0", "repeat-first-medium-gru", 100_000, 64),
-    Task("TMaze-L50-v0", "tmaze-l50-gru", 150_000, 51),
     Task("CountRecall-Medium-v0", "count-recall-medium-gru", 150_000, 32),
     Task("RepeatPrevious-k16-v0", "repeat-previous-k16-gru", 100_000, 16),
     Task("TMaze-L100-v0", "tmaze-l100-gru", 150_000, 101),
