@@ -207,15 +207,18 @@ def _fmt(estimate: Any) -> str:
     return f"{estimate.value:.2f} [{estimate.low:.2f}, {estimate.high:.2f}]"
 
 
-def report(path: Path, agents: list[str] | None = None) -> str:
-    """Markdown: per task the IQM score of each agent, and the suite's IQM over the tasks each
-    agent ran on all its seeds, with stratified-bootstrap 95% intervals."""
+def report(path: Path, agents: list[str] | None = None, tasks: list[str] | None = None) -> str:
+    """Markdown: per task the IQM score of each agent (in brackets its number of seeds), and the
+    suite's IQM over the tasks (all of them, or ``tasks``) on the seeds an agent ran on all of
+    them, with stratified-bootstrap 95% intervals."""
     from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
 
     rows = read_results(path)
     if agents is None:
         agents = list(dict.fromkeys(r["agent"] for r in rows))
-    tasks = [t.env for t in SUITE if any(r["task"] == t.env for r in rows)]
+    wanted = tasks
+    tasks = [t.env for t in SUITE if any(r["task"] == t.env for r in rows) and (wanted is None or t.env in wanted)]
+    rows = [r for r in rows if r["task"] in tasks]
     lines = ["| task | budget | " + " | ".join(agents) + " |", "|---|---:|" + "---:|" * len(agents)]
     by = {(r["task"], r["agent"]): {} for r in rows}
     for r in rows:
@@ -261,12 +264,13 @@ def main(argv: list[str] | None = None) -> None:
     report_parser = sub.add_parser("report", help="print the tables")
     report_parser.add_argument("results", type=Path)
     report_parser.add_argument("--agents", nargs="*", default=None)
+    report_parser.add_argument("--tasks", nargs="*", default=None, choices=list(TASKS))
     args = parser.parse_args(argv)
     if args.command == "run":
         print(f"`python -m benchmarks.scoreboard {' '.join(sys.argv[1:] if argv is None else argv)}`, {cpu_model()}")
         run(args.results, args.tasks, args.agents, _seeds(args.seeds), args.budget_scale)
     else:
-        print(report(args.results, args.agents))
+        print(report(args.results, args.agents, args.tasks))
 
 
 if __name__ == "__main__":
