@@ -13,7 +13,7 @@ suite, with 95% stratified-bootstrap intervals (:mod:`recurrent_rl.sweeps.stats`
 Variants change one thing about an agent, named after a ``+``: ``gru+refresh``
 (``state_refresh``), ``gru+t32`` (chunks of 32 steps), ``gru+t32+refresh``, ``gru+t32+burnin``
 (32 steps of burn-in), ``gru+context`` (burn-in over the task's delay, with gradient),
-``mingru+l2`` (two layers): see :data:`VARIANTS`.
+``mingru+l2`` (two layers), ``ffm+c32`` (32 slots per channel): see :data:`VARIANTS`.
 
     python -m benchmarks.scoreboard run results.jsonl                  # the whole scoreboard, seeds 0-4
     python -m benchmarks.scoreboard run results.jsonl --agents gru ffm --seeds 0 1 --tasks RepeatFirst-Hard-v0
@@ -76,6 +76,7 @@ VARIANTS: dict[str, Callable[[Task, int], tuple[str, ...]]] = {
     "burnin": lambda task, n: ("burn_in=32",),
     "context": lambda task, n: (f"burn_in={_burn_in(task, n)}", "burn_in_gradient=true"),
     "l2": lambda task, n: ("policy_kwargs.num_layers=2",),
+    "c32": lambda task, n: ("policy_kwargs.memory_kwargs.context_size=32",),  # ffm: 32 slots per channel
 }
 
 
