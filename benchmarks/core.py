@@ -238,12 +238,12 @@ def main(argv: list[str] | None = None) -> None:
             rows[name]["steps/s"] = max(rows[name].get("steps/s", 0.0), measured)
             rows[name].setdefault("each", []).append(measured)
             print(f"{name:18s} {measured:8.0f} env-steps/s (repeat {repeat})", flush=True)
-    for name in ("ours-gru", "ours-lstm", "ours-gru-torch", "ours-lstm-torch", "sb3-contrib-lstm"):
-        rows[name]["predict us"] = predict_latency(name)
+    for name in ("ours-gru", "ours-gru-2t", "ours-lstm", "ours-lstm-2t", "ours-gru-torch", "ours-lstm-torch"):
+        rows[name]["predict us"] = predict_latency(name)  # each measured on its own thread settings
         rows[name]["buffer KiB"] = buffer_bytes(name) / 1024
+    rows["sb3-contrib-lstm"]["predict us"] = predict_latency("sb3-contrib-lstm")
+    rows["sb3-contrib-lstm"]["buffer KiB"] = buffer_bytes("sb3-contrib-lstm") / 1024
     rows["sb3-mlp"]["buffer KiB"] = buffer_bytes("sb3-mlp") / 1024
-    for name in ("ours-gru-2t", "ours-lstm-2t"):  # the same model, so the same latency and memory
-        rows[name].update({k: rows[name.removesuffix("-2t")][k] for k in ("predict us", "buffer KiB")})
 
     if not args.skip_learning:
         jobs = [(name, seed, args.learning_steps) for name in ("ours-gru", "ours-lstm") for seed in range(args.seeds)]

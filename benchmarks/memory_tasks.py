@@ -89,7 +89,7 @@ def agent_config(task: str, agent: str, overrides: tuple[str, ...]):
 
     Its own shipped preset for the task where there is one, else the GRU preset with the memory swapped.
     """
-    from recurrent_rl.runs.presets import load_preset, preset_names
+    from recurrent_rl.config.presets import load_preset, preset_names
 
     own = TASKS[task].removesuffix("-gru") + f"-{agent}"
     if agent in MEMORY_AGENTS and agent != "gru" and own in preset_names():
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--target", type=float, default=0.9, help="target as a fraction of the optimal return")
     args = parser.parse_args(argv)
+    from recurrent_rl.config.presets import load_preset
     from recurrent_rl.envs import reference_returns
-    from recurrent_rl.runs.presets import load_preset
 
     tasks = [t for name in args.tasks for t in (LONG_STUDY if name == "long" else (name,))]
     if len(args.budget) not in (0, 1, len(tasks)):

@@ -42,7 +42,7 @@ def throughput(overrides: tuple[str, ...], steps: int, seed: int) -> float:
     from stable_baselines3.common.vec_env import VecNormalize
 
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.runs.presets import load_preset
+    from recurrent_rl.config.presets import load_preset
 
     config = load_preset(PRESET, overrides)
     kwargs = config.algorithm_kwargs()

@@ -126,7 +126,7 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
     already set), the heads' first layers on the memory's 64-wide output (input gradient
     included) minus the MLP's on the observations, and one memory step for all envs."""
     policy = ours.policy
-    backend = policy._backend  # the path ours takes: forward_cores, step_cores, run_heads
+    backend = policy._backend  # the path ours takes: forward_cores, step_cores
     cores = [policy.actor_memory] + ([policy.critic_core] if policy.critic_core is not None else [])
     T, B = ours.sequence_length, ours.batch_size // ours.sequence_length
     F, H = policy.features_dim, policy.hidden_size
@@ -146,10 +146,10 @@ def extra_arithmetic(ours, mlp) -> tuple[float, float, float]:
     mlp_heads = [mlp.policy.mlp_extractor.policy_net, mlp.policy.mlp_extractor.value_net]
 
     def heads(modules, x):
-        def run():  # as each policy runs its heads: ours through run_heads, SB3's module by module
+        def run():  # both policies run SB3's heads module by module
             weights = [p for m in modules for p in m.parameters()]
             inputs = weights + ([x] if x.requires_grad else [])
-            outs = backend.run_heads(modules, [x] * len(modules)) if modules is ours_heads else [m(x) for m in modules]
+            outs = [m(x) for m in modules]
             th.autograd.grad(sum(out.sum() for out in outs), inputs)
 
         return run

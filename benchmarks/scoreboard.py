@@ -93,7 +93,7 @@ def split_agent(agent: str) -> tuple[str, list[str]]:
 
 def agent_overrides(task: Task, agent: str) -> tuple[str, ...]:
     """The config overrides that turn the task's GRU preset into ``agent``'s settings."""
-    from recurrent_rl.runs.presets import load_preset
+    from recurrent_rl.config.presets import load_preset
 
     base, variants = split_agent(agent)
     overrides: list[str] = []
@@ -132,8 +132,8 @@ def run_one(task: Task, agent: str, seed: int, budget_scale: float = 1.0) -> dic
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
     from benchmarks.memory_tasks import evaluate
     from recurrent_rl import RecurrentPPO
+    from recurrent_rl.config.presets import load_preset
     from recurrent_rl.envs import reference_returns
-    from recurrent_rl.runs.presets import load_preset
 
     base, _ = split_agent(agent)
     overrides = agent_overrides(task, agent)

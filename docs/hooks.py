@@ -1,4 +1,5 @@
-"""MkDocs hook: let mkdocstrings see ``recurrent_rl.envs``, whose source is the top-level ``envs/``.
+"""MkDocs hooks: let mkdocstrings see ``recurrent_rl.envs``, whose source is the top-level ``envs/``,
+and serve the repository's CHANGELOG.md as the page ``changelog.md``.
 
 The package installs ``envs/`` as ``recurrent_rl.envs`` (``package-dir`` in pyproject.toml), a
 mapping that griffe, which reads the source without importing it, does not follow. Before
@@ -33,3 +34,13 @@ def on_config(config: Any) -> Any:
     handlers = config.plugins["mkdocstrings"].config.handlers
     handlers.setdefault("python", {})["paths"] = [str(tree)]
     return config
+
+
+def on_files(files: Any, config: Any) -> Any:
+    """The repository's CHANGELOG.md as the site's page ``changelog.md`` (one source for both)."""
+    from mkdocs.structure.files import File
+
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    text = text.replace("](docs/", "](")  # its links into docs/, from the repository's root, as the site's
+    files.append(File.generated(config, "changelog.md", content=text))
+    return files

@@ -4,10 +4,13 @@ With the package installed, ``import gymnasium`` registers them (a startup hook 
 ships, ``_recurrent_rl_gym_hook``), so ``gym.make("pomdp/...")`` needs no other import; importing
 ``recurrent_rl`` or ``recurrent_rl.envs`` registers them as well.
 See docs/environments.md for the list of ids, what each hides and its reference returns.
+
+May import: nothing of the package but itself (Gymnasium and NumPy): it installs and runs without torch.
 """
 
 from __future__ import annotations
 
+from recurrent_rl.envs.latency import StepCost
 from recurrent_rl.envs.reference import memoryless_policy, reference_returns
 from recurrent_rl.envs.registry import (
     MEMORY_TASKS,
@@ -41,6 +44,7 @@ __all__ = [
     "PreviousActionReward",
     "RepeatFirst",
     "RepeatPrevious",
+    "StepCost",
     "TMaze",
     "VisitAll",
     "action_mask_task_ids",

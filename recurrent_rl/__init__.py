@@ -6,6 +6,7 @@ The package, along the data path::
     nets/        memory cores, the recurrent policy, the backend hook (plain torch)
     accel/       the CPU speed backend (compiled memory layers and scan, lean Adam and categorical)
     ppo/         RecurrentPPO and its rollout buffer
+    sac/         RecurrentSAC, its policy and its sequence replay buffer
     supervised/  sequence models, their trainer and datasets, pretrained encoders
     runs/        configs and presets, run folders, training, callbacks, evaluation, the CLI
     export/      ONNX export, the torch-free ONNX runner, the weights-only (safe) model format
@@ -42,13 +43,14 @@ _POLICIES = (
 _PUBLIC: dict[str, str] = {
     "RecurrentPPO": "recurrent_rl.ppo.algorithm",
     "MaskableRecurrentPPO": "recurrent_rl.ppo.masking",
+    "RecurrentSAC": "recurrent_rl.sac.algorithm",
     "MemoryCore": "recurrent_rl.nets.memory",
     "NonFiniteLossError": "recurrent_rl.errors",
     "encoder_policy_kwargs": "recurrent_rl.supervised.encoder",
     "load_encoder": "recurrent_rl.supervised.encoder",
     "export_onnx": "recurrent_rl.export.onnx",
-    "save_safe": "recurrent_rl.export.safe",
-    "load_safe": "recurrent_rl.export.safe",
+    "save_safe": "recurrent_rl.io.safe",
+    "load_safe": "recurrent_rl.algorithms",
     **dict.fromkeys(_POLICIES, "recurrent_rl.nets.policies"),
 }
 
@@ -83,9 +85,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     __version__: str
 
+    from recurrent_rl.algorithms import load_safe as load_safe
     from recurrent_rl.errors import NonFiniteLossError as NonFiniteLossError
     from recurrent_rl.export.onnx import export_onnx as export_onnx
-    from recurrent_rl.export.safe import load_safe as load_safe, save_safe as save_safe
+    from recurrent_rl.io.safe import save_safe as save_safe
     from recurrent_rl.nets.memory import MemoryCore as MemoryCore
     from recurrent_rl.nets.policies import (
         CnnGruPolicy as CnnGruPolicy,
@@ -101,6 +104,7 @@ if TYPE_CHECKING:
     )
     from recurrent_rl.ppo.algorithm import RecurrentPPO as RecurrentPPO
     from recurrent_rl.ppo.masking import MaskableRecurrentPPO as MaskableRecurrentPPO
+    from recurrent_rl.sac.algorithm import RecurrentSAC as RecurrentSAC
     from recurrent_rl.supervised.encoder import (
         encoder_policy_kwargs as encoder_policy_kwargs,
         load_encoder as load_encoder,

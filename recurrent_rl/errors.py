@@ -1,4 +1,7 @@
-"""Checks that turn bad input into errors saying what is wrong and how to fix it."""
+"""Checks that turn bad input into errors saying what is wrong and how to fix it.
+
+A leaf module. May import: nothing of the package (NumPy, Gymnasium's spaces).
+"""
 
 from __future__ import annotations
 

@@ -8,10 +8,13 @@ maximal runs of steps inside one column that belong to one episode. Running a re
 over each segment separately (zero initial state for segments that begin at an episode start)
 is exactly what stepping the core with resets computes, and it lets the whole batch go through
 one fused ``nn.GRU`` / ``nn.LSTM`` call instead of a Python loop over time.
+
+A leaf module. May import: nothing of the package (NumPy, torch).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +153,12 @@ def chunk_rows(array: np.ndarray, sequence_length: int) -> np.ndarray:
     return chunks.reshape(sequence_length, K * E, *rest)
 
 
+def _divisors(n: int, largest: int = 4096) -> list[int]:
+    """The divisors of ``n`` up to ``largest``, and ``n`` itself: suggestions, found in bounded time
+    however large ``n`` is (a config from a file may say ``n_steps: 1000000000000``)."""
+    return [d for d in range(1, min(n, largest) + 1) if n % d == 0] + ([n] if n > largest else [])
+
+
 def check_sequence_sizes(n_steps: int, n_envs: int, batch_size: int, sequence_length: int) -> None:
     """Check that rollouts cut into whole chunks and minibatches hold whole chunks.
 
@@ -158,7 +167,7 @@ def check_sequence_sizes(n_steps: int, n_envs: int, batch_size: int, sequence_le
     if sequence_length < 1:
         raise ValueError(f"sequence_length must be a positive integer, got {sequence_length}")
     if n_steps % sequence_length:
-        divisors = [d for d in range(1, n_steps + 1) if n_steps % d == 0]
+        divisors = _divisors(n_steps)
         raise ValueError(
             f"sequence_length={sequence_length} does not divide n_steps={n_steps}: each env's rollout "
             f"must cut into whole chunks. Use a sequence_length among {divisors}, or change n_steps."
@@ -172,9 +181,73 @@ def check_sequence_sizes(n_steps: int, n_envs: int, batch_size: int, sequence_le
         )
     if total % batch_size:
         chunks = total // sequence_length
-        options = [m * sequence_length for m in range(1, chunks + 1) if chunks % m == 0]
+        options = [m * sequence_length for m in _divisors(chunks)]
         raise ValueError(
             f"batch_size={batch_size} does not divide the rollout size n_steps * n_envs = "
             f"{n_steps} * {n_envs} = {total}; the minibatch size is kept fixed. "
             f"Use a batch_size among {options}, or change n_steps or the number of envs."
         )
+
+
+def plan_minibatches(n_steps: int, n_envs: int, batch_size: int, sequence_length: int | None) -> tuple[int, list[str]]:
+    """The chunk length for ``batch_size``, and warnings about sizes that do not divide.
+
+    Minibatches are made of whole chunks of ``sequence_length`` steps (``batch_size //
+    sequence_length`` chunks each). As SB3's PPO, sizes that do not divide run, with a warning
+    that names the exact sizes:
+
+    - ``batch_size`` >= the rollout (``n_steps * n_envs``): one minibatch of the whole rollout,
+      no warning (sb3-contrib's behaviour);
+    - ``sequence_length`` not given and ``batch_size`` < ``n_steps``: the chunks are cut to
+      ``gcd(n_steps, batch_size)`` steps, the longest that divides both, with a warning (sb3-contrib cuts
+      its sequences at minibatch boundaries too);
+    - ``batch_size`` not a multiple of ``sequence_length``: each minibatch holds the whole chunks
+      that fit, with a warning naming that size;
+    - the chunks do not split evenly into minibatches: the last minibatch of each epoch holds the
+      rest, with a warning, as SB3's PPO truncates its last minibatch.
+
+    Refused (``ValueError``): ``sequence_length`` that does not divide ``n_steps``, and a given
+    ``sequence_length`` longer than ``batch_size`` (a minibatch cannot hold one chunk).
+
+    :return: (sequence_length, warnings)
+    """
+    notes: list[str] = []
+    total = n_steps * n_envs
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if sequence_length is None:
+        length = n_steps
+        if batch_size < n_steps:
+            length = math.gcd(n_steps, batch_size)
+            notes.append(
+                f"batch_size={batch_size} is smaller than n_steps={n_steps}, so a minibatch cannot hold a "
+                f"whole env rollout: the rollout is cut into chunks of sequence_length={length} steps (the "
+                f"longest that divides both). Pass sequence_length to choose the chunk length."
+            )
+    else:
+        length = sequence_length
+    check_sequence_sizes(n_steps, n_envs, length, length)  # length divides n_steps
+    if batch_size >= total:
+        return length, notes
+    if batch_size < length:
+        raise ValueError(
+            f"batch_size={batch_size} is smaller than sequence_length={length}: a minibatch cannot hold one "
+            f"chunk. Use batch_size >= {length} (a multiple of it), or a shorter sequence_length."
+        )
+    per_batch = batch_size // length
+    if batch_size % length:
+        notes.append(
+            f"batch_size={batch_size} is not a multiple of sequence_length={length}: minibatches hold whole "
+            f"chunks, so each holds {per_batch} chunk(s) = {per_batch * length} steps. "
+            f"Use batch_size={per_batch * length} to say so."
+        )
+    n_chunks = total // length
+    if n_chunks % per_batch:
+        exact = [m * length for m in range(1, n_chunks + 1) if n_chunks % m == 0]
+        notes.append(
+            f"the rollout of n_steps * n_envs = {n_steps} * {n_envs} = {total} steps ({n_chunks} chunks of "
+            f"{length}) does not split into minibatches of {per_batch * length} steps: after every "
+            f"{n_chunks // per_batch} full minibatch(es) there is a truncated one of {(n_chunks % per_batch) * length} "
+            f"steps. A batch_size among {exact} divides it exactly."
+        )
+    return length, notes

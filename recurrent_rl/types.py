@@ -5,6 +5,8 @@ A leaf module: it imports torch and SB3's type aliases only, so every other modu
 A memory *state* is a tuple of tensors, each ``(L, B, H)``: ``(h,)`` for ``gru`` and ``rnn``,
 ``(h, c)`` for ``lstm``. Code outside :mod:`recurrent_rl.nets.memory` never looks inside one;
 it stores, indexes, masks and converts states with the helpers there.
+
+A leaf module. May import: nothing of the package (torch, SB3's type aliases).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The installed versions of the packages a saved file depends on (a leaf module: the standard library only)."""
+"""The installed versions of the packages a saved file depends on.
+
+A leaf module. May import: nothing of the package (the standard library only).
+"""
 
 from __future__ import annotations
 

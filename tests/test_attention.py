@@ -9,7 +9,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from recurrent_rl import RecurrentPPO
 from recurrent_rl.nets.attention import GTRXL_GATE_BIAS, AttentionMemory
-from recurrent_rl.nets.backend import TorchBackend
 from recurrent_rl.nets.memory import MemoryCore, assign_state, cat_states, mask_state, select_state
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not th.cuda.is_available(), reason="no CUDA device"))]
@@ -473,7 +472,7 @@ def test_transformer_learns_a_16_step_delay_the_frame_stack_cannot_see():
     """RepeatPrevious-k16: answer the symbol seen 16 steps ago (112 is perfect, 14 is what a
     memoryless or random policy gets); the shipped GRU preset's settings with the attention
     memory, its default window of 32 steps, 40k steps, seed 0."""
-    from recurrent_rl.runs.presets import load_preset
+    from recurrent_rl.config.presets import load_preset
 
     config = load_preset("repeat-previous-k16-gru", ["policy_kwargs.memory=transformer"])
     kwargs = config.algorithm_kwargs()

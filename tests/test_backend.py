@@ -81,12 +81,34 @@ def test_auto_follows_the_device_the_policy_moves_to(monkeypatch):
     seen = []
     monkeypatch.setattr(
         "recurrent_rl.nets.policies.resolve_backend",
-        lambda name, device: seen.append((name, str(device))) or TorchBackend(),
+        lambda name, device, kernel_threads=None: seen.append((name, str(device))) or TorchBackend(),
     )
     policy.to("cpu")
     assert seen == [("auto", "cpu")] and policy.backend_name == "torch"
     fixed.to("cpu")
     assert fixed.backend_name == "cpu-kernels"  # a named backend stays as asked
+
+
+def test_kernel_threads_are_a_setting_of_the_backend_object(monkeypatch):
+    """``kernel_threads`` reaches the policy's CpuKernels (and follows a move of the policy), so a run
+    sets it without touching the speed layer's process default; torch's backend ignores it."""
+    from recurrent_rl.accel import native
+
+    default = native.kernel_threads()
+    policy = _model("auto", kernel_threads=1).policy
+    assert policy._backend.threads == 1 and native.kernel_threads() == default
+    policy.to("cpu")
+    assert policy._backend.threads == 1
+    assert _model("cpu-kernels").policy._backend.threads is None  # the process default
+    if native.available():  # the setting reaches the compiled layer's calls
+        asked = []
+        threads_for = native.threads_for
+        monkeypatch.setattr(native, "threads_for", lambda *args: asked.append(args[2]) or threads_for(*args))
+        _model("auto", kernel_threads=1).learn(64)
+        assert asked and set(asked) == {1}
+    assert _model("torch", kernel_threads=2).policy.backend_name == "torch"
+    with pytest.raises(ValueError, match="kernel_threads must be 1, 2 or 'auto'"):
+        _model("cpu-kernels", kernel_threads=3)
 
 
 @pytest.mark.parametrize("memory", ["gru", "lstm", "rnn"])

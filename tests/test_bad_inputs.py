@@ -2,7 +2,7 @@
 code 2 and one ``error:`` line saying what is wrong and how to fix it, without a traceback, and
 without writing or changing anything on disk.
 
-Each row runs in-process (``recurrent_rl.runs.cli.main``) in a scratch folder that is the current
+Each row runs in-process (``recurrent_rl.cli.main.main``) in a scratch folder that is the current
 folder and holds the files of FILES and, where the row names them, copies of the run folders of
 RUN_FOLDERS; the folder must be byte for byte the same afterwards.
 
@@ -75,6 +75,20 @@ FILES: dict[str, str | bytes] = {
     "space-no-divide.yaml": "n_steps: [30]\nminibatches: [7]\n",
     "space-text.yaml": "n_epochs: {low: three, high: 10}\n",
     "space-range-keys.yaml": "gamma: {min: 0.9, max: 0.999}\n",
+    # files from strangers: a YAML bomb, a module to import, paths that leave the folder
+    "laughs.yaml": "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}' if p else 'x'] * 10)}]\n" for p, n in zip(["", *"abcde"], "abcdef")
+    ),
+    "env-module.yaml": "{env: 'evil_module:Evil-v0'}\n",
+    "encoder-outside.yaml": "{env: pomdp/CartPoleNoVel-v1, encoder: {path: ../elsewhere/encoder.pt}}\n",
+    "encoder-absolute.yaml": "{env: pomdp/CartPoleNoVel-v1, encoder: {path: /tmp/encoder.pt}}\n",
+    "pretrain-module.yaml": "data: {env_id: pomdp/CartPoleNoVel-v1, policy: 'os:system'}\n",
+    "pretrain-outside.yaml": "data: {env_id: pomdp/CartPoleNoVel-v1, policy: ../agent.zip}\n",
+    "deep.json": '{"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": ' + "[" * 100 + "]" * 100 + "}\n",
+    "space-laughs.yaml": "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}' if p else '0.1'] * 10)}]\n" for p, n in zip(["", *"abcde"], "abcdef")
+    ),
+    "space-infinite.yaml": "ent_coef: {low: 0.0, high: .inf}\n",
 }
 
 
@@ -93,12 +107,23 @@ def _locked(run: Path) -> None:  # pid 1 is alive: another process is training t
     (run / ".lock").write_text("1\n")
 
 
+def _bomb(run: Path) -> None:  # a config.yaml of a few hundred bytes that expands to a million values
+    (run / "config.yaml").write_text(FILES["laughs.yaml"])  # type: ignore[arg-type]
+
+
+def _env_module(run: Path) -> None:  # a config.yaml whose env id makes Gymnasium import a module
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("env: pomdp/CartPoleNoVel-v1", "env: evil_module:Evil-v0"))
+
+
 # run folders a row may name (copies of the tiny finished run, some broken on purpose)
 RUN_FOLDERS: dict[str, Callable[[Path], None] | None] = {
     "run": None,
     "run-nobest": _without_best,
     "run-empty": _empty,
     "run-locked": _locked,
+    "run-bomb": _bomb,
+    "run-env-module": _env_module,
 }
 
 CARTPOLE = "pomdp/CartPoleNoVel-v1"
@@ -122,6 +147,11 @@ BAD_INPUTS: list[Bad] = [
     Bad("config-zoo-many-envs", ["train", "--config", "zoo.yaml"], "keep one section"),
     Bad("config-policy-mapping", ["train", "--config", "policy-mapping.yaml"], "go under policy_kwargs"),
     Bad("config-unknown-env", ["train", "--config", "old-env.yaml"], "Did you mean 'pomdp/CartPoleNoVel-v1'"),
+    Bad("config-yaml-bomb", ["train", "--config", "laughs.yaml"], "the YAML expands to more than 100,000 values"),
+    Bad("config-deep-json", ["train", "--config", "deep.json"], "nest too deep"),
+    Bad("config-env-module", ["train", "--config", "env-module.yaml"], "a module named in a file is never imported"),
+    Bad("config-encoder-outside", ["train", "--config", "encoder-outside.yaml"], "leads outside its folder"),
+    Bad("config-encoder-absolute", ["train", "--config", "encoder-absolute.yaml"], "names the absolute path"),
     # --- train: --set -----------------------------------------------------------------------
     Bad("set-no-equals", ["train", "--set", "n_steps"], "--set expects KEY=VALUE"),
     Bad("set-no-key", ["train", "--set", "=64"], "--set expects KEY=VALUE"),
@@ -137,7 +167,6 @@ BAD_INPUTS: list[Bad] = [
     Bad("set-unknown-policy", ["train", "--set", "policy=MlpGRUPolicy"], "'MlpGruPolicy'"),
     Bad("set-bad-schedule", ["train", "--set", "learning_rate=lin_fast"], "lin_<number > 0>"),
     Bad("set-layer-size", ["train", "--set", "policy_kwargs.net_arch=[0]"], "layer sizes must be positive"),
-    Bad("set-batch-not-multiple", ["train", "--set", "batch_size=7"], "is not a multiple of sequence_length"),
     Bad("set-chunk-not-dividing", ["train", "--set", "sequence_length=5"], "does not divide n_steps"),
     Bad("set-burn-in-too-long", ["train", "--set", "burn_in=129"], "burn_in must be an integer from 0 to n_steps=128"),
     Bad("set-burn-in-gradient-alone", ["train", "--set", "burn_in_gradient=true"], "needs burn_in > 0"),
@@ -146,11 +175,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("set-sde-discrete", ["train", "--set", "use_sde=true"], "continuous actions"),
     Bad("set-cnn-policy", ["train", "--set", "policy=CnnGruPolicy"], "need image observations"),
     Bad("set-huge-model", ["train", "--set", "policy_kwargs.hidden_size=100000000"], "does not fit in memory"),
+    Bad("set-no-time-limit", ["train", "--set", "env_kwargs.max_episode_steps=-1"], "expected a positive integer"),
     # --- train: the other options -----------------------------------------------------------
     Bad("env-typo", ["train", "--env", "pomdp/CartPoleNoVell-v1"], "Did you mean 'pomdp/CartPoleNoVel-v1'"),
     Bad("timesteps-zero", ["train", "--timesteps", "0"], "n_timesteps"),
     Bad("timesteps-not-integer", ["train", "--timesteps", "1e5"], "invalid int value: '1e5'"),
-    Bad("seed-negative", ["train", "--seed", "-1"], "config key 'seed': expected an integer >= 0"),
+    Bad("seed-negative", ["train", "--seed", "-1"], "config key 'seed': expected an integer in [0, 2147483647]"),
+    Bad("seed-too-large", ["train", "--seed", "4294967296"], "expected an integer in [0, 2147483647], got 4294967296"),
     Bad("memory-unknown", ["train", "--memory", "gpt"], "invalid choice: 'gpt'"),
     Bad("device-unknown", ["train", "--device", "tpu"], "unknown device 'tpu'"),
     Bad("device-absent", ["train", "--device", "cuda:99"], "device 'cuda:99'"),
@@ -172,20 +203,26 @@ BAD_INPUTS: list[Bad] = [
     Bad("resume-finished", [*RESUME, "run", "--timesteps", "100"], "already at 256 steps"),
     Bad("resume-no-checkpoint", [*RESUME, "run-empty", "--timesteps", "512"], "has no checkpoint"),
     Bad("resume-locked", [*RESUME, "run-locked", "--timesteps", "512"], "is being trained by process 1"),
+    Bad("resume-yaml-bomb", [*RESUME, "run-bomb", "--timesteps", "512"], "the YAML expands to more than"),
+    Bad("resume-env-module", [*RESUME, "run-env-module", "--timesteps", "512"], "is never imported"),
     # --- train --seeds ----------------------------------------------------------------------
     Bad("seeds-reversed", ["train", "--seeds", "9-0"], "write it low-high"),
     Bad("seeds-not-numbers", ["train", "--seeds", "first-last"], "expected seeds like 0-9"),
     Bad("seeds-repeated", ["train", "--seeds", "0,1,1"], "appear more than once"),
+    Bad("seeds-too-many", ["train", "--seeds", "0-300000"], "more than 1000 seeds"),
+    Bad("seeds-out-of-range", ["train", "--seeds", "4294967296"], "seed 4294967296 is out of range"),
+    Bad("seeds-threshold-nan", [*SEEDS, "--threshold", "nan"], "--threshold must be a finite number"),
+    Bad("seeds-too-many-workers", [*SEEDS, "--workers", "100000"], "CPU(s)"),
     Bad("seeds-and-seed", [*SEEDS, "--seed", "3"], "--seed cannot be combined"),
     Bad("seeds-and-resume", [*SEEDS, "--resume", "run"], "--resume cannot be combined"),
     Bad("seeds-no-workers", [*SEEDS, "--workers", "0"], "--workers must be at least 1"),
-    Bad("seeds-address-without-ray", [*SEEDS, "--address", "auto"], "add --backend ray"),
+    Bad("seeds-address-without-ray", [*SEEDS, "--address", "auto"], "add --executor ray"),
     Bad("seeds-runs-dir-is-a-file", [*SEEDS, "--runs-dir", "notes.txt"], "is a file, not a folder"),
-    Bad("seeds-ray-bad-address", [*SEEDS, "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
+    Bad("seeds-ray-bad-address", [*SEEDS, "--executor", "ray", "--address", "head-node"], "HOST:6379", "ray"),
     # nothing listens on port 1 of this machine: refused at once, where Ray would retry for minutes
     Bad(
         "seeds-ray-unreachable",
-        [*SEEDS, "--backend", "ray", "--address", "127.0.0.1:1"],
+        [*SEEDS, "--executor", "ray", "--address", "127.0.0.1:1"],
         "nothing answers there",
         "ray",
     ),
@@ -196,6 +233,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("evaluate-not-a-run", ["evaluate", "."], "is not a run folder"),
     Bad("evaluate-no-target", ["evaluate"], "the following arguments are required"),
     Bad("evaluate-no-model-yet", ["evaluate", "run-empty"], "saved no model yet"),
+    Bad("evaluate-yaml-bomb", ["evaluate", "run-bomb"], "the YAML expands to more than 100,000 values"),
+    Bad("evaluate-env-module", ["evaluate", "run-env-module"], "whose module 'evil_module' Gymnasium would import"),
+    Bad("evaluate-seed-negative", ["evaluate", "run", "--seed", "-1"], "--seed must be in [0, 2147483647]"),
     Bad("evaluate-no-best", ["evaluate", "run-nobest", "--best"], "has no best_model.zip"),
     Bad("evaluate-best-of-a-file", ["evaluate", "run/model.zip", "--best"], "give the run folder"),
     Bad("evaluate-zip-without-safe-copy", ["evaluate", "corrupt.zip", "--env", CARTPOLE], "pass --trust-pickle"),
@@ -238,6 +278,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("tune-trials-zero", ["tune", "--trials", "0"], "--trials must be at least 1"),
     Bad("tune-trials-word", ["tune", "--trials", "many"], "invalid int value: 'many'"),
     Bad("tune-timeout-negative", ["tune", "--timeout", "-60"], "--timeout must be positive"),
+    Bad("tune-timeout-nan", ["tune", "--timeout", "nan"], "a finite number of seconds"),
+    Bad("tune-sampler-seed-negative", ["tune", "--sampler-seed", "-1"], "--sampler-seed must be in [0, "),
+    Bad("tune-trial-seeds-too-many", ["tune", "--trial-seeds", "1000"], "--trial-seeds must be in [1, 100]"),
     Bad("tune-sampler", ["tune", "--sampler", "grid"], "invalid choice: 'grid'"),
     Bad("tune-pruner", ["tune", "--pruner", "hyperband"], "invalid choice: 'hyperband'"),
     Bad("tune-study-with-slash", ["tune", "--study", "gru/v2"], "--study 'gru/v2' is not a plain name"),
@@ -246,10 +289,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("tune-storage-folder", ["tune", "--storage", "sqlite:///."], "is a folder, not a database file"),
     Bad("tune-storage-under-a-file", ["tune", "--storage", "sqlite:///notes.txt/study.db"], "notes.txt is a file"),
     Bad("tune-no-workers", ["tune", "--workers", "0"], "--workers must be at least 1"),
-    Bad("tune-address-without-ray", ["tune", "--address", "auto"], "add --backend ray"),
-    Bad("tune-ray-bad-address", ["tune", "--backend", "ray", "--address", "head-node"], "HOST:6379", "ray"),
+    Bad("tune-address-without-ray", ["tune", "--address", "auto"], "add --executor ray"),
+    Bad("tune-ray-bad-address", ["tune", "--executor", "ray", "--address", "head-node"], "HOST:6379", "ray"),
     Bad(
-        "tune-ray-unreachable", ["tune", "--backend", "ray", "--address", "127.0.0.1:1"], "nothing answers there", "ray"
+        "tune-ray-unreachable",
+        ["tune", "--executor", "ray", "--address", "127.0.0.1:1"],
+        "nothing answers there",
+        "ray",
     ),
     Bad("space-missing", ["tune", "--space", "nope.yaml"], "cannot read it"),
     Bad("space-malformed", ["tune", "--space", "space-malformed.yaml"], "malformed YAML at line 2"),
@@ -262,7 +308,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("space-n-steps-range", ["tune", "--space", "space-n-steps-range.yaml"], "give a list of choices"),
     Bad("space-no-choices", ["tune", "--space", "space-no-choices.yaml"], "empty list of choices"),
     Bad("space-not-dividing", ["tune", "--space", "space-no-divide.yaml"], "does not split into 7 minibatches"),
-    Bad("space-text-bound", ["tune", "--space", "space-text.yaml"], "low and high must be numbers"),
+    Bad("space-text-bound", ["tune", "--space", "space-text.yaml"], "low and high must be finite numbers"),
+    Bad("space-infinite-bound", ["tune", "--space", "space-infinite.yaml"], "low and high must be finite numbers"),
+    Bad("space-yaml-bomb", ["tune", "--space", "space-laughs.yaml"], "the YAML expands to more than"),
     Bad("space-range-keys", ["tune", "--space", "space-range-keys.yaml"], "a range is {low: L, high: H}"),
     # --- pretrain ---------------------------------------------------------------------------
     Bad("pretrain-nothing", ["pretrain"], "nothing to pretrain"),
@@ -275,6 +323,9 @@ BAD_INPUTS: list[Bad] = [
     Bad("pretrain-config-missing", ["pretrain", "--config", "nope.yaml"], "config file nope.yaml does not exist"),
     Bad("pretrain-config-toml", ["pretrain", "--config", "pretrain.toml"], "malformed TOML"),
     Bad("pretrain-config-json", ["pretrain", "--config", "pretrain.json"], "malformed JSON at line 1"),
+    Bad("pretrain-config-module", ["pretrain", "--config", "pretrain-module.yaml"], "--set data.policy=os:system"),
+    Bad("pretrain-config-outside", ["pretrain", "--config", "pretrain-outside.yaml"], "leads outside its folder"),
+    Bad("pretrain-config-bomb", ["pretrain", "--config", "laughs.yaml"], "the YAML expands to more than"),
     Bad("pretrain-policy-missing", [*PRETRAIN, "--set", "data.policy=nope.zip"], "nope.zip does not exist"),
     Bad("pretrain-too-few-steps", [*PRETRAIN, "--set", "data.n_steps=5"], "leaves an empty split"),
     Bad("pretrain-runs-dir-is-a-file", [*PRETRAIN, "--runs-dir", "notes.txt"], "is a file, not a folder"),
@@ -381,6 +432,11 @@ def test_bad_input(row, run_folders, tmp_path, monkeypatch):
         assert all(other.startswith("note: ") for other in others), shown
     assert outcome.out == "", shown
     assert snapshot(tmp_path) == before, f"{shown}\nthe input changed files on disk"
+    documented = documented_messages(DOC.read_text(encoding="utf-8")).get(input_cell(row))
+    assert message_cell(outcome, tmp_path) == documented, (
+        f"{shown}\ndocs/cli.md shows another message for this input: {documented}; rebuild the table: "
+        "python -m tests.test_bad_inputs --write"
+    )
 
 
 def test_docs_list_the_same_inputs():
@@ -428,6 +484,15 @@ def documented_inputs(text: str) -> list[str]:
     table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # no header
     return [line[2:].split(" | ", 1)[0] for line in rows]
+
+
+def documented_messages(text: str) -> dict[str, str]:
+    """The message column of the table, by its input cell."""
+    if TABLE_START not in text or TABLE_END not in text:
+        return {}
+    table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # no header
+    return dict(line[2:].rstrip(" |").split(" | ", 1) for line in rows)  # type: ignore[misc]
 
 
 def markdown_table() -> str:

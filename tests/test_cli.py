@@ -10,9 +10,10 @@ import gymnasium as gym
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl.config.presets import DEFAULT_PRESET
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import cli
 from recurrent_rl.runs.callbacks import ALWAYS_TAGS
-from recurrent_rl.runs.presets import DEFAULT_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
 # a few hundred steps: 2 envs, rollouts of 16 steps, evaluations and checkpoints every few rollouts
@@ -136,7 +137,7 @@ def test_python_m_entry_point():
 
 
 def test_presets_lists_one_line_each_and_marks_the_default(capsys):
-    from recurrent_rl.runs.presets import preset_names
+    from recurrent_rl.config.presets import preset_names
 
     assert run_cli("presets") == 0
     lines = capsys.readouterr().out.splitlines()
@@ -166,7 +167,7 @@ def test_no_arguments_trains_the_default_preset(monkeypatch, tmp_path):
     monkeypatch.setattr(training, "train", fake_train)
     with pytest.raises(SystemExit):
         run_cli()
-    from recurrent_rl.runs.presets import load_preset
+    from recurrent_rl.config.presets import load_preset
 
     assert seen["config"] == load_preset(DEFAULT_PRESET) and seen["runs_dir"] == "runs" and seen["name"] is None
 
@@ -332,7 +333,7 @@ def test_train_with_a_frozen_pretrained_encoder(tmp_path, capsys):
 
 
 def test_presets_lists_the_pretraining_presets_too(capsys):
-    from recurrent_rl.runs.presets import preset_names
+    from recurrent_rl.config.presets import preset_names
 
     assert run_cli("presets", "--pretrain") == 0
     lines = capsys.readouterr().out.splitlines()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from recurrent_rl.runs.config import (
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset, preset_names, preset_template, presets_by_env
+from recurrent_rl.config.train import (
     ConfigError,
     Linear,
     TrainConfig,
@@ -17,7 +18,6 @@ from recurrent_rl.runs.config import (
     load_config,
     save_config,
 )
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names, preset_template, presets_by_env
 from recurrent_rl.runs.training import make_model, make_training_env
 
 SMALL = ["n_envs=2", "n_steps=16", "batch_size=32"]
@@ -170,11 +170,37 @@ def test_unknown_key_names_the_key_and_suggests():
         ("n_timesteps=1e30", "config key 'n_timesteps': expected an integer in [1, 1000000000000]"),
         ("policy_kwargs.net_arch=[64, big]", "item 1: expected an integer"),
         ("normalize=maybe", "expected a mapping with keys enabled"),
-        ("batch_size=100", "batch_size=100 is not a multiple of sequence_length=128"),
+        ("sequence_length=100", "sequence_length=100 does not divide n_steps=128"),
     ],
 )
 def test_ill_typed_values_say_what_is_expected(override, expected):
     assert expected in error_of(load_preset, DEFAULT_PRESET, [override])
+
+
+def test_batch_sizes_that_do_not_divide_are_accepted_as_the_python_api_accepts_them():
+    """A minibatch size that is not a multiple of the chunk length, or does not divide the rollout,
+    runs with RecurrentPPO's warning (plan_minibatches), from a config as from Python."""
+    import warnings
+
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from recurrent_rl import RecurrentPPO
+    from recurrent_rl.runs.training import make_model
+    from recurrent_rl.runs.vec_env import make_training_env
+
+    config = load_preset(DEFAULT_PRESET, ["batch_size=100", "n_envs=2", "normalize=false"])
+    assert config.batch_size == 100
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_model(config.replace(device="cpu"), make_training_env(config, 0))
+    from_config = sorted(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+    assert any("batch_size=100 is smaller than n_steps=128" in m for m in from_config)
+    assert any("does not split into minibatches of 100 steps" in m for m in from_config)
+    with warnings.catch_warnings(record=True) as caught:  # the same warnings as RecurrentPPO in Python
+        warnings.simplefilter("always")
+        kwargs = {**config.algorithm_kwargs(), "device": "cpu"}
+        RecurrentPPO(env=make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2), **kwargs)
+    assert sorted(str(w.message) for w in caught if issubclass(w.category, UserWarning)) == from_config
 
 
 def test_set_needs_key_equals_value():
@@ -209,20 +235,20 @@ def test_configs_are_frozen_and_validated_on_replace():
 
 def test_policy_choices_are_the_core_aliases():
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.runs.config import POLICIES
+    from recurrent_rl.config.train import POLICIES
 
     assert set(POLICIES) == set(RecurrentPPO.policy_aliases)
 
 
 def test_the_config_names_every_memory_core():
+    from recurrent_rl.config.train import MEMORIES
     from recurrent_rl.nets.memory import MEMORIES as CORE_MEMORIES
-    from recurrent_rl.runs.config import MEMORIES
 
     assert MEMORIES == CORE_MEMORIES
 
 
 def test_memory_kwargs_reach_the_policy():
-    from recurrent_rl.runs.config import config_from_dict
+    from recurrent_rl.config.train import config_from_dict
 
     config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": {"memory": "mingru"}})
     assert config.algorithm_kwargs()["policy_kwargs"]["memory"] == "mingru"
@@ -234,3 +260,45 @@ def test_memory_kwargs_reach_the_policy():
         }
     )
     assert config.algorithm_kwargs()["policy_kwargs"]["memory_kwargs"] == {"memory_length": 8}
+
+
+# --- a section given in part means what it says, not a default that contradicts it ------------------
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["normalize={norm_obs: true, norm_reward: false}"],  # the zoo's way to turn VecNormalize on
+        ["normalize.norm_reward=false"],  # a config without a normalize section
+    ],
+)
+def test_a_normalize_mapping_turns_vecnormalize_on(given, tmp_path):
+    values = {"env": "pomdp/CartPoleNoVel-v1"}
+    config = config_from_dict(values, given)
+    assert config.normalize.enabled and not config.normalize.norm_reward
+    # in a file too, and unless it says enabled: false
+    path = tmp_path / "c.yaml"
+    path.write_text("env: pomdp/CartPoleNoVel-v1\nnormalize: {norm_reward: false, clip_obs: 5}\n")
+    assert load_config(path).normalize.enabled
+    path.write_text("env: pomdp/CartPoleNoVel-v1\nnormalize: {enabled: false, norm_reward: false}\n")
+    assert not load_config(path).normalize.enabled
+    # and the listing of a config shows it so
+    from recurrent_rl.config.schema import flat_values
+    from recurrent_rl.config.train import TrainConfig
+
+    assert flat_values(TrainConfig, {"env": "x", "normalize": {"norm_reward": False}})["normalize.enabled"] is True
+
+
+def test_a_net_arch_mapping_means_what_sb3_reads_from_it():
+    """SB3's MlpExtractor reads a dict's missing head as no hidden layers; so does the config."""
+    config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": {"net_arch": {"pi": [32]}}})
+    assert config.policy_kwargs.net_arch.pi == (32,) and config.policy_kwargs.net_arch.vf == ()
+    assert config.algorithm_kwargs()["policy_kwargs"]["net_arch"] == {"pi": [32], "vf": []}
+    untouched = config_from_dict({"env": "pomdp/CartPoleNoVel-v1"})
+    assert untouched.policy_kwargs.net_arch.vf == (64, 64)  # no mapping given: the default
+
+
+@pytest.mark.parametrize("option", ["encoder.freeze=true", "encoder.critic=true"])
+def test_encoder_options_without_an_encoder_are_refused(option):
+    message = error_of(config_from_dict, {"env": "pomdp/CartPoleNoVel-v1"}, [option])
+    assert "encoder.path is null" in message and "--encoder PATH" in message

@@ -6,6 +6,7 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from recurrent_rl import RecurrentPPO
+from recurrent_rl.supervised import SequenceModel, SequenceModelConfig, save_sequence_model
 from recurrent_rl.supervised.encoder import (
     EncoderMismatchError,
     encoder_policy_kwargs,
@@ -13,7 +14,6 @@ from recurrent_rl.supervised.encoder import (
     freeze_encoder,
     load_encoder,
 )
-from recurrent_rl.supervised import SequenceModel, SequenceModelConfig, save_sequence_model
 
 ENV = "pomdp/CartPoleNoVel-v1"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import gymnasium as gym
@@ -180,3 +181,27 @@ def test_stacked_wrappers_pass_check_env(base: gym.Env) -> None:
 def test_invalid_wrapper_parameters_raise_value_error(make, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_step_cost_keeps_the_episodes_and_spends_its_time(monkeypatch):
+    from recurrent_rl.envs import StepCost
+
+    plain, slow = gym.make("pomdp/CartPoleNoVel-v1"), StepCost(gym.make("pomdp/CartPoleNoVel-v1"), 0.002)
+    slept = []
+    monkeypatch.setattr("recurrent_rl.envs.latency.time.sleep", slept.append)
+    a, _ = plain.reset(seed=4)
+    b, _ = slow.reset(seed=4)
+    for _ in range(20):
+        a, *rest_a = plain.step(1)
+        b, *rest_b = slow.step(1)
+        np.testing.assert_array_equal(a, b)
+        assert rest_a[:3] == rest_b[:3]
+    assert slept == [0.002] * 21  # the reset and every step
+    monkeypatch.undo()
+    busy = StepCost(gym.make("pomdp/CartPoleNoVel-v1"), 0.02, busy=True)
+    busy.reset(seed=0)
+    cpu = time.process_time()
+    busy.step(0)
+    assert time.process_time() - cpu >= 0.015  # computed, not slept (a lower bound only)
+    with pytest.raises(ValueError, match="seconds must be a real number"):
+        StepCost(gym.make("pomdp/CartPoleNoVel-v1"), -1.0)

@@ -40,14 +40,35 @@ def test_memory_is_carried_within_and_reset_between_episodes():
     assert report.hidden_states.shape == (16, 3)  # the first episode's top-layer activations
 
 
+class StateRecorder:
+    """A real model's ``predict``, recording the memory state it returns at every step."""
+
+    def __init__(self, model: RecurrentPPO):
+        self.model, self.policy = model, model.policy
+        self.observation_space, self.action_space = model.observation_space, model.action_space
+        self.states: list[np.ndarray] = []
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        action, state = self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        self.states.append(np.concatenate([np.asarray(s).ravel() for s in state]))
+        return action, state
+
+
 def test_no_leakage_across_episodes_with_a_real_model():
-    env = gym.make("pomdp/TMaze-L10-v0")
-    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, seed=0)
-    together = run_episodes(model, env, episodes=3, seed=10)
-    alone = run_episodes(model, env, episodes=1, seed=12)  # the third episode on its own
-    assert together.returns[2] == alone.returns[0] and together.lengths[2] == alone.lengths[0]
-    alone_first = run_episodes(model, env, episodes=1, seed=10)
-    np.testing.assert_allclose(alone_first.hidden_states, together.hidden_states)
+    """The third of three episodes steps through the same memory states as that episode alone: nothing of
+    the first two reaches it. CartPole without velocities: the episodes differ in length and states."""
+    env = gym.make("pomdp/CartPoleNoVel-v1")
+    model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=16, seed=0, device="cpu")
+    together = StateRecorder(model)
+    report = run_episodes(together, env, episodes=3, seed=10)
+    alone = StateRecorder(model)
+    run_episodes(alone, env, episodes=1, seed=12)  # the third episode on its own
+    third = together.states[sum(report.lengths[:2]) :]
+    assert len(third) == len(alone.states) == report.lengths[2]
+    np.testing.assert_allclose(np.stack(third), np.stack(alone.states), rtol=0, atol=1e-6)
+    # the episodes are not all alike, so the comparison above can tell them apart
+    first = together.states[: report.lengths[0]]
+    assert len(set(report.lengths)) > 1 or not np.allclose(first[: len(third)], third)
 
 
 def test_same_seed_same_episodes_also_stochastic():

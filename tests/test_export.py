@@ -303,7 +303,7 @@ def test_the_cpu_kernels_backend_exports_its_plain_torch_path(tmp_path):
 
 def test_metadata_describes_spaces_memory_states_and_reset(tmp_path):
     from recurrent_rl import __version__
-    from recurrent_rl.export.spaces import space_from_json
+    from recurrent_rl.io.spaces import space_from_json
 
     model = tiny_model(cartpole(), memory="transformer", critic_memory="separate", updates=0)
     meta = read_metadata(export_onnx(model, tmp_path / "model.onnx", include_value=True))

@@ -1,7 +1,7 @@
 """Fault injection: SIGKILL a training at random moments of its checkpoint writes, then check the run.
 
 A kill can come at any instruction, so the atomic writes (:mod:`recurrent_rl.atomic`, the checkpoint
-folders of :mod:`recurrent_rl.runs.folders`) must leave every file under its final name complete:
+folders of :mod:`recurrent_rl.io.run_folder`) must leave every file under its final name complete:
 the previous version or the new one, never a part. After each kill the run folder is checked file
 by file (each one loads), then the run is resumed, and the resume is killed in turn, until a resume
 finishes the run.
@@ -38,9 +38,10 @@ import pytest
 
 from recurrent_rl import RecurrentPPO
 from recurrent_rl.atomic import UMASK, atomic_path
+from recurrent_rl.config.train import load_config
 from recurrent_rl.export.safe import load_safe
-from recurrent_rl.runs import folders as runs
-from recurrent_rl.runs.config import load_config
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL = 256
@@ -77,8 +78,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from recurrent_rl.ppo.algorithm import RecurrentPPO
 from recurrent_rl.runs import training
-from recurrent_rl.runs.folders import RunError
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
+from recurrent_rl.io.run_folder import RunError
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
 
 WRITES = [(tempfile, "mkstemp"), (tempfile, "mkdtemp"), (RecurrentPPO, "save"), (safetensors.torch, "save_file"),
           (VecNormalize, "save"), (Path, "write_text"), (os, "fsync"), (os, "replace"), (shutil, "rmtree")]
@@ -496,7 +497,7 @@ def test_a_kill_between_the_two_files_of_a_safe_copy_leaves_a_loadable_pair(tmp_
     import torch as th
 
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16)
-    runs.save_model(model, tmp_path / runs.BEST_MODEL)  # the best model so far
+    checkpoints.save_model(model, tmp_path / runs.BEST_MODEL)  # the best model so far
     with th.no_grad():
         for parameter in model.policy.parameters():
             parameter.add_(1.0)
@@ -509,7 +510,7 @@ def test_a_kill_between_the_two_files_of_a_safe_copy_leaves_a_loadable_pair(tmp_
 
     monkeypatch.setattr(os, "replace", replace_then_die)
     with pytest.raises(KeyboardInterrupt):
-        runs.save_model(model, tmp_path / runs.BEST_MODEL)  # a new best
+        checkpoints.save_model(model, tmp_path / runs.BEST_MODEL)  # a new best
     monkeypatch.undo()
     load_safe(tmp_path / "best_model", device="cpu")  # the old pair or the new one, either will do
 

@@ -16,11 +16,11 @@ import pytest
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from recurrent_rl import RecurrentPPO
-from recurrent_rl.ppo import algorithm
-from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl import RecurrentPPO, threads
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset, preset_names
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import cli
 from recurrent_rl.runs.callbacks import TrainingProgress
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset, preset_names
 from recurrent_rl.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,10 +90,10 @@ def tiny_model(**kwargs) -> RecurrentPPO:
 @pytest.fixture
 def torch_default_threads(monkeypatch):
     """torch at 2 threads, as if that were its own default (not set by the caller), no thread env vars."""
-    for name in algorithm.THREAD_VARIABLES:
+    for name in threads.THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     th.set_num_threads(2)
-    monkeypatch.setattr(algorithm, "_THREADS_AT_IMPORT", 2)
+    monkeypatch.setattr(threads, "_THREADS_AT_IMPORT", 2)
     yield 2
     th.set_num_threads(1)
 
@@ -132,7 +132,7 @@ def test_torch_threads_is_checked_and_not_saved(tmp_path):
     tiny_model(torch_threads=2).save(tmp_path / "m.zip")
     assert RecurrentPPO.load(tmp_path / "m.zip").torch_threads == "auto"
     assert RecurrentPPO.load(tmp_path / "m.zip", torch_threads=2).torch_threads == 2
-    assert algorithm.learn_threads("auto", "cuda") is None  # other devices: torch's count
+    assert threads.learn_threads("auto", "cuda") is None  # other devices: torch's count
 
 
 # --- 2. the learning signal while training ----------------------------------------------------------

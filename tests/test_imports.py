@@ -1,30 +1,41 @@
-"""The import graph of the package has no cycles; ``import recurrent_rl`` stays light; old paths work.
+"""The import graph of the package runs one way: no cycles, each part imports only what its
+docstring allows, and no import hides in a string; ``import recurrent_rl`` stays light; old paths work.
 
 The graph is read from the files on disk (``recurrent_rl/**.py``, and ``envs/**.py`` as
 ``recurrent_rl.envs.*``) with :mod:`ast`, not by importing them. Its rules:
 
 - Every ``import`` and ``from ... import`` counts, at module level and inside functions and
   methods (an import deferred into a function still ties the two modules together; it only
-  moves the failure to run time). Imports under ``if TYPE_CHECKING:`` never run and are left out,
-  and so are ``importlib.import_module("...")`` strings (the package's lazy attributes).
+  moves the failure to run time). Imports under ``if TYPE_CHECKING:`` never run and are left out.
+- A string that names a module of the package (``"recurrent_rl.accel.backend"``, as
+  ``importlib.import_module`` takes it) is an import too, of the module that holds the string
+  (a *string import*); the packages' lazy tables (``_PUBLIC = {name: "module"}`` in an
+  ``__init__``, PEP 562) and ``recurrent_rl._aliases.OLD_PATHS`` are read as what they are instead.
+  Exactly one string import may exist: the backend hook finding the speed backend
+  (``nets.backend`` -> ``accel.backend``), a named plugin edge; it points up by design, so the
+  cycle check leaves it out.
 - Relative imports are resolved against the importing module's package (a package's
   ``__init__`` is its own package).
 - ``import a.b.c`` depends on ``a.b.c``; ``from a.b import c`` depends on the submodule ``a.b.c``
-  if there is one, else on ``a.b`` (``c`` is a name defined there).
+  if there is one, else on ``a.b`` (``c`` is a name defined there, or in its lazy table: then on
+  the module that defines it).
 - Importing ``a.b.c`` also runs the ``__init__`` of ``a`` and of ``a.b`` first, so those are
   dependencies too, except the importing module's own ancestor packages: a module only runs
   once its parent packages have started (they are in ``sys.modules`` already), so reaching
   them through a sibling re-runs nothing. An explicit dependency on an ancestor's own names
   (``from recurrent_rl.envs import make_masked`` inside ``recurrent_rl.envs.x``) does count:
   that is the classic partially-initialised-module cycle when the ``__init__`` imports ``x``.
-- The flat module paths of ``recurrent_rl._aliases.OLD_PATHS`` are read as their new homes, and
-  a name of the package's lazy table (``recurrent_rl._PUBLIC``, PEP 562 ``__getattr__``) as an
-  import of the module that defines it: ``from recurrent_rl import RecurrentPPO`` depends on
-  ``recurrent_rl`` and on ``recurrent_rl.ppo.algorithm``.
+- The flat module paths of ``recurrent_rl._aliases.OLD_PATHS`` are read as their new homes.
+
+What a part may import is written in its docstring, in a sentence ``May import: ``a``, ``b`` and
+the leaf modules.`` (a subpackage's in its ``__init__``, a top-level module's in itself):
+names in double backticks are parts of the package (``nets`` is ``recurrent_rl.nets``), "the
+leaf modules" are :data:`LEAVES`, "everything" is everything. Every part besides the package
+root, its aliases and ``__main__`` must have one.
 
 A cycle is a strongly connected component of more than one module; the failure lists each
 with one shortest loop through it and all the imports inside it, every edge with its
-``file:line`` (``deferred`` for an import inside a function).
+``file:line`` (``deferred`` for an import inside a function, ``string`` for a string import).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import re
 import subprocess
 import sys
 from collections import deque
@@ -51,13 +63,14 @@ class Edge:
     path: Path
     line: int
     deferred: bool
+    string: bool = False  # a string naming the module (importlib.import_module's argument)
 
     def where(self) -> str:
         try:
             shown = self.path.relative_to(ROOT)
         except ValueError:
             shown = self.path
-        return f"{shown}:{self.line}" + (", deferred" if self.deferred else "")
+        return f"{shown}:{self.line}" + (", string" if self.string else ", deferred" if self.deferred else "")
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,37 @@ class _ImportCollector(ast.NodeVisitor):
         self.found.append((node, self._depth > 0))
 
 
+class _StringCollector(ast.NodeVisitor):
+    """The string constants of a module that are not docstrings, lazy tables or alias tables."""
+
+    SKIPPED_TABLES = ("_PUBLIC", "OLD_PATHS")
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, int]] = []
+
+    def _body(self, node: ast.AST) -> None:
+        body = getattr(node, "body", [])
+        for index, child in enumerate(body):
+            is_docstring = index == 0 and isinstance(child, ast.Expr) and isinstance(child.value, ast.Constant)
+            if not is_docstring:
+                self.visit(child)
+
+    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _body
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        if not any(name in self.SKIPPED_TABLES for name in names):
+            self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if not (isinstance(node.target, ast.Name) and node.target.id in self.SKIPPED_TABLES):
+            self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str):
+            self.found.append((node.value, node.lineno))
+
+
 def _ancestors(name: str) -> list[str]:
     parts = name.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
@@ -163,6 +207,13 @@ def imported_modules(
                 targets.append((lazy[base][alias.name], node.lineno, deferred))
 
     edges: dict[tuple[str, int], Edge] = {}  # one per dependency and line
+    strings = _StringCollector()
+    strings.visit(tree)
+    for text, line in strings.found:
+        target = _canonical(text, aliases)
+        # the package's own name is also a distribution's, a metadata key's: only its modules count
+        if target in modules and target not in (module.name, root):
+            edges.setdefault((target, line), Edge(target, module.path, line, True, string=True))
     own_ancestors = set(_ancestors(module.name))
     for target, line, deferred in targets:
         target = _canonical(target, aliases)
@@ -274,16 +325,23 @@ def _aliases() -> dict[str, str]:
 
 
 def _lazy() -> dict[str, dict[str, str]]:
-    import recurrent_rl
-
-    return {PACKAGE: dict(getattr(recurrent_rl, "_PUBLIC", {}))}
+    """Every package's lazy table (``_PUBLIC``: name -> the module that defines it)."""
+    modules = find_modules(SOURCES)
+    tables = {}
+    for name, module in modules.items():
+        if module.is_package and "_PUBLIC" in module.path.read_text(encoding="utf-8"):
+            tables[name] = dict(getattr(importlib.import_module(name), "_PUBLIC", {}))
+    return tables
 
 
 # --- the package -----------------------------------------------------------------------------
 
 
 def test_the_package_has_no_import_cycles() -> None:
+    """Cycles through string imports count; the one plugin edge (the backend hook naming the speed
+    backend, which builds on the hook) points up by design and is left out."""
     modules, graph = import_graph(SOURCES, _aliases(), _lazy())
+    graph = {name: [e for e in edges if (name, e.target) not in PLUGIN_EDGES] for name, edges in graph.items()}
     assert len(modules) > 30 and "recurrent_rl.envs.registry" in modules and "recurrent_rl.nets.memory" in modules
     report = describe_cycles(graph)
     assert report == "", "import cycles (see this file's docstring for the rules):\n" + report
@@ -297,51 +355,85 @@ def test_every_internal_import_names_a_module_of_the_package() -> None:
     assert unknown == []
 
 
-# what each part may import (the subpackages' docstrings); "recurrent_rl" alone is the lazy package root
-LAYERS = {
-    "recurrent_rl.types": (),
-    "recurrent_rl.errors": (),
-    "recurrent_rl.sequences": (),
-    "recurrent_rl.versions": (),
-    "recurrent_rl.atomic": (),
-    "recurrent_rl.received": ("recurrent_rl.errors",),
-    "recurrent_rl.envs": ("recurrent_rl.envs",),
-    "recurrent_rl.nets": ("recurrent_rl.nets", "recurrent_rl.types", "recurrent_rl.errors", "recurrent_rl.sequences"),
-    "recurrent_rl.ppo": (
-        "recurrent_rl.ppo",
-        "recurrent_rl.nets",
-        "recurrent_rl.types",
-        "recurrent_rl.errors",
-        "recurrent_rl.sequences",
-    ),
-    "recurrent_rl.accel": (
-        "recurrent_rl.accel",
-        "recurrent_rl.nets",
-        "recurrent_rl.types",
-        "recurrent_rl.errors",
-        "recurrent_rl.sequences",
-    ),
-}
+# the leaf modules (what "the leaf modules" means in a docstring): they import nothing of the
+# package but each other's errors and the envs' registry
+LEAVES = (
+    "types",
+    "errors",
+    "sequences",
+    "atomic",
+    "versions",
+    "received",
+    "schedules",
+    "threads",
+    "cluster",
+)
+ALWAYS = (PACKAGE, "recurrent_rl.envs")  # the root (its __init__ registers the envs) runs before any part
+UNDECLARED = (PACKAGE, "recurrent_rl._aliases", "recurrent_rl.__main__")  # the root, its aliases, the entry point
+PLUGIN_EDGES = {("recurrent_rl.nets.backend", "recurrent_rl.accel.backend")}  # the one allowed string import
+_MAY_IMPORT = re.compile(r"May import:(?P<text>.*?)(?:\.\s|\.$|\n\s*\n|$)", re.DOTALL)
 
 
-def _layer(name: str) -> str | None:
-    return next((layer for layer in LAYERS if name == layer or name.startswith(layer + ".")), None)
+def part_of(name: str) -> str:
+    """The part a module belongs to: its subpackage (``recurrent_rl.nets``) or itself (a top-level module)."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else name
 
 
-def test_each_part_imports_only_what_its_docstring_allows() -> None:
-    """The model code (nets), the algorithm (ppo) and the leaf modules never import the speed layer
-    (accel), the runs or the supervised side; accel builds on nets only."""
+def declared_imports(docstring: str, root: str = PACKAGE) -> set[str] | None:
+    """The parts a docstring's ``May import:`` sentence names; None: it has none; ``{"*"}``: everything."""
+    match = _MAY_IMPORT.search(docstring or "")
+    if match is None:
+        return None
+    text = " ".join(match["text"].split())
+    if text.startswith("everything"):
+        return {"*"}
+    names = {f"{root}.{token.removeprefix(root + '.')}" for token in re.findall(r"``([\w.]+)``", text)}
+    if "the leaf modules" in text:
+        names |= {f"{root}.{leaf}" for leaf in LEAVES}
+    return names
+
+
+def declarations(modules: dict[str, Module]) -> dict[str, set[str] | None]:
+    """Each part's allowed imports, from its docstring (a package's ``__init__``, else the module)."""
+    found: dict[str, set[str] | None] = {}
+    for name, module in modules.items():
+        if part_of(name) == name:
+            found[name] = declared_imports(ast.get_docstring(ast.parse(module.path.read_text(encoding="utf-8"))) or "")
+    return found
+
+
+def test_every_part_says_what_it_may_import():
+    modules = find_modules(SOURCES)
+    missing = sorted(
+        name for name, allowed in declarations(modules).items() if allowed is None and name not in UNDECLARED
+    )
+    assert missing == [], f"parts whose docstring has no 'May import:' sentence: {missing}"
+
+
+def test_each_part_imports_only_what_its_docstring_allows():
+    """For every part (subpackage or top-level module): its modules import modules of the part
+    itself, the parts its docstring names, the root and the envs; never anything else."""
     modules, graph = import_graph(SOURCES, _aliases(), _lazy())
+    allowed = declarations(modules)
     wrong = []
     for name, edges in graph.items():
-        layer = _layer(name)
-        if layer is None:
+        part = part_of(name)
+        permitted = allowed.get(part) or set()
+        if part in UNDECLARED or "*" in permitted:
             continue
         for edge in edges:
-            if edge.target in (PACKAGE, "recurrent_rl.envs") or _layer(edge.target) in LAYERS[layer]:
-                continue  # the package root (its __init__ registers the envs) is every module's parent
+            target = part_of(edge.target)
+            if target in (part, *ALWAYS) or target in permitted or (name, edge.target) in PLUGIN_EDGES:
+                continue
             wrong.append(f"{name} -> {edge.target} ({edge.where()})")
-    assert wrong == [], "imports across the layers:\n" + "\n".join(wrong)
+    assert wrong == [], "imports that the importing part's docstring does not allow:\n" + "\n".join(wrong)
+
+
+def test_the_only_string_import_is_the_backend_plugin_edge():
+    modules, graph = import_graph(SOURCES, _aliases(), _lazy())
+    strings = {(name, edge.target) for name, edges in graph.items() for edge in edges if edge.string}
+    assert strings == PLUGIN_EDGES, f"string imports besides the backend hook's: {sorted(strings - PLUGIN_EDGES)}"
 
 
 def _fresh_modules(code: str) -> list[str]:
@@ -373,8 +465,9 @@ for old, new in {sorted(aliases.items())!r}:
 from recurrent_rl.policies import MlpGruPolicy
 from recurrent_rl.nets.policies import MlpGruPolicy as new
 assert MlpGruPolicy is new
-import recurrent_rl.config, recurrent_rl.runs.config
-assert recurrent_rl.config is recurrent_rl.runs.config
+import recurrent_rl.config, recurrent_rl.config.train, recurrent_rl.runs.config
+assert recurrent_rl.runs.config is recurrent_rl.config.train  # 0.1.0's path of the training config
+assert recurrent_rl.config.TrainConfig is recurrent_rl.config.train.TrainConfig  # the package holds its names
 """
     _fresh_modules(code)
 
@@ -389,7 +482,7 @@ for old in {sorted(aliases)!r}:
     importlib.import_module(old)
 changed = [new for new, spec in specs.items() if sys.modules[new].__spec__ is not spec]
 assert changed == [], changed
-resources.files("recurrent_rl.runs.presets")
+resources.files("recurrent_rl.config.presets")
 """
     _fresh_modules(code)
 
@@ -488,3 +581,27 @@ def test_rules_lazy_package_attributes_are_imports_of_their_modules(tmp_path: Pa
     _, graph = import_graph(_write(tmp_path, files), {}, {"pkg": {"Thing": "pkg.b"}}, root="pkg")
     assert [e.target for e in graph["pkg.a"]] == ["pkg", "pkg.b"]
     assert strongly_connected(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_rules_a_string_naming_a_module_is_an_import_but_not_in_lazy_tables_or_docstrings(tmp_path):
+    files = {
+        "__init__.py": '"""The root: pkg.b in a docstring is no import."""\n_PUBLIC = {"Thing": "pkg.b"}\n',
+        "a.py": 'import importlib\n\ndef load():\n    return importlib.import_module("pkg.b")\n',
+        "b.py": '"""pkg.a, named in a docstring."""\nNAME = "pkg"  # the package itself: a name, not an import\n',
+    }
+    _, graph = import_graph(_write(tmp_path, files), {}, root="pkg")
+    assert [(e.target, e.string) for e in graph["pkg.a"]] == [("pkg.b", True)]
+    assert graph["pkg.b"] == [] and graph["pkg"] == []
+
+
+def test_rules_the_docstring_sentence_says_what_a_part_may_import():
+    assert declared_imports(
+        "Holds x.\n\nMay import: ``nets``, ``io`` (files) and the leaf modules. Never ``runs``."
+    ) == {
+        "recurrent_rl.nets",
+        "recurrent_rl.io",
+        *(f"recurrent_rl.{leaf}" for leaf in LEAVES),
+    }
+    assert declared_imports("May import: everything.") == {"*"}
+    assert declared_imports("A leaf module. May import: nothing of the package (torch).") == set()
+    assert declared_imports("No such sentence.") is None

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from recurrent_rl.accel.kernels import run_sequences
 from recurrent_rl.accel.backend import CpuKernels
+from recurrent_rl.accel.kernels import run_sequences
 from recurrent_rl.nets.backend import TorchBackend
 from recurrent_rl.nets.memory import MemoryCore, cat_states, mask_state, select_state, state_leaves
 

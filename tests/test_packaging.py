@@ -29,16 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 HOOK = "_recurrent_rl_gym_hook"
 HEAVY = ("torch", "stable_baselines3")
 
-MAKE_CARTPOLE = """
+MAKE_CARTPOLE = f"""
 import sys
 import gymnasium as gym
 env = gym.make("pomdp/CartPoleNoVel-v1")
 obs, _ = env.reset(seed=0)
 assert obs[1] == 0 and obs[3] == 0, obs
 import recurrent_rl
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {set(HEAVY)!r})
 print(json.dumps({{"recurrent_rl": recurrent_rl.__file__, "heavy": heavy, "loader": type(gym.__spec__.loader).__name__}}))
-""".format(HEAVY=set(HEAVY))
+"""
 
 
 def _run(

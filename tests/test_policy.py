@@ -1,6 +1,5 @@
 """The recurrent policy: options, spaces, predict contract, rollout = update, save/load."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th

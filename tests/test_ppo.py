@@ -12,7 +12,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from recurrent_rl import NonFiniteLossError, RecurrentPPO
-from recurrent_rl.nets.memory import select_state
 from tests.spaces_env import SpacesEnv
 
 
@@ -74,13 +73,25 @@ def test_one_minibatch_of_all_chunks_is_the_rollout_in_any_order():
         assert th.allclose(a, b, atol=1e-5)
 
 
-def test_rollout_states_can_enter_the_update_on_every_path(monkeypatch):
+@pytest.mark.parametrize("backend", ["torch", "numpy-kernels"])
+def test_rollout_states_can_enter_the_update_on_every_path(monkeypatch, backend):
     """The rollout runs in inference_mode; the states it stores for the update are ordinary
-    tensors, so the update can save them for backward, also on torch's own modules (no
-    compiled library: the fallback path saves h0 inside nn.GRU / nn.LSTM)."""
+    tensors, so the update can save them for backward, also on torch's own modules (backend
+    "torch": nn.GRU / nn.LSTM save h0 for backward) and on the speed backend's NumPy loops (no
+    compiled library)."""
     from recurrent_rl.accel import native
 
-    monkeypatch.setattr(native, "available", lambda: False)
+    calls = {"gru": 0, "lstm": 0}
+    for name, module in (("gru", th.nn.GRU), ("lstm", th.nn.LSTM)):
+        original = module.forward
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(module, "forward", counted)
+    if backend == "numpy-kernels":
+        monkeypatch.setattr(native, "available", lambda: False)
     for memory in ("gru", "lstm"):
         env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=0)
         model = RecurrentPPO(
@@ -91,11 +102,16 @@ def test_rollout_states_can_enter_the_update_on_every_path(monkeypatch):
             sequence_length=8,
             n_epochs=1,
             seed=0,
-            policy_kwargs=dict(memory=memory, hidden_size=8),
+            device="cpu",
+            policy_kwargs=dict(memory=memory, hidden_size=8, backend="torch" if backend == "torch" else "cpu-kernels"),
         )
         model.learn(64)
         stored = [t for state in model.rollout_buffer.chunk_start_states for part in state for t in part]
         assert stored and not any(t.is_inference() for t in stored)
+    if backend == "torch":  # the update ran torch's own modules
+        assert calls["gru"] > 0 and calls["lstm"] > 0, calls
+    else:
+        assert calls == {"gru": 0, "lstm": 0}, calls
 
 
 class TimeLimitCounter(gym.Env):
@@ -274,4 +290,4 @@ def test_mlp_ppo_stays_at_the_memoryless_ceiling_at_the_same_budget():
     mlp.learn(LEARNING_BUDGET)
     mlp_return = evaluate_on_cartpole_novel(mlp, env)
     print(f"MLP {mlp_return:.1f}")
-    assert mlp_return <= 80, mlp_return
+    assert mlp_return <= 60, mlp_return  # measured 44.5 (2026-12-06); the GRU test asks for 150

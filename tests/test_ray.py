@@ -1,4 +1,4 @@
-"""--backend ray: trials and seeds as Ray tasks on a real local Ray runtime (2 CPUs, started here)."""
+"""--executor ray: trials and seeds as Ray tasks on a real local Ray runtime (2 CPUs, started here)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="recurrent_rl[ray] (ray) is not installed")
 pytest.importorskip("optuna", reason="recurrent_rl[tune] (optuna) is not installed")
 
-from recurrent_rl.runs import folders  # noqa: E402
-from recurrent_rl.runs.presets import load_preset  # noqa: E402
+from recurrent_rl.config.presets import load_preset  # noqa: E402
+from recurrent_rl.io import run_folder as folders  # noqa: E402
 from recurrent_rl.sweeps.seeds import run_seeds  # noqa: E402
 from recurrent_rl.sweeps.tune import run_study  # noqa: E402
 
@@ -43,7 +43,7 @@ def test_two_trials_run_as_ray_tasks_with_run_folders_and_study_rows(local_ray, 
         runs_dir=tmp_path,
         study="ray",
         sampler="random",
-        backend="ray",
+        executor="ray",
         workers=2,
     )
     with sqlite3.connect(tmp_path / "tune" / "ray.db") as db:
@@ -57,7 +57,7 @@ def test_two_trials_run_as_ray_tasks_with_run_folders_and_study_rows(local_ray, 
 
 
 def test_two_seeds_run_as_ray_tasks(local_ray, tmp_path):
-    report = run_seeds(load_preset("repeat-first-gru", TINY), [0, 1], tmp_path, "g", backend="ray")
+    report = run_seeds(load_preset("repeat-first-gru", TINY), [0, 1], tmp_path, "g", executor="ray")
     assert [r.error for r in report.results] == [None, None]
     for r in report.results:
         assert folders.read_run_info(r.run_dir)["status"] == "finished" and r.host

@@ -21,7 +21,9 @@ def tiny(memory="gru", critic_memory="separate", backend="auto", n_envs=3, **kwa
         policy_kwargs["memory_kwargs"] = {"memory_length": 4}
     settings = dict(n_steps=16, batch_size=24, sequence_length=4, n_epochs=3, seed=0)
     settings.update(kwargs)
-    return RecurrentPPO("MlpGruPolicy", make_vec_env(ENV, n_envs=n_envs, seed=0), policy_kwargs=policy_kwargs, **settings)
+    return RecurrentPPO(
+        "MlpGruPolicy", make_vec_env(ENV, n_envs=n_envs, seed=0), policy_kwargs=policy_kwargs, **settings
+    )
 
 
 def collect(model, rollouts=2):

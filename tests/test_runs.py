@@ -14,8 +14,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from recurrent_rl import RecurrentPPO
-from recurrent_rl.runs import cli, folders as runs
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import checkpoints, cli
 from recurrent_rl.runs.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_a_failed_checkpoint_leaves_the_previous_ones(tmp_path):
 
 def test_model_saves_are_atomic(tmp_path):
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16)
-    runs.save_model(model, tmp_path / "model.zip")
+    checkpoints.save_model(model, tmp_path / "model.zip")
     before = (tmp_path / "model.zip").read_bytes()
 
     class Broken:
@@ -93,7 +94,7 @@ def test_model_saves_are_atomic(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runs.save_model(Broken(), tmp_path / "model.zip")
+        checkpoints.save_model(Broken(), tmp_path / "model.zip")
     assert (tmp_path / "model.zip").read_bytes() == before
     RecurrentPPO.load(tmp_path / "model.zip")
 
@@ -103,7 +104,7 @@ def test_a_model_checkpoint_holds_the_model_and_its_step(tmp_path):
 
     model = RecurrentPPO("MlpGruPolicy", "pomdp/CartPoleNoVel-v1", n_steps=16, batch_size=16)
     model.num_timesteps = 48
-    path = runs.write_model_checkpoint(tmp_path, model, keep=1)
+    path = checkpoints.write_model_checkpoint(tmp_path, model, keep=1)
     assert path == runs.latest_checkpoint(tmp_path) and path.name == "step_0000000048"
     assert json.loads((path / runs.CHECKPOINT_STATE).read_text())["num_timesteps"] == 48
     assert runs.read_run_info(tmp_path)["last_checkpoint"] == str(path.relative_to(tmp_path))
@@ -397,3 +398,35 @@ def test_a_signal_before_the_final_evaluation_leaves_the_run_interrupted_not_fin
     assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0  # finishing it just works
     assert (run / runs.EVAL_REPORT).is_file()
     assert json.loads((run / runs.RUN_INFO).read_text())["status"] == "finished"
+
+
+def test_normalized_rewards_with_raw_observations_train_checkpoint_resume_evaluate_and_export(tmp_path, capsys):
+    """``normalize: {enabled: true, norm_obs: false}`` (what the docs advise with --encoder): SB3's
+    VecNormalize keeps no observation statistics then, and every checkpoint crashed on them."""
+    from recurrent_rl.export.play import play_episodes
+    from recurrent_rl.export.safe import load_safe, read_safe_vecnormalize
+    from recurrent_rl.runs.evaluation import evaluate, load_agent
+    from recurrent_rl.runs.training import resume
+
+    config = load_preset(
+        DEFAULT_PRESET, [*TINY, "n_timesteps=128", "normalize.enabled=true", "normalize.norm_obs=false"]
+    )
+    first = train(config, tmp_path, "raw-obs", progress_bar=False)
+    run = first.run_dir
+    assert [step for step, _ in runs.checkpoint_dirs(run)] == [64, 128]
+    stats = read_safe_vecnormalize(runs.latest_checkpoint(run) / runs.MODEL)
+    assert stats["norm_obs"] is False and stats["norm_reward"] is True and stats["obs_rms"] is None
+    assert stats["ret_rms"]["count"] > 1  # the reward statistics are kept and resumed
+    result = resume(run, timesteps=256, progress_bar=False)
+    assert result.num_timesteps == 256 and runs.read_run_info(run)["status"] == "finished"
+    agent = load_agent(run)
+    assert agent.normalizer is not None and not agent.normalizer.norm_obs
+    report = evaluate(agent, episodes=3, seed=7, progress=False)
+    # ONNX: the graph normalises nothing and acts as the model does: the same episodes, the same returns
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "policy.onnx")]) == 0
+    returns, _ = play_episodes(tmp_path / "policy.onnx", config.env, episodes=3, seed=7)
+    assert returns == pytest.approx(report.returns)
+    assert cli.main(["export", str(run), "--format", "safe", "--out", str(tmp_path / "copy")]) == 0
+    load_safe(tmp_path / "copy.json")
+    assert read_safe_vecnormalize(tmp_path / "copy.json")["obs_rms"] is None
+    capsys.readouterr()

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import cli
 from recurrent_rl.runs.callbacks import ALWAYS_TAGS
 
 TINY = [

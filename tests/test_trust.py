@@ -24,6 +24,7 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from recurrent_rl import RecurrentPPO
+from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
 from recurrent_rl.errors import UntrustedPickleError
 from recurrent_rl.export.safe import (
     SafeFormatError,
@@ -32,9 +33,9 @@ from recurrent_rl.export.safe import (
     safe_paths,
     save_safe,
 )
-from recurrent_rl.runs import cli, folders as runs
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.runs import cli
 from recurrent_rl.runs.evaluation import load_agent
-from recurrent_rl.runs.presets import DEFAULT_PRESET, load_preset
 from recurrent_rl.runs.training import TrainingError, resume, train
 from tests.test_safe_format import ENV, WritesMarker, malicious_zip, tiny_model
 

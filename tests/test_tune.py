@@ -9,11 +9,11 @@ import pytest
 
 optuna = pytest.importorskip("optuna", reason="recurrent_rl[tune] (optuna) is not installed")
 
+from recurrent_rl.cli.main import main  # noqa: E402
+from recurrent_rl.config.presets import load_preset  # noqa: E402
+from recurrent_rl.config.train import load_config  # noqa: E402
 from recurrent_rl.errors import UserInputError  # noqa: E402
-from recurrent_rl.runs import folders  # noqa: E402
-from recurrent_rl.runs.cli import main  # noqa: E402
-from recurrent_rl.runs.config import load_config  # noqa: E402
-from recurrent_rl.runs.presets import load_preset  # noqa: E402
+from recurrent_rl.io import run_folder as folders  # noqa: E402
 from recurrent_rl.runs.training import train  # noqa: E402
 from recurrent_rl.sweeps.space import SpaceError, apply_params, check_space, fit_space, load_space  # noqa: E402
 from recurrent_rl.sweeps.tune import run_study  # noqa: E402
@@ -249,3 +249,76 @@ def test_a_study_killed_in_the_middle_of_a_trial_resumes(tmp_path, space, monkey
     assert result.ran == 2
     assert trial_rows(runs / "tune/k.db") == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")]
     assert result.best_preset is not None and result.best_preset.is_file()
+
+
+def test_every_value_is_checked_before_the_study_database_exists(tmp_path, space, capsys):
+    runs = tmp_path / "runs"
+    for argv, message in (
+        (["--sampler-seed", "-1"], "--sampler-seed must be in [0, "),
+        (["--sampler-seed", "4294967296"], "--sampler-seed must be in [0, "),
+        (["--timeout", "nan"], "--timeout must be positive, a finite number"),
+        (["--timeout", "inf"], "--timeout must be positive, a finite number"),
+        (["--trial-seeds", "1000000"], "--trial-seeds must be in [1, 100]"),
+        (["--workers", "100000"], "CPU(s)"),
+        (["--study", "s" * 300], "is too long"),
+        (["--set", "seed=2147483647", "--trial-seeds", "3"], "passes the largest seed"),
+    ):
+        code, out = run_cli(capsys, "--space", str(space), "--runs-dir", str(runs), *argv)
+        assert code == 2 and message in out.err and len(out.err.strip().splitlines()) == 1, (argv, out.err)
+    assert not runs.exists()  # no study database, no trials folder
+
+
+@pytest.mark.slow
+def test_a_killed_worker_process_fails_its_trial_and_the_study_goes_on(tmp_path, space):
+    """SIGKILL to one of two worker processes while its trial trains: that trial is FAIL at once,
+    a new worker runs the rest of its share, and the command ends normally, without a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "runs"
+    argv = [
+        sys.executable,
+        "-m",
+        "recurrent_rl",
+        "tune",
+        "--preset",
+        "repeat-first-gru",
+        "--trials",
+        "3",
+        "--workers",
+        "2",
+        "--space",
+        str(space),
+        "--runs-dir",
+        str(runs),
+        "--study",
+        "k",
+        "--sampler",
+        "random",
+        *(f"--set={s}" for s in TINY),
+        "--set=n_timesteps=2048",
+    ]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        lock = runs / "tune/k/trial0000" / folders.LOCK
+        while not (lock.is_file() and lock.read_text().strip()):  # the pid of the worker training trial 0
+            assert process.poll() is None and time.monotonic() < deadline, "trial 0 never started"
+            time.sleep(0.05)
+        worker = int(lock.read_text())
+        assert worker != process.pid
+        os.kill(worker, signal.SIGKILL)
+        out, err = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "BrokenProcessPool" not in err, err
+    assert f"worker process {worker} was killed by SIGKILL; trial(s) [0] marked failed" in err, err
+    rows = trial_rows(runs / "tune/k.db")
+    assert rows[0] == (0, "FAIL")
+    assert sorted(state for _, state in rows[1:]) == ["COMPLETE"] * 3, rows  # the study reached its 3 trials
+    assert "study k: 4 trials" in out

@@ -11,5 +11,5 @@ when a policy's ``backend`` option asks for it (``"cpu-kernels"``, or ``"auto"``
 - :mod:`.distributions`: :class:`~.distributions.LeanCategorical`;
 - :mod:`.torch_private`: every private torch API the layer uses, in one place, with a test.
 
-May import: :mod:`recurrent_rl.nets`, the leaf modules, torch, NumPy and SB3. Never ``ppo`` or ``runs``.
+May import: ``nets`` and the leaf modules; torch, NumPy and SB3. Never ``ppo`` or ``runs``.
 """

@@ -33,9 +33,9 @@ from recurrent_rl.nets.scan import MinRNN
 from recurrent_rl.types import MemoryState
 
 PARTS = ("memory", "optimizer", "distributions")
-# The MLP heads stay in torch (run_heads is TorchBackend's): compiled heads gain at most about 5%
-# on the core benchmark (AMD Zen 4; nothing measurable on an Intel Xeon) for some 300 lines of C,
-# C++ and Python.
+# The MLP heads stay in torch (SB3's MlpExtractor): compiled heads gained at most about 5% on the
+# core benchmark (AMD Zen 4; nothing measurable on an Intel Xeon) for some 300 lines of C, C++ and
+# Python, so the backend has no hook for them.
 
 
 def sequence_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
@@ -73,16 +73,22 @@ class CpuKernels(TorchBackend):
 
     name = "cpu-kernels"
 
-    def __init__(self, parts: tuple[str, ...] | list[str] = PARTS):
+    def __init__(self, parts: tuple[str, ...] | list[str] = PARTS, threads: int | str | None = None):
+        """:param parts: the parts of the speed layer to use (:data:`PARTS`)
+        :param threads: the compiled memory layers' threads: 1, 2 (the actor's and the critic's
+            memories side by side in the update, with torch on one thread) or ``"auto"`` (2 where
+            the process may use two CPUs); None: the process default
+            (:func:`recurrent_rl.accel.native.kernel_threads`)"""
         unknown = sorted(set(parts) - set(PARTS))
         if unknown:
             raise ValueError(f"unknown cpu-kernels parts {unknown}; choose from {list(PARTS)}")
+        self.threads = None if threads is None else native._valid_threads(threads, "kernel_threads")
         self.parts = frozenset(parts)
         self._memory = "memory" in self.parts
         self._distributions = "distributions" in self.parts
 
     def __repr__(self) -> str:
-        return f"CpuKernels(parts={sorted(self.parts)})"
+        return f"CpuKernels(parts={sorted(self.parts)}, threads={self.threads!r})"
 
     def forward_cores(
         self,
@@ -108,7 +114,7 @@ class CpuKernels(TorchBackend):
         ):
             keep = 1.0 - episode_starts.float()
             rnns = [cast(nn.RNNBase, c.rnn) for c in cores]  # sequence_kernel_applies checked each
-            return kernels.run_sequences(rnns, xs, states, keep, need_final_state)
+            return kernels.run_sequences(rnns, xs, states, keep, need_final_state, self.threads)
         if self._memory and len(cores) > 1:
             return [
                 self.forward_cores([c], [x], [s], episode_starts, need_final_state)[0]

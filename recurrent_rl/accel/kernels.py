@@ -282,6 +282,7 @@ def run_sequences(
     states: list[tuple[th.Tensor, ...]],
     keep: th.Tensor,
     need_final_state: bool = True,
+    threads: int | str | None = None,
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...] | None]]:
     """Run torch RNN modules of one kind and shape, each on its own input, with shared resets.
 
@@ -291,11 +292,12 @@ def run_sequences(
     :param states: initial states, one per module: ``(h,)`` or ``(h, c)``, each (L, B, H)
     :param keep: (T, B), 0 where the state is zeroed before the step
     :param need_final_state: False returns None for the final states (the PPO update)
+    :param threads: the compiled layers' threads (1, 2, ``"auto"``; None: the process default)
     :return: per module, the top layer's outputs (T, B, H) and the final state
     Equals stepping each module with its state multiplied by ``keep[t]`` before each step.
     """
     if xs[0].dtype == th.float32 and native.available():
-        return _run_compiled(rnns, xs, states, keep.float(), need_final_state)
+        return _run_compiled(rnns, xs, states, keep.float(), need_final_state, threads)
     keep4 = keep.to(xs[0].dtype)[:, None, :, None]  # (T, 1, B, 1)
     inputs = list(xs)
     finals: list[list[tuple[th.Tensor, ...]]] = [[] for _ in rnns]
@@ -350,6 +352,7 @@ def _run_compiled(
     states: list[tuple[th.Tensor, ...]],
     keep: th.Tensor,
     need_final_state: bool = True,
+    threads: int | str | None = None,
 ) -> list[tuple[th.Tensor, tuple[th.Tensor, ...] | None]]:
     """:func:`run_sequences` through the compiled layers: one autograd node per layer, all cores."""
     kind, n = _kind(rnns[0]), len(rnns)
@@ -361,7 +364,7 @@ def _run_compiled(
         weights = [fw[i + j] for j in (0, 2, 1, 3) for fw in flat]  # every core's w_ih, then b_ih, w_hh, b_hh
         h0s = [s[0][layer] for s in states]
         c0s = [s[1][layer] for s in states] if kind == "lstm" else None
-        results = native.layer(kind, keep, inputs, weights, h0s, c0s)
+        results = native.layer(kind, keep, inputs, weights, h0s, c0s, threads)
         inputs = list(results[:n])
         for c, m in enumerate(rnns):
             if need_final_state:

@@ -192,10 +192,11 @@ def available() -> bool:
 PARALLEL_MIN_ROWS = 64
 
 
-def threads_for(n_cores: int, rows: int) -> int:
-    """Threads for one call over ``n_cores`` cores of ``rows`` = T * B rows each (see
-    :func:`kernel_threads`): 1 for a single core or too little work."""
-    setting = kernel_threads()
+def threads_for(n_cores: int, rows: int, setting: int | str | None = None) -> int:
+    """Threads for one call over ``n_cores`` cores of ``rows`` = T * B rows each: 1 for a single
+    core or too little work. ``setting``: the backend's (``CpuKernels(threads=...)``: 1, 2 or
+    ``"auto"``); None: the process default, :func:`kernel_threads`."""
+    setting = kernel_threads() if setting is None else _valid_threads(setting, "kernel threads")
     if n_cores < 2 or rows < PARALLEL_MIN_ROWS or setting == 1:
         return 1
     if th.get_num_threads() > 1:
@@ -228,7 +229,8 @@ _THREADS: list[int | str] = []  # set by set_kernel_threads, else read from the 
 
 
 def kernel_threads() -> int | str:
-    """How many threads a compiled call may use: what :func:`set_kernel_threads` set, else
+    """How many threads a compiled call may use when its backend does not say
+    (``CpuKernels(threads=None)``): what :func:`set_kernel_threads` set, else
     ``RECURRENT_RL_THREADS``, else ``"auto"``. Two threads run the actor's and the critic's cores
     side by side; a call has no more independent halves than that, so 1 and 2 are
     the choices, and ``"auto"`` takes 2 when the process may use two CPUs and torch runs on one
@@ -284,6 +286,7 @@ def layer(
     weights: list[th.Tensor],
     h0s: list[th.Tensor],
     c0s: list[th.Tensor] | None = None,
+    threads: int | str | None = None,
 ) -> list[th.Tensor]:
     """One layer of C cores of one kind and size over a (T, B) batch, as one autograd node.
 
@@ -293,6 +296,7 @@ def layer(
     :param weights: flat, as in ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN``: every core's ``w_ih``, then
         every core's ``b_ih``, ``w_hh``, ``b_hh``
     :param h0s: per core, the state entering the batch (B, H); ``c0s`` the LSTM cells
+    :param threads: 1, 2 or ``"auto"`` (see :func:`threads_for`); None: the process default
     :return: per core the outputs (T, B, H), then for the LSTM per core the last cells (B, H)
     All tensors float32 on the CPU, the weights C-contiguous (the operator makes ``keep``, the
     inputs and the states contiguous itself); anything else is a ValueError naming the
@@ -301,7 +305,7 @@ def layer(
     """
     ops, code = _operators("layer"), _code(KINDS, kind, "compiled layer: kind")
     rows = xs[0].shape[0] * xs[0].shape[1] if xs and xs[0].dim() >= 2 else 0
-    return ops.layer(code, threads_for(len(xs), rows), keep, xs, weights, h0s, c0s or [])
+    return ops.layer(code, threads_for(len(xs), rows, threads), keep, xs, weights, h0s, c0s or [])
 
 
 def step(

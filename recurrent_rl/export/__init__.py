@@ -8,10 +8,9 @@
   imports torch;
 - :func:`save_safe` / :func:`load_safe` (:mod:`.safe`): ``model.safetensors`` + ``model.json``, a
   model file that holds only tensors and plain data, so opening one never runs code from it;
-- :mod:`.cli`: ``recurrent-rl export``.
 
-The names below are imported on first use (PEP 562): importing this package (or the runner)
-loads neither torch nor SB3.
+May import: ``io``, ``algorithms``, ``nets``, ``envs`` and the leaf modules. The names below are
+imported on first use (PEP 562): importing this package (or the runner) loads neither torch nor SB3.
 """
 
 from __future__ import annotations

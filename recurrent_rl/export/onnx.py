@@ -57,8 +57,10 @@ from stable_baselines3.common.preprocessing import is_image_space, preprocess_ob
 from torch import nn
 
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY, env_id_of
-from recurrent_rl.export.spaces import space_to_json
+from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY
+from recurrent_rl.io.safe import env_id_of
+from recurrent_rl.io.spaces import space_to_json
+from recurrent_rl.received import ReceivedFileError, load_json, shorten
 from recurrent_rl.versions import package_versions
 
 DEFAULT_OPSET = 17
@@ -96,6 +98,8 @@ def obs_normalization(vecnormalize: Any, observation_space: spaces.Space) -> dic
     without observation normalisation."""
     if vecnormalize is None:
         return {}
+    if not (vecnormalize["norm_obs"] if isinstance(vecnormalize, dict) else vecnormalize.norm_obs):
+        return {}  # rewards only: SB3 keeps no observation statistics (obs_rms) then
     if isinstance(vecnormalize, dict):
         norm_obs, clip_obs, epsilon = vecnormalize["norm_obs"], vecnormalize["clip_obs"], vecnormalize["epsilon"]
         keys, rms = vecnormalize.get("norm_obs_keys"), vecnormalize["obs_rms"]
@@ -762,6 +766,7 @@ def export_onnx(
     from recurrent_rl.atomic import atomic_path
 
     original = _policy_of(model)
+    check_finite_parameters(original, "the policy")
     if vecnormalize is None and hasattr(model, "get_vec_normalize_env"):
         vecnormalize = model.get_vec_normalize_env()
     normalization = obs_normalization(None if vecnormalize is False else vecnormalize, original.observation_space)
@@ -786,6 +791,13 @@ def export_onnx(
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+def check_finite_parameters(policy: nn.Module, what: str) -> None:
+    """An :class:`ExportError` when a weight of ``policy`` is nan or inf (its actions would be too)."""
+    for name, tensor in policy.state_dict().items():
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise ExportError(f"{what}'s weight {name} holds nan or inf: refused (it cannot act)")
 
 
 def check_opset(opset: int) -> None:
@@ -900,8 +912,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         onnx_model = onnx.load(str(path), load_external_data=False)
     except Exception as error:
-        raise ExportError(f"{path} is not a readable ONNX file: {type(error).__name__}: {error}") from None
+        raise ExportError(
+            f"{path} is not a readable ONNX file: {type(error).__name__}: {shorten(str(error), 200)}"
+        ) from None
     for entry in onnx_model.metadata_props:
         if entry.key == METADATA_KEY:
-            return json.loads(entry.value)
+            try:
+                meta = load_json(entry.value, f"{path} (recurrent_rl metadata)")
+            except ReceivedFileError as error:
+                raise ExportError(str(error)) from None
+            if not isinstance(meta, dict):
+                raise ExportError(f"{path}: its recurrent_rl metadata is not a mapping")
+            return meta
     raise ExportError(f"{path} holds no recurrent_rl metadata: it was not written by recurrent_rl.export_onnx")

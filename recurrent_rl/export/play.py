@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,37 +29,94 @@ import numpy as np
 
 from recurrent_rl.errors import UserInputError
 from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY
+from recurrent_rl.received import (
+    MAX_TEXT_BYTES,
+    ReceivedFileError,
+    check_memory,
+    env_id_from_file,
+    load_json,
+    shorten,
+)
 
 EXIT_USAGE = 2
+# onnxruntime's type of each metadata dtype
+ONNX_TYPES = {
+    "float16": "tensor(float16)",
+    "float32": "tensor(float)",
+    "float64": "tensor(double)",
+    "int8": "tensor(int8)",
+    "int16": "tensor(int16)",
+    "int32": "tensor(int32)",
+    "int64": "tensor(int64)",
+    "uint8": "tensor(uint8)",
+    "bool": "tensor(bool)",
+}
+SESSION_BYTES_PER_BYTE = 4  # onnxruntime's memory for a graph, per byte of the file (about, at most)
 
 
-class OnnxFileError(UserInputError):
+class OnnxFileError(ReceivedFileError):
     """An ONNX file the runner cannot use (missing, damaged, not written by recurrent_rl's export)."""
 
 
 def read_onnx_metadata(session: Any, path: str | Path) -> dict[str, Any]:
-    """The ``recurrent_rl`` metadata of a loaded onnxruntime session, checked for format and version."""
+    """The ``recurrent_rl`` metadata of a loaded onnxruntime session, checked for format, version
+    and schema (:func:`recurrent_rl.io.schema.check_onnx_metadata`)."""
+    from recurrent_rl.io.schema import check_onnx_metadata
+
     props = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in props:
         raise OnnxFileError(
             f"{path} is an ONNX model without recurrent_rl metadata: it was not written by recurrent_rl's export "
             "(recurrent-rl export RUN_DIR), so its memory inputs are unknown"
         )
+    text = props[METADATA_KEY]
+    if len(text) > MAX_TEXT_BYTES:
+        raise OnnxFileError(f"{path}: its recurrent_rl metadata is {len(text):,} characters long: refused")
     try:
-        meta = json.loads(props[METADATA_KEY])
-    except ValueError as error:
-        raise OnnxFileError(f"{path}: its recurrent_rl metadata is not valid JSON ({error})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        meta = load_json(text, f"{path} (recurrent_rl metadata)")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise OnnxFileError(f"{path}: unknown format {shorten(found, 80)}; this runner reads {FORMAT!r}")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise OnnxFileError(
+                f"{path} is format version {shorten(meta.get('format_version'))}; this runner reads version "
+                f"{FORMAT_VERSION}: export the model again with this recurrent_rl, or run it with the recurrent_rl "
+                "that wrote it"
+            )
+        return check_onnx_metadata(meta, str(path))
+    except OnnxFileError:
+        raise
+    except ReceivedFileError as error:
+        raise OnnxFileError(str(error)) from None
+
+
+def _check_inputs(session: Any, meta: dict[str, Any], path: Path) -> None:
+    """The graph's inputs and outputs are the ones the metadata describes, each input of the dtype
+    and shape it says (``"batch"`` where the graph's dimension is free): the metadata cannot make
+    the runner allocate state or feed inputs the graph does not take."""
+    graph = {i.name: i for i in session.get_inputs()}
+    entries = [*meta["obs"], *meta["states"]]
+    wanted = {e["name"] for e in entries} | {"episode_start"}
+    if set(graph) != wanted:
         raise OnnxFileError(
-            f"{path}: unknown format {meta.get('format') if isinstance(meta, dict) else meta!r:.80}; "
-            f"this runner reads {FORMAT!r}"
+            f"{path}: the graph's inputs {shorten(sorted(graph))} are not the ones its "
+            f"metadata describes {shorten(sorted(wanted))}: the file was altered"
         )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise OnnxFileError(
-            f"{path} is format version {meta.get('format_version')!r}; this runner reads version {FORMAT_VERSION}: "
-            "export the model again with this recurrent_rl, or run it with the recurrent_rl that wrote it"
-        )
-    return meta
+    for entry in entries:
+        node = graph[entry["name"]]
+        dims = list(node.shape)
+        matches = node.type == ONNX_TYPES[entry["dtype"]] and len(dims) == len(entry["shape"])
+        for mine, theirs in zip(entry["shape"], dims):
+            matches = matches and (not isinstance(theirs, int) if mine == "batch" else theirs == mine)
+        if not matches:
+            raise OnnxFileError(
+                f"{path}: the metadata says the input {shorten(entry['name'])} is {entry['dtype']} "
+                f"{shorten(entry['shape'])}, the graph takes {node.type} {shorten(dims)}: the file was altered"
+            )
+    outputs = {o.name for o in session.get_outputs()}
+    unknown = [o["name"] for o in meta["outputs"] if o["name"] not in outputs]
+    if unknown:
+        raise OnnxFileError(f"{path}: the metadata names the output {shorten(unknown[0])}, which the graph lacks")
 
 
 class OnnxPolicy:
@@ -81,6 +139,7 @@ class OnnxPolicy:
         self.path = Path(path)
         if not self.path.is_file():
             raise OnnxFileError(f"ONNX file {self.path} does not exist")
+        check_memory(SESSION_BYTES_PER_BYTE * self.path.stat().st_size, "loading this graph", str(self.path))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -93,23 +152,21 @@ class OnnxPolicy:
                 f"{self.path} is not a loadable ONNX model (damaged, truncated or another kind of file): {first[:300]}"
             ) from None
         self.metadata = read_onnx_metadata(self.session, self.path)
+        _check_inputs(self.session, self.metadata, self.path)
         self.obs_inputs: list[dict[str, Any]] = list(self.metadata["obs"])
         self.states: list[dict[str, Any]] = list(self.metadata["states"])
         self.output_names = [o["name"] for o in self.metadata["outputs"]]
         self._state_outputs = {o["name"]: o["state"] for o in self.metadata["outputs"] if "state" in o}
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        wanted = {e["name"] for e in self.obs_inputs} | {"episode_start"} | {s["name"] for s in self.states}
-        if graph_inputs != wanted:
-            raise OnnxFileError(
-                f"{self.path}: the graph's inputs {sorted(graph_inputs)} are not the ones its "
-                f"metadata describes {sorted(wanted)}: the file was altered"
-            )
 
     # --- state --------------------------------------------------------------------------------
 
     def initial_state(self, batch_size: int = 1) -> dict[str, np.ndarray]:
-        """Zeros of every state input's shape for ``batch_size`` envs (a fresh memory)."""
-        return {s["name"]: np.zeros(self._shape(s["shape"], batch_size), dtype=s["dtype"]) for s in self.states}
+        """Zeros of every state input's shape for ``batch_size`` envs (a fresh memory), refused
+        before allocating when they would not fit in this process's memory."""
+        shapes = {s["name"]: self._shape(s["shape"], batch_size) for s in self.states}
+        nbytes = sum(4 * math.prod(shape) for shape in shapes.values())
+        check_memory(nbytes, f"the memory state of {batch_size} envs (metadata states)", str(self.path))
+        return {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
 
     @staticmethod
     def _shape(shape: list[Any], batch_size: int) -> tuple[int, ...]:
@@ -173,7 +230,7 @@ class OnnxPolicy:
 
 
 def _check_env(policy: OnnxPolicy, env: Any, env_id: str) -> None:
-    from recurrent_rl.export.spaces import SpaceFormatError, describe, space_from_json
+    from recurrent_rl.io.spaces import SpaceFormatError, describe, space_from_json
 
     try:
         action_space = space_from_json(policy.metadata["action_space"], str(policy.path))
@@ -205,6 +262,7 @@ def play_episodes(
 
     if episodes < 1:
         raise UserInputError(f"the number of episodes must be at least 1, got {episodes}")
+    env_id = env_id_from_file(env_id, "the env id", trusted=True)  # the caller's: only its type is checked
     policy = model if isinstance(model, OnnxPolicy) else OnnxPolicy(model)
     try:
         env = gym.make(env_id, **dict(env_kwargs or {}))
@@ -248,7 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
         "carrying its memory within and resetting it between episodes; onnxruntime and NumPy only.",
     )
     parser.add_argument("model", metavar="MODEL.onnx", help="a file written by recurrent-rl export")
-    parser.add_argument("--env", metavar="ID", help="Gymnasium env id (default: the one recorded in the file)")
+    parser.add_argument(
+        "--env",
+        metavar="ID",
+        help="Gymnasium env id (default: the one recorded in the file, if it is registered here; an id naming a "
+        "module, module:Env-v0, is imported only when given here)",
+    )
     parser.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes (default: 10)")
     parser.add_argument(
         "--seed",
@@ -268,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         policy = OnnxPolicy(args.model)
-        env_id = args.env or policy.metadata.get("env_id")
-        if not env_id:
+        if args.env:
+            env_id = env_id_from_file(args.env, "--env", trusted=True)  # typed by the user: theirs to import
+        elif policy.metadata.get("env_id"):
+            # written in the file: used only if registered here, never imported (module:Env-v0 runs module)
+            env_id = env_id_from_file(policy.metadata["env_id"], f"{args.model} (metadata env_id)")
+        else:
             raise UserInputError(f"{args.model} does not record its env: pass --env ID")
         env_kwargs = None
         if args.env_kwargs:

@@ -6,6 +6,6 @@
 - :mod:`.policies`: :class:`~.policies.RecurrentActorCriticPolicy` and its aliases;
 - :mod:`.backend`: the one place where a speed backend (:mod:`recurrent_rl.accel`) plugs in.
 
-May import: :mod:`recurrent_rl.types`, :mod:`recurrent_rl.errors`, :mod:`recurrent_rl.sequences`,
-torch and SB3. Never the speed layer (``accel``), the algorithm (``ppo``) or ``runs``.
+May import: the leaf modules (``types``, ``errors``, ``sequences``); torch and SB3. Never the speed
+layer (``accel``), the algorithm (``ppo``) or ``runs``.
 """

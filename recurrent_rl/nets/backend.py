@@ -1,11 +1,10 @@
 """The backend hook: the one place where a speed backend plugs into the model code.
 
-The policy does five things through its backend, and nothing else in the model code knows that
+The policy does four things through its backend, and nothing else in the model code knows that
 a backend exists:
 
 - ``forward_cores``: run memory cores over whole ``(T, B, F)`` chunks (the update);
 - ``step_cores``: one step of memory cores (rollouts, ``predict``);
-- ``run_heads``: the MLP heads over the memories' outputs;
 - ``action_distribution``: the action distribution of a latent (None: SB3's own);
 - ``optimizer``: the optimizer class and keyword arguments, before the policy builds it.
 
@@ -30,7 +29,6 @@ import importlib
 from typing import Any, Protocol
 
 import torch as th
-from torch import nn
 
 from recurrent_rl.nets import memory
 from recurrent_rl.types import MemoryState
@@ -56,8 +54,6 @@ class Backend(Protocol):
         self, cores: list[memory.MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
     ) -> list[tuple[th.Tensor, MemoryState]]: ...
 
-    def run_heads(self, nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]: ...
-
     def action_distribution(self, policy: Any, latent_pi: th.Tensor) -> Any | None: ...
 
     def optimizer(
@@ -66,7 +62,7 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """Plain torch and SB3: torch's recurrent modules and cell functions, SB3's heads, optimizer and
+    """Plain torch and SB3: torch's recurrent modules and cell functions, SB3's optimizer and
     distributions."""
 
     name = "torch"
@@ -85,9 +81,6 @@ class TorchBackend:
         self, cores: list[memory.MemoryCore], xs: list[th.Tensor], states: list[MemoryState], episode_start: th.Tensor
     ) -> list[tuple[th.Tensor, MemoryState]]:
         return memory.step_cores(cores, xs, states, episode_start)
-
-    def run_heads(self, nets: list[nn.Module], xs: list[th.Tensor]) -> list[th.Tensor]:
-        return [net(x) for net, x in zip(nets, xs)]
 
     def action_distribution(self, policy: Any, latent_pi: th.Tensor) -> None:
         return None
@@ -108,7 +101,7 @@ def check_backend(backend: Any) -> None:
             raise ValueError(f"backend={backend!r} is not a backend; choose one of {list(BACKENDS)}")
     elif not all(
         callable(getattr(backend, method, None))
-        for method in ("forward_cores", "step_cores", "run_heads", "action_distribution", "optimizer")
+        for method in ("forward_cores", "step_cores", "action_distribution", "optimizer")
     ):
         raise ValueError(
             f"backend={backend!r} is neither one of {list(BACKENDS)} nor an object with the methods of "
@@ -116,8 +109,12 @@ def check_backend(backend: Any) -> None:
         )
 
 
-def resolve_backend(backend: Any, device: th.device | str = "cpu") -> Backend:
-    """The backend object for a name (``"auto"`` resolved for ``device``) or a backend object."""
+def resolve_backend(backend: Any, device: th.device | str = "cpu", kernel_threads: int | str | None = None) -> Backend:
+    """The backend object for a name (``"auto"`` resolved for ``device``) or a backend object.
+
+    :param kernel_threads: the speed backend's thread setting (``CpuKernels(threads=...)``); None:
+        its process default. Ignored by the torch backend and by backend objects.
+    """
     check_backend(backend)
     if not isinstance(backend, str):
         return backend
@@ -126,5 +123,5 @@ def resolve_backend(backend: Any, device: th.device | str = "cpu") -> Backend:
     if backend == "torch":
         return TorchBackend()
     module, name = _LOCATIONS[backend]
-    backend_class: type[Backend] = getattr(importlib.import_module(module), name)
-    return backend_class()
+    backend_class: Any = getattr(importlib.import_module(module), name)
+    return backend_class() if kernel_threads is None else backend_class(threads=kernel_threads)

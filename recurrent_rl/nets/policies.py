@@ -62,6 +62,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     :param backend: ``"auto"`` (default), ``"torch"`` or ``"cpu-kernels"``, or a backend object:
         how the memory cores, heads, optimizer and action distribution are computed (see
         :mod:`recurrent_rl.nets.backend`); the results are the same to float rounding
+    :param kernel_threads: the speed backend's threads for the compiled memory layers: 1, 2 or
+        ``"auto"`` (see ``CpuKernels``); None (default): its process default. A choice for this
+        machine, like torch's thread count
     sb3-contrib's names (``lstm_hidden_size``, ``n_lstm_layers``, ``enable_critic_lstm``,
     ``shared_lstm``, ``lstm_kwargs``) are accepted with sb3-contrib's meaning and imply
     ``memory="lstm"`` and sb3-contrib's LSTM initialisation (``gate_bias=0`` unless given); see
@@ -86,6 +89,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         gate_bias: float | None = None,
         backend: str | Backend = "auto",
         memory_kwargs: dict[str, Any] | None = None,
+        kernel_threads: int | str | None = None,
         detach_critic_memory: bool = False,
         dropout: float | None = None,
         **kwargs: Any,
@@ -125,9 +129,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             )
         kwargs.setdefault("features_extractor_class", self.default_extractor)
         check_backend(backend)
-        self.backend = backend
+        self.backend, self.kernel_threads = backend, kernel_threads
         # Built on the CPU; "auto" is resolved again when the policy moves to its device (_apply).
-        self._backend: Backend = resolve_backend(backend, "cpu")
+        self._backend: Backend = resolve_backend(backend, "cpu", kernel_threads)
         optimizer_class, optimizer_kwargs = self._backend.optimizer(
             kwargs.get("optimizer_class"), kwargs.get("optimizer_kwargs")
         )
@@ -204,6 +208,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             critic_memory=self.critic_memory,
             gate_bias=self.gate_bias,
             backend=self.backend,
+            kernel_threads=self.kernel_threads,
             memory_kwargs=self.memory_kwargs,
             detach_critic_memory=self.detach_critic_memory,
             dropout=self.dropout,
@@ -214,7 +219,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         # .to(device), .cpu(), .cuda(), .double() ... come through here: "auto" follows the device
         result = super()._apply(fn, *args, **kwargs)
         if getattr(self, "backend", None) == "auto":
-            self._backend = resolve_backend("auto", self.device)
+            self._backend = resolve_backend("auto", self.device, getattr(self, "kernel_threads", None))
         return result
 
     @property
@@ -253,33 +258,15 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
             return actor_out  # type: ignore[return-value]
         return self.critic_projection(vf_features)  # type: ignore[misc]
 
-    def _sb3_heads(self) -> bool:
-        """Whether the heads are SB3's own MlpExtractor (its forward_actor / forward_critic not
-        overridden), whose layers the backend's ``run_heads`` may run; any other extractor (a
-        custom ``_build_mlp_extractor``) is called through its own methods."""
-        extractor_type = type(self.mlp_extractor)
-        return issubclass(extractor_type, MlpExtractor) and (
-            extractor_type.forward_actor is MlpExtractor.forward_actor
-            and extractor_type.forward_critic is MlpExtractor.forward_critic
-        )
-
     def _latents(
         self, actor_in: th.Tensor | None, critic_in: th.Tensor | None
     ) -> tuple[th.Tensor | None, th.Tensor | None]:
-        """(latent_pi, latent_vf) of the two heads; a head given None is skipped (None out).
-        SB3's own MlpExtractor runs through the backend's ``run_heads`` (both heads in one call);
-        any other extractor through its ``forward_actor`` / ``forward_critic``."""
+        """(latent_pi, latent_vf) of the two heads; a head given None is skipped (None out)."""
         extractor = self.mlp_extractor
-        if not self._sb3_heads():
-            return (
-                None if actor_in is None else extractor.forward_actor(actor_in),
-                None if critic_in is None else extractor.forward_critic(critic_in),
-            )
-        pairs = [
-            (net, x) for net, x in ((extractor.policy_net, actor_in), (extractor.value_net, critic_in)) if x is not None
-        ]
-        outs = iter(self._backend.run_heads([net for net, _ in pairs], [x for _, x in pairs]))
-        return (None if actor_in is None else next(outs)), (None if critic_in is None else next(outs))
+        return (
+            None if actor_in is None else extractor.forward_actor(actor_in),
+            None if critic_in is None else extractor.forward_critic(critic_in),
+        )
 
     def _step_latents(
         self, obs: PyTorchObs, state: RecurrentState, episode_start: th.Tensor

@@ -6,8 +6,8 @@
 - :mod:`.masking`: :class:`~.masking.MaskableRecurrentPPO` (invalid-action masks, sb3-contrib's convention);
 - :mod:`.contrib`: models saved by sb3-contrib's RecurrentPPO, converted for ``RecurrentPPO.load``.
 
-May import: :mod:`recurrent_rl.nets`, the leaf modules (``types``, ``errors``, ``sequences``), torch
-and SB3. Never ``accel`` (backends are resolved through :mod:`recurrent_rl.nets.backend`) or ``runs``.
+May import: ``nets``, ``io`` (the weights-only copy it rebuilds itself from) and the leaf modules;
+torch and SB3. Never ``accel`` (backends are resolved through :mod:`recurrent_rl.nets.backend`) or ``runs``.
 """
 
 from recurrent_rl.ppo.algorithm import RecurrentPPO

@@ -9,20 +9,17 @@ What is recurrent lives here and in the policy and buffer; the rest is SB3's:
 - the update is SB3's ``PPO.train`` unchanged: the buffer yields minibatches of whole chunks and
   the policy's ``evaluate_actions`` runs each chunk batch through one fused RNN call.
 
-``learn`` runs torch on one thread by default (see :func:`learn_threads`): torch's default, one
-thread per core, makes the many small matrix products of a recurrent policy slower, not faster.
+``learn`` runs torch on one thread by default (see :func:`recurrent_rl.threads.learn_threads`): torch's
+default, one thread per core, makes the many small matrix products of a recurrent policy slower.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import io
-import os
 import pathlib
+import time
 import warnings
-from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -41,63 +38,25 @@ from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolic
 from recurrent_rl.ppo.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer, plan_minibatches
 from recurrent_rl.ppo.refresh import attach_refresh
 from recurrent_rl.sequences import check_refresh_options
+from recurrent_rl.threads import (  # noqa: F401  re-exported: their home before threads.py
+    THREAD_VARIABLES,
+    TorchThreads,
+    check_torch_threads,
+    learn_threads,
+    using_torch_threads,
+)
 from recurrent_rl.types import RecurrentState
 
-TorchThreads = int | Literal["auto"] | None
-# Environment variables that name a thread count: when one is set, "auto" leaves torch's count alone.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# torch's thread count when this module was imported: a different count later was set by the caller
-# (torch does not tell whether its count is its default).
-_THREADS_AT_IMPORT = th.get_num_threads()
 
-
-def learn_threads(setting: TorchThreads, device: th.device | str) -> int | None:
-    """The torch intra-op thread count for training on ``device`` (None: leave torch's count as it is).
-
-    :param setting: ``"auto"``: 1 on the CPU, unless the caller chose a count, by
-        ``torch.set_num_threads`` after importing :class:`RecurrentPPO` or by ``OMP_NUM_THREADS`` /
-        ``MKL_NUM_THREADS``; on other devices torch's count is left alone. An integer: that many.
-        None: torch's count, whatever it is.
-
-    One thread because the small matrix products of a recurrent policy (one env step, one chunk)
-    are too small to split: with torch's default of one thread per core the threads spend their
-    time handing work over, and training runs several times slower (the command line's
-    ``torch_threads`` setting defaults to 1 for the same reason). Large networks (image
-    observations) may gain from more: pass ``torch_threads=N`` or ``None`` to :class:`RecurrentPPO`.
-    """
-    if setting is None:
-        return None
-    if setting == "auto":
-        if th.device(device).type != "cpu":
-            return None
-        if any(os.environ.get(name, "").strip() for name in THREAD_VARIABLES):
-            return None
-        if th.get_num_threads() != _THREADS_AT_IMPORT:
-            return None  # torch.set_num_threads was called after this module was imported
-        return 1
-    return check_torch_threads(setting)
-
-
-def check_torch_threads(setting: Any) -> Any:
-    """``setting`` if it is a valid ``torch_threads`` value (``"auto"``, None or an integer >= 1), else a ValueError."""
-    if setting is None or setting == "auto":
-        return setting
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ValueError(f"torch_threads must be 'auto', None or an integer >= 1, got {setting!r}")
-    return setting
-
-
-@contextlib.contextmanager
-def using_torch_threads(n: int | None) -> Iterator[None]:
-    """While inside, torch uses ``n`` intra-op threads (None: unchanged); afterwards the previous count again."""
-    previous = th.get_num_threads()
-    if n is not None and n != previous:
-        th.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if th.get_num_threads() != previous:
-            th.set_num_threads(previous)
+def rollout_collector(env: Any) -> Any:
+    """The VecEnv (``env`` or one under its VecEnv wrappers) that collects whole rollouts itself,
+    such as :class:`recurrent_rl.runners.RunnerVecEnv`, whose runners run this algorithm's own
+    ``collect_rollouts`` in other processes; None for ordinary VecEnvs."""
+    while env is not None:
+        if getattr(env, "collects_rollouts", False):
+            return env
+        env = getattr(env, "venv", None)
+    return None
 
 
 class RecurrentPPO(PPO):
@@ -258,6 +217,20 @@ class RecurrentPPO(PPO):
         through SB3's ``self.locals`` (the ``memory/`` TensorBoard tags come from it). It is the
         policy's own tensors, not a copy: read them, do not change them in place.
         """
+        started = time.perf_counter()
+        collector = rollout_collector(env)
+        if collector is not None:  # envs in other processes (Ray runners) that run this loop themselves
+            self.policy.set_training_mode(False)
+            collected = collector.collect_rollouts(self, callback, rollout_buffer, n_rollout_steps)
+        else:
+            collected = self._collect_here(env, callback, rollout_buffer, n_rollout_steps)
+        self.logger.record("time/collect_s", time.perf_counter() - started)
+        return collected
+
+    def _collect_here(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RecurrentRolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """The collection loop itself (what every runner runs too; see :meth:`collect_rollouts`)."""
         assert self._last_obs is not None, "No previous observation was provided"
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
@@ -332,6 +305,12 @@ class RecurrentPPO(PPO):
         callback.on_rollout_end()
         return True
 
+    def train(self) -> None:
+        """SB3's PPO update, unchanged; its wall time is logged as ``time/update_s``."""
+        started = time.perf_counter()
+        super().train()
+        self.logger.record("time/update_s", time.perf_counter() - started)
+
     def _rollout_action_masks(self, env: VecEnv) -> np.ndarray | None:
         """The action masks of the current step, (n_envs, mask_size) bool; None: no masking (here)."""
         return None
@@ -380,13 +359,11 @@ class RecurrentPPO(PPO):
     ) -> RecurrentPPO:
         """Rebuild a model from its weights-only copy (``model.safetensors`` + ``model.json``, written
         beside every zip of a run folder, or by :func:`recurrent_rl.save_safe`) without unpickling
-        anything: safe for files from strangers. See :func:`recurrent_rl.export.safe.load_safe`."""
-        # the export layer sits above this one: looked up by name, as the speed backend is
-        load_safe = importlib.import_module("recurrent_rl.export.safe").load_safe
-        model = load_safe(path, env=env, device=device, **kwargs)
-        if not isinstance(model, cls):
-            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
+        anything: safe for files from strangers. ``kwargs``: ``custom_classes``, ``optimizer``
+        (see :func:`recurrent_rl.ppo.persistence.load_safe_model`)."""
+        from recurrent_rl.ppo.persistence import load_safe_model
+
+        return load_safe_model(cls, path, env=env, device=device, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         # torch_threads is a choice for this machine, not part of the model

@@ -15,7 +15,6 @@ states are recomputed with the current parameters before every epoch after the f
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -25,7 +24,14 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
 from recurrent_rl.nets.memory import cat_states, map_state, state_leaves
-from recurrent_rl.sequences import check_burn_in, check_sequence_sizes, chunk_rows, map_obs, window_rows, window_starts
+from recurrent_rl.sequences import (  # noqa: F401  plan_minibatches: re-exported
+    check_burn_in,
+    chunk_rows,
+    map_obs,
+    plan_minibatches,
+    window_rows,
+    window_starts,
+)
 from recurrent_rl.types import NestedState, RecurrentState, SequenceObs
 
 # SB3's per-step scalar arrays (S, E) of the steps that carry a loss, in the order _minibatch unpacks them
@@ -114,6 +120,16 @@ class _SequenceChunks:
             raise RuntimeError(f"a chunk start state for step {self.pos} was already given")
         self.chunk_start_states.append(map_state(lambda s: s.detach().clone(), state))
         self._state_positions.append(self.pos)
+
+    def set_chunk_start_states(self, states: list[NestedState]) -> None:
+        """All the states :meth:`wants_state` asks for at once, in step order (a rollout assembled
+        from runners, :mod:`recurrent_rl.runners`, whose buffers recorded them at the same steps)."""
+        positions = [p for p in range(self.buffer_size) if self.wants_state(p)]
+        if len(states) != len(positions):
+            raise RuntimeError(
+                f"{len(states)} chunk start states given, expected {len(positions)} (at {positions[:8]})"
+            )
+        self.chunk_start_states, self._state_positions = list(states), positions
 
     def _start_states(self) -> list[NestedState]:
         """The state entering each window, chunk by chunk (zeros where no rollout came before)."""
@@ -259,67 +275,3 @@ class RecurrentRolloutBuffer(_SequenceChunks, RolloutBuffer):
 # DictRolloutBuffer.get is typed as yielding DictRolloutBufferSamples
 class RecurrentDictRolloutBuffer(_SequenceChunks, DictRolloutBuffer):  # type: ignore[misc]
     """SB3's ``DictRolloutBuffer`` for Dict observations, yielding sequence chunks."""
-
-
-def plan_minibatches(n_steps: int, n_envs: int, batch_size: int, sequence_length: int | None) -> tuple[int, list[str]]:
-    """The chunk length for ``batch_size``, and warnings about sizes that do not divide.
-
-    Minibatches are made of whole chunks of ``sequence_length`` steps (``batch_size //
-    sequence_length`` chunks each). As SB3's PPO, sizes that do not divide run, with a warning
-    that names the exact sizes:
-
-    - ``batch_size`` >= the rollout (``n_steps * n_envs``): one minibatch of the whole rollout,
-      no warning (sb3-contrib's behaviour);
-    - ``sequence_length`` not given and ``batch_size`` < ``n_steps``: the chunks are cut to
-      ``gcd(n_steps, batch_size)`` steps, the longest that divides both, with a warning (sb3-contrib cuts
-      its sequences at minibatch boundaries too);
-    - ``batch_size`` not a multiple of ``sequence_length``: each minibatch holds the whole chunks
-      that fit, with a warning naming that size;
-    - the chunks do not split evenly into minibatches: the last minibatch of each epoch holds the
-      rest, with a warning, as SB3's PPO truncates its last minibatch.
-
-    Refused (``ValueError``): ``sequence_length`` that does not divide ``n_steps``, and a given
-    ``sequence_length`` longer than ``batch_size`` (a minibatch cannot hold one chunk).
-
-    :return: (sequence_length, warnings)
-    """
-    notes: list[str] = []
-    total = n_steps * n_envs
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if sequence_length is None:
-        length = n_steps
-        if batch_size < n_steps:
-            length = math.gcd(n_steps, batch_size)
-            notes.append(
-                f"batch_size={batch_size} is smaller than n_steps={n_steps}, so a minibatch cannot hold a "
-                f"whole env rollout: the rollout is cut into chunks of sequence_length={length} steps (the "
-                f"longest that divides both). Pass sequence_length to choose the chunk length."
-            )
-    else:
-        length = sequence_length
-    check_sequence_sizes(n_steps, n_envs, length, length)  # length divides n_steps
-    if batch_size >= total:
-        return length, notes
-    if batch_size < length:
-        raise ValueError(
-            f"batch_size={batch_size} is smaller than sequence_length={length}: a minibatch cannot hold one "
-            f"chunk. Use batch_size >= {length} (a multiple of it), or a shorter sequence_length."
-        )
-    per_batch = batch_size // length
-    if batch_size % length:
-        notes.append(
-            f"batch_size={batch_size} is not a multiple of sequence_length={length}: minibatches hold whole "
-            f"chunks, so each holds {per_batch} chunk(s) = {per_batch * length} steps. "
-            f"Use batch_size={per_batch * length} to say so."
-        )
-    n_chunks = total // length
-    if n_chunks % per_batch:
-        exact = [m * length for m in range(1, n_chunks + 1) if n_chunks % m == 0]
-        notes.append(
-            f"the rollout of n_steps * n_envs = {n_steps} * {n_envs} = {total} steps ({n_chunks} chunks of "
-            f"{length}) does not split into minibatches of {per_batch * length} steps: after every "
-            f"{n_chunks // per_batch} full minibatch(es) there is a truncated one of {(n_chunks % per_batch) * length} "
-            f"steps. A batch_size among {exact} divides it exactly."
-        )
-    return length, notes

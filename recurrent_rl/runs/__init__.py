@@ -1,20 +1,17 @@
-"""Runs: configs and presets, run folders, training, callbacks, evaluation and the command line.
+"""Runs: training from a config into a run folder, callbacks, checkpoints and evaluation.
 
-- :mod:`.schema`, :mod:`.config`, :mod:`.presets`: typed, validated YAML configs (RL and supervised);
-- :mod:`.folders`: run folders, atomic writes, checkpoints, the run lock;
-- :mod:`.training`: a training run from a config (what ``recurrent-rl train`` calls);
+- :mod:`.training`: a training run from a config (what ``recurrent-rl train`` calls), resume;
+- :mod:`.checkpoints`: the final and best models and the checkpoints of a training model;
 - :mod:`.callbacks`: periodic checkpoints and evaluations, TensorBoard memory diagnostics;
-- :mod:`.evaluation`: state-carrying evaluation episodes, reports, videos and plots;
-- :mod:`.cli`: the ``recurrent-rl`` command, a thin layer over the modules above.
+- :mod:`.evaluation`: state-carrying evaluation episodes, reports, videos and plots.
 
-The top of the package: it may import everything else. The supervised side builds on
-:mod:`.schema` (its configs), :mod:`.folders` (run folders, atomic writes) and
-``evaluation.make_env`` (and, inside functions, ``config.check_env_id`` and :mod:`.presets`);
-nothing else below it imports it. The run-folder functions are re-exported here
-(``recurrent_rl.runs.run_lock`` ...).
+May import: ``config``, ``io``, ``algorithms``, ``ppo``, ``runners``, ``supervised`` (a pretrained
+encoder in the policy), ``nets``, ``envs`` and the leaf modules. Sweeps and the command line build on it;
+nothing below it imports it. The run-folder API of :mod:`recurrent_rl.io.run_folder` is
+re-exported here (``recurrent_rl.runs.run_lock`` ...), as before.
 """
 
-from recurrent_rl.runs.folders import (  # noqa: F401  the run-folder API, re-exported
+from recurrent_rl.io.run_folder import (  # noqa: F401  the run-folder API, re-exported
     BEST_MODEL,
     BEST_VECNORMALIZE,
     CHECKPOINT_STATE,
@@ -44,10 +41,12 @@ from recurrent_rl.runs.folders import (  # noqa: F401  the run-folder API, re-ex
     remove_leftovers,
     run_lock,
     run_name,
-    save_model,
-    save_vecnormalize,
     update_run_info,
     versions,
     write_checkpoint,
+)
+from recurrent_rl.runs.checkpoints import (  # noqa: F401  re-exported with the run-folder API
+    save_model,
+    save_vecnormalize,
     write_model_checkpoint,
 )

@@ -36,8 +36,9 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
+from recurrent_rl.io import run_folder as runs
 from recurrent_rl.nets.memory import state_leaves
-from recurrent_rl.runs import folders as runs
+from recurrent_rl.runs.checkpoints import save_model, save_vecnormalize
 from recurrent_rl.runs.evaluation import EvalReport, run_episodes
 
 HPARAM_METRICS = ("eval/mean_reward", "rollout/ep_rew_mean")
@@ -277,8 +278,8 @@ class PeriodicEvaluation(BaseCallback):
         if best:
             self.best_mean_reward = report.mean_return
             if vec_normalize is not None:
-                runs.save_vecnormalize(vec_normalize, self.run_dir / runs.BEST_VECNORMALIZE)
-            runs.save_model(self.model, self.run_dir / runs.BEST_MODEL)
+                save_vecnormalize(vec_normalize, self.run_dir / runs.BEST_VECNORMALIZE)
+            save_model(self.model, self.run_dir / runs.BEST_MODEL)
             runs.update_run_info(self.run_dir, best_mean_reward=report.mean_return, best_step=self.num_timesteps)
         self.logger.record("eval/best_mean_reward", self.best_mean_reward)
         self.logger.dump(self.num_timesteps)

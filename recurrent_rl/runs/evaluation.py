@@ -14,23 +14,21 @@ need the ``viz`` extra: ``pip install 'recurrent_rl[viz]'``).
 from __future__ import annotations
 
 import inspect
+import json
 import math
-import os
 import sys
 import tempfile
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recurrent_rl.config.envs import VIZ_HINT, make_env  # noqa: F401  make_env: re-exported
 from recurrent_rl.errors import refuse_pickle
-from recurrent_rl.runs import folders as runs
-from recurrent_rl.runs.folders import RunError
-
-VIZ_HINT = "install the viz extra: pip install 'recurrent_rl[viz]'"
+from recurrent_rl.io import run_folder as runs
+from recurrent_rl.io.run_folder import RunError
 
 
 @dataclass
@@ -130,6 +128,7 @@ class Agent:
     normalizer: Any = None  # VecNormalize with the training statistics, or None
     model_path: Path | None = None
     run_dir: Path | None = None
+    gym_packages: tuple[str, ...] = ()  # the modules its env needs imported (the run's config or the user's)
 
     def normalize_obs(self, obs: Any) -> Any:
         return self.normalizer.normalize_obs(obs) if self.normalizer is not None else obs
@@ -179,32 +178,39 @@ def load_agent(
     best: bool = False,
     device: str = "auto",
     trust_pickle: bool = False,
+    gym_packages: Sequence[str] | None = None,
 ) -> Agent:
     """Load the agent in a run folder (its final model, or the best with ``best=True``) or a model file.
 
-    The env comes from the run's ``config.yaml`` unless ``env_id`` is given. The model's safe copy
+    The env comes from the run's ``config.yaml`` unless ``env_id`` is given; so do the modules it
+    needs imported, unless ``gym_packages`` (the user's own) is given. The model's safe copy
     (``model.safetensors`` + ``model.json``, with the VecNormalize statistics inside) is read
     when it exists: it opens without unpickling. Otherwise the SB3 zip and the VecNormalize
     statistics saved next to it (``vecnormalize.pkl``) are used, which unpickle code: only with
     ``trust_pickle=True`` (an :class:`~recurrent_rl.errors.UntrustedPickleError` without it).
     """
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.runs.config import check_env_id, load_config
+    from recurrent_rl.config.train import check_env_id, load_config
 
     model_path, run_dir, note = resolve_model_path(path, best)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    config = load_config(run_dir / runs.CONFIG) if run_dir is not None else None
+    # the user's own --env replaces the run's (whose id, read from a file, is checked as data)
+    given = [f"env={json.dumps(env_id)}"] if env_id is not None else []
+    if gym_packages is not None:
+        given.append(f"gym_packages={json.dumps(list(gym_packages))}")
+    config = load_config(run_dir / runs.CONFIG, given, check_env=not given) if run_dir is not None else None
+    packages = tuple(gym_packages) if gym_packages is not None else config.gym_packages if config else ()
     if env_id is None:
         if config is None:
             raise RunError(
                 f"cannot tell which env {model_path} was trained on (no run folder around it): pass --env ID"
             )
         env_id, env_kwargs = config.env, dict(config.env_kwargs) if env_kwargs is None else env_kwargs
-    check_env_id(env_id)
+    check_env_id(env_id, packages=packages)
     env_kwargs = dict(env_kwargs or {})
     if has_safe_copy(model_path):
-        return _load_safe_agent(model_path, run_dir, env_id, env_kwargs, device)
+        return _load_safe_agent(model_path, run_dir, env_id, env_kwargs, device, packages)
     if not trust_pickle:
         raise refuse_pickle(model_path)
     try:
@@ -218,40 +224,48 @@ def load_agent(
     stats = stats_path_for(model_path)
     normalizer = None
     if stats.is_file():
-        normalizer = _load_normalizer(stats, env_id, env_kwargs)
+        normalizer = _load_normalizer(stats, env_id, env_kwargs, packages)
     elif config is not None and config.normalize.enabled and config.normalize.norm_obs:
         raise RunError(f"{model_path} was trained with normalized observations but {stats} is missing")
-    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
+    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir, packages)
 
 
 def _load_safe_agent(
-    model_path: Path, run_dir: Path | None, env_id: str, env_kwargs: dict[str, Any], device: str
+    model_path: Path,
+    run_dir: Path | None,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    device: str,
+    packages: tuple[str, ...] = (),
 ) -> Agent:
     """The agent from its safe copy: nothing is unpickled, the model or the statistics."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from recurrent_rl.export.safe import load_safe, load_safe_vecnormalize, read_safe_vecnormalize
+    from recurrent_rl.algorithms import load_safe
+    from recurrent_rl.io.safe import load_safe_vecnormalize, read_safe_vecnormalize
 
     model = load_safe(model_path, device=device)
     normalizer = None
     if read_safe_vecnormalize(model_path) is not None:
-        normalizer = load_safe_vecnormalize(model_path, DummyVecEnv([lambda: make_env(env_id, env_kwargs)]))
+        normalizer = load_safe_vecnormalize(
+            model_path, DummyVecEnv([lambda: make_env(env_id, env_kwargs, packages=packages)])
+        )
         normalizer.training = False
         normalizer.norm_reward = False
-    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir)
+    return Agent(model, env_id, env_kwargs, normalizer, model_path, run_dir, packages)
 
 
 def has_safe_copy(path: str | Path) -> bool:
     """Whether the weights-only copy of a model file exists (``model.zip``: ``model.safetensors`` + ``model.json``)."""
-    from recurrent_rl.export.safe import has_safe_copy as exists
+    from recurrent_rl.io.safe import has_safe_copy as exists
 
     return exists(path)
 
 
-def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any], packages: tuple[str, ...] = ()) -> Any:
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    venv = DummyVecEnv([lambda: make_env(env_id, env_kwargs)])
+    venv = DummyVecEnv([lambda: make_env(env_id, env_kwargs, packages=packages)])
     try:
         normalizer = VecNormalize.load(str(path), venv)
     except Exception as error:
@@ -260,32 +274,6 @@ def _load_normalizer(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Any
     normalizer.training = False
     normalizer.norm_reward = False
     return normalizer
-
-
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, render_mode: str | None = None) -> Any:
-    """``gymnasium.make`` with errors from bad kwargs or missing render support as :class:`RunError`."""
-    import gymnasium as gym
-
-    import recurrent_rl.envs  # noqa: F401  registers pomdp/
-
-    kwargs = dict(env_kwargs or {})
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, no display needed
-        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    try:
-        with warnings.catch_warnings():
-            # an env without rgb_array only warns here; evaluate() says so as an error instead
-            warnings.filterwarnings("ignore", message=".*render_mode.*", category=UserWarning)
-            return gym.make(env_id, **kwargs)
-    except gym.error.DependencyNotInstalled as error:
-        raise RunError(f"{env_id} needs a package that is not installed ({error}); {VIZ_HINT}") from None
-    except (TypeError, ValueError, gym.error.Error) as error:
-        if render_mode is not None:
-            raise RunError(
-                f"{env_id} cannot draw frames ({error}); a video needs render_mode {render_mode!r}"
-            ) from None
-        raise RunError(f"cannot make env {env_id} with env_kwargs {env_kwargs}: {error}") from None
 
 
 def observation_adapter(model: Any, env: Any, env_id: str) -> Callable[[Any], Any]:
@@ -443,7 +431,12 @@ def evaluate(
     progress: bool | None = None,
 ) -> EvalReport:
     """Evaluate a loaded :class:`Agent` on its env (see :func:`run_episodes`)."""
-    env = make_env(agent.env_id, agent.env_kwargs, render_mode="rgb_array" if video_episodes else None)
+    env = make_env(
+        agent.env_id,
+        agent.env_kwargs,
+        render_mode="rgb_array" if video_episodes else None,
+        packages=agent.gym_packages,
+    )
     modes = (getattr(env, "metadata", None) or {}).get("render_modes", [])
     if video_episodes and "rgb_array" not in modes:
         env.close()

@@ -13,13 +13,14 @@ While training, the terminal shows the learning signal (:class:`~recurrent_rl.ru
 a progress bar with the recent mean return where stderr is a terminal, plain lines on stdout
 elsewhere, and one line per periodic evaluation.
 
-Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.runs.folders` for the folder layout.
+Both are what ``recurrent-rl train`` calls; see :mod:`recurrent_rl.io.run_folder` for the folder layout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import sys
 import threading
@@ -33,14 +34,15 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from recurrent_rl.accel import native
+from recurrent_rl.config.train import ConfigError, TrainConfig, load_config, save_config
 from recurrent_rl.errors import TRUST_PICKLE_FLAG, NonFiniteLossError, refuse_pickle
+from recurrent_rl.io import run_folder as runs, trust
+from recurrent_rl.io.run_folder import RunError, StorageError
 from recurrent_rl.ppo.algorithm import RecurrentPPO, check_torch_threads, using_torch_threads
-from recurrent_rl.runs import folders as runs
+from recurrent_rl.runners.subproc import EnvProcessError
 from recurrent_rl.runs.callbacks import (
     MemoryDiagnostics,
     PeriodicCheckpoint,
@@ -49,9 +51,9 @@ from recurrent_rl.runs.callbacks import (
     StopOnFlag,
     TrainingProgress,
 )
-from recurrent_rl.runs.config import ConfigError, TrainConfig, check_env_id, load_config, save_config
+from recurrent_rl.runs.checkpoints import save_model, save_vecnormalize, write_model_checkpoint
 from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
-from recurrent_rl.runs.folders import RunError
+from recurrent_rl.runs.vec_env import make_training_env  # noqa: F401  re-exported: its home before vec_env.py
 
 # Episodes of the periodic evaluations use seeds seed + PERIODIC_EVAL_SEED + i (the same episodes
 # at every evaluation, so they compare), the final evaluation seed + FINAL_EVAL_SEED + i.
@@ -103,26 +105,6 @@ class TrainResult:
 
 
 # --- building blocks ----------------------------------------------------------------------------
-
-
-def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
-    """``config.n_envs`` envs (seeded ``seed``, ``seed + 1``, ...), in VecNormalize if configured."""
-    check_env_id(config.env)
-    try:
-        env: VecEnv = make_vec_env(config.env, n_envs=config.n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(
-            f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs"
-        ) from None
-    norm = config.normalize
-    if norm.enabled:
-        # rewards are scaled by the spread of returns discounted as the values are (rl-baselines3-zoo
-        # does the same: "Use the same discount factor as for the algorithm"), unless set apart
-        gamma = config.gamma if norm.gamma is None else norm.gamma
-        env = VecNormalize(
-            env, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs, gamma=gamma
-        )
-    return env
 
 
 def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentPPO:
@@ -288,15 +270,15 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
 
 
 def write_checkpoint(run_dir: Path, model: RecurrentPPO, keep: int = 0) -> Path:
-    """Deprecated: :func:`recurrent_rl.runs.folders.write_model_checkpoint` (``folders.write_checkpoint``
+    """Deprecated: :func:`recurrent_rl.io.run_folder.write_model_checkpoint` (``folders.write_checkpoint``
     is the atomic checkpoint folder it fills)."""
     warnings.warn(
         "recurrent_rl.runs.training.write_checkpoint is deprecated: use "
-        "recurrent_rl.runs.folders.write_model_checkpoint",
+        "recurrent_rl.runs.checkpoints.write_model_checkpoint",
         DeprecationWarning,
         stacklevel=2,
     )
-    return runs.write_model_checkpoint(run_dir, model, keep)
+    return write_model_checkpoint(run_dir, model, keep)
 
 
 # --- train and resume ---------------------------------------------------------------------------
@@ -338,7 +320,6 @@ def train(
                 f"or continue that run with: recurrent-rl train --resume {path}"
             )
     check_device(config.device)
-    native.set_kernel_threads(config.kernel_threads)
     with using_torch_threads(config.torch_threads):  # small recurrent nets run fastest on one thread
         return _train(config, Path(runs_dir), name, progress_bar, verbose, callbacks, on_evaluation)
 
@@ -362,18 +343,29 @@ def _train(
     except BaseException:
         env.close()
         raise
-    if config.encoder.path is not None:  # the run keeps its own copy: config.yaml alone reproduces it
-        with runs.atomic_open(run_dir / runs.ENCODER, "wb") as file:
-            file.write(Path(config.encoder.path).read_bytes())
-    _save_run_config(run_dir, config)
-    runs.update_run_info(
-        run_dir,
-        status="created",
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        command=sys.argv,
-        versions=runs.versions(),
-        num_timesteps=0,
-    )
+    try:
+        if config.encoder.path is not None:  # the run keeps its own copy: config.yaml alone reproduces it
+            with runs.atomic_open(run_dir / runs.ENCODER, "wb") as file:
+                file.write(Path(config.encoder.path).read_bytes())
+        _save_run_config(run_dir, config)
+        runs.update_run_info(
+            run_dir,
+            status="created",
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            command=sys.argv,
+            versions=runs.versions(),
+            num_timesteps=0,
+            # the modules the config names (its own env): signed, so this user's --resume imports them again
+            **({trust.FIELD: trust.record(run_dir, config.modules)} if config.modules else {}),
+        )
+    except Exception as error:
+        failure = runs.storage_error(error)
+        if failure is None:
+            raise
+        env.close()
+        shutil.rmtree(run_dir, ignore_errors=True)  # it holds nothing yet: no half-made run is left behind
+        gone = "it was removed" if not run_dir.exists() else "it holds no model"
+        raise StorageError(f"{failure}; nothing was trained (the new run folder {run_dir}: {gone})") from None
     with runs.run_lock(run_dir):
         return _learn(
             run_dir,
@@ -434,10 +426,9 @@ def _resume(
             f"Start it again: recurrent-rl train --config {run_dir / runs.CONFIG}"
         )
     check_device(config.device)
-    native.set_kernel_threads(config.kernel_threads)
     try:
-        done = int(json.loads((checkpoint / runs.CHECKPOINT_STATE).read_text(encoding="utf-8"))["num_timesteps"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        done = runs.checkpoint_step(checkpoint)
+    except (OSError, ValueError) as error:
         raise RunError(
             f"--resume {run_dir}: checkpoint {checkpoint} has no readable {runs.CHECKPOINT_STATE} ({error})"
         ) from None
@@ -455,12 +446,16 @@ def _resume(
             "SB3's zip (with vecnormalize.pkl)",
             f": recurrent-rl train --resume {run_dir} {TRUST_PICKLE_FLAG}",
         )
+    if safe:  # every check of the received checkpoint (its optimizer state too) before anything is written
+        from recurrent_rl.io.safe import check_safe_copy
+
+        check_safe_copy(checkpoint / runs.MODEL, optimizer=True)
     with using_torch_threads(config.torch_threads):
         return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks, safe)
 
 
 def _has_resumable_safe_copy(checkpoint: Path) -> bool:
-    from recurrent_rl.export.safe import has_safe_copy, optimizer_path
+    from recurrent_rl.io.safe import has_safe_copy, optimizer_path
 
     return has_safe_copy(checkpoint / runs.MODEL) and optimizer_path(checkpoint / runs.MODEL).is_file()
 
@@ -475,13 +470,13 @@ def _load_checkpoint(checkpoint: Path, env: VecEnv, config: TrainConfig, safe: b
             stats.training = True
             env = stats
         return RecurrentPPO.load(prefix, env=env, device=config.device, torch_threads=config.torch_threads)
-    from recurrent_rl.export.safe import load_safe, load_safe_vecnormalize
+    from recurrent_rl.io.safe import load_safe_vecnormalize
 
     if isinstance(env, VecNormalize):
         stats = load_safe_vecnormalize(prefix, env.venv)
         stats.training = True
         env = stats
-    model = load_safe(prefix, env=env, device=config.device, optimizer=True)
+    model = RecurrentPPO.load_safe(prefix, env=env, device=config.device, optimizer=True)
     model.torch_threads = check_torch_threads(config.torch_threads)
     return model
 
@@ -498,8 +493,10 @@ def _continue(
     callbacks: Sequence[BaseCallback],
     safe: bool = True,
 ) -> TrainResult:
-    # different env seeds than the first segment, the same for the same checkpoint
-    env = make_training_env(config, config.seed + done)
+    # different env seeds than the first segment, the same for the same checkpoint (numpy's seeds are
+    # below 2**32, and a run's step count may pass it)
+    segment_seed = (config.seed + done) % 2**32
+    env = make_training_env(config, segment_seed)
     try:
         model = _load_checkpoint(checkpoint, env, config, safe)
     except Exception as error:
@@ -507,7 +504,7 @@ def _continue(
         raise RunError(
             f"--resume {run_dir}: cannot load checkpoint {checkpoint}: {type(error).__name__}: {error}"
         ) from None
-    model.set_random_seed(config.seed + done)
+    model.set_random_seed(segment_seed)
     if config.encoder.path is not None and config.encoder.freeze:
         from recurrent_rl.supervised.encoder import freeze_encoder
 
@@ -565,7 +562,31 @@ def _save_run_config(run_dir: Path, config: TrainConfig, note: str = "") -> None
     save_config(config, run_dir / runs.CONFIG, header=header + (f"\n{note}" if note else ""))
 
 
-def _learn(
+def _learn(run_dir: Path, model: RecurrentPPO, *args: Any, **kwargs: Any) -> TrainResult:
+    """:func:`_learn_steps`; a write that fails for want of room or permission (full disk, read-only
+    file system) stops the run with one line, and run.json says so (what was written before stays)."""
+    try:
+        return _learn_steps(run_dir, model, *args, **kwargs)
+    except Exception as error:
+        failure = runs.storage_error(error, then=f"then continue: recurrent-rl train --resume {run_dir}")
+        if failure is None:
+            raise
+    step = int(model.num_timesteps)
+    latest = runs.latest_checkpoint(run_dir)
+    kept = f"latest checkpoint {latest.name}" if latest is not None else "no checkpoint yet"
+    try:
+        runs.update_run_info(run_dir, status=f"failed at step {step}: {str(failure).partition(';')[0]}")
+        noted = ""
+    except Exception as error:  # the same disk: run.json keeps its last state
+        if runs.storage_error(error) is None:
+            raise
+        noted = " (run.json could not be updated either)"
+    raise StorageError(
+        f"training stopped at step {step}: {failure}. The run folder keeps what was written before ({kept}){noted}"
+    ) from None
+
+
+def _learn_steps(
     run_dir: Path,
     model: RecurrentPPO,
     config: TrainConfig,
@@ -584,7 +605,7 @@ def _learn(
     model.set_logger(logger)
     flag = StopFlag()
     evaluation = PeriodicEvaluation(
-        lambda: make_env(config.env, config.env_kwargs),
+        lambda: make_env(config.env, config.env_kwargs, packages=config.gym_packages),
         run_dir,
         config.eval.freq,
         config.eval.episodes,
@@ -597,7 +618,7 @@ def _learn(
     def periodic_checkpoint() -> Path | None:
         if not model_is_finite(model):  # a nan or inf already in the parameters: keep the last good ones
             return None
-        return runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
+        return write_model_checkpoint(run_dir, model, config.checkpoint.keep)
 
     checkpoints = PeriodicCheckpoint(periodic_checkpoint, config.checkpoint.freq)
     diagnostics = MemoryDiagnostics(hparams(config) if fresh else None)
@@ -620,17 +641,29 @@ def _learn(
     with stop_on_signals(flag):
         try:
             model.learn(steps, callback=callback, reset_num_timesteps=fresh)
+        except EnvProcessError as error:  # an env that raised or died in another process, or a runner that kept failing
+            model.logger.close()
+            latest = runs.latest_checkpoint(run_dir)
+            runs.update_run_info(run_dir, status=f"failed at step {int(model.num_timesteps)}: {error}")
+            kept = f"the latest checkpoint is {latest}" if latest is not None else "no checkpoint was written yet"
+            raise TrainingError(
+                f"{error}; the run stopped at step {int(model.num_timesteps)} ({kept}; fix the env, then continue: "
+                f"recurrent-rl train --resume {run_dir})"
+            ) from None
         except NonFiniteLossError as error:
             model.logger.close()
             if model_is_finite(model):  # the refused step changed nothing: these are the last good parameters
-                path: Path | None = runs.write_model_checkpoint(run_dir, model, keep=0)
+                path: Path | None = write_model_checkpoint(run_dir, model, keep=0)
             else:  # an earlier step already wrote nan or inf into the parameters or the statistics
                 path = runs.latest_checkpoint(run_dir)
             runs.update_run_info(run_dir, status="failed: non-finite loss")
             last = f"checkpoint {path}" if path is not None else "none: no checkpoint was written before it"
             raise TrainingError(f"{error}\nThe last good model is {last}; the run folder is {run_dir}.") from None
         except BaseException as error:
-            model.logger.close()
+            with contextlib.suppress(OSError):  # a full disk: the last events cannot be flushed
+                model.logger.close()
+            if runs.storage_error(error) is not None:
+                raise  # _learn says what happened
             status = (
                 "killed (second Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"crashed: {type(error).__name__}"
             )
@@ -638,7 +671,7 @@ def _learn(
             raise
         if flag.is_set():
             model.logger.close()
-            path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
+            path = write_model_checkpoint(run_dir, model, config.checkpoint.keep)
             runs.update_run_info(run_dir, status=f"interrupted ({flag.reason})")
             return TrainResult(
                 run_dir, model, int(model.num_timesteps), interrupted=flag.reason, checkpoint=path, config=config
@@ -677,11 +710,11 @@ def _finish(
             "(an observation or reward of the last rollout was not finite; SB3's VecCheckNan finds where), so no "
             f"final model was saved.\nThe last good model is {last}; the run folder is {run_dir}."
         )
-    path = runs.write_model_checkpoint(run_dir, model, config.checkpoint.keep)
+    path = write_model_checkpoint(run_dir, model, config.checkpoint.keep)
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
-        runs.save_vecnormalize(vec_normalize, run_dir / runs.VECNORMALIZE)
-    runs.save_model(model, run_dir / runs.MODEL)
+        save_vecnormalize(vec_normalize, run_dir / runs.VECNORMALIZE)
+    save_model(model, run_dir / runs.MODEL)
     try:
         if evaluation.last_eval_step != model.num_timesteps and not flag.is_set():
             evaluation.evaluate()  # so that best_model.zip exists and the final policy competes too
@@ -689,7 +722,7 @@ def _finish(
         evaluation._on_training_end()  # closes its env
     report = None
     if config.eval.final_episodes and not flag.is_set():
-        env = make_env(config.env, config.env_kwargs)
+        env = make_env(config.env, config.env_kwargs, packages=config.gym_packages)
         try:
             report = run_episodes(
                 model,

@@ -5,8 +5,9 @@ policies' memory cores plus a head) -> trainer (:mod:`.trainer`) -> ``encoder.pt
 :func:`recurrent_rl.supervised.encoder.load_encoder`. :mod:`.pretrain` runs the whole path from a
 config (:mod:`.config`: the same typed, validated YAML configs as the RL side's).
 
-The names below are imported on first use (PEP 562), so importing one submodule (the
-``pretrain`` command's parser, the configs) does not load the datasets, models and trainer.
+May import: ``config``, ``io``, ``algorithms``, ``ppo``, ``nets``, ``envs`` and the leaf modules.
+The names below are imported on first use (PEP 562), so importing one submodule (the configs)
+does not load the datasets, models and trainer.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ _PUBLIC: dict[str, str] = {
 __all__ = sorted([*_PUBLIC, "TrainConfig"])
 
 
-_MODULES = ("cli", "config", "data", "encoder", "examples", "models", "presets", "pretrain", "trainer")
+_MODULES = ("config", "data", "encoder", "examples", "models", "presets", "pretrain", "trainer")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,11 +1,11 @@
 """Configs of the supervised side: what to record, the model's architecture, the fit, a pretraining run.
 
-The same machinery as the RL configs (:mod:`recurrent_rl.runs.schema`): frozen dataclasses
+The same machinery as the RL configs (:mod:`recurrent_rl.config.schema`): frozen dataclasses
 checked however they are built, unknown keys rejected with the list of valid ones, types and
 ranges checked, errors that name the dotted key; ``--set KEY=VALUE`` overrides read as YAML; the
 resolved config written as YAML into the run folder (``config.yaml``), which ``--config`` reads
-back. Presets are YAML files next to the RL presets, ``recurrent_rl/runs/presets/<name>.pretrain.yaml``,
-read by :mod:`recurrent_rl.runs.presets` (:func:`load_pretrain_preset`).
+back. Presets are YAML files next to the RL presets, ``recurrent_rl/config/presets/<name>.pretrain.yaml``,
+read by :mod:`recurrent_rl.config.presets` (:func:`load_pretrain_preset`).
 
 A pretraining config (every key optional except ``data.env_id``)::
 
@@ -18,22 +18,31 @@ A pretraining config (every key optional except ``data.env_id``)::
 
 :func:`pretrain_config_keys` lists every key with its type, default and help. This module does
 not import torch (the memory check imports it when a config is built).
+
+A config file is data, whoever wrote it (:mod:`recurrent_rl.received`): :func:`resolve_config`
+refuses a ``data.policy`` that the file names as ``module:function`` (importing the module runs
+its code) unless the run folder the file is in records, signed, that the user's own command gave
+it (:mod:`recurrent_rl.io.trust`); a ``data.policy`` path (``.zip``) is read relative to the
+file's folder and must stay inside it. ``--set data.policy=...`` on the command line, or a config
+built in Python, is the user's own and is not restricted so.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from recurrent_rl.runs import schema
-from recurrent_rl.runs.schema import ConfigError, Section, describe_keys, setting
+from recurrent_rl.config import schema
+from recurrent_rl.config.schema import ConfigError, Section, describe_keys, setting
+from recurrent_rl.received import ReceivedFileError, load_yaml, path_inside, shorten
 
 TARGETS = ("state", "next_observation")
+MAX_SEED = 2**31 - 1  # numpy seeds below 2**32; episodes add their index to the seed
+MAX_NAME = 100  # the run folder adds __<env>__<memory>__seed<N>__<time> to the name
 ACTIVATIONS = tuple(schema.ACTIVATIONS)  # the names; schema.activation_class gives the torch module
 
 
@@ -60,7 +69,9 @@ class FitConfig(Section):
         "off when the data covers a narrower range than the policy will meet)",
     )
     normalize_targets: bool = setting(True, "learn regression targets standardised with training-split statistics")
-    seed: int = setting(0, "seeds the split, the shuffling, dropout and (in pretraining) the initial weights", low=0)
+    seed: int = setting(
+        0, "seeds the split, the shuffling, dropout and (in pretraining) the initial weights", low=0, high=MAX_SEED
+    )
 
 
 @dataclass(frozen=True)
@@ -72,12 +83,13 @@ class DataConfig(Section):
     policy: str = setting("random", "who acts: random, a saved model .zip, or module:function (obs -> action)")
     target: Literal[TARGETS] = setting("state", "the output: state (what the env hides) or next_observation")  # type: ignore[valid-type]
     target_indices: tuple[int, ...] | None = setting(None, "keep only these entries of the target (null: all)")
-    seed: int = setting(0, "seed of the env and of the random policy", low=0)
+    seed: int = setting(0, "seed of the env and of the random policy", low=0, high=MAX_SEED)
 
     def _check(self) -> None:
         if self.policy != "random" and not self.policy.endswith(".zip") and ":" not in self.policy:
             raise ConfigError(
-                f"expected 'random', a saved model path ending in .zip, or 'module:function', got {self.policy!r}",
+                f"expected 'random', a saved model path ending in .zip, or 'module:function', got "
+                f"{shorten(self.policy)}",
                 key="policy",
             )
 
@@ -120,12 +132,16 @@ class PretrainConfig(Section):
     description: str = setting("", "free text shown by recurrent-rl presets --pretrain")
 
     def _check(self) -> None:
-        from recurrent_rl.runs.folders import is_plain_name
+        from recurrent_rl.io.run_folder import is_plain_name
 
         if not is_plain_name(self.name):
             raise ConfigError(
-                f"expected a plain folder name (letters, digits and . _ + = -, no slashes), got {self.name!r}",
+                f"expected a plain folder name (letters, digits and . _ + = -, no slashes), got {shorten(self.name)}",
                 key="name",
+            )
+        if len(self.name) > MAX_NAME:
+            raise ConfigError(
+                f"expected a folder name prefix of at most {MAX_NAME} characters, got {len(self.name)}", key="name"
             )
 
 
@@ -143,7 +159,7 @@ def pretrain_config_from_dict(
     except ConfigError as error:
         raise error.with_source(source) if source else error from None
     if check_env:
-        from recurrent_rl.runs.config import check_env_id
+        from recurrent_rl.config.train import check_env_id
 
         check_env_id(config.data.env_id, key="data.env_id")
     return config
@@ -152,9 +168,9 @@ def pretrain_config_from_dict(
 def load_pretrain_preset(name: str, overrides: Iterable[str] = (), check_env: bool = True) -> PretrainConfig:
     """The config of pretraining preset ``name``, with overrides.
 
-    The preset is ``recurrent_rl/runs/presets/<name>.pretrain.yaml``.
+    The preset is ``recurrent_rl/config/presets/<name>.pretrain.yaml``.
     """
-    from recurrent_rl.runs.presets import preset_source, preset_values
+    from recurrent_rl.config.presets import preset_source, preset_values
 
     values = preset_values(name, "pretrain")
     return pretrain_config_from_dict(values, overrides, source=preset_source(name, "pretrain"), check_env=check_env)
@@ -167,25 +183,68 @@ def resolve_config(
     check_env: bool = True,
 ) -> PretrainConfig:
     """Preset, then config file laid over it, then ``--set`` overrides on top of both."""
-    from recurrent_rl.runs.presets import preset_source, preset_values
+    from recurrent_rl.config.presets import preset_source, preset_values
 
     values: dict[str, Any] = {}
     sources = []
+    overrides = list(overrides or [])
     if preset:
         values = preset_values(preset, kind="pretrain")
         sources.append(preset_source(preset, "pretrain"))
     if config_file is not None:
-        values = schema.merge(values, load_config_file(config_file))
+        given = {override.partition("=")[0].strip() for override in overrides}
+        from_file = load_config_file(config_file)
+        if not given & {"data", "data.policy"}:
+            from_file = _received_policy(from_file, Path(config_file))
+        values = schema.merge(values, from_file)
         sources.append(str(config_file))
-    overrides = list(overrides or [])
     if not values and not overrides:
         raise ConfigError("nothing to pretrain: give a --preset, a --config file, or --set data.env_id=...")
     return pretrain_config_from_dict(values, overrides, source=" + ".join(sources) or None, check_env=check_env)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a config file (``.yaml``/``.yml``, ``.json`` or ``.toml``), not yet validated."""
+    """The mapping in a config file (``.yaml``/``.yml``, ``.json`` or ``.toml``), not yet validated
+    (and not checked as :func:`resolve_config` checks a file's ``data.policy``)."""
     return schema.read_config_file(path)
+
+
+def _received_policy(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``values`` read from the config file ``path``, with its ``data.policy`` checked as data:
+    a ``.zip`` path made absolute inside the file's folder, a ``module:function`` refused unless
+    the run folder's signed record says the user's own command gave it."""
+    data = values.get("data")
+    policy = data.get("policy") if isinstance(data, Mapping) else None
+    if not isinstance(policy, str) or policy == "random" or not isinstance(data, Mapping):
+        return values
+    where = f"{path}: config key 'data.policy'"
+    if policy.endswith(".zip"):
+        try:
+            inside = path_inside(path.parent, policy, where)
+        except ReceivedFileError as error:
+            raise ReceivedFileError(
+                f"{error}; a path in a config file is read relative to the file's folder and must stay inside it "
+                "(a config file may come from anyone): name the model on the command line, "
+                f"--set data.policy=PATH"
+            ) from None
+        return {**values, "data": {**data, "policy": str(inside)}}
+    from recurrent_rl.io.trust import module_of, trusted_names
+
+    module = module_of(policy)
+    if module is None:
+        return values  # not a module: the config's own check says what is expected
+    if trusted_names(path.parent).get("data.policy") == policy:
+        print(
+            f"note: data.policy {shorten(policy)} imports the module {shorten(module)}: your own command named it "
+            f"when {path.parent} was made (its run.json says so, signed)",
+            file=sys.stderr,
+        )
+        return values
+    raise ReceivedFileError(
+        f"{where} is {shorten(policy)}, a function of the module {shorten(module)}, which Python would import, "
+        "running its code: a module named in a file is never imported. If you trust it, name it yourself: "
+        f"--set data.policy={schema.clip(policy)}"
+    )
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -195,7 +254,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
 
 def parse_value(text: str) -> Any:
     """A ``--set`` value, read as YAML like every override (``20``, ``[1, 3]``, ``null``, ``lstm``)."""
-    return yaml.safe_load(text) if text.strip() else None
+    return load_yaml(text, "--set value") if text.strip() else None
 
 
 def pretrain_config_keys() -> list[str]:
@@ -205,7 +264,7 @@ def pretrain_config_keys() -> list[str]:
 
 def deprecated_name(module: str, name: str) -> Any:
     """Module ``__getattr__`` of the modules that had the supervised ``TrainConfig``: that name, renamed
-    :class:`FitConfig` (``recurrent_rl.runs.config.TrainConfig`` is the RL run's), with a DeprecationWarning."""
+    :class:`FitConfig` (``recurrent_rl.config.train.TrainConfig`` is the RL run's), with a DeprecationWarning."""
     if name != "TrainConfig":
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     warnings.warn(

@@ -206,9 +206,9 @@ FALLBACK_ENVS = {"pomdp/PendulumNoVel-v1": ("Pendulum-v1", (2,)), "pomdp/CartPol
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id, **kwargs)``: :func:`recurrent_rl.runs.evaluation.make_env`, which says what is wrong
-    (an unknown id, bad kwargs) as a :class:`~recurrent_rl.runs.folders.RunError`."""
-    from recurrent_rl.runs.evaluation import make_env as make
+    """``gym.make(env_id, **kwargs)``: :func:`recurrent_rl.config.envs.make_env`, which says what is wrong
+    (an unknown id, bad kwargs) as a :class:`~recurrent_rl.io.run_folder.RunError`."""
+    from recurrent_rl.config.envs import make_env as make
 
     return make(env_id, kwargs)
 
@@ -276,7 +276,7 @@ class Trajectories:
 
         ``.npz`` is added to ``path`` if missing.
         """
-        from recurrent_rl.runs.folders import atomic_open
+        from recurrent_rl.io.run_folder import atomic_open
 
         # Any: numpy's stubs would otherwise match these keyword arrays against allow_pickle
         arrays: dict[str, Any] = {

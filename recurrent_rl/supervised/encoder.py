@@ -33,14 +33,33 @@ import gymnasium as gym
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from recurrent_rl.errors import UserInputError
 from recurrent_rl.nets.guards import refuse_non_finite_steps
+from recurrent_rl.received import (
+    ReceivedFileError,
+    boolean,
+    check_memory,
+    cut,
+    integer,
+    mapping,
+    number,
+    sequence,
+    shorten,
+    string,
+)
 from recurrent_rl.supervised.models import FORMAT_VERSION, MODEL_FORMAT, InputLayers, SequenceModel, read_checkpoint
 
 ENCODER_FORMAT = "recurrent_rl/encoder"
+ENCODER_SIZES = ("memory", "input_size", "hidden_size", "num_layers", "input_layers", "activation")
 
 
-class EncoderMismatchError(ValueError):
+class EncoderMismatchError(UserInputError):
     """An encoder does not fit a policy or env; the message lists every mismatch."""
+
+
+class EncoderFileError(ReceivedFileError):
+    """An encoder file that is not one :func:`export_encoder` wrote (a field of the wrong kind, sizes
+    that do not match its tensors, non-finite weights)."""
 
 
 class EncoderEnvWarning(UserWarning):
@@ -107,32 +126,118 @@ def export_encoder(model: SequenceModel, path: str | Path, metadata: dict[str, A
 
 
 def read_encoder(path: str | Path) -> dict[str, Any]:
-    """The encoder in ``path``: an encoder file, or a sequence model file (its causal part)."""
-    data = read_checkpoint(path, (ENCODER_FORMAT, MODEL_FORMAT))
+    """The encoder in ``path``: an encoder file, or a sequence model file (its causal part), checked
+    (:func:`check_encoder`) before anything is built from it."""
+    try:
+        data = read_checkpoint(path, (ENCODER_FORMAT, MODEL_FORMAT))
+    except ValueError as error:  # unreadable, another format or version: the file's fault
+        raise EncoderFileError(str(error)) from None
+    where = str(path)
     if data["format"] == ENCODER_FORMAT:
-        return data
-    c = data["config"]
+        return check_encoder(data, where)
+    c = mapping(data.get("config"), where, "config", optional=None)
     if c.get("bidirectional"):
         raise EncoderMismatchError(
             f"{path} is a bidirectional sequence model: its backward core reads future steps, which a policy "
             "cannot see, so it cannot be loaded as an encoder. Train it with bidirectional=False."
         )
-    state = data["state_dict"]
+    mapping(c, where, "config", ENCODER_SIZES, optional=None)
+    state = mapping(data.get("state_dict"), where, "state_dict", optional=None)
     pick = lambda prefix: {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}  # noqa: E731
-    return {
-        "format": ENCODER_FORMAT,
-        "version": FORMAT_VERSION,
-        "memory": c["memory"],
-        "input_size": c["input_size"],
-        "hidden_size": c["hidden_size"],
-        "num_layers": c["num_layers"],
-        "input_layers": list(c["input_layers"]),
-        "activation": c["activation"],
-        "bidirectional": False,
-        "inputs": pick("inputs."),
-        "core": pick("core.rnn."),
-        "metadata": data.get("metadata", {}),
+    return check_encoder(
+        {
+            "format": ENCODER_FORMAT,
+            "version": FORMAT_VERSION,
+            **{key: c[key] for key in ENCODER_SIZES},
+            "bidirectional": False,
+            "inputs": pick("inputs."),
+            "core": pick("core.rnn."),
+            "metadata": data.get("metadata", {}),
+        },
+        where,
+    )
+
+
+def check_encoder(enc: Any, where: str) -> dict[str, Any]:
+    """An encoder's data as :func:`export_encoder` writes it, or an :class:`EncoderFileError` naming
+    the file and the field: the types and choices of every field; tensors that are plain float32
+    arrays (contiguous, their bytes all in the file) of finite values; and sizes that build, on
+    the ``meta`` device (which allocates nothing), exactly the tensors the file holds. The policy
+    such an encoder makes is then refused when it would not fit in this process's memory."""
+    try:
+        return _check_encoder(enc, where)
+    except EncoderFileError:
+        raise
+    except ReceivedFileError as error:
+        raise EncoderFileError(str(error)) from None
+
+
+def _check_encoder(enc: Any, where: str) -> dict[str, Any]:
+    from recurrent_rl.config.schema import ACTIVATIONS
+    from recurrent_rl.nets.memory import MEMORIES, MemoryCore
+
+    keys = ("format", "version", *ENCODER_SIZES, "bidirectional", "inputs", "core")
+    enc = mapping(enc, where, "", keys, ("metadata",))
+    string(enc["memory"], where, "memory", choices=MEMORIES)
+    string(enc["activation"], where, "activation", choices=ACTIVATIONS)
+    if boolean(enc["bidirectional"], where, "bidirectional"):
+        raise EncoderFileError(f"{where} (bidirectional): a bidirectional model cannot be an encoder")
+    tensors = {}
+    for part in ("inputs", "core"):
+        for name, tensor in mapping(enc[part], where, part, optional=None).items():
+            tensors[f"{part}.{name}"] = _plain_tensor(tensor, where, f"{part}.{cut(str(name))}")
+    total = sum(t.numel() for t in tensors.values())
+    layers = sequence(enc["input_layers"], where, "input_layers", limit=len(enc["inputs"]))
+    for name in ("input_size", "hidden_size"):
+        integer(enc[name], where, name, 1, total)
+    integer(enc["num_layers"], where, "num_layers", 1, max(len(enc["core"]), 1))
+    for index, width in enumerate(layers):
+        integer(width, where, f"input_layers[{index}]", 1, total)
+    metadata = mapping(enc.get("metadata", {}), where, "metadata", optional=None)
+    if metadata.get("env_id") is not None:
+        string(metadata["env_id"], where, "metadata.env_id", limit=300)
+    if metadata.get("transitions") is not None:
+        number(metadata["transitions"], where, "metadata.transitions", 0.0)
+    try:
+        with th.device("meta"):
+            inputs = InputLayers(enc["input_size"], tuple(layers), enc["activation"])
+            core = MemoryCore(enc["memory"], inputs.output_size, enc["hidden_size"], enc["num_layers"])
+    except Exception as error:  # noqa: BLE001  sizes from a file fail in every way a constructor can
+        raise EncoderFileError(
+            f"{where}: its sizes do not build an encoder ({type(error).__name__}: {shorten(str(error), 200)})"
+        ) from None
+    expected = {
+        **{f"inputs.{k}": v for k, v in inputs.state_dict().items()},
+        **{f"core.{k}": v for k, v in core.rnn.state_dict().items()},
     }
+    if set(expected) != set(tensors):
+        missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        raise EncoderFileError(
+            f"{where}: its tensors do not fit its sizes: missing {shorten(missing[:5])}, unexpected "
+            f"{shorten(unexpected[:5])}"
+        )
+    for name, tensor in expected.items():
+        if tuple(tensors[name].shape) != tuple(tensor.shape):
+            raise EncoderFileError(
+                f"{where} ({shorten(name)}) has the shape {list(tensors[name].shape)}, its sizes make it "
+                f"{list(tensor.shape)}: a size does not match the weights"
+            )
+    # the policy holds the encoder twice (actor and critic), with Adam's moments and a gradient each
+    check_memory(8 * 4 * total, "the policy this encoder builds", where)
+    return enc
+
+
+def _plain_tensor(value: Any, where: str, field: str) -> th.Tensor:
+    """A dense float32 tensor of finite values whose bytes are all in the file (no view that
+    repeats a few bytes over a large shape)."""
+    if not isinstance(value, th.Tensor) or value.dtype != th.float32 or value.layout != th.strided:
+        got = f"a {value.dtype} tensor" if isinstance(value, th.Tensor) else shorten(value)
+        raise EncoderFileError(f"{where} ({field}) must be a float32 tensor, got {got}")
+    if not value.is_contiguous() or value.untyped_storage().nbytes() < value.numel() * value.element_size():
+        raise EncoderFileError(f"{where} ({field}) is not a plain array of its own bytes: refused")
+    if not bool(th.isfinite(value).all()):
+        raise EncoderFileError(f"{where} ({field}) holds nan or inf: refused")
+    return value
 
 
 def encoder_policy_kwargs(path: str | Path, **overrides: Any) -> dict[str, Any]:

@@ -25,9 +25,10 @@ from typing import Any, Literal
 import torch as th
 from torch import nn
 
+from recurrent_rl.config import schema
+from recurrent_rl.config.schema import ConfigError, Section, setting
+from recurrent_rl.io import run_folder as folders
 from recurrent_rl.nets.memory import MEMORY_TYPES, MemoryCore, MemoryState
-from recurrent_rl.runs import folders, schema
-from recurrent_rl.runs.schema import ConfigError, Section, setting
 from recurrent_rl.supervised.config import EncoderModelConfig
 
 TASKS = ("many_to_one", "many_to_many")

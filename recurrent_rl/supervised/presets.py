@@ -1,7 +1,7 @@
-"""Pretraining presets, as config mappings: the YAML files ``recurrent_rl/runs/presets/<name>.pretrain.yaml``.
+"""Pretraining presets, as config mappings: the YAML files ``recurrent_rl/config/presets/<name>.pretrain.yaml``.
 
-They are read, like the training presets, by :mod:`recurrent_rl.runs.presets`
-(:func:`~recurrent_rl.runs.presets.load_pretrain_preset` gives the validated config); this module
+They are read, like the training presets, by :mod:`recurrent_rl.config.presets`
+(:func:`~recurrent_rl.config.presets.load_pretrain_preset` gives the validated config); this module
 keeps the mapping view of them. The shipped ones train encoders that estimate the state a
 masked-velocity task hides (each file's comments say why the whole state). Override anything
 with ``--set``, e.g. ``--set model.memory=lstm``.
@@ -17,19 +17,19 @@ class _Presets(Mapping[str, dict[str, Any]]):
     """Name -> config mapping of the pretraining presets, read from their files on each lookup."""
 
     def __getitem__(self, name: str) -> dict[str, Any]:
-        from recurrent_rl.runs.presets import preset_names, preset_values
+        from recurrent_rl.config.presets import preset_names, preset_values
 
         if name not in preset_names("pretrain"):
             raise KeyError(name)
         return preset_values(name, "pretrain")
 
     def __iter__(self) -> Iterator[str]:
-        from recurrent_rl.runs.presets import preset_names
+        from recurrent_rl.config.presets import preset_names
 
         return iter(preset_names("pretrain"))
 
     def __len__(self) -> int:
-        from recurrent_rl.runs.presets import preset_names
+        from recurrent_rl.config.presets import preset_names
 
         return len(preset_names("pretrain"))
 
@@ -39,6 +39,6 @@ PRESETS: Mapping[str, dict[str, Any]] = _Presets()
 
 def get_preset(name: str) -> dict[str, Any]:
     """A copy of preset ``name`` (a config mapping); unknown names get a :class:`ConfigError` listing the valid ones."""
-    from recurrent_rl.runs.presets import preset_values
+    from recurrent_rl.config.presets import preset_values
 
     return preset_values(name, "pretrain")

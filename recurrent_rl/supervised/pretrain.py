@@ -1,14 +1,17 @@
 """Pretraining from a config: record trajectories, train a sequence model, export ``encoder.pt``.
 
 The config is a :class:`~recurrent_rl.supervised.config.PretrainConfig` (its keys: see
-:mod:`recurrent_rl.supervised.config`; presets: ``recurrent_rl/runs/presets/<name>.pretrain.yaml``).
+:mod:`recurrent_rl.supervised.config`; presets: ``recurrent_rl/config/presets/<name>.pretrain.yaml``).
 
 ``pretrain(config)`` checks what it can before it writes anything (the policy, then the recorded
 data against the target and the validation split), then writes
 ``runs/<name>__<env>__<memory>__seed<seed>__<time>/`` with ``config.yaml`` (resolved: ``recurrent-rl
 pretrain --config`` on it runs it again), ``config.json`` (the same, for scripts that read it),
 ``trajectories.npz``, ``model.pt``, ``encoder.pt``, ``metrics.json``, ``history.json``,
-``checkpoints/`` and ``tb/`` (TensorBoard).
+``checkpoints/``, ``tb/`` (TensorBoard) and ``run.json`` (status, command line; with a
+``data.policy`` of ``module:function``, the signed record that the user's own command named it:
+:mod:`recurrent_rl.io.trust`). A full disk or a read-only folder stops it with one line
+(:class:`~recurrent_rl.io.run_folder.StorageError`), and run.json says so.
 
 While it trains, the terminal shows a progress bar over the epochs with the latest losses where
 stderr is a terminal, else one plain line every 10% of the epochs; at the end it prints the
@@ -17,6 +20,7 @@ command that trains an agent with the encoder.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -26,9 +30,9 @@ from typing import Any
 
 import torch as th
 
+from recurrent_rl.config.schema import ConfigError, save_config
 from recurrent_rl.errors import refuse_pickle
-from recurrent_rl.runs import folders
-from recurrent_rl.runs.schema import ConfigError, save_config
+from recurrent_rl.io import run_folder as folders
 from recurrent_rl.supervised.config import (  # noqa: F401  re-exported: they were defined here
     TARGETS,
     DataConfig,
@@ -56,7 +60,8 @@ def _load_policy(spec: str, trust_pickle: bool = False) -> Any:
     if spec == "random":
         return spec
     if spec.endswith(".zip"):
-        from recurrent_rl.export.safe import has_safe_copy, load_safe
+        from recurrent_rl.algorithms import load_safe
+        from recurrent_rl.io.safe import has_safe_copy
 
         if has_safe_copy(spec):
             return load_safe(spec, device="cpu")
@@ -108,7 +113,7 @@ class PretrainResult:
 def next_command(env_id: str, encoder_path: str | Path) -> str:
     """The ``recurrent-rl train`` command that trains an agent on ``env_id`` with this encoder
     (with the env's training preset where there is one)."""
-    from recurrent_rl.runs.presets import presets_by_env
+    from recurrent_rl.config.presets import presets_by_env
 
     presets = presets_by_env().get(env_id, [])
     gru = [name for name in presets if name.endswith("-gru")]
@@ -153,11 +158,58 @@ def pretrain(
 
     name = f"{config.name}__{folders.run_name(d.env_id, config.model.memory, config.train.seed)}"
     run = folders.create_run_dir(runs_dir, name, unique=True)  # never reuses a folder
+    try:
+        return _write_run(run, config, trajectories, dataset, started, log, bar)
+    except BaseException as error:
+        failure = folders.storage_error(error) if isinstance(error, Exception) else None
+        status = (
+            f"failed: {str(failure).partition(';')[0]}"
+            if failure is not None
+            else "failed: the gradient became non-finite"
+            if isinstance(error, FloatingPointError)
+            else "interrupted (Ctrl-C)"
+            if isinstance(error, KeyboardInterrupt)
+            else f"crashed: {type(error).__name__}"
+        )
+        try:
+            folders.update_run_info(run, status=status)
+            noted = ""
+        except Exception as again:
+            if folders.storage_error(again) is None:
+                raise
+            noted = " (run.json could not be updated either)"
+        if failure is None:
+            raise
+        raise folders.StorageError(
+            f"pretraining stopped: {failure}. The run folder {run} keeps what was written before{noted}"
+        ) from None
+
+
+def _write_run(
+    run: Path, config: PretrainConfig, trajectories: Any, dataset: Any, started: float, log: Any, bar: bool
+) -> PretrainResult:
+    """The pretraining run's files in ``run``, from its config and recorded data (see :func:`pretrain`)."""
+    from recurrent_rl.io import trust
+
+    d = config.data
+    info: dict[str, Any] = {
+        "status": "running",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "command": sys.argv,
+        "versions": folders.versions(),
+    }
+    # pretrain() is reached only with a policy the user gave (a file's module is refused when it is read)
+    record = trust.record(run, {"data.policy": d.policy})
+    if record is not None:
+        info[trust.FIELD] = record
+    folders.update_run_info(run, **info)
+    again = f"recurrent-rl pretrain --config {shlex.quote(str(run / folders.CONFIG))}"
+    if d.policy != "random":  # a file names no module nor path outside its folder: the command line does
+        again += f" --set {shlex.quote(f'data.policy={d.policy}')}"
     save_config(
         config,
         run / folders.CONFIG,
-        header=f"Resolved pretraining config of run {run.name}.\n"
-        f"Run it again: recurrent-rl pretrain --config {run / folders.CONFIG}",
+        header=f"Resolved pretraining config of run {run.name}.\nRun it again: {again}",
     )
     folders.atomic_write_json(run / "config.json", config.to_dict())
     trajectories.save(run / "trajectories.npz")
@@ -199,6 +251,7 @@ def pretrain(
     model_path = save_sequence_model(model, run / folders.SEQUENCE_MODEL, metadata)
     encoder_path = export_encoder(model, run / folders.ENCODER, metadata)
     folders.atomic_write_json(run / "metrics.json", metrics)
+    folders.update_run_info(run, status="finished")
     command = next_command(d.env_id, encoder_path)
     if log:
         log(

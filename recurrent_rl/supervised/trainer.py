@@ -7,7 +7,7 @@ scalars, ``checkpoints/last.pt``; ``checkpoints/best.pt`` when validation improv
 after ``patience`` epochs without improvement, and the best weights are restored.
 
 The settings are a :class:`~recurrent_rl.supervised.config.FitConfig` (``TrainConfig`` before;
-that name still works, with a DeprecationWarning: ``recurrent_rl.runs.config.TrainConfig`` is
+that name still works, with a DeprecationWarning: ``recurrent_rl.config.train.TrainConfig`` is
 the RL run's config).
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 
-from recurrent_rl.runs import folders
+from recurrent_rl.io import run_folder as folders
 from recurrent_rl.supervised.config import FitConfig, deprecated_name
 from recurrent_rl.supervised.data import Batch, SequenceDataset, collate
 from recurrent_rl.supervised.models import SequenceModel, save_sequence_model
@@ -92,18 +92,41 @@ def batch_loss(model: SequenceModel, batch: Batch) -> tuple[th.Tensor, dict[str,
 
 
 def evaluate(model: SequenceModel, dataset: SequenceDataset, batch_size: int = 256) -> dict[str, float]:
-    """Loss and metric over a whole dataset: ``accuracy`` (classification) or ``r2`` (regression,
-    on standardised targets, so 1 - loss / target variance)."""
+    """Loss and metric over a whole dataset: ``accuracy`` (classification) or ``r2`` (regression:
+    the coefficient of determination 1 - SSE / SST of each target entry over the dataset's valid
+    targets, averaged over the entries, as scikit-learn's ``r2_score`` does by default)."""
     model.eval()
     totals = {"loss_sum": 0.0, "count": 0.0, "metric_sum": 0.0}
+    regression = model.config.objective != "classification"
+    sums = None  # (SSE, sum of targets, sum of squared targets) per entry, in standardised units
     with th.no_grad():
         for start in range(0, len(dataset), batch_size):
-            _, stats = batch_loss(model, collate(dataset, range(start, min(start + batch_size, len(dataset)))))
+            batch = collate(dataset, range(start, min(start + batch_size, len(dataset))))
+            _, stats = batch_loss(model, batch)
             totals = {k: totals[k] + stats[k] for k in totals}
+            if regression:
+                batch_sums = _regression_sums(model, batch)
+                sums = batch_sums if sums is None else sums + batch_sums
     loss = totals["loss_sum"] / totals["count"]
-    if model.config.objective == "classification":
+    if not regression:
         return {"loss": loss, "accuracy": totals["metric_sum"] / totals["count"]}
-    return {"loss": loss, "r2": 1.0 - loss}  # targets standardised with training statistics: variance ~1
+    assert sums is not None
+    sse, total, squares = sums
+    n = max(totals["count"], 1.0)
+    sst = squares - total**2 / n
+    r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), 0.0)  # a constant entry explains nothing
+    return {"loss": loss, "r2": float(r2.mean())}
+
+
+def _regression_sums(model: SequenceModel, batch: Batch) -> np.ndarray:
+    """(3, O) sums over a batch's valid targets: squared errors, targets, squared targets."""
+    out = model(batch.x, batch.lengths)  # (T, B, O) or (B, O)
+    target = (batch.y - model.target_mean) / model.target_std
+    out, target = out.reshape(-1, out.shape[-1]).double(), target.reshape(-1, target.shape[-1]).double()
+    if batch.y_mask is not None:
+        keep = batch.y_mask.reshape(-1) > 0
+        out, target = out[keep], target[keep]
+    return th.stack([((out - target) ** 2).sum(0), target.sum(0), (target**2).sum(0)]).cpu().numpy()
 
 
 def fit(

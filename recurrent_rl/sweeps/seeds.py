@@ -1,7 +1,7 @@
 """Many seeds of one config: parallel runs and their aggregate report (``recurrent-rl train --seeds``).
 
 Each seed trains into an ordinary run folder ``<group>/seed<N>/`` (``recurrent-rl evaluate`` and
-``train --resume`` work on it), in its own process (:mod:`recurrent_rl.sweeps.ray_backend`: local
+``train --resume`` work on it), in its own process (:mod:`recurrent_rl.sweeps.executors`: local
 processes, one per core by default, or Ray tasks). The group folder then holds the report:
 
 - ``seeds.json``: per-seed final returns (the final evaluation, ``eval.json``), their mean, median and
@@ -13,6 +13,7 @@ processes, one per core by default, or Ray tasks). The group folder then holds t
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import sys
@@ -24,29 +25,49 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.runs.folders import check_can_create
+from recurrent_rl.io.run_folder import check_can_create
+from recurrent_rl.received import shorten
 
 REPORT = "seeds.json"
 CURVES = "curves.png"
-_SPEC = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+MAX_SEEDS = 1000  # runs in one group: each is a training run of its own
+_SPEC = re.compile(r"^\s*(\d{1,20})\s*(?:-\s*(\d{1,20})\s*)?$")
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-9"`` (both ends included), ``"0,3,5"``, or both mixed (``"0-4,10"``); each seed once."""
-    seeds: list[int] = []
+    """``"0-9"`` (both ends included), ``"0,3,5"``, or both mixed (``"0-4,10"``); each seed once.
+
+    At most :data:`MAX_SEEDS` seeds, each in ``[0, MAX_SEED]`` (the range of
+    :class:`~recurrent_rl.config.train.TrainConfig`'s seed); checked in time linear in the text,
+    before any range is expanded.
+    """
+    from recurrent_rl.config.train import MAX_SEED
+
+    shown = shorten(str(text))
+    ranges: list[tuple[int, int]] = []
+    count = 0
     for part in str(text).split(","):
         match = _SPEC.match(part)
         if not match:
-            raise UserInputError(f"--seeds {text!r}: expected seeds like 0-9, 0,3,5 or 0-4,10 (non-negative integers)")
+            raise UserInputError(f"--seeds {shown}: expected seeds like 0-9, 0,3,5 or 0-4,10 (non-negative integers)")
         first, last = int(match[1]), int(match[2]) if match[2] is not None else int(match[1])
         if last < first:
             raise UserInputError(
-                f"--seeds {text!r}: the range {first}-{last} is empty (write it low-high, e.g. {last}-{first})"
+                f"--seeds {shown}: the range {first}-{last} is empty (write it low-high, e.g. {last}-{first})"
             )
-        seeds.extend(range(first, last + 1))
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if last > MAX_SEED:
+            raise UserInputError(f"--seeds {shown}: seed {last} is out of range; seeds are integers in [0, {MAX_SEED}]")
+        count += last - first + 1
+        if count > MAX_SEEDS:
+            raise UserInputError(
+                f"--seeds {shown}: more than {MAX_SEEDS} seeds (each one a training run); run fewer at a time"
+            )
+        ranges.append((first, last))
+    seeds = [seed for first, last in ranges for seed in range(first, last + 1)]
+    seen: set[int] = set()
+    repeated = sorted({seed for seed in seeds if seed in seen or seen.add(seed)})  # type: ignore[func-returns-value]
     if repeated:
-        raise UserInputError(f"--seeds {text!r}: seed(s) {repeated} appear more than once")
+        raise UserInputError(f"--seeds {shown}: seed(s) {shorten(repeated)} appear more than once")
     return seeds
 
 
@@ -63,7 +84,7 @@ class SeedResult:
 
 def _train_seed(job: dict[str, Any]) -> SeedResult:
     """Train one seed (in a worker process or Ray task); errors are returned, not raised."""
-    from recurrent_rl.runs.config import TrainConfig
+    from recurrent_rl.config.train import TrainConfig
     from recurrent_rl.runs.training import train
 
     config = TrainConfig.from_dict(job["config"]).replace(seed=job["seed"])
@@ -78,7 +99,10 @@ def _train_seed(job: dict[str, Any]) -> SeedResult:
         trained = train(config, job["group"], f"seed{job['seed']}", progress_bar=False, on_evaluation=record)
     except Exception as error:  # one seed failing leaves the others' runs and the report
         result.error = f"{type(error).__name__}: {error}"
-        traceback.print_exc(file=sys.stderr)
+        if isinstance(error, UserInputError):  # a full disk, a config the env refuses: one line says it
+            print(f"seed {job['seed']}: error: {error}", file=sys.stderr)
+        else:
+            traceback.print_exc(file=sys.stderr)
         return result
     if trained.interrupted:
         result.error = f"interrupted ({trained.interrupted})"
@@ -150,33 +174,43 @@ def run_seeds(
     runs_dir: str | Path = "runs",
     name: str | None = None,
     workers: int | None = None,
-    backend: str = "local",
+    executor: str = "local",
     address: str | None = None,
     threshold: float | None = None,
+    backend: str | None = None,
 ) -> SeedsReport:
     """Train ``config`` once per seed into ``runs_dir/<name>/seed<N>/`` and write the aggregate report.
 
     :param workers: parallel runs (default: one per CPU here; with Ray, the cluster's CPUs)
-    :param backend: ``local`` (processes on this machine) or ``ray`` (Ray tasks; ``address`` as
-        :func:`recurrent_rl.sweeps.ray_backend.connect` takes it)
+    :param executor: ``local`` (processes on this machine) or ``ray`` (Ray tasks; ``address`` as
+        :func:`recurrent_rl.sweeps.executors.connect` takes it)
     :param threshold: also count the seeds whose final return is at least this
     """
-    from recurrent_rl.runs import folders
-    from recurrent_rl.sweeps.ray_backend import run_tasks
+    from recurrent_rl.sweeps.executors import executor_argument
+
+    executor = executor_argument(executor, backend, "run_seeds")
+    from recurrent_rl.io import run_folder as folders
+    from recurrent_rl.sweeps.executors import WorkerDied, check_local_workers, run_tasks
 
     seeds = list(seeds)
     if not seeds:
         raise UserInputError("--seeds: no seeds to run")
     if workers is not None and workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {workers}")
+    if executor == "local":
+        check_local_workers(workers)
+    if threshold is not None and not math.isfinite(threshold):
+        raise UserInputError(f"--threshold must be a finite number (a return), got {threshold}")
+    for seed in (min(seeds), max(seeds)):  # every seed's config is valid, before the group folder exists
+        config.replace(seed=seed)
     name = name or group_name(config.env, config.memory, seeds)
     folders.check_run_name(name)
     group = (Path(runs_dir) / name).resolve()  # absolute: Ray workers do not share this cwd
     if group.exists():
         raise folders.RunError(f"{group} already exists; nothing was changed. Choose another --name.")
     check_can_create(runs_dir)
-    if backend == "ray":  # reach the cluster (or fail) before anything is written
-        from recurrent_rl.sweeps.ray_backend import connect
+    if executor == "ray":  # reach the cluster (or fail) before anything is written
+        from recurrent_rl.sweeps.executors import connect
 
         connect(address, num_cpus=workers if address in (None, "local") else None)
     try:
@@ -184,7 +218,14 @@ def run_seeds(
     except OSError as error:
         raise folders.RunError(f"cannot create {group} ({error.strerror}): choose another --runs-dir") from None
     jobs = [{"config": config.to_dict(), "seed": seed, "group": str(group)} for seed in seeds]
-    results: list[SeedResult] = run_tasks(_train_seed, jobs, backend=backend, workers=workers, address=address)
+    results: list[SeedResult] = []
+    for job, result in zip(jobs, run_tasks(_train_seed, jobs, executor=executor, workers=workers, address=address)):
+        if isinstance(result, WorkerDied):  # killed: its run folder says so, the other seeds count
+            run_dir = group / f"seed{job['seed']}"
+            if (run_dir / folders.RUN_INFO).is_file():
+                folders.mark_killed(run_dir, str(result))
+            result = SeedResult(job["seed"], str(run_dir), error=str(result))
+        results.append(result)
     report = SeedsReport(group, results, summarize(results, threshold))
     write_report(report, config)
     return report

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.received import shorten
 
 # parameter name -> dotted config key (minibatches sets batch_size)
 CONFIG_KEYS = {
@@ -50,6 +52,7 @@ CONFIG_KEYS = {
     "gate_bias": "policy_kwargs.gate_bias",
 }
 CHOICES_ONLY = ("n_steps", "minibatches", "sequence_length")  # their combinations must divide
+MAX_CHOICES = 100  # per parameter: check_space tries every combination of three of them
 
 
 class SpaceError(UserInputError):
@@ -142,25 +145,30 @@ def parse_param(name: str, spec: Any, source: str = "") -> Param:
     if name not in CONFIG_KEYS:
         hint = " (batch_size is set through minibatches: batch_size = n_steps * n_envs / minibatches)"
         raise SpaceError(
-            f"{where}unknown search parameter {name!r}; the parameters are {', '.join(CONFIG_KEYS)}"
+            f"{where}unknown search parameter {shorten(name)}; the parameters are {', '.join(CONFIG_KEYS)}"
             + (hint if name == "batch_size" else "")
         )
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"low", "high", "log", "step"}
         if unknown or "low" not in spec or "high" not in spec:
             raise SpaceError(
-                f"{where}{name}: a range is {{low: L, high: H}} with optional log: true and step: S, got {dict(spec)}"
+                f"{where}{name}: a range is {{low: L, high: H}} with optional log: true and step: S, got "
+                f"{shorten(dict(spec))}"
             )
         low, high, step = (_number(spec.get(key)) for key in ("low", "high", "step"))
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-            raise SpaceError(f"{where}{name}: low and high must be numbers, got {low!r} and {high!r}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+            raise SpaceError(
+                f"{where}{name}: low and high must be finite numbers, got {shorten(low)} and {shorten(high)}"
+            )
         if not low < high:
             raise SpaceError(f"{where}{name}: empty range, low {low} is not below high {high}")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
-            raise SpaceError(f"{where}{name}: step must be a number > 0, got {step!r}")
+        if step is not None and (
+            isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0
+        ):
+            raise SpaceError(f"{where}{name}: step must be a number > 0, got {shorten(step)}")
         log = spec.get("log", False)
         if not isinstance(log, bool):
-            raise SpaceError(f"{where}{name}: log must be true or false, got {log!r}")
+            raise SpaceError(f"{where}{name}: log must be true or false, got {shorten(log)}")
         if log and low <= 0:
             raise SpaceError(f"{where}{name}: a log range needs low > 0, got {low}")
         if name in CHOICES_ONLY:
@@ -172,6 +180,8 @@ def parse_param(name: str, spec: Any, source: str = "") -> Param:
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise SpaceError(f"{where}{name}: empty list of choices")
+        if len(spec) > MAX_CHOICES:
+            raise SpaceError(f"{where}{name}: {len(spec)} choices, more than the {MAX_CHOICES} a search takes")
         return Param(name, choices=tuple(_number(choice) for choice in spec))
     return Param(name, value=_number(spec))
 
@@ -179,7 +189,7 @@ def parse_param(name: str, spec: Any, source: str = "") -> Param:
 def _number(value: Any) -> Any:
     """A string that spells a number is that number: PyYAML (YAML 1.1) reads ``1e-4`` as a string."""
     if isinstance(value, str):
-        from recurrent_rl.runs.schema import parse_number
+        from recurrent_rl.config.schema import parse_number
 
         number = parse_number(value)
         if number is not None:
@@ -194,15 +204,17 @@ def load_space(memory: str, path: str | Path | None = None) -> dict[str, Param]:
     if path is not None:
         import yaml
 
+        from recurrent_rl.received import load_yaml, read_text
+
         source = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_text(path, "--space")
         except OSError as error:
             raise SpaceError(f"--space {path}: cannot read it ({error.strerror or error})") from None
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, f"--space {path}")
         except yaml.YAMLError as error:
-            from recurrent_rl.runs.schema import yaml_problem
+            from recurrent_rl.config.schema import yaml_problem
 
             raise SpaceError(f"--space {path}: malformed YAML{yaml_problem(error)}") from None
         if data is None:

@@ -9,8 +9,10 @@ Statistical Precipice" (https://arxiv.org/abs/2108.13264), as its ``rliable`` pa
   (so every task keeps its number of runs), and the 95% interval is the 2.5 and 97.5 percentiles
   of the statistic over the resamples (rliable's ``get_interval_estimates``, percentile method).
 
-NumPy only (tests/test_seeds.py checks the IQM by hand and the intervals against rliable), so the
-report needs no extra package and is reproducible from its seed.
+NumPy only, so the report needs no extra package and is reproducible from its seed.
+tests/test_seeds.py checks the IQM by hand and the interval against one derived by hand (the
+bootstrap distribution of a mean of zeros and ones is binomial); rliable itself does not import
+beside pandas 3 (its ``arch`` dependency fails), so it is not part of the tests.
 """
 
 from __future__ import annotations

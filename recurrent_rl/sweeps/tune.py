@@ -25,12 +25,20 @@ When the study is done: the best trial's config as a preset (``best.yaml``, whic
 Trials run in this process (``workers=1``), in several local processes, or as Ray tasks, all
 sharing the storage: each worker asks the study for the next trial, as Optuna's distributed
 optimisation does (https://optuna.readthedocs.io/en/stable/tutorial/10_key_features/004_distributed.html).
+A local worker process that is killed (SIGKILL, the out-of-memory killer) has its running trial
+marked FAIL at once and is replaced by a new worker for the rest of its share, up to
+``RESTARTS`` times per worker; the others go on.
+
+Every option is checked before the study's database or folder is created.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -39,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
-from recurrent_rl.runs.folders import check_can_create, file_in_the_way
+from recurrent_rl.io.run_folder import check_can_create, file_in_the_way
+from recurrent_rl.received import shorten
 from recurrent_rl.sweeps.space import Param, check_space, fit_space, load_space
 
 SAMPLERS = ("tpe", "random")
@@ -51,6 +60,8 @@ GRACE_PERIOD = 120  # a RUNNING trial without a heartbeat for this long is marke
 BEST_PRESET = "best.yaml"
 IMPORTANCE = "importance.png"
 SUMMARY = "summary.json"
+RESTARTS = 2  # replacements of one killed local worker
+MAX_TRIAL_SEEDS = 100
 
 
 def require_optuna() -> Any:
@@ -134,6 +145,7 @@ class StudySpec:
     seed: int | None = None
     worker_trials: int | None = None  # this worker's share of the trials still to run
     trial_seeds: int = 1  # seeds per trial: the objective is the mean of their final returns
+    restarts: int = 0  # how often this worker's share was taken over after its process was killed
 
     @property
     def objective(self) -> str:
@@ -198,9 +210,14 @@ def open_study(spec: StudySpec) -> Any:
 def _difference(theirs: str | None, ours: str) -> str:
     if theirs is None:
         return "not recorded"
-    a, b = json.loads(theirs), json.loads(ours)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} here" for k in keys[:3])
+    try:  # what the study's database holds is data like any file's
+        a, b = json.loads(theirs), json.loads(ours)
+    except (ValueError, RecursionError):
+        return "not readable"
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return f"{shorten(a)} there"
+    keys = sorted((k for k in set(a) | set(b) if a.get(k) != b.get(k)), key=str)
+    return ", ".join(f"{shorten(k)}: {shorten(a.get(k))} there, {shorten(b.get(k))} here" for k in keys[:3])
 
 
 def finished_trials(study: Any) -> int:
@@ -210,17 +227,45 @@ def finished_trials(study: Any) -> int:
 
 
 def trial_config(spec: StudySpec, params: Mapping[str, Any]) -> Any:
-    from recurrent_rl.runs.config import TrainConfig
+    from recurrent_rl.config.train import TrainConfig
     from recurrent_rl.sweeps.space import apply_params
 
-    return TrainConfig.from_dict(apply_params(spec.config, params))
+    try:
+        return TrainConfig.from_dict(apply_params(spec.config, params))
+    except (TypeError, KeyError, ValueError) as error:  # parameters read back from a study's database
+        if isinstance(error, UserInputError):
+            raise
+        raise UserInputError(
+            f"study {spec.study!r} in {spec.storage} holds parameters {shorten(dict(params))} that do not fit its "
+            f"search space ({type(error).__name__}): use another --study"
+        ) from None
 
 
-def _objective(spec: StudySpec) -> Any:
+def _objective(spec: StudySpec, storage_failures: list[Exception] | None = None) -> Any:
+    """The trial function; a full disk or a read-only folder in a trial stops the study (the next
+    trials would fail the same way) and is added to ``storage_failures``."""
+    from recurrent_rl.io.run_folder import StorageError
+
+    train_trial = _objective_of(spec)
+
+    def objective(trial: Any) -> float:
+        try:
+            return train_trial(trial)
+        except StorageError as error:
+            if storage_failures is not None:
+                storage_failures.append(error)
+            trial.study.stop()
+            raise
+
+    return objective
+
+
+def _objective_of(spec: StudySpec) -> Any:
     optuna = require_optuna()
     from recurrent_rl.runs.training import train
 
     def objective(trial: Any) -> float:
+        trial.set_user_attr("worker_pid", os.getpid())  # a killed worker's trials are found by it
         params = {name: param.suggest(trial) for name, param in spec.space.items()}
         config = trial_config(spec, params)
         name = f"trial{trial.number:04d}"
@@ -290,24 +335,70 @@ def run_worker(spec: StudySpec) -> int:
         return 0
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     ran: list[int] = []  # this worker's trials (other workers add theirs to the same study meanwhile)
-    study.optimize(
-        _objective(spec),
-        n_trials=remaining,
-        timeout=spec.timeout,
-        catch=(ValueError,),
-        callbacks=[
-            optuna.study.MaxTrialsCallback(spec.trials, states=states),
-            _print_trial,
-            lambda study, trial: ran.append(trial.number),
-        ],
-        gc_after_trial=True,
-    )
+    failures: list[Exception] = []
+    logging.getLogger("optuna.study._optimize").addFilter(_no_traceback_for_user_errors)
+    try:
+        study.optimize(
+            _objective(spec, failures),
+            n_trials=remaining,
+            timeout=spec.timeout,
+            catch=(ValueError,),
+            callbacks=[
+                optuna.study.MaxTrialsCallback(spec.trials, states=states),
+                _print_trial,
+                lambda study, trial: ran.append(trial.number),
+            ],
+            gc_after_trial=True,
+        )
+    except Exception as error:  # the study's own database on a full disk ("database or disk is full")
+        from recurrent_rl.io.run_folder import storage_error
+
+        failure = storage_error(error)
+        if failure is None:
+            raise
+        raise failure from None
+    if failures:
+        raise failures[0]
     return len(ran)
+
+
+def _no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
+    """Optuna logs a failed trial's exception with its traceback; an error of the user's input, a full
+    disk included, is one line (its message is in the log line already)."""
+    if record.exc_info and isinstance(record.exc_info[1], UserInputError):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _print_trial(study: Any, trial: Any) -> None:
     value = f"{trial.value:.2f}" if trial.value is not None else "-"
     print(f"trial {trial.number} {trial.state.name.lower()}: {value}  ({trial.user_attrs.get('run_dir', '')})")
+
+
+def _replace_dead_worker(spec: StudySpec, died: Any) -> StudySpec | None:
+    """After a local worker process died: mark its running trials FAIL (at once, rather than when
+    their heartbeat goes stale), and a spec for the rest of its share (None: nothing left, or it was
+    replaced ``RESTARTS`` times already)."""
+    optuna = require_optuna()
+    storage = open_storage(spec.storage)
+    study_id = storage.get_study_id_from_name(spec.study)
+    running = optuna.trial.TrialState.RUNNING
+    failed, ran = [], 0
+    for trial in storage.get_all_trials(study_id, deepcopy=False):
+        if trial.user_attrs.get("worker_pid") != died.pid:
+            continue
+        if trial.state == running:  # killed with it: failed, and not one of its share's trials
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            failed.append(trial.number)
+        else:
+            ran += 1
+    left = (spec.worker_trials or 0) - ran
+    restarts = spec.restarts + 1
+    again = restarts <= RESTARTS and left > 0
+    then = f"a new worker runs its {left} trial(s) left" if again else "its share of the trials is not run"
+    print(f"tune: {died}; trial(s) {failed or 'none'} marked failed; {then}", file=sys.stderr)
+    return dataclasses.replace(spec, worker_trials=left, restarts=restarts) if again else None
 
 
 @dataclass
@@ -362,54 +453,74 @@ def run_study(
     space: str | Path | None = None,
     runs_dir: str | Path = "runs",
     workers: int = 1,
-    backend: str = "local",
+    executor: str = "local",
     address: str | None = None,
     seed: int | None = None,
     trial_seeds: int = 1,
+    backend: str | None = None,
 ) -> TuneResult:
-    """Tune ``config`` (a :class:`~recurrent_rl.runs.config.TrainConfig`) up to ``trials`` finished trials.
+    """Tune ``config`` (a :class:`~recurrent_rl.config.train.TrainConfig`) up to ``trials`` finished trials.
 
     :param storage: an Optuna storage URL (default: ``sqlite:///<runs_dir>/tune/<study>.db``)
     :param study: the study's name (default: ``<env>-<memory>``); an existing study continues
     :param sampler: ``tpe`` or ``random``; :param pruner: ``median``, ``none`` or an Optuna pruner
     :param space: a YAML file whose entries replace the memory type's default search space
-    :param workers: trials at a time (local processes; with ``backend="ray"``, Ray tasks)
+    :param workers: trials at a time (local processes; with ``executor="ray"``, Ray tasks)
     :param timeout: seconds after which no new trial starts (per worker)
     :param trial_seeds: seeds per trial (the config's seed and the next ones); the objective is the
         mean of their final returns
     """
+    from recurrent_rl.sweeps.executors import executor_argument
+
+    executor = executor_argument(executor, backend, "run_study")
     optuna = require_optuna()
-    from recurrent_rl.runs import folders
+    from recurrent_rl.config.train import MAX_SEED
+    from recurrent_rl.io import run_folder as folders
 
     if trials < 1:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     if workers < 1:
         raise UserInputError(f"--workers must be at least 1, got {workers}")
-    if timeout is not None and timeout <= 0:
-        raise UserInputError(f"--timeout must be positive, got {timeout}")
-    if trial_seeds < 1:
-        raise UserInputError(f"--trial-seeds must be at least 1, got {trial_seeds}")
+    if executor == "local":
+        from recurrent_rl.sweeps.executors import check_local_workers
+
+        check_local_workers(workers)
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UserInputError(f"--timeout must be positive, a finite number of seconds, got {timeout}")
+    if not 1 <= trial_seeds <= MAX_TRIAL_SEEDS:
+        raise UserInputError(f"--trial-seeds must be in [1, {MAX_TRIAL_SEEDS}], got {trial_seeds}")
+    if config.seed + trial_seeds - 1 > MAX_SEED:
+        raise UserInputError(f"--trial-seeds {trial_seeds} from seed {config.seed} passes the largest seed, {MAX_SEED}")
+    if seed is not None and not 0 <= seed <= MAX_SEED - workers:
+        raise UserInputError(
+            f"--sampler-seed must be in [0, {MAX_SEED - workers}] (worker i uses the seed + i), got {seed}"
+        )
     if trial_seeds > 1 and not config.eval.final_episodes:
         raise UserInputError("--trial-seeds compares the seeds' final evaluations: set eval.final_episodes > 0")
     if isinstance(sampler, str):
         make_sampler(sampler)
     make_pruner(pruner)
-    if backend == "ray":
-        from recurrent_rl.sweeps.ray_backend import require_ray
+    if executor == "ray":
+        from recurrent_rl.sweeps.executors import require_ray
 
         require_ray()
     name = study or f"{re.sub(r'[^A-Za-z0-9._-]+', '-', config.env)}-{config.memory}"
     if not folders.is_plain_name(name):
         raise UserInputError(
-            f"--study {name!r} is not a plain name: use letters, digits and . _ + = - (no slashes); "
+            f"--study {shorten(name)} is not a plain name: use letters, digits and . _ + = - (no slashes); "
+            "it names the folder <runs-dir>/tune/<study>/ of the trials"
+        )
+    if len(name) > folders.MAX_RUN_NAME:
+        raise UserInputError(
+            f"--study {shorten(name)} is too long ({len(name)} characters, at most {folders.MAX_RUN_NAME}): "
             "it names the folder <runs-dir>/tune/<study>/ of the trials"
         )
     base = config.to_dict()
     search = fit_space(load_space(config.memory, space), base)
     check_space(search, base)
     check_can_create(runs_dir)
-    if backend == "ray":  # reach the cluster (or fail) before the study is created
-        from recurrent_rl.sweeps.ray_backend import connect
+    if executor == "ray":  # reach the cluster (or fail) before the study is created
+        from recurrent_rl.sweeps.executors import connect
 
         connect(address, num_cpus=workers if address in (None, "local") else None)
     trials_dir = Path(runs_dir) / "tune" / name
@@ -436,10 +547,10 @@ def run_study(
             file=sys.stderr,
         )
         ran = 0
-    elif workers == 1 and backend == "local":
+    elif workers == 1 and executor == "local":
         ran = run_worker(spec)
     else:
-        from recurrent_rl.sweeps.ray_backend import run_tasks
+        from recurrent_rl.sweeps.executors import run_tasks
 
         # each worker its share of what is left, so that together they run no more than asked
         left = trials - done
@@ -449,7 +560,15 @@ def run_study(
             dataclasses.replace(spec, worker_trials=share, seed=None if seed is None else seed + i)
             for i, share in enumerate(shares)
         ]
-        ran = sum(run_tasks(run_worker, specs, backend=backend, workers=len(specs), address=address))
+        counts = run_tasks(
+            run_worker,
+            specs,
+            executor=executor,
+            workers=len(specs),
+            address=address,
+            replace=_replace_dead_worker,
+        )
+        ran = sum(count for count in counts if isinstance(count, int))
     handle = optuna.load_study(study_name=name, storage=open_storage(spec.storage))
     return _conclude(spec, handle, trials_dir, ran)
 
@@ -457,7 +576,7 @@ def run_study(
 def _conclude(spec: StudySpec, study: Any, folder: Path, ran: int) -> TuneResult:
     optuna = require_optuna()
     from recurrent_rl.atomic import atomic_write_json
-    from recurrent_rl.runs.config import save_config
+    from recurrent_rl.config.train import save_config
 
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -487,6 +606,12 @@ def _conclude(spec: StudySpec, study: Any, folder: Path, ran: int) -> TuneResult
         config = trial_config(spec, best.params)
         config = config.replace(description=f"tuned: study {spec.study}, trial {best.number}, {best.value:.2f}")
         best_path = folder / BEST_PRESET
+        if config.encoder.path is not None:  # a config file names files beside it: the study keeps a copy
+            from recurrent_rl.io.run_folder import ENCODER, atomic_open
+
+            with atomic_open(folder / ENCODER, "wb") as file:
+                file.write(Path(config.encoder.path).read_bytes())
+            config = config.replace(encoder=config.encoder.replace(path=ENCODER))
         save_config(
             config,
             best_path,

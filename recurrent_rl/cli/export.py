@@ -11,8 +11,8 @@ A thin layer over :func:`recurrent_rl.export.export_onnx` and :func:`recurrent_r
 - ``--format onnx`` (default) writes ``model.onnx`` next to the model (``best_model.onnx`` with
   ``--best``), with the VecNormalize statistics folded in; ``--format safe`` writes the safe copy.
 
-``recurrent-rl`` registers it with :func:`add_parser` (:mod:`recurrent_rl.runs.cli`);
-``python -m recurrent_rl.export.cli`` runs it alone.
+``recurrent-rl`` registers it with :func:`add_parser` (:mod:`recurrent_rl.cli.main`);
+``python -m recurrent_rl.cli.export`` runs it alone.
 Bad input: one ``error:`` line, exit code 2, nothing written.
 """
 
@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="onnx: the ONNX opset (default: 17)")
     parser.add_argument(
+        "--env",
+        metavar="ID",
+        help="the env id to record in the exported file (default: the run's, if it is registered here; an id "
+        "read from a file is never imported, so one naming a module, module:Env-v0, is recorded only when "
+        "given here)",
+    )
+    parser.add_argument(
         "--trust-pickle",
         action="store_true",
         help="read a model .zip that has no weights-only copy "
@@ -78,7 +85,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command on its own (``python -m recurrent_rl.export.cli``)."""
+    """The command on its own (``python -m recurrent_rl.cli.export``)."""
     parser = argparse.ArgumentParser(prog="recurrent-rl export", description=DESCRIPTION)
     return add_arguments(parser)
 
@@ -101,7 +108,7 @@ class Source:
 def resolve_source(target: str | Path, best: bool = False) -> Source:
     """The model that ``target`` (a run folder or a file) names, preferring its safe copy."""
     from recurrent_rl.export.safe import has_safe_copy, safe_paths
-    from recurrent_rl.runs import folders
+    from recurrent_rl.io import run_folder as folders
     from recurrent_rl.runs.evaluation import resolve_model_path
 
     target = Path(target)
@@ -128,7 +135,7 @@ def resolve_source(target: str | Path, best: bool = False) -> Source:
 
 
 def _run_dir_of(path: Path) -> Path | None:
-    from recurrent_rl.runs import folders
+    from recurrent_rl.io import run_folder as folders
 
     for parent in list(path.resolve().parents)[:3]:
         if folders.is_run_dir(parent):
@@ -136,26 +143,41 @@ def _run_dir_of(path: Path) -> Path | None:
     return None
 
 
-def _env_id(source: Source) -> str | None:
-    """The env the model was trained on: its run's config.yaml, else what its safe copy records."""
-    if source.run_dir is not None:
-        from recurrent_rl.runs import folders
-        from recurrent_rl.runs.config import load_config
+def _env_id(source: Source, typed: str | None = None) -> str | None:
+    """The env id to record: ``typed`` (``--env``, the user's own), else the run's ``config.yaml``,
+    else what the safe copy records; an id read from a file only if it is registered here (one
+    naming a module would import it wherever the file is played), else none, with a note."""
+    from recurrent_rl.received import ReceivedFileError, env_id_from_file
 
+    if typed:
+        return env_id_from_file(typed, "--env", trusted=True)
+    recorded, where = None, ""
+    if source.run_dir is not None:
+        from recurrent_rl.config.train import load_config
+        from recurrent_rl.io import run_folder as folders
+
+        where = str(source.run_dir / folders.CONFIG)
         try:
-            return load_config(source.run_dir / folders.CONFIG, check_env=False).env
-        except UserInputError:
-            pass
-    if source.safe:
+            recorded = load_config(source.run_dir / folders.CONFIG, check_env=False).env
+        except UserInputError as error:  # a crafted id among them: nothing of the file is recorded
+            print(f"note: the export records no env id: {error}", file=sys.stderr)
+            return None
+    if recorded is None and source.safe:
         from recurrent_rl.export.safe import read_safe_config
 
-        return read_safe_config(source.model_path).get("env_id")
-    return None
+        recorded, where = read_safe_config(source.model_path).get("env_id"), f"{source.model_path} (env_id)"
+    if recorded is None:
+        return None
+    try:
+        return env_id_from_file(recorded, where)
+    except ReceivedFileError as error:
+        print(f"note: the export records no env id: {error}", file=sys.stderr)
+        return None
 
 
 def load_source(source: Source) -> tuple[Any, Any]:
     """(model, VecNormalize statistics or None): from the safe copy, or SB3's zip and pickle."""
-    from recurrent_rl.runs.folders import RunError
+    from recurrent_rl.io.run_folder import RunError
 
     if source.safe:
         from recurrent_rl.export.safe import load_safe, read_safe_vecnormalize
@@ -204,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         model, stats = load_source(source)
         from recurrent_rl.export.onnx import export_onnx
 
-        env_id = _env_id(source)
+        env_id = _env_id(source, args.env)
         path = export_onnx(
             model,
             out,
@@ -228,14 +250,16 @@ def run(args: argparse.Namespace) -> int:
 
     prefix = Path(args.out) if args.out else source.prefix
     weights, config = safe_paths(prefix)
-    from recurrent_rl.runs.folders import check_can_create
+    from recurrent_rl.io.run_folder import check_can_create
 
     check_can_create(weights.parent, "--out")
     if source.safe and config.resolve() == source.model_path.resolve():
         raise UserInputError(f"{source.model_path} is already the safe copy; pass --out PATH to write another one")
     trust()
     model, stats = load_source(source)
-    written = save_safe(model, prefix, vecnormalize=stats if stats is not None else False)
+    written = save_safe(
+        model, prefix, vecnormalize=stats if stats is not None else False, env_id=_env_id(source, args.env)
+    )
     print(f"wrote {written[0]} and {written[1]}: weights and plain data, safe to open from strangers")
     print(f"load it: recurrent_rl.export.load_safe({str(written[1])!r}, env=...)")
     return 0
@@ -268,7 +292,7 @@ def _check_out(out: Path, suffix: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m recurrent_rl.export.cli ...``; returns the exit code."""
+    """``python -m recurrent_rl.cli.export ...``; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return run(args)

@@ -1,32 +1,29 @@
-"""Running sweep tasks (seeds, tuning workers) as local processes or as Ray tasks.
+"""Ray, when asked for: the connection to a cluster (or a runtime started on this machine).
 
-Both backends run the same picklable function on a list of arguments and return its results in
-order. ``local``: a pool of spawned processes on this machine (spawned, not forked: torch and
-forked threads do not mix). ``ray``: one Ray task per argument, one CPU each, on the cluster at
-``address`` (``auto``: the cluster this machine has joined with ``ray start``; ``HOST:6379``: that
-head node; ``local`` or none: a Ray runtime started for this command on this machine).
-Ray is the optional extra ``recurrent_rl[ray]``, imported only here and only when asked for.
+Ray is the optional extra ``recurrent_rl[ray]``; it is imported here, only when a function asks
+for it. The sweeps' executor (:mod:`recurrent_rl.sweeps.executors`) and the rollout runners
+(:mod:`recurrent_rl.runners`) both connect through :func:`connect`. Addresses: ``auto`` (the cluster
+this machine has joined with ``ray start``), ``HOST:6379`` (that head node), ``local`` or None (a
+Ray runtime started for this process on this machine).
+
+A leaf module. May import: ``errors`` (the standard library; Ray when asked for).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from recurrent_rl.errors import UserInputError
 
-BACKENDS = ("local", "ray")
 
-
-def require_ray() -> Any:
+def require_ray(what: str = "--executor ray") -> Any:
     """The ``ray`` module, or a :class:`UserInputError` that names the extra to install."""
     try:
         import ray
     except ImportError:
         raise UserInputError(
-            "--backend ray needs Ray, which is not installed here: pip install 'recurrent_rl[ray]'"
+            f"{what} needs Ray, which is not installed here: pip install 'recurrent_rl[ray]'"
         ) from None
     return ray
 
@@ -64,9 +61,13 @@ def check_reachable(address: str, timeout: float = REACH_TIMEOUT) -> None:
         ) from None
 
 
-def connect(address: str | None, num_cpus: int | None = None) -> Any:
-    """Connect to (or start) a Ray runtime; return the ``ray`` module."""
-    ray = require_ray()
+def connect(address: str | None, num_cpus: int | None = None, what: str = "--executor ray") -> Any:
+    """Connect to (or start) a Ray runtime; return the ``ray`` module.
+
+    :param num_cpus: the CPUs a runtime started here declares (None: this machine's)
+    :param what: the option that asked for Ray, for the message when it is not installed
+    """
+    ray = require_ray(what)
     if ray.is_initialized():
         return ray
     if address not in (None, "local"):
@@ -86,27 +87,3 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
 
 def ray_cpus(ray: Any) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-def run_tasks(
-    fn: Callable[[Any], Any],
-    args: Sequence[Any],
-    backend: str = "local",
-    workers: int | None = None,
-    address: str | None = None,
-) -> list[Any]:
-    """``[fn(a) for a in args]``, each call in its own process (local) or Ray task (ray), ``workers`` at a time."""
-    if backend not in BACKENDS:
-        raise UserInputError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if backend == "ray":
-        ray = connect(address, num_cpus=workers if address in (None, "local") else None)
-        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-        return list(ray.get([remote.remote(a) for a in args]))
-    workers = workers or default_workers()
-    if workers == 1 or len(args) == 1:
-        return [fn(a) for a in args]
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(args)), mp_context=context) as pool:
-        return list(pool.map(fn, args))

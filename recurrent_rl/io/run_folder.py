@@ -20,12 +20,16 @@ an agent.
 
 Every file is written to a temporary name in the same folder and renamed into place
 (``os.replace``), and a checkpoint is a whole folder renamed into place, so a crash during a
-write leaves the previous version intact and never a half-written file.
+write leaves the previous version intact and never a half-written file. A write that fails for
+want of room or permission (a full disk, a read-only file system, a name too long) is a
+:class:`StorageError` (:func:`storage_error`): one line that names the file and what to do, and
+what was written before stays as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -38,14 +42,18 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.atomic import (
+    STORAGE_ERRNOS,
     UMASK as _UMASK,
     atomic_open as atomic_open,
     atomic_path as atomic_path,
     atomic_write_json as atomic_write_json,
     atomic_write_text as atomic_write_text,
+    failed_write,
     fsync as _fsync,
+    storage_errno,
 )
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.received import read_text
 from recurrent_rl.versions import package_versions
 
 CONFIG = "config.yaml"
@@ -74,6 +82,91 @@ class RunError(UserInputError):
     """A run folder, model file or output path that cannot be used as asked."""
 
 
+class StorageError(RunError):
+    """A write failed for want of room or permission: a full disk, a read-only file system, a
+    folder the user may not write in, a name too long. What was written before is intact.
+
+    ``errno`` and ``filename`` say which failure and where, as an ``OSError``'s do.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None):
+        super().__init__(message)
+        self.errno, self.filename = errno, filename
+
+
+# errno -> (what happened, what to do)
+_STORAGE_ADVICE = {
+    errno.ENOSPC: ("the disk is full", "free some space"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space"),
+    errno.EFBIG: ("the file is larger than this file system allows", "write elsewhere"),
+    errno.EROFS: ("the file system is read-only", "choose a folder on a writable disk"),
+    errno.EACCES: ("permission denied", "choose a folder you may write in"),
+    errno.EPERM: ("permission denied", "choose a folder you may write in"),
+    errno.ENAMETOOLONG: ("the path is too long for the file system", "choose a shorter name or folder"),
+}
+# the longest file name and path most file systems take (NAME_MAX, PATH_MAX on Linux)
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+
+
+def storage_error(error: BaseException, path: str | Path | None = None, then: str = "") -> StorageError | None:
+    """``error`` as one line when it is a write that failed for want of room or permission (see
+    :data:`recurrent_rl.atomic.STORAGE_ERRNOS`), else None.
+
+    :param path: what was being written, when ``error`` does not say
+    :param then: what the user can do next, after the advice (``"then continue: recurrent-rl train --resume RUN"``)
+    """
+    code: int | None
+    if isinstance(error, StorageError) and error.errno is not None:
+        code, name = error.errno, error.filename
+    else:
+        failure = failed_write(error, path) if path is not None else None
+        code = failure.errno if failure is not None else storage_errno(error)
+        if code is None:
+            return error if isinstance(error, StorageError) else None
+        name = failure.filename if failure is not None else _filename(error)
+    what, advice = _STORAGE_ADVICE.get(code, (os.strerror(code), "write elsewhere"))
+    target = f" {_cut(name, 200)}" if name else ""
+    message = f"cannot write{target}: {what} ({os.strerror(code)}); {advice}" + (f", {then}" if then else "")
+    return StorageError(message, code, str(name) if name else None)
+
+
+def _filename(error: BaseException) -> str | None:
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, OSError) and current.filename is not None and current.errno in STORAGE_ERRNOS:
+            return str(current.filename)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def check_path_length(path: str | Path, flag: str) -> None:
+    """A :class:`RunError` if a folder name in ``path`` is longer than :data:`MAX_NAME_BYTES` bytes or the
+    whole path (made absolute) longer than :data:`MAX_PATH_BYTES`: the file system would refuse it."""
+    absolute = os.fsencode(Path(path).absolute())
+    longest = max((len(os.fsencode(part)) for part in Path(path).parts), default=0)
+    if longest > MAX_NAME_BYTES:
+        raise RunError(
+            f"{flag} {_cut(path)}: a name in it is {longest} bytes long, more than the {MAX_NAME_BYTES} a file system "
+            f"takes; choose a shorter {flag}"
+        )
+    # room for what goes inside: checkpoints/step_<N>/.model.optimizer.safetensors.<random>.tmp/...
+    if len(absolute) > MAX_PATH_BYTES - 2 * MAX_NAME_BYTES:
+        raise RunError(
+            f"{flag} {_cut(path)}: the path is {len(absolute)} bytes long, too long for the files a run writes "
+            f"inside it (at most {MAX_PATH_BYTES - 2 * MAX_NAME_BYTES}); choose a shorter {flag}"
+        )
+
+
+def _cut(path: str | Path, limit: int = 80) -> str:
+    return clip(str(path), limit)
+
+
+def clip(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters, with the full length, for messages."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
 def run_name(env_id: str, memory: str, seed: int, when: float | None = None) -> str:
     """``<env>__<memory>__seed<seed>__<YYYYmmdd-HHMMSS>``.
 
@@ -89,12 +182,21 @@ def is_plain_name(name: str) -> bool:
     return bool(_NAME.match(name)) and name not in (".", "..")
 
 
-def check_run_name(name: str) -> None:
-    """A ``--name`` must be one plain folder name."""
+# a run name leaves room for what is added to it: "-2" for a taken automatic name, ".<name>.<random>.tmp"
+MAX_RUN_NAME = 200
+
+
+def check_run_name(name: str, flag: str = "--name") -> None:
+    """A ``--name`` must be one plain folder name, of at most :data:`MAX_RUN_NAME` characters."""
     if not is_plain_name(name):
         raise RunError(
-            f"--name {name!r} is not a plain folder name: use letters, digits and . _ + = - (no slashes); "
+            f"{flag} {_cut(repr(name))} is not a plain folder name: use letters, digits and . _ + = - (no slashes); "
             "use --runs-dir to choose the parent folder"
+        )
+    if len(name) > MAX_RUN_NAME:
+        raise RunError(
+            f"{flag} {_cut(name)} is too long for a folder name ({len(name)} characters, at most {MAX_RUN_NAME}); "
+            f"choose a shorter {flag}"
         )
 
 
@@ -105,16 +207,24 @@ def create_run_dir(runs_dir: str | Path, name: str, unique: bool) -> Path:
         taken name is an error (a name the user chose).
     """
     runs_dir = Path(runs_dir)
+    check_path_length(runs_dir, "--runs-dir")
+    if len(name) > MAX_RUN_NAME:
+        raise RunError(
+            f"the run folder name {_cut(name)} is too long ({len(name)} characters, at most {MAX_RUN_NAME}); "
+            "choose a shorter --name (or name config key)"
+        )
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunError(f"cannot create the runs folder {runs_dir}: {error}") from None
+        raise RunError(f"cannot create the runs folder {runs_dir}: {error.strerror or error}") from None
     for attempt in range(1, 1000):
         path = runs_dir / (name if attempt == 1 else f"{name}-{attempt}")
         try:
             path.mkdir()  # atomic: fails if another process took the name first
             return path
-        except FileExistsError:
+        except OSError as error:
+            if not isinstance(error, FileExistsError):
+                raise storage_error(error, then="nothing was written") or error from None
             if not unique:
                 raise RunError(
                     f"run folder {path} already exists; nothing was changed. Choose another --name, "
@@ -155,8 +265,10 @@ def file_in_the_way(path: str | Path) -> Path | None:
 
 
 def check_can_create(path: str | Path, flag: str = "--runs-dir") -> None:
-    """A :class:`UserInputError` unless the folder ``path`` exists or can be created (no file in the way, and
-    permission to write in its nearest existing folder). Nothing is created."""
+    """A :class:`UserInputError` unless the folder ``path`` exists or can be created (no file in the way,
+    names the file system takes, permission to write in its nearest existing folder, which is on a
+    writable file system). Nothing is created."""
+    check_path_length(path, flag)
     blocker = file_in_the_way(path)
     if blocker is not None:
         where = "is a file" if blocker.absolute() == Path(path).absolute() else f"is under {blocker}, a file"
@@ -165,42 +277,15 @@ def check_can_create(path: str | Path, flag: str = "--runs-dir") -> None:
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserInputError(f"{flag} {path}: cannot write in {ancestor} (permission denied): choose another {flag}")
+        try:
+            read_only = bool(os.statvfs(ancestor).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "a read-only file system" if read_only else "permission denied"
+        raise UserInputError(f"{flag} {path}: cannot write in {ancestor} ({why}): choose another {flag}")
 
 
 # --- atomic writes: recurrent_rl.atomic (atomic_path, atomic_open, atomic_write_text, atomic_write_json)
-
-
-def save_model(model: Any, path: str | Path) -> None:
-    """``model.save`` atomically (SB3 writes the zip in place otherwise), and its safe copy beside it.
-
-    The safe copy (``<name>.safetensors`` and ``<name>.json``: weights, config, spaces and the
-    VecNormalize statistics; see :mod:`recurrent_rl.export.safe`) opens without unpickling.
-    """
-    with atomic_open(path, "wb") as file:
-        model.save(file)
-    save_safe_copy(model, Path(path).with_suffix(""))
-
-
-def save_safe_copy(model: Any, prefix: str | Path, optimizer: bool = False) -> None:
-    """Write the weights-only copy ``<prefix>.safetensors`` + ``<prefix>.json`` (with ``optimizer``:
-    also ``<prefix>.optimizer.safetensors``, which ``--resume`` reads); a model that the format
-    cannot describe (a policy option naming a class outside its allow-list) gets a warning and
-    keeps its zip only."""
-    import warnings
-
-    from recurrent_rl.export.safe import SafeFormatError, save_safe
-
-    try:
-        save_safe(model, prefix, optimizer=optimizer)
-    except SafeFormatError as error:
-        warnings.warn(f"no safe copy of the model at {prefix}: {error}", stacklevel=2)
-
-
-def save_vecnormalize(vec_normalize: Any, path: str | Path) -> None:
-    """``VecNormalize.save`` atomically."""
-    with atomic_path(path) as tmp:
-        vec_normalize.save(str(tmp))
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -219,6 +304,22 @@ def checkpoint_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+MAX_STEPS = 10**15  # a step count no run reaches (configs stop at 10**12)
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The step count in a checkpoint's state.json; ``ValueError`` (a short reason) when it holds none."""
+    path = Path(checkpoint) / CHECKPOINT_STATE
+    try:
+        data = json.loads(read_text(path, CHECKPOINT_STATE, limit=1 << 16))
+        step = data["num_timesteps"]
+    except (UserInputError, ValueError, RecursionError, KeyError, TypeError) as error:
+        raise ValueError(clip(str(error) or type(error).__name__)) from None
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEPS:
+        raise ValueError(f"num_timesteps is {clip(repr(step))}, not a step count")
+    return step
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     found = checkpoint_dirs(run_dir)
     return found[-1][1] if found else None
@@ -233,11 +334,14 @@ def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Non
     :param keep: how many checkpoints to keep, newest first (0: all)
     """
     folder = Path(run_dir) / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step_{step:010d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
-    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
+    except OSError as error:
+        raise storage_error(error, final) or error from None
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
         write(tmp)
         for child in tmp.iterdir():
             _fsync(child)
@@ -248,6 +352,13 @@ def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Non
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+    except Exception as error:
+        failure = failed_write(error, final)  # asked before the partial checkpoint is removed: its blocks count
+        if failure is None:
+            raise
+        code = failure.errno or errno.EIO  # named by the checkpoint folder, not the temporary file inside it
+        named = storage_error(OSError(code, os.strerror(code), str(final)))
+        raise (named or failure) from error
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -268,30 +379,6 @@ def _remove_checkpoint(path: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Path:
-    """Checkpoint a training model: ``checkpoints/step_<N>/`` with model.zip, vecnormalize.pkl (if
-    used) and state.json (written by :func:`write_checkpoint`), and the step in run.json.
-
-    :param model: a :class:`~recurrent_rl.RecurrentPPO` (anything with SB3's ``save``,
-        ``get_vec_normalize_env`` and ``num_timesteps``)
-    """
-    run_dir = Path(run_dir)
-
-    def write(folder: Path) -> None:
-        model.save(folder / MODEL)
-        save_safe_copy(model, (folder / MODEL).with_suffix(""), optimizer=True)  # what --resume reads
-        vec_normalize = model.get_vec_normalize_env()
-        if vec_normalize is not None:
-            vec_normalize.save(str(folder / VECNORMALIZE))
-        (folder / CHECKPOINT_STATE).write_text(
-            json.dumps({"num_timesteps": int(model.num_timesteps), "time": time.time()}) + "\n", encoding="utf-8"
-        )
-
-    path = write_checkpoint(run_dir, int(model.num_timesteps), write, keep)
-    update_run_info(run_dir, num_timesteps=int(model.num_timesteps), last_checkpoint=str(path.relative_to(run_dir)))
-    return path
-
-
 # --- run.json -----------------------------------------------------------------------------------
 
 
@@ -301,18 +388,36 @@ def versions() -> dict[str, str]:
 
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """The run's run.json (empty when it is missing, unreadable, too large or not a JSON object)."""
     path = Path(run_dir) / RUN_INFO
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = json.loads(read_text(path, RUN_INFO))
+    except (OSError, ValueError, RecursionError, UserInputError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def update_run_info(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into run.json (written atomically) and return the result."""
     info = read_run_info(run_dir)
     info.update(fields)
-    atomic_write_json(Path(run_dir) / RUN_INFO, info)
+    path = Path(run_dir) / RUN_INFO
+    try:
+        atomic_write_json(path, info)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.is_file():
+            raise
+        # a full disk: run.json (a few hundred bytes) is rewritten in the blocks it holds, so that it
+        # still says what happened; not atomic, but nothing else can be written
+        data = (json.dumps(info, indent=2) + "\n").encode()
+        try:
+            with open(path, "r+b") as file:
+                file.write(data)
+                file.truncate()
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError:
+            raise error from None
     return info
 
 
@@ -332,7 +437,11 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     """
     path = Path(run_dir) / LOCK
     for _ in range(5):
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            created = not path.exists()
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as error:
+            raise storage_error(error, path, "or copy the run folder to one") or error from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -352,17 +461,24 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         if pid and pid != os.getpid() and _alive(pid):
             os.close(fd)
             raise RunError(f"run {run_dir} is being trained by process {pid}; wait for it or stop it first")
-        if pid and pid != os.getpid():  # a stale lock: its trainer was killed, so run.json may still say running
-            _mark_killed(Path(run_dir), pid)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            if pid and pid != os.getpid():  # a stale lock: its trainer was killed, so run.json may still say running
+                _mark_killed(Path(run_dir), pid)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as error:  # a full disk: no lock without a pid is left behind
+            if created or not _lock_pid(path):
+                path.unlink(missing_ok=True)
+            os.close(fd)
+            raise storage_error(error, path) or error from None
         break
     else:
         raise RunError(f"cannot lock run {run_dir} ({path})")
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a file system gone read-only: the lock names a dead pid, taken over later
+            path.unlink(missing_ok=True)
         os.close(fd)
 
 
@@ -408,7 +524,7 @@ def _complete_safe_copies(run_dir: Path) -> None:
     """Finish a safe copy of the run folder (final or best model) whose weights were renamed into
     place but whose JSON was not (a kill between the two renames of ``save_safe``): its JSON waits
     in the leftover folder. Checkpoints need none of this: each is a folder renamed into place whole."""
-    from recurrent_rl.export.safe import complete_pending_config
+    from recurrent_rl.io.safe import complete_pending_config
 
     for child in run_dir.glob("*.safetensors"):
         if child.is_file():
@@ -416,17 +532,20 @@ def _complete_safe_copies(run_dir: Path) -> None:
 
 
 def _mark_killed(run_dir: Path, pid: int) -> None:
-    try:
-        status = read_run_info(run_dir).get("status")
-    except (OSError, ValueError):
-        return
+    mark_killed(run_dir, f"process {pid} ended without closing the run")
+
+
+def mark_killed(run_dir: str | Path, why: str) -> None:
+    """Set run.json's status to ``killed (<why>)`` if it still says the run is running."""
+    status = read_run_info(run_dir).get("status")
     if status in ("running", "created"):
-        update_run_info(run_dir, status=f"killed (process {pid} ended without closing the run)")
+        update_run_info(run_dir, status=f"killed ({why})")
 
 
 def _lock_pid(path: Path) -> int:
     try:
-        return int(path.read_text().strip() or 0)
+        with open(path, "rb") as file:
+            return int(file.read(32).strip() or 0)  # a pid, whatever else the file holds
     except (OSError, ValueError):
         return 0
 

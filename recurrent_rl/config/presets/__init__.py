@@ -2,7 +2,7 @@
 for training, and a few for pretraining encoders.
 
 A preset is a config file like any other, validated by the same code: ``<name>.yaml`` is a
-training config (:mod:`recurrent_rl.runs.config`), ``<name>.pretrain.yaml`` a pretraining config
+training config (:mod:`recurrent_rl.config.train`), ``<name>.pretrain.yaml`` a pretraining config
 (:mod:`recurrent_rl.supervised.config`); its name is the file name without the suffix.
 ``recurrent-rl train --preset NAME`` and ``recurrent-rl pretrain --preset NAME`` use one
 (:func:`load_preset`, :func:`recurrent_rl.supervised.config.load_pretrain_preset`);
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from recurrent_rl.runs.config import ConfigError, TrainConfig, config_from_dict, parse_yaml
+from recurrent_rl.config.train import ConfigError, TrainConfig, config_from_dict, parse_yaml
 
 DEFAULT_PRESET = "cartpole-novel-gru"
 SUFFIX = ".yaml"

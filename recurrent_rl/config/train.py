@@ -9,21 +9,28 @@ Every value is checked against the field's type and range when a config is built
 built (file, ``--set``, Python). Errors name the key, the expected type and the valid choices.
 The resolved config (every field, defaults included) is what a run folder keeps as
 ``config.yaml``; :func:`load_config` on it rebuilds the same config.
+
+A config file is data, whoever wrote it (:mod:`recurrent_rl.received`): its ``encoder.path`` is
+read relative to the file's folder and must stay inside it, and an env id that names a module
+(``module:Env-v0``, which Gymnasium would import) is refused unless the user's own command named
+it when the run was made (:mod:`recurrent_rl.io.trust`). What the command line gives
+(``--set``, ``--env``, ``--encoder``) is the user's own and is not restricted so.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from recurrent_rl.runs import schema
-from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
+from recurrent_rl.config import schema
+from recurrent_rl.config.envs import check_env_id, check_env_kwargs  # noqa: F401  check_env_id: re-exported
+from recurrent_rl.config.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
     ConfigError,
     Section,
     UserInputError,  # the CLI catches it
@@ -35,33 +42,12 @@ from recurrent_rl.runs.schema import (  # noqa: F401  ConfigError ... save_confi
     save_config,
     setting,
 )
+from recurrent_rl.received import ReceivedFileError, env_id_from_file, path_inside, shorten
+from recurrent_rl.schedules import LINEAR, Linear, make_schedule  # noqa: F401  Linear: zips pickle it here
 
-# --- learning-rate and clip-range schedules ---------------------------------------------------
-
-_LINEAR = re.compile(r"^lin_(?P<value>.+)$")
 MAX_TIMESTEPS = 10**12
-
-
-class Linear:
-    """``initial * progress_remaining``: falls linearly from ``initial`` to 0 (zoo's ``lin_<x>``)."""
-
-    def __init__(self, initial: float):
-        self.initial = float(initial)
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.initial * progress_remaining
-
-    def __repr__(self) -> str:
-        return f"Linear({self.initial})"
-
-
-def make_schedule(value: float | str) -> float | Linear:
-    """A config schedule (a number, or ``"lin_<number>"``) as SB3 takes it."""
-    if isinstance(value, str):
-        match = _LINEAR.match(value)
-        assert match is not None, value  # validated when the config was built
-        return Linear(float(match["value"]))
-    return float(value)
+# numpy seeds below 2**32, and a run adds offsets to its seed (envs, evaluation episodes): half of that
+MAX_SEED = 2**31 - 1
 
 
 # --- the sections -------------------------------------------------------------------------------
@@ -95,6 +81,16 @@ class NetArch(Section):
         if isinstance(value, (list, tuple)):
             return {"pi": value, "vf": value}
         return None
+
+    @classmethod
+    def complete(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        # SB3's meaning of a dict: a head it leaves out has no hidden layers (MlpExtractor's
+        # net_arch.get("vf", [])), not this config's default of two
+        values = dict(values)
+        if "pi" in values or "vf" in values:
+            values.setdefault("pi", ())
+            values.setdefault("vf", ())
+        return values
 
     def _check(self) -> None:
         for name in ("pi", "vf"):
@@ -148,6 +144,16 @@ class EncoderConfig(Section):
     freeze: bool = setting(False, "keep the encoder's weights fixed during training")
     critic: bool = setting(False, "also load (and freeze) it into the critic's memory")
 
+    def _check(self) -> None:
+        given = [name for name in ("freeze", "critic") if getattr(self, name)]
+        if self.path is None and given:
+            raise ConfigError(
+                f"encoder.{given[0]} is true but encoder.path is null, so there is no encoder to "
+                f"{'freeze' if given[0] == 'freeze' else 'load into the critic'}: name it (encoder.path, or --encoder "
+                f"PATH) or leave encoder.{given[0]} out",
+                key="path",
+            )
+
 
 @dataclass(frozen=True)
 class NormalizeConfig(Section):
@@ -167,6 +173,12 @@ class NormalizeConfig(Section):
     @classmethod
     def from_shorthand(cls, value: Any) -> dict[str, Any] | None:
         return {"enabled": value} if isinstance(value, bool) else None
+
+    @classmethod
+    def complete(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        # rl-baselines3-zoo's way to turn VecNormalize on with options: a mapping means enabled,
+        # unless it says enabled: false
+        return {"enabled": True, **values}
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,26 @@ class CheckpointConfig(Section):
 
 
 @dataclass(frozen=True)
+class RunnersConfig(Section):
+    """Ray rollout runners: the run's envs in other processes or machines (``count: 0``: in this process)."""
+
+    count: int = setting(0, "rollout runners (Ray actors); 0: the envs step in this process", low=0, high=4096)
+    envs_per_runner: int | Literal["auto"] = setting(
+        "auto", "envs in each runner (auto: n_envs / count; else n_envs must be count * envs_per_runner)", low=1
+    )
+    address: str = setting("local", "the Ray cluster: local (a runtime started here), auto, or HOST:PORT")
+    cpus_per_runner: float = setting(1.0, "CPUs each runner asks Ray for", above=0, high=1024)
+    max_restarts: int = setting(3, "times in a row a runner may fail before the run stops", low=0, high=100)
+
+    def _check(self) -> None:
+        if not self.address.strip():
+            raise ConfigError("expected local, auto or HOST:PORT, got an empty string", key="address")
+
+
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+@dataclass(frozen=True)
 class TrainConfig(Section):
     """Everything a training run depends on. Algorithm fields are SB3 PPO's, same names."""
 
@@ -195,18 +227,33 @@ class TrainConfig(Section):
         help="Gymnasium env id (recurrent-rl envs lists the pomdp/ suite)", example="pomdp/CartPoleNoVel-v1"
     )
     env_kwargs: dict[str, Any] = setting(help="keyword arguments for gymnasium.make", factory=dict)
-    n_envs: int = setting(8, "parallel envs (DummyVecEnv)", low=1)
+    gym_packages: tuple[str, ...] = setting(
+        help="modules imported before the env is made, in every process that makes it (rl-baselines3-zoo's "
+        "--gym-packages): where your own env registers itself",
+        factory=tuple,
+    )
+    n_envs: int = setting(8, "envs stepped side by side (with runners: in all runners together)", low=1, high=65536)
+    vec_env: Literal["dummy", "subproc"] = setting(
+        "dummy",
+        "how the envs step: dummy (one after another, in this process) or subproc (one process each, SB3's "
+        "SubprocVecEnv)",
+    )
+    runners: RunnersConfig = setting(help="Ray rollout runners (count 0: none)", factory=RunnersConfig)
     normalize: NormalizeConfig = setting(help="VecNormalize settings, or true/false", factory=NormalizeConfig)
     # 10^12 steps: decades on one machine; 1e30 would be accepted as "train forever" otherwise
     n_timesteps: int = setting(100_000, "total env steps", low=1, high=MAX_TIMESTEPS)
-    seed: int = setting(0, "seed of the model, the envs and the evaluations", low=0)
+    seed: int = setting(0, "seed of the model, the envs and the evaluations", low=0, high=MAX_SEED)
     description: str = setting("", "free text shown by recurrent-rl presets")
     policy: Literal[POLICIES] = setting("MlpGruPolicy", "policy class")  # type: ignore[valid-type]
     policy_kwargs: PolicyConfig = setting(help="memory core and heads", factory=PolicyConfig)
     encoder: EncoderConfig = setting(help="a pretrained encoder", factory=EncoderConfig)
     learning_rate: float | str = setting(3e-4, "Adam step size; lin_<x> decays linearly from x to 0", above=0)
     n_steps: int = setting(128, "steps per env per rollout", low=1)
-    batch_size: int = setting(128, "minibatch size in steps (a multiple of sequence_length)", low=1)
+    batch_size: int = setting(
+        128,
+        "minibatch size in steps (whole chunks; a size that does not divide the rollout runs with a warning)",
+        low=1,
+    )
     sequence_length: int | None = setting(None, "BPTT chunk length (null: n_steps)", low=1)
     state_refresh: bool = setting(
         False, "recompute the chunk-start memory with the current network before each epoch after the first"
@@ -238,20 +285,49 @@ class TrainConfig(Section):
     checkpoint: CheckpointConfig = setting(help="periodic checkpoints", factory=CheckpointConfig)
 
     def _check(self) -> None:
+        check_env_kwargs(self.env_kwargs)
+        for index, module in enumerate(self.gym_packages):
+            if not _MODULE.match(module):
+                raise ConfigError(
+                    f"expected a module name (my_pkg, my_pkg.envs), got {shorten(module)}", key=f"gym_packages[{index}]"
+                )
+        runners = self.runners
+        if runners.count:
+            if self.vec_env != "dummy":
+                raise ConfigError(
+                    "vec_env: subproc steps the envs of this process in subprocesses; with runners.count > 0 the envs "
+                    "are in the runners (each its own process): leave vec_env at dummy",
+                    key="vec_env",
+                )
+            if runners.envs_per_runner == "auto" and self.n_envs % runners.count:
+                raise ConfigError(
+                    f"n_envs={self.n_envs} envs do not split evenly over runners.count={runners.count} runners: use an "
+                    f"n_envs that is a multiple of the count, or set runners.envs_per_runner",
+                    key="runners.count",
+                )
+            if runners.envs_per_runner != "auto" and runners.count * runners.envs_per_runner != self.n_envs:
+                total = runners.count * runners.envs_per_runner
+                raise ConfigError(
+                    f"runners.count * runners.envs_per_runner = {runners.count} * {runners.envs_per_runner} = {total} "
+                    f"envs, but n_envs = {self.n_envs}: the runners hold all the envs; set n_envs={total} (the "
+                    "command line's --runner-envs does), or envs_per_runner: auto",
+                    key="runners.envs_per_runner",
+                )
         for name in ("learning_rate", "clip_range"):
             value = getattr(self, name)
             if isinstance(value, str):
-                match = _LINEAR.match(value)
+                match = LINEAR.match(value)
                 number = parse_number(match["value"]) if match else None
                 if number is None or not number > 0 or not math.isfinite(number):
                     raise ConfigError(
                         f"expected a number > 0 or lin_<number > 0> (e.g. lin_1e-3), got {value!r}", key=name
                     )
         # imported here: recurrent_rl.sequences loads torch, which the CLI's --help and listings do not need
-        from recurrent_rl.sequences import check_sequence_sizes
+        from recurrent_rl.sequences import plan_minibatches
 
+        # what RecurrentPPO accepts: sizes that do not divide run, with its warning (plan_minibatches)
         try:
-            check_sequence_sizes(self.n_steps, self.n_envs, self.batch_size, self.sequence_length or self.n_steps)
+            plan_minibatches(self.n_steps, self.n_envs, self.batch_size, self.sequence_length)
         except ValueError as error:
             raise ConfigError(f"{error} (keys: n_steps, n_envs, batch_size, sequence_length)") from None
         from recurrent_rl.sequences import check_refresh_options
@@ -260,6 +336,25 @@ class TrainConfig(Section):
             check_refresh_options(self.state_refresh, self.burn_in, self.burn_in_gradient, self.n_steps)
         except ValueError as error:
             raise ConfigError(f"{error} (keys: burn_in, burn_in_gradient, n_steps)") from None
+
+    @property
+    def envs_per_runner(self) -> int:
+        """Envs in each runner (``runners.envs_per_runner``, or ``n_envs / runners.count`` for auto)."""
+        runners = self.runners
+        if not runners.count:
+            return 0
+        return self.n_envs // runners.count if runners.envs_per_runner == "auto" else int(runners.envs_per_runner)
+
+    @property
+    def modules(self) -> dict[str, str]:
+        """The modules this config makes Python import, by config key: ``env`` (``my_pkg:MyEnv-v0``)
+        and ``gym_packages`` (space-separated); what :mod:`recurrent_rl.io.trust` records for a run."""
+        names = {}
+        if ":" in self.env:
+            names["env"] = self.env
+        if self.gym_packages:
+            names["gym_packages"] = " ".join(self.gym_packages)
+        return names
 
     @property
     def memory(self) -> str:
@@ -279,6 +374,7 @@ class TrainConfig(Section):
             ortho_init=pk.ortho_init,
             log_std_init=pk.log_std_init,
             backend=pk.backend,
+            kernel_threads=self.kernel_threads,
         )
         if pk.memory_kwargs:
             policy_kwargs["memory_kwargs"] = dict(pk.memory_kwargs)
@@ -330,7 +426,7 @@ def config_from_dict(
         if isinstance(values.get("policy"), Mapping):
             raise ConfigError(
                 "policy is the policy class name (e.g. policy: MlpLstmPolicy), got a mapping "
-                f"{dict(values['policy'])}; "
+                f"{shorten(dict(values['policy']))}; "
                 "the policy's options go under policy_kwargs (e.g. policy_kwargs: {memory: lstm})",
                 key="policy",
             )
@@ -339,19 +435,73 @@ def config_from_dict(
     except ConfigError as error:
         raise error.with_source(source) if source else error from None
     if check_env:
-        check_env_id(config.env)
+        check_env_id(config.env, packages=config.gym_packages)
     return config
+
+
+ENCODER_PATH_RULE = (
+    "a path in a config file is read relative to the file's folder and must stay inside it (a config file "
+    "may come from anyone): put the encoder in that folder (or below it) and name it relative to the file, "
+    "or give it on the command line: --encoder PATH"
+)
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = (), check_env: bool = True) -> TrainConfig:
-    """Read a YAML config file (and apply ``KEY=VALUE`` overrides)."""
+    """Read a config file (YAML, JSON or TOML) and apply ``KEY=VALUE`` overrides.
+
+    The file is data (see the module docstring): its ``encoder.path`` becomes an absolute path
+    inside the file's folder (a run folder's ``config.yaml`` names its own copy, ``encoder.pt``)
+    or a :class:`~recurrent_rl.received.ReceivedFileError`, and its env id must not name a module
+    unless the run folder's signed record (:func:`recurrent_rl.io.trust.trusted_names`) says the
+    user's own command did. An override of the same key replaces the file's value unchecked.
+    """
     path = Path(path)
-    config = config_from_dict(schema.read_config_file(path), overrides, source=str(path), check_env=check_env)
-    encoder = config.encoder.path
-    if encoder is not None and not Path(encoder).is_absolute() and (path.parent / encoder).is_file():
-        # a run folder's config.yaml names its own copy, encoder.pt, next to it
-        config = config.replace(encoder=config.encoder.replace(path=str(path.parent / encoder)))
-    return config
+    values = unwrap_zoo_layout(schema.read_config_file(path))
+    overrides = list(overrides)
+    given = {override.partition("=")[0].strip() for override in overrides}
+    encoder = values.get("encoder")
+    if (
+        isinstance(encoder, Mapping)
+        and isinstance(encoder.get("path"), str)
+        and not given & {"encoder", "encoder.path"}
+    ):
+        where = f"{path}: config key 'encoder.path'"
+        try:
+            inside = path_inside(path.parent, encoder["path"], where)
+        except ReceivedFileError as error:
+            raise ReceivedFileError(f"{error}; {ENCODER_PATH_RULE}") from None
+        values["encoder"] = {**encoder, "path": str(inside)}
+    env = values.get("env")
+    packages = values.get("gym_packages")
+    if (isinstance(env, str) and ":" in env and "env" not in given) or (packages and "gym_packages" not in given):
+        from recurrent_rl.io.trust import trusted_names
+
+        trusted = trusted_names(path.parent)
+        if isinstance(env, str) and ":" in env and "env" not in given:
+            env_id_from_file(env, f"{path} (config key 'env')", trusted=trusted.get("env") == env)
+        if packages and "gym_packages" not in given:
+            _check_gym_packages(packages, trusted.get("gym_packages"), path)
+        named = [name for name in (env if ":" in str(env) else None, packages) if name]
+        if named:
+            print(
+                f"note: {path} names the modules of your own command ({', '.join(map(str, named))}); they are "
+                "imported as when the run was made",
+                file=sys.stderr,
+            )
+    return config_from_dict(values, overrides, source=str(path), check_env=check_env)
+
+
+def _check_gym_packages(packages: Any, trusted: str | None, path: Path) -> None:
+    """A file's ``gym_packages``, imported only when the run folder's signed record says the user's own
+    command named them (see :mod:`recurrent_rl.io.trust`)."""
+    listed = " ".join(map(str, packages)) if isinstance(packages, (list, tuple)) else str(packages)
+    if trusted == listed:
+        return
+    raise ReceivedFileError(
+        f"{path} (config key 'gym_packages') names the modules {shorten(listed)}, which would be imported, running "
+        "their code: a module named in a file is never imported. If you trust them, name them yourself: "
+        "--gym-packages " + shorten(listed, 60)
+    )
 
 
 def unwrap_zoo_layout(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -369,7 +519,8 @@ def _refuse_several_zoo_sections(values: Mapping[str, Any]) -> None:
     env_ids = [key for key, inner in values.items() if re.search(r"-v\d+$", str(key)) and isinstance(inner, Mapping)]
     if len(values) > 1 and len(env_ids) == len(values):
         raise ConfigError(
-            f"the file has one section per env id ({', '.join(map(str, values))}), rl-baselines3-zoo's layout; a "
+            f"the file has one section per env id ({schema.clip(', '.join(map(str, values)))}), "
+            "rl-baselines3-zoo's layout; a "
             "config trains one env: keep one section, or write it flat with env: ID next to the hyperparameters"
         )
 
@@ -405,21 +556,3 @@ def config_keys(effective: Mapping[str, Any] | None = None, label: str = "preset
         the defaults where they differ, as ``<label> <value>``
     """
     return describe_keys(TrainConfig, effective=unwrap_zoo_layout(effective) if effective else None, label=label)
-
-
-def check_env_id(env_id: str, key: str = "env") -> None:
-    """Raise :class:`ConfigError` (for config key ``key``) if ``env_id`` is not registered, suggesting close matches."""
-    import gymnasium as gym
-
-    import recurrent_rl.envs  # noqa: F401  registers pomdp/
-
-    if env_id in gym.registry:
-        return
-    lowered = {k.lower(): k for k in gym.registry}
-    close = [lowered[c] for c in difflib.get_close_matches(env_id.lower(), list(lowered), n=3, cutoff=0.6)]
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ConfigError(
-        f"unknown env id {env_id!r}.{hint} `recurrent-rl envs` lists the pomdp/ suite; any registered "
-        "Gymnasium id works.",
-        key=key,
-    )

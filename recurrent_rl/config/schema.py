@@ -8,12 +8,17 @@ and the valid choices, with the closest valid name for a typo.
 
 Config files and ``--set KEY=VALUE`` overrides are read, and resolved configs written, by the
 functions at the end (:func:`read_config_file`, :func:`apply_overrides`, :func:`config_to_yaml`,
-:func:`save_config`), whatever the root section: :class:`recurrent_rl.runs.config.TrainConfig`
+:func:`save_config`), whatever the root section: :class:`recurrent_rl.config.train.TrainConfig`
 (``recurrent-rl train``) or :class:`recurrent_rl.supervised.config.PretrainConfig`
 (``recurrent-rl pretrain``).
 
-A leaf of the package: stdlib, PyYAML and :mod:`recurrent_rl.errors` only (torch is imported
-inside :func:`activation_class`), so the supervised side builds on it too.
+Files are read through :mod:`recurrent_rl.received`: a config file larger than
+:data:`~recurrent_rl.received.MAX_TEXT_BYTES` is refused before it is read, YAML whose aliases
+expand beyond :data:`~recurrent_rl.received.MAX_YAML_NODES` values before it is built, and every
+value an error message echoes is cut (:func:`~recurrent_rl.received.shorten`).
+
+A leaf of the package: stdlib, PyYAML, :mod:`recurrent_rl.errors` and :mod:`recurrent_rl.received`
+only (torch is imported inside :func:`activation_class`), so the supervised side builds on it too.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from recurrent_rl.errors import UserInputError
+from recurrent_rl.received import ReceivedFileError, load_yaml, read_text, shorten
+
+MAX_LISTED = 10  # unknown keys named in one message
+
+
+def clip(text: str, limit: int = 160) -> str:
+    """``text`` (not a repr: for names and parser messages) cut to ``limit`` characters, with the full length."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
 class ConfigError(UserInputError):
@@ -101,18 +114,19 @@ class UnknownKeyError(ConfigError):
         noun: str = "config key",
         source: str | None = None,
     ):
-        self.unknown, self.valid, self.noun = [str(k) for k in unknown], list(valid), noun
+        self.unknown, self.valid, self.noun = [clip(str(k), 60) for k in unknown], list(valid), noun
         super().__init__("", key, source)
 
     @property
     def message(self) -> str:
         prefix = f"{self.key}." if self.key else ""
         where = f" in {self.key}" if self.key else ""
-        close = {k: _suggest(k, self.valid) for k in self.unknown}
+        close = {k: _suggest(k, self.valid) for k in self.unknown[:MAX_LISTED]}
         hints = [f"'{c}'" if len(close) == 1 else f"'{c}' for '{k}'" for k, c in close.items() if c]
         hint = f" Did you mean {', '.join(hints)}?" if hints else ""
-        unknown = [prefix + k for k in self.unknown]
-        return f"unknown {self.noun}(s) {unknown}; valid keys{where}: {self.valid}.{hint}"
+        unknown = [prefix + k for k in self.unknown[:MAX_LISTED]]
+        more = f" and {len(self.unknown) - MAX_LISTED} more" if len(self.unknown) > MAX_LISTED else ""
+        return f"unknown {self.noun}(s) {unknown}{more}; valid keys{where}: {self.valid}.{hint}"
 
     def __str__(self) -> str:  # the message names the keys itself
         return f"{self.source}: {self.message}" if self.source else self.message
@@ -151,12 +165,21 @@ class Section:
         return None
 
     @classmethod
+    def complete(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The keys a mapping given for this section implies beside the ones it names (override):
+        what is left out takes the field's default unless the section says otherwise here
+        (``normalize: {norm_reward: false}`` means VecNormalize on)."""
+        return dict(values)
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Any:
         if not isinstance(values, Mapping):
             expanded = cls.from_shorthand(values)
             if expanded is None:
                 raise ConfigError(f"expected a mapping with keys {_keys(cls)}, got {_show(values)}")
             values = expanded
+        else:
+            values = cls.complete(values)
         names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         unknown = [str(key) for key in values if key not in names]
         if unknown:
@@ -239,6 +262,8 @@ def flat_values(root: type, values: Mapping[str, Any]) -> dict[str, Any]:
                 inner = values.get(f.name, {})
                 if not isinstance(inner, Mapping):
                     inner = tp.from_shorthand(inner) or {}
+                elif f.name in values:
+                    inner = tp.complete(inner)
                 walk(tp, inner, key + ".")
             elif f.name in values:
                 flat[key] = values[f.name]
@@ -294,11 +319,13 @@ def _keys(cls: type) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    return f"{shorten(value)} ({type(value).__name__})"
 
 
 def _suggest(word: str, choices: list[str]) -> str | None:
     """The closest choice to ``word`` (case-insensitive), if any is close."""
+    if len(word) > 100:  # no name is that long; difflib's cost grows with the length
+        return None
     lowered = {c.lower(): c for c in choices}
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[close[0]] if close else None
@@ -326,7 +353,7 @@ def _describe(tp: Any, metadata: Mapping[str, Any] | None = None) -> str:
     if tp is str:
         return "a string"
     if origin is tuple:
-        return "a list of integers"
+        return "a list of strings" if get_args(tp)[:1] == (str,) else "a list of integers"
     if origin is dict or tp is dict:
         return "a mapping"
     if _is_section(tp):
@@ -365,7 +392,7 @@ def _convert(value: Any, tp: Any, metadata: Mapping[str, Any]) -> Any:
         choices = get_args(tp)
         if isinstance(value, str) and value in choices:
             return value
-        close = _suggest(str(value), [str(c) for c in choices])
+        close = _suggest(value, [str(c) for c in choices]) if isinstance(value, str) else None
         hint = f" Did you mean '{close}'?" if close else ""
         raise ConfigError(f"expected {_describe(tp)}, got {_show(value)}.{hint}")
     if tp is bool:
@@ -418,7 +445,7 @@ def _check_range(value: Any, metadata: Mapping[str, Any]) -> None:
         or (isinstance(value, float) and not math.isfinite(value))
     ):
         kind = "an integer" if isinstance(value, int) else "a number"
-        raise ConfigError(f"expected {kind}{_range_text(metadata)}, got {value}")
+        raise ConfigError(f"expected {kind}{_range_text(metadata)}, got {shorten(value)}")
 
 
 def set_path(values: dict[str, Any], parts: list[str], value: Any, cls: type, full_key: str) -> None:
@@ -443,7 +470,7 @@ def set_path(values: dict[str, Any], parts: list[str], value: Any, cls: type, fu
         _set_free(inner, parts[1:], value)
         return
     if not _is_section(tp):
-        raise ConfigError(f"'{head}' is not a section: set it with {head}=VALUE", key=full_key)
+        raise ConfigError(f"'{clip(head)}' is not a section: set it with {clip(head)}=VALUE", key=full_key)
     inner = values.get(head, {})
     if not isinstance(inner, Mapping):
         expanded = tp.from_shorthand(inner)
@@ -503,7 +530,7 @@ def activation_class(name: str) -> Any:
     from torch import nn
 
     if name not in ACTIVATIONS:
-        raise ConfigError(f"expected one of {', '.join(repr(a) for a in ACTIVATIONS)}, got {name!r}")
+        raise ConfigError(f"expected one of {', '.join(repr(a) for a in ACTIVATIONS)}, got {shorten(name)}")
     return getattr(nn, ACTIVATIONS[name])
 
 
@@ -511,9 +538,10 @@ def activation_class(name: str) -> Any:
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """A YAML mapping, or a :class:`ConfigError` saying where the YAML is malformed."""
+    """A YAML mapping, or a :class:`ConfigError` saying where the YAML is malformed (or a
+    :class:`~recurrent_rl.received.ReceivedFileError` for aliases that expand too far)."""
     try:
-        values = yaml.safe_load(text)
+        values = load_yaml(text, source)
     except yaml.YAMLError as error:
         raise ConfigError(f"malformed YAML{yaml_problem(error)}", source=source) from None
     return _mapping(values, source)
@@ -526,35 +554,55 @@ def yaml_problem(error: Exception, lines: bool = True) -> str:
     where = ""
     if mark is not None:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if lines else f" at column {mark.column + 1}"
-    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
-    return f"{where}: {' '.join(problem.split())}"
+    problem = getattr(error, "problem", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{where}: {clip(' '.join(problem.split()))}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping in a config file: YAML (``.yaml``, ``.yml``, anything else), JSON (``.json``) or TOML (``.toml``)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "config file")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder: give the file, e.g. {path / 'config.yaml'}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text (byte {error.start}): give a YAML, JSON or TOML file saved as UTF-8"
-        ) from None
+    except ReceivedFileError as error:
+        if "UTF-8" in str(error):
+            text = str(error).replace("save it as UTF-8", "give a YAML, JSON or TOML file saved as UTF-8")
+            raise ConfigError(text) from None
+        raise
     except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error}") from None
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
     if path.suffix == ".json":
         try:
-            return _mapping(json.loads(text), str(path))
+            values = json.loads(text)
         except json.JSONDecodeError as error:
             raise ConfigError(
                 f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}", source=str(path)
             ) from None
+        except (ValueError, RecursionError) as error:  # an int of 5,000 digits; [[[[...]]]] nested past the stack
+            raise ReceivedFileError(
+                f"{path}: the JSON cannot be read ({shorten(str(error) or type(error).__name__)})"
+            ) from None
+        return _mapping(_shallow(values, str(path)), str(path))
     if path.suffix == ".toml":
-        return _read_toml(text, path)
+        return _shallow(_read_toml(text, path), str(path))
     return parse_yaml(text, str(path))
+
+
+def _shallow(values: Any, source: str) -> Any:
+    """``values`` unless they nest deeper than YAML may (:data:`recurrent_rl.received.MAX_YAML_DEPTH`)."""
+    from recurrent_rl.received import MAX_YAML_DEPTH
+
+    stack = [(values, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_YAML_DEPTH:
+            raise ReceivedFileError(f"{source}: the values nest too deep (more than {MAX_YAML_DEPTH} levels)")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return values
 
 
 def _read_toml(text: str, path: Path) -> dict[str, Any]:
@@ -566,14 +614,18 @@ def _read_toml(text: str, path: Path) -> dict[str, Any]:
         try:
             return _mapping(tomllib.loads(text), str(path))
         except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"malformed TOML: {error}", source=str(path)) from None
+            raise ConfigError(f"malformed TOML: {clip(str(error))}", source=str(path)) from None
+        except (ValueError, RecursionError) as error:
+            raise ReceivedFileError(
+                f"{path}: the TOML cannot be read ({shorten(str(error) or type(error).__name__)})"
+            ) from None
 
 
 def _mapping(values: Any, source: str) -> dict[str, Any]:
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ConfigError(f"expected a mapping of config keys, got {values!r} ({type(values).__name__})", source=source)
+        raise ConfigError(f"expected a mapping of config keys, got {_show(values)}", source=source)
     return values
 
 
@@ -587,12 +639,12 @@ def apply_overrides(
         key, sep, text = override.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. {example}), got {override!r}")
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. {example}), got {shorten(override)}")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text, f"--set {shorten(override)}") if text.strip() else None
         except yaml.YAMLError as error:
             raise ConfigError(
-                f"cannot read the value of --set {override!r} as YAML{yaml_problem(error, lines=False)}. "
+                f"cannot read the value of --set {shorten(override)} as YAML{yaml_problem(error, lines=False)}. "
                 "Write VALUE as YAML, e.g. [64, 64], null or 1e-3, and put a string with : [ ] { } or "
                 "# in quotes",
                 key=key,
@@ -608,7 +660,7 @@ def config_to_yaml(config: Section, header: str = "") -> str:
 
 
 def save_config(config: Section, path: str | Path, header: str = "") -> None:
-    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.runs.folders.atomic_write_text`)."""
-    from recurrent_rl.runs.folders import atomic_write_text
+    """Write the resolved config as YAML, atomically (see :func:`recurrent_rl.io.run_folder.atomic_write_text`)."""
+    from recurrent_rl.io.run_folder import atomic_write_text
 
     atomic_write_text(Path(path), config_to_yaml(config, header))

@@ -1,12 +1,13 @@
 """``recurrent-rl pretrain``: the command-line adapter for :func:`recurrent_rl.supervised.pretrain.pretrain`.
 
-The main CLI (:mod:`recurrent_rl.runs.cli`) wires it in with::
+The main CLI (:mod:`recurrent_rl.cli.main`) wires it in with::
 
     add_pretrain_command(subparsers)          # in the parser setup; args.handler runs it
 
 Bad input (a preset, a config file or key, the env id, the recording policy, data that does not
 fit the config) gets one ``error:`` line and exit code 2, never a traceback, and no run folder;
-a loss that turns non-finite during training exits with 1.
+a loss that turns non-finite during training, a full disk or a read-only folder exits with 1 and
+one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
-def add_pretrain_command(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``pretrain`` sub-command to an argparse ``subparsers`` object and return its parser."""
-    from recurrent_rl.runs.presets import preset_names
+    from recurrent_rl.config.presets import preset_names
     from recurrent_rl.supervised.config import OVERRIDE_EXAMPLE, pretrain_config_keys
 
     parser = subparsers.add_parser(
@@ -76,7 +77,7 @@ def add_pretrain_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_pretrain_command(args: argparse.Namespace) -> int:
     """Run ``pretrain`` from parsed arguments; returns the exit code (2 on bad input, 1 on a failed fit)."""
-    from recurrent_rl.runs.schema import config_to_yaml
+    from recurrent_rl.config.schema import config_to_yaml
     from recurrent_rl.supervised.config import resolve_config
 
     try:
@@ -93,8 +94,10 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
             trust_pickle=getattr(args, "trust_pickle", False),
         )
     except UserInputError as error:
+        from recurrent_rl.io.run_folder import StorageError
+
         print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED if isinstance(error, StorageError) else EXIT_USAGE
     except FloatingPointError as error:  # fit(): the gradient norm became nan or inf
         print(f"recurrent-rl pretrain: error: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -102,7 +105,7 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m recurrent_rl.supervised.cli pretrain ...``).
+    """Stand-alone entry point (``python -m recurrent_rl.cli.pretrain pretrain ...``).
 
     ``recurrent-rl pretrain`` is the same command."""
     parser = argparse.ArgumentParser(prog="recurrent-rl")
@@ -113,3 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+add_pretrain_command = add_parser  # its name before the command line became a package

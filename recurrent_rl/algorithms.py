@@ -1,0 +1,44 @@
+"""The package's algorithms by the name a saved model records, and loading a weights-only copy of any of them.
+
+A weights-only copy's ``model.json`` names the algorithm that wrote it (``"algorithm":
+"RecurrentPPO"``); :func:`load_safe` rebuilds that algorithm's model with its own ``load_safe``
+(:func:`recurrent_rl.ppo.persistence.load_safe_model`), which checks every field before anything
+is allocated. Only the names in :data:`ALGORITHMS` are accepted: a name read from a file never
+imports anything.
+
+The top of the algorithm floor. May import: ``ppo``, ``io`` and the leaf modules. Run folders,
+evaluation, export and the command line load models through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch as th
+
+from recurrent_rl.io.safe import SafeFormatError, read_safe_config, safe_paths
+from recurrent_rl.ppo.algorithm import RecurrentPPO
+from recurrent_rl.received import shorten
+
+ALGORITHMS: dict[str, Any] = {"RecurrentPPO": RecurrentPPO}
+
+
+def load_safe(
+    path: str | Path,
+    env: Any = None,
+    device: str | th.device = "auto",
+    custom_classes: Mapping[str, type] | Iterable[type] | None = None,
+    optimizer: bool = False,
+) -> Any:
+    """The model of a weights-only copy, rebuilt by the algorithm its ``model.json`` names, without
+    unpickling anything; see :func:`recurrent_rl.ppo.persistence.load_safe_model` for the arguments."""
+    name = read_safe_config(path).get("algorithm")
+    algorithm = ALGORITHMS.get(name) if isinstance(name, str) else None
+    if algorithm is None:
+        raise SafeFormatError(
+            f"{safe_paths(path)[1]} (algorithm): {shorten(name)} is not an algorithm of this package "
+            f"({', '.join(ALGORITHMS)})"
+        )
+    return algorithm.load_safe(path, env=env, device=device, custom_classes=custom_classes, optimizer=optimizer)

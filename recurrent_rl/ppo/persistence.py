@@ -1,0 +1,97 @@
+"""RecurrentPPO rebuilt from its weights-only copy (``model.safetensors`` + ``model.json``).
+
+:func:`load_safe_model` is what ``RecurrentPPO.load_safe`` (and ``MaskableRecurrentPPO.load_safe``)
+runs: every field of the copy is checked first (:func:`recurrent_rl.io.safe.check_safe_model`: the
+schema, the classes, the sizes against the tensors in the weights file and against the memory this
+process can allocate, finite weights), then the model is built as SB3's ``load`` builds it
+(construct without building, set what was saved, build) and the weights are loaded into it with
+``load_state_dict``: no ``pickle``, ``torch.load`` or SB3 ``load`` is ever called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.base_class import maybe_make_env
+
+from recurrent_rl.io.optimizer import load_optimizer
+from recurrent_rl.io.safe import (
+    HYPERPARAMETERS,
+    OPTIONAL_HYPERPARAMETERS,
+    SCHEDULES,
+    check_safe_model,
+    optimizer_path,
+    safe_paths,
+)
+from recurrent_rl.io.spaces import describe
+from recurrent_rl.io.values import SafeFormatError, as_safe_error, custom_classes_map, schedule_from_json
+from recurrent_rl.received import shorten
+
+
+def load_safe_model(
+    cls: Any,
+    path: str | Path,
+    env: Any = None,
+    device: str | th.device = "auto",
+    custom_classes: Mapping[str, type] | Iterable[type] | None = None,
+    optimizer: bool = False,
+) -> Any:
+    """A ``cls`` (:class:`~recurrent_rl.RecurrentPPO` or a subclass) rebuilt from the safe copy at ``path``.
+
+    :param path: a folder holding ``model.safetensors`` and ``model.json``, or a prefix / either file
+    :param env: the env to attach (a VecEnv, a Gymnasium env or an id), as ``RecurrentPPO.load``
+        takes it; its spaces must be the model's. None: a model without env (``predict`` works)
+    :param device: where the policy goes (``"auto"``: CUDA when available)
+    :param custom_classes: classes outside the allow-list that the file's ``policy_kwargs`` name
+    :param optimizer: also restore the optimizer's state (Adam's moments), which the copy must hold
+        (``save_safe(..., optimizer=True)``; every checkpoint of a run folder does): training then
+        continues as from SB3's zip
+    """
+    weights_path, config_path = safe_paths(path)
+    where = str(config_path)
+    venv = None
+    if env is not None:
+        venv = cls._wrap_env(maybe_make_env(env, 0), verbose=0)
+    checked = check_safe_model(
+        path, custom_classes_map(custom_classes), optimizer, None if venv is None else venv.num_envs
+    )
+    config, observation_space, action_space = checked.config, checked.observation_space, checked.action_space
+    if venv is not None and (venv.observation_space != observation_space or venv.action_space != action_space):
+        raise SafeFormatError(
+            f"the model in {where} was trained on observations {describe(observation_space)} and actions "
+            f"{describe(action_space)}, but the env has observations {describe(venv.observation_space)} and "
+            f"actions {describe(venv.action_space)}: attach the env it was trained on"
+        )
+    hyper = config["hyperparameters"]
+    # As SB3's load does: construct without building, set what was saved, then build.
+    model = cls(checked.policy_class, venv, device=device, _init_setup_model=False)
+    for name in HYPERPARAMETERS + tuple(name for name in OPTIONAL_HYPERPARAMETERS if name in hyper):
+        setattr(model, name, hyper[name])
+    for name in SCHEDULES:
+        setattr(model, name, schedule_from_json(hyper[name], name))
+    model._stats_window_size = hyper["stats_window_size"]
+    model.num_timesteps = config["num_timesteps"]
+    model._n_updates = config["n_updates"]
+    model.policy_kwargs = checked.policy_kwargs
+    if venv is None:
+        model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config["n_envs"]
+    try:
+        model._setup_model()
+    except (ValueError, TypeError) as error:
+        raise SafeFormatError(
+            f"{where}: the stored settings do not build a model: {shorten(str(error), 200)}"
+        ) from None
+    tensors, aliases = checked.tensors, checked.aliases
+    full = {name: tensors[aliases.get(name, name)] for name in model.policy.state_dict()}
+    try:
+        model.policy.load_state_dict(full, strict=True)
+    except RuntimeError as error:
+        raise SafeFormatError(f"{weights_path} does not fit the policy: {str(error).splitlines()[0]}") from None
+    del full, checked
+    if optimizer:
+        with as_safe_error():
+            load_optimizer(model, config.get("optimizer"), optimizer_path(path), where)
+    return model
