@@ -216,6 +216,29 @@ def test_a_safe_copy_without_the_options_loads_with_the_defaults(tmp_path):
     assert (loaded.state_refresh, loaded.burn_in, loaded.burn_in_gradient) == (False, 0, False)
 
 
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        (dict(burn_in=17), r"hyperparameters\.burn_in\) must be"),
+        (dict(burn_in="8"), r"hyperparameters\.burn_in\) must be an integer"),
+        (dict(state_refresh=1), r"hyperparameters\.state_refresh"),
+        (dict(burn_in_gradient=True), r"burn_in_gradient is true with burn_in 0"),
+    ],
+)
+def test_a_safe_copy_with_bad_options_is_refused_before_anything_is_built(tmp_path, entry, message):
+    import json
+
+    from recurrent_rl.errors import UserInputError
+    from recurrent_rl.export.safe import load_safe, save_safe
+
+    save_safe(tiny("gru"), tmp_path)
+    config = json.loads((tmp_path / "model.json").read_text())
+    config["hyperparameters"].update(entry)
+    (tmp_path / "model.json").write_text(json.dumps(config))
+    with pytest.raises(UserInputError, match=message):
+        load_safe(tmp_path)
+
+
 def test_masked_training_with_burn_in_sees_what_the_rollout_saw():
     from recurrent_rl import MaskableRecurrentPPO
 
