@@ -182,6 +182,8 @@ def open_study(spec: StudySpec) -> Any:
                 f"({directions}); nothing was changed. Use another --study"
             )
         for key, label in (("objective", "objective"), ("config", "base config"), ("space", "search space")):
+            if key == "config" and _same_config(theirs.get(key), spec.config):
+                continue
             if theirs.get(key) != attrs[key]:
                 diff = _difference(theirs.get(key), attrs[key]) if key != "objective" else theirs.get(key)
                 raise UserInputError(
@@ -205,6 +207,23 @@ def open_study(spec: StudySpec) -> Any:
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     return study
+
+
+def _same_config(theirs: str | None, ours: dict[str, Any]) -> bool:
+    """Whether a study's recorded base config is ``ours`` once the keys added to the training
+    config since it was recorded take their defaults (a study of an older release continues)."""
+    from recurrent_rl.config.train import TrainConfig
+
+    if theirs is None:
+        return False
+    try:  # what the study's database holds is data like any file's: checked by the schema
+        recorded = json.loads(theirs)
+        if not isinstance(recorded, dict):
+            return False
+        completed = TrainConfig.from_dict(recorded).to_dict()
+    except (ValueError, RecursionError, UserInputError):
+        return False
+    return json.dumps(completed, sort_keys=True) == json.dumps(ours, sort_keys=True)
 
 
 def _difference(theirs: str | None, ours: str) -> str:
