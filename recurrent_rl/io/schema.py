@@ -146,6 +146,11 @@ def _hyperparameters(hyper: Any, where: str) -> None:
         if hyper[name] is None and name == "clip_range_vf":
             continue
         schedule(hyper[name], where, field + name)
+        if name == "clip_range_vf" and not isinstance(hyper[name], dict) and hyper[name] <= 0:
+            # SB3's PPO asserts it (a constant clip range for the value must be positive)
+            raise ReceivedFileError(
+                f"{where} ({field}clip_range_vf) must be positive or null, got {shorten(hyper[name])}"
+            )
 
 
 def schedule(value: Any, where: str, field: str) -> None:
