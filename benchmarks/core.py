@@ -22,6 +22,7 @@ Everything is measured in one run, side by side, one torch thread per process:
     python -m benchmarks.core --skip-learning --parts --repeats 3  # what each part of the speed layer buys
     python -m benchmarks.core --skip-learning --cores mingru minlstm transformer  # the newer memories too
     python -m benchmarks.core --skip-learning --long --cores mingru  # whole 512-step rollouts per chunk
+    python -m benchmarks.core --skip-learning --long --cores ffm --torch-scan  # ffm, compiled scan or torch's
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ LABELS = {
     **{name: f"ours, GRU, cpu-kernels without {name.rsplit('-no-', 1)[1]}, 2 kernel threads" for name in ABLATIONS},
     **{
         f"ours-{core}-2t": f"ours, {core}, default backend, 2 kernel threads"
-        for core in ("mingru", "minlstm", "transformer")
+        for core in ("mingru", "minlstm", "ffm", "transformer")
+    },
+    **{
+        f"ours-{core}-2t-torch": f"ours, {core}, backend torch (associative scan)"
+        for core in ("mingru", "minlstm", "ffm")
     },
 }
 # --long: one 512-step chunk per env and rollout (sequence_length 512), the whole rollout one minibatch
@@ -193,8 +198,13 @@ def main(argv: list[str] | None = None) -> None:
         "--cores",
         nargs="*",
         default=[],
-        choices=["mingru", "minlstm", "transformer"],
+        choices=["mingru", "minlstm", "ffm", "transformer"],
         help="also these memory cores (default backend, 2 kernel threads)",
+    )
+    parser.add_argument(
+        "--torch-scan",
+        action="store_true",
+        help="also the scan cores of --cores (mingru, minlstm, ffm) on backend torch: what the compiled scan buys",
     )
     parser.add_argument("--long", action="store_true", help="n_steps 512, batch 4096: one 512-step chunk per env")
     args = parser.parse_args(argv)
@@ -212,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     contenders = CONTENDERS + (ABLATIONS if args.parts else ()) + tuple(f"ours-{core}-2t" for core in args.cores)
+    if args.torch_scan:
+        contenders += tuple(f"ours-{core}-2t-torch" for core in args.cores if core != "transformer")
     rows: dict[str, dict[str, Any]] = {name: {} for name in contenders}
     if args.only_learning:
         jobs = [(name, seed, args.learning_steps) for name in ("ours-gru", "ours-lstm") for seed in range(args.seeds)]

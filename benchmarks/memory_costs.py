@@ -3,8 +3,8 @@
 Forward + backward of an actor and a critic core (the update's work per gradient step) over a
 ``(T, B)`` batch with episode starts (about one every 50 steps), for every core: gru and lstm
 through the compiled layers (backend cpu-kernels) and through torch (backend torch), mingru and
-minlstm with the compiled scan (cpu-kernels) and the associative scan in torch (torch), and
-transformer (plain torch on every backend). Variants are interleaved round by round,
+minlstm and ffm with the compiled scan (cpu-kernels) and the associative scan in torch (torch),
+and transformer (plain torch on every backend). Variants are interleaved round by round,
 and each figure is the median; beside it, the cost per sequence step relative to the smallest T.
 
     python -m benchmarks.memory_costs                          # T 32 128 512 1024, B 8 64, H 64 256
@@ -34,6 +34,8 @@ VARIANTS = {  # name -> (memory, backend)
     "minlstm compiled": ("minlstm", "cpu-kernels"),
     "minlstm torch": ("minlstm", "torch"),
     "transformer": ("transformer", "torch"),
+    "ffm compiled": ("ffm", "cpu-kernels"),
+    "ffm torch": ("ffm", "torch"),
 }
 
 

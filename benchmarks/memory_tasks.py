@@ -1,10 +1,11 @@
 """Learning on the memory tasks: RecurrentPPO's memories against MLP PPO and a 4-frame-stacked MLP PPO.
 
 For each task, the GRU agent is the shipped preset (``recurrent-rl presets``: its budget, PPO
-settings and heads). Another memory (``lstm``, ``mingru``, ``minlstm``, ``transformer``) takes its
+settings and heads). Another memory (``lstm``, ``mingru``, ``minlstm``, ``ffm``, ``transformer``) takes its
 own shipped preset for the task where there is one (``repeat-first-hard-transformer``), else the
 GRU preset with only ``policy_kwargs.memory`` changed (the transformer without the preset's
-``gate_bias`` and with a window that covers the task's delay, ``TRANSFORMER_WINDOW``). The MLP
+``gate_bias`` and with a window that covers the task's delay, ``TRANSFORMER_WINDOW``; ffm without the
+``gate_bias``). The MLP
 agents use the same budget, PPO settings and heads without the memory. ``--budget`` gives every
 agent the same number of steps. Several seeds; the score is the mean deterministic return (and
 success rate where the env defines one) over 100 evaluation episodes, next to the task's exact
@@ -42,6 +43,7 @@ TASKS: dict[str, str] = {
     "RepeatPrevious-k4-v0": "repeat-previous-k4-gru",
     "RepeatFirst-v0": "repeat-first-gru",
     "CountRecall-v0": "count-recall-gru",
+    "RepeatFirst-Medium-v0": "repeat-first-medium-gru",
     # long horizons (the presets are untuned GRU settings; not in the default list)
     "TMaze-L100-v0": "tmaze-l100-gru",
     "TMaze-L200-v0": "tmaze-l200-gru",
@@ -50,7 +52,7 @@ TASKS: dict[str, str] = {
     "CountRecall-Medium-v0": "count-recall-medium-gru",
 }
 DEFAULT_TASKS = ("TMaze-v0", "TMaze-L50-v0", "RepeatPrevious-k4-v0", "RepeatFirst-v0", "CountRecall-v0")
-MEMORY_AGENTS = ("gru", "lstm", "mingru", "minlstm", "transformer")
+MEMORY_AGENTS = ("gru", "lstm", "mingru", "minlstm", "ffm", "transformer")
 # the transformer's window covers the task's delay where the shipped window (32) does not
 TRANSFORMER_WINDOW = {"TMaze-L100-v0": 128, "TMaze-L200-v0": 256, "RepeatFirst-Hard-v0": 256}
 LONG_STUDY = ("TMaze-L100-v0", "TMaze-L200-v0", "RepeatFirst-Hard-v0", "RepeatPrevious-k16-v0", "CountRecall-Medium-v0")
@@ -94,8 +96,9 @@ def agent_config(task: str, agent: str, overrides: tuple[str, ...]):
         return load_preset(own, overrides)
     if agent in MEMORY_AGENTS and agent != "gru":
         overrides = (f"policy_kwargs.memory={agent}", *overrides)
-        if agent == "transformer":
+        if agent in ("transformer", "ffm"):  # no gate that keeps a state: no gate_bias
             overrides = ("policy_kwargs.gate_bias=null", *overrides)
+        if agent == "transformer":
             if task in TRANSFORMER_WINDOW:
                 overrides = (f"policy_kwargs.memory_kwargs.memory_length={TRANSFORMER_WINDOW[task]}", *overrides)
     return load_preset(TASKS[task], overrides)

@@ -15,7 +15,9 @@ A leaf module. May import: nothing of the package (NumPy, torch).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -80,6 +82,60 @@ class Segments:
         T, B = self.n_steps, self.n_columns
         flat = padded[self.time_index, self.segment_index]  # (B*T, F)
         return flat.reshape(B, T, *padded.shape[2:]).transpose(0, 1)
+
+
+def map_obs(fn: Callable[[Any], Any], obs: Any) -> Any:
+    """``fn`` applied to a batch of observations: an array or tensor, or each entry of a Dict observation."""
+    if isinstance(obs, dict):
+        return {key: fn(value) for key, value in obs.items()}
+    return fn(obs)
+
+
+def window_rows(array: np.ndarray, sequence_length: int, burn_in: int) -> np.ndarray:
+    """Overlapping windows of a rollout array ``(k + S, E, ...)`` whose first ``k = burn_in`` rows
+    are the steps before the rollout: ``(k + T, K*E, ...)`` with T = sequence_length, K = S / T.
+
+    Window ``c * E + e`` holds steps ``[c*T - k, (c+1)*T)`` of env ``e`` (rollout numbering): the
+    k steps before chunk c, then chunk c itself, as :func:`chunk_rows` orders the chunks. With
+    ``burn_in = 0`` it is :func:`chunk_rows`.
+    """
+    n_rows, E = array.shape[:2]
+    S = n_rows - burn_in
+    if S % sequence_length:
+        raise ValueError(f"the rollout length {S} is not a multiple of sequence_length={sequence_length}")
+    K = S // sequence_length
+    index = np.arange(burn_in + sequence_length)[:, None] + sequence_length * np.arange(K)[None, :]  # (k+T, K)
+    windows = array[index]  # (k+T, K, E, ...)
+    return windows.reshape(burn_in + sequence_length, K * E, *array.shape[2:])
+
+
+def window_starts(n_steps: int, sequence_length: int, burn_in: int) -> list[int]:
+    """The rollout steps where the windows of :func:`window_rows` begin, chunk by chunk:
+    ``c * sequence_length - burn_in`` (negative: a step of the previous rollout)."""
+    return [c * sequence_length - burn_in for c in range(n_steps // sequence_length)]
+
+
+def check_burn_in(burn_in: Any, n_steps: int) -> int:
+    """``burn_in`` if it is an integer in ``[0, n_steps]``, else a ValueError saying so."""
+    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or not 0 <= burn_in <= n_steps:
+        raise ValueError(
+            f"burn_in must be an integer from 0 to n_steps={n_steps} (the steps of context before each chunk, "
+            f"taken from the rollout and the end of the one before), got {burn_in!r}"
+        )
+    return int(burn_in)
+
+
+def check_refresh_options(
+    state_refresh: Any, burn_in: Any, burn_in_gradient: Any, n_steps: int
+) -> tuple[bool, int, bool]:
+    """The options as (bool, int, bool), or a ValueError naming the bad one and its valid values."""
+    for name, value in (("state_refresh", state_refresh), ("burn_in_gradient", burn_in_gradient)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    burn_in = check_burn_in(burn_in, n_steps)
+    if burn_in_gradient and not burn_in:
+        raise ValueError("burn_in_gradient=True lets the gradient through the burn-in steps, which needs burn_in > 0")
+    return state_refresh, burn_in, burn_in_gradient
 
 
 def chunk_rows(array: np.ndarray, sequence_length: int) -> np.ndarray:

@@ -33,8 +33,15 @@ class SequenceObs(NamedTuple):
 
     ``obs`` is flat ``(T*B, ...)`` in time-major order (step t of chunk b at ``t*B + b``),
     ``state`` the memory at each chunk's first step, ``episode_starts`` ``(T, B)``.
+
+    With ``burn_in = k > 0`` the first k of the T steps are context before the chunk: they run
+    through the memory (to warm it up from ``state``, the memory at the first of them) and carry
+    no loss; the policy returns values and log-probabilities for the last T - k steps only. With
+    ``burn_in_gradient`` the gradient flows back through them, else they run without one.
     """
 
     obs: PyTorchObs
     state: RecurrentState
     episode_starts: th.Tensor
+    burn_in: int = 0
+    burn_in_gradient: bool = False

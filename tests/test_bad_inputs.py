@@ -172,6 +172,8 @@ BAD_INPUTS: list[Bad] = [
     Bad("set-bad-schedule", ["train", "--set", "learning_rate=lin_fast"], "lin_<number > 0>"),
     Bad("set-layer-size", ["train", "--set", "policy_kwargs.net_arch=[0]"], "layer sizes must be positive"),
     Bad("set-chunk-not-dividing", ["train", "--set", "sequence_length=5"], "does not divide n_steps"),
+    Bad("set-burn-in-too-long", ["train", "--set", "burn_in=129"], "burn_in must be an integer from 0 to n_steps=128"),
+    Bad("set-burn-in-gradient-alone", ["train", "--set", "burn_in_gradient=true"], "needs burn_in > 0"),
     Bad("set-env-kwargs", ["train", "--set", "env_kwargs.no_such_arg=1"], "no_such_arg"),
     Bad("set-memory-kwargs", ["train", "--set", "policy_kwargs.memory_kwargs.window=8"], "takes no memory_kwargs"),
     Bad("set-sde-discrete", ["train", "--set", "use_sde=true"], "continuous actions"),

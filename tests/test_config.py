@@ -160,7 +160,7 @@ def test_unknown_key_names_the_key_and_suggests():
         ("gamma=1.5", "config key 'gamma': expected a number in [0, 1], got 1.5"),
         (
             "policy_kwargs.memory=gruu",
-            "expected one of 'gru', 'lstm', 'rnn', 'mingru', 'minlstm', 'transformer' or null, got 'gruu' (str)",
+            "expected one of 'gru', 'lstm', 'rnn', 'mingru', 'minlstm', 'transformer', 'ffm' or null, got 'gruu' (str)",
         ),
         ("policy=MlpGRUPolicy", "Did you mean 'MlpGruPolicy'?"),
         ("policy_kwargs.activation_fn=ReLU", "one of 'tanh', 'relu'"),

@@ -115,7 +115,9 @@ def check_parity(
                 obs_tensor = model.policy.obs_to_tensor(model_obs)[0]
                 start_tensor = th.as_tensor(starts, dtype=th.float32)
                 _, values, _, torch_state = model.policy(obs_tensor, torch_state, start_tensor, deterministic=True)
-            np.testing.assert_allclose(outputs["value"], values.numpy().reshape(-1), rtol=0, atol=1e-5)
+            # a layer norm (minGRU, minLSTM, ffm, transformer) before the head: float32 rounding of
+            # onnxruntime's and torch's layer norms differ by a few 1e-5 relative
+            np.testing.assert_allclose(outputs["value"], values.numpy().reshape(-1), rtol=1e-4, atol=1e-5)
             critic_names = [s["name"] for s in graph.states if s["role"] == "critic"]
             assert len(critic_names) == len(torch_state.critic)
             for name, expected in zip(critic_names, torch_state.critic):

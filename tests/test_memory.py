@@ -19,7 +19,7 @@ def run(core: MemoryCore, x, state, starts, need_final_state: bool = True, use_k
 
 from recurrent_rl.sequences import Segments, check_sequence_sizes, chunk_rows
 
-CORES = ["gru", "lstm", "rnn", "mingru", "minlstm"]
+CORES = ["gru", "lstm", "rnn", "mingru", "minlstm", "ffm"]
 
 
 def random_batch(core: MemoryCore, T: int = 24, B: int = 6, p_reset: float = 0.15, seed: int = 0):
@@ -119,12 +119,13 @@ def test_state_helpers_work_for_every_core():
         core = MemoryCore(memory, 3, 5, num_layers=2)
         state = core.initial_state(4)
         assert len(state) == core.n_state_tensors
-        assert all(s.shape == (2, 4, 5) for s in state_leaves(state))
+        width = 2 * 1 * 4 if memory == "ffm" else 5  # ffm: real and imaginary parts of (5 // 4) x 4 traces
+        assert all(s.shape == (2, 4, width) for s in state_leaves(state))
         ones = tuple(th.ones_like(s) for s in state)
         masked = mask_state(ones, th.tensor([1.0, 0.0, 1.0, 0.0]))
         assert all(s[:, [1, 3]].abs().sum() == 0 and s[:, [0, 2]].min() == 1 for s in masked)
         both = cat_states([select_state(ones, 0), select_state(masked, slice(1, 2))])
-        assert all(s.shape == (2, 2, 5) and s[:, 1].abs().sum() == 0 for s in both)
+        assert all(s.shape == (2, 2, width) and s[:, 1].abs().sum() == 0 for s in both)
 
 
 def test_bad_memory_options_are_named():

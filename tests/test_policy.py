@@ -43,7 +43,9 @@ def test_every_space_trains(obs, act):
     assert state[0].shape == (1, 1, 16)
 
 
-@pytest.mark.parametrize("memory,n_state", [("gru", 1), ("lstm", 2), ("rnn", 1), ("mingru", 1), ("minlstm", 1)])
+@pytest.mark.parametrize(
+    "memory,n_state", [("gru", 1), ("lstm", 2), ("rnn", 1), ("mingru", 1), ("minlstm", 1), ("ffm", 1)]
+)
 @pytest.mark.parametrize("critic_memory", ["separate", "shared", "none"])
 def test_policy_options_build_what_they_say(memory, n_state, critic_memory):
     model = RecurrentPPO(
@@ -56,16 +58,25 @@ def test_policy_options_build_what_they_say(memory, n_state, critic_memory):
         ),
     )
     policy = model.policy
+    from recurrent_rl.nets.ffm import FastForgetfulMemory
     from recurrent_rl.nets.scan import MinRNN
 
-    kinds = {"gru": th.nn.GRU, "lstm": th.nn.LSTM, "rnn": th.nn.RNN, "mingru": MinRNN, "minlstm": MinRNN}
+    kinds = {
+        "gru": th.nn.GRU,
+        "lstm": th.nn.LSTM,
+        "rnn": th.nn.RNN,
+        "mingru": MinRNN,
+        "minlstm": MinRNN,
+        "ffm": FastForgetfulMemory,
+    }
     assert isinstance(policy.actor_memory.rnn, kinds[memory])
     assert policy.actor_memory.rnn.hidden_size == 10 and policy.actor_memory.rnn.num_layers == 2
     assert (policy.critic_core is not None) == (critic_memory == "separate")
     assert (policy.critic_projection is not None) == (critic_memory == "none")
     assert policy.mlp_extractor.latent_dim_pi == 7 and policy.mlp_extractor.latent_dim_vf == 5
     state = policy.initial_state(3)
-    assert len(state.actor) == n_state and all(s.shape == (2, 3, 10) for s in state.actor)
+    width = 2 * (10 // 4) * 4 if memory == "ffm" else 10  # ffm: real and imaginary parts of m x c traces
+    assert len(state.actor) == n_state and all(s.shape == (2, 3, width) for s in state.actor)
     assert len(state.critic) == (n_state if critic_memory == "separate" else 0)
     # every memory parameter is trained
     optimised = {id(p) for group in policy.optimizer.param_groups for p in group["params"]}
@@ -85,7 +96,7 @@ def test_aliases_pick_memory_and_extractor():
     assert model.policy.memory == "lstm" and type(model.policy.features_extractor).__name__ == "NatureCNN"
 
 
-@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn", "mingru", "minlstm"])
+@pytest.mark.parametrize("memory", ["gru", "lstm", "rnn", "mingru", "minlstm", "ffm"])
 @pytest.mark.parametrize("critic_memory", ["separate", "shared", "none"])
 @pytest.mark.parametrize("sequence_length", [8, 32])
 def test_rollout_log_probs_and_values_equal_the_update(memory, critic_memory, sequence_length):
@@ -146,7 +157,7 @@ def test_predict_rejects_a_state_of_the_wrong_shape():
         model.predict(obs, episode_start=np.zeros(3))
 
 
-@pytest.mark.parametrize("memory", ["gru", "lstm", "mingru", "minlstm"])
+@pytest.mark.parametrize("memory", ["gru", "lstm", "mingru", "minlstm", "ffm"])
 def test_save_load_gives_identical_actions(tmp_path, memory):
     env = make_vec_env("pomdp/CartPoleNoVel-v1", n_envs=2, seed=3)
     model = RecurrentPPO("MlpGruPolicy", env, n_steps=16, batch_size=32, seed=3, policy_kwargs=dict(memory=memory))

@@ -83,17 +83,21 @@ def _same_buffers(a, b) -> None:
         "returns",
     ):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a._state_positions == b._state_positions
     assert len(a.chunk_start_states) == len(b.chunk_start_states)
     for x, y in zip(a.chunk_start_states, b.chunk_start_states):
         for s, t in zip(state_leaves(x), state_leaves(y)):
             assert th.equal(s, t)
 
 
+@pytest.mark.parametrize("fresh", [{}, {"state_refresh": True, "burn_in": 4}], ids=["stored", "refresh+burn_in"])
 @pytest.mark.parametrize("algorithm", ["RecurrentPPO", "MaskableRecurrentPPO"])
-def test_one_runner_collects_and_trains_exactly_as_the_local_loop(local_ray, algorithm):
+def test_one_runner_collects_and_trains_exactly_as_the_local_loop(local_ray, algorithm, fresh):
     """With one runner of K envs, the same seeds and the same envs: the rollout (observations,
     actions, log-probabilities, values, chunk-start states, advantages) and the parameters after
-    two iterations are the local path's, bit for bit."""
+    two iterations are the local path's, bit for bit; also with ``state_refresh`` and ``burn_in``
+    (the runners record the states where each chunk's burn-in starts, and the second rollout's
+    first chunks take their context from the end of the first)."""
     if algorithm == "MaskableRecurrentPPO":
         pytest.importorskip("sb3_contrib")
         env_id, cls, policy = "pomdp/VisitAll-v0", MaskableRecurrentPPO, "MlpGruPolicy"
@@ -105,13 +109,15 @@ def test_one_runner_collects_and_trains_exactly_as_the_local_loop(local_ray, alg
 
         return gym.make(env_id)
 
-    local = cls(policy, make_vec_env(env_id, n_envs=4, seed=3), policy_kwargs=POLICY, **SETTINGS)
+    local = cls(policy, make_vec_env(env_id, n_envs=4, seed=3), policy_kwargs=POLICY, **SETTINGS, **fresh)
     local.learn(256)  # two iterations of 4 envs x 32 steps
     venv = RunnerVecEnv(make, count=1, envs_per_runner=4)
     try:
-        remote = cls(policy, venv, policy_kwargs=POLICY, **SETTINGS)
+        remote = cls(policy, venv, policy_kwargs=POLICY, **SETTINGS, **fresh)
         remote.learn(256)
         _same_buffers(local.rollout_buffer, remote.rollout_buffer)
+        if fresh:
+            assert remote.rollout_buffer._tail is not None  # the second rollout had the first's end as context
         if algorithm == "MaskableRecurrentPPO":
             np.testing.assert_array_equal(local.rollout_buffer.action_masks, remote.rollout_buffer.action_masks)
             assert not remote.rollout_buffer.action_masks.all()  # the masks came back from the runner

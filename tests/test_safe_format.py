@@ -62,7 +62,7 @@ def same_episodes(a, b, env_id: str = ENV, episodes: int = 5, seed: int = 3, nor
     np.testing.assert_array_equal(first.hidden_states, second.hidden_states)
 
 
-@pytest.mark.parametrize("memory", ["gru", "lstm", "mingru", "transformer"])
+@pytest.mark.parametrize("memory", ["gru", "lstm", "mingru", "transformer", "ffm"])
 def test_round_trip_gives_identical_actions(tmp_path, memory):
     model = tiny_model(make_vec_env(ENV, n_envs=2, seed=0), memory)
     weights, config = save_safe(model, tmp_path)

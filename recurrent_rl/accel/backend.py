@@ -7,8 +7,8 @@ unsupported modules, hooks):
 
 - ``"memory"``: memory cores through the compiled layers (:mod:`.kernels`, :mod:`.native`; the
   NumPy loops without a compiler), actor and critic stacked in one call per layer; the scan
-  memories (mingru, minlstm) with their recurrence as one compiled pass in time
-  (``torch.ops.recurrent_rl.scan``) instead of the associative scan;
+  memories (mingru, minlstm, and ffm's turned-back trace) with their recurrence as one compiled
+  pass in time (``torch.ops.recurrent_rl.scan``) instead of the associative scan;
 - ``"optimizer"``: :class:`~.optim.PolicyAdam` in place of SB3's default Adam (:mod:`.optim`);
 - ``"distributions"``: :class:`~.distributions.LeanCategorical` inside SB3's (Multi)Categorical
   distributions, and torch's argument validation off for the others (:mod:`.distributions`).
@@ -27,6 +27,7 @@ from torch import nn
 from recurrent_rl.accel import distributions, kernels, native
 from recurrent_rl.accel.optim import PolicyAdam
 from recurrent_rl.nets.backend import TorchBackend
+from recurrent_rl.nets.ffm import FastForgetfulMemory
 from recurrent_rl.nets.memory import MemoryCore, same_shape
 from recurrent_rl.nets.scan import MinRNN
 from recurrent_rl.types import MemoryState
@@ -44,9 +45,14 @@ def sequence_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
 
 
 def scan_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
-    """Whether a scan memory's sequence call takes the compiled scan (float32 on the CPU, the
-    library built)."""
-    return isinstance(core.rnn, MinRNN) and x.dtype is th.float32 and x.is_cpu and native.available()
+    """Whether a scan memory's (mingru, minlstm, ffm) sequence call takes the compiled scan
+    (float32 on the CPU, the library built)."""
+    return (
+        isinstance(core.rnn, (MinRNN, FastForgetfulMemory))
+        and x.dtype is th.float32
+        and x.is_cpu
+        and native.available()
+    )
 
 
 def step_kernel_applies(core: MemoryCore, x: th.Tensor) -> bool:
@@ -98,7 +104,9 @@ class CpuKernels(TorchBackend):
         if self._memory and all(scan_kernel_applies(c, x) for c, x in zip(cores, xs)):
             scan = native.library().scan  # type: ignore[union-attr]
             return [
-                cast(MinRNN, c.rnn).forward_sequence(x, s, episode_starts, need_final_state, scan=scan)
+                cast(MinRNN | FastForgetfulMemory, c.rnn).forward_sequence(
+                    x, s, episode_starts, need_final_state, scan=scan
+                )
                 for c, x, s in zip(cores, xs, states)
             ]
         if self._memory and all(

@@ -54,7 +54,7 @@ MAX_SEED = 2**31 - 1
 
 ACTIVATIONS = tuple(schema.ACTIVATIONS)  # the names; schema.activation_class gives the torch module
 # recurrent_rl.nets.memory.MEMORIES, spelled out so reading a config loads no torch (a test compares them)
-MEMORIES = ("gru", "lstm", "rnn", "mingru", "minlstm", "transformer")
+MEMORIES = ("gru", "lstm", "rnn", "mingru", "minlstm", "transformer", "ffm")
 POLICIES = (  # RecurrentPPO.policy_aliases (tests/test_config.py keeps them in step)
     "MlpGruPolicy",
     "MlpLstmPolicy",
@@ -105,10 +105,12 @@ class PolicyConfig(Section):
     memory: Literal[MEMORIES] | None = setting(  # type: ignore[valid-type]
         None,
         "memory core (gru, lstm, rnn; mingru, minlstm: parallel-scan recurrences; transformer: attention "
-        "over recent steps); null: the one the policy name says",
+        "over recent steps; ffm: Fast and Forgetful Memory); null: the one the policy name says",
     )
     memory_kwargs: dict[str, Any] = setting(
-        help="options of the memories that take more (transformer: memory_length, n_heads, ...)", factory=dict
+        help="options of the memories that take more (transformer: memory_length, n_heads, ...; ffm: memory_size, "
+        "context_size, min_period, max_period)",
+        factory=dict,
     )
     hidden_size: int = setting(64, "units per memory layer", low=1)
     num_layers: int = setting(1, "stacked memory layers", low=1)
@@ -274,6 +276,11 @@ class TrainConfig(Section):
         low=1,
     )
     sequence_length: int | None = setting(None, "BPTT chunk length (null: n_steps)", low=1)
+    state_refresh: bool = setting(
+        False, "recompute the chunk-start memory with the current network before each epoch after the first"
+    )
+    burn_in: int = setting(0, "steps of context before each chunk that warm the memory up, without loss", low=0)
+    burn_in_gradient: bool = setting(False, "let the gradient flow back through the burn-in steps (longer BPTT)")
     n_epochs: int = setting(10, "passes over each rollout", low=1)
     gamma: float = setting(0.99, "discount factor", low=0, high=1)
     gae_lambda: float = setting(0.95, "GAE lambda", low=0, high=1)
@@ -344,6 +351,12 @@ class TrainConfig(Section):
             plan_minibatches(self.n_steps, self.n_envs, self.batch_size, self.sequence_length)
         except ValueError as error:
             raise ConfigError(f"{error} (keys: n_steps, n_envs, batch_size, sequence_length)") from None
+        from recurrent_rl.sequences import check_refresh_options
+
+        try:
+            check_refresh_options(self.state_refresh, self.burn_in, self.burn_in_gradient, self.n_steps)
+        except ValueError as error:
+            raise ConfigError(f"{error} (keys: burn_in, burn_in_gradient, n_steps)") from None
 
     @property
     def envs_per_runner(self) -> int:
@@ -398,6 +411,9 @@ class TrainConfig(Section):
             n_steps=self.n_steps,
             batch_size=self.batch_size,
             sequence_length=self.sequence_length,
+            state_refresh=self.state_refresh,
+            burn_in=self.burn_in,
+            burn_in_gradient=self.burn_in_gradient,
             n_epochs=self.n_epochs,
             gamma=self.gamma,
             gae_lambda=self.gae_lambda,

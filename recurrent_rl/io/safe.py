@@ -84,6 +84,7 @@ HYPERPARAMETERS = (
     "seed",
 )
 SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
+OPTIONAL_HYPERPARAMETERS = ("state_refresh", "burn_in", "burn_in_gradient")  # absent from older files: defaults
 JSON_BYTES_PER_BYTE = 32  # Python objects a parsed JSON text takes, per byte of text (at most, about)
 
 
@@ -210,7 +211,7 @@ def save_safe(
         "policy": _policy_name(policy),
         "policy_kwargs": to_json(dict(model.policy_kwargs), "policy_kwargs", custom),
         "hyperparameters": {
-            **{name: to_json(getattr(model, name), name) for name in HYPERPARAMETERS},
+            **{name: to_json(getattr(model, name), name) for name in HYPERPARAMETERS + OPTIONAL_HYPERPARAMETERS},
             **{name: schedule_to_json(getattr(model, name), name, model) for name in SCHEDULES},
             "stats_window_size": int(model._stats_window_size),
         },

@@ -112,9 +112,15 @@ def _hyperparameters(hyper: Any, where: str) -> None:
         "clip_range_vf",
         "stats_window_size",
     )
-    hyper = mapping(hyper, where, "hyperparameters", names)
+    optional = ("state_refresh", "burn_in", "burn_in_gradient")  # absent from older files
+    hyper = mapping(hyper, where, "hyperparameters", names, optional)
     field = "hyperparameters."
     n_steps = integer(hyper["n_steps"], where, field + "n_steps", 1, MAX_INT64)
+    burn_in = integer(hyper.get("burn_in", 0), where, field + "burn_in", 0, n_steps)
+    for name in ("state_refresh", "burn_in_gradient"):
+        boolean(hyper.get(name, False), where, field + name)
+    if hyper.get("burn_in_gradient", False) and not burn_in:
+        raise ReceivedFileError(f"{where} (hyperparameters): burn_in_gradient is true with burn_in 0")
     batch_size = integer(hyper["batch_size"], where, field + "batch_size", 1, MAX_INT64)
     sequence_length = integer(hyper["sequence_length"], where, field + "sequence_length", 1, n_steps)
     if n_steps % sequence_length or batch_size % sequence_length:
@@ -140,6 +146,11 @@ def _hyperparameters(hyper: Any, where: str) -> None:
         if hyper[name] is None and name == "clip_range_vf":
             continue
         schedule(hyper[name], where, field + name)
+        if name == "clip_range_vf" and not isinstance(hyper[name], dict) and hyper[name] <= 0:
+            # SB3's PPO asserts it (a constant clip range for the value must be positive)
+            raise ReceivedFileError(
+                f"{where} ({field}clip_range_vf) must be positive or null, got {shorten(hyper[name])}"
+            )
 
 
 def schedule(value: Any, where: str, field: str) -> None:

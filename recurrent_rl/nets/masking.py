@@ -30,13 +30,15 @@ MASKABLE_SPACES = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
 
 class MaskedSequenceObs(NamedTuple):
-    """:class:`~recurrent_rl.types.SequenceObs` with the action masks of every step
-    (``(T*B, mask_size)`` bool, time-major like ``obs``)."""
+    """:class:`~recurrent_rl.types.SequenceObs` with the action masks of every step that carries
+    a loss (``((T - burn_in)*B, mask_size)`` bool, time-major like ``obs``)."""
 
     obs: PyTorchObs
     state: RecurrentState
     episode_starts: th.Tensor
     action_masks: th.Tensor
+    burn_in: int = 0
+    burn_in_gradient: bool = False
 
 
 def check_maskable_space(action_space: spaces.Space, who: str = "action masking") -> None:

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from recurrent_rl.nets.attention import AttentionMemory
+from recurrent_rl.nets.ffm import FastForgetfulMemory
 from recurrent_rl.nets.scan import SCAN_MEMORIES, MinRNN, SequenceMemory
 from recurrent_rl.sequences import Segments
 from recurrent_rl.types import MemoryState, NestedState
@@ -40,6 +41,7 @@ MEMORY_TYPES: dict[str, type[nn.GRU] | type[nn.LSTM] | type[nn.RNN]] = {"gru": n
 # cls(memory, input_size, hidden_size, num_layers, dropout, gate_bias, **memory_kwargs)
 SEQUENCE_MEMORIES: dict[str, type[SequenceMemory]] = {name: MinRNN for name in SCAN_MEMORIES}
 SEQUENCE_MEMORIES["transformer"] = AttentionMemory  # attention over a window of recent steps
+SEQUENCE_MEMORIES["ffm"] = FastForgetfulMemory  # decaying complex traces (Fast and Forgetful Memory)
 MEMORIES = (*MEMORY_TYPES, *SEQUENCE_MEMORIES)  # every memory="..." a MemoryCore takes
 _CELLS: dict[str, Callable[..., Any]] = {"gru": th.gru_cell, "lstm": th.lstm_cell, "rnn": th.rnn_tanh_cell}
 _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -48,8 +50,9 @@ _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 class MemoryCore(nn.Module):
     """A memory core of any depth: ``gru``, ``lstm``, ``rnn`` (Elman with tanh), stepped through
     time by torch's modules; ``mingru`` / ``minlstm``, linear recurrences computed over a whole
-    chunk with a parallel scan (:mod:`recurrent_rl.nets.scan`); or ``transformer``, attention
-    over a window of recent steps (:mod:`recurrent_rl.nets.attention`).
+    chunk with a parallel scan (:mod:`recurrent_rl.nets.scan`); ``ffm``, Fast and Forgetful
+    Memory, decaying complex traces also computed with a scan (:mod:`recurrent_rl.nets.ffm`); or
+    ``transformer``, attention over a window of recent steps (:mod:`recurrent_rl.nets.attention`).
 
     :param memory: one of :data:`MEMORIES`
     :param input_size: features per step (F)
@@ -65,7 +68,8 @@ class MemoryCore(nn.Module):
         ``rnn``, which has no gates.
 
     ``self.rnn`` is the torch module that holds the parameters (``nn.GRU`` / ``nn.LSTM`` /
-    ``nn.RNN``, :class:`~recurrent_rl.nets.scan.MinRNN` or
+    ``nn.RNN``, :class:`~recurrent_rl.nets.scan.MinRNN`,
+    :class:`~recurrent_rl.nets.ffm.FastForgetfulMemory` or
     :class:`~recurrent_rl.nets.attention.AttentionMemory`).
     """
 

@@ -34,6 +34,7 @@ from recurrent_rl.nets.contrib import translate_contrib_options
 from recurrent_rl.nets.guards import refuse_non_finite_steps
 from recurrent_rl.nets.masking import check_action_masks, masked_distribution
 from recurrent_rl.nets.memory import MemoryCore, state_to_numpy
+from recurrent_rl.sequences import map_obs
 from recurrent_rl.types import MemoryState, RecurrentState, SequenceObs
 
 CRITIC_MEMORY = ("separate", "shared", "none")
@@ -310,18 +311,54 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         latent_pi, latent_vf = self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))
         return latent_pi, latent_vf, RecurrentState(actor_state, critic_state)  # type: ignore[return-value]
 
-    def _sequence_latents(self, seq: SequenceObs) -> tuple[th.Tensor, th.Tensor]:
-        """Whole chunks -> (latent_pi (T*B, P), latent_vf (T*B, V)), time-major like ``seq.obs``."""
-        T, B = seq.episode_starts.shape
-        pi_features, vf_features = self._features(seq.obs)  # (T*B, F)
-        cores, xs, states = [self.actor_memory], [pi_features.view(T, B, -1)], [seq.state.actor]
+    def _run_cores(
+        self,
+        pi_features: th.Tensor,
+        vf_features: th.Tensor,
+        state: RecurrentState,
+        episode_starts: th.Tensor,
+        need_final_state: bool = True,
+    ) -> tuple[th.Tensor, th.Tensor | None, RecurrentState | None]:
+        """Features ``(T*B, F)`` through the memory cores from ``state`` -> actor output (T*B, H),
+        critic memory output (or None) and the final state (None unless ``need_final_state``)."""
+        T, B = episode_starts.shape
+        cores, xs, states = [self.actor_memory], [pi_features.view(T, B, -1)], [state.actor]
         if self.critic_core is not None:
             cores.append(self.critic_core)
             xs.append(vf_features.view(T, B, -1))
-            states.append(seq.state.critic)
-        outs = self._backend.forward_cores(cores, xs, states, seq.episode_starts, need_final_state=False)
-        actor_out = outs[0][0].reshape(T * B, -1)  # (T*B, H)
+            states.append(state.critic)
+        outs = self._backend.forward_cores(cores, xs, states, episode_starts, need_final_state=need_final_state)
         critic_out = outs[1][0].reshape(T * B, -1) if self.critic_core is not None else None
+        final = None
+        if need_final_state:
+            final = RecurrentState(outs[0][1], outs[1][1] if self.critic_core is not None else ())  # type: ignore[arg-type]
+        return outs[0][0].reshape(T * B, -1), critic_out, final
+
+    def memory_state_after(self, seq: SequenceObs) -> RecurrentState:
+        """The memory after running the chunks of ``seq`` from ``seq.state`` (the states that
+        :mod:`recurrent_rl.ppo.refresh` recomputes)."""
+        pi_features, vf_features = self._features(seq.obs)
+        final = self._run_cores(pi_features, vf_features, seq.state, seq.episode_starts)[2]
+        assert final is not None
+        return final
+
+    def _sequence_latents(self, seq: SequenceObs) -> tuple[th.Tensor, th.Tensor]:
+        """Whole chunks -> (latent_pi (N, P), latent_vf (N, V)), time-major like ``seq.obs``, for
+        the N = (T - burn_in) * B steps that carry a loss."""
+        B = seq.episode_starts.shape[1]
+        obs, state, starts, k = seq.obs, seq.state, seq.episode_starts, seq.burn_in
+        if k and not seq.burn_in_gradient:
+            # burn-in: the first k steps only warm the memory up (R2D2, Kapturowski et al. 2019)
+            with th.no_grad():
+                warm = map_obs(lambda o: o[: k * B], obs)
+                state = self.memory_state_after(SequenceObs(warm, state, starts[:k]))
+            obs, starts, k = map_obs(lambda o: o[k * B :], obs), starts[k:], 0
+        pi_features, vf_features = self._features(obs)  # (T*B, F)
+        # with burn_in_gradient, the whole window in one call, the first k steps' outputs dropped
+        actor_out, critic_out, _ = self._run_cores(pi_features, vf_features, state, starts, need_final_state=False)
+        if k:
+            actor_out, vf_features = actor_out[k * B :], vf_features[k * B :]
+            critic_out = None if critic_out is None else critic_out[k * B :]
         return self._latents(actor_out, self._critic_input(vf_features, actor_out, critic_out))  # type: ignore[return-value]
 
     def _step(

@@ -7,11 +7,22 @@ the gates, and a layer's recurrence becomes linear in the state,
 
 so a whole ``(T, B, F)`` chunk is a handful of large tensor operations instead of T small steps.
 
-- minGRU: ``z = sigmoid(W_z x)``, ``h~ = g(W_h x)``, ``h_t = (1 - z) h_{t-1} + z h~``;
-- minLSTM: ``f = sigmoid(W_f x)``, ``i = sigmoid(W_i x)``, ``h~ = g(W_h x)``, and with the gates
+- minGRU: ``z = sigmoid(W_z x)``, ``h~ = act(W_h x)``, ``h_t = (1 - z) h_{t-1} + z h~``;
+- minLSTM: ``f = sigmoid(W_f x)``, ``i = sigmoid(W_i x)``, ``h~ = act(W_h x)``, and with the gates
   normalised to ``f' = f / (f + i)``, ``i' = i / (f + i)``: ``h_t = f' h_{t-1} + i' h~``;
 
-with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below, as in the paper.
+with ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` below in the paper.
+
+**Three changes from the paper** (options ``candidate``, ``norm``, ``chrono``; the paper's model
+is ``candidate="g", norm=False, chrono=None``). With the paper's choices a minGRU learned less
+than the GRU, and on RepeatFirst-Medium less than a memoryless policy: ``g`` keeps the state
+positive, which only the paper's log-space scan needs (the scan here is not in log space); the
+layer's output is its raw state, whose scale drifts with the inputs; and ``nn.Linear``'s zero-mean
+gate bias makes a fresh layer keep half its state per step, so the gradient from a step 50 steps
+later is ``2^-50`` of what it could be. Here the candidate is ``tanh``, each layer's output goes
+through a layer norm, and the keep gate starts with the chrono initialisation (Tallec and
+Ollivier 2018): unit j keeps ``1 - 1/tau_j`` of its state per step, ``tau_j`` drawn uniformly
+from [1, ``chrono``] (default 256). Measured in docs/memories.md (minGRU).
 
 The chunk is one associative (Hillis-Steele) scan over the pairs ``(a_t, b_t)`` with
 ``(a, b) . (a', b') = (a a', a' b + b')``: ``ceil(log2 T)`` rounds of a few elementwise
@@ -24,8 +35,8 @@ the log-space scan (``logcumsumexp``), which can only reset by cutting the batch
 segments (some 30 times slower with a reset every 50 steps). ``step`` is the O(1) recurrence
 (rollouts, ``predict``).
 
-Layers are stacked with a residual connection from the second layer on (``out = h + input``),
-as the paper stacks them; the state is ``(h,)``, each ``(L, B, H)``: the shape of a GRU's.
+Layers are stacked with a residual connection from the second layer on (``out = norm(h) +
+input``), as the paper stacks them; the state is ``(h,)``, each ``(L, B, H)``: the shape of a GRU's.
 
 Shapes: T time, B batch, N segments, F features, H hidden, L layers.
 """
@@ -87,6 +98,9 @@ def g(v: th.Tensor) -> th.Tensor:
     return F.relu(v) + th.sigmoid(v.clamp(max=0.0))
 
 
+CANDIDATES: dict[str, Callable[[th.Tensor], th.Tensor]] = {"g": g, "tanh": th.tanh}
+
+
 def linear_scan(a: th.Tensor, b: th.Tensor, h0: th.Tensor) -> th.Tensor:
     """``h_t = a_t h_{t-1} + b_t`` over dim 0 from ``h0``: ``a``, ``b`` (T, B, H), ``h0`` (B, H)
     -> h (T, B, H), as an associative scan (``ceil(log2 T)`` rounds over the whole tensor)."""
@@ -119,7 +133,18 @@ class MinRNN(SequenceMemory):
     :param dropout: dropout between layers (training only)
     :param gate_bias: makes a fresh core keep its state longer: subtracted from the initial bias
         of minGRU's update gate z (which takes in the new value), added to minLSTM's forget gate f
+    :param candidate: the candidate's activation: ``"tanh"`` (default; a state of either sign) or
+        ``"g"`` (the paper's, positive, needed only by its log-space scan)
+    :param norm: a layer norm on each layer's output (default True; the state itself is not
+        normalised)
+    :param chrono: the longest initial memory horizon T_max in steps (default 256): the keep
+        gate's bias starts so that unit j keeps its state for about tau_j steps, tau_j drawn
+        uniformly from [1, T_max] (the chrono initialisation of Tallec and Ollivier, 2018,
+        "Can recurrent neural networks warp time?"); None: the gate biases of ``nn.Linear``,
+        which keep half the state per step
     """
+
+    options = ("candidate", "norm", "chrono")
 
     def __init__(
         self,
@@ -129,22 +154,41 @@ class MinRNN(SequenceMemory):
         num_layers: int = 1,
         dropout: float = 0.0,
         gate_bias: float = 0.0,
+        candidate: str = "tanh",
+        norm: bool = True,
+        chrono: float | None = 256,
     ):
         super().__init__()
         if kind not in SCAN_MEMORIES:
             raise ValueError(f"kind={kind!r} is not a scan memory; choose one of {list(SCAN_MEMORIES)}")
+        if candidate not in CANDIDATES:
+            raise ValueError(f"candidate={candidate!r} is not a candidate activation; choose one of {list(CANDIDATES)}")
+        if not isinstance(norm, bool):
+            raise ValueError(f"norm must be True or False, got {norm!r}")
+        if chrono is not None and (isinstance(chrono, bool) or not isinstance(chrono, (int, float)) or chrono < 2):
+            raise ValueError(f"chrono must be null or the longest initial horizon in steps (>= 2), got {chrono!r}")
         self.kind, self.input_size, self.hidden_size, self.num_layers = kind, input_size, hidden_size, num_layers
-        self.dropout = dropout
+        self.dropout, self.candidate, self.norm, self.chrono = dropout, candidate, norm, chrono
         n_gates = 2 if kind == "mingru" else 3  # (z, h~) or (f, i, h~)
         linears = [
             nn.Linear(input_size if layer == 0 else hidden_size, n_gates * hidden_size) for layer in range(num_layers)
         ]
-        if gate_bias:
-            with th.no_grad():
-                for linear in linears:
-                    # the first block is z (mingru: how much of the new value enters) or f (minlstm: how much stays)
-                    linear.bias[:hidden_size] += -gate_bias if kind == "mingru" else gate_bias
+        with th.no_grad():
+            for linear in linears:
+                keep = linear.bias[:hidden_size]  # z (mingru: how much of the new value enters) or f (minlstm: stays)
+                if chrono is not None:
+                    # keep a fraction 1 - 1/tau per step: minGRU z = sigmoid(-log(tau - 1)) = 1/tau;
+                    # minLSTM f' = f / (f + i) with f = sigmoid(log(tau - 1)) = 1 - 1/tau and
+                    # i = sigmoid(-log(tau - 1)) = 1/tau, so f' = 1 - 1/tau too
+                    tau = th.empty(hidden_size).uniform_(1.0, float(chrono)).clamp(min=1.0 + 1e-3)
+                    log_tau = th.log(tau - 1.0)
+                    keep.copy_(-log_tau if kind == "mingru" else log_tau)
+                    if kind == "minlstm":
+                        linear.bias[hidden_size : 2 * hidden_size] = -log_tau
+                if gate_bias:
+                    keep += -gate_bias if kind == "mingru" else gate_bias
         self.layers = nn.ModuleList(linears)
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(num_layers)) if norm else None
 
     def state_shapes(self, batch_size: int) -> list[tuple[int, int, int]]:
         return [(self.num_layers, batch_size, self.hidden_size)]
@@ -153,16 +197,19 @@ class MinRNN(SequenceMemory):
         """(a, b) of the recurrence ``h = a h_prev + b`` for inputs ``x`` (..., F)."""
         H = self.hidden_size
         pre = self.layers[layer](x)  # (..., G*H)
+        activation = CANDIDATES[self.candidate]
         if self.kind == "mingru":
             k_z, k_h = pre[..., :H], pre[..., H:]
             z = th.sigmoid(k_z)
-            return 1.0 - z, z * g(k_h)
+            return 1.0 - z, z * activation(k_h)
         k_f, k_i, k_h = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :]
         # f' = f / (f + i) = sigmoid(log f - log i), with log sigmoid(k) = -softplus(-k)
         f = th.sigmoid(F.softplus(-k_i) - F.softplus(-k_f))
-        return f, (1.0 - f) * g(k_h)
+        return f, (1.0 - f) * activation(k_h)
 
     def _between_layers(self, out: th.Tensor, layer_in: th.Tensor, layer: int) -> th.Tensor:
+        if self.norms is not None:
+            out = self.norms[layer](out)
         if layer > 0:
             out = out + layer_in  # residual from the second layer on
         if self.training and self.dropout > 0 and layer < self.num_layers - 1:

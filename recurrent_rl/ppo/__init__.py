@@ -2,6 +2,7 @@
 
 - :mod:`.algorithm`: :class:`~.algorithm.RecurrentPPO`;
 - :mod:`.buffers`: SB3's rollout buffers with memory at chunk starts and minibatches of whole chunks;
+- :mod:`.refresh`: fresh chunk-start states for the update (``state_refresh``; burn-in lives in the buffer);
 - :mod:`.masking`: :class:`~.masking.MaskableRecurrentPPO` (invalid-action masks, sb3-contrib's convention);
 - :mod:`.contrib`: models saved by sb3-contrib's RecurrentPPO, converted for ``RecurrentPPO.load``.
 

@@ -37,6 +37,8 @@ from recurrent_rl.nets.devices import choose_device
 from recurrent_rl.nets.memory import select_state
 from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
 from recurrent_rl.ppo.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer, plan_minibatches
+from recurrent_rl.ppo.refresh import attach_refresh
+from recurrent_rl.sequences import check_refresh_options
 from recurrent_rl.threads import (  # noqa: F401  re-exported: their home before threads.py
     THREAD_VARIABLES,
     TorchThreads,
@@ -73,6 +75,15 @@ class RecurrentPPO(PPO):
         (``torch.set_num_threads`` after importing RecurrentPPO, ``OMP_NUM_THREADS``); an integer:
         that many; None: leave torch's count alone. See :func:`learn_threads` for why one thread.
         Not saved with the model (``RecurrentPPO.load(path, torch_threads=N)`` sets it).
+    :param state_refresh: recompute every chunk-start state with the current parameters before
+        each epoch after the first (one pass over the rollout without gradients), instead of
+        using the states of the rollout, which go stale as the update changes the network
+    :param burn_in: steps of context before every chunk (from the same env: earlier in the
+        rollout, or the end of the previous one) that run through the memory to warm it up and
+        carry no loss; 0 to ``n_steps``. Minibatches keep ``batch_size`` steps with a loss.
+    :param burn_in_gradient: let the gradient flow back through the burn-in steps (truncated BPTT
+        over ``burn_in + sequence_length`` steps), so a chunk learns from observations before it;
+        default False: they only warm the memory up (R2D2). See :mod:`recurrent_rl.ppo.refresh`.
     """
 
     policy: RecurrentActorCriticPolicy
@@ -99,6 +110,9 @@ class RecurrentPPO(PPO):
         sde_sample_freq: int = -1,
         target_kl: float | None = None,
         sequence_length: int | None = None,
+        state_refresh: bool = False,
+        burn_in: int = 0,
+        burn_in_gradient: bool = False,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -120,6 +134,9 @@ class RecurrentPPO(PPO):
             if self.auto_device:
                 device = choose_device(env.observation_space, policy_kwargs).device
         self.sequence_length = sequence_length or n_steps
+        self.state_refresh, self.burn_in, self.burn_in_gradient = check_refresh_options(
+            state_refresh, burn_in, burn_in_gradient, n_steps
+        )
         if env is not None and _init_setup_model:
             n_envs = env.num_envs if isinstance(env, VecEnv) else 1
             self.sequence_length, notes = plan_minibatches(n_steps, n_envs, batch_size, sequence_length)
@@ -167,7 +184,12 @@ class RecurrentPPO(PPO):
     def _setup_model(self) -> None:
         dict_obs = isinstance(self.observation_space, spaces.Dict)
         self.rollout_buffer_class = self.buffer_classes[1] if dict_obs else self.buffer_classes[0]
-        self.rollout_buffer_kwargs = {"sequence_length": self.sequence_length}
+        refresh = check_refresh_options(self.state_refresh, self.burn_in, self.burn_in_gradient, self.n_steps)
+        self.rollout_buffer_kwargs = {
+            "sequence_length": self.sequence_length,
+            "burn_in": refresh[1],
+            "burn_in_gradient": refresh[2],
+        }
         if getattr(self, "auto_device", False):  # a model loaded with device="auto"
             self.device = choose_device(self.observation_space, self.policy_kwargs).device
         super()._setup_model()  # PPO's: lr and clip schedules, buffer, policy
@@ -175,6 +197,7 @@ class RecurrentPPO(PPO):
             raise ValueError(
                 f"RecurrentPPO needs a RecurrentActorCriticPolicy (or subclass), got {type(self.policy).__name__}"
             )
+        attach_refresh(self.rollout_buffer, self.policy if refresh[0] else None)
         self._last_state: RecurrentState = self.policy.initial_state(self.n_envs)
 
     def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
@@ -240,7 +263,7 @@ class RecurrentPPO(PPO):
         for n_steps in range(n_rollout_steps):
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
-            if n_steps % rollout_buffer.sequence_length == 0:
+            if rollout_buffer.wants_state(n_steps):  # a chunk (or its burn-in) starts here
                 rollout_buffer.add_chunk_start_state(state)
 
             check_finite_observations(self._last_obs, "RecurrentPPO rollout")

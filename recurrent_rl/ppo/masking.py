@@ -89,7 +89,8 @@ class _MaskChunks:
         assert self._chunks is not None
         masks = self._chunks["action_masks"][:, idx]  # (T, n, mask_size)
         seq = samples.observations
-        masked = MaskedSequenceObs(seq.obs, seq.state, seq.episode_starts, masks.reshape(-1, masks.shape[-1]))
+        masks = masks.reshape(-1, masks.shape[-1])
+        masked = MaskedSequenceObs(seq.obs, seq.state, seq.episode_starts, masks, seq.burn_in, seq.burn_in_gradient)
         return samples._replace(observations=masked)
 
 

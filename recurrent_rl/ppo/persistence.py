@@ -20,6 +20,7 @@ from stable_baselines3.common.base_class import maybe_make_env
 from recurrent_rl.io.optimizer import load_optimizer
 from recurrent_rl.io.safe import (
     HYPERPARAMETERS,
+    OPTIONAL_HYPERPARAMETERS,
     SCHEDULES,
     check_safe_model,
     optimizer_path,
@@ -67,7 +68,7 @@ def load_safe_model(
     hyper = config["hyperparameters"]
     # As SB3's load does: construct without building, set what was saved, then build.
     model = cls(checked.policy_class, venv, device=device, _init_setup_model=False)
-    for name in HYPERPARAMETERS:
+    for name in HYPERPARAMETERS + tuple(name for name in OPTIONAL_HYPERPARAMETERS if name in hyper):
         setattr(model, name, hyper[name])
     for name in SCHEDULES:
         setattr(model, name, schedule_from_json(hyper[name], name))

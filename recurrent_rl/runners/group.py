@@ -220,9 +220,12 @@ class RunnerVecEnv(VecEnv):
         def tensors(state: Any) -> Any:
             return map_state(lambda s: s.to(device), state)
 
-        buffer.chunk_start_states = [
-            cat_states([tensors(piece.chunk_states[k]) for piece in pieces]) for k in range(len(pieces[0].chunk_states))
-        ]
+        buffer.set_chunk_start_states(
+            [
+                cat_states([tensors(piece.chunk_states[k]) for piece in pieces])
+                for k in range(len(pieces[0].chunk_states))
+            ]
+        )
         buffer.pos, buffer.full = buffer.buffer_size, True
         model.rollout_state = cat_states([tensors(piece.final_state) for piece in pieces])
 
@@ -331,6 +334,7 @@ def runner_spec(model: Any) -> RunnerSpec:
         policy_kwargs=dict(model.policy_kwargs),
         n_steps=model.n_steps,
         sequence_length=model.sequence_length,
+        burn_in=model.burn_in,
         gamma=model.gamma,
         gae_lambda=model.gae_lambda,
         use_sde=model.use_sde,

@@ -54,6 +54,7 @@ class RunnerSpec:
     policy_kwargs: dict[str, Any]
     n_steps: int
     sequence_length: int
+    burn_in: int  # the learner's: its runners record the memory where each chunk's burn-in starts
     gamma: float
     gae_lambda: float
     use_sde: bool
@@ -70,7 +71,7 @@ class RolloutPiece:
 
     observations: Any  # (n_steps, K, ...) array, or a dict of them
     arrays: dict[str, np.ndarray]  # BUFFER_ARRAYS (+ action_masks), each (n_steps, K, ...)
-    chunk_states: list[NestedState]  # the memory at each chunk start (batch K), CPU tensors
+    chunk_states: list[NestedState]  # the memory where each chunk (or its burn-in) starts (batch K), CPU tensors
     final_state: NestedState  # the memory after the last step (batch K), CPU tensors
     dones: np.ndarray  # (n_steps, K) bool
     infos: list[tuple[int, int, dict[str, Any]]]  # (step, env, the EPISODE_KEYS of its info) where present
@@ -170,6 +171,7 @@ class RolloutRunner:
             n_steps=spec.n_steps,
             batch_size=spec.n_steps * self.n_envs,
             sequence_length=spec.sequence_length,
+            burn_in=spec.burn_in,
             n_epochs=1,
             gamma=spec.gamma,
             gae_lambda=spec.gae_lambda,

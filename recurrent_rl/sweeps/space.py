@@ -126,6 +126,8 @@ def _default_space(memory: str) -> dict[str, Any]:
     }
     if memory == "rnn":
         del space["gate_bias"]  # the Elman RNN has no gates
+    if memory == "ffm":
+        del space["gate_bias"]  # no gate keeps its state: its decays are learned
     if memory == "transformer":
         # the attention's gates need gated=True; its cost grows with the window, not the depth
         del space["gate_bias"]
@@ -134,7 +136,7 @@ def _default_space(memory: str) -> dict[str, Any]:
 
 
 MEMORY_SPACES = {
-    memory: _default_space(memory) for memory in ("gru", "lstm", "rnn", "mingru", "minlstm", "transformer")
+    memory: _default_space(memory) for memory in ("gru", "lstm", "rnn", "mingru", "minlstm", "transformer", "ffm")
 }
 
 

@@ -1,0 +1,278 @@
+"""The memory scoreboard: which memory learns which delay, scored the same way on every task.
+
+Every memory (``gru``, ``lstm``, ``mingru``, ``minlstm``, ``ffm``, ``transformer``) and an MLP on 4
+stacked frames (``mlp-stack4``), on the suite's memory tasks from short to long delays
+(:data:`SUITE`), each at a fixed budget, several seeds. Each task's PPO settings are its shipped
+GRU preset's, the same for every agent; only the memory changes (the transformer's window covers
+the task's delay; ffm and the transformer take no ``gate_bias``). The score of a run is the mean
+return of 100 deterministic evaluation episodes, normalised per task: 0 is the best memoryless
+return, 1 the optimal one (exact values, :func:`recurrent_rl.envs.reference_returns`). The report
+gives, per agent, the interquartile mean (IQM) of the normalised scores per task and over the
+suite, with 95% stratified-bootstrap intervals (:mod:`recurrent_rl.sweeps.stats`).
+
+Variants change one thing about an agent, named after a ``+``: ``gru+refresh``
+(``state_refresh``), ``gru+t32`` (chunks of 32 steps), ``gru+t32+refresh``, ``gru+t32+burnin``
+(32 steps of burn-in), ``gru+context`` (burn-in over the task's delay, with gradient),
+``mingru+l2`` (two layers), ``ffm+c32`` (32 slots per channel): see :data:`VARIANTS`.
+
+    python -m benchmarks.scoreboard run results.jsonl                  # the whole scoreboard, seeds 0-4
+    python -m benchmarks.scoreboard run results.jsonl --agents gru ffm --seeds 0 1 --tasks RepeatFirst-Hard-v0
+    python -m benchmarks.scoreboard report results.jsonl               # the tables (Markdown)
+
+Runs go one at a time, torch on one thread (run the command under ``nice`` on a shared machine).
+Each finished run is appended to the JSON-lines file as it ends, and runs already in the file
+are skipped, so a stopped study resumes where it stopped. Each line records the date, the CPU
+and the seconds of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Task:
+    env: str  # without the pomdp/ namespace
+    preset: str  # the shipped GRU preset whose PPO settings every agent uses
+    budget: int  # env steps per run
+    delay: int  # steps from the cue to the last step that needs it (the transformer's window covers it)
+
+
+# short to long delays; the last five are the long-horizon table's tasks at the transformer's budgets
+SUITE = (
+    Task("RepeatPrevious-k4-v0", "repeat-previous-k4-gru", 100_000, 4),
+    Task("RepeatFirst-Medium-v0", "repeat-first-medium-gru", 100_000, 64),
+    Task("CountRecall-Medium-v0", "count-recall-medium-gru", 150_000, 32),
+    Task("RepeatPrevious-k16-v0", "repeat-previous-k16-gru", 100_000, 16),
+    Task("TMaze-L100-v0", "tmaze-l100-gru", 150_000, 101),
+    Task("TMaze-L200-v0", "tmaze-l200-gru", 150_000, 201),
+    Task("RepeatFirst-Hard-v0", "repeat-first-hard-gru", 200_000, 256),
+)
+TASKS = {task.env: task for task in SUITE}
+MEMORIES = ("gru", "lstm", "mingru", "minlstm", "ffm", "transformer")
+AGENTS = (*MEMORIES, "mlp-stack4")
+WINDOWS = (32, 64, 128, 256)  # the transformer's window: the first that covers the delay
+
+
+def _burn_in(task: Task, n_steps: int) -> int:
+    return min(task.delay, n_steps)
+
+
+# variant -> the config overrides it adds for a task (given the task and its n_steps)
+VARIANTS: dict[str, Callable[[Task, int], tuple[str, ...]]] = {
+    "refresh": lambda task, n: ("state_refresh=true",),
+    "t32": lambda task, n: ("sequence_length=32",),
+    "burnin": lambda task, n: ("burn_in=32",),
+    "context": lambda task, n: (f"burn_in={_burn_in(task, n)}", "burn_in_gradient=true"),
+    "l2": lambda task, n: ("policy_kwargs.num_layers=2",),
+    "c32": lambda task, n: ("policy_kwargs.memory_kwargs.context_size=32",),  # ffm: 32 slots per channel
+}
+
+
+def split_agent(agent: str) -> tuple[str, list[str]]:
+    """``"gru+t32+refresh"`` -> ``("gru", ["t32", "refresh"])``, checked."""
+    base, *variants = agent.split("+")
+    if base not in AGENTS:
+        raise SystemExit(f"unknown agent {base!r} in {agent!r}; choose from {list(AGENTS)}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or (variants and base not in MEMORIES):
+        raise SystemExit(f"{agent!r}: variants {list(VARIANTS)} apply to the memories {list(MEMORIES)}")
+    return base, variants
+
+
+def agent_overrides(task: Task, agent: str) -> tuple[str, ...]:
+    """The config overrides that turn the task's GRU preset into ``agent``'s settings."""
+    from recurrent_rl.config.presets import load_preset
+
+    base, variants = split_agent(agent)
+    overrides: list[str] = []
+    if base in MEMORIES:
+        overrides.append(f"policy_kwargs.memory={base}")
+    if base in ("ffm", "transformer"):
+        overrides.append("policy_kwargs.gate_bias=null")  # no gate that keeps a state
+    if base == "transformer":
+        window = next((w for w in WINDOWS if w >= task.delay), WINDOWS[-1])
+        overrides.append(f"policy_kwargs.memory_kwargs.memory_length={window}")
+    n_steps = load_preset(task.preset).n_steps
+    for variant in variants:
+        overrides.extend(VARIANTS[variant](task, n_steps))
+    return tuple(overrides)
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        name = fields.get("Model name", "").strip()
+        return f"{name}, family {fields.get('CPU family', '?').strip()} model {fields.get('Model', '?').strip()}"
+    except OSError:
+        return platform.processor() or "unknown"
+
+
+def run_one(task: Task, agent: str, seed: int, budget_scale: float = 1.0) -> dict[str, Any]:
+    """Train ``agent`` on ``task`` for its budget (times ``budget_scale``) with ``seed``; evaluate 100 episodes."""
+    import torch as th
+
+    th.set_num_threads(1)
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    import recurrent_rl.envs  # noqa: F401  registers pomdp/
+    from benchmarks.memory_tasks import evaluate
+    from recurrent_rl import RecurrentPPO
+    from recurrent_rl.config.presets import load_preset
+    from recurrent_rl.envs import reference_returns
+
+    base, _ = split_agent(agent)
+    overrides = agent_overrides(task, agent)
+    config = load_preset(task.preset, overrides)
+    env_id = f"pomdp/{task.env}"
+
+    def make(n: int, s: int) -> Any:
+        env = make_vec_env(env_id, n_envs=n, seed=s)
+        return VecFrameStack(env, 4) if base == "mlp-stack4" else env
+
+    kwargs = config.algorithm_kwargs()
+    policy = kwargs.pop("policy")
+    start = time.perf_counter()
+    if base in MEMORIES:
+        model = RecurrentPPO(policy, make(config.n_envs, seed), seed=seed, **kwargs)
+    else:
+        for key in ("sequence_length", "state_refresh", "burn_in", "burn_in_gradient"):
+            kwargs.pop(key)
+        memoryless = ("memory", "hidden_size", "num_layers", "critic_memory", "gate_bias", "backend", "memory_kwargs")
+        kwargs["policy_kwargs"] = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in memoryless}
+        model = PPO("MlpPolicy", make(config.n_envs, seed), seed=seed, **kwargs)
+    budget = int(task.budget * budget_scale)
+    model.learn(budget)
+    seconds = time.perf_counter() - start
+    ret, success = evaluate(model, base, make, 100, seed + 10_000)
+    ref = reference_returns(env_id)
+    return dict(
+        task=task.env,
+        agent=agent,
+        seed=seed,
+        budget=budget,
+        overrides=list(overrides),
+        ret=ret,
+        success=success,
+        score=(ret - ref["memoryless"]) / (ref["optimal"] - ref["memoryless"]),
+        seconds=round(seconds, 1),
+        steps_per_second=round(budget / seconds, 1),
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        cpu=cpu_model(),
+    )
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def run(path: Path, tasks: list[str], agents: list[str], seeds: list[int], budget_scale: float = 1.0) -> None:
+    for agent in agents:
+        split_agent(agent)
+    done = {(r["task"], r["agent"], r["seed"]) for r in read_results(path)}
+    # seed-major (a study stopped early has every agent on the first seeds), agents in the order given
+    jobs = [(t, a, s) for s in seeds for a in agents for t in tasks if (t, a, s) not in done]
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}: {len(jobs)} runs to go, {len(done)} in {path}", flush=True)
+    for task, agent, seed in jobs:
+        result = run_one(TASKS[task], agent, seed, budget_scale)
+        with path.open("a") as file:
+            file.write(json.dumps(result) + "\n")
+        print(
+            f"{result['date']} {task:22s} {agent:18s} seed {seed}: return {result['ret']:.2f} "
+            f"score {result['score']:.2f} ({result['seconds']:.0f} s)",
+            flush=True,
+        )
+
+
+def _fmt(estimate: Any) -> str:
+    return f"{estimate.value:.2f} [{estimate.low:.2f}, {estimate.high:.2f}]"
+
+
+def report(path: Path, agents: list[str] | None = None, tasks: list[str] | None = None) -> str:
+    """Markdown: per task the IQM score of each agent (in brackets its number of seeds), and the
+    suite's IQM over the tasks (all of them, or ``tasks``) on the seeds an agent ran on all of
+    them, with stratified-bootstrap 95% intervals."""
+    from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
+
+    rows = read_results(path)
+    if agents is None:
+        agents = list(dict.fromkeys(r["agent"] for r in rows))
+    wanted = tasks
+    tasks = [t.env for t in SUITE if any(r["task"] == t.env for r in rows) and (wanted is None or t.env in wanted)]
+    rows = [r for r in rows if r["task"] in tasks]
+    lines = ["| task | budget | " + " | ".join(agents) + " |", "|---|---:|" + "---:|" * len(agents)]
+    by = {(r["task"], r["agent"]): {} for r in rows}
+    for r in rows:
+        by[(r["task"], r["agent"])][r["seed"]] = r["score"]
+    for task in tasks:
+        cells = []
+        for agent in agents:
+            scores = list(by.get((task, agent), {}).values())
+            cells.append("-" if not scores else f"{_fmt(stratified_bootstrap(scores, iqm))} ({len(scores)})")
+        lines.append(f"| {task} | {TASKS[task].budget // 1000}k | " + " | ".join(cells) + " |")
+    cells = []
+    for agent in agents:
+        runs = [by.get((task, agent), {}) for task in tasks]
+        seeds = sorted(set.intersection(*(set(r) for r in runs))) if runs and all(runs) else []
+        if not seeds:
+            cells.append("-")
+            continue
+        matrix = np.array([[run[s] for run in runs] for s in seeds])  # (seeds, tasks)
+        cells.append(f"**{_fmt(stratified_bootstrap(matrix, iqm))}** ({len(seeds)})")
+    lines.append("| **suite (IQM over tasks and seeds)** | | " + " | ".join(cells) + " |")
+    seconds = {a: np.mean([r["seconds"] for r in rows if r["agent"] == a]) for a in agents}
+    lines.append("| mean seconds per run | | " + " | ".join(f"{seconds[a]:.0f}" for a in agents) + " |")
+    return "\n".join(lines)
+
+
+def _seeds(values: list[str]) -> list[int]:
+    seeds: list[int] = []
+    for value in values:
+        low, _, high = value.partition("-")
+        seeds.extend(range(int(low), int(high or low) + 1))
+    return seeds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="train and evaluate, appending to the results file")
+    run_parser.add_argument("results", type=Path)
+    run_parser.add_argument("--tasks", nargs="*", default=[t.env for t in SUITE], choices=list(TASKS))
+    run_parser.add_argument("--agents", nargs="*", default=list(AGENTS), help=f"{list(AGENTS)}, with +variants")
+    run_parser.add_argument("--seeds", nargs="*", default=["0-4"], help="seeds or ranges (0-4)")
+    run_parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (quick checks)")
+    report_parser = sub.add_parser("report", help="print the tables")
+    report_parser.add_argument("results", type=Path)
+    report_parser.add_argument("--agents", nargs="*", default=None)
+    report_parser.add_argument("--tasks", nargs="*", default=None, choices=list(TASKS))
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        print(f"`python -m benchmarks.scoreboard {' '.join(sys.argv[1:] if argv is None else argv)}`, {cpu_model()}")
+        run(args.results, args.tasks, args.agents, _seeds(args.seeds), args.budget_scale)
+    else:
+        print(report(args.results, args.agents, args.tasks))
+
+
+if __name__ == "__main__":
+    main()
