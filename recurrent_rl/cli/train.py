@@ -23,7 +23,7 @@ from recurrent_rl.config.train import MEMORIES, UserInputError, config_keys, con
 
 def add_parser(commands: Any) -> None:
     from recurrent_rl.cli.listing import _default_preset_values
-    from recurrent_rl.config.presets import DEFAULT_PRESET, preset_values
+    from recurrent_rl.config.presets import DEFAULT_PRESET, SAC_PRESET, preset_values
 
     # the values `recurrent-rl train` uses without --preset or --config (read, not validated: no torch)
     effective = {k: v for k, v in preset_values(DEFAULT_PRESET).items() if k != "description"}
@@ -49,6 +49,12 @@ def add_parser(commands: Any) -> None:
         default=[],
         dest="overrides",
         help="override a config key (dotted for nested keys, repeatable): --set n_steps=64",
+    )
+    train.add_argument(
+        "--algo",
+        choices=("ppo", "maskable", "sac"),
+        help="the algorithm (= --set algo=...): ppo (RecurrentPPO, the default), maskable (MaskableRecurrentPPO; the "
+        f"env offers action_masks()), sac (RecurrentSAC; without --preset or --config: the preset {SAC_PRESET})",
     )
     train.add_argument("--env", metavar="ID", help=f"env id (= --set env=ID; default preset: {uses['env']})")
     train.add_argument(
@@ -166,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for flag, value in (
                 ("--preset", args.preset),
                 ("--config", args.config),
+                ("--algo", args.algo),
                 ("--set", args.overrides),
                 ("--seed", args.seed),
                 ("--memory", args.memory),
