@@ -172,8 +172,8 @@ def env_id_of(model: Any) -> str | None:
 def _policy_name(policy: Any) -> str:
     from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
 
-    if type(policy).__name__ == "RecurrentSACPolicy" and type(policy).__module__ == "recurrent_rl.sac.policies":
-        return "MlpPolicy"  # RecurrentSAC's one alias
+    if type(policy).__name__ == "RecurrentSACPolicy" and hasattr(policy, "critic_target"):
+        return "MlpPolicy"  # RecurrentSAC's one alias (sac/ builds on this floor: no import of it here)
     for name, cls in POLICY_ALIASES.items():
         if type(policy) is cls:
             return name
