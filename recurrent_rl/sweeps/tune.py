@@ -477,6 +477,12 @@ def run_study(
     from recurrent_rl.config.train import MAX_SEED
     from recurrent_rl.io import run_folder as folders
 
+    if config.algo == "sac":  # the search space is RecurrentPPO's: rollout and minibatch sizes, epochs, GAE
+        raise UserInputError(
+            "tune searches RecurrentPPO's settings (n_steps, minibatches, n_epochs, gae_lambda, ...), which algo sac "
+            "does not have; tuning RecurrentSAC is not supported yet. Compare RecurrentSAC settings with train --seeds "
+            "(several seeds per config) instead"
+        )
     if trials < 1:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     if workers < 1:
