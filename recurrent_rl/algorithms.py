@@ -60,6 +60,7 @@ def check_resumable(path: str | Path, algorithm: str) -> None:
     recorded = read_safe_config(path).get("algorithm")
     if recorded != algorithm:
         raise SafeFormatError(
-            f"{safe_paths(path)[1]} (algorithm) holds a {shorten(recorded)}, but the run's config trains {algorithm}"
+            f"{safe_paths(path)[1]} (algorithm) holds a {recorded}, but the run's config trains {algorithm}: the "
+            "checkpoint is not this run's"
         )
     check_safe_copy(path, optimizer=True, policies=POLICIES if algorithm == "RecurrentSAC" else None)
