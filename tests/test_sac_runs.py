@@ -237,15 +237,25 @@ def test_a_safe_copy_of_an_untrained_ent_coef_keeps_the_fixed_coefficient(tmp_pa
     assert (loaded.n_envs, loaded.sequence_length, loaded.buffer_size) == (2, 8, 400)
 
 
-def test_a_safe_copy_with_a_crafted_buffer_size_is_refused_before_it_is_allocated(sac_run, tmp_path):
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("buffer_size", 10**15, "replay buffer of buffer_size"),
+        ("burn_in", 8, "burn_in 8 must be smaller than sequence_length 8"),
+        ("train_freq", [1, "hour"], "train_freq[1]"),
+        ("ent_coef", "auto_x", "expected a number, auto or auto_<x>"),
+        ("log_ent_coef", "big", "log_ent_coef"),
+    ],
+)
+def test_a_safe_copy_with_a_crafted_setting_is_refused_before_it_is_built(sac_run, tmp_path, field, value, words):
     import shutil
 
     for name in ("model.safetensors", "model.json"):
         shutil.copy(sac_run / name, tmp_path / name)
     config = json.loads((tmp_path / "model.json").read_text())
-    config["hyperparameters"]["buffer_size"] = 10**15
+    config["hyperparameters"][field] = value
     (tmp_path / "model.json").write_text(json.dumps(config))
-    with pytest.raises(SafeFormatError, match="replay buffer of buffer_size"):
+    with pytest.raises(SafeFormatError, match=words.replace("[", r"\[").replace("]", r"\]")):
         load_safe(tmp_path / "model")
 
 
@@ -280,3 +290,28 @@ def test_evaluation_feeds_the_previous_reward_to_a_memory_that_reads_it():
     )
     report = run_episodes(model, gym.make(PENDULUM, max_episode_steps=20), episodes=2, seed=0)
     assert report.lengths == [20, 20]
+
+
+def test_the_replay_buffer_round_trips_through_its_arrays_wrapped_around(tmp_path):
+    """A buffer that has wrapped (full, pos inside) comes back array for array and samples the same windows."""
+    options = dict(sequence_length=6, burn_in=2, buffer_size=100, learning_starts=30, batch_size=4, stored_states=True)
+    model = RecurrentSAC("MlpPolicy", make_vec_env(PENDULUM, n_envs=2, seed=0), seed=0, **options)
+    model.learn(130)  # 65 steps per env into a buffer of 50 per env
+    buffer = model.replay_buffer
+    assert buffer.full and 0 < buffer.pos < buffer.buffer_size
+    model.save_replay_arrays(tmp_path / "buffer.npz")
+    other = RecurrentSAC("MlpPolicy", make_vec_env(PENDULUM, n_envs=2, seed=1), seed=1, **options)
+    other.load_replay_arrays(tmp_path / "buffer.npz")
+    loaded = other.replay_buffer
+    assert (loaded.pos, loaded.full) == (buffer.pos, buffer.full)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts", "episode_steps"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(buffer, name))
+    for a, b in zip(loaded.states, buffer.states):
+        np.testing.assert_array_equal(a, b)
+    np.random.seed(0)
+    want = buffer.sample(4)
+    np.random.seed(0)
+    got = loaded.sample(4)
+    for x, y in zip(want, got):
+        if isinstance(x, th.Tensor):
+            assert th.equal(x, y)
