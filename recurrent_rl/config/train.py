@@ -33,6 +33,7 @@ from recurrent_rl.config.envs import check_env_id, check_env_kwargs  # noqa: F40
 from recurrent_rl.config.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
     ConfigError,
     Section,
+    UnknownKeyError,
     UserInputError,  # the CLI catches it
     activation_class,
     config_to_yaml,
@@ -362,6 +363,10 @@ class TrainConfig(Section):
         if algo not in ALGOS:
             return values  # the field's own check says what is valid
         sac = algo == "sac"
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [str(key) for key in values if key not in names]
+        if unknown:  # listed with the keys of this algorithm only (the others would be refused)
+            raise UnknownKeyError(unknown, [n for n in names if n not in (PPO_KEYS if sac else SAC_KEYS)])
         foreign = [key for key in (PPO_KEYS if sac else SAC_KEYS) if key in values]
         policy = values.get("policy_kwargs")
         if sac and isinstance(policy, Mapping):
