@@ -543,6 +543,11 @@ def _policy_of(model: Any, include_value: bool = False, include_distribution: bo
     policy = getattr(model, "policy", model)
     if is_sac_policy(policy):
         given = [n for n, v in (("include_value", include_value), ("include_distribution", include_distribution)) if v]
+        if policy.actor.encoder.prev_reward:
+            raise ExportError(
+                "this RecurrentSAC's memory reads the previous reward (prev_reward=True), which the exported graph's "
+                "runner does not feed: export a model trained with prev_reward=False, or run it in torch (predict)"
+            )
         if given:
             raise ExportError(
                 f"{given[0]}: a RecurrentSAC exports its actor only (its critics "

@@ -11,7 +11,8 @@ The graph of a RecurrentSAC is its deterministic actor with explicit state, as
 
 The previous action is one more state tensor, so the runner (:mod:`recurrent_rl.export.play`)
 feeds it back as it feeds the memory's. The critics are left out (a Q value needs an action);
-a memory that reads the previous reward is refused (the runner feeds no rewards).
+a memory that reads the previous reward is refused by :func:`~recurrent_rl.export.onnx.export_onnx`
+(the runner feeds no rewards).
 
 Nothing of :mod:`recurrent_rl.sac` is imported: the policy is recognised by what it holds.
 """
@@ -80,13 +81,6 @@ class SACActorView(nn.Module):
         super().__init__()
         actor = policy.actor
         encoder = actor.encoder
-        if encoder.prev_reward:
-            from recurrent_rl.export.onnx import ExportError
-
-            raise ExportError(
-                "this RecurrentSAC's memory reads the previous reward (prev_reward=True), which the exported graph's "
-                "runner does not feed: export a model trained with prev_reward=False, or run it in torch (predict)"
-            )
         self.observation_space, self.action_space = policy.observation_space, policy.action_space
         self.normalize_images = encoder.normalize_images
         self.pi_features_extractor = encoder.features_extractor
