@@ -180,6 +180,18 @@ BAD_INPUTS: list[Bad] = [
     Bad("set-cnn-policy", ["train", "--set", "policy=CnnGruPolicy"], "need image observations"),
     Bad("set-huge-model", ["train", "--set", "policy_kwargs.hidden_size=100000000"], "does not fit in memory"),
     Bad("set-no-time-limit", ["train", "--set", "env_kwargs.max_episode_steps=-1"], "expected a positive integer"),
+    # --- train: the algorithm (algo, --algo) -------------------------------------------------
+    Bad("algo-unknown", ["train", "--algo", "td3"], "invalid choice: 'td3'"),
+    Bad("algo-sac-on-ppo-preset", ["train", "--algo", "sac", "--preset", "tmaze-gru"], "are RecurrentPPO's"),
+    Bad("algo-ppo-key-for-sac", ["train", "--algo", "sac", "--set", "n_epochs=3"], "n_epochs is RecurrentPPO's"),
+    Bad("algo-sac-key-for-ppo", ["train", "--set", "buffer_size=1000"], "buffer_size is RecurrentSAC's"),
+    Bad("algo-sac-burn-in", ["train", "--algo", "sac", "--set", "burn_in=24"], "must be smaller than sequence_length"),
+    Bad("algo-sac-short-buffer", ["train", "--algo", "sac", "--set", "buffer_size=20"], "does not fit the replay"),
+    Bad("algo-sac-ent-coef", ["train", "--algo", "sac", "--set", "ent_coef=auto_x"], "auto_<number > 0>"),
+    Bad("algo-ppo-ent-coef-auto", ["train", "--set", "ent_coef=auto"], "auto tunes the coefficient of algo sac only"),
+    Bad("algo-sac-discrete", ["train", "--algo", "sac", "--env", "pomdp/CartPoleNoVel-v1"], "continuous (Box) action"),
+    Bad("algo-maskable-no-masks", ["train", "--algo", "maskable"], "has no action_masks() method"),
+    Bad("algo-sac-resume", [*RESUME, "run", "--algo", "sac"], "--algo cannot change it"),
     # --- train: the other options -----------------------------------------------------------
     Bad("env-typo", ["train", "--env", "pomdp/CartPoleNoVell-v1"], "Did you mean 'pomdp/CartPoleNoVel-v1'"),
     Bad("timesteps-zero", ["train", "--timesteps", "0"], "n_timesteps"),
@@ -296,6 +308,7 @@ BAD_INPUTS: list[Bad] = [
     Bad("package-unfinished", ["package", "run-empty", "--out", "agent"], "saved no model yet"),
     # --- tune -------------------------------------------------------------------------------
     Bad("tune-unknown-preset", ["tune", "--preset", "tmaze"], "unknown preset 'tmaze'"),
+    Bad("tune-sac", ["tune", "--preset", "pendulum-novel-sac"], "tuning RecurrentSAC is not supported yet"),
     Bad("tune-config-missing", ["tune", "--config", "nope.yaml"], "config file nope.yaml does not exist"),
     Bad("tune-set", ["tune", "--set", "n_steps=many"], "expected an integer >= 1, got 'many'"),
     Bad("tune-device", ["tune", "--set", "device=cuda:99"], "device 'cuda:99'"),

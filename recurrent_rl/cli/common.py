@@ -111,10 +111,13 @@ def check_executor(args: argparse.Namespace) -> None:
 def resolve_train_config(args: argparse.Namespace) -> Any:
     """The config a ``train`` command line asks for: preset or file, then --set, then the flags
     (--env, --timesteps, --seed, --memory, --device, --encoder, --freeze-encoder)."""
-    from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
+    from recurrent_rl.config.presets import DEFAULT_PRESET, SAC_PRESET, load_preset
     from recurrent_rl.config.train import load_config
 
     overrides = list(args.overrides)
+    algo = getattr(args, "algo", None)
+    if algo is not None:
+        overrides.append(f"algo={algo}")
     if getattr(args, "env", None) is not None:
         overrides.append(f"env={json.dumps(args.env)}")
     if args.memory is not None:
@@ -142,13 +145,16 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
         overrides.append(f"n_timesteps={args.timesteps}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
+    default = SAC_PRESET if algo == "sac" else DEFAULT_PRESET
     try:
-        return (
-            load_config(args.config, overrides)
-            if args.config
-            else load_preset(args.preset or DEFAULT_PRESET, overrides)
-        )
+        return load_config(args.config, overrides) if args.config else load_preset(args.preset or default, overrides)
     except UserInputError as error:
+        if algo is not None and "but this config trains algo" in str(error):
+            source = f"the config {args.config}" if args.config else f"the preset {args.preset or default}"
+            raise UserInputError(
+                f"--algo {algo}: {error} ({source} is written for another algorithm: start from one written for "
+                f"{algo}" + (f", e.g. --preset {SAC_PRESET})" if algo == "sac" else ")")
+            ) from None
         # the config refuses encoder.freeze without encoder.path; the flag's own words say which flag to add
         if getattr(args, "freeze_encoder", False) and args.encoder is None and "encoder.path is null" in str(error):
             raise UserInputError(

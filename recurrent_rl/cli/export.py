@@ -19,6 +19,7 @@ Bad input: one ``error:`` line, exit code 2, nothing written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from functools import partial
 from pathlib import Path
@@ -187,14 +188,21 @@ def load_source(source: Source, device: str = "cpu") -> tuple[Any, Any]:
         return load_safe(source.model_path, device=device), read_safe_vecnormalize(source.model_path)
     import pickle
 
-    from recurrent_rl import RecurrentPPO
+    from recurrent_rl.algorithms import ALGORITHMS
     from recurrent_rl.runs.evaluation import stats_path_for
 
+    algorithm = ALGORITHMS["RecurrentPPO"]
+    if source.run_dir is not None:  # the run's config says which algorithm wrote the zip
+        from recurrent_rl.config.train import load_config
+        from recurrent_rl.io import run_folder as folders
+
+        with contextlib.suppress(UserInputError):
+            algorithm = ALGORITHMS[load_config(source.run_dir / folders.CONFIG, check_env=False).algorithm]
     try:
-        model = RecurrentPPO.load(source.model_path, device=device)
+        model = algorithm.load(source.model_path, device=device)
     except Exception as error:  # a zip of the wrong kind fails in many ways; all mean "not loadable"
         raise RunError(
-            f"cannot load a RecurrentPPO model from {source.model_path}: {type(error).__name__}: {error}. "
+            f"cannot load a {algorithm.__name__} model from {source.model_path}: {type(error).__name__}: {error}. "
             "The file is damaged or is not a recurrent_rl model"
         ) from None
     stats_path = stats_path_for(source.model_path)

@@ -25,7 +25,7 @@ from recurrent_rl.config.train import MEMORIES, UserInputError, config_keys, con
 
 def add_parser(commands: Any) -> None:
     from recurrent_rl.cli.listing import _default_preset_values
-    from recurrent_rl.config.presets import DEFAULT_PRESET, preset_values
+    from recurrent_rl.config.presets import DEFAULT_PRESET, SAC_PRESET, preset_values
 
     # the values `recurrent-rl train` uses without --preset or --config (read, not validated: no torch)
     effective = {k: v for k, v in preset_values(DEFAULT_PRESET).items() if k != "description"}
@@ -53,6 +53,12 @@ def add_parser(commands: Any) -> None:
         help="override a config key (dotted for nested keys, repeatable): --set n_steps=64",
     )
     add_hyperparams_option(train)
+    train.add_argument(
+        "--algo",
+        choices=("ppo", "maskable", "sac"),
+        help="the algorithm (= --set algo=...): ppo (RecurrentPPO, the default), maskable (MaskableRecurrentPPO; the "
+        f"env offers action_masks()), sac (RecurrentSAC; without --preset or --config: the preset {SAC_PRESET})",
+    )
     train.add_argument("--env", metavar="ID", help=f"env id (= --set env=ID; default preset: {uses['env']})")
     train.add_argument(
         "--timesteps",
@@ -182,6 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for flag, value in (
                 ("--preset", args.preset),
                 ("--config", args.config),
+                ("--algo", args.algo),
                 ("--set", args.overrides),
                 ("--seed", args.seed),
                 ("--memory", args.memory),

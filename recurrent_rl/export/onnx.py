@@ -252,6 +252,8 @@ class _ActingGraph(nn.Module):
             self.register_buffer("low", th.as_tensor(self.action_space.low, dtype=th.float32))
             self.register_buffer("high", th.as_tensor(self.action_space.high, dtype=th.float32))
         self.log_std = getattr(policy, "log_std", None) if include_distribution else None
+        # RecurrentSAC's actor (export/sac_actor.py): its last state tensor is the action just taken
+        self.feeds_back_action = bool(getattr(policy, "feeds_back_action", False))
 
     def forward(self, *inputs: th.Tensor) -> tuple[th.Tensor, ...]:
         n_obs = len(self.observations)
@@ -263,6 +265,8 @@ class _ActingGraph(nn.Module):
         pi_features = self.pi_features(*obs)  # (B, F)
         actor_out, *next_actor = self.actor_memory(pi_features, episode_start, *actor_state)  # (B, H)
         action_params = self.actor_head(actor_out)  # (B, A) logits or mean
+        if self.feeds_back_action:  # the next step reads this action, in [-1, 1], as predict returns it
+            next_actor[-1] = th.tanh(action_params).unsqueeze(0)  # (1, B, A)
         outputs = [self.deterministic_action(action_params), *next_actor]
         if self.include_value:
             vf_features = self.vf_features(*obs) if self.vf_features is not None else pi_features
@@ -532,13 +536,29 @@ def _example_inputs(graph: _ActingGraph, policy: Any, batch: int, seed: int, n_s
 # --- export --------------------------------------------------------------------------------------------
 
 
-def _policy_of(model: Any) -> Any:
+def _policy_of(model: Any, include_value: bool = False, include_distribution: bool = False) -> Any:
+    from recurrent_rl.export.sac_actor import SACActorView, is_sac_policy
     from recurrent_rl.nets.policies import RecurrentActorCriticPolicy
 
     policy = getattr(model, "policy", model)
+    if is_sac_policy(policy):
+        given = [n for n, v in (("include_value", include_value), ("include_distribution", include_distribution)) if v]
+        if policy.actor.encoder.prev_reward:
+            raise ExportError(
+                "this RecurrentSAC's memory reads the previous reward (prev_reward=True), which the exported graph's "
+                "runner does not feed: export a model trained with prev_reward=False, or run it in torch (predict)"
+            )
+        if given:
+            raise ExportError(
+                f"{given[0]}: a RecurrentSAC exports its actor only (its critics "
+                "are Q functions of an action, and its actions come from a state-dependent squashed Gaussian): "
+                "export without it"
+            )
+        return SACActorView(policy)
     if not isinstance(policy, RecurrentActorCriticPolicy):
         raise ExportError(
-            f"export_onnx takes a RecurrentPPO model or a RecurrentActorCriticPolicy, got {type(model).__name__}"
+            "export_onnx takes a RecurrentPPO or RecurrentSAC model or a RecurrentActorCriticPolicy, got "
+            f"{type(model).__name__}"
         )
     return policy
 
@@ -744,7 +764,9 @@ def export_onnx(
 ) -> Path:
     """Write the acting path of ``model`` as one ONNX graph to ``path`` (see the module docstring).
 
-    :param model: a :class:`~recurrent_rl.RecurrentPPO` (or its policy)
+    :param model: a :class:`~recurrent_rl.RecurrentPPO` or :class:`~recurrent_rl.RecurrentSAC` (or its
+        policy); a RecurrentSAC exports its actor, the previous action as one more state tensor
+        (see :mod:`recurrent_rl.export.sac_actor`)
     :param vecnormalize: the ``VecNormalize`` whose observation statistics the graph applies (or
         the ``vecnormalize`` mapping of a safe file). None: the model's own VecNormalize env if it
         has one; False: no normalisation
@@ -765,7 +787,7 @@ def export_onnx(
     """
     from recurrent_rl.atomic import atomic_path
 
-    original = _policy_of(model)
+    original = _policy_of(model, include_value, include_distribution)
     check_finite_parameters(original, "the policy")
     if vecnormalize is None and hasattr(model, "get_vec_normalize_env"):
         vecnormalize = model.get_vec_normalize_env()

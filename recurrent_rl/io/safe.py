@@ -85,6 +85,28 @@ HYPERPARAMETERS = (
 )
 SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
 OPTIONAL_HYPERPARAMETERS = ("state_refresh", "burn_in", "burn_in_gradient")  # absent from older files: defaults
+# RecurrentSAC's (constructor arguments; train_freq as [frequency, unit], log_ent_coef the tuned
+# coefficient's logarithm, null for a fixed one)
+SAC_HYPERPARAMETERS = (
+    "buffer_size",
+    "learning_starts",
+    "batch_size",
+    "tau",
+    "gamma",
+    "gradient_steps",
+    "ent_coef",
+    "target_update_interval",
+    "target_entropy",
+    "sequence_length",
+    "burn_in",
+    "stored_states",
+    "seed",
+)
+SAC_SCHEDULES = ("learning_rate",)
+# the algorithms the format stores: the PPO family shares its policies and hyperparameters
+PPO_FAMILY = ("RecurrentPPO", "MaskableRecurrentPPO")
+# RecurrentSAC's optimizers beyond the actor's (``optimizer``): the JSON entry and file of each
+SAC_OPTIMIZERS = ("critic_optimizer", "ent_coef_optimizer")
 JSON_BYTES_PER_BYTE = 32  # Python objects a parsed JSON text takes, per byte of text (at most, about)
 
 
@@ -104,10 +126,23 @@ def safe_paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_name(path.name + WEIGHTS), path.with_name(path.name + CONFIG)
 
 
-def optimizer_path(path: str | Path) -> Path:
-    """``<prefix>.optimizer.safetensors``: the optimizer state written with ``save_safe(..., optimizer=True)``."""
+def optimizer_path(path: str | Path, name: str = "optimizer") -> Path:
+    """``<prefix>.optimizer.safetensors``: the optimizer state written with ``save_safe(..., optimizer=True)``
+    (``name``: RecurrentSAC's others, ``<prefix>.critic_optimizer.safetensors`` ...)."""
     weights, _ = safe_paths(path)
-    return weights.with_name(weights.name.removesuffix(WEIGHTS) + OPTIMIZER)
+    return weights.with_name(weights.name.removesuffix(WEIGHTS) + OPTIMIZER.replace("optimizer", name))
+
+
+def model_optimizers(model: Any) -> dict[str, Any]:
+    """The optimizers a safe copy stores, by JSON entry: ``optimizer`` (the policy's; RecurrentSAC's
+    actor's), and RecurrentSAC's ``critic_optimizer`` and ``ent_coef_optimizer`` (tuned coefficient only)."""
+    policy = model.policy
+    if not hasattr(policy, "critic_target"):
+        return {"optimizer": policy.optimizer}
+    optimizers = {"optimizer": policy.actor.optimizer, "critic_optimizer": policy.critic.optimizer}
+    if getattr(model, "ent_coef_optimizer", None) is not None:
+        optimizers["ent_coef_optimizer"] = model.ent_coef_optimizer
+    return optimizers
 
 
 def has_safe_copy(path: str | Path) -> bool:
@@ -138,6 +173,8 @@ def env_id_of(model: Any) -> str | None:
 def _policy_name(policy: Any) -> str:
     from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
 
+    if type(policy).__name__ == "RecurrentSACPolicy" and hasattr(policy, "critic_target"):
+        return "MlpPolicy"  # RecurrentSAC's one alias (sac/ builds on this floor: no import of it here)
     for name, cls in POLICY_ALIASES.items():
         if type(policy) is cls:
             return name
@@ -204,17 +241,16 @@ def save_safe(
     elif vecnormalize is False:
         vecnormalize = None
     weights_path, config_path = safe_paths(directory_or_prefix)
+    algorithm = type(model).__name__
+    if algorithm not in (*PPO_FAMILY, "RecurrentSAC"):
+        raise SafeFormatError(f"save_safe stores {', '.join(PPO_FAMILY)} and RecurrentSAC models, got a {algorithm}")
     config: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "algorithm": type(model).__name__,
+        "algorithm": algorithm,
         "policy": _policy_name(policy),
         "policy_kwargs": to_json(dict(model.policy_kwargs), "policy_kwargs", custom),
-        "hyperparameters": {
-            **{name: to_json(getattr(model, name), name) for name in HYPERPARAMETERS + OPTIONAL_HYPERPARAMETERS},
-            **{name: schedule_to_json(getattr(model, name), name, model) for name in SCHEDULES},
-            "stats_window_size": int(model._stats_window_size),
-        },
+        "hyperparameters": _hyperparameters_to_json(model),
         "n_envs": int(model.n_envs),
         "num_timesteps": int(model.num_timesteps),
         "n_updates": int(getattr(model, "_n_updates", 0)),
@@ -228,8 +264,6 @@ def save_safe(
         "env_id": env_id if env_id is not None else env_id_of(model),
         "versions": {**package_versions("safetensors"), "recurrent_rl": __version__},
     }
-    if config["algorithm"] != "RecurrentPPO":
-        raise SafeFormatError(f"save_safe stores RecurrentPPO models, got a {config['algorithm']}")
     tensors, aliases = _unique_tensors(policy.state_dict())
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
@@ -237,10 +271,11 @@ def save_safe(
     config["aliases"] = aliases
     config_path.parent.mkdir(parents=True, exist_ok=True)
     if optimizer:
-        optimizer_tensors, config["optimizer"] = optimizer_to_safe(policy.optimizer)
-        with atomic_path(optimizer_path(directory_or_prefix)) as tmp:
-            save_file(optimizer_tensors, str(tmp), metadata={"format": "pt", "recurrent_rl": FORMAT})
-            config["optimizer"]["sha256"] = sha256(tmp)
+        for entry, state in model_optimizers(model).items():
+            optimizer_tensors, config[entry] = optimizer_to_safe(state)
+            with atomic_path(optimizer_path(directory_or_prefix, entry)) as tmp:
+                save_file(optimizer_tensors, str(tmp), metadata={"format": "pt", "recurrent_rl": FORMAT})
+                config[entry]["sha256"] = sha256(tmp)
     # The pair cannot be renamed into place at once. The JSON is written in full first, then the
     # weights are renamed, then the JSON: a kill between the two renames leaves the new JSON in its
     # leftover folder, where read_safe_config finds it (and runs.folders.remove_leftovers puts it
@@ -264,6 +299,26 @@ def save_safe(
             finally:
                 shutil.rmtree(pending.parent, ignore_errors=True)
     return weights_path, config_path
+
+
+def _hyperparameters_to_json(model: Any) -> dict[str, Any]:
+    """The algorithm's settings that rebuild it (:data:`HYPERPARAMETERS` or :data:`SAC_HYPERPARAMETERS`)."""
+    sac = type(model).__name__ == "RecurrentSAC"
+    names, schedules = (
+        (SAC_HYPERPARAMETERS, SAC_SCHEDULES) if sac else (HYPERPARAMETERS + OPTIONAL_HYPERPARAMETERS, SCHEDULES)
+    )
+    hyper = {
+        **{name: to_json(getattr(model, name), name) for name in names},
+        **{name: schedule_to_json(getattr(model, name), name, model) for name in schedules},
+        "stats_window_size": int(model._stats_window_size),
+    }
+    if sac:
+        frequency = model.train_freq
+        hyper["train_freq"] = [int(frequency.frequency), str(frequency.unit.value)]
+        hyper["target_entropy"] = float(model.target_entropy)
+        log_ent_coef = getattr(model, "log_ent_coef", None)
+        hyper["log_ent_coef"] = None if log_ent_coef is None else float(log_ent_coef.detach().cpu().reshape(-1)[0])
+    return hyper
 
 
 def _write_pending(config_path: Path, text: str) -> Path:
@@ -382,11 +437,21 @@ class CheckedModel:
     tensors: dict[str, th.Tensor]
 
 
-def check_safe_model(path: str | Path, custom: Mapping[str, type], optimizer: bool, n_envs: int | None) -> CheckedModel:
+def check_safe_model(
+    path: str | Path,
+    custom: Mapping[str, type],
+    optimizer: bool,
+    n_envs: int | None,
+    policies: Mapping[str, type] | None = None,
+) -> CheckedModel:
     """Every check of a safe copy before anything is allocated on its word (see :mod:`.sizes`):
     the JSON's schema, the classes it names, its sizes against the tensors in the weights file
     (a policy built on the meta device must have exactly their shapes), the memory the model
-    will take, then the weights themselves, which must be finite."""
+    will take, then the weights themselves, which must be finite.
+
+    :param policies: the policy classes by the name the file records (default: RecurrentPPO's);
+        RecurrentSAC's loader gives its own, which this floor does not import
+    """
     from recurrent_rl.io.sizes import check_model_memory, check_settings, check_shapes, meta_policy, weights_header
     from recurrent_rl.nets.policies import POLICY_ALIASES, RecurrentActorCriticPolicy
 
@@ -396,32 +461,28 @@ def check_safe_model(path: str | Path, custom: Mapping[str, type], optimizer: bo
     with as_safe_error():
         observation_space = space_from_json(config["observation_space"], f"{where} (observation_space)")
         action_space = space_from_json(config["action_space"], f"{where} (action_space)")
-        policies = {**POLICY_ALIASES, "RecurrentActorCriticPolicy": RecurrentActorCriticPolicy}
+        if policies is None:
+            policies = {**POLICY_ALIASES, "RecurrentActorCriticPolicy": RecurrentActorCriticPolicy}
         policy_class: Any = policies.get(config["policy"])
         if policy_class is None:
             raise SafeFormatError(
-                f"{where}: unknown policy {shorten(config['policy'])}; expected one of {sorted(POLICY_ALIASES)}"
+                f"{where}: unknown policy {shorten(config['policy'])} for {config['algorithm']}; expected one of "
+                f"{sorted(policies)}"
             )
         header = weights_header(weights_path)
         check_settings(config["policy_kwargs"], header, where)
         policy_kwargs = from_json(config["policy_kwargs"], f"{where}: policy_kwargs", custom)
         aliases = dict(config.get("aliases", {}))
         hyper = config["hyperparameters"]
-        policy = meta_policy(policy_class, observation_space, action_space, hyper["use_sde"], policy_kwargs, where)
+        policy = meta_policy(
+            policy_class, observation_space, action_space, hyper.get("use_sde", False), policy_kwargs, where
+        )
         check_shapes(policy.state_dict(), header, aliases, weights_path, config_path.name)
         if optimizer:
-            check_optimizer(policy, config.get("optimizer"), optimizer_path(path), where)
+            for entry, holder in _optimizer_holders(policy, config).items():
+                check_optimizer(holder, config.get(entry), optimizer_path(path, entry), where)
         n_envs = config["n_envs"] if n_envs is None else n_envs
-        check_model_memory(
-            policy,
-            n_envs,
-            hyper["n_steps"],
-            hyper["sequence_length"],
-            observation_space,
-            action_space,
-            optimizer,
-            where,
-        )
+        check_model_memory(policy, n_envs, hyper, observation_space, action_space, optimizer, where)
         tensors = load_tensors(weights_path)
         check_finite(tensors, weights_path)
     return CheckedModel(
@@ -436,22 +497,41 @@ def check_safe_model(path: str | Path, custom: Mapping[str, type], optimizer: bo
     )
 
 
+@dataclass
+class _Holder:
+    """What :func:`~recurrent_rl.io.optimizer.check_optimizer` reads of a policy: its ``optimizer``."""
+
+    optimizer: Any
+
+
+def _optimizer_holders(policy: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizers a (meta) policy of ``config`` trains with, by JSON entry, each as a holder of
+    ``optimizer`` (see :func:`model_optimizers`)."""
+    if config["algorithm"] != "RecurrentSAC":
+        return {"optimizer": policy}
+    holders = {"optimizer": _Holder(policy.actor.optimizer), "critic_optimizer": _Holder(policy.critic.optimizer)}
+    if config["hyperparameters"].get("log_ent_coef") is not None:  # SAC's: Adam over the one coefficient
+        holders["ent_coef_optimizer"] = _Holder(th.optim.Adam([th.zeros(1, requires_grad=True)]))
+    return holders
+
+
 def check_safe_copy(
     path: str | Path,
     custom_classes: Mapping[str, type] | Iterable[type] | None = None,
     optimizer: bool = False,
+    policies: Mapping[str, type] | None = None,
 ) -> None:
     """Every check that loading makes (``RecurrentPPO.load_safe``), without building the model: a safe copy (and with
     ``optimizer``, its optimizer state) that passes loads. ``recurrent-rl train --resume`` calls it
-    before it writes anything."""
-    checked = check_safe_model(path, custom_classes_map(custom_classes), optimizer, None)
+    before it writes anything. ``policies``: as :func:`check_safe_model`."""
+    checked = check_safe_model(path, custom_classes_map(custom_classes), optimizer, None, policies)
     if optimizer:
         with as_safe_error():
-            file, data = check_optimizer(
-                checked.meta, checked.config.get("optimizer"), optimizer_path(path), str(safe_paths(path)[1])
-            )
-            parameters = [p for group in checked.meta.optimizer.param_groups for p in group["params"]]
-            optimizer_from_safe(load_tensors(file), data, str(file), parameters)
+            where = str(safe_paths(path)[1])
+            for entry, holder in _optimizer_holders(checked.meta, checked.config).items():
+                file, data = check_optimizer(holder, checked.config.get(entry), optimizer_path(path, entry), where)
+                parameters = [p for group in holder.optimizer.param_groups for p in group["params"]]
+                optimizer_from_safe(load_tensors(file), data, str(file), parameters)
 
 
 def read_safe_vecnormalize(path: str | Path) -> dict[str, Any] | None:

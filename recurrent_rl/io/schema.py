@@ -52,7 +52,16 @@ SAFE_KEYS = (
     "action_space",
     "weights_sha256",
 )
-SAFE_OPTIONAL = ("vecnormalize", "env_id", "versions", "aliases", "optimizer")
+SAFE_OPTIONAL = (
+    "vecnormalize",
+    "env_id",
+    "versions",
+    "aliases",
+    "optimizer",
+    "critic_optimizer",  # RecurrentSAC's critic's and entropy coefficient's optimizers
+    "ent_coef_optimizer",
+)
+ALGORITHMS = ("RecurrentPPO", "MaskableRecurrentPPO", "RecurrentSAC")
 SCHEDULE_KEYS = {"linear": ("initial",), "sb3_linear": ("start", "end", "end_fraction")}
 
 
@@ -65,9 +74,12 @@ def check_safe_config(config: Any, where: str) -> dict[str, Any]:
     :param where: the file, for the messages
     """
     config = mapping(config, where, "", SAFE_KEYS, SAFE_OPTIONAL)
-    string(config["algorithm"], where, "algorithm", choices=["RecurrentPPO"])
+    algorithm = string(config["algorithm"], where, "algorithm", choices=list(ALGORITHMS))
     string(config["policy"], where, "policy", limit=MAX_NAME)
-    _hyperparameters(config["hyperparameters"], where)
+    if algorithm == "RecurrentSAC":
+        _sac_hyperparameters(config["hyperparameters"], where)
+    else:
+        _hyperparameters(config["hyperparameters"], where)
     integer(config["n_envs"], where, "n_envs", 1, MAX_INT64)
     integer(config["num_timesteps"], where, "num_timesteps", 0, MAX_INT64)
     integer(config["n_updates"], where, "n_updates", 0, MAX_INT64)
@@ -86,8 +98,9 @@ def check_safe_config(config: Any, where: str) -> dict[str, Any]:
         mapping(config["versions"], where, "versions", optional=None)
     if config.get("vecnormalize") is not None:
         check_vecnormalize(config["vecnormalize"], observation_space, where)
-    if config.get("optimizer") is not None:
-        check_optimizer_entry(config["optimizer"], where)
+    for entry in ("optimizer", "critic_optimizer", "ent_coef_optimizer"):
+        if config.get(entry) is not None:
+            check_optimizer_entry(config[entry], where, entry)
     return config
 
 
@@ -151,6 +164,70 @@ def _hyperparameters(hyper: Any, where: str) -> None:
             raise ReceivedFileError(
                 f"{where} ({field}clip_range_vf) must be positive or null, got {shorten(hyper[name])}"
             )
+
+
+def _sac_hyperparameters(hyper: Any, where: str) -> None:
+    """RecurrentSAC's settings (:data:`recurrent_rl.io.safe.SAC_HYPERPARAMETERS`)."""
+    names = (
+        "buffer_size",
+        "learning_starts",
+        "batch_size",
+        "tau",
+        "gamma",
+        "train_freq",
+        "gradient_steps",
+        "ent_coef",
+        "target_update_interval",
+        "target_entropy",
+        "sequence_length",
+        "burn_in",
+        "stored_states",
+        "seed",
+        "learning_rate",
+        "stats_window_size",
+        "log_ent_coef",
+    )
+    hyper = mapping(hyper, where, "hyperparameters", names)
+    field = "hyperparameters."
+    buffer_size = integer(hyper["buffer_size"], where, field + "buffer_size", 2, MAX_INT64)
+    for name in ("learning_starts", "burn_in"):
+        integer(hyper[name], where, field + name, 0, MAX_INT64)
+    for name in ("batch_size", "target_update_interval", "stats_window_size"):
+        integer(hyper[name], where, field + name, 1, MAX_INT64)
+    integer(hyper["gradient_steps"], where, field + "gradient_steps", -1, MAX_INT64)
+    length = integer(hyper["sequence_length"], where, field + "sequence_length", 1, buffer_size - 1)
+    if hyper["burn_in"] >= length:
+        raise ReceivedFileError(
+            f"{where} (hyperparameters): burn_in {hyper['burn_in']} must be smaller than sequence_length {length}"
+        )
+    for name in ("tau", "gamma"):
+        number(hyper[name], where, field + name, 0.0, 1.0)
+    number(hyper["target_entropy"], where, field + "target_entropy")
+    if hyper["log_ent_coef"] is not None:
+        number(hyper["log_ent_coef"], where, field + "log_ent_coef")
+    if isinstance(hyper["ent_coef"], str):
+        text = string(hyper["ent_coef"], where, field + "ent_coef", limit=40)
+        if text != "auto" and not (text.startswith("auto_") and _positive(text[5:])):
+            raise ReceivedFileError(f"{where} ({field}ent_coef): expected a number, auto or auto_<x>, got {cut(text)}")
+    else:
+        number(hyper["ent_coef"], where, field + "ent_coef", 0.0)
+    boolean(hyper["stored_states"], where, field + "stored_states")
+    frequency = sequence(hyper["train_freq"], where, field + "train_freq", 2)
+    if len(frequency) != 2:
+        raise ReceivedFileError(f"{where} ({field}train_freq): expected [frequency, unit], got {shorten(frequency)}")
+    integer(frequency[0], where, field + "train_freq[0]", 1, MAX_INT64)
+    string(frequency[1], where, field + "train_freq[1]", choices=["step", "episode"])
+    if hyper["seed"] is not None:
+        integer(hyper["seed"], where, field + "seed", 0, MAX_SEED)
+    schedule(hyper["learning_rate"], where, field + "learning_rate")
+
+
+def _positive(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return value > 0 and value < float("inf")
 
 
 def schedule(value: Any, where: str, field: str) -> None:
@@ -273,10 +350,10 @@ def _plain(value: Any, where: str, field: str) -> None:
         number(value, where, field)
 
 
-def check_optimizer_entry(data: Any, where: str) -> dict[str, Any]:
-    """The ``optimizer`` entry of ``model.json``: a class name, parameter groups of plain settings
-    (no classes) with distinct parameter indices, plain per-parameter values and a SHA-256."""
-    field = "optimizer"
+def check_optimizer_entry(data: Any, where: str, field: str = "optimizer") -> dict[str, Any]:
+    """The ``optimizer`` entry of ``model.json`` (or ``field``, RecurrentSAC's others): a class name,
+    parameter groups of plain settings (no classes) with distinct parameter indices, plain
+    per-parameter values and a SHA-256."""
     data = mapping(data, where, field, ("class", "param_groups", "state_values", "sha256"))
     string(data["class"], where, f"{field}.class", limit=MAX_NAME)
     string(data["sha256"], where, f"{field}.sha256", limit=64)

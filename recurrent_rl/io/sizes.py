@@ -119,7 +119,9 @@ def meta_policy(
     try:
         with th.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return policy_class(observation_space, action_space, lambda _: 0.0, use_sde=use_sde, **policy_kwargs)
+            # SB3's off-policy algorithms keep use_sde inside policy_kwargs
+            kwargs = {"use_sde": use_sde, **policy_kwargs}
+            return policy_class(observation_space, action_space, lambda _: 0.0, **kwargs)
     except Exception as error:  # noqa: BLE001  settings from a file fail in every way a constructor can
         first = (str(error).strip().splitlines() or [""])[0]
         raise ReceivedFileError(
@@ -165,8 +167,11 @@ def _floats_per_step(space: spaces.Space) -> int:
 
 
 def _state_elements(policy: Any) -> int:
-    """Values of the memory state of one env (actor and critic)."""
-    cores = [policy.actor_memory, getattr(policy, "critic_core", None)]
+    """Values of the memory state of one env (actor and critic; RecurrentSAC's policy: its encoders' cores)."""
+    if hasattr(policy, "critic_target"):
+        cores = [policy.actor.encoder.core, policy.critic.encoder.core if policy.critic_memory == "separate" else None]
+    else:
+        cores = [policy.actor_memory, getattr(policy, "critic_core", None)]
     return sum(_elements(tuple(shape)) for core in cores if core is not None for shape in core.state_shapes(1))
 
 
@@ -195,17 +200,40 @@ def model_bytes(
     return weights * (6 if optimizer else 3) + rollout + states
 
 
+def replay_bytes(
+    policy: Any,
+    buffer_size: int,
+    stored_states: bool,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    optimizer: bool,
+) -> int:
+    """About the most memory loading a RecurrentSAC takes: the weights as :func:`model_bytes` counts
+    them, and the replay buffer it allocates whole (SB3's): ``buffer_size`` steps of two
+    observations, the action, the per-step scalars and, with ``stored_states``, the memory states."""
+    weights = sum(_elements(tuple(t.shape)) * t.element_size() for t in policy.state_dict().values())
+    per_step = 2 * _floats_per_step(observation_space) + _floats_per_step(action_space) + SCALARS_PER_STEP
+    per_step += _state_elements(policy) if stored_states else 0
+    return weights * (6 if optimizer else 3) + 4 * buffer_size * per_step
+
+
 def check_model_memory(
     policy: Any,
     n_envs: int,
-    n_steps: int,
-    sequence_length: int,
+    hyper: Mapping[str, Any],
     observation_space: spaces.Space,
     action_space: spaces.Space,
     optimizer: bool,
     where: str,
 ) -> None:
-    """:func:`model_bytes` against what this process can allocate."""
+    """:func:`model_bytes` (or :func:`replay_bytes` for a RecurrentSAC's ``hyper``) against what this
+    process can allocate."""
+    if "buffer_size" in hyper:
+        size = hyper["buffer_size"]
+        nbytes = replay_bytes(policy, size, hyper["stored_states"], observation_space, action_space, optimizer)
+        check_memory(nbytes, f"the model (weights, a replay buffer of buffer_size {size:,} steps)", where)
+        return
+    n_steps, sequence_length = hyper["n_steps"], hyper["sequence_length"]
     nbytes = model_bytes(policy, n_envs, n_steps, sequence_length, observation_space, action_space, optimizer)
     check_memory(
         nbytes,

@@ -6,7 +6,7 @@
 - :mod:`.evaluation`: state-carrying evaluation episodes, reports, videos and plots;
 - :mod:`.package`: a run's agent as a shareable folder (model card, weights-only model, replay).
 
-May import: ``config``, ``io``, ``algorithms``, ``ppo``, ``runners``, ``supervised`` (a pretrained
+May import: ``config``, ``io``, ``algorithms``, ``ppo``, ``sac``, ``runners``, ``supervised`` (a pretrained
 encoder in the policy), ``nets``, ``envs`` and the leaf modules. Sweeps and the command line build on it;
 nothing below it imports it. The run-folder API of :mod:`recurrent_rl.io.run_folder` is
 re-exported here (``recurrent_rl.runs.run_lock`` ...), as before.

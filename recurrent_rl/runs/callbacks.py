@@ -174,6 +174,8 @@ class MemoryDiagnostics(BaseCallback):
     def parameter_groups(self) -> dict[str, list[th.nn.Parameter]]:
         """Named parameter groups of the policy (memory cores, heads, features extractor)."""
         policy: Any = self.model.policy  # a RecurrentActorCriticPolicy (nn.Module attributes type as Tensor | Module)
+        if hasattr(policy, "critic_target"):  # RecurrentSAC's: actor and critic, each reading a memory
+            return self._sac_parameter_groups(policy)
         groups: dict[str, list[th.nn.Parameter]] = {"actor_memory": list(policy.actor_memory.parameters())}
         if getattr(policy, "critic_core", None) is not None:
             groups["critic_memory"] = list(policy.critic_core.parameters())
@@ -183,6 +185,22 @@ class MemoryDiagnostics(BaseCallback):
         grouped = {id(p) for ps in groups.values() for p in ps}
         groups["features"] = [p for p in policy.parameters() if id(p) not in grouped]
         groups["total"] = list(policy.parameters())
+        return {name: [p for p in ps if p.requires_grad] for name, ps in groups.items() if ps}
+
+    @staticmethod
+    def _sac_parameter_groups(policy: Any) -> dict[str, list[th.nn.Parameter]]:
+        """RecurrentSAC's groups: the memories, the heads (actor's and Q heads), the rest (features),
+        the total; the target critic is moved by Polyak averaging, never by gradients, and is left out."""
+        groups: dict[str, list[th.nn.Parameter]] = {"actor_memory": list(policy.actor.encoder.core.parameters())}
+        if policy.critic_has_memory:
+            groups["critic_memory"] = list(policy.critic.encoder.core.parameters())
+        encoders = {id(p) for m in (policy.actor.encoder, policy.critic.encoder) for p in m.parameters()}
+        trained = [p for m in (policy.actor, policy.critic) for p in m.parameters()]
+        unique = list({id(p): p for p in trained}.values())
+        groups["heads"] = [p for p in unique if id(p) not in encoders]
+        grouped = {id(p) for ps in groups.values() for p in ps}
+        groups["features"] = [p for p in unique if id(p) not in grouped]
+        groups["total"] = unique
         return {name: [p for p in ps if p.requires_grad] for name, ps in groups.items() if ps}
 
     def _register_gradient_hooks(self) -> None:

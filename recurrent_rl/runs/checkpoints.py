@@ -23,6 +23,8 @@ from recurrent_rl.io.run_folder import (
     write_checkpoint,
 )
 
+REPLAY_BUFFER = "replay_buffer.npz"  # a RecurrentSAC checkpoint's replay buffer (plain arrays, no pickle)
+
 
 def save_model(model: Any, path: str | Path) -> None:
     """``model.save`` atomically (SB3 writes the zip in place otherwise), and its safe copy beside it.
@@ -58,7 +60,8 @@ def save_vecnormalize(vec_normalize: Any, path: str | Path) -> None:
 
 def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Path:
     """Checkpoint a training model: ``checkpoints/step_<N>/`` with model.zip, vecnormalize.pkl (if
-    used) and state.json (written by :func:`write_checkpoint`), and the step in run.json.
+    used), a RecurrentSAC's replay buffer (``replay_buffer.npz``) and state.json (written by
+    :func:`write_checkpoint`), and the step in run.json.
 
     :param model: a :class:`~recurrent_rl.RecurrentPPO` (anything with SB3's ``save``,
         ``get_vec_normalize_env`` and ``num_timesteps``)
@@ -72,6 +75,8 @@ def write_model_checkpoint(run_dir: str | Path, model: Any, keep: int = 0) -> Pa
         vec_normalize = model.get_vec_normalize_env()
         if vec_normalize is not None:
             vec_normalize.save(str(folder / VECNORMALIZE))
+        if hasattr(model, "save_replay_arrays"):  # RecurrentSAC: --resume continues with the same buffer
+            model.save_replay_arrays(folder / REPLAY_BUFFER)
         (folder / CHECKPOINT_STATE).write_text(
             json.dumps({"num_timesteps": int(model.num_timesteps), "time": time.time()}) + "\n", encoding="utf-8"
         )

@@ -222,11 +222,14 @@ def load_agent(
         return _load_safe_agent(model_path, run_dir, env_id, env_kwargs, device, packages)
     if not trust_pickle:
         raise refuse_pickle(model_path)
+    from recurrent_rl.algorithms import ALGORITHMS
+
+    algorithm = ALGORITHMS[config.algorithm] if config is not None else RecurrentPPO
     try:
-        model = RecurrentPPO.load(model_path, device=device)
+        model = algorithm.load(model_path, device=device)
     except Exception as error:  # a zip of the wrong kind fails in many ways; all mean "not loadable"
         raise RunError(
-            f"cannot load a RecurrentPPO model from {model_path}: {type(error).__name__}: {error}. "
+            f"cannot load a {algorithm.__name__} model from {model_path}: {type(error).__name__}: {error}. "
             "The file is damaged or is not a recurrent_rl model; in a run folder, "
             "the checkpoints/ folder holds earlier copies."
         ) from None
@@ -370,6 +373,8 @@ def run_episodes(
     masked = _uses_action_masks(model, env)
     if masked:
         from recurrent_rl.ppo.masking import env_action_masks
+    # a RecurrentSAC whose memory reads the previous reward gets it with each step
+    reads_reward = bool(getattr(getattr(model, "policy", None), "prev_reward", False))
     try:
         for episode in range(episodes):
             obs, info = env.reset(seed=None if seed is None else seed + episode)
@@ -377,12 +382,14 @@ def run_episodes(
             if record:
                 _add_frame(frames, env, max_frames)
             state, start = None, np.ones((1,), dtype=bool)
-            total, length, done = 0.0, 0, False
+            total, length, done, reward = 0.0, 0, False, 0.0
             while not done:
                 model_obs = adapt(normalize_obs(obs) if normalize_obs is not None else obs)
-                masks = {"action_masks": env_action_masks(env)[None]} if masked else {}
+                extra: dict[str, Any] = {"action_masks": env_action_masks(env)[None]} if masked else {}
+                if reads_reward:
+                    extra["reward"] = np.array([reward], dtype=np.float32)
                 action, state = model.predict(
-                    model_obs, state=state, episode_start=start, deterministic=deterministic, **masks
+                    model_obs, state=state, episode_start=start, deterministic=deterministic, **extra
                 )
                 start = np.zeros((1,), dtype=bool)
                 if episode == 0:

@@ -44,6 +44,7 @@ from stable_baselines3.common.logger import (
 )
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from recurrent_rl.algorithms import ALGORITHMS, check_resumable
 from recurrent_rl.config.devices import check_device
 from recurrent_rl.config.train import ConfigError, TrainConfig, load_config, save_config
 from recurrent_rl.errors import TRUST_PICKLE_FLAG, NonFiniteLossError, refuse_pickle
@@ -60,7 +61,7 @@ from recurrent_rl.runs.callbacks import (
     StopOnFlag,
     TrainingProgress,
 )
-from recurrent_rl.runs.checkpoints import save_model, save_vecnormalize, write_model_checkpoint
+from recurrent_rl.runs.checkpoints import REPLAY_BUFFER, save_model, save_vecnormalize, write_model_checkpoint
 from recurrent_rl.runs.evaluation import EvalReport, make_env, run_episodes, save_report
 from recurrent_rl.runs.vec_env import make_training_env  # noqa: F401  re-exported: its home before vec_env.py
 
@@ -116,11 +117,15 @@ class TrainResult:
 # --- building blocks ----------------------------------------------------------------------------
 
 
-def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> RecurrentPPO:
-    """A new :class:`RecurrentPPO` as the config says (seeded with ``config.seed``), with its encoder if any."""
+def make_model(config: TrainConfig, env: VecEnv, verbose: int = 0) -> Any:
+    """A new model of the config's algorithm (``algo``: :class:`RecurrentPPO`, ``MaskableRecurrentPPO``
+    or ``RecurrentSAC``) as the config says (seeded with ``config.seed``), with its encoder if any."""
     kwargs = config.algorithm_kwargs()
     encoder = config.encoder
+    algorithm = ALGORITHMS[config.algorithm]
     try:
+        if config.algo != "ppo":
+            return algorithm(env=env, seed=config.seed, verbose=verbose, torch_threads=config.torch_threads, **kwargs)
         if encoder.path is not None:
             from recurrent_rl.supervised.encoder import encoder_policy_kwargs
 
@@ -450,9 +455,7 @@ def _resume(
             f": recurrent-rl train --resume {run_dir} {TRUST_PICKLE_FLAG}",
         )
     if safe:  # every check of the received checkpoint (its optimizer state too) before anything is written
-        from recurrent_rl.io.safe import check_safe_copy
-
-        check_safe_copy(checkpoint / runs.MODEL, optimizer=True)
+        check_resumable(checkpoint / runs.MODEL, config.algorithm)
     with using_torch_threads(config.torch_threads):
         return _continue(run_dir, config, checkpoint, done, total, info, progress_bar, verbose, callbacks, safe, device)
 
@@ -463,28 +466,36 @@ def _has_resumable_safe_copy(checkpoint: Path) -> bool:
     return has_safe_copy(checkpoint / runs.MODEL) and optimizer_path(checkpoint / runs.MODEL).is_file()
 
 
-def _load_checkpoint(
-    checkpoint: Path, env: VecEnv, config: TrainConfig, safe: bool, device: str | None = None
-) -> RecurrentPPO:
+def _load_checkpoint(checkpoint: Path, env: VecEnv, config: TrainConfig, safe: bool, device: str | None = None) -> Any:
     """The model of ``checkpoint`` on ``env`` (wrapped in its VecNormalize statistics when the run
     normalises) on ``device`` (None: the config's): from the weights-only copy when ``safe``, else
-    from SB3's zip and pickle."""
+    from SB3's zip and pickle; a RecurrentSAC's replay buffer from the checkpoint's arrays (an empty
+    buffer, with a warning, when the checkpoint has none)."""
     prefix = checkpoint / runs.MODEL
     device = config.device if device is None else device
+    algorithm = ALGORITHMS[config.algorithm]
     if not safe:
         if isinstance(env, VecNormalize):
             stats = VecNormalize.load(str(checkpoint / runs.VECNORMALIZE), env.venv)
             stats.training = True
             env = stats
-        return RecurrentPPO.load(prefix, env=env, device=device, torch_threads=config.torch_threads)
-    from recurrent_rl.io.safe import load_safe_vecnormalize
+        model = algorithm.load(prefix, env=env, device=device, torch_threads=config.torch_threads)
+    else:
+        from recurrent_rl.io.safe import load_safe_vecnormalize
 
-    if isinstance(env, VecNormalize):
-        stats = load_safe_vecnormalize(prefix, env.venv)
-        stats.training = True
-        env = stats
-    model = RecurrentPPO.load_safe(prefix, env=env, device=device, optimizer=True)
-    model.torch_threads = check_torch_threads(config.torch_threads)
+        if isinstance(env, VecNormalize):
+            stats = load_safe_vecnormalize(prefix, env.venv)
+            stats.training = True
+            env = stats
+        model = algorithm.load_safe(prefix, env=env, device=device, optimizer=True)
+        model.torch_threads = check_torch_threads(config.torch_threads)
+    if hasattr(model, "load_replay_arrays"):
+        if (checkpoint / REPLAY_BUFFER).is_file():
+            model.load_replay_arrays(checkpoint / REPLAY_BUFFER)
+        else:
+            warnings.warn(
+                f"{checkpoint} holds no {REPLAY_BUFFER}: training continues with an empty replay buffer", stacklevel=2
+            )
     return model
 
 

@@ -5,10 +5,11 @@
 - :mod:`.policies`: :class:`~.policies.RecurrentSACPolicy` (actor, twin critics and target, each
   reading the history through a :class:`~recurrent_rl.nets.memory.MemoryCore`);
 - :mod:`.buffers`: :class:`~.buffers.SequenceReplayBuffer` (SB3's replay buffer with episode
-  boundaries, stored memory states, and windows with burn-in, padding and a loss mask).
+  boundaries, stored memory states, and windows with burn-in, padding and a loss mask);
+- :mod:`.persistence`: rebuilding from a weights-only copy, the replay buffer as plain arrays.
 
-May import: ``nets`` and the leaf modules (``types``, ``errors``, ``sequences``, ``threads``); torch
-and SB3. Never ``accel`` or ``runs``.
+May import: ``nets``, ``io`` and the leaf modules (``types``, ``errors``, ``sequences``, ``threads``,
+``atomic``, ``received``); torch and SB3. Never ``accel`` or ``runs``.
 """
 
 from recurrent_rl.sac.algorithm import RecurrentSAC

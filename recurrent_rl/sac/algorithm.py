@@ -457,6 +457,33 @@ class RecurrentSAC(SAC):
                 total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar
             )
 
+    @classmethod
+    def load_safe(
+        cls, path: str | pathlib.Path, env: GymEnv | None = None, device: th.device | str = "auto", **kwargs: Any
+    ) -> RecurrentSAC:
+        """Rebuild a model from its weights-only copy (``model.safetensors`` + ``model.json``, written
+        beside every zip of a run folder, or by :func:`recurrent_rl.save_safe`) without unpickling
+        anything; ``kwargs``: ``custom_classes``, ``optimizer`` (see
+        :func:`recurrent_rl.sac.persistence.load_safe_sac`). The replay buffer starts empty:
+        :meth:`load_replay_arrays` fills it."""
+        from recurrent_rl.sac.persistence import load_safe_sac
+
+        return load_safe_sac(cls, path, env=env, device=device, **kwargs)
+
+    def save_replay_arrays(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write the replay buffer's stored steps as plain arrays (``.npz``, no pickle); see
+        :mod:`recurrent_rl.sac.persistence`."""
+        from recurrent_rl.sac.persistence import save_replay_arrays
+
+        return save_replay_arrays(self.replay_buffer, path)
+
+    def load_replay_arrays(self, path: str | pathlib.Path) -> None:
+        """Fill the replay buffer from :meth:`save_replay_arrays`'s file, every array checked against
+        this model's buffer first."""
+        from recurrent_rl.sac.persistence import load_replay_arrays
+
+        load_replay_arrays(self.replay_buffer, path)
+
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """SB3's ``load_replay_buffer`` (a pickle: load only files you trust), refusing a buffer that
         does not match this model's windows or stored states."""

@@ -164,6 +164,23 @@ def _study_attrs(spec: StudySpec) -> dict[str, Any]:
     }
 
 
+def _with_later_keys(stored: Any, ours: dict[str, Any]) -> Any:
+    """A study's stored base config (JSON text) with the keys that configs gained after it was made
+    (``algo``, ``gym_packages``, ...) at their defaults: a study made before them continues when
+    this base config leaves them at the defaults."""
+    from recurrent_rl.config.train import TrainConfig
+
+    try:
+        values = json.loads(stored)
+        defaults = TrainConfig.from_dict({"env": ours["env"], "algo": ours.get("algo", "ppo")}).to_dict()
+    except (TypeError, ValueError, KeyError):  # not a config this package wrote: compared as it is
+        return stored
+    if not isinstance(values, dict):
+        return stored
+    later = {key: json.loads(json.dumps(value)) for key, value in defaults.items() if key not in values}
+    return json.dumps({**later, **values}, sort_keys=True)
+
+
 def open_study(spec: StudySpec) -> Any:
     """Create the study, or load it when it exists with the same objective, base config and space."""
     optuna = require_optuna()
@@ -177,7 +194,8 @@ def open_study(spec: StudySpec) -> Any:
             sampler=make_sampler(spec.sampler, spec.seed),
             pruner=make_pruner(spec.pruner),
         )
-        theirs = study.user_attrs
+        theirs = dict(study.user_attrs)
+        theirs["config"] = _with_later_keys(theirs.get("config"), spec.config)
         if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
             directions = [d.name for d in study.directions]
             raise UserInputError(
@@ -510,6 +528,12 @@ def run_study(
     from recurrent_rl.config.train import MAX_SEED
     from recurrent_rl.io import run_folder as folders
 
+    if config.algo == "sac":  # the search space is RecurrentPPO's: rollout and minibatch sizes, epochs, GAE
+        raise UserInputError(
+            "tune searches RecurrentPPO's settings (n_steps, minibatches, n_epochs, gae_lambda, ...), which algo sac "
+            "does not have; tuning RecurrentSAC is not supported yet. Compare RecurrentSAC settings with train --seeds "
+            "(several seeds per config) instead"
+        )
     if trials < 1:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     if workers < 1:

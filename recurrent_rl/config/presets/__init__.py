@@ -22,6 +22,7 @@ from typing import Any
 from recurrent_rl.config.train import ConfigError, TrainConfig, config_from_dict, parse_yaml
 
 DEFAULT_PRESET = "cartpole-novel-gru"
+SAC_PRESET = "pendulum-novel-sac"  # what `train --algo sac` uses without --preset or --config
 SUFFIX = ".yaml"
 PRETRAIN_SUFFIX = ".pretrain.yaml"
 # kind -> (file suffix, what the messages call one, the command that lists them)
