@@ -86,7 +86,7 @@ def test_the_sac_preset_builds_the_benchmarks_settings():
     [
         ({"algo": "sac", "n_epochs": 3}, "n_epochs is RecurrentPPO's"),
         ({"algo": "sac", "policy_kwargs": {"ortho_init": False}}, "policy_kwargs.ortho_init is RecurrentPPO's"),
-        ({"algo": "maskable", "burn_in": 2}, "burn_in is RecurrentSAC's"),
+        ({"algo": "maskable", "stored_states": True}, "stored_states is RecurrentSAC's"),
         ({"tau": 0.01}, "tau is RecurrentSAC's"),
         ({"algo": "sac", "policy_kwargs": {"critic_memory": "none"}}, "separate"),
         ({"algo": "sac", "policy": "CnnGruPolicy"}, "vector observations"),

@@ -391,7 +391,7 @@ class TrainConfig(Section):
         # of the shared keys (batch_size, ent_coef, ...) apply where an sac config leaves them out
         values = dict(values)
         algo = values.get("algo", "ppo")
-        if algo not in ALGOS:
+        if not isinstance(algo, str) or algo not in ALGOS:
             return values  # the field's own check says what is valid
         sac = algo == "sac"
         names = [f.name for f in dataclasses.fields(cls)]
