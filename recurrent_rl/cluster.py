@@ -74,7 +74,8 @@ def connect(address: str | None, num_cpus: int | None = None, what: str = "--exe
         check_reachable(address)
     try:
         if address in (None, "local"):
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+            # address local: a new runtime for this process, even where a cluster runs on this machine
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
         else:
             ray.init(address=address, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:

@@ -28,7 +28,7 @@ SPACE = "n_steps: [16, 32]\nminibatches: [1, 2]\nsequence_length: [8, null]\nhid
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from recurrent_rl.config.envs import EnvError, EnvFactory, check_env_id
 from recurrent_rl.config.schema import ConfigError
+from recurrent_rl.errors import UserInputError
 from recurrent_rl.runners.subproc import EnvProcessError
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
             )
         else:
             env = make_vec_env(factory, n_envs=config.n_envs, seed=seed)
+    except UserInputError:  # already one line that says what to do (no Ray, a cluster that does not answer)
+        raise
     except (TypeError, ValueError) as error:
         raise ConfigError(
             f"{config.env} rejects these env_kwargs {dict(config.env_kwargs)}: {error}", key="env_kwargs"
