@@ -14,7 +14,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -96,8 +95,7 @@ def test_a_billion_laughs_config_in_a_run_folder_fails_at_once_in_one_line(tiny_
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    started = time.monotonic()
-    result = subprocess.run(
+    result = subprocess.run(  # a regression that hangs instead of refusing fails by the timeout
         [sys.executable, "-m", "recurrent_rl", "evaluate", str(run), "--episodes", "1"],
         capture_output=True,
         text=True,
@@ -105,7 +103,6 @@ def test_a_billion_laughs_config_in_a_run_folder_fails_at_once_in_one_line(tiny_
         preexec_fn=cap,
         cwd=ROOT,
     )
-    assert time.monotonic() - started < 120
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if ": error: " in line]
