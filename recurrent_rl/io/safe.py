@@ -42,7 +42,14 @@ from typing import Any
 import torch as th
 
 from recurrent_rl.io.optimizer import check_optimizer, optimizer_from_safe, optimizer_to_safe
-from recurrent_rl.io.schema import check_safe_config
+from recurrent_rl.io.schema import (
+    HYPERPARAMETERS,
+    OPTIONAL_HYPERPARAMETERS,
+    SAC_HYPERPARAMETERS,
+    SAC_SCHEDULES,
+    SCHEDULES,
+    check_safe_config,
+)
 from recurrent_rl.io.spaces import space_from_json, space_to_json
 from recurrent_rl.io.values import (
     SafeFormatError,
@@ -66,43 +73,6 @@ WEIGHTS = ".safetensors"
 CONFIG = ".json"
 OPTIMIZER = ".optimizer.safetensors"  # the optimizer's state, beside a checkpoint's weights
 DEFAULT_NAME = "model"  # a folder's safe copy: model.safetensors + model.json
-# the algorithm's attributes stored and restored (constructor arguments of RecurrentPPO)
-HYPERPARAMETERS = (
-    "n_steps",
-    "batch_size",
-    "n_epochs",
-    "gamma",
-    "gae_lambda",
-    "normalize_advantage",
-    "ent_coef",
-    "vf_coef",
-    "max_grad_norm",
-    "use_sde",
-    "sde_sample_freq",
-    "target_kl",
-    "sequence_length",
-    "seed",
-)
-SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
-OPTIONAL_HYPERPARAMETERS = ("state_refresh", "burn_in", "burn_in_gradient")  # absent from older files: defaults
-# RecurrentSAC's (constructor arguments; train_freq as [frequency, unit], log_ent_coef the tuned
-# coefficient's logarithm, null for a fixed one)
-SAC_HYPERPARAMETERS = (
-    "buffer_size",
-    "learning_starts",
-    "batch_size",
-    "tau",
-    "gamma",
-    "gradient_steps",
-    "ent_coef",
-    "target_update_interval",
-    "target_entropy",
-    "sequence_length",
-    "burn_in",
-    "stored_states",
-    "seed",
-)
-SAC_SCHEDULES = ("learning_rate",)
 # the algorithms the format stores: the PPO family shares its policies and hyperparameters
 PPO_FAMILY = ("RecurrentPPO", "MaskableRecurrentPPO")
 # RecurrentSAC's optimizers beyond the actor's (``optimizer``): the JSON entry and file of each
@@ -502,6 +472,23 @@ class _Holder:
     """What :func:`~recurrent_rl.io.optimizer.check_optimizer` reads of a policy: its ``optimizer``."""
 
     optimizer: Any
+
+
+def build_with_weights(model: Any, checked: Any, where: str, weights_path: Path) -> None:
+    """Set ``model`` up from its restored settings and load the checked weights into its policy
+    (the last steps of every algorithm's ``load_safe``); a failure is a :class:`SafeFormatError`."""
+    try:
+        model._setup_model()
+    except (ValueError, TypeError) as error:  # UserInputError included
+        raise SafeFormatError(
+            f"{where}: the stored settings do not build a model: {shorten(str(error), 200)}"
+        ) from None
+    tensors, aliases = checked.tensors, checked.aliases
+    full = {name: tensors[aliases.get(name, name)] for name in model.policy.state_dict()}
+    try:
+        model.policy.load_state_dict(full, strict=True)
+    except RuntimeError as error:
+        raise SafeFormatError(f"{weights_path} does not fit the policy: {str(error).splitlines()[0]}") from None
 
 
 def _optimizer_holders(policy: Any, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -68,6 +68,45 @@ SCHEDULE_KEYS = {"linear": ("initial",), "sb3_linear": ("start", "end", "end_fra
 # --- model.json -----------------------------------------------------------------------------------
 
 
+# the algorithm's attributes stored and restored (constructor arguments of RecurrentPPO)
+HYPERPARAMETERS = (
+    "n_steps",
+    "batch_size",
+    "n_epochs",
+    "gamma",
+    "gae_lambda",
+    "normalize_advantage",
+    "ent_coef",
+    "vf_coef",
+    "max_grad_norm",
+    "use_sde",
+    "sde_sample_freq",
+    "target_kl",
+    "sequence_length",
+    "seed",
+)
+SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
+OPTIONAL_HYPERPARAMETERS = ("state_refresh", "burn_in", "burn_in_gradient")  # absent from older files: defaults
+# RecurrentSAC's (constructor arguments; train_freq as [frequency, unit], log_ent_coef the tuned
+# coefficient's logarithm, null for a fixed one)
+SAC_HYPERPARAMETERS = (
+    "buffer_size",
+    "learning_starts",
+    "batch_size",
+    "tau",
+    "gamma",
+    "gradient_steps",
+    "ent_coef",
+    "target_update_interval",
+    "target_entropy",
+    "sequence_length",
+    "burn_in",
+    "stored_states",
+    "seed",
+)
+SAC_SCHEDULES = ("learning_rate",)
+
+
 def check_safe_config(config: Any, where: str) -> dict[str, Any]:
     """``config`` (a parsed ``model.json``) if every field has the type and range the writer gives it.
 
@@ -105,27 +144,8 @@ def check_safe_config(config: Any, where: str) -> dict[str, Any]:
 
 
 def _hyperparameters(hyper: Any, where: str) -> None:
-    names = (
-        "n_steps",
-        "batch_size",
-        "n_epochs",
-        "gamma",
-        "gae_lambda",
-        "normalize_advantage",
-        "ent_coef",
-        "vf_coef",
-        "max_grad_norm",
-        "use_sde",
-        "sde_sample_freq",
-        "target_kl",
-        "sequence_length",
-        "seed",
-        "learning_rate",
-        "clip_range",
-        "clip_range_vf",
-        "stats_window_size",
-    )
-    optional = ("state_refresh", "burn_in", "burn_in_gradient")  # absent from older files
+    names = (*HYPERPARAMETERS, *SCHEDULES, "stats_window_size")
+    optional = OPTIONAL_HYPERPARAMETERS
     hyper = mapping(hyper, where, "hyperparameters", names, optional)
     field = "hyperparameters."
     n_steps = integer(hyper["n_steps"], where, field + "n_steps", 1, MAX_INT64)
@@ -167,26 +187,8 @@ def _hyperparameters(hyper: Any, where: str) -> None:
 
 
 def _sac_hyperparameters(hyper: Any, where: str) -> None:
-    """RecurrentSAC's settings (:data:`recurrent_rl.io.safe.SAC_HYPERPARAMETERS`)."""
-    names = (
-        "buffer_size",
-        "learning_starts",
-        "batch_size",
-        "tau",
-        "gamma",
-        "train_freq",
-        "gradient_steps",
-        "ent_coef",
-        "target_update_interval",
-        "target_entropy",
-        "sequence_length",
-        "burn_in",
-        "stored_states",
-        "seed",
-        "learning_rate",
-        "stats_window_size",
-        "log_ent_coef",
-    )
+    """RecurrentSAC's settings (:data:`SAC_HYPERPARAMETERS`)."""
+    names = (*SAC_HYPERPARAMETERS, *SAC_SCHEDULES, "train_freq", "stats_window_size", "log_ent_coef")
     hyper = mapping(hyper, where, "hyperparameters", names)
     field = "hyperparameters."
     buffer_size = integer(hyper["buffer_size"], where, field + "buffer_size", 2, MAX_INT64)

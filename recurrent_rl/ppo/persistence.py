@@ -22,13 +22,13 @@ from recurrent_rl.io.safe import (
     HYPERPARAMETERS,
     OPTIONAL_HYPERPARAMETERS,
     SCHEDULES,
+    build_with_weights,
     check_safe_model,
     optimizer_path,
     safe_paths,
 )
 from recurrent_rl.io.spaces import describe
 from recurrent_rl.io.values import SafeFormatError, as_safe_error, custom_classes_map, schedule_from_json
-from recurrent_rl.received import shorten
 
 
 def load_safe_model(
@@ -78,19 +78,8 @@ def load_safe_model(
     model.policy_kwargs = checked.policy_kwargs
     if venv is None:
         model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config["n_envs"]
-    try:
-        model._setup_model()
-    except (ValueError, TypeError) as error:
-        raise SafeFormatError(
-            f"{where}: the stored settings do not build a model: {shorten(str(error), 200)}"
-        ) from None
-    tensors, aliases = checked.tensors, checked.aliases
-    full = {name: tensors[aliases.get(name, name)] for name in model.policy.state_dict()}
-    try:
-        model.policy.load_state_dict(full, strict=True)
-    except RuntimeError as error:
-        raise SafeFormatError(f"{weights_path} does not fit the policy: {str(error).splitlines()[0]}") from None
-    del full, checked
+    build_with_weights(model, checked, where, weights_path)
+    del checked
     if optimizer:
         with as_safe_error():
             load_optimizer(model, config.get("optimizer"), optimizer_path(path), where)

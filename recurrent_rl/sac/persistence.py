@@ -26,12 +26,17 @@ import torch as th
 from stable_baselines3.common.base_class import maybe_make_env
 
 from recurrent_rl.atomic import atomic_path
-from recurrent_rl.errors import UserInputError
 from recurrent_rl.io.optimizer import load_optimizer
-from recurrent_rl.io.safe import SAC_HYPERPARAMETERS, check_safe_model, model_optimizers, optimizer_path, safe_paths
+from recurrent_rl.io.safe import (
+    SAC_HYPERPARAMETERS,
+    build_with_weights,
+    check_safe_model,
+    model_optimizers,
+    optimizer_path,
+    safe_paths,
+)
 from recurrent_rl.io.spaces import describe
 from recurrent_rl.io.values import SafeFormatError, as_safe_error, custom_classes_map, schedule_from_json
-from recurrent_rl.received import shorten
 from recurrent_rl.sac.buffers import SequenceReplayBuffer
 from recurrent_rl.sac.policies import RecurrentSACPolicy
 
@@ -80,19 +85,8 @@ def load_safe_sac(
     model.policy_kwargs = checked.policy_kwargs
     if venv is None:
         model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config["n_envs"]
-    try:
-        model._setup_model()
-    except (ValueError, TypeError, UserInputError) as error:
-        raise SafeFormatError(
-            f"{where}: the stored settings do not build a model: {shorten(str(error), 200)}"
-        ) from None
-    tensors, aliases = checked.tensors, checked.aliases
-    full = {name: tensors[aliases.get(name, name)] for name in model.policy.state_dict()}
-    try:
-        model.policy.load_state_dict(full, strict=True)
-    except RuntimeError as error:
-        raise SafeFormatError(f"{weights_path} does not fit the policy: {str(error).splitlines()[0]}") from None
-    del full, checked
+    build_with_weights(model, checked, where, weights_path)
+    del checked
     if hyper["log_ent_coef"] is not None and model.log_ent_coef is not None:
         with th.no_grad():
             model.log_ent_coef.fill_(hyper["log_ent_coef"])
