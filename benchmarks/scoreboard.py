@@ -28,6 +28,7 @@ and the seconds of training.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import subprocess
@@ -127,6 +128,7 @@ def run_one(task: Task, agent: str, seed: int, budget_scale: float = 1.0) -> dic
     th.set_num_threads(1)
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.policies import ActorCriticPolicy
     from stable_baselines3.common.vec_env import VecFrameStack
 
     import recurrent_rl.envs  # noqa: F401  registers pomdp/
@@ -152,8 +154,10 @@ def run_one(task: Task, agent: str, seed: int, budget_scale: float = 1.0) -> dic
     else:
         for key in ("sequence_length", "state_refresh", "burn_in", "burn_in_gradient"):
             kwargs.pop(key)
-        memoryless = ("memory", "hidden_size", "num_layers", "critic_memory", "gate_bias", "backend", "memory_kwargs")
-        kwargs["policy_kwargs"] = {k: v for k, v in kwargs["policy_kwargs"].items() if k not in memoryless}
+        # the policy_kwargs SB3's ActorCriticPolicy takes (the memory's own, such as backend or
+        # kernel_threads, are dropped)
+        accepted = inspect.signature(ActorCriticPolicy.__init__).parameters
+        kwargs["policy_kwargs"] = {k: v for k, v in kwargs["policy_kwargs"].items() if k in accepted}
         model = PPO("MlpPolicy", make(config.n_envs, seed), seed=seed, **kwargs)
     budget = int(task.budget * budget_scale)
     model.learn(budget)
