@@ -115,7 +115,16 @@ RSAC_SETTINGS: dict[str, dict[str, Any]] = {
         policy_kwargs=dict(net_arch=[256, 256]),
     ),
 }
-SAC_KEYS = ("learning_rate", "gamma", "tau", "ent_coef", "learning_starts", "train_freq", "gradient_steps", "action_noise")
+SAC_KEYS = (
+    "learning_rate",
+    "gamma",
+    "tau",
+    "ent_coef",
+    "learning_starts",
+    "train_freq",
+    "gradient_steps",
+    "action_noise",
+)
 DEFAULT_OUT = Path("benchmarks/results/offpolicy.jsonl")
 
 

@@ -19,7 +19,8 @@ from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
 from recurrent_rl.io import run_folder as runs
 from recurrent_rl.nets import memory
 from recurrent_rl.nets.devices import LARGE_MEMORY, choose_device
-from recurrent_rl.runs.training import _load_checkpoint, train
+from recurrent_rl.runs.resume import load_checkpoint
+from recurrent_rl.runs.training import train
 from recurrent_rl.supervised.config import FitConfig
 from recurrent_rl.supervised.data import SequenceDataset
 from recurrent_rl.supervised.models import SequenceModel, SequenceModelConfig
@@ -245,7 +246,7 @@ def test_a_checkpoint_written_on_the_cpu_resumes_and_evaluates_on_a_second_devic
 
     config = load_config(run / runs.CONFIG)
     env = make_training_env(config, 1)
-    model = _load_checkpoint(runs.latest_checkpoint(run), env, config, safe=True, device="meta")
+    model = load_checkpoint(runs.latest_checkpoint(run), env, config, safe=True, device="meta")
     assert model.device.type == "meta"
     assert all(s["exp_avg"].is_meta for s in model.policy.optimizer.state.values())
     with MetaDevice():

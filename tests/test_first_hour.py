@@ -173,7 +173,7 @@ def test_the_bar_shows_the_mean_return_and_the_success_rate():
 
 
 def test_the_bar_is_drawn_with_the_signal_and_the_evaluations(tmp_path, monkeypatch):
-    import recurrent_rl.runs.training as training
+    import recurrent_rl.runs.learning as learning
 
     stream = io.StringIO()
     monkeypatch.setenv("COLUMNS", "160")  # rich draws a file at 80 columns otherwise
@@ -194,7 +194,7 @@ def test_the_bar_is_drawn_with_the_signal_and_the_evaluations(tmp_path, monkeypa
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **{**kwargs, "stream": stream})
 
-    monkeypatch.setattr(training, "TrainingProgress", Bar)
+    monkeypatch.setattr(learning, "TrainingProgress", Bar)
     train(config, tmp_path, name="run", progress_bar=True)
     text = stream.getvalue()
     assert "128/128" in text and "mean return" in text and "success" in text

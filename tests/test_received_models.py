@@ -196,7 +196,7 @@ def test_the_onnx_runner_refuses_a_state_larger_than_memory(base):
 def test_a_crafted_safe_copy_gives_one_line(base, tmp_path, capsys, monkeypatch, name):
     """evaluate and export read the final model, --resume the checkpoint (with its optimizer state,
     which only checkpoints hold: the optimizer's cases are crafted there alone)."""
-    from recurrent_rl.runs import training
+    import recurrent_rl.runs.resume as resuming
 
     run = _run_copy(base, tmp_path)
     crafted.craft_safe(_checkpoint(run), name)
@@ -208,7 +208,7 @@ def test_a_crafted_safe_copy_gives_one_line(base, tmp_path, capsys, monkeypatch,
         line = _one_line(capsys, cli.main(["export", str(run), "--out", str(out)]), "recurrent-rl export")
         assert "model." in line and not out.exists(), line
     # --resume refuses before it writes anything, before it even builds the envs
-    monkeypatch.setattr(training, "make_training_env", lambda *args: pytest.fail("the envs were built"))
+    monkeypatch.setattr(resuming, "make_training_env", lambda *args: pytest.fail("the envs were built"))
     before = {path: path.read_bytes() for path in (run / runs.CONFIG, run / runs.RUN_INFO)}
     line = _one_line(capsys, cli.main(["train", "--resume", str(run)]), "recurrent-rl train")
     assert "model." in line, line

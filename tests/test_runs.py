@@ -356,9 +356,9 @@ def test_a_stale_lock_marks_a_run_left_running_as_killed(tmp_path):
 def test_a_signal_before_the_final_evaluation_leaves_the_run_interrupted_not_finished(tmp_path, monkeypatch, capsys):
     import signal
 
-    from recurrent_rl.runs import training
+    from recurrent_rl.runs.callbacks import PeriodicEvaluation
 
-    evaluate = training.PeriodicEvaluation.evaluate
+    evaluate = PeriodicEvaluation.evaluate
 
     def evaluate_then_ctrl_c(self):  # the last periodic evaluation, in _finish: Ctrl-C arrives there
         report = evaluate(self)
@@ -366,7 +366,7 @@ def test_a_signal_before_the_final_evaluation_leaves_the_run_interrupted_not_fin
             os.kill(os.getpid(), signal.SIGINT)
         return report
 
-    monkeypatch.setattr(training.PeriodicEvaluation, "evaluate", evaluate_then_ctrl_c)
+    monkeypatch.setattr(PeriodicEvaluation, "evaluate", evaluate_then_ctrl_c)
     args = [
         "train",
         "--runs-dir",

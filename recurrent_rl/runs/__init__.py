@@ -1,6 +1,8 @@
 """Runs: training from a config into a run folder, callbacks, checkpoints and evaluation.
 
-- :mod:`.training`: a training run from a config (what ``recurrent-rl train`` calls), resume;
+- :mod:`.training`: a new training run from a config (what ``recurrent-rl train`` calls);
+- :mod:`.resume`: more steps in an existing run, from its latest checkpoint (``--resume``);
+- :mod:`.learning`: the learning loop both share: logger, callbacks, signals, errors, the run's end;
 - :mod:`.checkpoints`: the final and best models and the checkpoints of a training model;
 - :mod:`.callbacks`: periodic checkpoints and evaluations, TensorBoard memory diagnostics;
 - :mod:`.evaluation`: state-carrying evaluation episodes, reports, videos and plots;
