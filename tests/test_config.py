@@ -6,17 +6,9 @@ import numpy as np
 import pytest
 import torch as th
 
+from recurrent_rl.config.loading import config_from_dict, config_keys, load_config
 from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset, preset_names, preset_template, presets_by_env
-from recurrent_rl.config.train import (
-    ConfigError,
-    Linear,
-    TrainConfig,
-    config_from_dict,
-    config_keys,
-    config_to_yaml,
-    load_config,
-    save_config,
-)
+from recurrent_rl.config.train import ConfigError, Linear, TrainConfig, config_to_yaml, save_config
 from recurrent_rl.envs import suite_ids
 from recurrent_rl.runs.training import make_model, make_training_env
 
@@ -248,7 +240,7 @@ def test_the_config_names_every_memory_core():
 
 
 def test_memory_kwargs_reach_the_policy():
-    from recurrent_rl.config.train import config_from_dict
+    from recurrent_rl.config.loading import config_from_dict
 
     config = config_from_dict({"env": "pomdp/CartPoleNoVel-v1", "policy_kwargs": {"memory": "mingru"}})
     assert config.algorithm_kwargs()["policy_kwargs"]["memory"] == "mingru"

@@ -240,7 +240,7 @@ def _cpu_run(tmp_path: Path) -> Path:
 
 def test_a_checkpoint_written_on_the_cpu_resumes_and_evaluates_on_a_second_device(tmp_path):
     run = _cpu_run(tmp_path)
-    from recurrent_rl.config.train import load_config
+    from recurrent_rl.config.loading import load_config
     from recurrent_rl.runs.evaluation import evaluate as evaluate_agent, load_agent
     from recurrent_rl.runs.vec_env import make_training_env
 

@@ -38,7 +38,7 @@ import pytest
 
 from recurrent_rl import RecurrentPPO
 from recurrent_rl.atomic import atomic_path, folder_mode
-from recurrent_rl.config.train import load_config
+from recurrent_rl.config.loading import load_config
 from recurrent_rl.export.safe import load_safe
 from recurrent_rl.io import run_folder as runs
 from recurrent_rl.runs import checkpoints

@@ -233,7 +233,7 @@ def _fuzz_onnx(files: dict[str, Any], examples: int, monkeypatch: pytest.MonkeyP
 
 
 def _fuzz_config_yaml(files: dict[str, Any], examples: int, tmp_path: Path) -> None:
-    from recurrent_rl.config.train import load_config
+    from recurrent_rl.config.loading import load_config
 
     original = yaml.safe_load(files["config"].read_text())
     target = tmp_path / "config.yaml"

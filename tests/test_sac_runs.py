@@ -16,8 +16,9 @@ from stable_baselines3.common.logger import configure
 
 from recurrent_rl import RecurrentSAC
 from recurrent_rl.algorithms import load_safe
+from recurrent_rl.config.loading import config_from_dict, load_config
 from recurrent_rl.config.presets import load_preset
-from recurrent_rl.config.train import ConfigError, TrainConfig, config_from_dict, load_config
+from recurrent_rl.config.train import ConfigError, TrainConfig
 from recurrent_rl.io.safe import save_safe
 from recurrent_rl.io.values import SafeFormatError
 from recurrent_rl.runs import cli

@@ -11,8 +11,8 @@ import pytest
 optuna = pytest.importorskip("optuna", reason="recurrent_rl[tune] (optuna) is not installed")
 
 from recurrent_rl.cli.main import main  # noqa: E402
+from recurrent_rl.config.loading import load_config  # noqa: E402
 from recurrent_rl.config.presets import load_preset  # noqa: E402
-from recurrent_rl.config.train import load_config  # noqa: E402
 from recurrent_rl.errors import UserInputError  # noqa: E402
 from recurrent_rl.io import run_folder as folders  # noqa: E402
 from recurrent_rl.runs.training import train  # noqa: E402

@@ -23,7 +23,8 @@ import yaml
 
 from recurrent_rl import RecurrentPPO
 from recurrent_rl.cli.main import main
-from recurrent_rl.config.train import ConfigError, config_from_dict, load_config
+from recurrent_rl.config.loading import config_from_dict, load_config
+from recurrent_rl.config.train import ConfigError
 from recurrent_rl.config.zoo import python_value
 from recurrent_rl.runs.training import train
 

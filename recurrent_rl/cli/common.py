@@ -111,8 +111,8 @@ def check_executor(args: argparse.Namespace) -> None:
 def resolve_train_config(args: argparse.Namespace) -> Any:
     """The config a ``train`` command line asks for: preset or file, then --set, then the flags
     (--env, --timesteps, --seed, --memory, --device, --encoder, --freeze-encoder)."""
+    from recurrent_rl.config.loading import load_config
     from recurrent_rl.config.presets import DEFAULT_PRESET, SAC_PRESET, load_preset
-    from recurrent_rl.config.train import load_config
 
     overrides = list(args.overrides)
     algo = getattr(args, "algo", None)

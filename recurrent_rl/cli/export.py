@@ -156,7 +156,7 @@ def _env_id(source: Source, typed: str | None = None) -> str | None:
         return env_id_from_file(typed, "--env", trusted=True)
     recorded, where = None, ""
     if source.run_dir is not None:
-        from recurrent_rl.config.train import load_config
+        from recurrent_rl.config.loading import load_config
         from recurrent_rl.io import run_folder as folders
 
         where = str(source.run_dir / folders.CONFIG)
@@ -193,7 +193,7 @@ def load_source(source: Source, device: str = "cpu") -> tuple[Any, Any]:
 
     algorithm = ALGORITHMS["RecurrentPPO"]
     if source.run_dir is not None:  # the run's config says which algorithm wrote the zip
-        from recurrent_rl.config.train import load_config
+        from recurrent_rl.config.loading import load_config
         from recurrent_rl.io import run_folder as folders
 
         with contextlib.suppress(UserInputError):

@@ -84,8 +84,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _preset_mapping(name: str) -> dict[str, Any]:
+    from recurrent_rl.config.loading import unwrap_zoo_layout
     from recurrent_rl.config.presets import preset_values
-    from recurrent_rl.config.train import unwrap_zoo_layout
 
     return unwrap_zoo_layout(preset_values(name))
 

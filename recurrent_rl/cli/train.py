@@ -20,7 +20,8 @@ from recurrent_rl.cli.common import (
     check_executor,
     resolve_train_config,
 )
-from recurrent_rl.config.train import MEMORIES, UserInputError, config_keys, config_to_yaml
+from recurrent_rl.config.loading import config_keys
+from recurrent_rl.config.train import MEMORIES, UserInputError, config_to_yaml
 
 
 def add_parser(commands: Any) -> None:

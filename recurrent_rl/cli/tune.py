@@ -82,8 +82,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     require_optuna()
     check_executor(args)
+    from recurrent_rl.config.loading import load_config
     from recurrent_rl.config.presets import DEFAULT_PRESET, load_preset
-    from recurrent_rl.config.train import load_config
     from recurrent_rl.runs.training import check_device
 
     preset = args.preset or (None if args.config else DEFAULT_PRESET)

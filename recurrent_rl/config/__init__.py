@@ -2,8 +2,10 @@
 
 - :mod:`.schema`: the config machinery of both sides (frozen dataclasses checked on every
   construction, config files, ``--set`` overrides, YAML out);
-- :mod:`.train`: :class:`TrainConfig`, the config of ``recurrent-rl train`` (its sections,
-  :func:`load_config`);
+- :mod:`.train`: :class:`TrainConfig`, the config of ``recurrent-rl train`` (its sections, keys
+  and checks);
+- :mod:`.loading`: reading one (:func:`load_config`: a file, the zoo's layout, ``--set``
+  overrides, the rules for a received file);
 - :mod:`.presets`: the shipped presets (``<name>.yaml``; ``<name>.pretrain.yaml`` for pretraining);
 - :mod:`.envs`: env ids and keyword arguments checked, the user's env modules imported, one env made.
 
@@ -18,6 +20,7 @@ names are here too (``from recurrent_rl.config import TrainConfig, load_config``
 """
 
 from recurrent_rl.config.envs import EnvFactory, check_env_id, check_env_kwargs, make_env
+from recurrent_rl.config.loading import apply_overrides, config_from_dict, config_keys, load_config, unwrap_zoo_layout
 from recurrent_rl.config.schema import ConfigError, Section, UserInputError, save_config, setting
 from recurrent_rl.config.train import (
     ACTIVATIONS,
@@ -34,14 +37,9 @@ from recurrent_rl.config.train import (
     PolicyConfig,
     RunnersConfig,
     TrainConfig,
-    apply_overrides,
-    config_from_dict,
-    config_keys,
     config_to_yaml,
-    load_config,
     make_schedule,
     memory_of,
-    unwrap_zoo_layout,
 )
 
 __all__ = [

@@ -197,7 +197,8 @@ def load_agent(
     ``trust_pickle=True`` (an :class:`~recurrent_rl.errors.UntrustedPickleError` without it).
     """
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.config.train import check_env_id, load_config
+    from recurrent_rl.config.loading import load_config
+    from recurrent_rl.config.train import check_env_id
 
     model_path, run_dir, note = resolve_model_path(path, best)
     if note:

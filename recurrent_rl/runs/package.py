@@ -77,7 +77,7 @@ def package_run(
     :param replay: record the first episode as ``replay.gif`` (skipped, with a note in the card, when
         the env draws no frames)
     """
-    from recurrent_rl.config.train import load_config
+    from recurrent_rl.config.loading import load_config
     from recurrent_rl.io.safe import save_safe
     from recurrent_rl.runs.evaluation import (
         check_video_path,

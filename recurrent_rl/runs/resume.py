@@ -21,7 +21,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from recurrent_rl.algorithms import ALGORITHMS, check_resumable
 from recurrent_rl.config.devices import check_device
-from recurrent_rl.config.train import ConfigError, TrainConfig, load_config
+from recurrent_rl.config.loading import load_config
+from recurrent_rl.config.train import ConfigError, TrainConfig
 from recurrent_rl.errors import TRUST_PICKLE_FLAG, refuse_pickle
 from recurrent_rl.io import run_folder as runs
 from recurrent_rl.io.run_folder import RunError

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from recurrent_rl.config.train import ConfigError, TrainConfig, config_from_dict, parse_yaml
+from recurrent_rl.config.loading import config_from_dict
+from recurrent_rl.config.train import ConfigError, TrainConfig, parse_yaml
 
 DEFAULT_PRESET = "cartpole-novel-gru"
 SAC_PRESET = "pendulum-novel-sac"  # what `train --algo sac` uses without --preset or --config
