@@ -18,24 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from recurrent_rl.config import schema, zoo
-from recurrent_rl.config.envs import check_env_id, check_env_kwargs  # noqa: F401  check_env_id: re-exported
-from recurrent_rl.config.schema import (  # noqa: F401  ConfigError ... save_config are re-exported
-    ConfigError,
-    Section,
-    UnknownKeyError,
-    UserInputError,  # the CLI catches it
-    activation_class,
-    config_to_yaml,
-    describe_keys,
-    parse_number,
-    parse_yaml,
-    save_config,
-    setting,
-)
+from recurrent_rl.config.envs import check_env_id
+from recurrent_rl.config.schema import ConfigError, describe_keys
 from recurrent_rl.config.train import PolicyConfig, TrainConfig
 from recurrent_rl.received import ReceivedFileError, env_id_from_file, path_inside, shorten
-
-# --- reading, overriding, writing -------------------------------------------------------------
 
 
 def config_from_dict(
