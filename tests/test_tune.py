@@ -234,10 +234,13 @@ def test_a_study_killed_in_the_middle_of_a_trial_resumes(tmp_path, space, monkey
     ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while folders.read_run_info(runs / "tune/k/trial0000").get("status") != "running":
-            assert process.poll() is None and time.monotonic() < deadline, "the trial never started"
+        for _ in range(1200):  # polls 0.1 s apart
+            if folders.read_run_info(runs / "tune/k/trial0000").get("status") == "running":
+                break
+            assert process.poll() is None, "the trial never started"
             time.sleep(0.1)
+        else:
+            pytest.fail("the trial never started")
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
@@ -304,11 +307,14 @@ def test_a_killed_worker_process_fails_its_trial_and_the_study_goes_on(tmp_path,
     ]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 300
         lock = runs / "tune/k/trial0000" / folders.LOCK
-        while not (lock.is_file() and lock.read_text().strip()):  # the pid of the worker training trial 0
-            assert process.poll() is None and time.monotonic() < deadline, "trial 0 never started"
+        for _ in range(6000):  # polls 0.05 s apart, until the lock holds the pid of the worker training trial 0
+            if lock.is_file() and lock.read_text().strip():
+                break
+            assert process.poll() is None, "trial 0 never started"
             time.sleep(0.05)
+        else:
+            pytest.fail("trial 0 never started")
         worker = int(lock.read_text())
         assert worker != process.pid
         os.kill(worker, signal.SIGKILL)
