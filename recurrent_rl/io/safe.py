@@ -50,7 +50,7 @@ from recurrent_rl.io.schema import (
     SCHEDULES,
     check_safe_config,
 )
-from recurrent_rl.io.spaces import space_from_json, space_to_json
+from recurrent_rl.io.spaces import describe, space_from_json, space_to_json
 from recurrent_rl.io.values import (
     SafeFormatError,
     as_safe_error,
@@ -472,6 +472,51 @@ class _Holder:
     """What :func:`~recurrent_rl.io.optimizer.check_optimizer` reads of a policy: its ``optimizer``."""
 
     optimizer: Any
+
+
+def check_for_env(
+    cls: Any,
+    path: str | Path,
+    env: Any,
+    custom_classes: Mapping[str, type] | Iterable[type] | None,
+    optimizer: bool,
+    policies: Mapping[str, type] | None = None,
+) -> tuple[CheckedModel, Any]:
+    """The first steps of every algorithm's ``load_safe``: ``env`` (None, a VecEnv, a Gymnasium env or
+    an id) wrapped as ``cls`` wraps it, the safe copy at ``path`` checked (:func:`check_safe_model`)
+    for that env's number of envs, the file's algorithm matched with ``cls`` and its spaces with the
+    env's. Returns the checked model and the wrapped env (None without one)."""
+    from stable_baselines3.common.base_class import maybe_make_env
+
+    where = str(safe_paths(path)[1])
+    venv = None if env is None else cls._wrap_env(maybe_make_env(env, 0), verbose=0)
+    checked = check_safe_model(
+        path, custom_classes_map(custom_classes), optimizer, None if venv is None else venv.num_envs, policies
+    )
+    algorithm = checked.config["algorithm"]
+    if policies is not None and algorithm != cls.__name__:
+        raise SafeFormatError(f"{where} holds a {algorithm}, not a {cls.__name__}: load it with load_safe")
+    spaces = checked.observation_space, checked.action_space
+    if venv is not None and (venv.observation_space, venv.action_space) != spaces:
+        raise SafeFormatError(
+            f"the model in {where} was trained on observations {describe(spaces[0])} and actions "
+            f"{describe(spaces[1])}, but the env has observations {describe(venv.observation_space)} and "
+            f"actions {describe(venv.action_space)}: attach the env it was trained on"
+        )
+    return checked, venv
+
+
+def restore_counters(model: Any, checked: CheckedModel, venv: Any) -> None:
+    """What every algorithm's ``load_safe`` sets alike on a model constructed without building it:
+    the step and update counters, the stats window, ``policy_kwargs`` and, without an env, the spaces."""
+    config = checked.config
+    model._stats_window_size = config["hyperparameters"]["stats_window_size"]
+    model.num_timesteps = config["num_timesteps"]
+    model._n_updates = config["n_updates"]
+    model.policy_kwargs = checked.policy_kwargs
+    if venv is None:
+        model.observation_space, model.action_space = checked.observation_space, checked.action_space
+        model.n_envs = config["n_envs"]
 
 
 def build_with_weights(model: Any, checked: Any, where: str, weights_path: Path) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch as th
-from stable_baselines3.common.base_class import maybe_make_env
 
 from recurrent_rl.io.optimizer import load_optimizer
 from recurrent_rl.io.safe import (
@@ -23,12 +22,12 @@ from recurrent_rl.io.safe import (
     OPTIONAL_HYPERPARAMETERS,
     SCHEDULES,
     build_with_weights,
-    check_safe_model,
+    check_for_env,
     optimizer_path,
+    restore_counters,
     safe_paths,
 )
-from recurrent_rl.io.spaces import describe
-from recurrent_rl.io.values import SafeFormatError, as_safe_error, custom_classes_map, schedule_from_json
+from recurrent_rl.io.values import as_safe_error, schedule_from_json
 
 
 def load_safe_model(
@@ -52,32 +51,15 @@ def load_safe_model(
     """
     weights_path, config_path = safe_paths(path)
     where = str(config_path)
-    venv = None
-    if env is not None:
-        venv = cls._wrap_env(maybe_make_env(env, 0), verbose=0)
-    checked = check_safe_model(
-        path, custom_classes_map(custom_classes), optimizer, None if venv is None else venv.num_envs
-    )
-    config, observation_space, action_space = checked.config, checked.observation_space, checked.action_space
-    if venv is not None and (venv.observation_space != observation_space or venv.action_space != action_space):
-        raise SafeFormatError(
-            f"the model in {where} was trained on observations {describe(observation_space)} and actions "
-            f"{describe(action_space)}, but the env has observations {describe(venv.observation_space)} and "
-            f"actions {describe(venv.action_space)}: attach the env it was trained on"
-        )
-    hyper = config["hyperparameters"]
+    checked, venv = check_for_env(cls, path, env, custom_classes, optimizer)
+    config, hyper = checked.config, checked.config["hyperparameters"]
     # As SB3's load does: construct without building, set what was saved, then build.
     model = cls(checked.policy_class, venv, device=device, _init_setup_model=False)
     for name in HYPERPARAMETERS + tuple(name for name in OPTIONAL_HYPERPARAMETERS if name in hyper):
         setattr(model, name, hyper[name])
     for name in SCHEDULES:
         setattr(model, name, schedule_from_json(hyper[name], name))
-    model._stats_window_size = hyper["stats_window_size"]
-    model.num_timesteps = config["num_timesteps"]
-    model._n_updates = config["n_updates"]
-    model.policy_kwargs = checked.policy_kwargs
-    if venv is None:
-        model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config["n_envs"]
+    restore_counters(model, checked, venv)
     build_with_weights(model, checked, where, weights_path)
     del checked
     if optimizer:

@@ -23,20 +23,19 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.base_class import maybe_make_env
 
 from recurrent_rl.atomic import atomic_path
 from recurrent_rl.io.optimizer import load_optimizer
 from recurrent_rl.io.safe import (
     SAC_HYPERPARAMETERS,
     build_with_weights,
-    check_safe_model,
+    check_for_env,
     model_optimizers,
     optimizer_path,
+    restore_counters,
     safe_paths,
 )
-from recurrent_rl.io.spaces import describe
-from recurrent_rl.io.values import SafeFormatError, as_safe_error, custom_classes_map, schedule_from_json
+from recurrent_rl.io.values import SafeFormatError, as_safe_error, schedule_from_json
 from recurrent_rl.sac.buffers import SequenceReplayBuffer
 from recurrent_rl.sac.policies import RecurrentSACPolicy
 
@@ -58,33 +57,14 @@ def load_safe_sac(
     buffer starts empty (:func:`load_replay_arrays` fills it)."""
     weights_path, config_path = safe_paths(path)
     where = str(config_path)
-    venv = None
-    if env is not None:
-        venv = cls._wrap_env(maybe_make_env(env, 0), verbose=0)
-    checked = check_safe_model(
-        path, custom_classes_map(custom_classes), optimizer, None if venv is None else venv.num_envs, POLICIES
-    )
-    config, observation_space, action_space = checked.config, checked.observation_space, checked.action_space
-    if config["algorithm"] != cls.__name__:
-        raise SafeFormatError(f"{where} holds a {config['algorithm']}, not a {cls.__name__}: load it with load_safe")
-    if venv is not None and (venv.observation_space != observation_space or venv.action_space != action_space):
-        raise SafeFormatError(
-            f"the model in {where} was trained on observations {describe(observation_space)} and actions "
-            f"{describe(action_space)}, but the env has observations {describe(venv.observation_space)} and "
-            f"actions {describe(venv.action_space)}: attach the env it was trained on"
-        )
-    hyper = config["hyperparameters"]
+    checked, venv = check_for_env(cls, path, env, custom_classes, optimizer, POLICIES)
+    config, hyper = checked.config, checked.config["hyperparameters"]
     model = cls(checked.policy_class, venv, device=device, _init_setup_model=False)
     for name in SAC_HYPERPARAMETERS:
         setattr(model, name, hyper[name])
     model.train_freq = tuple(hyper["train_freq"])
     model.learning_rate = schedule_from_json(hyper["learning_rate"], "learning_rate")
-    model._stats_window_size = hyper["stats_window_size"]
-    model.num_timesteps = config["num_timesteps"]
-    model._n_updates = config["n_updates"]
-    model.policy_kwargs = checked.policy_kwargs
-    if venv is None:
-        model.observation_space, model.action_space, model.n_envs = observation_space, action_space, config["n_envs"]
+    restore_counters(model, checked, venv)
     build_with_weights(model, checked, where, weights_path)
     del checked
     if hyper["log_ent_coef"] is not None and model.log_ent_coef is not None:
