@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import platform
-import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import torch as th
+
+from benchmarks.machine import cpu_model
 
 ENV_ID = "pomdp/CartPoleNoVel-v1"
 MEMORIES = ("gru", "lstm", "mingru", "transformer")
@@ -40,19 +39,6 @@ SIZES = {
     "default": dict(hidden_size=64, n_envs=8, batch_size=256),
     "large": dict(hidden_size=256, n_envs=64, batch_size=2048),
 }
-
-
-def cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def make_model(memory: str, size: str, device: str) -> Any:

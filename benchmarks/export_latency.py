@@ -20,9 +20,7 @@ package's defaults (hidden_size 64, net_arch [64, 64]) unless given.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,21 +31,10 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
+from benchmarks.machine import cpu_model
+
 ENV = "pomdp/CartPoleNoVel-v1"
 MEMORIES = ("gru", "lstm", "mingru", "transformer")
-
-
-def cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def recorded_episode_steps(env_id: str, steps: int, seed: int) -> tuple[list[np.ndarray], list[bool]]:

@@ -35,13 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RLLIB_PYTHON = ROOT / ".venv-rllib" / "bin" / "python"
@@ -134,15 +135,6 @@ def start_cluster(nodes: int = 4, cpus: int = 2) -> Any:
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
     return cluster
-
-
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        line = next(line for line in text.splitlines() if line.startswith("Model name"))
-        return line.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.machine import cpu_model
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,6 @@ def agent_overrides(task: Task, agent: str) -> tuple[str, ...]:
     for variant in variants:
         overrides.extend(VARIANTS[variant](task, n_steps))
     return tuple(overrides)
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        name = fields.get("Model name", "").strip()
-        return f"{name}, family {fields.get('CPU family', '?').strip()} model {fields.get('Model', '?').strip()}"
-    except OSError:
-        return platform.processor() or "unknown"
 
 
 def run_one(task: Task, agent: str, seed: int, budget_scale: float = 1.0) -> dict[str, Any]:
