@@ -209,7 +209,7 @@ def test_a_study_killed_in_the_middle_of_a_trial_resumes(tmp_path, space, monkey
     import sys
     import time
 
-    from recurrent_rl.sweeps import tune
+    from recurrent_rl.sweeps import study
 
     runs = tmp_path / "runs"
     argv = [
@@ -245,7 +245,7 @@ def test_a_study_killed_in_the_middle_of_a_trial_resumes(tmp_path, space, monkey
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     assert trial_rows(runs / "tune/k.db") == [(0, "RUNNING")]
-    monkeypatch.setattr(tune, "GRACE_PERIOD", 1)  # the killed trial's heartbeat is stale after a second
+    monkeypatch.setattr(study, "GRACE_PERIOD", 1)  # the killed trial's heartbeat is stale after a second
     time.sleep(1.5)
     result = run_study(
         tiny_config("n_timesteps=4096"), trials=2, space=space, runs_dir=runs, study="k", sampler="random"

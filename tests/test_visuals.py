@@ -95,7 +95,7 @@ def _study(n_trials):
 
 
 def test_importance_from_few_trials_carries_a_caveat_in_the_figure():
-    from recurrent_rl.sweeps.tune import FEW_TRIALS, importance_figure
+    from recurrent_rl.sweeps.importance import FEW_TRIALS, importance_figure
 
     few = importance_figure(_study(3))
     assert any("only 3 complete trials" in text.get_text() for text in few.axes[0].texts)
