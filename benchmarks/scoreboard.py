@@ -198,23 +198,30 @@ def run(path: Path, tasks: list[str], agents: list[str], seeds: list[int], budge
         )
 
 
-def _fmt(estimate: Any) -> str:
-    return f"{estimate.value:.2f} [{estimate.low:.2f}, {estimate.high:.2f}]"
+def _fmt(estimate: Any, runs: int) -> str:
+    """``value [low, high]``; a single run's interval collapses to its value, so it is left out."""
+    return f"{estimate.value:.2f}" if runs == 1 else f"{estimate.value:.2f} [{estimate.low:.2f}, {estimate.high:.2f}]"
 
 
-def report(path: Path, agents: list[str] | None = None, tasks: list[str] | None = None) -> str:
-    """Markdown: per task the IQM score of each agent (in brackets its number of seeds), and the
-    suite's IQM over the tasks (all of them, or ``tasks``) on the seeds an agent ran on all of
-    them, with stratified-bootstrap 95% intervals."""
+def report(
+    path: Path, agents: list[str] | None = None, tasks: list[str] | None = None, seeds: list[int] | None = None
+) -> str:
+    """Markdown, as docs/memories.md shows it: per task the IQM score of each agent (in parentheses
+    its number of seeds), and the suite's IQM over the tasks (all of them, or ``tasks``) on the
+    seeds an agent ran on all of them, with stratified-bootstrap 95% intervals; only ``seeds``
+    when given."""
     from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
 
     rows = read_results(path)
+    if seeds is not None:
+        rows = [r for r in rows if r["seed"] in seeds]
     if agents is None:
         agents = list(dict.fromkeys(r["agent"] for r in rows))
     wanted = tasks
     tasks = [t.env for t in SUITE if any(r["task"] == t.env for r in rows) and (wanted is None or t.env in wanted)]
-    rows = [r for r in rows if r["task"] in tasks]
-    lines = ["| task | budget | " + " | ".join(agents) + " |", "|---|---:|" + "---:|" * len(agents)]
+    rows = [r for r in rows if r["task"] in tasks and r["agent"] in agents]
+    header = " | ".join(f"`{a}`" for a in agents)
+    lines = [f"| task | budget | {header} |", "|---|---:|" + "---:|" * len(agents)]
     by = {(r["task"], r["agent"]): {} for r in rows}
     for r in rows:
         by[(r["task"], r["agent"])][r["seed"]] = r["score"]
@@ -222,20 +229,22 @@ def report(path: Path, agents: list[str] | None = None, tasks: list[str] | None 
         cells = []
         for agent in agents:
             scores = list(by.get((task, agent), {}).values())
-            cells.append("-" if not scores else f"{_fmt(stratified_bootstrap(scores, iqm))} ({len(scores)})")
-        lines.append(f"| {task} | {TASKS[task].budget // 1000}k | " + " | ".join(cells) + " |")
+            cells.append(
+                "-" if not scores else f"{_fmt(stratified_bootstrap(scores, iqm), len(scores))} ({len(scores)})"
+            )
+        lines.append(f"| {task.removesuffix('-v0')} | {TASKS[task].budget // 1000}k | " + " | ".join(cells) + " |")
     cells = []
     for agent in agents:
         runs = [by.get((task, agent), {}) for task in tasks]
-        seeds = sorted(set.intersection(*(set(r) for r in runs))) if runs and all(runs) else []
-        if not seeds:
+        common = sorted(set.intersection(*(set(r) for r in runs))) if runs and all(runs) else []
+        if not common:
             cells.append("-")
             continue
-        matrix = np.array([[run[s] for run in runs] for s in seeds])  # (seeds, tasks)
-        cells.append(f"**{_fmt(stratified_bootstrap(matrix, iqm))}** ({len(seeds)})")
-    lines.append("| **suite (IQM over tasks and seeds)** | | " + " | ".join(cells) + " |")
-    seconds = {a: np.mean([r["seconds"] for r in rows if r["agent"] == a]) for a in agents}
-    lines.append("| mean seconds per run | | " + " | ".join(f"{seconds[a]:.0f}" for a in agents) + " |")
+        matrix = np.array([[run[s] for run in runs] for s in common])  # (seeds, tasks)
+        cells.append(f"**{_fmt(stratified_bootstrap(matrix, iqm), len(common))}** ({len(common)})")
+    lines.append("| **suite IQM** | | " + " | ".join(cells) + " |")
+    seconds = [[r["seconds"] for r in rows if r["agent"] == a] for a in agents]
+    lines.append("| mean seconds per run | | " + " | ".join(f"{np.mean(t):.0f}" if t else "-" for t in seconds) + " |")
     return "\n".join(lines)
 
 
@@ -260,12 +269,13 @@ def main(argv: list[str] | None = None) -> None:
     report_parser.add_argument("results", type=Path)
     report_parser.add_argument("--agents", nargs="*", default=None)
     report_parser.add_argument("--tasks", nargs="*", default=None, choices=list(TASKS))
+    report_parser.add_argument("--seeds", nargs="*", default=None, help="only these seeds or ranges (0-4)")
     args = parser.parse_args(argv)
     if args.command == "run":
         print(f"`python -m benchmarks.scoreboard {' '.join(sys.argv[1:] if argv is None else argv)}`, {cpu_model()}")
         run(args.results, args.tasks, args.agents, _seeds(args.seeds), args.budget_scale)
     else:
-        print(report(args.results, args.agents, args.tasks))
+        print(report(args.results, args.agents, args.tasks, None if args.seeds is None else _seeds(args.seeds)))
 
 
 if __name__ == "__main__":
