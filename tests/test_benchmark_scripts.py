@@ -19,7 +19,7 @@ def test_a_scoreboard_run_trains_scores_and_reports(tmp_path, agent):
     assert (row["task"], row["agent"], row["seed"], row["budget"]) == ("RepeatPrevious-k4-v0", agent, 0, 1_000)
     assert -2.0 <= row["score"] <= 1.0
     table = scoreboard.report(results)
-    assert f"| {agent} |" in table.splitlines()[0]
+    assert f"| `{agent}` |" in table.splitlines()[0]
     scoreboard.run(results, ["RepeatPrevious-k4-v0"], [agent], [0], budget_scale=0.01)  # done: skipped
     assert len(results.read_text().splitlines()) == 1
 
