@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -248,6 +249,34 @@ def report(
     return "\n".join(lines)
 
 
+MARKER = "<!-- scoreboard report "
+
+
+def docs_with_reports(text: str, results: Path) -> str:
+    """``text`` (markdown) with the table under each ``<!-- scoreboard report --agents ... [--seeds
+    ...] -->`` line replaced by that report of ``results``: what ``docs`` writes and the docs test
+    compares."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if line.startswith(MARKER):
+            options: dict[str, list[str]] = {"--agents": [], "--seeds": []}
+            key = "--agents"
+            for word in shlex.split(line.removeprefix(MARKER).removesuffix("-->")):
+                if word.startswith("--"):
+                    key = word
+                    options.setdefault(key, [])
+                else:
+                    options[key].append(word)
+            seeds = _seeds(options["--seeds"]) if options["--seeds"] else None
+            out.extend(report(results, agents=options["--agents"], seeds=seeds).splitlines())
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+    return "\n".join(out) + "\n"
+
+
 def _seeds(values: list[str]) -> list[int]:
     seeds: list[int] = []
     for value in values:
@@ -270,7 +299,14 @@ def main(argv: list[str] | None = None) -> None:
     report_parser.add_argument("--agents", nargs="*", default=None)
     report_parser.add_argument("--tasks", nargs="*", default=None, choices=list(TASKS))
     report_parser.add_argument("--seeds", nargs="*", default=None, help="only these seeds or ranges (0-4)")
+    docs_parser = sub.add_parser("docs", help="rewrite the marked tables of a docs page from the results")
+    docs_parser.add_argument("results", type=Path)
+    docs_parser.add_argument("page", type=Path, nargs="?", default=Path("docs/memories.md"))
     args = parser.parse_args(argv)
+    if args.command == "docs":
+        args.page.write_text(docs_with_reports(args.page.read_text(), args.results))
+        print(f"rewrote the marked tables of {args.page}")
+        return
     if args.command == "run":
         print(f"`python -m benchmarks.scoreboard {' '.join(sys.argv[1:] if argv is None else argv)}`, {cpu_model()}")
         run(args.results, args.tasks, args.agents, _seeds(args.seeds), args.budget_scale)
