@@ -262,16 +262,10 @@ def docs_with_reports(text: str, results: Path) -> str:
         out.append(line)
         i += 1
         if line.startswith(MARKER):
-            options: dict[str, list[str]] = {"--agents": [], "--seeds": []}
-            key = "--agents"
-            for word in shlex.split(line.removeprefix(MARKER).removesuffix("-->")):
-                if word.startswith("--"):
-                    key = word
-                    options.setdefault(key, [])
-                else:
-                    options[key].append(word)
-            seeds = _seeds(options["--seeds"]) if options["--seeds"] else None
-            out.extend(report(results, agents=options["--agents"], seeds=seeds).splitlines())
+            args = _report_parser().parse_args(
+                [str(results), *shlex.split(line.removeprefix(MARKER).removesuffix("-->"))]
+            )
+            out.extend(_report_of(args).splitlines())
             while i < len(lines) and lines[i].startswith("|"):
                 i += 1
     return "\n".join(out) + "\n"
@@ -281,8 +275,25 @@ def _seeds(values: list[str]) -> list[int]:
     seeds: list[int] = []
     for value in values:
         low, _, high = value.partition("-")
-        seeds.extend(range(int(low), int(high or low) + 1))
+        try:
+            seeds.extend(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise SystemExit(f"--seeds {value!r}: give seeds or ranges of seeds, such as 0 or 0-4") from None
     return seeds
+
+
+def _report_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The options of ``report``, which a docs page's marker line gives too."""
+    parser = parser or argparse.ArgumentParser(prog="scoreboard report")
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--agents", nargs="*", default=None)
+    parser.add_argument("--tasks", nargs="*", default=None, choices=list(TASKS))
+    parser.add_argument("--seeds", nargs="*", default=None, help="only these seeds or ranges (0-4)")
+    return parser
+
+
+def _report_of(args: argparse.Namespace) -> str:
+    return report(args.results, args.agents, args.tasks, None if args.seeds is None else _seeds(args.seeds))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -294,16 +305,15 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--agents", nargs="*", default=list(AGENTS), help=f"{list(AGENTS)}, with +variants")
     run_parser.add_argument("--seeds", nargs="*", default=["0-4"], help="seeds or ranges (0-4)")
     run_parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (quick checks)")
-    report_parser = sub.add_parser("report", help="print the tables")
-    report_parser.add_argument("results", type=Path)
-    report_parser.add_argument("--agents", nargs="*", default=None)
-    report_parser.add_argument("--tasks", nargs="*", default=None, choices=list(TASKS))
-    report_parser.add_argument("--seeds", nargs="*", default=None, help="only these seeds or ranges (0-4)")
+    _report_parser(sub.add_parser("report", help="print the tables"))
     docs_parser = sub.add_parser("docs", help="rewrite the marked tables of a docs page from the results")
     docs_parser.add_argument("results", type=Path)
     docs_parser.add_argument("page", type=Path, nargs="?", default=Path("docs/memories.md"))
     args = parser.parse_args(argv)
     if args.command == "docs":
+        for path in (args.results, args.page):
+            if not path.is_file():
+                raise SystemExit(f"{path} is not a file: give the results file and the docs page to rewrite")
         args.page.write_text(docs_with_reports(args.page.read_text(), args.results))
         print(f"rewrote the marked tables of {args.page}")
         return
@@ -311,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"`python -m benchmarks.scoreboard {' '.join(sys.argv[1:] if argv is None else argv)}`, {cpu_model()}")
         run(args.results, args.tasks, args.agents, _seeds(args.seeds), args.budget_scale)
     else:
-        print(report(args.results, args.agents, args.tasks, None if args.seeds is None else _seeds(args.seeds)))
+        print(_report_of(args))
 
 
 if __name__ == "__main__":
