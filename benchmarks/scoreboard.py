@@ -18,6 +18,7 @@ Variants change one thing about an agent, named after a ``+``: ``gru+refresh``
     python -m benchmarks.scoreboard run results.jsonl                  # the whole scoreboard, seeds 0-4
     python -m benchmarks.scoreboard run results.jsonl --agents gru ffm --seeds 0 1 --tasks RepeatFirst-Hard-v0
     python -m benchmarks.scoreboard report results.jsonl               # the tables (Markdown)
+    python -m benchmarks.scoreboard docs results.jsonl                 # docs/memories.md's tables, presets' figures
 
 Runs go one at a time, torch on one thread (run the command under ``nice`` on a shared machine).
 Each finished run is appended to the JSON-lines file as it ends, and runs already in the file
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import shlex
 import sys
 import time
@@ -65,6 +67,23 @@ TASKS = {task.env: task for task in SUITE}
 MEMORIES = ("gru", "lstm", "mingru", "minlstm", "ffm", "transformer")
 AGENTS = (*MEMORIES, "mlp-stack4")
 WINDOWS = (32, 64, 128, 256)  # the transformer's window: the first that covers the delay
+
+
+# shipped presets that carry a scoreboard agent (the pick for a task in docs/memories.md): each is
+# the task's GRU preset with the agent's overrides at the task's budget; its description ends with
+# the agent's IQM there (:func:`quote`), which ``docs`` rewrites and a test holds to the results
+PRESETS = {
+    "repeat-first-medium-mingru": ("RepeatFirst-Medium-v0", "mingru+l2"),
+    "tmaze-l100-mingru": ("TMaze-L100-v0", "mingru+l2"),
+    "repeat-first-hard-mingru": ("RepeatFirst-Hard-v0", "mingru+l2"),
+    "count-recall-medium-ffm": ("CountRecall-Medium-v0", "ffm+l2"),
+    "repeat-previous-k16-ffm": ("RepeatPrevious-k16-v0", "ffm+l2+c32"),
+    "repeat-previous-k16-transformer": ("RepeatPrevious-k16-v0", "transformer"),
+    "tmaze-l100-transformer": ("TMaze-L100-v0", "transformer"),
+    "tmaze-l200-transformer": ("TMaze-L200-v0", "transformer"),
+    "repeat-first-hard-transformer": ("RepeatFirst-Hard-v0", "transformer"),
+}
+QUOTE = re.compile(r" \(scoreboard IQM (-?\d+\.\d\d), (\d+) seeds?\)$")
 
 
 def _burn_in(task: Task, n_steps: int) -> int:
@@ -249,6 +268,25 @@ def report(
     return "\n".join(lines)
 
 
+def quote(rows: list[dict[str, Any]], task: str, agent: str) -> str:
+    """What a preset's description ends with: `` (scoreboard IQM 0.92, 5 seeds)``."""
+    from recurrent_rl.sweeps.stats import iqm
+
+    scores = [r["score"] for r in rows if (r["task"], r["agent"]) == (task, agent)]
+    if not scores:
+        raise SystemExit(f"no {agent} runs on {task} in the results: the preset's figure needs them")
+    return f" (scoreboard IQM {iqm(scores):.2f}, {len(scores)} seed{'s' if len(scores) > 1 else ''})"
+
+
+def preset_with_quote(text: str, rows: list[dict[str, Any]], task: str, agent: str) -> str:
+    """A preset's YAML ``text`` with its description's quoted figure (:data:`QUOTE`) that of ``rows``."""
+    match = re.search(r"^description: .*$", text, re.M)
+    if match is None:
+        raise SystemExit("a preset without a description line")
+    line = match[0]
+    return text.replace(line, QUOTE.sub("", line) + quote(rows, task, agent), 1)
+
+
 MARKER = "<!-- scoreboard report "
 
 
@@ -296,6 +334,12 @@ def _report_of(args: argparse.Namespace) -> str:
     return report(args.results, args.agents, args.tasks, None if args.seeds is None else _seeds(args.seeds))
 
 
+def _presets_dir() -> Path:
+    from recurrent_rl.config import presets
+
+    return Path(presets.__file__).parent
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -306,7 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--seeds", nargs="*", default=["0-4"], help="seeds or ranges (0-4)")
     run_parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every budget (quick checks)")
     _report_parser(sub.add_parser("report", help="print the tables"))
-    docs_parser = sub.add_parser("docs", help="rewrite the marked tables of a docs page from the results")
+    docs_parser = sub.add_parser(
+        "docs", help="rewrite the marked tables of a docs page and the quoted figures of PRESETS from the results"
+    )
     docs_parser.add_argument("results", type=Path)
     docs_parser.add_argument("page", type=Path, nargs="?", default=Path("docs/memories.md"))
     args = parser.parse_args(argv)
@@ -315,7 +361,12 @@ def main(argv: list[str] | None = None) -> None:
             if not path.is_file():
                 raise SystemExit(f"{path} is not a file: give the results file and the docs page to rewrite")
         args.page.write_text(docs_with_reports(args.page.read_text(), args.results))
-        print(f"rewrote the marked tables of {args.page}")
+        rows = read_results(args.results)
+        presets = _presets_dir()
+        for name, (task, agent) in PRESETS.items():
+            path = presets / f"{name}.yaml"
+            path.write_text(preset_with_quote(path.read_text(), rows, task, agent))
+        print(f"rewrote the marked tables of {args.page} and the figures of {len(PRESETS)} presets in {presets}")
         return
     if args.command == "run":
         print(f"`python -m benchmarks.scoreboard {' '.join(sys.argv[1:] if argv is None else argv)}`, {cpu_model()}")

@@ -66,3 +66,41 @@ def test_the_scoreboard_tables_in_the_docs_are_the_reports_of_the_committed_resu
         f"docs/memories.md lines {stale[:3]} differ from the results: "
         "python -m benchmarks.scoreboard docs benchmarks/results/scoreboard.jsonl"
     )
+
+
+@pytest.mark.parametrize("name", sorted(scoreboard.PRESETS))
+def test_a_memory_preset_is_its_scoreboard_agent_and_quotes_its_score(name):
+    """The preset is the task's GRU preset with the agent's overrides at the scoreboard's budget
+    (what was measured is what ships), the GRU preset's description names it, and the IQM its
+    description quotes, which ``recurrent-rl presets`` lists, is that of the committed results."""
+    import dataclasses
+    from pathlib import Path
+
+    from recurrent_rl.config.presets import load_preset
+
+    task, agent = scoreboard.PRESETS[name]
+    preset = load_preset(name)
+    measured = load_preset(scoreboard.TASKS[task].preset, scoreboard.agent_overrides(scoreboard.TASKS[task], agent))
+    measured = dataclasses.replace(
+        measured, description=preset.description, n_timesteps=scoreboard.TASKS[task].budget, eval=preset.eval
+    )
+    differ = [f.name for f in dataclasses.fields(preset) if getattr(preset, f.name) != getattr(measured, f.name)]
+    assert not differ, f"{name} differs from the scoreboard's {agent} on {task} in {differ}"
+    assert name in load_preset(scoreboard.TASKS[task].preset).description  # the GRU preset points to it
+    rows = scoreboard.read_results(Path(__file__).resolve().parent.parent / "benchmarks/results/scoreboard.jsonl")
+    assert preset.description.endswith(scoreboard.quote(rows, task, agent)), (
+        f"{name}: {preset.description!r}; python -m benchmarks.scoreboard docs benchmarks/results/scoreboard.jsonl"
+    )
+
+
+def test_a_presets_quoted_figure_is_rewritten_from_the_results():
+    rows = [dict(task="TMaze-L100-v0", agent="mingru+l2", seed=s, score=v) for s, v in enumerate([0.8, 0.2, 0.6, 0.4])]
+    text = "# notes\ndescription: minGRU on the T-maze (scoreboard IQM 0.99, 3 seeds)\nenv: pomdp/TMaze-L100-v0\n"
+    written = scoreboard.preset_with_quote(text, rows, "TMaze-L100-v0", "mingru+l2")
+    assert written == text.replace("(scoreboard IQM 0.99, 3 seeds)", "(scoreboard IQM 0.50, 4 seeds)")
+    bare = text.replace(" (scoreboard IQM 0.99, 3 seeds)", "")
+    assert scoreboard.preset_with_quote(bare, rows[:1], "TMaze-L100-v0", "mingru+l2").splitlines()[1] == (
+        "description: minGRU on the T-maze (scoreboard IQM 0.80, 1 seed)"
+    )
+    with pytest.raises(SystemExit, match="no ffm runs on TMaze-L100-v0"):
+        scoreboard.preset_with_quote(text, rows, "TMaze-L100-v0", "ffm")
