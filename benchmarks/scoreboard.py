@@ -360,12 +360,14 @@ def main(argv: list[str] | None = None) -> None:
         for path in (args.results, args.page):
             if not path.is_file():
                 raise SystemExit(f"{path} is not a file: give the results file and the docs page to rewrite")
-        args.page.write_text(docs_with_reports(args.page.read_text(), args.results))
-        rows = read_results(args.results)
-        presets = _presets_dir()
+        rows, presets = read_results(args.results), _presets_dir()
+        # everything is computed before anything is written: results that lack an agent change nothing
+        texts = {args.page: docs_with_reports(args.page.read_text(), args.results)}
         for name, (task, agent) in PRESETS.items():
             path = presets / f"{name}.yaml"
-            path.write_text(preset_with_quote(path.read_text(), rows, task, agent))
+            texts[path] = preset_with_quote(path.read_text(), rows, task, agent)
+        for path, text in texts.items():
+            path.write_text(text)
         print(f"rewrote the marked tables of {args.page} and the figures of {len(PRESETS)} presets in {presets}")
         return
     if args.command == "run":

@@ -104,3 +104,13 @@ def test_a_presets_quoted_figure_is_rewritten_from_the_results():
     )
     with pytest.raises(SystemExit, match="no ffm runs on TMaze-L100-v0"):
         scoreboard.preset_with_quote(text, rows, "TMaze-L100-v0", "ffm")
+
+
+def test_scoreboard_docs_with_results_that_lack_a_presets_agent_writes_nothing(tmp_path):
+    results, page = tmp_path / "results.jsonl", tmp_path / "page.md"
+    results.write_text(json.dumps(dict(task="TMaze-L100-v0", agent="gru+l2", seed=0, score=0.5, seconds=1)) + "\n")
+    text = "<!-- scoreboard report --agents gru+l2 -->\n| stale |\n"
+    page.write_text(text)
+    with pytest.raises(SystemExit, match="no .* runs on .* in the results"):
+        scoreboard.main(["docs", str(results), str(page)])
+    assert page.read_text() == text
