@@ -252,7 +252,10 @@ def report(
             cells.append(
                 "-" if not scores else f"{_fmt(stratified_bootstrap(scores, iqm), len(scores))} ({len(scores)})"
             )
-        lines.append(f"| {task.removesuffix('-v0')} | {TASKS[task].budget // 1000}k | " + " | ".join(cells) + " |")
+        budgets = "/".join(
+            f"{b // 1000}k" for b in sorted({r.get("budget", TASKS[task].budget) for r in rows if r["task"] == task})
+        )
+        lines.append(f"| {task.removesuffix('-v0')} | {budgets} | " + " | ".join(cells) + " |")
     cells = []
     for agent in agents:
         runs = [by.get((task, agent), {}) for task in tasks]

@@ -20,6 +20,7 @@ def test_a_scoreboard_run_trains_scores_and_reports(tmp_path, agent):
     assert -2.0 <= row["score"] <= 1.0
     table = scoreboard.report(results)
     assert f"| `{agent}` |" in table.splitlines()[0]
+    assert table.splitlines()[2].startswith("| RepeatPrevious-k4 | 1k | ")  # the budget the runs had
     scoreboard.run(results, ["RepeatPrevious-k4-v0"], [agent], [0], budget_scale=0.01)  # done: skipped
     assert len(results.read_text().splitlines()) == 1
 
