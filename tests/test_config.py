@@ -227,13 +227,13 @@ def test_configs_are_frozen_and_validated_on_replace():
 
 def test_policy_choices_are_the_core_aliases():
     from recurrent_rl import RecurrentPPO
-    from recurrent_rl.config.train import POLICIES
+    from recurrent_rl.config.sections import POLICIES
 
     assert set(POLICIES) == set(RecurrentPPO.policy_aliases)
 
 
 def test_the_config_names_every_memory_core():
-    from recurrent_rl.config.train import MEMORIES
+    from recurrent_rl.config.sections import MEMORIES
     from recurrent_rl.nets.memory import MEMORIES as CORE_MEMORIES
 
     assert MEMORIES == CORE_MEMORIES

@@ -393,7 +393,7 @@ def test_the_supervised_make_env_is_the_evaluation_one():
 
 def test_one_activation_table_for_policy_heads_and_sequence_models():
     from recurrent_rl.config import schema
-    from recurrent_rl.config.train import ACTIVATIONS as POLICY_ACTIVATIONS
+    from recurrent_rl.config.sections import ACTIVATIONS as POLICY_ACTIVATIONS
     from recurrent_rl.supervised.models import ACTIVATIONS, InputLayers
 
     assert tuple(ACTIVATIONS) == POLICY_ACTIVATIONS == tuple(schema.ACTIVATIONS)

@@ -21,7 +21,8 @@ from recurrent_rl.cli.common import (
     resolve_train_config,
 )
 from recurrent_rl.config.loading import config_keys
-from recurrent_rl.config.train import MEMORIES, UserInputError, config_to_yaml
+from recurrent_rl.config.sections import MEMORIES
+from recurrent_rl.config.train import UserInputError, config_to_yaml
 
 
 def add_parser(commands: Any) -> None:

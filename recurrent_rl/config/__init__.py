@@ -2,8 +2,10 @@
 
 - :mod:`.schema`: the config machinery of both sides (frozen dataclasses checked on every
   construction, config files, ``--set`` overrides, YAML out);
-- :mod:`.train`: :class:`TrainConfig`, the config of ``recurrent-rl train`` (its sections, keys
-  and checks);
+- :mod:`.train`: :class:`TrainConfig`, the config of ``recurrent-rl train`` (its keys, the keys of
+  one algorithm family, and the checks that span sections);
+- :mod:`.sections`: its sections (``policy_kwargs``, ``encoder``, ``normalize``, ``eval``,
+  ``checkpoint``, ``runners``) and the policy, memory and activation names;
 - :mod:`.loading`: reading one (:func:`load_config`: a file, the zoo's layout, ``--set``
   overrides, the rules for a received file);
 - :mod:`.presets`: the shipped presets (``<name>.yaml``; ``<name>.pretrain.yaml`` for pretraining);
@@ -22,20 +24,22 @@ names are here too (``from recurrent_rl.config import TrainConfig, load_config``
 from recurrent_rl.config.envs import EnvFactory, check_env_id, check_env_kwargs, make_env
 from recurrent_rl.config.loading import apply_overrides, config_from_dict, config_keys, load_config, unwrap_zoo_layout
 from recurrent_rl.config.schema import ConfigError, Section, UserInputError, save_config, setting
-from recurrent_rl.config.train import (
+from recurrent_rl.config.sections import (
     ACTIVATIONS,
-    MAX_SEED,
-    MAX_TIMESTEPS,
     MEMORIES,
     POLICIES,
     CheckpointConfig,
     EncoderConfig,
     EvalConfig,
-    Linear,
     NetArch,
     NormalizeConfig,
     PolicyConfig,
     RunnersConfig,
+)
+from recurrent_rl.config.train import (
+    MAX_SEED,
+    MAX_TIMESTEPS,
+    Linear,
     TrainConfig,
     config_to_yaml,
     make_schedule,

@@ -20,7 +20,8 @@ from typing import Any
 from recurrent_rl.config import schema, zoo
 from recurrent_rl.config.envs import check_env_id
 from recurrent_rl.config.schema import ConfigError, describe_keys
-from recurrent_rl.config.train import PolicyConfig, TrainConfig
+from recurrent_rl.config.sections import PolicyConfig
+from recurrent_rl.config.train import TrainConfig
 from recurrent_rl.received import ReceivedFileError, env_id_from_file, path_inside, shorten
 
 
