@@ -38,20 +38,14 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
-from stable_baselines3.common.distributions import (
-    MultiCategoricalDistribution,
-)
-from stable_baselines3.common.preprocessing import is_image_space
 from torch import nn
 
-from recurrent_rl.export.format import FORMAT, FORMAT_VERSION, METADATA_KEY
+from recurrent_rl.export.format import METADATA_KEY
 from recurrent_rl.export.graph import (
     ActingGraph,
     ExportError,
@@ -60,10 +54,9 @@ from recurrent_rl.export.graph import (
     input_dtype,
     obs_normalization,
 )
+from recurrent_rl.export.signature import Signature, dtype_name, graph_signature, metadata, obs_shape
 from recurrent_rl.io.safe import env_id_of
-from recurrent_rl.io.spaces import space_to_json
 from recurrent_rl.received import ReceivedFileError, load_json, shorten
-from recurrent_rl.versions import package_versions
 
 DEFAULT_OPSET = 17
 # below this opset no acting graph runs (Equal takes no float input there, and the episode-start
@@ -73,177 +66,6 @@ MIN_OPSET = 11
 INSTALL_HINT = "pip install 'recurrent_rl[onnx]' (onnx, onnxscript, onnxruntime)"
 # ONNX domains of standard operators; anything else (a custom operator) cannot run elsewhere
 STANDARD_DOMAINS = ("", "ai.onnx")
-
-
-# --- inputs, outputs, metadata ---------------------------------------------------------------------
-
-
-@dataclass
-class _Signature:
-    input_names: list[str]
-    output_names: list[str]
-    dynamic_axes: dict[str, dict[int, str]]
-    description: dict[str, Any]
-
-
-def _dtype_name(dtype: Any) -> str:
-    return np.dtype(dtype).name
-
-
-def _signature(policy: Any, include_value: bool, include_distribution: bool) -> _Signature:
-    space = policy.observation_space
-    obs_entries: list[dict[str, Any]] = []
-    if isinstance(space, spaces.Dict):
-        for key, sub in space.spaces.items():
-            obs_entries.append(
-                {
-                    "name": f"obs.{key}",
-                    "key": key,
-                    "dtype": _dtype_name(input_dtype(sub)),
-                    "shape": ["batch", *_obs_shape(sub)],
-                }
-            )
-    else:
-        obs_entries.append(
-            {
-                "name": "obs",
-                "key": None,
-                "dtype": _dtype_name(input_dtype(space)),
-                "shape": ["batch", *_obs_shape(space)],
-            }
-        )
-    states: list[dict[str, Any]] = []
-    cores = [("actor", policy.actor_memory)]
-    if include_value and policy.critic_core is not None:
-        cores.append(("critic", policy.critic_core))
-    for role, core in cores:
-        for index, shape in enumerate(core.state_shapes(1)):
-            states.append(
-                {
-                    "name": f"state.{role}.{index}",
-                    "output": f"next_state.{role}.{index}",
-                    "role": role,
-                    "index": index,
-                    "dtype": "float32",
-                    "shape": [shape[0], "batch", *shape[2:]],
-                }
-            )
-    action_space = policy.action_space
-    action_dtype = "int64" if isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete)) else "float32"
-    outputs: list[dict[str, Any]] = [{"name": "action", "dtype": action_dtype, "shape": ["batch", *action_space.shape]}]
-    outputs += [
-        {"name": s["output"], "dtype": "float32", "shape": s["shape"], "state": s["name"]}
-        for s in states
-        if s["role"] == "actor"
-    ]
-    if include_value:
-        outputs += [
-            {"name": s["output"], "dtype": "float32", "shape": s["shape"], "state": s["name"]}
-            for s in states
-            if s["role"] == "critic"
-        ]
-        outputs.append({"name": "value", "dtype": "float32", "shape": ["batch"]})
-    if include_distribution:
-        width = (
-            int(sum(policy.action_dist.action_dims))
-            if isinstance(policy.action_dist, MultiCategoricalDistribution)
-            else int(policy.action_net.out_features)
-        )
-        outputs += [
-            {"name": name, "dtype": "float32", "shape": ["batch", width]} for name in distribution_output_names(policy)
-        ]
-    input_names = [e["name"] for e in obs_entries] + ["episode_start"] + [s["name"] for s in states]
-    output_names = [o["name"] for o in outputs]
-    dynamic_axes = {e["name"]: {0: "batch"} for e in obs_entries}
-    dynamic_axes["episode_start"] = {0: "batch"}
-    for s in states:
-        dynamic_axes[s["name"]] = {1: "batch"}
-    for o in outputs:
-        dynamic_axes[o["name"]] = {o["shape"].index("batch"): "batch"}
-    description = {
-        "obs": obs_entries,
-        "episode_start": {
-            "name": "episode_start",
-            "dtype": "float32",
-            "shape": ["batch"],
-            "meaning": "1 where the env starts an episode at this step: its memory is reset to zeros "
-            "first; 0 to keep it",
-        },
-        "states": states,
-        "outputs": outputs,
-    }
-    return _Signature(input_names, output_names, dynamic_axes, description)
-
-
-def _obs_shape(space: spaces.Space) -> list[int]:
-    if isinstance(space, spaces.Discrete):
-        return []  # predict reshapes a Discrete observation to (B,)
-    return [int(s) for s in space.shape or ()]
-
-
-def _metadata(
-    policy: Any,
-    signature: _Signature,
-    normalization: dict[str | None, ObsNormalization],
-    include_value: bool,
-    include_distribution: bool,
-    opset: int,
-    env_id: str | None,
-) -> dict[str, Any]:
-    core = policy.actor_memory
-    action_space = policy.action_space
-    if isinstance(action_space, spaces.Box):
-        post = (
-            "unscaled from [-1, 1] to the action space (tanh-squashed)"
-            if policy.squash_output
-            else "the distribution's mean, clipped to the action space's bounds"
-        )
-    elif isinstance(action_space, spaces.MultiBinary):
-        post = "round(sigmoid(logits)) per entry"
-    else:
-        post = "argmax of the action probabilities (per entry for MultiDiscrete)"
-    first = next(iter(normalization.values()), None)
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "env_id": env_id,
-        "observation_space": space_to_json(policy.observation_space),
-        "action_space": space_to_json(action_space),
-        "memory": {
-            "type": core.memory,
-            "hidden_size": int(core.hidden_size),
-            "num_layers": int(core.num_layers),
-            "memory_kwargs": dict(core.memory_kwargs),
-            "critic_memory": policy.critic_memory,
-        },
-        **signature.description,
-        "reset": "at the first step: every state.* input zeros of its shape (with the batch size), and "
-        "episode_start = 1; after that feed each next_state.* output back as the state.* input of the same "
-        "name; episode_start = 1 for the envs whose episode starts at that step",
-        "deterministic_action": post,
-        "vecnormalize": None
-        if first is None
-        else {
-            "folded": True,
-            "keys": [k for k in normalization if k is not None] or None,
-            "clip_obs": first.clip_obs,
-            "epsilon": first.epsilon,
-            "note": "the graph normalises raw observations itself: feed them as the env gives them",
-        },
-        "image_layout": "channel-first (C, H, W): transpose channel-last frames (H, W, C) to (C, H, W)"
-        if _has_image(policy.observation_space)
-        else None,
-        "include_value": include_value,
-        "include_distribution": include_distribution,
-        "opset": opset,
-        "versions": package_versions("onnx"),
-    }
-
-
-def _has_image(space: spaces.Space) -> bool:
-    if isinstance(space, spaces.Dict):
-        return any(_has_image(sub) for sub in space.spaces.values())
-    return isinstance(space, spaces.Box) and is_image_space(space)
 
 
 # --- example inputs ----------------------------------------------------------------------------------
@@ -260,7 +82,7 @@ def _example_inputs(graph: ActingGraph, policy: Any, batch: int, seed: int, n_st
 
     def observation() -> list[th.Tensor]:
         arrays = [np.stack([np.asarray(sub.sample()) for _ in range(batch)]).astype(input_dtype(sub)) for sub in subs]
-        return [th.as_tensor(a).reshape(batch, *_obs_shape(sub)) for a, sub in zip(arrays, subs)]
+        return [th.as_tensor(a).reshape(batch, *obs_shape(sub)) for a, sub in zip(arrays, subs)]
 
     states: list[th.Tensor] = list(policy.actor_memory.initial_state(batch, "cpu"))
     if graph.critic_core is not None:
@@ -453,7 +275,7 @@ def _check_graph(onnx_model: Any) -> None:
         )
 
 
-def _verify(onnx_bytes: bytes, graph: ActingGraph, policy: Any, signature: _Signature) -> None:
+def _verify(onnx_bytes: bytes, graph: ActingGraph, policy: Any, signature: Signature) -> None:
     """Run the graph in onnxruntime on a batch of a size it was not traced with and compare."""
     try:
         import onnxruntime as ort
@@ -611,7 +433,7 @@ def _export_bytes(
 
     from recurrent_rl import __version__
 
-    signature = _signature(policy, include_value, include_distribution)
+    signature = graph_signature(policy, include_value, include_distribution)
     graph = ActingGraph(policy, normalization, include_value, include_distribution).eval()
     try:
         inputs = _example_inputs(graph, policy, batch=2, seed=0)
@@ -644,7 +466,7 @@ def _export_bytes(
         ) from None
     onnx_model = proto if proto is not None else onnx.load_from_string(buffer.getvalue())
     _check_graph(onnx_model)
-    meta = _metadata(policy, signature, normalization, include_value, include_distribution, opset, env_id)
+    meta = metadata(policy, signature, normalization, include_value, include_distribution, opset, env_id)
     meta["versions"]["recurrent_rl"] = __version__
     meta["exporter"] = "torch.export (dynamo)" if dynamo else "TorchScript"
     del onnx_model.metadata_props[:]
@@ -662,7 +484,7 @@ def _fallback_inputs(graph: ActingGraph, policy: Any) -> list[th.Tensor]:
     """Zero inputs of batch 2 (when the policy could not even run on sample observations)."""
     space = policy.observation_space
     subs = [space[key] for key in graph.keys] if graph.keys is not None else [space]
-    obs = [th.zeros((2, *_obs_shape(sub)), dtype=getattr(th, _dtype_name(input_dtype(sub)))) for sub in subs]
+    obs = [th.zeros((2, *obs_shape(sub)), dtype=getattr(th, dtype_name(input_dtype(sub)))) for sub in subs]
     states = list(policy.actor_memory.initial_state(2, "cpu"))
     if graph.critic_core is not None:
         states += list(policy.critic_core.initial_state(2, "cpu"))
