@@ -294,18 +294,20 @@ MARKER = "<!-- scoreboard report "
 
 
 def docs_with_reports(text: str, results: Path) -> str:
-    """``text`` (markdown) with the table under each ``<!-- scoreboard report --agents ... [--seeds
-    ...] -->`` line replaced by that report of ``results``: what ``docs`` writes and the docs test
-    compares."""
+    """``text`` (markdown) with the table under each ``<!-- scoreboard report [FILE] --agents ...
+    [--seeds ...] -->`` line replaced by that report of ``results`` (or of ``FILE``, a results file
+    beside it): what ``docs`` writes and the docs test compares."""
     lines, out, i = text.splitlines(), [], 0
     while i < len(lines):
         line = lines[i]
         out.append(line)
         i += 1
         if line.startswith(MARKER):
-            args = _report_parser().parse_args(
-                [str(results), *shlex.split(line.removeprefix(MARKER).removesuffix("-->"))]
-            )
+            options = shlex.split(line.removeprefix(MARKER).removesuffix("-->"))
+            source = results.parent / options.pop(0) if options and not options[0].startswith("-") else results
+            if not source.is_file():
+                raise SystemExit(f"{line}: no results file {source}")
+            args = _report_parser().parse_args([str(source), *options])
             out.extend(_report_of(args).splitlines())
             while i < len(lines) and lines[i].startswith("|"):
                 i += 1

@@ -115,3 +115,14 @@ def test_scoreboard_docs_with_results_that_lack_a_presets_agent_writes_nothing(t
     with pytest.raises(SystemExit, match="no .* runs on .* in the results"):
         scoreboard.main(["docs", str(results), str(page)])
     assert page.read_text() == text
+
+
+def test_a_docs_marker_may_name_a_results_file_beside_the_main_one(tmp_path):
+    row = dict(task="TMaze-L200-v0", agent="mingru+l2", seed=0, score=0.5, seconds=1, budget=300_000)
+    (tmp_path / "main.jsonl").write_text(json.dumps({**row, "score": -1.0, "budget": 150_000}) + "\n")
+    (tmp_path / "twice.jsonl").write_text(json.dumps(row) + "\n")
+    page = "<!-- scoreboard report twice.jsonl --agents mingru+l2 -->\n| stale |\n"
+    table = scoreboard.docs_with_reports(page, tmp_path / "main.jsonl").splitlines()
+    assert table[3].startswith("| TMaze-L200 | 300k | 0.50 (1) |")
+    with pytest.raises(SystemExit, match="no results file"):
+        scoreboard.docs_with_reports(page.replace("twice", "missing"), tmp_path / "main.jsonl")
