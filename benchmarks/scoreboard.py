@@ -228,8 +228,8 @@ def report(
 ) -> str:
     """Markdown, as docs/memories.md shows it: per task the IQM score of each agent (in parentheses
     its number of seeds), and the suite's IQM over the tasks (all of them, or ``tasks``) on the
-    seeds an agent ran on all of them, with stratified-bootstrap 95% intervals; only ``seeds``
-    when given."""
+    seeds an agent ran on all of them (when there are several tasks and an agent ran them all),
+    with stratified-bootstrap 95% intervals; only ``seeds`` when given."""
     from recurrent_rl.sweeps.stats import iqm, stratified_bootstrap
 
     rows = read_results(path)
@@ -265,7 +265,8 @@ def report(
             continue
         matrix = np.array([[run[s] for run in runs] for s in common])  # (seeds, tasks)
         cells.append(f"**{_fmt(stratified_bootstrap(matrix, iqm), len(common))}** ({len(common)})")
-    lines.append("| **suite IQM** | | " + " | ".join(cells) + " |")
+    if len(tasks) > 1 and any(cell != "-" for cell in cells):  # a suite of one task is that task's row
+        lines.append("| **suite IQM** | | " + " | ".join(cells) + " |")
     seconds = [[r["seconds"] for r in rows if r["agent"] == a] for a in agents]
     lines.append("| mean seconds per run | | " + " | ".join(f"{np.mean(t):.0f}" if t else "-" for t in seconds) + " |")
     return "\n".join(lines)

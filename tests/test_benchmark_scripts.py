@@ -124,5 +124,6 @@ def test_a_docs_marker_may_name_a_results_file_beside_the_main_one(tmp_path):
     page = "<!-- scoreboard report twice.jsonl --agents mingru+l2 -->\n| stale |\n"
     table = scoreboard.docs_with_reports(page, tmp_path / "main.jsonl").splitlines()
     assert table[3].startswith("| TMaze-L200 | 300k | 0.50 (1) |")
+    assert "suite IQM" not in table[4]  # a suite of one task is that task's row
     with pytest.raises(SystemExit, match="no results file"):
         scoreboard.docs_with_reports(page.replace("twice", "missing"), tmp_path / "main.jsonl")
