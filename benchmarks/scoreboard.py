@@ -194,9 +194,21 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            row, reason = None, error.msg
+        else:
+            reason = "no task, agent, seed and score"
+        if not isinstance(row, dict) or not {"task", "agent", "seed", "score"} <= row.keys():
+            raise SystemExit(
+                f"{path} line {number} is not a scoreboard result ({reason}): delete or repair it "
+                "(a run stopped while writing leaves a partial last line; the run is redone when it is gone)"
+            )
+        rows.append(row)
     return rows
 
 
@@ -276,8 +288,8 @@ def quote(rows: list[dict[str, Any]], task: str, agent: str) -> str:
     """What a preset's description ends with: `` (scoreboard IQM 0.92, 5 seeds)``."""
     from recurrent_rl.sweeps.stats import iqm
 
-    scores = [r["score"] for r in rows if (r["task"], r["agent"]) == (task, agent)]
-    if not scores:
+    scores = list({r["seed"]: r["score"] for r in rows if (r["task"], r["agent"]) == (task, agent)}.values())
+    if not scores:  # one score a seed, as the report counts them
         raise SystemExit(f"no {agent} runs on {task} in the results: the preset's figure needs them")
     return f" (scoreboard IQM {iqm(scores):.2f}, {len(scores)} seed{'s' if len(scores) > 1 else ''})"
 

@@ -99,6 +99,7 @@ def test_a_presets_quoted_figure_is_rewritten_from_the_results():
     text = "# notes\ndescription: minGRU on the T-maze (scoreboard IQM 0.99, 3 seeds)\nenv: pomdp/TMaze-L100-v0\n"
     written = scoreboard.preset_with_quote(text, rows, "TMaze-L100-v0", "mingru+l2")
     assert written == text.replace("(scoreboard IQM 0.99, 3 seeds)", "(scoreboard IQM 0.50, 4 seeds)")
+    assert scoreboard.preset_with_quote(text, rows + rows[:1], "TMaze-L100-v0", "mingru+l2") == written  # a seed once
     bare = text.replace(" (scoreboard IQM 0.99, 3 seeds)", "")
     assert scoreboard.preset_with_quote(bare, rows[:1], "TMaze-L100-v0", "mingru+l2").splitlines()[1] == (
         "description: minGRU on the T-maze (scoreboard IQM 0.80, 1 seed)"
@@ -127,3 +128,14 @@ def test_a_docs_marker_may_name_a_results_file_beside_the_main_one(tmp_path):
     assert "suite IQM" not in table[4]  # a suite of one task is that task's row
     with pytest.raises(SystemExit, match="no results file"):
         scoreboard.docs_with_reports(page.replace("twice", "missing"), tmp_path / "main.jsonl")
+
+
+@pytest.mark.parametrize("line", ['{"task": "TMaze-L100-v0", "agent": "gr', '{"task": "TMaze-L100-v0"}', "[1, 2]"])
+def test_a_broken_results_line_is_named_not_a_traceback(tmp_path, line):
+    results = tmp_path / "results.jsonl"
+    good = dict(task="TMaze-L100-v0", agent="gru+l2", seed=0, score=0.5, seconds=1)
+    results.write_text(json.dumps(good) + "\n" + line + "\n")
+    with pytest.raises(SystemExit, match=r"results.jsonl line 2 is not a scoreboard result .*delete or repair it"):
+        scoreboard.read_results(results)
+    with pytest.raises(SystemExit, match="line 2"):
+        scoreboard.main(["report", str(results)])
